@@ -1,0 +1,60 @@
+# One entry point for developers and CI. Every target installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test check lint typecheck pytest docs bench services services-stop system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The event-loop blocking experiment on embedded defaults (no servers).
+demo: install
+	$(VENV)/bin/asyncify-kit demo
+
+## Servers the tests use: MariaDB comes from Debian (PostgreSQL is on the image).
+system-deps:
+	@command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || { \
+		echo "installing mariadb-server"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; }
+
+## Start the services, run every check, stop the services (also on failure or Ctrl-C).
+test: install system-deps
+	$(PY) scripts/services.py run -- $(MAKE) --no-print-directory check
+
+check: lint typecheck pytest docs
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+typecheck: install
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pyright
+
+pytest: install
+	$(VENV)/bin/pytest
+
+docs: install
+	@if [ -f mkdocs.yml ]; then $(VENV)/bin/mkdocs build --strict --site-dir .site; fi
+
+## Ratio benchmarks against the peers, services included; writes benchmarks/results/.
+bench: install system-deps
+	$(PY) scripts/services.py run -- $(PY) -m benchmarks
+
+## Start the services in the background for interactive work; `source .services/env`.
+services: install system-deps
+	$(PY) scripts/services.py start
+
+services-stop:
+	$(PY) scripts/services.py stop
+
+clean:
+	rm -rf $(VENV) .services .site .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,313 @@
+"""Backend URLs and environment settings.
+
+A backend is chosen by a URL such as ``postgresql+asyncpg://user:pw@host:5432/db?max_size=10``:
+the scheme names the dialect, the optional ``+driver`` the backend, the query string holds
+backend options. Passwords are never shown: ``str()``, ``repr()`` and every error render
+them as ``***``; only `BackendURL.render(hide_password=False)` gives the real URL back.
+
+Precedence everywhere: explicit argument > environment variable > embedded default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from .exceptions import ConfigError
+
+__all__ = ["BackendURL", "Option", "env_setting", "resolve_url"]
+
+T = TypeVar("T")
+
+_REDACTED = "***"
+
+
+@dataclass(frozen=True, eq=True)
+class BackendURL:
+    """A parsed backend URL: ``scheme[+driver]://[user[:password]@][host][:port][/path][?options]``.
+
+    >>> url = BackendURL.parse("postgresql+asyncpg://app:secret@db:5432/shop?max_size=5")
+    >>> url.dialect, url.driver, url.host, url.port, url.database
+    ('postgresql', 'asyncpg', 'db', 5432, 'shop')
+    >>> str(url)
+    'postgresql+asyncpg://app:***@db:5432/shop?max_size=5'
+    """
+
+    dialect: str
+    driver: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    host: str = ""
+    port: int | None = None
+    path: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str | BackendURL) -> BackendURL:
+        """Parse *url*; raise `ConfigError` (without echoing any password) when malformed."""
+        if isinstance(url, BackendURL):
+            return url
+        if not isinstance(url, str):
+            raise ConfigError(f"a backend URL must be a string, not {type(url).__name__}")
+        scheme, sep, rest = url.partition("://")
+        if not sep or not scheme:
+            raise ConfigError(
+                f"{_redact_raw(url)!r} is not a backend URL; expected 'scheme://...', "
+                "for example 'sqlite:///./asyncify.db' or 's3://bucket/prefix'"
+            )
+        scheme = scheme.lower()
+        dialect, plus, driver = scheme.partition("+")
+        if not dialect or (plus and not driver) or not _is_token(dialect) or (
+            driver and not _is_token(driver)
+        ):
+            raise ConfigError(f"invalid scheme {scheme!r} in backend URL {_redact_raw(url)!r}")
+        rest, _, query = rest.partition("?")
+        if "#" in query or "#" in rest:
+            raise ConfigError(f"a backend URL takes no fragment: {_redact_raw(url)!r}")
+        authority, slash, path = rest.partition("/")
+        path = slash + path
+        username = password = None
+        if "@" in authority:
+            userinfo, _, authority = authority.rpartition("@")
+            user, colon, pw = userinfo.partition(":")
+            username = unquote(user)
+            password = unquote(pw) if colon else None
+        host, port = _split_host_port(authority, url)
+        options: dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key in options:
+                raise ConfigError(f"option {key!r} is given twice in {_redact_raw(url)!r}")
+            options[key] = value
+        return cls(
+            dialect=dialect,
+            driver=driver or None,
+            username=username,
+            password=password,
+            host=unquote(host),
+            port=port,
+            path=unquote(path),
+            options=options,
+        )
+
+    @property
+    def scheme(self) -> str:
+        """``dialect+driver``, or just the dialect when no driver is named."""
+        return f"{self.dialect}+{self.driver}" if self.driver else self.dialect
+
+    @property
+    def database(self) -> str:
+        """The path without its leading slash (the database name for SQL servers)."""
+        return self.path[1:] if self.path.startswith("/") else self.path
+
+    @property
+    def location(self) -> str:
+        """Host and path joined, as file-like schemes read them (``file://./data`` -> ``./data``)."""
+        return self.host + self.path
+
+    def render(self, *, hide_password: bool = True) -> str:
+        """The URL as a string; the password is ``***`` unless *hide_password* is false."""
+        out = [self.scheme, "://"]
+        if self.username is not None or self.password is not None:
+            out.append(quote(self.username or "", safe=""))
+            if self.password is not None:
+                out.append(":")
+                out.append(_REDACTED if hide_password else quote(self.password, safe=""))
+            out.append("@")
+        host = quote(self.host, safe=".-_~!$&'()*+,;=:[]")
+        out.append(host)
+        if self.port is not None:
+            out.append(f":{self.port}")
+        out.append(quote(self.path, safe="/.-_~!$&'()*+,;=:@"))
+        if self.options:
+            out.append("?" + urlencode(dict(self.options)))
+        return "".join(out)
+
+    def replace(self, **changes: Any) -> BackendURL:
+        """A copy with some fields changed (``url.replace(driver="psycopg")``)."""
+        values: dict[str, Any] = {
+            "dialect": self.dialect,
+            "driver": self.driver,
+            "username": self.username,
+            "password": self.password,
+            "host": self.host,
+            "port": self.port,
+            "path": self.path,
+            "options": self.options,
+        }
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"unknown BackendURL fields: {sorted(unknown)}")
+        values.update(changes)
+        return BackendURL(**values)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        return f"BackendURL({self.render()!r})"
+
+    def __hash__(self) -> int:
+        return hash((self.scheme, self.username, self.password, self.host, self.port, self.path,
+                     tuple(sorted(self.options.items()))))
+
+
+def _is_token(text: str) -> bool:
+    return text.replace("-", "").replace("_", "").replace(".", "").isalnum() and text[0].isalpha()
+
+
+def _split_host_port(authority: str, url: str) -> tuple[str, int | None]:
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end == -1:
+            raise ConfigError(f"unclosed IPv6 address in {_redact_raw(url)!r}")
+        host, rest = authority[: end + 1], authority[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"invalid host in {_redact_raw(url)!r}")
+        port_text = rest[1:] if rest else ""
+    else:
+        host, _, port_text = authority.partition(":")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(
+            f"invalid port {port_text!r} in {_redact_raw(url)!r}; expected 1-65535"
+        )
+    return host, int(port_text)
+
+
+def _redact_raw(url: str) -> str:
+    """Hide the password of a URL that may not even parse."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url if "@" not in url else _REDACTED
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        userinfo, _, hostport = authority.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        authority = f"{user}:{_REDACTED}@{hostport}" if colon else f"{user}@{hostport}"
+    return f"{scheme}{sep}{authority}{slash}{tail}"
+
+
+@dataclass(frozen=True)
+class Option(Generic[T]):
+    """One query-string option a backend accepts, with its parser and documentation.
+
+    *accepted* is the human sentence an error shows ("a whole number >= 1", "one of a, b").
+    """
+
+    name: str
+    parse: Callable[[str], T]
+    default: T
+    accepted: str
+    doc: str = ""
+
+    def convert(self, raw: str, *, backend: str) -> T:
+        try:
+            return self.parse(raw)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"invalid value {raw!r} for option {self.name!r} of the {backend!r} backend; "
+                f"accepted: {self.accepted}"
+            ) from None
+
+
+def int_option(name: str, default: int, *, minimum: int = 0, doc: str = "") -> Option[int]:
+    """An integer option with a lower bound."""
+
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError(raw)
+        return value
+
+    return Option(name, parse, default, f"a whole number >= {minimum}", doc)
+
+
+def float_option(
+    name: str, default: float | None, *, minimum: float = 0.0, doc: str = ""
+) -> Option[float | None]:
+    """A float option (seconds, say) with a lower bound; ``none`` means no value."""
+
+    def parse(raw: str) -> float | None:
+        if raw.lower() == "none":
+            return None
+        value = float(raw)
+        if not value >= minimum:
+            raise ValueError(raw)
+        return value
+
+    return Option(name, parse, default, f"a number >= {minimum:g}, or 'none'", doc)
+
+
+def bool_option(name: str, default: bool, *, doc: str = "") -> Option[bool]:
+    """A boolean option spelled true/false, 1/0, yes/no or on/off."""
+
+    def parse(raw: str) -> bool:
+        lowered = raw.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(raw)
+
+    return Option(name, parse, default, "true or false", doc)
+
+
+def choice_option(name: str, default: str, choices: Iterable[str], *, doc: str = "") -> Option[str]:
+    """An option that takes one of a fixed set of strings."""
+    allowed = tuple(choices)
+
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(raw)
+        return raw
+
+    return Option(name, parse, default, "one of " + ", ".join(allowed), doc)
+
+
+def str_option(name: str, default: str | None, *, doc: str = "") -> Option[str | None]:
+    """A free-form string option."""
+    return Option(name, str, default, "any string", doc)
+
+
+def validate_options(
+    url: BackendURL, options: Iterable[Option[Any]], *, backend: str
+) -> dict[str, Any]:
+    """Convert *url*'s query options with *options*; unknown or bad ones are a `ConfigError`.
+
+    Returns every declared option, defaults filled in.
+    """
+    declared = {opt.name: opt for opt in options}
+    unknown = sorted(set(url.options) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise ConfigError(
+            f"unknown option {unknown[0]!r} for the {backend!r} backend in {url}; "
+            f"known options: {known}"
+        )
+    values = {name: opt.default for name, opt in declared.items()}
+    for name, raw in url.options.items():
+        values[name] = declared[name].convert(raw, backend=backend)
+    return values
+
+
+def env_setting(*names: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The first non-empty environment variable among *names*, or None."""
+    env = os.environ if environ is None else environ
+    for name in names:
+        value = env.get(name)
+        if value:
+            return value
+    return None
+
+
+def resolve_url(
+    explicit: str | BackendURL | None, env_names: tuple[str, ...], default: str
+) -> BackendURL:
+    """Apply the precedence explicit argument > environment > embedded default."""
+    if explicit is not None:
+        return BackendURL.parse(explicit)
+    return BackendURL.parse(env_setting(*env_names) or default)

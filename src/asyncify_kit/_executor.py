@@ -1,0 +1,546 @@
+"""The thread hand-off behind `asyncify`: named pools of worker threads.
+
+A call becomes a `Job` put on its pool's queue. A worker thread runs it in a copy of the
+caller's contextvars and then completes the caller itself:
+
+* on asyncio, the worker appends the job to its loop's `_LoopWaker` and wakes the loop once
+  per batch (one ``call_soon_threadsafe`` for however many results arrived meanwhile); the
+  loop then settles each job's future. No per-call checkpoint, no second future.
+* on trio, the worker sets a `trio.Event` through the run's `TrioToken`.
+
+A pool never runs more calls at once than it has threads, and a thread whose caller left
+("abandon" policy) keeps its place until the call really returns. Generators and context
+managers hold one worker of their pool for their whole life (a `Lane`), so every step runs on
+the same thread and ``__exit__``/``close()`` never wait for pool capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from queue import Empty, SimpleQueue
+from typing import Any, Final
+
+from ._config import env_setting
+from .exceptions import CallCancelled, ConfigError
+
+__all__ = ["Job", "Lane", "Pool", "PoolStats", "configure", "current_job", "get_pool", "stats"]
+
+logger = logging.getLogger("asyncify_kit")
+
+PENDING: Final = 0
+RUNNING: Final = 1
+DONE: Final = 2
+CANCELLED: Final = 3
+
+DEFAULT_POOL: Final = "default"
+DEFAULT_THREADS: Final = 40
+IDLE_TIMEOUT: Final = 10.0
+SHUTDOWN_TIMEOUT: Final = 5.0
+
+
+class Job:
+    """One call handed to a worker thread, and its outcome."""
+
+    __slots__ = (
+        "abandoned",
+        "args",
+        "cancel_requested",
+        "counted",
+        "ctx",
+        "enqueued",
+        "error",
+        "fn",
+        "future",
+        "kwargs",
+        "notify",
+        "state",
+        "timed_out",
+        "value",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: contextvars.Context,
+        notify: Callable[[Job], None] | None,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.ctx = ctx
+        self.notify = notify
+        self.future: Any = None
+        self.state = PENDING
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.timed_out = False
+        self.cancel_requested = False
+        self.enqueued = 0.0
+        self.counted = False
+
+    def describe(self) -> str:
+        return getattr(self.fn, "__qualname__", None) or repr(self.fn)
+
+
+_tls = threading.local()
+
+
+def current_job() -> Job | None:
+    """The job the calling worker thread is running, if any."""
+    job: Job | None = getattr(_tls, "job", None)
+    return job
+
+
+def check_cancelled() -> None:
+    """Raise `CallCancelled` if the caller of the current offloaded call has gone away.
+
+    Call it now and then from long sync work run through `asyncify`: the caller was cancelled
+    or timed out, so the rest of the work would be thrown away. Outside a worker thread it
+    does nothing.
+    """
+    job = current_job()
+    if job is not None and job.cancel_requested:
+        raise CallCancelled(f"the caller of {job.describe()} was cancelled or timed out")
+
+
+def _execute(job: Job, pool: Pool) -> None:
+    """Run *job* on this thread unless it was cancelled first, then hand its outcome back."""
+    with pool._lock:
+        if job.state != PENDING:
+            return
+        job.state = RUNNING
+        counted = job.counted
+        if counted:
+            pool._waiting -= 1
+            pool._running.add(job)
+            pool._waits.append(time.perf_counter() - job.enqueued)
+    _tls.job = job
+    try:
+        job.value = job.ctx.run(job.fn, *job.args, **job.kwargs)
+    except BaseException as exc:  # every outcome crosses back to the caller
+        tb = exc.__traceback__
+        job.error = exc.with_traceback(tb.tb_next if tb is not None else None)
+        if isinstance(exc, StopIteration):
+            err = RuntimeError(f"{job.describe()} raised StopIteration")
+            err.__cause__ = exc
+            job.error = err
+    finally:
+        _tls.job = None
+    with pool._lock:
+        job.state = DONE
+        abandoned = job.abandoned
+        if counted:
+            pool._running.discard(job)
+            pool._completed += 1
+        if abandoned:
+            pool._abandoned -= 1
+    if abandoned:
+        if job.error is not None and not isinstance(job.error, CallCancelled):
+            logger.warning(
+                "%s raised after its caller had left (cancel='abandon')",
+                job.describe(),
+                exc_info=job.error,
+            )
+    elif job.notify is not None:
+        job.notify(job)
+
+
+_STOP: Final = object()
+
+
+class Lane:
+    """A worker thread reserved for one generator, context manager or sticky proxy.
+
+    Steps put on the lane run in order on its thread. A pool lane borrows one worker of its
+    pool (it waits for capacity once, when it starts); a dedicated lane has its own thread.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.queue: SimpleQueue[Any] = SimpleQueue()
+        self.started = False
+        self.closed = False
+
+    def start(self, *, dedicated: bool = False, name: str = "") -> None:
+        self.started = True
+        if dedicated:
+            thread = threading.Thread(
+                target=self.serve, name=f"asyncify-{self.pool.name}-{name or 'sticky'}", daemon=True
+            )
+            thread.start()
+        else:
+            self.pool._submit(self)
+
+    def put(self, job: Job) -> None:
+        self.queue.put(job)
+
+    def close(self) -> None:
+        """Release the thread after the steps already queued (idempotent, any thread)."""
+        if not self.closed:
+            self.closed = True
+            if self.started:
+                self.queue.put(_STOP)
+
+    def serve(self) -> None:
+        queue = self.queue
+        while True:
+            job = queue.get()
+            if job is _STOP:
+                return
+            _execute(job, self.pool)
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of one pool: see `stats()`."""
+
+    name: str
+    size: int
+    threads: int
+    running: int
+    waiting: int
+    abandoned: int
+    completed: int
+    queue_wait_p50: float
+    queue_wait_p90: float
+    queue_wait_p99: float
+    running_calls: tuple[str, ...]
+
+
+class Pool:
+    """Worker threads for one named pool; threads start on demand and leave when idle."""
+
+    def __init__(self, name: str, size: int) -> None:
+        if size < 1:
+            raise ConfigError(f"pool {name!r} needs at least 1 thread, got {size}")
+        self.name = name
+        self.size = size
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self._threads = 0
+        self._idle = 0
+        self._backlog = 0
+        self._waiting = 0
+        self._abandoned = 0
+        self._completed = 0
+        self._running: set[Any] = set()
+        self._waits: deque[float] = deque(maxlen=2048)
+        self._workers: list[threading.Thread] = []
+        self._serial = 0
+
+    def submit(self, job: Job) -> None:
+        """Queue *job*; it runs as soon as one of the pool's threads is free."""
+        job.enqueued = time.perf_counter()
+        job.counted = True
+        self._submit(job)
+
+    def _submit(self, item: Job | Lane) -> None:
+        spawn = False
+        with self._lock:
+            if isinstance(item, Job):
+                self._waiting += 1
+            else:
+                self._running.add(item)
+            if self._idle:
+                self._idle -= 1
+            elif self._threads < self.size:
+                self._threads += 1
+                self._serial += 1
+                spawn = True
+            else:
+                self._backlog += 1
+            self._queue.put(item)
+        if spawn:
+            thread = threading.Thread(
+                target=self._work, name=f"asyncify-{self.name}-{self._serial}", daemon=True
+            )
+            self._workers = [t for t in self._workers if t.is_alive()]
+            self._workers.append(thread)
+            thread.start()
+
+    def cancel_pending(self, job: Job) -> bool:
+        """Withdraw *job* if no thread took it yet; True if withdrawn."""
+        with self._lock:
+            if job.state != PENDING:
+                return False
+            job.state = CANCELLED
+            if job.counted:
+                self._waiting -= 1
+            return True
+
+    def abandon(self, job: Job) -> int:
+        """Mark a started *job* abandoned; returns its state at that moment."""
+        with self._lock:
+            job.cancel_requested = True
+            if job.state == PENDING:
+                job.state = CANCELLED
+                if job.counted:
+                    self._waiting -= 1
+                return PENDING
+            if job.state == RUNNING:
+                job.abandoned = True
+                self._abandoned += 1
+            return job.state
+
+    def request_cancel(self, job: Job) -> int:
+        """Ask a job to stop (see `check_cancelled`); withdraw it if it has not started."""
+        with self._lock:
+            job.cancel_requested = True
+            if job.state == PENDING:
+                job.state = CANCELLED
+                if job.counted:
+                    self._waiting -= 1
+                return PENDING
+            return job.state
+
+    def _work(self) -> None:
+        queue = self._queue
+        while True:
+            try:
+                item = queue.get(timeout=IDLE_TIMEOUT)
+            except Empty:
+                with self._lock:
+                    if queue.empty():
+                        self._idle -= 1
+                        self._threads -= 1
+                        return
+                continue
+            if item is _STOP:
+                return
+            if isinstance(item, Lane):
+                try:
+                    item.serve()
+                finally:
+                    with self._lock:
+                        self._running.discard(item)
+            else:
+                _execute(item, self)
+            with self._lock:
+                if self._backlog:
+                    self._backlog -= 1
+                else:
+                    self._idle += 1
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            waits = sorted(self._waits)
+            running = tuple(
+                item.describe() if isinstance(item, Job) else "<generator/context lane>"
+                for item in self._running
+            )
+            return PoolStats(
+                name=self.name,
+                size=self.size,
+                threads=self._threads,
+                running=len(self._running),
+                waiting=self._waiting,
+                abandoned=self._abandoned,
+                completed=self._completed,
+                queue_wait_p50=_percentile(waits, 0.50),
+                queue_wait_p90=_percentile(waits, 0.90),
+                queue_wait_p99=_percentile(waits, 0.99),
+                running_calls=running,
+            )
+
+    def shutdown(self, timeout: float) -> list[str]:
+        """Stop idle threads; wait up to *timeout* s; return the calls still running."""
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._queue.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in list(self._workers):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            return [
+                item.describe() if isinstance(item, Job) else "<generator/context lane>"
+                for item in self._running
+            ]
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, int(q * len(sorted_values)))
+    return sorted_values[index]
+
+
+_pools: dict[str, Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _default_size() -> int:
+    raw = env_setting("ASYNCIFY_THREADS")
+    if raw is None:
+        return DEFAULT_THREADS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(
+            f"invalid value {raw!r} for ASYNCIFY_THREADS; accepted: a whole number >= 1"
+        )
+    return int(raw)
+
+
+def get_pool(name: str) -> Pool:
+    """The pool called *name*; unknown names are a `ConfigError` (see `configure`)."""
+    pool = _pools.get(name)
+    if pool is not None:
+        return pool
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            if name != DEFAULT_POOL:
+                known = ", ".join(sorted({DEFAULT_POOL, *_pools}))
+                raise ConfigError(
+                    f"unknown pool {name!r}; configure it first with "
+                    f"asyncify_kit.configure(pools={{{name!r}: N}}); known pools: {known}"
+                )
+            pool = _pools[name] = Pool(name, _default_size())
+        return pool
+
+
+def configure(*, pools: dict[str, int] | None = None, default_threads: int | None = None) -> None:
+    """Create or resize named pools.
+
+    >>> configure(pools={"db": 8})
+
+    *default_threads* sizes the default pool (otherwise ``ASYNCIFY_THREADS`` or 40). A resized
+    pool applies its new size to threads it starts from now on.
+    """
+    sizes = dict(pools or {})
+    if default_threads is not None:
+        sizes[DEFAULT_POOL] = default_threads
+    for name, size in sizes.items():
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ConfigError(
+                f"invalid size {size!r} for pool {name!r}; accepted: a whole number >= 1"
+            )
+    with _pools_lock:
+        for name, size in sizes.items():
+            pool = _pools.get(name)
+            if pool is None:
+                _pools[name] = Pool(name, size)
+            else:
+                pool.size = size
+
+
+def stats(pool: str = DEFAULT_POOL) -> PoolStats:
+    """Running, waiting, abandoned-still-running and completed calls, and queue-wait times.
+
+    >>> stats().running
+    0
+    """
+    return get_pool(pool).stats()
+
+
+def all_pools() -> Iterable[Pool]:
+    """Every pool created so far."""
+    return list(_pools.values())
+
+
+# -- completing callers ---------------------------------------------------------------------
+
+
+class _LoopWaker:
+    """Collects finished jobs for one asyncio loop and wakes it once per batch."""
+
+    __slots__ = ("lock", "loop", "pending", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.pending: list[Job] = []
+        self.scheduled = False
+
+    def __call__(self, job: Job) -> None:
+        with self.lock:
+            self.pending.append(job)
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:
+            with self.lock:
+                lost, self.pending, self.scheduled = self.pending, [], False
+            logger.warning(
+                "the event loop closed before these offloaded calls finished; their results "
+                "were dropped: %s",
+                ", ".join(j.describe() for j in lost),
+            )
+
+    def drain(self) -> None:
+        with self.lock:
+            jobs, self.pending, self.scheduled = self.pending, [], False
+        for job in jobs:
+            settle_future(job)
+
+
+def settle_future(job: Job) -> None:
+    """Complete *job*'s asyncio future with its outcome (on the loop's thread)."""
+    fut = job.future
+    if fut.done():
+        return
+    if job.timed_out:
+        fut.set_exception(timeout_error(job))
+    elif job.error is not None:
+        fut.set_exception(job.error)
+    else:
+        fut.set_result(job.value)
+
+
+def timeout_error(job: Job) -> TimeoutError:
+    err = TimeoutError(f"{job.describe()} did not finish within its timeout")
+    err.__context__ = job.error
+    return err
+
+
+def loop_waker(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
+    """The batching waker of *loop*, cached per thread."""
+    waker: _LoopWaker | None = getattr(_tls, "waker", None)
+    if waker is None or waker.loop is not loop:
+        waker = _tls.waker = _LoopWaker(loop)
+    return waker
+
+
+# -- process lifecycle ----------------------------------------------------------------------
+
+
+def _shutdown_at_exit() -> None:
+    deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+    for pool in list(_pools.values()):
+        still = pool.shutdown(max(0.0, deadline - time.monotonic()))
+        if still:
+            logger.warning(
+                "asyncify pool %r: %d call(s) still running at exit: %s",
+                pool.name,
+                len(still),
+                ", ".join(still),
+            )
+
+
+def _after_fork_in_child() -> None:
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    for pool in _pools.values():
+        pool._reset()
+    _tls.__dict__.clear()
+
+
+atexit.register(_shutdown_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

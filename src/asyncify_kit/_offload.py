@@ -1,0 +1,630 @@
+"""`asyncify`, `run_sync` and `wrap`: run blocking sync code in worker threads.
+
+Cancellation is one explicit policy, identical on asyncio and trio:
+
+* ``cancel="wait"`` (default): a cancelled caller waits for the thread to finish, then raises
+  its cancellation. `check_cancelled()` lets the sync code stop early.
+* ``cancel="abandon"``: the caller leaves at once; the thread keeps its place in the pool
+  until it really returns; an exception it raises later is logged.
+
+``timeout=`` bounds one call and always ends in `TimeoutError` (under "wait", when the thread
+has finished; under "abandon", at the deadline). A result that arrives late is never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
+
+from ._executor import (
+    DEFAULT_POOL,
+    PENDING,
+    RUNNING,
+    Job,
+    Lane,
+    Pool,
+    get_pool,
+    loop_waker,
+    timeout_error,
+)
+from .exceptions import CallCancelled, ConfigError
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec, Self
+else:
+    try:
+        from typing import ParamSpec
+    except ImportError:  # pragma: no cover - Python 3.9
+        from typing_extensions import ParamSpec
+
+__all__ = ["AsyncProxy", "CancelPolicy", "OffloadedContextManager", "OffloadedIterator",
+           "asyncify", "run_sync", "wrap"]
+
+logger = logging.getLogger("asyncify_kit")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+O = TypeVar("O")  # noqa: E741 - the wrapped object's type
+C = TypeVar("C")
+
+CancelPolicy = Literal["wait", "abandon"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _validate(pool: str, cancel: str, timeout: float | None) -> None:
+    if not isinstance(pool, str) or not pool:
+        raise ConfigError(f"pool must be a non-empty pool name, not {pool!r}")
+    if cancel not in ("wait", "abandon"):
+        raise ConfigError(f"invalid cancel policy {cancel!r}; accepted: 'wait' or 'abandon'")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        raise ConfigError(f"invalid timeout {timeout!r}; accepted: a number of seconds > 0 or None")
+
+
+def _strip_library_frames(exc: BaseException) -> BaseException:
+    """Drop this package's frames from *exc*'s traceback, keeping the user's."""
+    tb = exc.__traceback__
+    kept: list[TracebackType] = []
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            kept.append(tb)
+        tb = tb.tb_next
+    new_tb: TracebackType | None = None
+    for entry in reversed(kept):
+        new_tb = TracebackType(new_tb, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return exc.with_traceback(new_tb)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _run_job(
+    job: Job, pool: Pool, submit: Callable[[Job], None], cancel: str, timeout: float | None
+) -> Any:
+    """Submit *job* and wait for it under the cancel policy; return or raise its outcome."""
+    loop = _running_loop()
+    if loop is not None:
+        return await _run_job_asyncio(loop, job, pool, submit, cancel, timeout)
+    return await _run_job_trio(job, pool, submit, cancel, timeout)
+
+
+async def _run_job_asyncio(
+    loop: asyncio.AbstractEventLoop,
+    job: Job,
+    pool: Pool,
+    submit: Callable[[Job], None],
+    cancel: str,
+    timeout: float | None,
+) -> Any:
+    fut = job.future = loop.create_future()
+    job.notify = loop_waker(loop)
+    submit(job)
+    handle = None
+    if timeout is not None:
+        handle = loop.call_later(timeout, _on_timeout_asyncio, job, pool, cancel)
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        if fut.cancelled():
+            await _after_cancel_asyncio(loop, job, pool, cancel)
+        raise
+    finally:
+        if handle is not None:
+            handle.cancel()
+
+
+def _on_timeout_asyncio(job: Job, pool: Pool, cancel: str) -> None:
+    if job.future.done():
+        return
+    state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
+    if state == PENDING or cancel == "abandon":
+        job.future.set_exception(timeout_error(job))
+    elif state == RUNNING:
+        job.timed_out = True
+
+
+async def _after_cancel_asyncio(
+    loop: asyncio.AbstractEventLoop, job: Job, pool: Pool, cancel: str
+) -> None:
+    if cancel == "abandon":
+        pool.abandon(job)
+        return
+    if pool.request_cancel(job) != RUNNING:
+        return
+    waiter = job.future = loop.create_future()
+    import anyio
+
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(BaseException):
+            await waiter
+    if job.error is not None and not isinstance(job.error, CallCancelled):
+        logger.warning("%s raised after its caller was cancelled", job.describe(),
+                       exc_info=job.error)
+
+
+async def _run_job_trio(
+    job: Job, pool: Pool, submit: Callable[[Job], None], cancel: str, timeout: float | None
+) -> Any:
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    event = trio.Event()
+
+    def wake(_job: Job) -> None:
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(event.set)
+
+    job.notify = wake
+    submit(job)
+    try:
+        if timeout is None:
+            await event.wait()
+        else:
+            with trio.move_on_after(timeout):
+                await event.wait()
+            if not event.is_set():
+                state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
+                if state == RUNNING and cancel == "wait":
+                    with trio.CancelScope(shield=True):
+                        await event.wait()
+                raise timeout_error(job)
+    except trio.Cancelled:
+        state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
+        if state == RUNNING and cancel == "wait":
+            with trio.CancelScope(shield=True):
+                await event.wait()
+            if job.error is not None and not isinstance(job.error, CallCancelled):
+                logger.warning("%s raised after its caller was cancelled", job.describe(),
+                               exc_info=job.error)
+        raise
+    if job.error is not None:
+        raise job.error
+    return job.value
+
+
+async def _offload(
+    pool_name: str,
+    cancel: str,
+    timeout: float | None,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    pool = get_pool(pool_name)
+    job = Job(fn, args, kwargs, contextvars.copy_context(), None)
+    try:
+        return await _run_job(job, pool, pool.submit, cancel, timeout)
+    except BaseException as exc:
+        raise _strip_library_frames(exc) from exc.__cause__
+
+
+def _reject_async(fn: object) -> None:
+    target = fn
+    while isinstance(target, functools.partial):
+        target = target.func
+    if isinstance(target, (classmethod, staticmethod)):
+        target = target.__func__
+    name = getattr(target, "__qualname__", repr(target))
+    call = getattr(target, "__call__", None)  # noqa: B004 - async __call__ of instances too
+    if (
+        inspect.iscoroutinefunction(target)
+        or inspect.isasyncgenfunction(target)
+        or (not inspect.isroutine(target) and inspect.iscoroutinefunction(call))
+    ):
+        raise TypeError(
+            f"asyncify needs a sync callable, but {name} is async; await it directly instead"
+        )
+    if not callable(target):
+        raise TypeError(f"asyncify needs a callable, not {type(target).__name__}")
+
+
+def _contextmanager_code() -> Any:
+    @contextlib.contextmanager
+    def probe() -> Iterator[None]:
+        yield
+
+    return probe.__code__
+
+
+_CM_HELPER_CODE = _contextmanager_code()
+
+
+def _is_contextmanager_function(fn: object) -> bool:
+    return getattr(fn, "__code__", None) is _CM_HELPER_CODE
+
+
+class _Exhausted:
+    pass
+
+
+_EXHAUSTED = _Exhausted()
+
+
+async def _run_step(
+    lane: Lane, ctx: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...],
+    cancel: str, timeout: float | None,
+) -> Any:
+    job = Job(fn, args, {}, ctx, None)
+    try:
+        return await _run_job(job, lane.pool, lane.put, cancel, timeout)
+    except BaseException as exc:
+        raise _strip_library_frames(exc) from exc.__cause__
+
+
+class OffloadedIterator(AsyncIterator[T_co]):
+    """The async iterator an `asyncify`-decorated generator function returns.
+
+    The generator lives on one worker thread of its pool from the first item until it is
+    exhausted or closed; `aclose()` (or leaving ``async with``) runs its ``finally`` blocks on
+    that same thread. Each item costs one thread hop.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Iterator[T_co]], args: tuple[Any, ...], kwargs: dict[str, Any],
+        pool: str, cancel: str, timeout: float | None,
+    ) -> None:
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._pool_name = pool
+        self._cancel = cancel
+        self._timeout = timeout
+        self._ctx = contextvars.copy_context()
+        self._holder: list[Iterator[T_co]] = []
+        self._lane: Lane | None = None
+        self._finished = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    def _next_in_thread(self) -> Any:
+        if not self._holder:
+            self._holder.append(self._fn(*self._args, **self._kwargs))
+        try:
+            return next(self._holder[0])
+        except StopIteration:
+            return _EXHAUSTED
+
+    def _ensure_lane(self) -> Lane:
+        if self._lane is None:
+            self._lane = Lane(get_pool(self._pool_name))
+            self._lane.start()
+            self._finalizer = weakref.finalize(self, _close_lane_later, self._lane, self._ctx,
+                                               self._holder)
+        return self._lane
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T_co:
+        if self._finished:
+            raise StopAsyncIteration
+        lane = self._ensure_lane()
+        try:
+            item = await _run_step(lane, self._ctx, self._next_in_thread, (), self._cancel,
+                                   self._timeout)
+        except BaseException:
+            self._release(run_close=True)
+            raise
+        if item is _EXHAUSTED:
+            self._release(run_close=False)
+            raise StopAsyncIteration
+        return item  # type: ignore[no-any-return]
+
+    def _close_in_thread(self) -> None:
+        _close_generator(self._holder)
+
+    def _release(self, *, run_close: bool) -> None:
+        self._finished = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        if self._lane is not None:
+            if run_close:
+                self._lane.put(Job(self._close_in_thread, (), {}, self._ctx, None))
+            self._lane.close()
+
+    async def aclose(self) -> None:
+        """Close the generator on its own thread (its ``finally`` blocks run there)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        lane = self._lane
+        if lane is None:
+            return
+        try:
+            await _run_step(lane, self._ctx, self._close_in_thread, (), "wait", None)
+        finally:
+            lane.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _close_generator(holder: list[Iterator[Any]]) -> None:
+    if holder:
+        gen = holder.pop()
+        close = getattr(gen, "close", None)
+        if close is not None:
+            close()
+
+
+def _close_lane_later(lane: Lane, ctx: contextvars.Context, holder: list[Iterator[Any]]) -> None:
+    """Finalizer of an iterator dropped unfinished: close its generator on its own thread."""
+    lane.put(Job(_close_generator, (holder,), {}, ctx, None))
+    lane.close()
+
+
+class OffloadedContextManager(Generic[T_co]):
+    """The async context manager an `asyncify`-decorated context manager function returns.
+
+    ``__enter__`` and ``__exit__`` run on the same worker thread, which the context manager
+    holds from entry to exit; exit therefore never waits for pool capacity.
+    """
+
+    def __init__(
+        self, fn: Callable[..., AbstractContextManager[T_co]], args: tuple[Any, ...],
+        kwargs: dict[str, Any], pool: str, cancel: str, timeout: float | None,
+    ) -> None:
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._pool_name = pool
+        self._cancel = cancel
+        self._timeout = timeout
+        self._ctx = contextvars.copy_context()
+        self._cm: AbstractContextManager[T_co] | None = None
+        self._lane: Lane | None = None
+
+    def _enter_in_thread(self) -> T_co:
+        cm = self._fn(*self._args, **self._kwargs)
+        value = cm.__enter__()
+        self._cm = cm
+        return value
+
+    def _exit_in_thread(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        cm, self._cm = self._cm, None
+        if cm is None:
+            return None
+        return cm.__exit__(exc_type, exc, tb)
+
+    def _abort_in_thread(self) -> None:
+        exc = CallCancelled("the caller was cancelled while entering the context manager")
+        self._exit_in_thread(CallCancelled, exc, None)
+
+    async def __aenter__(self) -> T_co:
+        if self._lane is not None:
+            raise RuntimeError("this offloaded context manager was already entered")
+        lane = self._lane = Lane(get_pool(self._pool_name))
+        lane.start()
+        try:
+            return await _run_step(lane, self._ctx, self._enter_in_thread, (), self._cancel,  # type: ignore[no-any-return]
+                                   self._timeout)
+        except BaseException:
+            lane.put(Job(self._abort_in_thread, (), {}, self._ctx, None))
+            lane.close()
+            raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        lane = self._lane
+        if lane is None:
+            raise RuntimeError("__aexit__ called on an offloaded context manager never entered")
+        try:
+            return await _run_step(lane, self._ctx, self._exit_in_thread,  # type: ignore[no-any-return]
+                                   (exc_type, exc, tb), "wait", None)
+        finally:
+            lane.close()
+
+
+class _Decorator(Protocol):
+    @overload
+    def __call__(self, fn: classmethod[C, P, R], /) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, fn: staticmethod[P, R], /) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Generator[T, Any, Any]], /) -> Callable[P, OffloadedIterator[T]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, AbstractContextManager[T]], /) -> Callable[P, OffloadedContextManager[T]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+
+@overload
+def asyncify(fn: classmethod[C, P, R], /) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
+@overload
+def asyncify(fn: staticmethod[P, R], /) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
+@overload
+def asyncify(fn: Callable[P, Generator[T, Any, Any]], /) -> Callable[P, OffloadedIterator[T]]: ...
+@overload
+def asyncify(
+    fn: Callable[P, AbstractContextManager[T]], /
+) -> Callable[P, OffloadedContextManager[T]]: ...
+@overload
+def asyncify(fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+@overload
+def asyncify(
+    *, pool: str = ..., cancel: CancelPolicy = ..., timeout: float | None = ...
+) -> _Decorator: ...
+def asyncify(
+    fn: Any = None,
+    /,
+    *,
+    pool: str = DEFAULT_POOL,
+    cancel: CancelPolicy = "wait",
+    timeout: float | None = None,
+) -> Any:
+    """Turn a blocking sync callable into a non-blocking one that runs in a worker thread.
+
+    Works bare (``@asyncify``) or with options (``@asyncify(pool="db", timeout=5)``), on
+    functions, instance/class/static methods (either decorator order), generator functions
+    (which become async iterators) and ``@contextmanager`` functions (which become async
+    context managers)::
+
+        @asyncify
+        def load(path: str) -> bytes:
+            with open(path, "rb") as f:
+                return f.read()
+
+        data = await load("a.bin")
+
+    Options: *pool*, a pool created with `configure` (default ``"default"``, 40 threads);
+    *cancel*, ``"wait"`` or ``"abandon"``; *timeout*, seconds per call.
+    """
+    _validate(pool, cancel, timeout)
+
+    def decorate(fn: Any) -> Any:
+        if isinstance(fn, classmethod):
+            return classmethod(decorate(fn.__func__))
+        if isinstance(fn, staticmethod):
+            return staticmethod(decorate(fn.__func__))
+        _reject_async(fn)
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def iterate(*args: Any, **kwargs: Any) -> OffloadedIterator[Any]:
+                return OffloadedIterator(fn, args, kwargs, pool, cancel, timeout)
+
+            return iterate
+        if _is_contextmanager_function(fn):
+
+            @functools.wraps(fn)
+            def manage(*args: Any, **kwargs: Any) -> OffloadedContextManager[Any]:
+                return OffloadedContextManager(fn, args, kwargs, pool, cancel, timeout)
+
+            return manage
+
+        @functools.wraps(fn)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await _offload(pool, cancel, timeout, fn, args, kwargs)
+
+        return call
+
+    if fn is None:
+        return decorate
+    return decorate(fn)
+
+
+async def run_sync(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``fn(*args, **kwargs)`` once in the default pool and return its result.
+
+    >>> await run_sync(time.sleep, 0.1)
+
+    For a pool, a cancel policy or a timeout, use ``asyncify(fn, ...)`` instead.
+    """
+    _reject_async(fn)
+    return await _offload(DEFAULT_POOL, "wait", None, fn, args, kwargs)  # type: ignore[no-any-return]
+
+
+class AsyncProxy(Generic[O]):
+    """An object whose methods are awaitable and run in worker threads; see `wrap`.
+
+    Non-callable attributes are returned as they are. ``proxy.wrapped`` is the object itself.
+    With ``sticky=True`` every call runs on one dedicated thread, in order; `aclose()` (or
+    leaving ``async with``) releases that thread.
+    """
+
+    def __init__(
+        self, obj: O, *, pool: str = DEFAULT_POOL, sticky: bool = False,
+        cancel: CancelPolicy = "wait", timeout: float | None = None,
+    ) -> None:
+        _validate(pool, cancel, timeout)
+        self._obj = obj
+        self._pool = pool
+        self._cancel = cancel
+        self._timeout = timeout
+        self._lane: Lane | None = None
+        self._ctx: contextvars.Context | None = None
+        if sticky:
+            lane = self._lane = Lane(get_pool(pool))
+            lane.start(dedicated=True, name=type(obj).__name__)
+            self._ctx = contextvars.copy_context()
+            weakref.finalize(self, lane.close)
+
+    @property
+    def wrapped(self) -> O:
+        """The wrapped sync object."""
+        return self._obj
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._obj, name)
+        if not callable(attr):
+            return attr
+        lane = self._lane
+        if lane is None:
+            pool, cancel, timeout = self._pool, self._cancel, self._timeout
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await _offload(pool, cancel, timeout, attr, args, kwargs)
+        else:
+            ctx, cancel, timeout = self._ctx, self._cancel, self._timeout
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                if lane.closed:
+                    raise RuntimeError(f"this sticky proxy of {name!r} was closed")
+                job = Job(attr, args, kwargs, ctx.copy() if ctx else contextvars.copy_context(),
+                          None)
+                try:
+                    return await _run_job(job, lane.pool, lane.put, cancel, timeout)
+                except BaseException as exc:
+                    raise _strip_library_frames(exc) from exc.__cause__
+
+        call.__name__ = name
+        call.__qualname__ = f"{type(self._obj).__name__}.{name}"
+        return call
+
+    async def aclose(self) -> None:
+        """Release the dedicated thread of a sticky proxy (after the calls already queued)."""
+        if self._lane is not None:
+            self._lane.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        kind = "sticky " if self._lane is not None else ""
+        return f"<AsyncProxy {kind}of {type(self._obj).__name__} in pool {self._pool!r}>"
+
+
+def wrap(
+    obj: O, *, pool: str = DEFAULT_POOL, sticky: bool = False, cancel: CancelPolicy = "wait",
+    timeout: float | None = None,
+) -> AsyncProxy[O]:
+    """Wrap a sync object so that every method call is awaitable and runs off the loop.
+
+    >>> s3 = wrap(boto3.client("s3"), pool="aws")
+    >>> await s3.list_buckets()
+    >>> con = wrap(sqlite3.connect("app.db", check_same_thread=False), sticky=True)
+
+    ``sticky=True`` runs every call on one dedicated thread, for thread-affine objects.
+    """
+    return AsyncProxy(obj, pool=pool, sticky=sticky, cancel=cancel, timeout=timeout)
+

@@ -1,0 +1,57 @@
+"""Shared fixtures: the anyio backends every async test runs on, and the real services.
+
+Services are started by ``scripts/services.py`` (``make test`` does it) and found through
+environment variables. Without them a service test is skipped locally, but with ``CI=true``
+it fails: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+SERVICE_VARS = {
+    "postgres": "ASYNCIFY_TEST_POSTGRES_URL",
+    "mariadb": "ASYNCIFY_TEST_MYSQL_URL",
+    "s3": "ASYNCIFY_TEST_S3_ENDPOINT",
+}
+
+
+def service_url(name: str) -> str:
+    """The URL of the running test service *name*; fail under CI, skip otherwise, if absent."""
+    var = SERVICE_VARS[name]
+    value = os.environ.get(var)
+    if value:
+        return value
+    message = f"service {name!r} is not running ({var} is unset); start it with `make services`"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("trio", {}), id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, dict[str, object]]]:
+    """Every async test runs on asyncio and on trio unless a module narrows this fixture."""
+    yield request.param
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    return service_url("postgres")
+
+
+@pytest.fixture
+def mysql_url() -> str:
+    return service_url("mariadb")
+
+
+@pytest.fixture
+def s3_endpoint() -> str:
+    return service_url("s3")
