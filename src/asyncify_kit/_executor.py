@@ -56,12 +56,14 @@ class Job:
         "cancel_requested",
         "counted",
         "ctx",
+        "end_claim",
         "enqueued",
         "error",
         "fn",
         "future",
         "kwargs",
         "notify",
+        "start_claim",
         "state",
         "timed_out",
         "value",
@@ -89,6 +91,11 @@ class Job:
         self.cancel_requested = False
         self.enqueued = 0.0
         self.counted = False
+        # Lock-free hand-over: whoever pops start_claim first decides between "a worker runs
+        # it" and "the caller withdrew it"; end_claim likewise between "finished" and
+        # "abandoned". list.pop() is atomic, so exactly one side wins each.
+        self.start_claim: list[None] = [None]
+        self.end_claim: list[None] = [None]
 
     def describe(self) -> str:
         return getattr(self.fn, "__qualname__", None) or repr(self.fn)
@@ -115,17 +122,23 @@ def check_cancelled() -> None:
         raise CallCancelled(f"the caller of {job.describe()} was cancelled or timed out")
 
 
-def _execute(job: Job, pool: Pool) -> None:
-    """Run *job* on this thread unless it was cancelled first, then hand its outcome back."""
-    with pool._lock:
-        if job.state != PENDING:
-            return
-        job.state = RUNNING
-        counted = job.counted
+def _execute(job: Job, pool: Pool) -> bool:
+    """Run *job* on this thread unless it was withdrawn first, then hand its outcome back.
+
+    Returns True when a counted pool job ran (for the worker's completed count).
+    """
+    counted = job.counted
+    try:
+        job.start_claim.pop()
+    except IndexError:
         if counted:
-            pool._waiting -= 1
-            pool._running.add(job)
-            pool._waits.append(time.perf_counter() - job.enqueued)
+            with pool._lock:
+                pool._withdrawn -= 1
+        return False
+    job.state = RUNNING
+    if counted:
+        pool._running.add(job)
+        pool._waits.append(time.perf_counter() - job.enqueued)
     _tls.job = job
     try:
         job.value = job.ctx.run(job.fn, *job.args, **job.kwargs)
@@ -138,13 +151,15 @@ def _execute(job: Job, pool: Pool) -> None:
             job.error = err
     finally:
         _tls.job = None
-    with pool._lock:
+    if counted:
+        pool._running.discard(job)
+    try:
+        job.end_claim.pop()
+        abandoned = False
         job.state = DONE
-        abandoned = job.abandoned
-        if counted:
-            pool._running.discard(job)
-            pool._completed += 1
-        if abandoned:
+    except IndexError:
+        abandoned = True
+        with pool._lock:
             pool._abandoned -= 1
     if abandoned:
         if job.error is not None and not isinstance(job.error, CallCancelled):
@@ -155,6 +170,7 @@ def _execute(job: Job, pool: Pool) -> None:
             )
     elif job.notify is not None:
         job.notify(job)
+    return counted
 
 
 _STOP: Final = object()
@@ -230,14 +246,19 @@ class Pool:
         self._reset()
 
     def _reset(self) -> None:
+        # _lock guards the rare counters (withdrawn, abandoned); neither submit nor a normal
+        # completion takes a lock, so the event loop does not contend with the workers.
         self._lock = threading.Lock()
+        self._spawn_lock = threading.Lock()
         self._queue: SimpleQueue[Any] = SimpleQueue()
+        # One token per worker that is (about to be) blocked on the queue. A submitter that
+        # pops a token knows a worker will take its job; with none left, it starts a thread.
+        # Tokens never outnumber idle workers, so a queued job is never left without one.
+        self._idle_tokens: list[None] = []
         self._threads = 0
-        self._idle = 0
-        self._backlog = 0
-        self._waiting = 0
+        self._withdrawn = 0
         self._abandoned = 0
-        self._completed = 0
+        self._completed: list[list[int]] = []  # one cell per worker thread, summed by stats()
         self._running: set[Any] = set()
         self._waits: deque[float] = deque(maxlen=2048)
         self._workers: list[threading.Thread] = []
@@ -247,94 +268,118 @@ class Pool:
         """Queue *job*; it runs as soon as one of the pool's threads is free."""
         job.enqueued = time.perf_counter()
         job.counted = True
-        self._submit(job)
+        self._queue.put(job)
+        tokens = self._idle_tokens
+        if tokens:
+            try:
+                tokens.pop()
+                return
+            except IndexError:
+                pass
+        self._spawn_if_room()
 
     def _submit(self, item: Job | Lane) -> None:
-        spawn = False
-        with self._lock:
-            if isinstance(item, Job):
-                self._waiting += 1
-            else:
-                self._running.add(item)
-            if self._idle:
-                self._idle -= 1
-            elif self._threads < self.size:
-                self._threads += 1
-                self._serial += 1
-                spawn = True
-            else:
-                self._backlog += 1
-            self._queue.put(item)
-        if spawn:
+        if isinstance(item, Job):
+            self.submit(item)
+            return
+        self._queue.put(item)
+        try:
+            self._idle_tokens.pop()
+        except IndexError:
+            self._spawn_if_room()
+
+    def _spawn_if_room(self) -> None:
+        if self._threads >= self.size:
+            return
+        with self._spawn_lock:
+            if self._threads >= self.size:
+                return
+            self._threads += 1
+            self._serial += 1
             thread = threading.Thread(
                 target=self._work, name=f"asyncify-{self.name}-{self._serial}", daemon=True
             )
             self._workers = [t for t in self._workers if t.is_alive()]
             self._workers.append(thread)
-            thread.start()
+        thread.start()
+
+    def _try_withdraw(self, job: Job) -> bool:
+        try:
+            job.start_claim.pop()
+        except IndexError:
+            return False
+        job.state = CANCELLED
+        if job.counted:
+            with self._lock:
+                self._withdrawn += 1
+        return True
 
     def cancel_pending(self, job: Job) -> bool:
         """Withdraw *job* if no thread took it yet; True if withdrawn."""
-        with self._lock:
-            if job.state != PENDING:
-                return False
-            job.state = CANCELLED
-            if job.counted:
-                self._waiting -= 1
-            return True
+        return self._try_withdraw(job)
 
     def abandon(self, job: Job) -> int:
-        """Mark a started *job* abandoned; returns its state at that moment."""
+        """Leave *job*: withdraw it if not started, else let it run on unobserved.
+
+        Returns PENDING (withdrawn), RUNNING (now abandoned) or DONE (it had finished).
+        """
+        job.cancel_requested = True
+        if self._try_withdraw(job):
+            return PENDING
+        try:
+            job.end_claim.pop()
+        except IndexError:
+            return DONE
+        job.abandoned = True
         with self._lock:
-            job.cancel_requested = True
-            if job.state == PENDING:
-                job.state = CANCELLED
-                if job.counted:
-                    self._waiting -= 1
-                return PENDING
-            if job.state == RUNNING:
-                job.abandoned = True
-                self._abandoned += 1
-            return job.state
+            self._abandoned += 1
+        return RUNNING
 
     def request_cancel(self, job: Job) -> int:
-        """Ask a job to stop (see `check_cancelled`); withdraw it if it has not started."""
-        with self._lock:
-            job.cancel_requested = True
-            if job.state == PENDING:
-                job.state = CANCELLED
-                if job.counted:
-                    self._waiting -= 1
-                return PENDING
-            return job.state
+        """Ask a job to stop (see `check_cancelled`); withdraw it if it has not started.
+
+        Returns PENDING (withdrawn), RUNNING or DONE.
+        """
+        job.cancel_requested = True
+        if self._try_withdraw(job):
+            return PENDING
+        return RUNNING if job.end_claim else DONE
 
     def _work(self) -> None:
         queue = self._queue
+        tokens = self._idle_tokens
+        completed = [0]
+        self._completed.append(completed)
         while True:
             try:
-                item = queue.get(timeout=IDLE_TIMEOUT)
+                item = queue.get_nowait()
             except Empty:
-                with self._lock:
-                    if queue.empty():
-                        self._idle -= 1
+                tokens.append(None)
+                try:
+                    item = queue.get(timeout=IDLE_TIMEOUT)
+                except Empty:
+                    with self._spawn_lock:
+                        try:
+                            tokens.pop()
+                        except IndexError:
+                            continue  # a submitter counted on this worker: stay
                         self._threads -= 1
                         return
-                continue
+                else:
+                    try:
+                        tokens.pop()
+                    except IndexError:
+                        pass  # a submitter took this worker's token already
             if item is _STOP:
                 return
             if isinstance(item, Lane):
+                self._running.add(item)
                 try:
                     item.serve()
                 finally:
-                    with self._lock:
-                        self._running.discard(item)
-            else:
-                _execute(item, self)
-            with self._lock:
-                if self._backlog:
-                    self._backlog -= 1
-                else:
-                    self._idle += 1
+                    self._running.discard(item)
+            elif _execute(item, self):
+                completed[0] += 1
 
     def stats(self) -> PoolStats:
         with self._lock:
@@ -348,9 +393,9 @@ class Pool:
                 size=self.size,
                 threads=self._threads,
                 running=len(self._running),
-                waiting=self._waiting,
+                waiting=max(0, self._queue.qsize() - self._withdrawn),
                 abandoned=self._abandoned,
-                completed=self._completed,
+                completed=sum(cell[0] for cell in self._completed),
                 queue_wait_p50=_percentile(waits, 0.50),
                 queue_wait_p90=_percentile(waits, 0.90),
                 queue_wait_p99=_percentile(waits, 0.99),

@@ -23,7 +23,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from contextlib import AbstractContextManager
-from types import TracebackType
+from types import BuiltinFunctionType, FunctionType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 from ._executor import (
@@ -47,8 +47,15 @@ else:
     except ImportError:  # pragma: no cover - Python 3.9
         from typing_extensions import ParamSpec
 
-__all__ = ["AsyncProxy", "CancelPolicy", "OffloadedContextManager", "OffloadedIterator",
-           "asyncify", "run_sync", "wrap"]
+__all__ = [
+    "AsyncProxy",
+    "CancelPolicy",
+    "OffloadedContextManager",
+    "OffloadedIterator",
+    "asyncify",
+    "run_sync",
+    "wrap",
+]
 
 logger = logging.getLogger("asyncify_kit")
 
@@ -156,8 +163,9 @@ async def _after_cancel_asyncio(
         with contextlib.suppress(BaseException):
             await waiter
     if job.error is not None and not isinstance(job.error, CallCancelled):
-        logger.warning("%s raised after its caller was cancelled", job.describe(),
-                       exc_info=job.error)
+        logger.warning(
+            "%s raised after its caller was cancelled", job.describe(), exc_info=job.error
+        )
 
 
 async def _run_job_trio(
@@ -192,8 +200,9 @@ async def _run_job_trio(
             with trio.CancelScope(shield=True):
                 await event.wait()
             if job.error is not None and not isinstance(job.error, CallCancelled):
-                logger.warning("%s raised after its caller was cancelled", job.describe(),
-                               exc_info=job.error)
+                logger.warning(
+                    "%s raised after its caller was cancelled", job.describe(), exc_info=job.error
+                )
         raise
     if job.error is not None:
         raise job.error
@@ -211,9 +220,28 @@ async def _offload(
     pool = get_pool(pool_name)
     job = Job(fn, args, kwargs, contextvars.copy_context(), None)
     try:
-        return await _run_job(job, pool, pool.submit, cancel, timeout)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return await _run_job_trio(job, pool, pool.submit, cancel, timeout)
+        return await _run_job_asyncio(loop, job, pool, pool.submit, cancel, timeout)
     except BaseException as exc:
         raise _strip_library_frames(exc) from exc.__cause__
+
+
+_ASYNC_CODE_FLAGS = (
+    inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+)
+
+
+def _check_sync(fn: object) -> None:
+    """`_reject_async`, with a fast path for plain functions and builtins (the hot path)."""
+    kind = type(fn)
+    if kind is FunctionType:
+        if fn.__code__.co_flags & _ASYNC_CODE_FLAGS:  # type: ignore[attr-defined]
+            _reject_async(fn)
+    elif kind is not BuiltinFunctionType:
+        _reject_async(fn)
 
 
 def _reject_async(fn: object) -> None:
@@ -259,8 +287,12 @@ _EXHAUSTED = _Exhausted()
 
 
 async def _run_step(
-    lane: Lane, ctx: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...],
-    cancel: str, timeout: float | None,
+    lane: Lane,
+    ctx: contextvars.Context,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    cancel: str,
+    timeout: float | None,
 ) -> Any:
     job = Job(fn, args, {}, ctx, None)
     try:
@@ -278,8 +310,13 @@ class OffloadedIterator(AsyncIterator[T_co]):
     """
 
     def __init__(
-        self, fn: Callable[..., Iterator[T_co]], args: tuple[Any, ...], kwargs: dict[str, Any],
-        pool: str, cancel: str, timeout: float | None,
+        self,
+        fn: Callable[..., Iterator[T_co]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        pool: str,
+        cancel: str,
+        timeout: float | None,
     ) -> None:
         self._fn = fn
         self._args = args
@@ -305,8 +342,9 @@ class OffloadedIterator(AsyncIterator[T_co]):
         if self._lane is None:
             self._lane = Lane(get_pool(self._pool_name))
             self._lane.start()
-            self._finalizer = weakref.finalize(self, _close_lane_later, self._lane, self._ctx,
-                                               self._holder)
+            self._finalizer = weakref.finalize(
+                self, _close_lane_later, self._lane, self._ctx, self._holder
+            )
         return self._lane
 
     def __aiter__(self) -> Self:
@@ -317,8 +355,9 @@ class OffloadedIterator(AsyncIterator[T_co]):
             raise StopAsyncIteration
         lane = self._ensure_lane()
         try:
-            item = await _run_step(lane, self._ctx, self._next_in_thread, (), self._cancel,
-                                   self._timeout)
+            item = await _run_step(
+                lane, self._ctx, self._next_in_thread, (), self._cancel, self._timeout
+            )
         except BaseException:
             self._release(run_close=True)
             raise
@@ -383,8 +422,13 @@ class OffloadedContextManager(Generic[T_co]):
     """
 
     def __init__(
-        self, fn: Callable[..., AbstractContextManager[T_co]], args: tuple[Any, ...],
-        kwargs: dict[str, Any], pool: str, cancel: str, timeout: float | None,
+        self,
+        fn: Callable[..., AbstractContextManager[T_co]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        pool: str,
+        cancel: str,
+        timeout: float | None,
     ) -> None:
         self._fn = fn
         self._args = args
@@ -403,7 +447,9 @@ class OffloadedContextManager(Generic[T_co]):
         return value
 
     def _exit_in_thread(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
         cm, self._cm = self._cm, None
@@ -421,36 +467,50 @@ class OffloadedContextManager(Generic[T_co]):
         lane = self._lane = Lane(get_pool(self._pool_name))
         lane.start()
         try:
-            return await _run_step(lane, self._ctx, self._enter_in_thread, (), self._cancel,  # type: ignore[no-any-return]
-                                   self._timeout)
+            value: T_co = await _run_step(
+                lane, self._ctx, self._enter_in_thread, (), self._cancel, self._timeout
+            )
+            return value
         except BaseException:
             lane.put(Job(self._abort_in_thread, (), {}, self._ctx, None))
             lane.close()
             raise
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
         lane = self._lane
         if lane is None:
             raise RuntimeError("__aexit__ called on an offloaded context manager never entered")
         try:
-            return await _run_step(lane, self._ctx, self._exit_in_thread,  # type: ignore[no-any-return]
-                                   (exc_type, exc, tb), "wait", None)
+            suppress: bool | None = await _run_step(
+                lane, self._ctx, self._exit_in_thread, (exc_type, exc, tb), "wait", None
+            )
+            return suppress
         finally:
             lane.close()
 
 
 class _Decorator(Protocol):
     @overload
-    def __call__(self, fn: classmethod[C, P, R], /) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
+    def __call__(
+        self, fn: classmethod[C, P, R], /
+    ) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
     @overload
-    def __call__(self, fn: staticmethod[P, R], /) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
+    def __call__(  # type: ignore[overload-overlap]  # staticmethod objects are callable too
+        self, fn: staticmethod[P, R], /
+    ) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
     @overload
-    def __call__(self, fn: Callable[P, Generator[T, Any, Any]], /) -> Callable[P, OffloadedIterator[T]]: ...
+    def __call__(  # type: ignore[overload-overlap]  # generators first, by design
+        self, fn: Callable[P, Generator[T, Any, Any]], /
+    ) -> Callable[P, OffloadedIterator[T]]: ...
     @overload
-    def __call__(self, fn: Callable[P, AbstractContextManager[T]], /) -> Callable[P, OffloadedContextManager[T]]: ...
+    def __call__(  # type: ignore[overload-overlap]  # context managers before plain calls
+        self, fn: Callable[P, AbstractContextManager[T]], /
+    ) -> Callable[P, OffloadedContextManager[T]]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
@@ -458,11 +518,15 @@ class _Decorator(Protocol):
 @overload
 def asyncify(fn: classmethod[C, P, R], /) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
 @overload
-def asyncify(fn: staticmethod[P, R], /) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
+def asyncify(  # type: ignore[overload-overlap]  # staticmethod objects are callable too
+    fn: staticmethod[P, R], /
+) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
 @overload
-def asyncify(fn: Callable[P, Generator[T, Any, Any]], /) -> Callable[P, OffloadedIterator[T]]: ...
+def asyncify(  # type: ignore[overload-overlap]  # generators first, by design
+    fn: Callable[P, Generator[T, Any, Any]], /
+) -> Callable[P, OffloadedIterator[T]]: ...
 @overload
-def asyncify(
+def asyncify(  # type: ignore[overload-overlap]  # context managers before plain calls
     fn: Callable[P, AbstractContextManager[T]], /
 ) -> Callable[P, OffloadedContextManager[T]]: ...
 @overload
@@ -537,7 +601,7 @@ async def run_sync(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> 
 
     For a pool, a cancel policy or a timeout, use ``asyncify(fn, ...)`` instead.
     """
-    _reject_async(fn)
+    _check_sync(fn)
     return await _offload(DEFAULT_POOL, "wait", None, fn, args, kwargs)  # type: ignore[no-any-return]
 
 
@@ -550,8 +614,13 @@ class AsyncProxy(Generic[O]):
     """
 
     def __init__(
-        self, obj: O, *, pool: str = DEFAULT_POOL, sticky: bool = False,
-        cancel: CancelPolicy = "wait", timeout: float | None = None,
+        self,
+        obj: O,
+        *,
+        pool: str = DEFAULT_POOL,
+        sticky: bool = False,
+        cancel: CancelPolicy = "wait",
+        timeout: float | None = None,
     ) -> None:
         _validate(pool, cancel, timeout)
         self._obj = obj
@@ -587,8 +656,9 @@ class AsyncProxy(Generic[O]):
             async def call(*args: Any, **kwargs: Any) -> Any:
                 if lane.closed:
                     raise RuntimeError(f"this sticky proxy of {name!r} was closed")
-                job = Job(attr, args, kwargs, ctx.copy() if ctx else contextvars.copy_context(),
-                          None)
+                job = Job(
+                    attr, args, kwargs, ctx.copy() if ctx else contextvars.copy_context(), None
+                )
                 try:
                     return await _run_job(job, lane.pool, lane.put, cancel, timeout)
                 except BaseException as exc:
@@ -615,7 +685,11 @@ class AsyncProxy(Generic[O]):
 
 
 def wrap(
-    obj: O, *, pool: str = DEFAULT_POOL, sticky: bool = False, cancel: CancelPolicy = "wait",
+    obj: O,
+    *,
+    pool: str = DEFAULT_POOL,
+    sticky: bool = False,
+    cancel: CancelPolicy = "wait",
     timeout: float | None = None,
 ) -> AsyncProxy[O]:
     """Wrap a sync object so that every method call is awaitable and runs off the loop.
@@ -627,4 +701,3 @@ def wrap(
     ``sticky=True`` runs every call on one dedicated thread, for thread-affine objects.
     """
     return AsyncProxy(obj, pool=pool, sticky=sticky, cancel=cancel, timeout=timeout)
-
