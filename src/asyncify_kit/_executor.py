@@ -458,14 +458,29 @@ def get_pool(name: str) -> Pool:
         return pool
 
 
-def configure(*, pools: dict[str, int] | None = None, default_threads: int | None = None) -> None:
+_settings = {"shutdown_timeout": SHUTDOWN_TIMEOUT}
+
+
+def configure(
+    *,
+    pools: dict[str, int] | None = None,
+    default_threads: int | None = None,
+    shutdown_timeout: float | None = None,
+) -> None:
     """Create or resize named pools.
 
     >>> configure(pools={"db": 8})
 
     *default_threads* sizes the default pool (otherwise ``ASYNCIFY_THREADS`` or 40). A resized
-    pool applies its new size to threads it starts from now on.
+    pool applies its new size to threads it starts from now on. *shutdown_timeout* bounds how
+    long interpreter exit waits for running calls (default 5 s) before it warns and leaves.
     """
+    if shutdown_timeout is not None:
+        if isinstance(shutdown_timeout, bool) or not shutdown_timeout >= 0:
+            raise ConfigError(
+                f"invalid shutdown_timeout {shutdown_timeout!r}; accepted: a number of seconds >= 0"
+            )
+        _settings["shutdown_timeout"] = float(shutdown_timeout)
     sizes = dict(pools or {})
     if default_threads is not None:
         sizes[DEFAULT_POOL] = default_threads
@@ -566,7 +581,7 @@ def loop_waker(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
 
 
 def _shutdown_at_exit() -> None:
-    deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+    deadline = time.monotonic() + _settings["shutdown_timeout"]
     for pool in list(_pools.values()):
         still = pool.shutdown(max(0.0, deadline - time.monotonic()))
         if still:

@@ -1,0 +1,123 @@
+"""The engine's life at the edges: fork, a loop closed with calls in flight, interpreter exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+
+import pytest
+
+from asyncify_kit import asyncify, run_sync, stats
+
+
+def _child_result() -> int:
+    return os.getpid()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_pool_works_in_a_forked_child() -> None:
+    # Warm the pool so the parent has live worker threads when it forks.
+    assert asyncio.run(run_sync(_child_result)) == os.getpid()
+    assert stats().threads >= 1
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a multi-threaded process may deadlock; the point of
+        # this test is that ours does not.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            if asyncio.run(asyncio.wait_for(run_sync(_child_result), 5)) == os.getpid():
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_loop_closed_with_a_call_in_flight_does_not_break_the_workers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    started = threading.Event()
+
+    def slow() -> str:
+        started.set()
+        time.sleep(0.2)
+        return "late"
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(run_sync(slow))
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert started.is_set() and not task.done()
+    # Close the loop under the running call; drop the pending task without running it.
+    task._log_destroy_pending = False  # type: ignore[attr-defined]
+    loop.close()
+    del task
+    with caplog.at_level(logging.WARNING, logger="asyncify_kit"):
+        deadline = time.monotonic() + 5
+        while stats().running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+    assert "event loop closed" in caplog.text
+    assert "slow" in caplog.text
+    # The pool still serves new loops.
+    assert asyncio.run(run_sync(lambda: 42)) == 42
+
+
+def test_interpreter_exit_is_bounded_and_names_the_running_call() -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, time
+        from asyncify_kit import asyncify, configure
+
+        configure(shutdown_timeout=0.5)
+
+        @asyncify(cancel="abandon")
+        def stuck_in_legacy_code():
+            time.sleep(30)
+
+        async def main():
+            try:
+                await asyncio.wait_for(stuck_in_legacy_code(), 0.05)
+            except TimeoutError:
+                print("left", flush=True)
+
+        asyncio.run(main())
+        """
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20, check=False
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "left"
+    assert elapsed < 10
+    assert "still running at exit" in proc.stderr
+    assert "stuck_in_legacy_code" in proc.stderr
+
+
+def test_idle_workers_leave_and_the_pool_starts_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncify_kit import _executor
+
+    monkeypatch.setattr(_executor, "IDLE_TIMEOUT", 0.05)
+    _executor.configure(pools={"short-lived": 3})
+    call = asyncify(pool="short-lived")(time.sleep)
+
+    async def burst() -> None:
+        await asyncio.gather(*(call(0.02) for _ in range(6)))
+
+    asyncio.run(burst())
+    deadline = time.monotonic() + 5
+    while stats("short-lived").threads and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stats("short-lived").threads == 0
+    asyncio.run(burst())
+    assert stats("short-lived").completed == 12
