@@ -366,7 +366,7 @@ class Pool:
                         self._threads -= 1
                         return
                 else:
-                    try:
+                    try:  # noqa: SIM105 - hot path: suppress() would cost a context manager per job
                         tokens.pop()
                     except IndexError:
                         pass  # a submitter took this worker's token already
