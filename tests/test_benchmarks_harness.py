@@ -1,0 +1,178 @@
+"""The benchmark harness on a tiny fake section: interleaving, ratio math, targets, outputs."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from benchmarks.__main__ import main
+from benchmarks._harness import (
+    Case,
+    Runner,
+    Scenario,
+    Section,
+    Target,
+    discover,
+    render_markdown,
+    run_benchmarks,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class FakeClock:
+    """Runners that report fixed per-op costs, varying by round, and record the call order."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.opened: list[str] = []
+        self.closed: list[str] = []
+
+    def fixed(self, name: str, per_op: list[float]) -> Callable[[int], float]:
+        rounds = iter(per_op)
+
+        def run(ops: int) -> float:
+            self.calls.append(name)
+            return next(rounds) * ops
+
+        return run
+
+    def async_fixed(self, name: str, per_op: list[float]) -> Runner:
+        sync = self.fixed(name, per_op)
+
+        async def run(ops: int) -> float:
+            await anyio.sleep(0)
+            return sync(ops)
+
+        return run
+
+    def with_setup(self, name: str, per_op: list[float]) -> Case:
+        @asynccontextmanager
+        async def setup() -> AsyncIterator[Runner]:
+            self.opened.append(name)
+            try:
+                yield self.async_fixed(name, per_op)
+            finally:
+                self.closed.append(name)
+
+        return Case("work", name, setup=setup, peer=False)
+
+
+def _section(clock: FakeClock, requires: tuple[str, ...] = ()) -> Section:
+    # rounds: warmup first (value ignored), then 3 timed rounds
+    return Section(
+        name="fake",
+        title="Fake work",
+        baseline="base",
+        scenarios=(
+            Scenario(
+                "work",
+                "the work",
+                ops=10,
+                targets=(
+                    Target("ours", max_ratio=0.6, faster_than_peers=True),
+                    Target("ours-setup", max_ratio=0.1),
+                ),
+            ),
+        ),
+        cases=lambda: [
+            Case("work", "base", run=clock.fixed("base", [9.0, 2.0, 4.0, 1.0])),
+            Case("work", "peer", run=clock.fixed("peer", [9.0, 1.0, 6.0, 1.5])),
+            Case("work", "ours", run=clock.async_fixed("ours", [9.0, 1.0, 1.0, 0.5]), peer=False),
+            clock.with_setup("ours-setup", [9.0, 0.5, 2.0, 0.5]),
+        ],
+        requires=requires,
+        packages=("anyio", "surely-not-installed-dist"),
+        notes=("a note",),
+    )
+
+
+def test_ratios_targets_and_outputs(tmp_path: Path) -> None:
+    clock = FakeClock()
+    report = run_benchmarks([_section(clock)], repeats=3, warmup=1, out_dir=tmp_path, log=print)
+
+    # interleaved: 4 rounds of 4 cases, the start rotated by one each round
+    assert clock.calls[:4] == ["base", "peer", "ours", "ours-setup"]
+    assert clock.calls[4:8] == ["peer", "ours", "ours-setup", "base"]
+    assert len(clock.calls) == 16
+    assert clock.opened == clock.closed == ["ours-setup"]
+
+    (record,) = report["sections"]
+    (scenario,) = record["scenarios"]
+    results = {r["implementation"]: r for r in scenario["results"]}
+    assert results["base"]["samples_s"] == [2.0, 4.0, 1.0]
+    assert results["base"]["median_s"] == 2.0
+    assert results["base"]["ratio"] == 1.0
+    # per-round ratios 0.5, 1.5, 1.5 -> median 1.5 (not median/median = 1.5/2 = 0.75)
+    assert results["peer"]["ratio"] == pytest.approx(1.5)
+    assert results["peer"]["median_s"] == pytest.approx(1.5)
+    # per-round ratios 0.5, 0.25, 0.5 -> 0.5
+    assert results["ours"]["ratio"] == pytest.approx(0.5)
+    # per-round ratios 0.25, 0.5, 0.5 -> 0.5
+    assert results["ours-setup"]["ratio"] == pytest.approx(0.5)
+
+    verdicts = {(t["implementation"], t["goal"]): t["passed"] for t in scenario["targets"]}
+    assert verdicts == {
+        ("ours", "<= 0.6x baseline"): True,
+        ("ours", "faster than every peer"): True,  # 0.5 vs base 1.0 and peer 1.5
+        ("ours-setup", "<= 0.1x baseline"): False,
+    }
+    assert record["packages"] == {
+        "anyio": importlib.metadata.version("anyio"),
+        "surely-not-installed-dist": "not installed",
+    }
+
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["machine"]["cpu_count"] >= 1
+    assert saved["sections"][0]["scenarios"][0]["results"][1]["ratio"] == pytest.approx(1.5)
+    markdown = (tmp_path / "results.md").read_text()
+    assert markdown == render_markdown(saved)
+    assert "| `base` (baseline) | 2 s (1.00x) |" in markdown
+    assert "| `peer` | 1.5 s (1.50x) |" in markdown
+    assert "| the work | `ours-setup` | <= 0.1x baseline | 0.5x | MISS |" in markdown
+    assert "- a note" in markdown
+    assert (tmp_path / "fake.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_missing_service_skips_section_and_keeps_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_benchmarks([_section(FakeClock())], repeats=1, out_dir=tmp_path, log=print)
+    monkeypatch.delenv("FAKE_BENCH_SERVICE_URL", raising=False)
+
+    skipped = Section(
+        name="needs-service",
+        title="Needs a service",
+        baseline="x",
+        scenarios=(),
+        cases=lambda: pytest.fail("cases() must not be called for a skipped section"),
+        requires=("FAKE_BENCH_SERVICE_URL",),
+    )
+    report = run_benchmarks([skipped], repeats=1, out_dir=tmp_path, log=print)
+
+    names = {r["name"]: r for r in report["sections"]}
+    assert set(names) == {"fake", "needs-service"}  # the earlier section is kept
+    assert names["needs-service"]["status"] == "skipped"
+    assert "FAKE_BENCH_SERVICE_URL" in names["needs-service"]["reason"]
+    markdown = (tmp_path / "results.md").read_text()
+    assert "Skipped: service not running (FAKE_BENCH_SERVICE_URL not set)." in markdown
+    assert not (tmp_path / "needs-service.png").exists()
+
+
+def test_case_needs_exactly_one_of_run_and_setup() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        Case("s", "impl")
+
+
+def test_cli_lists_and_rejects_unknown_section(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "offload" in {section.name for section in discover()}
+    assert main(["--list"]) == 0
+    assert "offload" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--section", "no-such-section"])
+    assert "unknown section" in capsys.readouterr().err
