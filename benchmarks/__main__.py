@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"wrote {args.output / 'results.json'}, results.md and charts", file=sys.stderr)
+    failed = [
+        r["name"] for r in report["sections"] if r["name"] in measured and r["status"] == "error"
+    ]
+    if failed:
+        print(f"failed sections: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -44,6 +44,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -353,14 +354,21 @@ def _measure_section(
         record["reason"] = f"service not running ({', '.join(missing)} not set)"
         log(f"[{section.name}] skipped: {record['reason']}")
         return record
-    all_cases = list(section.cases())
-    log(f"[{section.name}] {section.title}: {len(all_cases)} cases, {repeats} repeats")
-    for scenario in section.scenarios:
-        cases = [case for case in all_cases if case.scenario == scenario.name]
-        if cases:
-            record["scenarios"].append(
-                _measure_scenario(section, scenario, cases, repeats, warmup, quick, log)
-            )
+    try:
+        all_cases = list(section.cases())
+        log(f"[{section.name}] {section.title}: {len(all_cases)} cases, {repeats} repeats")
+        for scenario in section.scenarios:
+            cases = [case for case in all_cases if case.scenario == scenario.name]
+            if cases:
+                record["scenarios"].append(
+                    _measure_scenario(section, scenario, cases, repeats, warmup, quick, log)
+                )
+    except Exception as exc:  # one broken section must not lose the others' figures
+        record["status"] = "error"
+        record["reason"] = f"{type(exc).__name__}: {exc}"
+        record["scenarios"] = []
+        log("".join(traceback.format_exception(exc)).rstrip())
+        log(f"[{section.name}] failed: {record['reason']}")
     return record
 
 
@@ -403,7 +411,8 @@ def _axis_unit(seconds: float) -> tuple[str, float]:
 def _render_section(record: dict[str, Any]) -> list[str]:
     lines = [f"## {record['title']} (`{record['name']}`)", ""]
     if record["status"] != "ok":
-        return [*lines, f"Skipped: {record['reason']}.", ""]
+        outcome = "Skipped" if record["status"] == "skipped" else "Failed"
+        return [*lines, f"{outcome}: {record['reason']}.", ""]
     if record["description"]:
         lines += [record["description"], ""]
     scenarios = record["scenarios"]

@@ -176,3 +176,32 @@ def test_cli_lists_and_rejects_unknown_section(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["--section", "no-such-section"])
     assert "unknown section" in capsys.readouterr().err
+
+
+def test_failing_section_is_reported_and_its_resources_closed(tmp_path: Path) -> None:
+    closed: list[str] = []
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        def run(ops: int) -> float:
+            raise RuntimeError("driver exploded")
+
+        try:
+            yield run
+        finally:
+            closed.append("setup")
+
+    broken = Section(
+        name="broken",
+        title="Broken",
+        baseline="b",
+        scenarios=(Scenario("s", "s", ops=1),),
+        cases=lambda: [Case("s", "b", setup=setup)],
+    )
+    report = run_benchmarks([broken], repeats=1, out_dir=tmp_path, log=print)
+
+    (record,) = report["sections"]
+    assert record["status"] == "error"
+    assert record["reason"] == "RuntimeError: driver exploded"
+    assert closed == ["setup"]
+    assert "Failed: RuntimeError: driver exploded." in (tmp_path / "results.md").read_text()
