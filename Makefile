@@ -43,7 +43,7 @@ pytest: install
 	$(VENV)/bin/pytest
 
 docs: install
-	@if [ -f mkdocs.yml ]; then $(VENV)/bin/mkdocs build --strict --site-dir .site; fi
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir .site
 
 ## Ratio benchmarks against the peers, services included; writes benchmarks/results/.
 bench: install system-deps
