@@ -19,8 +19,9 @@ import pytest
 from tests.conftest import SERVICE_VARS, service_url
 
 ROOT = Path(__file__).resolve().parent.parent
-FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```",
-                   re.S | re.M)
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```", re.S | re.M
+)
 REQUIRES = re.compile(r"^#\s*requires:\s*(?P<names>[\w ,-]+)$", re.M)
 
 
@@ -36,7 +37,7 @@ class Block:
 
 
 def _blocks() -> list[Block]:
-    files = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
+    files = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
     found: list[Block] = []
     for path in files:
         if not path.exists():

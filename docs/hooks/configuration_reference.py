@@ -16,7 +16,11 @@ def render_backends_table() -> str:
     from asyncify_kit._registry import backends, default_scheme
 
     out: list[str] = []
-    titles = {"sql": "SQL (`Database`)", "storage": "Storage (`Storage`)", "http": "HTTP (`HttpClient`)"}
+    titles = {
+        "sql": "SQL (`Database`)",
+        "storage": "Storage (`Storage`)",
+        "http": "HTTP (`HttpClient`)",
+    }
     for family, title in titles.items():
         out.append(f"### {title}\n")
         out.append("| scheme | backend | extra | trio | options |")
@@ -31,11 +35,14 @@ def render_backends_table() -> str:
             if defaults:
                 scheme += " (default for " + ", ".join(f"`{d}`" for d in defaults) + ")"
             extra = f"`asyncify-kit[{spec.extra}]`" if spec.extra else "built in"
-            options = "<br>".join(
-                f"`{opt.name}` = `{opt.default}`: {opt.accepted}"
-                + (f" — {opt.doc}" if opt.doc else "")
-                for opt in spec.options
-            ) or "—"
+            options = (
+                "<br>".join(
+                    f"`{opt.name}` = `{opt.default}`: {opt.accepted}"
+                    + (f" — {opt.doc}" if opt.doc else "")
+                    for opt in spec.options
+                )
+                or "—"
+            )
             trio = "yes" if spec.trio else "no (asyncio only)"
             out.append(f"| {scheme} | {spec.description} | {extra} | {trio} | {options} |")
         out.append("")
