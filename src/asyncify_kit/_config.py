@@ -3,7 +3,8 @@
 A backend is chosen by a URL such as ``postgresql+asyncpg://user:pw@host:5432/db?max_size=10``:
 the scheme names the dialect, the optional ``+driver`` the backend, the query string holds
 backend options. Passwords are never shown: ``str()``, ``repr()`` and every error render
-them as ``***``; only `BackendURL.render(hide_password=False)` gives the real URL back.
+them as ``***`` (so are options named like secrets, ``?aws_secret_access_key=...``); only
+`BackendURL.render(hide_password=False)` gives the real URL back.
 
 Precedence everywhere: explicit argument > environment variable > embedded default.
 """
@@ -11,14 +12,27 @@ Precedence everywhere: explicit argument > environment variable > embedded defau
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, quote, unquote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode
 
 from .exceptions import ConfigError
 
-__all__ = ["BackendURL", "Option", "env_setting", "resolve_url"]
+__all__ = [
+    "BackendURL",
+    "Option",
+    "bool_option",
+    "choice_option",
+    "env_setting",
+    "float_option",
+    "int_option",
+    "is_secret_option",
+    "resolve_url",
+    "str_option",
+    "validate_options",
+]
 
 T = TypeVar("T")
 
@@ -60,20 +74,27 @@ class BackendURL:
             )
         scheme = scheme.lower()
         dialect, plus, driver = scheme.partition("+")
-        if not dialect or (plus and not driver) or not _is_token(dialect) or (
-            driver and not _is_token(driver)
+        if (
+            not dialect
+            or (plus and not driver)
+            or not _is_token(dialect)
+            or (driver and not _is_token(driver))
         ):
-            raise ConfigError(f"invalid scheme {scheme!r} in backend URL {_redact_raw(url)!r}")
+            shown = _REDACTED if "@" in scheme else repr(scheme)
+            raise ConfigError(
+                f"invalid scheme {shown} in backend URL {_redact_raw(url)!r}; expected "
+                "'dialect' or 'dialect+driver', for example 'postgresql+asyncpg'"
+            )
+        userinfo, rest = _split_userinfo(rest)
         rest, _, query = rest.partition("?")
         if "#" in query or "#" in rest:
             raise ConfigError(f"a backend URL takes no fragment: {_redact_raw(url)!r}")
         authority, slash, path = rest.partition("/")
         path = slash + path
         username = password = None
-        if "@" in authority:
-            userinfo, _, authority = authority.rpartition("@")
+        if userinfo is not None:
             user, colon, pw = userinfo.partition(":")
-            username = unquote(user)
+            username = unquote(user) or None
             password = unquote(pw) if colon else None
         host, port = _split_host_port(authority, url)
         options: dict[str, str] = {}
@@ -104,7 +125,7 @@ class BackendURL:
 
     @property
     def location(self) -> str:
-        """Host and path joined, as file-like schemes read them (``file://./data`` -> ``./data``)."""
+        """Host and path joined, as file-like schemes read them: ``file://./data`` -> ``./data``."""
         return self.host + self.path
 
     def render(self, *, hide_password: bool = True) -> str:
@@ -120,9 +141,15 @@ class BackendURL:
         out.append(host)
         if self.port is not None:
             out.append(f":{self.port}")
-        out.append(quote(self.path, safe="/.-_~!$&'()*+,;=:@"))
+        out.append(quote(self.path, safe="/.-_~!$&'()*+,;=:"))  # '@' encoded: see _split_userinfo
         if self.options:
-            out.append("?" + urlencode(dict(self.options)))
+            options = dict(self.options)
+            if hide_password:
+                options = {
+                    key: _REDACTED if is_secret_option(key) else value
+                    for key, value in options.items()
+                }
+            out.append("?" + urlencode(options))
         return "".join(out)
 
     def replace(self, **changes: Any) -> BackendURL:
@@ -150,12 +177,70 @@ class BackendURL:
         return f"BackendURL({self.render()!r})"
 
     def __hash__(self) -> int:
-        return hash((self.scheme, self.username, self.password, self.host, self.port, self.path,
-                     tuple(sorted(self.options.items()))))
+        return hash(
+            (
+                self.scheme,
+                self.username,
+                self.password,
+                self.host,
+                self.port,
+                self.path,
+                tuple(sorted(self.options.items())),
+            )
+        )
+
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key", "apikey")
+
+
+def is_secret_option(name: str) -> bool:
+    """Whether a query option's value is a secret (``?aws_secret_access_key=...``).
+
+    Such values are redacted like the password: ``***`` in ``str()``, ``repr()`` and errors.
+    """
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
 
 
 def _is_token(text: str) -> bool:
-    return text.replace("-", "").replace("_", "").replace(".", "").isalnum() and text[0].isalpha()
+    return (
+        text.isascii()
+        and text[0].isalpha()
+        and text.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    )
+
+
+def _split_userinfo(rest: str) -> tuple[str | None, str]:
+    """Split ``user:password@`` off the part of a URL after ``://``.
+
+    The userinfo ends at the last ``@`` of the authority (``//...`` up to the first ``/``,
+    ``?`` or ``#``). Passwords often hold a raw ``/``, ``?`` or ``#`` that should have been
+    percent-encoded; like SQLAlchemy, ``user:pass/word@host`` is still read as a password
+    rather than as host ``user`` and port ``pass``, which would expose part of it.
+    """
+    end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop)
+        if found != -1:
+            end = min(end, found)
+    userinfo, at, _ = rest[:end].rpartition("@")
+    if at:
+        return userinfo, rest[len(userinfo) + 1 :]
+    match = _RAW_USERINFO.match(rest)
+    if match is None:
+        return None, rest
+    # the host part after the first '@' holds no '@': a later one still belongs to the password
+    host_end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop, match.end())
+        if found != -1:
+            host_end = min(host_end, found)
+    last_at = rest.rfind("@", match.end(), host_end)
+    userinfo_end = last_at if last_at != -1 else match.end() - 1
+    return rest[:userinfo_end], rest[userinfo_end + 1 :]
+
+
+_RAW_USERINFO = re.compile(r"([^:/?#@\[\]]*:[^@]*)@")
 
 
 def _split_host_port(authority: str, url: str) -> tuple[str, int | None]:
@@ -171,24 +256,29 @@ def _split_host_port(authority: str, url: str) -> tuple[str, int | None]:
         host, _, port_text = authority.partition(":")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(
-            f"invalid port {port_text!r} in {_redact_raw(url)!r}; expected 1-65535"
-        )
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"invalid port {port_text!r} in {_redact_raw(url)!r}; expected 1-65535")
     return host, int(port_text)
 
 
 def _redact_raw(url: str) -> str:
     """Hide the password of a URL that may not even parse."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
+    if not sep or "@" in scheme:
         return url if "@" not in url else _REDACTED
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:
-        userinfo, _, hostport = authority.rpartition("@")
+    userinfo, tail = _split_userinfo(rest)
+    if userinfo is not None:
         user, colon, _ = userinfo.partition(":")
-        authority = f"{user}:{_REDACTED}@{hostport}" if colon else f"{user}@{hostport}"
-    return f"{scheme}{sep}{authority}{slash}{tail}"
+        tail = f"{user}{':' + _REDACTED if colon else ''}@{tail}"
+    head, question, query = tail.partition("?")
+    if question:
+        pairs = []
+        for pair in query.split("&"):
+            key, equals, _ = pair.partition("=")
+            secret = equals and is_secret_option(unquote_plus(key))
+            pairs.append(f"{key}={_REDACTED}" if secret else pair)
+        tail = head + "?" + "&".join(pairs)
+    return f"{scheme}{sep}{tail}"
 
 
 @dataclass(frozen=True)
@@ -208,8 +298,9 @@ class Option(Generic[T]):
         try:
             return self.parse(raw)
         except (ValueError, TypeError):
+            shown = _REDACTED if is_secret_option(self.name) else repr(raw)
             raise ConfigError(
-                f"invalid value {raw!r} for option {self.name!r} of the {backend!r} backend; "
+                f"invalid value {shown} for option {self.name!r} of the {backend!r} backend; "
                 f"accepted: {self.accepted}"
             ) from None
 

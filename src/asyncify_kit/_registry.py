@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,9 +27,19 @@ from typing import Any
 from ._config import BackendURL, Option
 from .exceptions import BackendNotInstalled, ConfigError
 
-__all__ = ["BackendSpec", "backends", "load_backend", "lookup", "register"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BackendSpec",
+    "backends",
+    "default_scheme",
+    "load_backend",
+    "lookup",
+    "register",
+]
 
 ENTRY_POINT_GROUP = "asyncify_kit.backends"
+
+logger = logging.getLogger("asyncify_kit")
 
 
 @dataclass(frozen=True)
@@ -62,21 +73,36 @@ def register(spec: BackendSpec, *, default_for: str | None = None) -> None:
 
 
 def _read_entry_points() -> None:
+    """Add the third-party backends of the entry-point group, once (call with `_lock` held).
+
+    A malformed entry point is logged and skipped: one broken plugin must not take every
+    facade down with it.
+    """
     global _entry_points_read
     if _entry_points_read:
         return
     _entry_points_read = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         family, sep, scheme = ep.name.partition(":")
-        if not sep or not scheme:
-            raise ConfigError(
-                f"entry point {ep.name!r} in group {ENTRY_POINT_GROUP!r} must be named "
-                "'family:scheme', for example 'sql:postgresql+mydriver'"
+        module_name, colon, attr = ep.value.partition(":")
+        if not sep or not family or not scheme or not colon or not module_name or not attr:
+            logger.warning(
+                "ignoring entry point %r = %r in group %r: its name must be 'family:scheme' "
+                "and its value 'module:Class', for example "
+                "'sql:postgresql+mydriver' = 'my_pkg.backend:MyDatabaseBackend'",
+                ep.name,
+                ep.value,
+                ENTRY_POINT_GROUP,
             )
+            continue
         key = (family, scheme.lower())
         if key not in _table:
-            _table[key] = BackendSpec(family, scheme.lower(), ep.value,
-                                      description=f"third-party backend from {ep.value}")
+            _table[key] = BackendSpec(
+                family,
+                scheme.lower(),
+                ep.value,
+                description=f"third-party backend from {ep.value}",
+            )
 
 
 def backends(family: str | None = None) -> Iterator[BackendSpec]:
@@ -95,31 +121,56 @@ def default_scheme(family: str, dialect: str) -> str | None:
 
 
 def lookup(family: str, url: BackendURL) -> BackendSpec:
-    """The spec serving *url* in *family*; `ConfigError` listing the known schemes if none."""
+    """The spec serving *url* in *family*; `ConfigError` listing the known schemes if none.
+
+    A bare dialect picks its default driver (``postgresql`` -> ``postgresql+asyncpg``); a
+    dialect alias keeps the driver it names (``mariadb+pymysql`` -> ``mysql+pymysql``).
+    """
     _ensure_builtins()
     with _lock:
         _read_entry_points()
         scheme = url.scheme
+        default = _defaults.get((family, url.dialect))
         if url.driver is None:
-            scheme = _defaults.get((family, url.dialect), scheme)
+            scheme = default or scheme
+        elif (family, scheme) not in _table and default is not None:
+            canonical = default.partition("+")[0]
+            scheme = f"{canonical}+{url.driver}"
         spec = _table.get((family, scheme))
         if spec is None:
-            known = sorted(s for f, s in _table if f == family)
+            families = sorted({f for f, _ in _table})
+            if family not in families:
+                raise ConfigError(
+                    f"unknown backend family {family!r}; known: {', '.join(families)}"
+                )
+            known = sorted(
+                {s for f, s in _table if f == family} | {d for f, d in _defaults if f == family}
+            )
             raise ConfigError(
                 f"unknown {family} backend {url.scheme!r} in {url}; known: {', '.join(known)}"
             )
         return spec
 
 
+def _is_installed(module_name: str) -> bool:
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
+
+
 def load_backend(family: str, url: BackendURL) -> tuple[BackendSpec, type[Any]]:
-    """Import (once) and return the backend class for *url*."""
+    """Import (once) and return the backend class for *url*.
+
+    >>> spec, cls = load_backend("sql", BackendURL.parse("sqlite:///./app.db"))
+    """
     spec = lookup(family, url)
     key = (spec.family, spec.scheme)
     cls = _loaded.get(key)
     if cls is not None:
         return spec, cls
     for module_name in spec.requires:
-        if importlib.util.find_spec(module_name) is None:
+        if not _is_installed(module_name):
             raise BackendNotInstalled(spec.scheme, module_name, spec.extra or "all")
     module_name, _, attr = spec.target.partition(":")
     try:
@@ -128,28 +179,39 @@ def load_backend(family: str, url: BackendURL) -> tuple[BackendSpec, type[Any]]:
         if exc.name and exc.name.split(".")[0] in {r.split(".")[0] for r in spec.requires}:
             raise BackendNotInstalled(spec.scheme, exc.name, spec.extra or "all") from exc
         raise
-    cls = getattr(module, attr)
+    try:
+        cls = getattr(module, attr)
+    except AttributeError as exc:
+        raise ConfigError(
+            f"the {spec.scheme!r} backend points at {spec.target!r}, but module "
+            f"{module_name!r} has no attribute {attr!r}",
+            orig=exc,
+        ) from exc
     with _lock:
         _loaded[key] = cls
     return spec, cls
 
 
-_builtins_done = False
+_builtins_ready = threading.Event()
+_builtins_lock = threading.Lock()
 
 
 def _ensure_builtins() -> None:
-    """Register the built-in table once (facade packages add their option lists here)."""
-    global _builtins_done
-    if _builtins_done:
-        return
-    with _lock:
-        if _builtins_done:
-            return
-        _builtins_done = True
-    from ._backends_table import BUILTIN_BACKENDS
+    """Register the built-in table once (facade packages add their option lists here).
 
-    for spec, default_for in BUILTIN_BACKENDS:
-        for dialect in default_for:
-            register(spec, default_for=dialect)
-        if not default_for:
-            register(spec)
+    The flag is set only after every row is in, so a concurrent first lookup never sees a
+    half-filled table.
+    """
+    if _builtins_ready.is_set():
+        return
+    with _builtins_lock:
+        if _builtins_ready.is_set():
+            return
+        from ._backends_table import BUILTIN_BACKENDS
+
+        for spec, default_for in BUILTIN_BACKENDS:
+            for dialect in default_for:
+                register(spec, default_for=dialect)
+            if not default_for:
+                register(spec)
+        _builtins_ready.set()

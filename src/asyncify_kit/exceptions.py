@@ -94,6 +94,10 @@ class BackendNotInstalled(AsyncifyError, ImportError):
             f"installed; install it with: {self.pip_command}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the default rebuilds from .args (the message), which this __init__ does not take
+        return (type(self), (self.backend, self.package, self.extra), self.__dict__)
+
 
 class Unsupported(AsyncifyError, NotImplementedError):
     """A backend cannot offer a feature; the message says which backend can."""
@@ -161,6 +165,10 @@ class HTTPStatusError(HTTPError):
     def __init__(self, message: str, *, response: Any = None) -> None:
         super().__init__(message)
         self.response = response
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keep `response` (a keyword-only argument) across pickling; the default drops it
+        return (type(self), (str(self),), self.__dict__)
 
 
 class TransportError(HTTPError):

@@ -1,0 +1,428 @@
+"""BackendURL parsing and rendering, option validation, environment precedence, redaction."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asyncify_kit import BackendURL, ConfigError
+from asyncify_kit._config import (
+    bool_option,
+    choice_option,
+    env_setting,
+    float_option,
+    int_option,
+    resolve_url,
+    str_option,
+    validate_options,
+)
+
+# -- strategies -----------------------------------------------------------------------------
+
+_token = st.from_regex(r"[a-z][a-z0-9_.-]{0,11}", fullmatch=True)
+dialects = _token
+drivers = st.none() | _token
+# any printable text except surrogates; render() must percent-encode whatever needs it
+_text = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=16)
+usernames = st.none() | _text
+hosts = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?(\.[a-z0-9]{1,8}){0,3}", fullmatch=True)
+ipv6_hosts = st.sampled_from(["[::1]", "[fe80::1ff:fe23:4567:890a]", "[2001:db8::7]"])
+ports = st.none() | st.integers(min_value=1, max_value=65535)
+paths = st.just("") | st.lists(_text, max_size=4).map(lambda parts: "/" + "/".join(parts))
+option_maps = st.dictionaries(_text, st.text(max_size=12), max_size=4)
+
+# A password that cannot occur by chance in any other part of a URL or message: the
+# markers are upper case, which no scheme, host or message text here contains.
+_MARK_HEAD, _MARK_TAIL = "SEKRETHEAD", "SEKRETTAIL"
+passwords = st.text(st.characters(exclude_categories=["Cs"]), max_size=12).map(
+    lambda middle: f"{_MARK_HEAD}{middle}{_MARK_TAIL}"
+)
+
+
+def assert_no_password(text: str, password: str) -> None:
+    """Neither the password, its encodings, nor a marker of it appears in *text*."""
+    assert _MARK_HEAD not in text
+    assert _MARK_TAIL not in text
+    for form in {password, quote(password, safe=""), quote(password)}:
+        assert form not in text
+
+
+@st.composite
+def backend_urls(draw: st.DrawFn) -> BackendURL:
+    password = draw(st.none() | passwords)
+    return BackendURL(
+        dialect=draw(dialects),
+        driver=draw(drivers),
+        username=draw(usernames),
+        password=password,
+        host=draw(hosts | ipv6_hosts | st.just("")),
+        port=draw(ports),
+        path=draw(paths),
+        options=draw(option_maps),
+    )
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+def test_parse_every_field() -> None:
+    url = BackendURL.parse("postgresql+asyncpg://app:s%40cret@db.local:5433/shop?max_size=5")
+    assert url.dialect == "postgresql"
+    assert url.driver == "asyncpg"
+    assert url.scheme == "postgresql+asyncpg"
+    assert url.username == "app"
+    assert url.password == "s@cret"
+    assert url.host == "db.local"
+    assert url.port == 5433
+    assert url.path == "/shop"
+    assert url.database == "shop"
+    assert dict(url.options) == {"max_size": "5"}
+
+
+@pytest.mark.parametrize(
+    ("text", "location", "database"),
+    [
+        ("sqlite:///./asyncify.db", "/./asyncify.db", "./asyncify.db"),
+        ("sqlite:///:memory:", "/:memory:", ":memory:"),
+        ("file://./data", "./data", "data"),
+        ("s3://bucket/some/prefix", "bucket/some/prefix", "some/prefix"),
+        ("memory://", "", ""),
+    ],
+)
+def test_parse_file_like_urls(text: str, location: str, database: str) -> None:
+    url = BackendURL.parse(text)
+    assert url.location == location
+    assert url.database == database
+    assert BackendURL.parse(url.render(hide_password=False)) == url
+
+
+def test_parse_ipv6_host_and_scheme_case() -> None:
+    url = BackendURL.parse("PostgreSQL+AsyncPG://u@[::1]:5432/db")
+    assert url.scheme == "postgresql+asyncpg"
+    assert url.host == "[::1]"
+    assert url.port == 5432
+    assert url.username == "u"
+    assert url.password is None
+
+
+def test_parse_accepts_a_backend_url() -> None:
+    url = BackendURL.parse("sqlite:///x.db")
+    assert BackendURL.parse(url) is url
+
+
+def test_empty_username_is_none() -> None:
+    url = BackendURL.parse("redis://:pw@host")
+    assert url.username is None
+    assert url.password == "pw"
+
+
+def test_password_with_raw_reserved_characters_stays_a_password() -> None:
+    # Generated passwords often hold '/', '?', '#' or '@' that users forget to encode; the
+    # URL must still read as user + password, never as host 'app' and port 'pa...'.
+    url = BackendURL.parse("postgresql://app:pa/s?s#w@rd@db:5432/shop")
+    assert url.username == "app"
+    assert url.password == "pa/s?s#w@rd"
+    assert url.host == "db"
+    assert url.port == 5432
+    assert url.database == "shop"
+    assert "pa/s" not in str(url)
+
+
+def test_replace() -> None:
+    url = BackendURL.parse("postgresql://u:p@h/db")
+    assert url.replace(driver="psycopg").scheme == "postgresql+psycopg"
+    with pytest.raises(TypeError, match="nope"):
+        url.replace(nope=1)
+
+
+def test_equal_urls_hash_equal() -> None:
+    a = BackendURL.parse("mysql://u:p@h/db?b=2&a=1")
+    b = BackendURL.parse("mysql://u:p@h/db?a=1&b=2")
+    assert a == b
+    assert hash(a) == hash(b)
+    assert len({a, b}) == 1
+
+
+@given(backend_urls())
+@settings(max_examples=300)
+def test_parse_render_round_trip(url: BackendURL) -> None:
+    text = url.render(hide_password=False)
+    assert BackendURL.parse(text) == url
+    # and a rendered URL is stable: rendering the parsed URL again gives the same text
+    assert BackendURL.parse(text).render(hide_password=False) == text
+
+
+@given(backend_urls())
+def test_str_and_repr_parse_back_apart_from_the_password(url: BackendURL) -> None:
+    shown = BackendURL.parse(str(url))
+    expected = url.replace(password="***") if url.password is not None else url
+    assert shown == expected
+
+
+# -- malformed URLs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "not a backend URL"),
+        ("postgresql", "not a backend URL"),
+        ("://host/db", "not a backend URL"),
+        ("post gres://h/db", "invalid scheme"),
+        ("postgresql+://h/db", "invalid scheme"),
+        ("9sql://h/db", "invalid scheme"),
+        ("pöstgres://h/db", "invalid scheme"),
+        ("postgresql://h:0/db", "invalid port '0'"),
+        ("postgresql://h:65536/db", "invalid port '65536'"),
+        ("postgresql://h:abc/db", "invalid port 'abc'"),
+        ("postgresql://h:²/db", "invalid port"),
+        ("postgresql://h:٣/db", "invalid port"),
+        ("postgresql://[::1/db", "unclosed IPv6"),
+        ("postgresql://[::1]x/db", "invalid host"),
+        ("postgresql://h/db#frag", "no fragment"),
+        ("postgresql://h/db?a=1&a=2", "'a' is given twice"),
+    ],
+)
+def test_malformed_urls(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        BackendURL.parse(text)
+
+
+def test_parse_rejects_non_strings() -> None:
+    with pytest.raises(ConfigError, match="must be a string, not bytes"):
+        BackendURL.parse(b"sqlite://")  # type: ignore[arg-type]
+
+
+# -- the password is never shown -----------------------------------------------------------
+
+
+@given(backend_urls().filter(lambda u: u.password is not None))
+def test_password_never_in_str_repr_or_render(url: BackendURL) -> None:
+    assert url.password is not None
+    for text in (str(url), repr(url), url.render(), f"{url}", f"{url!r}", str([url])):
+        assert_no_password(text, url.password)
+    assert url.password in url.render(hide_password=False) or (
+        quote(url.password, safe="") in url.render(hide_password=False)
+    )
+
+
+def _broken_variants(url: BackendURL) -> list[str]:
+    """*url* rendered with its real password, then broken in the ways users break URLs."""
+    good = url.render(hide_password=False)
+    scheme, _, rest = good.partition("://")
+    userinfo = rest.rpartition("@")[0] if "@" in rest else ""
+    raw_pw = url.password or ""
+    base = f"{scheme}://{userinfo}@" if userinfo else f"{scheme}://"
+    return [
+        f"{base}{url.host or 'h'}:notaport/db",  # bad port
+        f"{base}{url.host or 'h'}:99999/db",  # port out of range
+        f"{base}[::1/db",  # unclosed IPv6
+        f"bad scheme://{rest}",  # bad scheme
+        f"{scheme}+://{rest}",  # empty driver
+        f"{good}#fragment",  # fragment
+        f"{base}h/db?x=1&x=2",  # option twice
+        # the password written raw, unencoded, as people paste it
+        f"{scheme}://user:{raw_pw}@h:bad/db",
+        f"{scheme}://user:{raw_pw}@h/db#frag",
+        f"bad scheme://user:{raw_pw}@h/db",
+    ]
+
+
+@given(backend_urls().filter(lambda u: u.password is not None))
+@settings(max_examples=150)
+def test_password_never_in_parse_errors(url: BackendURL) -> None:
+    assert url.password is not None
+    for text in _broken_variants(url):
+        try:
+            parsed = BackendURL.parse(text)
+        except ConfigError as exc:
+            assert_no_password(str(exc), url.password)
+            assert_no_password(repr(exc), url.password)
+        else:  # an odd but parseable URL: still never shown
+            assert_no_password(str(parsed), url.password)
+            assert_no_password(repr(parsed), url.password)
+
+
+@given(passwords)
+def test_password_never_in_option_errors(password: str) -> None:
+    url = BackendURL(
+        "postgresql",
+        "asyncpg",
+        "app",
+        password,
+        "db",
+        5432,
+        "/shop",
+        {"max_size": "lots", "bogus": "1"},
+    )
+    options = [int_option("max_size", 10, minimum=1)]
+    with pytest.raises(ConfigError) as unknown:
+        validate_options(url, options, backend="postgresql+asyncpg")
+    assert_no_password(str(unknown.value), password)
+    bad = url.replace(options={"max_size": "lots"})
+    with pytest.raises(ConfigError) as invalid:
+        validate_options(bad, options, backend="postgresql+asyncpg")
+    assert_no_password(str(invalid.value), password)
+
+
+def test_secret_options_are_redacted() -> None:
+    text = "s3://AKIAEXAMPLE:SEKRETHEADxSEKRETTAIL@bucket/p?aws_secret_access_key=SEKRETHEADoptSEKRETTAIL&region=eu"
+    url = BackendURL.parse(text)
+    assert url.options["aws_secret_access_key"] == "SEKRETHEADoptSEKRETTAIL"
+    for shown in (str(url), repr(url)):
+        assert "SEKRET" not in shown
+        assert "region=eu" in shown
+        assert "AKIAEXAMPLE" in shown
+    assert BackendURL.parse(url.render(hide_password=False)) == url
+    with pytest.raises(ConfigError) as twice:
+        BackendURL.parse(text + "&aws_secret_access_key=SEKRETHEADagainSEKRETTAIL")
+    assert "SEKRET" not in str(twice.value)
+    secret = str_option("api_token", None)
+    number = int_option("api_token", 1)
+    with pytest.raises(ConfigError) as bad:
+        validate_options(
+            BackendURL.parse("x://h?api_token=SEKRETHEADtokSEKRETTAIL"), [number], backend="x"
+        )
+    assert "SEKRET" not in str(bad.value)
+    assert validate_options(BackendURL.parse("x://h?api_token=abc"), [secret], backend="x") == {
+        "api_token": "abc"
+    }
+
+
+# -- options --------------------------------------------------------------------------------
+
+OPTIONS = (
+    int_option("max_size", 10, minimum=1, doc="pool size"),
+    float_option("timeout", 30.0, doc="seconds"),
+    bool_option("ssl", False),
+    choice_option("isolation", "read_committed", ["read_committed", "serializable"]),
+    str_option("application_name", None),
+)
+
+
+def test_validate_options_fills_defaults() -> None:
+    url = BackendURL.parse("postgresql://h/db")
+    assert validate_options(url, OPTIONS, backend="pg") == {
+        "max_size": 10,
+        "timeout": 30.0,
+        "ssl": False,
+        "isolation": "read_committed",
+        "application_name": None,
+    }
+
+
+def test_validate_options_converts() -> None:
+    url = BackendURL.parse(
+        "postgresql://h/db?max_size=3&timeout=none&ssl=YES&isolation=serializable"
+        "&application_name=shop%20api"
+    )
+    assert validate_options(url, OPTIONS, backend="pg") == {
+        "max_size": 3,
+        "timeout": None,
+        "ssl": True,
+        "isolation": "serializable",
+        "application_name": "shop api",
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "accepted"),
+    [
+        ("max_size=0", "a whole number >= 1"),
+        ("max_size=2.5", "a whole number >= 1"),
+        ("max_size=", "a whole number >= 1"),
+        ("timeout=-1", "a number >= 0, or 'none'"),
+        ("timeout=nan", "a number >= 0, or 'none'"),
+        ("timeout=soon", "a number >= 0, or 'none'"),
+        ("ssl=maybe", "true or false"),
+        ("isolation=dirty", "one of read_committed, serializable"),
+    ],
+)
+def test_bad_option_value_names_option_and_accepted_values(query: str, accepted: str) -> None:
+    name, _, raw = query.partition("=")
+    url = BackendURL.parse(f"postgresql://u:hunter2@h/db?{query}")
+    with pytest.raises(ConfigError) as info:
+        validate_options(url, OPTIONS, backend="postgresql+asyncpg")
+    message = str(info.value)
+    assert f"option {name!r}" in message
+    assert f"accepted: {accepted}" in message
+    assert repr(raw) in message
+    assert "'postgresql+asyncpg'" in message
+    assert "hunter2" not in message
+    assert info.value.__cause__ is None  # the parser's own ValueError is noise
+
+
+def test_unknown_option_lists_the_known_ones() -> None:
+    url = BackendURL.parse("postgresql://u:hunter2@h/db?max_sise=3")
+    with pytest.raises(ConfigError) as info:
+        validate_options(url, OPTIONS, backend="postgresql+asyncpg")
+    message = str(info.value)
+    assert "unknown option 'max_sise'" in message
+    assert "application_name, isolation, max_size, ssl, timeout" in message
+    assert "hunter2" not in message
+
+
+def test_unknown_option_when_none_are_accepted() -> None:
+    url = BackendURL.parse("sqlite:///x.db?journal=wal")
+    with pytest.raises(ConfigError, match="known options: none"):
+        validate_options(url, (), backend="sqlite")
+
+
+# -- environment precedence ---------------------------------------------------------------
+
+SQL_ENV = ("ASYNCIFY_SQL_URL", "DATABASE_URL")
+DEFAULT_SQL = "sqlite:///./asyncify.db"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in SQL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_resolve_url_default(clean_env: pytest.MonkeyPatch) -> None:
+    assert resolve_url(None, SQL_ENV, DEFAULT_SQL) == BackendURL.parse(DEFAULT_SQL)
+
+
+def test_resolve_url_second_env_name(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_URL", "postgresql://from-database-url/db")
+    assert resolve_url(None, SQL_ENV, DEFAULT_SQL).host == "from-database-url"
+
+
+def test_resolve_url_first_env_name_wins(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_URL", "postgresql://from-database-url/db")
+    clean_env.setenv("ASYNCIFY_SQL_URL", "postgresql://from-asyncify/db")
+    assert resolve_url(None, SQL_ENV, DEFAULT_SQL).host == "from-asyncify"
+
+
+def test_resolve_url_empty_env_is_unset(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ASYNCIFY_SQL_URL", "")
+    clean_env.setenv("DATABASE_URL", "postgresql://from-database-url/db")
+    assert resolve_url(None, SQL_ENV, DEFAULT_SQL).host == "from-database-url"
+
+
+def test_resolve_url_explicit_beats_env(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ASYNCIFY_SQL_URL", "postgresql://from-asyncify/db")
+    assert resolve_url("mysql://explicit/db", SQL_ENV, DEFAULT_SQL).host == "explicit"
+    explicit = BackendURL.parse("mysql://object/db")
+    assert resolve_url(explicit, SQL_ENV, DEFAULT_SQL) is explicit
+
+
+def test_resolve_url_bad_env_value_is_a_config_error_without_password(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("DATABASE_URL", "postgresql://u:hunter2@h:port/db")
+    with pytest.raises(ConfigError) as info:
+        resolve_url(None, SQL_ENV, DEFAULT_SQL)
+    assert "hunter2" not in str(info.value)
+
+
+def test_env_setting_with_explicit_mapping() -> None:
+    env = {"A": "", "B": "b", "C": "c"}
+    assert env_setting("A", "B", "C", environ=env) == "b"
+    assert env_setting("X", environ=env) is None
