@@ -1,0 +1,189 @@
+"""The fast backend: `aiohttp.ClientSession` (asyncio only).
+
+aiohttp has no write timeout: there the write phase is bounded by the connect and read
+timeouts only. Cookies are accepted from IP-address hosts too (``CookieJar(unsafe=True)``),
+as the other backends do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from ...exceptions import (
+    ConnectError,
+    HTTPError,
+    ReadError,
+    TimeoutException,
+    TransportError,
+    Unsupported,
+)
+from .._models import Request, Response, Timeout
+from .base import BackendStream, ClientConfig, HttpBackend, current_event_loop, http_error
+
+__all__ = ["AiohttpBackend"]
+
+
+def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+    connect = timeout.connect
+    if connect is not None and timeout.pool is not None:
+        acquire: float | None = connect + timeout.pool
+    else:
+        acquire = None
+    return aiohttp.ClientTimeout(
+        total=None, connect=acquire, sock_connect=connect, sock_read=timeout.read
+    )
+
+
+class _AiohttpStream(BackendStream):
+    def __init__(
+        self, backend: AiohttpBackend, response: aiohttp.ClientResponse, request: Request
+    ) -> None:
+        self._backend = backend
+        self._response = response
+        self._request = request
+
+    async def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            if chunk_size is None:
+                async for chunk in content.iter_any():
+                    yield chunk
+            else:
+                async for chunk in content.iter_chunked(chunk_size):
+                    yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self._backend.translate(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+class AiohttpBackend(HttpBackend):
+    """`HttpClient` over `aiohttp.ClientSession`; the fastest backend, asyncio only."""
+
+    name = "aiohttp"
+    trio = False
+
+    def __init__(self, config: ClientConfig) -> None:
+        super().__init__(config)
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = _client_timeout(config.timeout)
+
+    async def aopen(self) -> None:
+        library = current_event_loop()
+        if library != "asyncio":
+            raise Unsupported(
+                f"the aiohttp backend runs on asyncio only, but this code runs on {library}; "
+                "use backend='httpx' or backend='requests', which work on trio"
+            )
+        config = self.config
+        connector = aiohttp.TCPConnector(
+            limit=config.limits.max_connections,
+            limit_per_host=0,
+            keepalive_timeout=config.limits.keepalive_expiry,
+            ssl=bool(config.verify),
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=config.headers,
+            cookies=config.cookies,
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            timeout=self._timeout,
+            raise_for_status=False,
+            auto_decompress=True,
+        )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def translate(self, exc: BaseException, request: Request) -> HTTPError:
+        """The facade error for an aiohttp (or asyncio timeout) exception."""
+        secrets = self.config.secrets
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return http_error(
+                TimeoutException, "connect timeout", request, exc, secrets, phase="connect"
+            )
+        if isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError)):
+            return http_error(TimeoutException, "read timeout", request, exc, secrets, phase="read")
+        if isinstance(exc, asyncio.TimeoutError):
+            return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return http_error(ConnectError, "connection failed", request, exc, secrets)
+        if isinstance(
+            exc,
+            (
+                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientPayloadError,
+                aiohttp.ClientOSError,
+                aiohttp.ClientResponseError,
+            ),
+        ):
+            return http_error(ReadError, "connection broken while reading", request, exc, secrets)
+        if isinstance(exc, aiohttp.TooManyRedirects):
+            return http_error(TransportError, "too many redirects", request, exc, secrets)
+        return http_error(TransportError, "transport error", request, exc, secrets)
+
+    def _kwargs(self, request: Request) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "headers": request.headers,
+            "data": request.content,
+            "allow_redirects": self.follow_for(request),
+            "max_redirects": self.config.max_redirects,
+        }
+        if request.cookies is not None:
+            kwargs["cookies"] = request.cookies
+        if request.timeout is not None:
+            kwargs["timeout"] = _client_timeout(request.timeout)
+        return kwargs
+
+    def _session_or_fail(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            raise RuntimeError("the aiohttp backend is not open; use `async with HttpClient()`")
+        return session
+
+    def _response(
+        self,
+        r: aiohttp.ClientResponse,
+        request: Request,
+        started: float,
+        content: bytes | None,
+        stream: BackendStream | None = None,
+    ) -> Response:
+        return Response(
+            r.status,
+            headers=r.headers.items,
+            content=content,
+            url=str(r.url),
+            request=request,
+            elapsed=datetime.timedelta(seconds=time.perf_counter() - started),
+            reason_phrase=r.reason,
+            stream=stream,
+        )
+
+    async def send(self, request: Request) -> Response:
+        session = self._session_or_fail()
+        started = time.perf_counter()
+        try:
+            async with session.request(request.method, request.url, **self._kwargs(request)) as r:
+                content = await r.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self.translate(exc, request) from exc
+        return self._response(r, request, started, content)
+
+    async def send_stream(self, request: Request) -> Response:
+        session = self._session_or_fail()
+        started = time.perf_counter()
+        try:
+            r = await session.request(request.method, request.url, **self._kwargs(request))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise self.translate(exc, request) from exc
+        return self._response(r, request, started, None, _AiohttpStream(self, r, request))

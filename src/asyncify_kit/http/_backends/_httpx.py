@@ -1,0 +1,172 @@
+"""The default backend: `httpx.AsyncClient` (asyncio and trio)."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from ..._offload import run_sync
+from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
+from .._models import Request, Response, Timeout
+from .base import BackendStream, ClientConfig, HttpBackend, http_error
+
+__all__ = ["HttpxBackend"]
+
+
+def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=timeout.connect, read=timeout.read, write=timeout.write, pool=timeout.pool
+    )
+
+
+class _HttpxStream(BackendStream):
+    def __init__(self, backend: HttpxBackend, response: httpx.Response, request: Request) -> None:
+        self._backend = backend
+        self._response = response
+        self._request = request
+
+    async def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_bytes(chunk_size):
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise self._backend.translate(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class HttpxBackend(HttpBackend):
+    """`HttpClient` over `httpx.AsyncClient`; every timeout phase is enforced."""
+
+    name = "httpx"
+    trio = True
+
+    def __init__(self, config: ClientConfig) -> None:
+        super().__init__(config)
+        self._client: httpx.AsyncClient | None = None
+
+    def _make_client(self) -> httpx.AsyncClient:
+        config = self.config
+        limits = config.limits
+        return httpx.AsyncClient(
+            headers=config.headers,
+            cookies=config.cookies,
+            timeout=_httpx_timeout(config.timeout),
+            limits=httpx.Limits(
+                max_connections=limits.max_connections,
+                max_keepalive_connections=min(limits.max_keepalive, limits.max_connections),
+                keepalive_expiry=limits.keepalive_expiry,
+            ),
+            follow_redirects=config.follow_redirects,
+            max_redirects=config.max_redirects,
+            verify=config.verify,
+        )
+
+    async def aopen(self) -> None:
+        # building the client loads the CA bundle from disk: a blocking call, so in a thread
+        self._client = await run_sync(self._make_client)
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def translate(self, exc: httpx.HTTPError, request: Request) -> HTTPError:
+        """The facade error for an httpx exception."""
+        secrets = self.config.secrets
+        if isinstance(exc, httpx.ConnectTimeout):
+            return http_error(
+                TimeoutException, "connect timeout", request, exc, secrets, phase="connect"
+            )
+        if isinstance(exc, httpx.ReadTimeout):
+            return http_error(TimeoutException, "read timeout", request, exc, secrets, phase="read")
+        if isinstance(exc, httpx.WriteTimeout):
+            return http_error(
+                TimeoutException, "write timeout", request, exc, secrets, phase="write"
+            )
+        if isinstance(exc, httpx.PoolTimeout):
+            return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
+        if isinstance(exc, httpx.ConnectError):
+            return http_error(ConnectError, "connection failed", request, exc, secrets)
+        if isinstance(exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.DecodingError)):
+            return http_error(ReadError, "connection broken while reading", request, exc, secrets)
+        if isinstance(exc, httpx.TooManyRedirects):
+            return http_error(TransportError, "too many redirects", request, exc, secrets)
+        return http_error(TransportError, "transport error", request, exc, secrets)
+
+    def _client_or_fail(self) -> httpx.AsyncClient:
+        client = self._client
+        if client is None:
+            raise RuntimeError("the httpx backend is not open; use `async with HttpClient()`")
+        return client
+
+    def _build(self, client: httpx.AsyncClient, request: Request) -> httpx.Request:
+        extensions: dict[str, Any] = {}
+        if request.timeout is not None:
+            extensions["timeout"] = _httpx_timeout(request.timeout).as_dict()
+        return client.build_request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.content,
+            cookies=request.cookies,
+            extensions=extensions or None,
+        )
+
+    def _response(
+        self,
+        r: httpx.Response,
+        request: Request,
+        started: float,
+        content: bytes | None,
+        stream: BackendStream | None = None,
+    ) -> Response:
+        return Response(
+            r.status_code,
+            headers=r.headers.multi_items,
+            content=content,
+            url=str(r.url),
+            request=request,
+            elapsed=datetime.timedelta(seconds=time.perf_counter() - started),
+            reason_phrase=r.reason_phrase,
+            stream=stream,
+        )
+
+    async def send(self, request: Request) -> Response:
+        client = self._client_or_fail()
+        started = time.perf_counter()
+        follow = (
+            self.config.follow_redirects
+            if request.follow_redirects is None
+            else (request.follow_redirects)
+        )
+        try:
+            if request.cookies is None and request.timeout is None:
+                r = await client.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    content=request.content,
+                    follow_redirects=follow,
+                )
+            else:
+                r = await client.send(self._build(client, request), follow_redirects=follow)
+        except httpx.HTTPError as exc:
+            raise self.translate(exc, request) from exc
+        return self._response(r, request, started, r.content)
+
+    async def send_stream(self, request: Request) -> Response:
+        client = self._client_or_fail()
+        started = time.perf_counter()
+        try:
+            r = await client.send(
+                self._build(client, request), stream=True, follow_redirects=self.follow_for(request)
+            )
+        except httpx.HTTPError as exc:
+            raise self.translate(exc, request) from exc
+        return self._response(r, request, started, None, _HttpxStream(self, r, request))

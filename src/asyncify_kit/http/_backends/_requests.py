@@ -1,0 +1,203 @@
+"""The legacy backend: a `requests.Session` run in worker threads (asyncio and trio).
+
+Each request is one hop to a thread of the default pool; a cancelled caller leaves at once
+(``cancel="abandon"``) while the thread finishes the exchange. A streamed body is read in
+chunk hops: one hop per chunk, the response held by one thread from first chunk to close.
+requests has no write or pool timeout; its connect and read timeouts are enforced.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import AsyncIterator, Generator
+from typing import Any
+
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+from ..._offload import asyncify, run_sync
+from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
+from .._models import Request, Response
+from .base import BackendStream, ClientConfig, HttpBackend, http_error
+
+__all__ = ["RequestsBackend"]
+
+STREAM_CHUNK = 256 * 1024
+
+
+class _RequestsStream(BackendStream):
+    def __init__(
+        self, backend: RequestsBackend, response: requests.Response, request: Request
+    ) -> None:
+        self._backend = backend
+        self._response = response
+        self._request = request
+        self._closed = False
+
+    def _chunks(self, chunk_size: int) -> Generator[bytes, None, None]:
+        try:
+            yield from self._response.iter_content(chunk_size)
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise self._backend.translate(exc, self._request) from exc
+        finally:
+            self._response.close()
+            self._closed = True
+
+    async def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+        chunks = asyncify(cancel="abandon")(self._chunks)(chunk_size or STREAM_CHUNK)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await run_sync(self._response.close)
+
+
+class RequestsBackend(HttpBackend):
+    """`HttpClient` over a `requests.Session` in worker threads, for code migrating from it."""
+
+    name = "requests"
+    trio = True
+
+    def __init__(self, config: ClientConfig) -> None:
+        super().__init__(config)
+        self._session: requests.Session | None = None
+        self._send = asyncify(cancel="abandon")(self._send_in_thread)
+        self._send_stream = asyncify(cancel="abandon")(self._stream_in_thread)
+
+    def _make_session(self) -> requests.Session:
+        config = self.config
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=10, pool_maxsize=config.limits.max_connections, max_retries=0
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers.clear()
+        session.headers.update(
+            {
+                "User-Agent": requests.utils.default_user_agent(),
+                "Accept": "*/*",
+                "Accept-Encoding": "gzip, deflate",
+            }
+        )
+        for name, value in config.headers:
+            session.headers[name] = value
+        for name, value in config.cookies.items():
+            session.cookies.set(name, value)
+        session.max_redirects = config.max_redirects
+        session.verify = config.verify
+        session.trust_env = False
+        return session
+
+    async def aopen(self) -> None:
+        self._session = await run_sync(self._make_session)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await run_sync(session.close)
+
+    def translate(self, exc: BaseException, request: Request) -> HTTPError:
+        """The facade error for a requests (or urllib3) exception."""
+        secrets = self.config.secrets
+        inner = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+        reason = getattr(inner, "reason", None)
+        if isinstance(exc, requests.ConnectTimeout) or isinstance(
+            reason, urllib3.exceptions.ConnectTimeoutError
+        ):
+            return http_error(
+                TimeoutException, "connect timeout", request, exc, secrets, phase="connect"
+            )
+        if isinstance(exc, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)) or (
+            isinstance(inner, urllib3.exceptions.ReadTimeoutError)
+        ):
+            return http_error(TimeoutException, "read timeout", request, exc, secrets, phase="read")
+        if isinstance(
+            exc,
+            (
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+                urllib3.exceptions.ProtocolError,
+            ),
+        ):
+            return http_error(ReadError, "connection broken while reading", request, exc, secrets)
+        if isinstance(exc, requests.ConnectionError):
+            if isinstance(inner, urllib3.exceptions.MaxRetryError) and not isinstance(
+                reason, urllib3.exceptions.ProtocolError
+            ):
+                return http_error(ConnectError, "connection failed", request, exc, secrets)
+            return http_error(ReadError, "connection broken while reading", request, exc, secrets)
+        if isinstance(exc, requests.TooManyRedirects):
+            return http_error(TransportError, "too many redirects", request, exc, secrets)
+        return http_error(TransportError, "transport error", request, exc, secrets)
+
+    def _call(self, request: Request, stream: bool) -> requests.Response:
+        session = self._session
+        if session is None:
+            raise RuntimeError("the requests backend is not open; use `async with HttpClient()`")
+        timeout = self.timeout_for(request)
+        kwargs: dict[str, Any] = {}
+        if request.cookies is not None:
+            kwargs["cookies"] = request.cookies
+        if request.headers is not None:
+            kwargs["headers"] = dict(request.headers)
+        try:
+            return session.request(
+                request.method,
+                request.url,
+                data=request.content,
+                timeout=(timeout.connect, timeout.read),
+                allow_redirects=self.follow_for(request),
+                stream=stream,
+                **kwargs,
+            )
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise self.translate(exc, request) from exc
+
+    def _response(
+        self,
+        r: requests.Response,
+        request: Request,
+        started: float,
+        content: bytes | None,
+        stream: BackendStream | None = None,
+    ) -> Response:
+        raw = r.raw
+        header_items = raw.headers.items if raw is not None else r.headers.items
+        return Response(
+            r.status_code,
+            headers=header_items,
+            content=content,
+            url=r.url,
+            request=request,
+            elapsed=datetime.timedelta(seconds=time.perf_counter() - started),
+            reason_phrase=r.reason,
+            stream=stream,
+        )
+
+    def _send_in_thread(self, request: Request) -> Response:
+        started = time.perf_counter()
+        r = self._call(request, stream=False)
+        try:
+            content = r.content
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise self.translate(exc, request) from exc
+        return self._response(r, request, started, content)
+
+    async def send(self, request: Request) -> Response:
+        return await self._send(request)
+
+    def _stream_in_thread(self, request: Request) -> Response:
+        started = time.perf_counter()
+        r = self._call(request, stream=True)
+        return self._response(r, request, started, None, _RequestsStream(self, r, request))
+
+    async def send_stream(self, request: Request) -> Response:
+        return await self._send_stream(request)

@@ -1,0 +1,139 @@
+"""The interface every HTTP backend implements, and the error translation they share.
+
+A backend receives fully prepared `Request` objects (absolute URL without user info, body
+already encoded, extra headers) and returns `Response` objects. The client-wide settings
+arrive once, as a `ClientConfig`. Foreign exceptions are translated here, at the boundary,
+into the facade's tree and chained (``raise ... from exc``, ``.orig``)::
+
+    HTTPError
+    ├── TransportError          anything else that broke the exchange
+    │   ├── ConnectError        the connection could not be established
+    │   └── ReadError           the connection broke while reading (dropped, truncated)
+    └── TimeoutException        connect, read, write or pool timeout (``.phase`` says which)
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from ...exceptions import HTTPError, TimeoutException
+from .._models import Limits, Request, Response, Timeout
+from .._redact import redact_text, redact_url
+
+__all__ = [
+    "BackendStream",
+    "ClientConfig",
+    "HttpBackend",
+    "TimeoutPhase",
+    "current_event_loop",
+    "http_error",
+]
+
+TimeoutPhase = Literal["connect", "read", "write", "pool"]
+
+
+def current_event_loop() -> str:
+    """``"asyncio"``, ``"trio"`` or ``"unknown"``: the event loop running the caller."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        trio = sys.modules.get("trio")
+        if trio is not None and trio.lowlevel.in_trio_run():
+            return "trio"
+        return "unknown"
+    return "asyncio"
+
+
+@dataclass
+class ClientConfig:
+    """The client-wide settings a backend is built with."""
+
+    timeout: Timeout
+    limits: Limits
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    cookies: dict[str, str] = field(default_factory=dict)
+    follow_redirects: bool = True
+    max_redirects: int = 20
+    verify: bool = True
+    secrets: tuple[str, ...] = ()
+
+
+def http_error(
+    cls: type[HTTPError],
+    what: str,
+    request: Request,
+    exc: BaseException,
+    secrets: tuple[str, ...] = (),
+    *,
+    phase: TimeoutPhase | None = None,
+) -> HTTPError:
+    """A facade error for *exc*, with a message that names the request but no secret.
+
+    The caller raises it ``from exc``; *phase* is set on timeouts.
+    """
+    detail = redact_text(str(exc) or type(exc).__name__, secrets)
+    error = cls(f"{what} for {request.method} {redact_url(request.url)}: {detail}", orig=exc)
+    if phase is not None or isinstance(error, TimeoutException):
+        error.phase = phase or "read"  # type: ignore[attr-defined]
+    return error
+
+
+class BackendStream(abc.ABC):
+    """The unread body of a streamed response."""
+
+    consumed: bool = False
+
+    @abc.abstractmethod
+    def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+        """The decoded body as it arrives, in chunks of about *chunk_size* bytes."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release the connection; safe to call more than once."""
+
+
+class HttpBackend(abc.ABC):
+    """One HTTP library behind `HttpClient`.
+
+    Life cycle: ``__init__(config)`` (no I/O), ``await aopen()``, any number of concurrent
+    `send` / `send_stream` calls, ``await aclose()``. A backend that runs on asyncio only sets
+    ``trio = False``; the client refuses it under trio with `Unsupported`.
+    """
+
+    name: ClassVar[str]
+    trio: ClassVar[bool] = True
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    async def aopen(self) -> None:
+        """Create the library's session or client (any blocking setup runs in a thread)."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close every connection."""
+
+    @abc.abstractmethod
+    async def send(self, request: Request) -> Response:
+        """Send *request* and return its response with the body read."""
+
+    @abc.abstractmethod
+    async def send_stream(self, request: Request) -> Response:
+        """Send *request* and return its response once the headers are in; the body is a
+        `BackendStream` the caller reads and closes."""
+
+    def timeout_for(self, request: Request) -> Timeout:
+        """The request's own timeout, else the client's."""
+        return request.timeout if request.timeout is not None else self.config.timeout
+
+    def follow_for(self, request: Request) -> bool:
+        """Whether to follow redirects for *request*."""
+        if request.follow_redirects is None:
+            return self.config.follow_redirects
+        return request.follow_redirects

@@ -1,0 +1,509 @@
+"""`HttpClient`: one async HTTP client over httpx, aiohttp or a threaded requests session."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any, TypedDict
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+
+import anyio
+from typing_extensions import Unpack
+
+from .._config import BackendURL, env_setting
+from .._offload import run_sync
+from .._registry import BackendSpec, load_backend, lookup
+from ..exceptions import ConfigError, HTTPError, Unsupported
+from ._backends.base import ClientConfig, HttpBackend, current_event_loop
+from ._content import FilesInput, FormInput, encode_body
+from ._models import Headers, HeadersInput, Limits, Request, Response, Timeout, TimeoutInput
+from ._redact import redact_url
+from ._retry import Retry, RetryInput
+
+__all__ = ["DEFAULT_BACKEND", "ENV_BACKEND", "HttpClient"]
+
+logger = logging.getLogger("asyncify_kit.http")
+
+DEFAULT_BACKEND = "httpx"
+ENV_BACKEND = "ASYNCIFY_HTTP_BACKEND"
+
+ParamsInput = Mapping[str, Any] | Iterable[tuple[str, Any]] | str
+AuthInput = tuple[str, str]
+
+_UNSET: Any = object()
+
+
+class RequestOptions(TypedDict, total=False):
+    """The keyword arguments of `HttpClient.request` after the method and URL."""
+
+    params: ParamsInput | None
+    headers: HeadersInput | None
+    cookies: Mapping[str, str] | None
+    content: bytes | str | None
+    data: FormInput | None
+    files: FilesInput | None
+    json: Any
+    timeout: TimeoutInput
+    follow_redirects: bool | None
+    retries: RetryInput
+    idempotent: bool | None
+
+
+def _basic(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def _header_items(headers: HeadersInput | None) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Headers):
+        return headers.multi_items()
+    if isinstance(headers, Mapping):
+        return [(str(k), str(v)) for k, v in headers.items()]
+    return [(str(k), str(v)) for k, v in headers]
+
+
+def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """*url* without ``user:password@``, and the credentials it carried."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
+
+
+def _check_scheme(url: str) -> None:
+    head = url[:8].lower()
+    if not (head.startswith("http://") or head.startswith("https://")):
+        raise ConfigError(
+            f"cannot send a request to {redact_url(url)!r}: the URL must be absolute and start "
+            "with http:// or https:// (or give the client a base_url)"
+        )
+
+
+def resolve_backend(name: str | None) -> BackendSpec:
+    """The registry row of backend *name* (argument > ``ASYNCIFY_HTTP_BACKEND`` > httpx);
+    an unknown name is a `ConfigError` listing the known ones."""
+    chosen = name or env_setting(ENV_BACKEND) or DEFAULT_BACKEND
+    if not isinstance(chosen, str) or not chosen.replace("+", "").replace("-", "").isalnum():
+        raise ConfigError(f"invalid HTTP backend name {chosen!r}")
+    return lookup("http", BackendURL.parse(f"{chosen.lower()}://"))
+
+
+class HttpClient:
+    """An async HTTP client whose library is configuration, not code.
+
+    ``backend`` is ``"httpx"`` (default; asyncio and trio), ``"aiohttp"`` (fastest; asyncio
+    only) or ``"requests"`` (a `requests.Session` in worker threads; asyncio and trio), or
+    comes from ``ASYNCIFY_HTTP_BACKEND``. Whatever the backend, requests and responses,
+    timeouts (`Timeout`), retries (`Retry`) and errors (the `HTTPError` tree) are the same::
+
+        async with HttpClient("http://127.0.0.1:8000", timeout=10, retries=3) as http:
+            r = await http.get("/items", params={"page": 2})
+            r.raise_for_status()
+            items = r.json()
+            async with http.stream("GET", "/export.csv") as r:
+                async for line in r.aiter_lines():
+                    ...
+
+    *auth* is ``(username, password)`` for Basic auth (a password in *base_url* works too).
+    *retries* retries idempotent requests after connect errors, connect/read timeouts and
+    429/502/503/504 (honouring ``Retry-After``); pass a `Retry` for more control. Credentials
+    never appear in a ``repr``, a log line or an error message.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        backend: str | None = None,
+        timeout: TimeoutInput = _UNSET,
+        retries: RetryInput = _UNSET,
+        headers: HeadersInput | None = None,
+        auth: AuthInput | None = None,
+        cookies: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        follow_redirects: bool = True,
+        max_redirects: int = 20,
+        verify: bool = True,
+    ) -> None:
+        self._spec = resolve_backend(backend)
+        self._timeout = Timeout() if timeout is _UNSET else Timeout.coerce(timeout)
+        self._retry = Retry() if retries is _UNSET else Retry.coerce(retries)
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigError(f"invalid limits {limits!r}; accepted: asyncify_kit.http.Limits")
+        if (
+            isinstance(max_redirects, bool)
+            or not isinstance(max_redirects, int)
+            or (max_redirects < 0)
+        ):
+            raise ConfigError(f"invalid max_redirects {max_redirects!r}; accepted: integer >= 0")
+        default_headers = _header_items(headers)
+        secrets: list[str] = []
+        self._base = ""
+        credentials = None
+        if base_url is not None:
+            _check_scheme(base_url)
+            clean, credentials = _split_userinfo(base_url)
+            parts = urlsplit(clean)
+            if parts.query or parts.fragment:
+                raise ConfigError(
+                    f"base_url {redact_url(base_url)!r} may not have a query or fragment"
+                )
+            self._base = clean if clean.endswith("/") else clean + "/"
+        if auth is not None:
+            if not (
+                isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(p, str) for p in auth)
+            ):
+                raise ConfigError("invalid auth; accepted: a (username, password) tuple")
+            credentials = auth
+        if credentials is not None:
+            secrets.append(credentials[1])
+            default_headers = [(k, v) for k, v in default_headers if k.lower() != "authorization"]
+            default_headers.append(("Authorization", _basic(*credentials)))
+        for name, value in default_headers:
+            if name.lower() in ("authorization", "proxy-authorization", "cookie"):
+                secrets.append(value.split(" ", 1)[-1])
+        secrets.extend(v for v in (cookies or {}).values())
+        self._secrets = tuple(s for s in secrets if s)
+        self._config = ClientConfig(
+            timeout=self._timeout,
+            limits=limits or Limits(),
+            headers=default_headers,
+            cookies=dict(cookies or {}),
+            follow_redirects=bool(follow_redirects),
+            max_redirects=max_redirects,
+            verify=verify,
+            secrets=self._secrets,
+        )
+        self._backend: HttpBackend | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend in use (``"httpx"``, ``"aiohttp"``, ``"requests"``)."""
+        return self._spec.scheme
+
+    @property
+    def base_url(self) -> str:
+        """The base URL, without user info (``""`` when none was given)."""
+        return self._base
+
+    async def __aenter__(self) -> HttpClient:
+        if self._backend is not None:
+            raise RuntimeError("this HttpClient is already open")
+        if not self._spec.trio and current_event_loop() != "asyncio":
+            raise Unsupported(
+                f"the {self._spec.scheme} HTTP backend runs on asyncio only, but this code runs "
+                f"on {current_event_loop()}; use backend='httpx' or backend='requests', "
+                "which work on trio"
+            )
+        # the first use imports the backend's library: a blocking import, so in a thread
+        _, cls = await run_sync(load_backend, "http", BackendURL.parse(f"{self._spec.scheme}://"))
+        backend: HttpBackend = cls(self._config)
+        await backend.aopen()
+        self._backend = backend
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection; the client cannot be used afterwards."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            with anyio.CancelScope(shield=True):
+                await backend.aclose()
+
+    def __repr__(self) -> str:
+        state = "open" if self._backend is not None else "closed"
+        base = f" base_url={self._base!r}" if self._base else ""
+        return f"<HttpClient backend={self.backend!r}{base} {state}>"
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _url(self, url: str, params: ParamsInput | None) -> tuple[str, tuple[str, str] | None]:
+        if not isinstance(url, str):
+            raise ConfigError(f"a URL must be a string, not {type(url).__name__}")
+        credentials = None
+        head = url[:8].lower()
+        if head.startswith("http://") or head.startswith("https://"):
+            if "@" in url:
+                url, credentials = _split_userinfo(url)
+        elif self._base:
+            url = self._base + url.lstrip("/")
+        else:
+            _check_scheme(url)
+        if params:
+            query = (
+                params
+                if isinstance(params, str)
+                else urlencode(
+                    list(params.items()) if isinstance(params, Mapping) else list(params),
+                    doseq=True,
+                )
+            )
+            base, _, fragment = url.partition("#")
+            url = base + ("&" if "?" in base else "?") + query
+            if fragment:
+                url += "#" + fragment
+        return url, credentials
+
+    async def _prepare(
+        self,
+        method: str,
+        url: str,
+        params: ParamsInput | None,
+        headers: HeadersInput | None,
+        cookies: Mapping[str, str] | None,
+        content: bytes | str | None,
+        data: FormInput | None,
+        files: FilesInput | None,
+        json: Any,
+        timeout: TimeoutInput,  # noqa: ASYNC109 - the HTTP timeout handed to the backend
+        follow_redirects: bool | None,
+    ) -> Request:
+        full_url, credentials = self._url(url, params)
+        extra = _header_items(headers) if headers is not None else None
+        if content is not None or data is not None or files is not None or json is not None:
+            body, content_type = await encode_body(
+                content=content, data=data, files=files, json=json
+            )
+            if content_type is not None and not any(
+                k.lower() == "content-type" for k, _ in extra or ()
+            ):
+                extra = [*(extra or ()), ("Content-Type", content_type)]
+        else:
+            body = None
+        if credentials is not None:
+            extra = [(k, v) for k, v in extra or () if k.lower() != "authorization"]
+            extra.append(("Authorization", _basic(*credentials)))
+        return Request(
+            method.upper(),
+            full_url,
+            headers=extra,
+            content=body,
+            cookies=dict(cookies) if cookies is not None else None,
+            timeout=None if timeout is _UNSET else Timeout.coerce(timeout),
+            follow_redirects=follow_redirects,
+        )
+
+    def _open_backend(self) -> HttpBackend:
+        backend = self._backend
+        if backend is None:
+            raise RuntimeError(
+                "this HttpClient is not open; use `async with HttpClient(...) as http:`"
+            )
+        return backend
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamsInput | None = None,
+        headers: HeadersInput | None = None,
+        cookies: Mapping[str, str] | None = None,
+        content: bytes | str | None = None,
+        data: FormInput | None = None,
+        files: FilesInput | None = None,
+        json: Any = None,
+        timeout: TimeoutInput = _UNSET,  # noqa: ASYNC109 - the HTTP timeout, per phase
+        follow_redirects: bool | None = None,
+        retries: RetryInput = _UNSET,
+        idempotent: bool | None = None,
+    ) -> Response:
+        """Send one request and return its response with the body read.
+
+        *url* is absolute or relative to *base_url*; *params* become the query string;
+        *content* (bytes/str), *json*, *data* (form fields) and *files* (multipart) are the
+        body. *timeout*, *follow_redirects* and *retries* override the client's for this
+        request; ``idempotent=True`` lets a POST or PATCH be retried, ``False`` forbids it.
+
+        >>> r = await http.request("POST", "/orders", json={"id": 1}, idempotent=True)
+        """
+        backend = self._open_backend()
+        if (
+            params is None
+            and headers is None
+            and cookies is None
+            and content is None
+            and data is None
+            and files is None
+            and json is None
+            and timeout is _UNSET
+            and follow_redirects is None
+            and url[:1] == "/"
+            and self._base
+        ):
+            req = Request(method.upper(), self._base + url[1:])  # the common case, fast
+        else:
+            req = await self._prepare(
+                method,
+                url,
+                params,
+                headers,
+                cookies,
+                content,
+                data,
+                files,
+                json,
+                timeout,
+                follow_redirects,
+            )
+        policy = self._retry if retries is _UNSET else Retry.coerce(retries)
+        if not policy.allows(req.method, idempotent):
+            return await backend.send(req)
+        attempt = 0
+        while True:
+            try:
+                response = await backend.send(req)
+            except HTTPError as exc:
+                if attempt >= policy.total or not policy.should_retry_error(exc):
+                    raise
+                attempt += 1
+                delay = policy.backoff(attempt)
+                self._log_retry(req, str(type(exc).__name__), attempt, policy.total, delay)
+            else:
+                if response.status_code not in policy.statuses or attempt >= policy.total:
+                    return response
+                attempt += 1
+                delay = policy.wait_for(attempt, response.headers.get("retry-after"))
+                self._log_retry(req, str(response.status_code), attempt, policy.total, delay)
+            await anyio.sleep(delay)
+
+    def _log_retry(self, req: Request, cause: str, attempt: int, total: int, delay: float) -> None:
+        logger.info(
+            "retrying %s %s after %s (retry %d of %d) in %.3f s",
+            req.method,
+            redact_url(req.url),
+            cause,
+            attempt,
+            total,
+            delay,
+        )
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        method: str,
+        url: str,
+        retries: RetryInput,
+        idempotent: bool | None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Response]:
+        backend = self._open_backend()
+        req = await self._prepare(method, url, **kwargs)
+        policy = self._retry if retries is _UNSET else Retry.coerce(retries)
+        retry = policy.allows(req.method, idempotent)
+        attempt = 0
+        while True:
+            try:
+                response = await backend.send_stream(req)
+            except HTTPError as exc:
+                if not retry or attempt >= policy.total or not policy.should_retry_error(exc):
+                    raise
+                attempt += 1
+                delay = policy.backoff(attempt)
+                self._log_retry(req, str(type(exc).__name__), attempt, policy.total, delay)
+            else:
+                if (
+                    not retry
+                    or response.status_code not in policy.statuses
+                    or attempt >= policy.total
+                ):
+                    break
+                await response.aclose()
+                attempt += 1
+                delay = policy.wait_for(attempt, response.headers.get("retry-after"))
+                self._log_retry(req, str(response.status_code), attempt, policy.total, delay)
+            await anyio.sleep(delay)
+        try:
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: ParamsInput | None = None,
+        headers: HeadersInput | None = None,
+        cookies: Mapping[str, str] | None = None,
+        content: bytes | str | None = None,
+        data: FormInput | None = None,
+        files: FilesInput | None = None,
+        json: Any = None,
+        timeout: TimeoutInput = _UNSET,
+        follow_redirects: bool | None = None,
+        retries: RetryInput = _UNSET,
+        idempotent: bool | None = None,
+    ) -> AbstractAsyncContextManager[Response]:
+        """Send a request and give its response as soon as the headers are in; read the body
+        with ``aiter_bytes()``, ``aiter_text()``, ``aiter_lines()`` or ``aread()``. The
+        connection is released when the block ends. Memory stays flat however large the body.
+
+        >>> async with http.stream("GET", "/big.bin") as r:
+        ...     async for chunk in r.aiter_bytes():
+        ...         sink.write(chunk)
+        """
+        return self._stream(
+            method,
+            url,
+            retries,
+            idempotent,
+            params=params,
+            headers=headers,
+            cookies=cookies,
+            content=content,
+            data=data,
+            files=files,
+            json=json,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
+        )
+
+    async def get(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
+        """``request("GET", url, ...)``."""
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
+        """``request("HEAD", url, ...)``."""
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
+        """``request("OPTIONS", url, ...)``."""
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
+        """``request("DELETE", url, ...)``."""
+        return await self.request("DELETE", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
+        """``request("POST", url, ...)``."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
+        """``request("PUT", url, ...)``."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Unpack[RequestOptions]) -> Response:
+        """``request("PATCH", url, ...)``."""
+        return await self.request("PATCH", url, **kwargs)

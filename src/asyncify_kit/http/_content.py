@@ -1,0 +1,129 @@
+"""Request bodies, encoded once by the facade so that every backend sends the same bytes:
+``json=``, ``data=`` (form fields), ``files=`` (multipart/form-data) and ``content=``."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import mimetypes
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+from urllib.parse import urlencode
+
+from .._offload import run_sync
+from ..exceptions import ConfigError
+
+__all__ = ["FileContent", "FileField", "FilesInput", "FormInput", "encode_body"]
+
+FileContent = bytes | str | IO[bytes]
+FileField = FileContent | tuple[str, FileContent] | tuple[str, FileContent, str]
+FilesInput = Mapping[str, FileField] | Iterable[tuple[str, FileField]]
+FormInput = Mapping[str, Any]
+
+
+async def _file_bytes(value: FileContent) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    read = getattr(value, "read", None)
+    if read is None:
+        raise ConfigError(
+            f"invalid file content {type(value).__name__}; accepted: bytes, str or a binary file"
+        )
+    data = await run_sync(read)  # a file read blocks: do it in a thread
+    if isinstance(data, str):
+        return data.encode()
+    return bytes(data)
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+async def _multipart(data: FormInput | None, files: FilesInput) -> tuple[bytes, str]:
+    boundary = secrets.token_hex(16)
+    dash = f"--{boundary}\r\n".encode()
+    parts: list[bytes] = []
+    for name, value in (data or {}).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            parts += [
+                dash,
+                f'Content-Disposition: form-data; name="{_quote(str(name))}"\r\n\r\n'.encode(),
+                str(item).encode(),
+                b"\r\n",
+            ]
+    items = files.items() if isinstance(files, Mapping) else files
+    for name, field in items:
+        filename: str | None
+        content_type: str | None = None
+        if isinstance(field, tuple):
+            if len(field) == 3:
+                filename, content, content_type = field
+            else:
+                filename, content = field
+        else:
+            content = field
+            filename = getattr(field, "name", None) or name
+            if not isinstance(filename, str):
+                filename = name
+            filename = filename.replace("\\", "/").rsplit("/", 1)[-1]
+        body = await _file_bytes(content)
+        if content_type is None:
+            content_type = (
+                mimetypes.guess_type(filename)[0] if filename else None
+            ) or "application/octet-stream"
+        disposition = f'form-data; name="{_quote(name)}"'
+        if filename is not None:
+            disposition += f'; filename="{_quote(filename)}"'
+        parts += [
+            dash,
+            f"Content-Disposition: {disposition}\r\n".encode(),
+            f"Content-Type: {content_type}\r\n\r\n".encode(),
+            body,
+            b"\r\n",
+        ]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+async def encode_body(
+    *,
+    content: bytes | str | None,
+    data: FormInput | None,
+    files: FilesInput | None,
+    json: Any,
+) -> tuple[bytes | None, str | None]:
+    """The encoded body and its ``Content-Type`` (``None`` when the caller sets it)."""
+    given = [
+        name
+        for name, value in (("content", content), ("data", data), ("json", json))
+        if value is not None
+    ]
+    if files is not None and "data" in given:
+        given.remove("data")
+    if files is not None:
+        given.append("files")
+    if len(given) > 1:
+        raise ConfigError(
+            f"give one request body, not {' and '.join(given)} (data= may go with files=)"
+        )
+    if content is not None:
+        if isinstance(content, str):
+            return content.encode(), "text/plain; charset=utf-8"
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            return bytes(content), None
+        raise ConfigError(f"invalid content {type(content).__name__}; accepted: bytes or str")
+    if json is not None:
+        return (
+            jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode(),
+            "application/json",
+        )
+    if files is not None:
+        return await _multipart(data, files)
+    if data is not None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"invalid data {type(data).__name__}; accepted: a mapping of fields")
+        return urlencode(data, doseq=True).encode(), "application/x-www-form-urlencoded"
+    return None, None

@@ -1,0 +1,453 @@
+"""The values the HTTP facade hands out and takes in: `Headers`, `Timeout`, `Limits`,
+`Request` and `Response`. They are the same whichever backend sent the request."""
+
+from __future__ import annotations
+
+import codecs
+import datetime
+import json as jsonlib
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ConfigError, HTTPStatusError
+from ._redact import redact_header, redact_url
+
+if TYPE_CHECKING:
+    from ._backends.base import BackendStream
+
+__all__ = [
+    "Headers",
+    "HeadersInput",
+    "Limits",
+    "Request",
+    "Response",
+    "Timeout",
+    "TimeoutInput",
+]
+
+_LINE_ENDS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+_REASONS = {
+    100: "Continue",
+    101: "Switching Protocols",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    301: "Moved Permanently",
+    302: "Found",
+    303: "See Other",
+    304: "Not Modified",
+    307: "Temporary Redirect",
+    308: "Permanent Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    410: "Gone",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    418: "I'm a Teapot",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, multi-valued HTTP headers, in the order received.
+
+    ``headers["set-cookie"]`` joins repeated values with ``", "``; `get_list` returns each one.
+    The values of credential headers (``Authorization``, ``Cookie`` ...) never show in ``repr``.
+
+    >>> h = Headers([("Vary", "Accept"), ("vary", "Origin")])
+    >>> h["VARY"], h.get_list("vary")
+    ('Accept, Origin', ['Accept', 'Origin'])
+    """
+
+    __slots__ = ("_index", "_items")
+
+    def __init__(self, headers: HeadersInput | None = None) -> None:
+        items: list[tuple[str, str]]
+        if headers is None:
+            items = []
+        elif isinstance(headers, Headers):
+            items = headers.multi_items()
+        elif isinstance(headers, Mapping):
+            items = [(str(k), str(v)) for k, v in headers.items()]
+        else:
+            items = [(str(k), str(v)) for k, v in headers]
+        self._items: list[tuple[str, str]] = items
+        self._index: dict[str, list[str]] | None = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self._items:
+                index.setdefault(key.lower(), []).append(value)
+            self._index = index
+        return index
+
+    def __getitem__(self, name: str) -> str:
+        values = self._lookup().get(name.lower())
+        if values is None:
+            raise KeyError(name)
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lookup()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lookup())
+
+    def __len__(self) -> int:
+        return len(self._lookup())
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of header *name*, in order (``[]`` when absent)."""
+        return list(self._lookup().get(name.lower(), ()))
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every ``(name, value)`` pair as received, repeated names included."""
+        return list(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._lookup() == other._lookup()
+        if isinstance(other, Mapping):
+            return self == Headers(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = [(k, redact_header(k, v)) for k, v in self._items]
+        return f"Headers({shown!r})"
+
+
+HeadersInput = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def _seconds(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or (math.isinf(value))
+    ):
+        raise ConfigError(f"invalid {what} timeout {value!r}; accepted: seconds > 0, or None")
+    return float(value)
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Timeouts in seconds, split by phase; ``None`` means no limit for that phase.
+
+    *connect*: establishing the connection; *read*: waiting for each piece of the response;
+    *write*: sending each piece of the request; *pool*: waiting for a free connection.
+
+    >>> Timeout(10, connect=2)
+    Timeout(connect=2.0, read=10.0, write=10.0, pool=10.0)
+
+    The aiohttp backend has no write timeout and the requests backend no write or pool
+    timeout; there those phases are bounded only by the others.
+    """
+
+    connect: float | None
+    read: float | None
+    write: float | None
+    pool: float | None
+
+    def __init__(
+        self,
+        default: float | None = _UNSET,
+        *,
+        connect: float | None = _UNSET,
+        read: float | None = _UNSET,
+        write: float | None = _UNSET,
+        pool: float | None = _UNSET,
+    ) -> None:
+        base = 10.0 if default is _UNSET else _seconds(default, "default")
+        for name, value in (("connect", connect), ("read", read), ("write", write), ("pool", pool)):
+            object.__setattr__(self, name, base if value is _UNSET else _seconds(value, name))
+
+    @classmethod
+    def coerce(cls, value: TimeoutInput) -> Timeout:
+        """A `Timeout` from a number (every phase), ``None`` (no limits) or a `Timeout`."""
+        if isinstance(value, Timeout):
+            return value
+        if value is None or isinstance(value, (int, float)):
+            return cls(value)
+        raise ConfigError(
+            f"invalid timeout {value!r}; accepted: seconds > 0, None or asyncify_kit.http.Timeout"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Timeout(connect={self.connect}, read={self.read}, write={self.write}, "
+            f"pool={self.pool})"
+        )
+
+
+TimeoutInput = Timeout | float | None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Connection-pool limits: at most *max_connections* open at once, *max_keepalive* of them
+    kept idle for reuse, each idle one closed after *keepalive_expiry* seconds.
+
+    >>> Limits(max_connections=200)
+    Limits(max_connections=200, max_keepalive=20, keepalive_expiry=5.0)
+    """
+
+    max_connections: int = 100
+    max_keepalive: int = 20
+    keepalive_expiry: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_keepalive"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"invalid {name} {value!r}; accepted: an integer >= 1")
+        expiry = self.keepalive_expiry
+        if isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or expiry < 0:
+            raise ConfigError(f"invalid keepalive_expiry {expiry!r}; accepted: seconds >= 0")
+
+
+class Request:
+    """One request as the facade hands it to a backend: method, absolute URL (without user
+    info), extra headers, encoded body and per-request settings."""
+
+    __slots__ = ("content", "cookies", "follow_redirects", "headers", "method", "timeout", "url")
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        content: bytes | None = None,
+        cookies: dict[str, str] | None = None,
+        timeout: Timeout | None = None,
+        follow_redirects: bool | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.content = content
+        self.cookies = cookies
+        self.timeout = timeout
+        self.follow_redirects = follow_redirects
+
+    def __repr__(self) -> str:
+        return f"<Request [{self.method} {redact_url(self.url)}]>"
+
+
+def _charset(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    msg = Message()
+    msg["content-type"] = content_type
+    charset = msg.get_param("charset")
+    if isinstance(charset, str):
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            return None
+        return charset
+    return None
+
+
+class Response:
+    """An HTTP response, the same for every backend.
+
+    A response from `HttpClient.request` (and `get`, `post` ...) has its body read; one from
+    `HttpClient.stream` is read with `aiter_bytes`, `aiter_text`, `aiter_lines` or `aread`.
+
+    >>> r = await http.get("/items")
+    >>> r.status_code, r.headers["content-type"], r.json()
+    """
+
+    __slots__ = (
+        "_content",
+        "_header_items",
+        "_headers",
+        "_stream",
+        "elapsed",
+        "reason_phrase",
+        "request",
+        "status_code",
+        "url",
+    )
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        headers: HeadersInput | Callable[[], Iterable[tuple[str, str]]] | None = None,
+        content: bytes | None = None,
+        url: str = "",
+        request: Request | None = None,
+        elapsed: datetime.timedelta | None = None,
+        reason_phrase: str | None = None,
+        stream: BackendStream | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self._headers: Headers | None = None
+        self._header_items: Callable[[], Iterable[tuple[str, str]]] | None = None
+        if callable(headers):
+            self._header_items = headers
+        else:
+            self._headers = Headers(headers)
+        self._content = content if content is not None or stream is not None else b""
+        self._stream = stream
+        self.url = url
+        self.request = request
+        self.elapsed = elapsed if elapsed is not None else datetime.timedelta(0)
+        self.reason_phrase = reason_phrase or _REASONS.get(status_code, "")
+
+    @property
+    def headers(self) -> Headers:
+        """The response headers (case-insensitive, multi-valued)."""
+        headers = self._headers
+        if headers is None:
+            assert self._header_items is not None  # set in __init__ when headers is None
+            headers = self._headers = Headers(list(self._header_items()))
+        return headers
+
+    @property
+    def content(self) -> bytes:
+        """The whole body; for a streamed response only after `aread`."""
+        if self._content is None:
+            raise RuntimeError(
+                "the body of a streamed response is not read yet; call `await response.aread()`"
+                " or iterate it with `aiter_bytes()`"
+            )
+        return self._content
+
+    @property
+    def encoding(self) -> str:
+        """The charset of the ``Content-Type`` header, else ``utf-8``."""
+        return _charset(self.headers.get("content-type")) or "utf-8"
+
+    @property
+    def text(self) -> str:
+        """The body decoded with `encoding` (undecodable bytes become U+FFFD)."""
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self, **kwargs: Any) -> Any:
+        """The body parsed as JSON (``json.loads`` keyword arguments are passed on)."""
+        return jsonlib.loads(self.content, **kwargs)
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status_code in (301, 302, 303, 307, 308) and "location" in self.headers
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code >= 400
+
+    def raise_for_status(self) -> Response:
+        """Raise `HTTPStatusError` (with ``.response``) for a 4xx or 5xx; else return self."""
+        if self.status_code < 400:
+            return self
+        kind = "client error" if self.status_code < 500 else "server error"
+        method = self.request.method if self.request is not None else "request"
+        raise HTTPStatusError(
+            f"{kind} '{self.status_code} {self.reason_phrase}' for {method} {redact_url(self.url)}",
+            response=self,
+        )
+
+    async def aread(self) -> bytes:
+        """Read the rest of a streamed body into `content` and return it."""
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
+        return self._content
+
+    async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """The body in chunks as they arrive (of *chunk_size* bytes, except the last, if
+        given); a read body is replayed from memory."""
+        if self._content is not None:
+            step = chunk_size or max(len(self._content), 1)
+            for start in range(0, len(self._content), step):
+                yield self._content[start : start + step]
+            return
+        stream = self._stream
+        if stream is None or stream.consumed:
+            raise RuntimeError("the body of this streamed response was already consumed")
+        stream.consumed = True
+        try:
+            if chunk_size is None:
+                async for chunk in stream.aiter_chunks(None):
+                    if chunk:
+                        yield chunk
+            else:
+                buffer = bytearray()
+                async for chunk in stream.aiter_chunks(chunk_size):
+                    buffer += chunk
+                    while len(buffer) >= chunk_size:
+                        yield bytes(buffer[:chunk_size])
+                        del buffer[:chunk_size]
+                if buffer:
+                    yield bytes(buffer)
+        finally:
+            await stream.aclose()
+
+    async def aiter_text(self, chunk_size: int | None = None) -> AsyncIterator[str]:
+        """The body decoded incrementally with `encoding`."""
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        async for chunk in self.aiter_bytes(chunk_size):
+            text = decoder.decode(chunk)
+            if text:
+                yield text
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """The body decoded and split into lines (``\\n``, ``\\r\\n`` or ``\\r``), without the
+        line endings."""
+        pending = ""
+        async for text in self.aiter_text():
+            pending += text
+            lines = pending.splitlines(keepends=True)
+            pending = ""
+            last = len(lines) - 1
+            for i, line in enumerate(lines):
+                if line[-1] not in _LINE_ENDS or (i == last and line[-1] == "\r"):
+                    pending = line  # unfinished, or a "\n" may follow "\r" in the next chunk
+                else:
+                    yield line.splitlines()[0]
+        if pending:
+            yield pending.splitlines()[0]
+
+    async def aclose(self) -> None:
+        """Release the connection of a streamed response (done by leaving ``stream()``)."""
+        stream = self._stream
+        if stream is not None:
+            await stream.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code} {self.reason_phrase}]>"

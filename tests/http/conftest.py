@@ -1,0 +1,92 @@
+"""Fixtures of the HTTP suite: the real uvicorn test server (one subprocess per session) and
+the (backend, event loop) pairs every conformance test runs on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SERVER_SCRIPT = Path(__file__).with_name("server.py")
+
+# aiohttp runs on asyncio only; its trio behaviour has its own test
+COMBOS = [
+    ("httpx", "asyncio"),
+    ("httpx", "trio"),
+    ("aiohttp", "asyncio"),
+    ("requests", "asyncio"),
+    ("requests", "trio"),
+]
+
+
+@dataclass(frozen=True)
+class TestServer:
+    url: str
+    drop_url: str
+    process: subprocess.Popen[bytes]
+
+
+def start_server() -> TestServer:
+    """Start ``server.py`` in its own process and wait for its ports."""
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER_SCRIPT)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        raise RuntimeError("the HTTP test server did not start")
+    ports = json.loads(line)
+    return TestServer(
+        f"http://127.0.0.1:{ports['port']}", f"http://127.0.0.1:{ports['drop_port']}", process
+    )
+
+
+def stop_server(server: TestServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    if server.process.stdout is not None:
+        server.process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[TestServer]:
+    server = start_server()
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(params=COMBOS, ids=[f"{b}-{loop}" for b, loop in COMBOS])
+def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend(combo: tuple[str, str]) -> str:
+    return combo[1]
+
+
+@pytest.fixture
+def backend(combo: tuple[str, str]) -> str:
+    return combo[0]
+
+
+@pytest.fixture
+def test_id() -> str:
+    """A fresh id for the server's per-test attempt counter."""
+    return uuid.uuid4().hex

@@ -1,0 +1,235 @@
+"""The HTTP test server: a plain ASGI app under uvicorn on 127.0.0.1, run as a subprocess.
+
+``python tests/http/server.py`` binds free ports, prints one JSON line
+``{"port": P, "drop_port": D}`` and serves until killed. ``drop_port`` is a raw TCP server that
+reads a request and closes the connection without answering. The app counts the attempts it
+sees per test id (``/retry/<id>``, ``/attempts/<id>``) so retry tests can check them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+import hashlib
+import json
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import parse_qsl
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ATTEMPTS: Counter[str] = Counter()
+PATTERN = bytes(range(256)) * 4096  # 1 MiB, every byte value
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    headers: list[tuple[str, str]] | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+) -> None:
+    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode("latin-1")) for k, v in headers or []]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(send: Send, value: Any, status: int = 200,
+                       headers: list[tuple[str, str]] | None = None) -> None:
+    await respond(send, status, json.dumps(value).encode(), headers, "application/json")
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        filename = part.get_filename()
+        if filename is None:
+            fields[str(name)] = payload.decode()
+        else:
+            fields[str(name)] = {
+                "filename": filename,
+                "content_type": part.get_content_type(),
+                "size": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            }
+    return fields
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path: str = scope["path"]
+    query = dict(parse_qsl(scope["query_string"].decode(), keep_blank_values=True))
+    parts = path.strip("/").split("/")
+    head, args = parts[0], parts[1:]
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+
+    if head == "ok":
+        await respond(send, 200, b"ok")
+    elif head == "status":
+        code = int(args[0])
+        await respond(send, code, b"" if code in (204, 304) else f"status {code}".encode())
+    elif head == "echo":
+        body = await read_body(receive)
+        ctype = next((v for k, v in headers if k == "content-type"), "")
+        value: dict[str, Any] = {
+            "method": scope["method"],
+            "path": path,
+            "query": scope["query_string"].decode(),
+            "headers": headers,
+            "body": body.decode("utf-8", errors="replace"),
+        }
+        if ctype.startswith("multipart/form-data"):
+            value["form"] = parse_multipart(ctype, body)
+        elif ctype.startswith("application/x-www-form-urlencoded"):
+            value["form"] = dict(parse_qsl(body.decode()))
+        await respond_json(send, value)
+    elif head == "redirect":
+        hops = int(args[0])
+        if hops > 0:
+            await respond(send, 302, b"", [("location", f"/redirect/{hops - 1}")])
+        else:
+            await respond_json(send, {"redirected": True})
+    elif head == "redirect-loop":
+        await respond(send, 302, b"", [("location", "/redirect-loop")])
+    elif head == "bytes":
+        size = int(args[0])
+        body = (PATTERN * (size // len(PATTERN) + 1))[:size]
+        await respond(send, 200, body, content_type="application/octet-stream")
+    elif head == "stream":
+        size, chunk = int(args[0]), int(query.get("chunk", 1 << 20))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        view = memoryview(PATTERN * (chunk // len(PATTERN) + 1))[:chunk]
+        sent = 0
+        while sent < size:
+            n = min(chunk, size - sent)
+            await send({"type": "http.response.body", "body": bytes(view[:n]), "more_body": True})
+            sent += n
+        await send({"type": "http.response.body", "body": b""})
+    elif head == "lines":
+        pieces = [b"alpha\r", b"\nbeta\n", b"gam", b"ma\r\ndel", "ta \u00e9\u00e8\n".encode(),
+                  b"\xe2\x82", b"\xac euro\n", b"last"]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await asyncio.sleep(0.005)
+        await send({"type": "http.response.body", "body": b""})
+    elif head == "slow":
+        await asyncio.sleep(float(query.get("delay", "1")))
+        await respond(send, 200, b"slow")
+    elif head == "slow-body":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"8")]})
+        await send({"type": "http.response.body", "body": b"slow", "more_body": True})
+        await asyncio.sleep(float(query.get("delay", "1")))
+        await send({"type": "http.response.body", "body": b"body"})
+    elif head == "truncated":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"100000")]})
+        await send({"type": "http.response.body", "body": b"x" * 1000, "more_body": True})
+        raise RuntimeError("the test server drops this connection on purpose")
+    elif head == "retry":
+        test_id = args[0]
+        ATTEMPTS[test_id] += 1
+        count = ATTEMPTS[test_id]
+        if count <= int(query.get("fail", "1")):
+            extra = []
+            if "retry_after" in query:
+                extra.append(("retry-after", query["retry_after"]))
+            elif "retry_after_date" in query:
+                when = time.time() + float(query["retry_after_date"])
+                extra.append(("retry-after", formatdate(when, usegmt=True)))
+            if "delay" in query:
+                await asyncio.sleep(float(query["delay"]))
+            await respond(send, int(query.get("status", "503")), b"try again", extra)
+        else:
+            await read_body(receive)
+            await respond_json(send, {"attempts": count})
+    elif head == "attempts":
+        await respond_json(send, {"attempts": ATTEMPTS[args[0]]})
+    elif head == "cookies":
+        if args and args[0] == "set":
+            await respond(send, 200, b"set",
+                          [("set-cookie", f"{k}={v}; Path=/") for k, v in query.items()])
+        else:
+            raw = next((v for k, v in headers if k == "cookie"), "")
+            jar = dict(p.strip().split("=", 1) for p in raw.split(";") if "=" in p)
+            await respond_json(send, jar)
+    elif head == "unicode":
+        await respond(send, 200, "h\u00e9llo w\u00f6rld \u2603 \U0001f600".encode(),
+                      content_type="text/plain; charset=utf-8")
+    elif head == "latin1":
+        await respond(send, 200, "caf\u00e9".encode("latin-1"),
+                      content_type="text/plain; charset=iso-8859-1")
+    elif head == "binary":
+        await respond(send, 200, bytes(range(256)), content_type="application/octet-stream")
+    elif head == "multi-headers":
+        await respond(send, 200, b"", [("x-multi", "a"), ("x-multi", "b"),
+                                        ("set-cookie", "one=1; Path=/"),
+                                        ("set-cookie", "two=2; Path=/")])
+    else:
+        await respond(send, 404, b"not found")
+
+
+async def drop_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        pass
+    writer.transport.abort()
+
+
+async def main() -> None:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    drop = await asyncio.start_server(drop_connection, "127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    drop_port = drop.sockets[0].getsockname()[1]
+    config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="on",
+                            loop="none", http="h11", timeout_keep_alive=30, backlog=2048)
+    server = uvicorn.Server(config)
+    print(json.dumps({"port": port, "drop_port": drop_port}), flush=True)
+    await server.serve(sockets=[sock])
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
