@@ -1,0 +1,1 @@
+"""The SQL backends, one module per driver; `base` holds the interface they implement."""

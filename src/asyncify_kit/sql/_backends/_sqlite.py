@@ -1,0 +1,211 @@
+"""``sqlite``: the stdlib `sqlite3`, each connection on one dedicated thread.
+
+``sqlite:///./app.db`` (relative), ``sqlite:////abs/app.db`` (absolute) and
+``sqlite:///:memory:`` (one in-memory database shared by the whole `Database`: the pool
+holds a single connection). Every operation is one hop to the connection's own thread.
+
+SQLite has no column types of its own, so values are typed by the column's *declared* type,
+like the server backends: ``BOOLEAN``, ``DATE``, ``TIME``, ``TIMESTAMP``/``DATETIME``/
+``TIMESTAMPTZ`` (timezone-aware, UTC), ``UUID``, ``JSON``/``JSONB``, ``DECIMAL``/``NUMERIC``.
+These converters are registered with `sqlite3.register_converter` when this backend is first
+used; they replace the standard library's deprecated ``date``/``timestamp`` converters.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from ...exceptions import (
+    ConfigError,
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    QueryTimeout,
+)
+from .._compiler import ParamStyle
+from .._types import Json, as_utc, encode_json
+from .base import Backend, Connection, SyncSession, ThreadedConnection
+
+__all__ = ["SqliteBackend"]
+
+
+def _to_datetime(raw: bytes) -> _dt.datetime:
+    text = raw.decode()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    return as_utc(_dt.datetime.fromisoformat(text))
+
+
+def _to_bool(raw: bytes) -> bool:
+    return raw not in (b"0", b"", b"false", b"FALSE", b"f")
+
+
+_CONVERTERS: dict[str, Any] = {
+    "BOOLEAN": _to_bool,
+    "BOOL": _to_bool,
+    "DATE": lambda raw: _dt.date.fromisoformat(raw.decode()),
+    "TIME": lambda raw: _dt.time.fromisoformat(raw.decode()),
+    "TIMESTAMP": _to_datetime,
+    "TIMESTAMPTZ": _to_datetime,
+    "DATETIME": _to_datetime,
+    "UUID": lambda raw: uuid.UUID(raw.decode()) if len(raw) != 16 else uuid.UUID(bytes=raw),
+    "JSON": lambda raw: json.loads(raw),
+    "JSONB": lambda raw: json.loads(raw),
+    "DECIMAL": lambda raw: Decimal(raw.decode()),
+    "NUMERIC": lambda raw: Decimal(raw.decode()),
+}
+_registered = False
+
+
+def _register_converters() -> None:
+    global _registered
+    if not _registered:
+        for name, fn in _CONVERTERS.items():
+            sqlite3.register_converter(name, fn)
+        _registered = True
+
+
+def _adapt_value(value: Any) -> Any:
+    if isinstance(value, (dict, Json)):
+        return encode_json(value)
+    if isinstance(value, _dt.datetime):
+        return as_utc(value).isoformat() if value.tzinfo is not None else value.isoformat()
+    if isinstance(value, (_dt.date, _dt.time, uuid.UUID, Decimal)):
+        return value.isoformat() if isinstance(value, (_dt.date, _dt.time)) else str(value)
+    if isinstance(value, list):
+        return encode_json(value)
+    return value
+
+
+_PLAIN = (int, str, float, bytes, type(None), bool)
+
+
+class _SqliteSession(SyncSession):
+    def __init__(self, path: str, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.path = path
+        self.options = options
+        self.deadline = 0.0
+
+    def connect(self) -> None:
+        opts = self.options
+        conn = sqlite3.connect(
+            self.path,
+            timeout=float(opts["busy_timeout"]),
+            detect_types=sqlite3.PARSE_DECLTYPES,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=self.path.startswith("file:"),
+        )
+        try:
+            if opts["foreign_keys"]:
+                conn.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:" and opts["journal_mode"]:
+                conn.execute(f"PRAGMA journal_mode = {opts['journal_mode']}")
+            if opts["statement_timeout"]:
+                conn.set_progress_handler(self._progress, 1000)
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+
+    def _progress(self) -> int:
+        return 1 if self.deadline and time.monotonic() > self.deadline else 0
+
+    def _arm(self) -> None:
+        limit = self.options["statement_timeout"]
+        self.deadline = time.monotonic() + limit if limit else 0.0
+
+    def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
+        self._arm()
+        for value in args:
+            if type(value) not in _PLAIN:
+                return tuple(_adapt_value(v) for v in args)
+        return args
+
+    def execute(self, text: str, args: Sequence[Any]) -> int:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(text, self.adapt(args))
+            if cur.description is not None:
+                cur.fetchall()
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    def run(self, statement: str) -> None:
+        self._arm()
+        self.conn.execute(statement)
+
+    def is_closed(self) -> bool:
+        return self.conn is None
+
+
+class _SqliteConnection(ThreadedConnection):
+    def terminate(self) -> None:
+        # sqlite3 connections must not be closed from another thread while in use;
+        # interrupt() is the thread-safe way to stop it; the object is closed when collected
+        conn = self._session.conn
+        if conn is not None:
+            conn.interrupt()
+
+
+class SqliteBackend(Backend):
+    """The stdlib `sqlite3` on dedicated threads (one per connection)."""
+
+    dialect: ClassVar[str] = "sqlite"
+    style: ClassVar[ParamStyle] = "qmark"
+
+    def __init__(self, url: Any, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        if url.host and url.host not in ("localhost",):
+            raise ConfigError(
+                f"a sqlite URL names a file, not a host: {url}; write sqlite:///relative.db or "
+                "sqlite:////absolute/path.db"
+            )
+        path = url.database or ":memory:"
+        self.memory = path == ":memory:" or "mode=memory" in path
+        self.path = path
+        _register_converters()
+
+    def pool_limits(self) -> tuple[int, int]:
+        if self.memory:
+            return 1, 1
+        return super().pool_limits()
+
+    async def connect(self) -> Connection:
+        if not self.memory:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(parent):
+                raise OperationalError(f"the directory of the sqlite database {parent!r} is missing")
+        return await _SqliteConnection.open(_SqliteSession(self.path, self.options), sticky=True)
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, sqlite3.IntegrityError):
+            return IntegrityError(message, orig=exc)
+        if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+            return QueryTimeout(
+                f"the statement ran longer than statement_timeout="
+                f"{self.options['statement_timeout']}s and was interrupted",
+                orig=exc,
+            )
+        if isinstance(exc, sqlite3.OperationalError):
+            text = str(exc)
+            if text.startswith(("no such", "near ", "syntax error")) or "has no column" in text:
+                return ProgrammingError(message, orig=exc)
+            return OperationalError(message, orig=exc)
+        if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+            return ProgrammingError(message, orig=exc)
+        return DatabaseError(message, orig=exc)

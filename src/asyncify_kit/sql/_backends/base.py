@@ -1,0 +1,581 @@
+"""The interface every SQL backend implements, and the parts they share.
+
+* `Backend`: one per URL scheme; opens `Connection` objects, translates driver errors.
+* `Connection`: one driver connection, used by one task at a time.
+* `ConnectionPool`: the pool every backend uses (one implementation, so pool sizing,
+  ``acquire_timeout``, statistics, recovery and the bounded close behave the same on all
+  seven backends). It runs on asyncio and on trio.
+* `SyncSession` / `ThreadedConnection`: a blocking DB-API connection driven from async code,
+  one thread hop per operation (through `asyncify_kit.wrap`); the legacy drivers and SQLite
+  build on them.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, ClassVar
+
+import anyio
+
+from ..._config import BackendURL
+from ..._offload import AsyncProxy, wrap
+from ...exceptions import ConnectionLost, DatabaseError, OperationalError, ProgrammingError
+from .._compiler import CompiledQuery, ParamStyle
+from .._row import Row, make_keys
+from .._types import PoolStats
+
+__all__ = [
+    "Backend",
+    "Connection",
+    "ConnectionPool",
+    "SyncSession",
+    "ThreadedConnection",
+    "begin_statements",
+]
+
+Converter = Callable[[Any], Any]
+
+
+class Connection(abc.ABC):
+    """One open driver connection.
+
+    Queries arrive compiled (`CompiledQuery`) with their arguments already bound, in the
+    backend's placeholder style. Driver exceptions are left to propagate: the `Database`
+    translates them with `Backend.translate`.
+    """
+
+    #: whether the connection stays usable after its task was cancelled mid-operation
+    #: (true for threaded connections, whose thread always finishes the call)
+    cancel_safe: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.broken = False
+        self.reused = False
+
+    @property
+    @abc.abstractmethod
+    def raw(self) -> Any:
+        """The driver's own connection object."""
+
+    @abc.abstractmethod
+    async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]: ...
+
+    @abc.abstractmethod
+    async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None: ...
+
+    @abc.abstractmethod
+    async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any: ...
+
+    @abc.abstractmethod
+    async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        """Run one statement; return the number of rows it changed (or -1 if unknown)."""
+
+    @abc.abstractmethod
+    async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def iterate(
+        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+    ) -> AsyncIterator[list[Row]]:
+        """Yield the result in batches of at most *batch_size* rows (bounded memory)."""
+
+    @abc.abstractmethod
+    async def run(self, statement: str) -> None:
+        """Run a parameterless control statement (BEGIN, COMMIT, SAVEPOINT ...)."""
+
+    @abc.abstractmethod
+    def is_closed(self) -> bool:
+        """Whether the driver already knows this connection is gone."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close politely (the pool bounds how long it may take)."""
+
+    @abc.abstractmethod
+    def terminate(self) -> None:
+        """Close at once without waiting for the server (never blocks the loop)."""
+
+
+class Backend(abc.ABC):
+    """One backend (URL scheme): how to open connections and how to read the driver's errors."""
+
+    dialect: ClassVar[str]
+    style: ClassVar[ParamStyle]
+    #: the sentence `Unsupported` shows under trio for asyncio-only backends
+    trio_alternatives: ClassVar[str] = ""
+
+    def __init__(self, url: BackendURL, options: dict[str, Any]) -> None:
+        self.url = url
+        self.options = options
+
+    @abc.abstractmethod
+    async def connect(self) -> Connection:
+        """Open one new connection, configured (autocommit, UTC, statement timeout)."""
+
+    @abc.abstractmethod
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        """The `DatabaseError` for a driver exception, or None if *exc* is not the driver's."""
+
+    def pool_limits(self) -> tuple[int, int]:
+        """(min_size, max_size) for the pool."""
+        return int(self.options["min_size"]), int(self.options["max_size"])
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+def begin_statements(
+    dialect: str, isolation: str | None, read_only: bool
+) -> tuple[list[str], list[str]]:
+    """The statements that open a transaction, and those to run after it ends."""
+    level = isolation.replace("_", " ").upper() if isolation else None
+    if dialect == "postgresql":
+        text = "BEGIN"
+        if level:
+            text += f" ISOLATION LEVEL {level}"
+        if read_only:
+            text += " READ ONLY"
+        return [text], []
+    if dialect == "mysql":
+        before = [f"SET TRANSACTION ISOLATION LEVEL {level}"] if level else []
+        return [*before, "START TRANSACTION READ ONLY" if read_only else "START TRANSACTION"], []
+    if isolation not in (None, "serializable"):
+        from ...exceptions import Unsupported
+
+        raise Unsupported(
+            f"SQLite transactions are always serializable; isolation={isolation!r} needs "
+            "the PostgreSQL or MySQL backends"
+        )
+    if read_only:
+        return ["BEGIN DEFERRED", "PRAGMA query_only = ON"], ["PRAGMA query_only = OFF"]
+    return ["BEGIN IMMEDIATE"], []
+
+
+# -- the pool ---------------------------------------------------------------------------------
+
+
+class _Waiter:
+    __slots__ = ("conn", "error", "event", "retry")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.conn: Connection | None = None
+        self.retry = False
+        self.error: BaseException | None = None
+
+
+class ConnectionPool:
+    """A bounded pool of `Connection` objects, fair (first come, first served).
+
+    ``acquire`` takes an idle connection, or opens one while fewer than *max_size* exist, or
+    waits up to *acquire_timeout* seconds. ``release`` returns it; a connection marked
+    ``broken`` is closed instead. ``close`` waits up to *close_timeout* for lent connections,
+    then closes everything, shielded from cancellation but never longer than its bound.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Connection]],
+        *,
+        min_size: int,
+        max_size: int,
+        acquire_timeout: float | None,
+        close_timeout: float,
+        describe: str,
+    ) -> None:
+        self._connect = connect
+        self.min_size = min_size
+        self.max_size = max_size
+        self.acquire_timeout = acquire_timeout
+        self.close_timeout = close_timeout
+        self._describe = describe
+        self._idle: deque[Connection] = deque()
+        self._in_use: set[Connection] = set()
+        self._opening = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._closed = False
+        self._drained: anyio.Event | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self._idle) + len(self._in_use) + self._opening
+
+    def stats(self) -> PoolStats:
+        return PoolStats(
+            size=self.size,
+            idle=len(self._idle),
+            in_use=len(self._in_use),
+            waiting=len(self._waiters),
+            max_size=self.max_size,
+        )
+
+    async def open(self) -> None:
+        """Open *min_size* connections now, so a bad URL fails at startup."""
+        while self.size < self.min_size:
+            conn = await self._open_one()
+            self._in_use.discard(conn)
+            self._idle.append(conn)
+
+    async def _open_one(self) -> Connection:
+        self._opening += 1
+        try:
+            conn = await self._connect()
+        except BaseException:
+            self._opening -= 1
+            self._wake_one_for_retry()
+            raise
+        self._opening -= 1
+        self._in_use.add(conn)
+        return conn
+
+    async def acquire(self, *, fresh: bool = False) -> Connection:
+        """A connection for the caller's exclusive use; give it back with `release`."""
+        while True:
+            if self._closed:
+                raise OperationalError(f"the database {self._describe} is closed")
+            if not fresh:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if conn.is_closed():
+                        conn.terminate()
+                        continue
+                    conn.reused = True
+                    self._in_use.add(conn)
+                    return conn
+            if self.size < self.max_size:
+                return await self._open_one()
+            if fresh and self._idle:
+                conn = self._idle.popleft()
+                await self._close_quietly(conn)
+                continue
+            conn_or_retry = await self._wait()
+            if conn_or_retry is not None:
+                return conn_or_retry
+
+    async def _wait(self) -> Connection | None:
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        try:
+            with anyio.fail_after(self.acquire_timeout):
+                await waiter.event.wait()
+        except TimeoutError:
+            if waiter.conn is not None:
+                return self._take(waiter)
+            raise OperationalError(
+                f"no connection of {self._describe} became free within "
+                f"acquire_timeout={self.acquire_timeout:g}s (max_size={self.max_size}; "
+                "every connection is in use)"
+            ) from None
+        except BaseException:
+            if waiter.conn is not None:
+                conn, waiter.conn = waiter.conn, None
+                self._in_use.discard(conn)
+                self._put_back(conn)
+            elif waiter.retry:
+                self._wake_one_for_retry()
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        if waiter.error is not None:
+            raise waiter.error
+        if waiter.conn is not None:
+            return self._take(waiter)
+        return None
+
+    @staticmethod
+    def _take(waiter: _Waiter) -> Connection:
+        conn = waiter.conn
+        assert conn is not None  # noqa: S101 - internal invariant, not user input
+        waiter.conn = None
+        conn.reused = True
+        return conn
+
+    def _put_back(self, conn: Connection) -> None:
+        """Hand *conn* (not in use any more) to the first waiter, or to the idle deque."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.event.is_set():
+                continue
+            waiter.conn = conn
+            self._in_use.add(conn)
+            waiter.event.set()
+            return
+        self._idle.append(conn)
+
+    def _wake_one_for_retry(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.event.is_set():
+                waiter.retry = True
+                waiter.event.set()
+                return
+
+    async def release(self, conn: Connection) -> None:
+        """Give *conn* back; a broken or closed connection is closed and replaced on demand."""
+        self._in_use.discard(conn)
+        if conn.broken or self._closed or conn.is_closed():
+            await self._close_quietly(conn)
+            self._wake_one_for_retry()
+        else:
+            self._put_back(conn)
+        if self._closed and not self._in_use and self._drained is not None:
+            self._drained.set()
+
+    async def drop_idle(self) -> None:
+        """Close every idle connection (after one was found dead, the others likely are)."""
+        while self._idle:
+            await self._close_quietly(self._idle.popleft())
+
+    async def _close_quietly(self, conn: Connection) -> None:
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(min(self.close_timeout, 5.0)) as scope:
+                try:
+                    await conn.close()
+                except Exception:
+                    conn.terminate()
+            if scope.cancelled_caught:
+                conn.terminate()
+
+    async def close(self) -> None:
+        """Close the pool: bounded by *close_timeout*, and safe to cancel."""
+        if self._closed:
+            return
+        self._closed = True
+        for waiter in self._waiters:
+            waiter.error = OperationalError(f"the database {self._describe} was closed")
+            waiter.event.set()
+        self._waiters.clear()
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self.close_timeout):
+                if self._in_use:
+                    self._drained = anyio.Event()
+                    await self._drained.wait()
+            idle = list(self._idle)
+            self._idle.clear()
+            with anyio.move_on_after(min(self.close_timeout, 5.0)):
+                async with anyio.create_task_group() as tg:
+                    for conn in idle:
+                        tg.start_soon(self._close_quietly, conn)
+            for conn in list(self._in_use):
+                conn.terminate()
+            self._in_use.clear()
+
+
+# -- blocking drivers, one thread hop per operation --------------------------------------------
+
+
+class SyncSession:
+    """A blocking DB-API connection plus the conversions of its backend; runs in a thread.
+
+    Every public method does one whole operation (execute and fetch, including building the
+    `Row` objects) so that each costs exactly one thread hop. Subclasses open the connection
+    in `connect` and may override `adapt` (parameters) and `converters` (result columns).
+    """
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self._cursors: dict[int, Any] = {}
+
+    # subclasses -------------------------------------------------------------------------
+    def connect(self) -> None:
+        raise NotImplementedError
+
+    def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
+        return args
+
+    def converters(self, description: Sequence[Any]) -> list[Converter | None] | None:
+        return None
+
+    def server_cursor(self) -> Any:
+        """A cursor that streams rows from the server (defaults to a plain cursor)."""
+        return self.conn.cursor()
+
+    def is_closed(self) -> bool:
+        return self.conn is None
+
+    # operations -------------------------------------------------------------------------
+    def _rows(self, cur: Any, raw_rows: Sequence[Any]) -> list[Row]:
+        description = cur.description
+        if description is None:
+            raise ProgrammingError("the statement returns no rows; use execute() for it")
+        keys = make_keys([d[0] for d in description])
+        convert = self.converters(description)
+        if convert is None:
+            return [Row(keys, r) for r in raw_rows]
+        return [Row(keys, _apply(convert, r)) for r in raw_rows]
+
+    def fetch_all(self, text: str, args: Sequence[Any]) -> list[Row]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(text, self.adapt(args))
+            return self._rows(cur, cur.fetchall())
+        finally:
+            cur.close()
+
+    def fetch_one(self, text: str, args: Sequence[Any]) -> Row | None:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(text, self.adapt(args))
+            row = cur.fetchone()
+            rows = self._rows(cur, [] if row is None else [row])
+            return rows[0] if rows else None
+        finally:
+            cur.close()
+
+    def fetch_val(self, text: str, args: Sequence[Any], column: int) -> Any:
+        row = self.fetch_one(text, args)
+        return None if row is None else row[column]
+
+    def execute(self, text: str, args: Sequence[Any]) -> int:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(text, self.adapt(args))
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
+    def execute_many(self, text: str, args: Sequence[Sequence[Any]]) -> None:
+        cur = self.conn.cursor()
+        try:
+            cur.executemany(text, [self.adapt(a) for a in args])
+        finally:
+            cur.close()
+
+    def run(self, statement: str) -> None:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(statement)
+        finally:
+            cur.close()
+
+    def open_cursor(self, text: str, args: Sequence[Any]) -> int:
+        cur = self.server_cursor()
+        try:
+            cur.execute(text, self.adapt(args))
+        except BaseException:
+            cur.close()
+            raise
+        self._cursors[id(cur)] = cur
+        return id(cur)
+
+    def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
+        cur = self._cursors[cursor_id]
+        return self._rows(cur, cur.fetchmany(size))
+
+    def close_cursor(self, cursor_id: int) -> None:
+        cur = self._cursors.pop(cursor_id, None)
+        if cur is not None:
+            cur.close()
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        self._cursors.clear()
+        if conn is not None:
+            conn.close()
+
+
+def _apply(convert: list[Converter | None], row: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(
+        value if fn is None or value is None else fn(value)
+        for fn, value in zip(convert, row)
+    )
+
+
+class ThreadedConnection(Connection):
+    """A `Connection` over a `SyncSession`, one thread hop per operation.
+
+    *sticky* puts the session on one dedicated thread for its whole life (SQLite); otherwise
+    each call runs on any worker of the default pool (psycopg2, PyMySQL, psycopg on trio).
+    """
+
+    cancel_safe: ClassVar[bool] = True
+
+    def __init__(self, session: SyncSession, proxy: AsyncProxy[SyncSession]) -> None:
+        super().__init__()
+        self._session = session
+        self._proxy = proxy
+
+    @classmethod
+    async def open(cls, session: SyncSession, *, sticky: bool = False) -> ThreadedConnection:
+        proxy = wrap(session, sticky=sticky)
+        try:
+            await proxy.connect()
+        except BaseException:
+            await proxy.aclose()
+            raise
+        return cls(session, proxy)
+
+    @property
+    def raw(self) -> Any:
+        return self._session.conn
+
+    async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
+        rows: list[Row] = await self._proxy.fetch_all(query.text, args)
+        return rows
+
+    async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
+        row: Row | None = await self._proxy.fetch_one(query.text, args)
+        return row
+
+    async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
+        return await self._proxy.fetch_val(query.text, args, column)
+
+    async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        count: int = await self._proxy.execute(query.text, args)
+        return count
+
+    async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
+        await self._proxy.execute_many(query.text, args)
+
+    async def iterate(
+        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+    ) -> AsyncIterator[list[Row]]:
+        cursor_id: int = await self._proxy.open_cursor(query.text, args)
+        try:
+            while True:
+                batch: list[Row] = await self._proxy.fetch_batch(cursor_id, batch_size)
+                if not batch:
+                    return
+                yield batch
+                if len(batch) < batch_size:
+                    return
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._proxy.close_cursor(cursor_id)
+                except Exception:
+                    self.broken = True
+
+    async def run(self, statement: str) -> None:
+        await self._proxy.run(statement)
+
+    def is_closed(self) -> bool:
+        return self._session.is_closed()
+
+    async def close(self) -> None:
+        try:
+            await self._proxy.close()
+        finally:
+            await self._proxy.aclose()
+
+    def terminate(self) -> None:
+        session = self._session
+
+        def close_in_background() -> None:
+            try:
+                session.close()
+            except Exception:  # the connection is being thrown away; nothing to report
+                session.conn = None
+
+        threading.Thread(target=close_in_background, name="asyncify-sql-close", daemon=True).start()
+
+
+def lost(message: str, exc: BaseException) -> ConnectionLost:
+    """A `ConnectionLost` chained to *exc*."""
+    err = ConnectionLost(message, orig=exc)
+    err.__cause__ = exc
+    return err

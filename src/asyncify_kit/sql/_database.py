@@ -1,0 +1,662 @@
+"""`Database`: one async API over every SQL backend, chosen by URL.
+
+Connections come from one pool per `Database`. A transaction (or ``connection()``) pins a
+connection to the *task* that opened it: the pin is kept in a context variable together with
+that task's identity, so a task started inside a transaction (which inherits the context)
+does not see the pin and takes its own connection from the pool. Concurrent tasks therefore
+never share a transaction by accident, which is what went wrong in encode/databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import anyio
+import sniffio
+
+from .._config import BackendURL, resolve_url, validate_options
+from .._registry import BackendSpec, load_backend
+from ..exceptions import (
+    AsyncifyError,
+    ConfigError,
+    ConnectionLost,
+    DatabaseError,
+    OperationalError,
+    ProgrammingError,
+    Unsupported,
+)
+from ._backends.base import Backend, Connection, ConnectionPool, begin_statements
+from ._compiler import CompiledQuery, compile_query
+from ._row import Row, convert_row
+from ._types import ISOLATION_LEVELS, PoolStats
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec, Self
+
+    P = ParamSpec("P")
+
+__all__ = ["DEFAULT_URL", "Database", "DatabaseConnection", "Transaction"]
+
+logger = logging.getLogger("asyncify_kit.sql")
+
+DEFAULT_URL = "sqlite:///./asyncify.db"
+ENV_NAMES = ("ASYNCIFY_SQL_URL", "DATABASE_URL")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Params = Mapping[str, Any] | None
+
+
+def _current_task() -> object:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    if task is not None:
+        return task
+    import trio
+
+    return trio.lowlevel.current_task()
+
+
+class _Pin:
+    """A connection pinned to one task (by a transaction or ``connection()``)."""
+
+    __slots__ = ("conn", "depth", "task")
+
+    def __init__(self, task: object, conn: Connection) -> None:
+        self.task = task
+        self.conn = conn
+        self.depth = 0  # open transactions (1 = the transaction, >1 = savepoints)
+
+
+_PINS: contextvars.ContextVar[Mapping[Database, _Pin]] = contextvars.ContextVar(
+    "asyncify_kit_sql_pins", default={}
+)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    return str(value)
+
+
+class Database:
+    """An async SQL database: PostgreSQL, MySQL/MariaDB or SQLite, chosen by URL.
+
+    The URL comes from the argument, else ``ASYNCIFY_SQL_URL``, else ``DATABASE_URL``, else
+    ``sqlite:///./asyncify.db``. Keyword *options* override the URL's query options
+    (``max_size=20``); both are validated per backend.
+
+    ```python
+    async with Database("postgresql://app:secret@localhost/shop") as db:
+        row = await db.fetch_one("select * from users where id = :id", {"id": 7})
+        async with db.transaction():
+            await db.execute("update users set seen = now() where id = :id", {"id": 7})
+    ```
+    """
+
+    def __init__(self, url: str | BackendURL | None = None, **options: Any) -> None:
+        parsed = resolve_url(url, ENV_NAMES, DEFAULT_URL)
+        if options:
+            merged = dict(parsed.options)
+            merged.update({k: _option_text(v) for k, v in options.items()})
+            parsed = parsed.replace(options=merged)
+        spec, cls = load_backend("sql", parsed)
+        values = validate_options(parsed, spec.options, backend=spec.scheme)
+        if "min_size" in values and "max_size" in values and values["min_size"] > values["max_size"]:
+            raise ConfigError(
+                f"option 'min_size' ({values['min_size']}) is larger than 'max_size' "
+                f"({values['max_size']}) for the {spec.scheme!r} backend in {parsed}"
+            )
+        self.url: BackendURL = parsed
+        self._spec: BackendSpec = spec
+        self._backend: Backend = cls(parsed, values)
+        self._dialect = self._backend.dialect
+        self._style = self._backend.style
+        self._pool: ConnectionPool | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"<Database {self.url} ({self._spec.scheme}, {state})>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend's scheme, e.g. ``postgresql+asyncpg``."""
+        return self._spec.scheme
+
+    @property
+    def dialect(self) -> str:
+        """``postgresql``, ``mysql`` or ``sqlite``."""
+        return self._dialect
+
+    async def connect(self) -> None:
+        """Open the pool (``async with`` does it for you)."""
+        if self._pool is not None:
+            return
+        if not self._spec.trio and sniffio.current_async_library() != "asyncio":
+            raise Unsupported(
+                f"the {self._spec.scheme!r} backend runs on asyncio only; under trio use "
+                f"{self._backend.trio_alternatives}"
+            )
+        min_size, max_size = self._backend.pool_limits()
+        pool = ConnectionPool(
+            self._connect_translated,
+            min_size=min_size,
+            max_size=max_size,
+            acquire_timeout=self._backend.options.get("acquire_timeout"),
+            close_timeout=float(self._backend.options.get("close_timeout") or 10.0),
+            describe=str(self.url),
+        )
+        await pool.open()
+        self._pool = pool
+
+    async def disconnect(self) -> None:
+        """Close the pool; bounded by the ``close_timeout`` option and safe to cancel."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    def pool_stats(self) -> PoolStats:
+        """Open, idle, lent-out connections and waiting tasks of the pool."""
+        return self._require_pool().stats()
+
+    async def _connect_translated(self) -> Connection:
+        try:
+            return await self._backend.connect()
+        except AsyncifyError:
+            raise
+        except Exception as exc:
+            err = self._backend.translate(exc) or OperationalError(
+                f"could not connect to {self.url}: {type(exc).__name__}", orig=exc
+            )
+            if isinstance(err, ConnectionLost):
+                err = OperationalError(str(err), orig=exc)
+            raise err from exc
+
+    def _require_pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is None:
+            raise OperationalError(
+                f"the database {self.url} is not connected; use `async with Database(...) as "
+                "db:` or `await db.connect()` first"
+            )
+        return pool
+
+    # -- pinning ----------------------------------------------------------------------------
+
+    def _pin(self) -> _Pin | None:
+        pin = _PINS.get().get(self)
+        if pin is None or pin.task is not _current_task():
+            return None
+        return pin
+
+    def _translate(self, exc: Exception, conn: Connection | None) -> BaseException:
+        if isinstance(exc, AsyncifyError):
+            return exc
+        err = self._backend.translate(exc)
+        if err is None:
+            return exc
+        if conn is not None and isinstance(err, ConnectionLost):
+            conn.broken = True
+        return err
+
+    async def _run(
+        self, op: Callable[..., Awaitable[R]], query: CompiledQuery | None, *args: Any
+    ) -> R:
+        pin = self._pin()
+        if pin is not None:
+            return await self._on(pin.conn, op, *args)
+        pool = self._require_pool()
+        conn = await pool.acquire()
+        try:
+            try:
+                return await op(conn, *args)
+            except Exception as exc:
+                err = self._translate(exc, conn)
+                if not (isinstance(err, ConnectionLost) and conn.reused):
+                    raise err from exc
+            except BaseException:
+                if not conn.cancel_safe:
+                    conn.broken = True
+                raise
+        finally:
+            await pool.release(conn)
+        # The pooled connection was found dead before this statement could run on it (the
+        # server killed it while it was idle): retry once on a fresh connection.
+        await pool.drop_idle()
+        conn = await pool.acquire(fresh=True)
+        try:
+            return await self._on(conn, op, *args)
+        finally:
+            await pool.release(conn)
+
+    async def _on(self, conn: Connection, op: Callable[..., Awaitable[R]], *args: Any) -> R:
+        try:
+            return await op(conn, *args)
+        except Exception as exc:
+            raise self._translate(exc, conn) from exc
+        except BaseException:
+            if not conn.cancel_safe:
+                conn.broken = True
+            raise
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def _compile(self, sql: str, params: Params) -> tuple[CompiledQuery, tuple[Any, ...]]:
+        query = compile_query(sql, self._dialect, self._style)
+        return query, query.bind(params)
+
+    @overload
+    async def fetch_all(self, sql: str, params: Params = None) -> list[Row]: ...
+    @overload
+    async def fetch_all(self, sql: str, params: Params = None, *, as_: type[T]) -> list[T]: ...
+    async def fetch_all(
+        self, sql: str, params: Params = None, *, as_: type[Any] | None = None
+    ) -> list[Any]:
+        """Every row of the result, as `Row` objects (or *as_* instances).
+
+        >>> rows = await db.fetch_all("select id, name from users where age > :age", {"age": 18})
+        """
+        query, args = self._compile(sql, params)
+        rows = await self._run(_fetch_all, query, query, args)
+        if as_ is not None:
+            return [convert_row(r, as_) for r in rows]
+        return rows
+
+    @overload
+    async def fetch_one(self, sql: str, params: Params = None) -> Row | None: ...
+    @overload
+    async def fetch_one(self, sql: str, params: Params = None, *, as_: type[T]) -> T | None: ...
+    async def fetch_one(
+        self, sql: str, params: Params = None, *, as_: type[Any] | None = None
+    ) -> Any:
+        """The first row of the result, or None when there is none."""
+        query, args = self._compile(sql, params)
+        row = await self._run(_fetch_one, query, query, args)
+        if row is not None and as_ is not None:
+            return convert_row(row, as_)
+        return row
+
+    async def fetch_val(self, sql: str, params: Params = None, *, column: int = 0) -> Any:
+        """One value: *column* of the first row, or None when there is no row."""
+        query, args = self._compile(sql, params)
+        return await self._run(_fetch_val, query, query, args, column)
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        """Run one statement; return how many rows it changed (-1 when the driver cannot say)."""
+        query, args = self._compile(sql, params)
+        return await self._run(_execute, query, query, args)
+
+    async def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement once per parameter mapping (the driver batches where it can)."""
+        if isinstance(params, Mapping) or not isinstance(params, Sequence):
+            raise ProgrammingError(
+                "execute_many() takes a sequence of parameter mappings, one per execution"
+            )
+        query = compile_query(sql, self._dialect, self._style)
+        args = [query.bind(p) for p in params]
+        if not args:
+            return
+        await self._run(_execute_many, query, query, args)
+
+    @overload
+    def iterate(
+        self, sql: str, params: Params = None, *, batch_size: int = 500
+    ) -> AsyncIterator[Row]: ...
+    @overload
+    def iterate(
+        self, sql: str, params: Params = None, *, batch_size: int = 500, as_: type[T]
+    ) -> AsyncIterator[T]: ...
+    def iterate(
+        self,
+        sql: str,
+        params: Params = None,
+        *,
+        batch_size: int = 500,
+        as_: type[Any] | None = None,
+    ) -> AsyncIterator[Any]:
+        """Stream the rows of a large result, *batch_size* at a time (bounded memory).
+
+        PostgreSQL and MySQL use server-side cursors; the connection is held until the loop
+        ends. Close an iteration you leave early with ``contextlib.aclosing``::
+
+            async with aclosing(db.iterate("select * from events")) as rows:
+                async for row in rows:
+                    ...
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ProgrammingError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+        query, args = self._compile(sql, params)
+        return self._iterate(query, args, batch_size, as_)
+
+    async def _iterate(
+        self,
+        query: CompiledQuery,
+        args: tuple[Any, ...],
+        batch_size: int,
+        as_: type[Any] | None,
+    ) -> AsyncIterator[Any]:
+        pin = self._pin()
+        pool: ConnectionPool | None = None
+        if pin is not None:
+            conn = pin.conn
+            in_tx = pin.depth > 0
+        else:
+            pool = self._require_pool()
+            conn = await pool.acquire()
+            in_tx = False
+        try:
+            async with aclosing(conn.iterate(query, args, batch_size, in_tx)) as batches:
+                try:
+                    async for batch in batches:
+                        for row in batch:
+                            yield row if as_ is None else convert_row(row, as_)
+                except Exception as exc:
+                    raise self._translate(exc, conn) from exc
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and not conn.cancel_safe:
+                conn.broken = True
+            raise
+        finally:
+            if pool is not None:
+                await pool.release(conn)
+
+    # -- transactions and pinned connections ----------------------------------------------
+
+    def transaction(
+        self, *, isolation: str | None = None, read_only: bool = False
+    ) -> Transaction:
+        """A transaction: ``async with db.transaction():`` or ``@db.transaction()``.
+
+        Commits when the block ends normally; rolls back on an exception *and* on
+        cancellation. Nested transactions become savepoints. *isolation* is one of
+        ``read_uncommitted``, ``read_committed``, ``repeatable_read``, ``serializable``.
+        """
+        return Transaction(self, isolation=isolation, read_only=read_only)
+
+    def connection(self) -> DatabaseConnection:
+        """Pin one connection to this task: ``async with db.connection() as conn:``.
+
+        Inside the block every query of this task on this database (``db.fetch_all`` as well
+        as ``conn.fetch_all``) uses that connection; ``conn.raw`` is the driver's connection.
+        """
+        return DatabaseConnection(self)
+
+    async def _acquire_pin(self) -> tuple[_Pin, contextvars.Token[Mapping[Database, _Pin]]]:
+        conn = await self._require_pool().acquire()
+        pin = _Pin(_current_task(), conn)
+        pins = dict(_PINS.get())
+        pins[self] = pin
+        return pin, _PINS.set(pins)
+
+    async def _release_pin(
+        self, pin: _Pin, token: contextvars.Token[Mapping[Database, _Pin]]
+    ) -> None:
+        try:
+            _PINS.reset(token)
+        except ValueError:  # reset from another context: drop our entry instead
+            pins = dict(_PINS.get())
+            pins.pop(self, None)
+            _PINS.set(pins)
+        pool = self._pool
+        if pool is not None:
+            await pool.release(pin.conn)
+        else:
+            pin.conn.terminate()
+
+
+async def _fetch_all(conn: Connection, query: CompiledQuery, args: tuple[Any, ...]) -> list[Row]:
+    return await conn.fetch_all(query, args)
+
+
+async def _fetch_one(
+    conn: Connection, query: CompiledQuery, args: tuple[Any, ...]
+) -> Row | None:
+    return await conn.fetch_one(query, args)
+
+
+async def _fetch_val(
+    conn: Connection, query: CompiledQuery, args: tuple[Any, ...], column: int
+) -> Any:
+    return await conn.fetch_val(query, args, column)
+
+
+async def _execute(conn: Connection, query: CompiledQuery, args: tuple[Any, ...]) -> int:
+    return await conn.execute(query, args)
+
+
+async def _execute_many(
+    conn: Connection, query: CompiledQuery, args: list[tuple[Any, ...]]
+) -> None:
+    await conn.execute_many(query, args)
+
+
+async def _run_statement(conn: Connection, statement: str) -> None:
+    await conn.run(statement)
+
+
+class Transaction:
+    """A transaction (or savepoint, when nested) on the current task's connection.
+
+    Use it as ``async with db.transaction():`` or as a decorator ``@db.transaction()``
+    (each call then runs in a transaction of its own).
+    """
+
+    def __init__(
+        self, db: Database, *, isolation: str | None = None, read_only: bool = False
+    ) -> None:
+        if isolation is not None and isolation not in ISOLATION_LEVELS:
+            raise ConfigError(
+                f"invalid isolation level {isolation!r}; accepted: {', '.join(ISOLATION_LEVELS)}"
+            )
+        self._db = db
+        self._isolation = isolation
+        self._read_only = bool(read_only)
+        self._pin: _Pin | None = None
+        self._token: contextvars.Token[Mapping[Database, _Pin]] | None = None
+        self._savepoint: str | None = None
+        self._after: list[str] = []
+        self._active = False
+
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        db, isolation, read_only = self._db, self._isolation, self._read_only
+
+        @functools.wraps(fn)
+        async def in_transaction(*args: P.args, **kwargs: P.kwargs) -> R:
+            async with Transaction(db, isolation=isolation, read_only=read_only):
+                return await fn(*args, **kwargs)
+
+        return in_transaction
+
+    @property
+    def connection(self) -> Connection:
+        """The backend connection this transaction runs on (while it is open)."""
+        if self._pin is None:
+            raise ProgrammingError("the transaction is not open")
+        return self._pin.conn
+
+    async def __aenter__(self) -> Self:
+        if self._active:
+            raise ProgrammingError("this transaction object is already open; create a new one")
+        db = self._db
+        pin = db._pin()
+        if pin is None:
+            pin, self._token = await db._acquire_pin()
+        self._pin = pin
+        try:
+            if pin.depth == 0:
+                before, self._after = begin_statements(
+                    db._dialect, self._isolation, self._read_only
+                )
+                for statement in before:
+                    await db._on(pin.conn, _run_statement, statement)
+            else:
+                if self._isolation is not None or self._read_only:
+                    raise ProgrammingError(
+                        "isolation and read_only apply to the outermost transaction only; "
+                        "this one is nested (a savepoint)"
+                    )
+                self._savepoint = f"asyncify_sp_{pin.depth}"
+                await db._on(pin.conn, _run_statement, f"SAVEPOINT {self._savepoint}")
+        except BaseException:
+            await self._unpin()
+            raise
+        pin.depth += 1
+        self._active = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pin = self._pin
+        if pin is None or not self._active:
+            return
+        self._active = False
+        pin.depth -= 1
+        try:
+            if exc_type is None:
+                await self._commit(pin)
+            else:
+                await self._rollback(pin)
+        finally:
+            await self._unpin()
+
+    async def _commit(self, pin: _Pin) -> None:
+        db = self._db
+        if self._savepoint is not None:
+            await db._on(pin.conn, _run_statement, f"RELEASE SAVEPOINT {self._savepoint}")
+            return
+        try:
+            await db._on(pin.conn, _run_statement, "COMMIT")
+        except DatabaseError:
+            await self._rollback(pin)
+            raise
+        await self._run_after(pin)
+
+    async def _rollback(self, pin: _Pin) -> None:
+        """Roll back, shielded from cancellation but bounded; a failure discards the conn."""
+        conn = pin.conn
+        if conn.broken:
+            return
+        if self._savepoint is not None:
+            statements = [
+                f"ROLLBACK TO SAVEPOINT {self._savepoint}",
+                f"RELEASE SAVEPOINT {self._savepoint}",
+            ]
+        else:
+            statements = ["ROLLBACK", *self._after]
+        pool = self._db._pool
+        bound = pool.close_timeout if pool is not None else 10.0
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(bound) as scope:
+                try:
+                    for statement in statements:
+                        await conn.run(statement)
+                except Exception:
+                    conn.broken = True
+                    logger.warning(
+                        "rollback failed on %s; the connection is discarded (the server rolls "
+                        "back when it closes)", self._db.url, exc_info=True,
+                    )
+            if scope.cancelled_caught:
+                conn.broken = True
+
+    async def _run_after(self, pin: _Pin) -> None:
+        for statement in self._after:
+            await self._db._on(pin.conn, _run_statement, statement)
+
+    async def _unpin(self) -> None:
+        pin, token = self._pin, self._token
+        self._pin = self._token = None
+        if pin is not None and token is not None:
+            await self._db._release_pin(pin, token)
+
+
+class DatabaseConnection:
+    """One pooled connection pinned to the current task; see `Database.connection`.
+
+    ``raw`` is the driver's connection object (for the threaded backends a blocking
+    DB-API connection: offload your own calls on it with `asyncify_kit.run_sync`).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pin: _Pin | None = None
+        self._token: contextvars.Token[Mapping[Database, _Pin]] | None = None
+
+    async def __aenter__(self) -> Self:
+        pin = self._db._pin()
+        if pin is None:
+            pin, self._token = await self._db._acquire_pin()
+        self._pin = pin
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pin, token = self._pin, self._token
+        self._pin = self._token = None
+        if pin is not None and token is not None:
+            if pin.depth:
+                pin.conn.broken = True  # a transaction left open on it by hand
+            await self._db._release_pin(pin, token)
+
+    def _conn(self) -> Connection:
+        if self._pin is None:
+            raise ProgrammingError("use the connection inside `async with db.connection()`")
+        return self._pin.conn
+
+    @property
+    def raw(self) -> Any:
+        """The driver's own connection object."""
+        return self._conn().raw
+
+    async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
+        """Like `Database.fetch_all`, on this connection."""
+        query, args = self._db._compile(sql, params)
+        return await self._db._on(self._conn(), _fetch_all, query, args)
+
+    async def fetch_one(self, sql: str, params: Params = None) -> Row | None:
+        """Like `Database.fetch_one`, on this connection."""
+        query, args = self._db._compile(sql, params)
+        return await self._db._on(self._conn(), _fetch_one, query, args)
+
+    async def fetch_val(self, sql: str, params: Params = None, *, column: int = 0) -> Any:
+        """Like `Database.fetch_val`, on this connection."""
+        query, args = self._db._compile(sql, params)
+        return await self._db._on(self._conn(), _fetch_val, query, args, column)
+
+    async def execute(self, sql: str, params: Params = None) -> int:
+        """Like `Database.execute`, on this connection."""
+        query, args = self._db._compile(sql, params)
+        return await self._db._on(self._conn(), _execute, query, args)
+
+    def transaction(self, *, isolation: str | None = None, read_only: bool = False) -> Transaction:
+        """A transaction on this connection (use it in the task that pinned it)."""
+        return Transaction(self._db, isolation=isolation, read_only=read_only)

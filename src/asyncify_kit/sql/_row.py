@@ -1,0 +1,191 @@
+"""`Row`: one result row, readable by column name, by attribute and by position.
+
+A row is a read-only `Mapping` of column names to values (iterating it yields the names, as
+for a `dict`), and also ``row.name`` and ``row[0]``. Rows of one result share a single
+name-to-position table and keep the driver's row object, so building them copies nothing.
+
+`convert_row` builds a dataclass or a pydantic model from a row (the ``as_=`` argument of the
+fetch methods).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import typing
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar, overload
+
+from ..exceptions import ProgrammingError
+
+__all__ = ["Row", "convert_row", "make_keys"]
+
+T = TypeVar("T")
+
+
+def make_keys(names: Sequence[str]) -> dict[str, int]:
+    """The name-to-position table of a result (the first of duplicate names wins)."""
+    keys: dict[str, int] = {}
+    for index, name in enumerate(names):
+        keys.setdefault(name, index)
+    return keys
+
+
+class Row(Mapping[str, Any]):
+    """One result row: ``row["id"]``, ``row.id`` and ``row[0]`` all work.
+
+    >>> row = Row({"id": 0, "name": 1}, (7, "ada"))
+    >>> row["name"], row.name, row[0], dict(row)
+    ('ada', 'ada', 7, {'id': 7, 'name': 'ada'})
+    """
+
+    __slots__ = ("_keys", "_values")
+
+    _keys: Mapping[str, int]
+    _values: Sequence[Any]
+
+    def __init__(self, keys: Mapping[str, int], values: Sequence[Any]) -> None:
+        object.__setattr__(self, "_keys", keys)
+        object.__setattr__(self, "_values", values)
+
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    @overload
+    def __getitem__(self, key: int) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[Any, ...]: ...
+    def __getitem__(self, key: str | int | slice) -> Any:
+        if isinstance(key, str):
+            try:
+                return self._values[self._keys[key]]
+            except KeyError:
+                raise KeyError(
+                    f"no column {key!r}; the columns are {', '.join(self._keys)}"
+                ) from None
+        if isinstance(key, slice):
+            return tuple(self._values)[key]
+        return self._values[key]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[self._keys[name]]
+        except KeyError:
+            raise AttributeError(
+                f"row has no column {name!r}; the columns are {', '.join(self._keys)}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("rows are read-only")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Row):
+            return dict(self.items()) == dict(other.items())
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a row compares like a dict
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={self._values[i]!r}" for k, i in self._keys.items())
+        return f"Row({inner})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Row, (dict(self._keys), tuple(self._values)))
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The values in column order."""
+        return tuple(self._values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain `dict` of column names to values."""
+        return {k: self._values[i] for k, i in self._keys.items()}
+
+
+_model_fields_cache: dict[type[Any], tuple[str, tuple[tuple[str, Any], ...]]] = {}
+
+
+def _describe_target(cls: type[Any]) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    cached = _model_fields_cache.get(cls)
+    if cached is not None:
+        return cached
+    if dataclasses.is_dataclass(cls):
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # unresolvable forward references: build without conversion
+            hints = {}
+        fields = tuple(
+            (f.name, hints.get(f.name, Any)) for f in dataclasses.fields(cls) if f.init
+        )
+        result = ("dataclass", fields)
+    elif hasattr(cls, "model_validate") and hasattr(cls, "model_fields"):
+        result = ("pydantic", ())
+    else:
+        raise ProgrammingError(
+            f"as_= takes a dataclass or a pydantic model class, not {cls!r}"
+        )
+    _model_fields_cache[cls] = result
+    return result
+
+
+def convert_row(row: Row, cls: type[T]) -> T:
+    """Build *cls* (a dataclass or a pydantic model) from *row*'s columns.
+
+    Dataclass fields are filled by column name; values are converted to the field's declared
+    type where the database cannot say it (a UUID or JSON read from MySQL as text, a MySQL
+    boolean read as 0/1). Pydantic models are validated with ``model_validate``.
+    """
+    kind, fields = _describe_target(cls)
+    if kind == "pydantic":
+        model: Any = cls
+        return model.model_validate(row.as_dict())  # type: ignore[no-any-return]
+    values: dict[str, Any] = {}
+    for name, hint in fields:
+        if name in row:
+            values[name] = _coerce(row[name], hint)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ProgrammingError(
+            f"cannot build {cls.__name__} from a row with columns {', '.join(row)}: {exc}"
+        ) from exc
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(options) != 1:
+            return value
+        hint = options[0]
+        origin = typing.get_origin(hint)
+    target = origin or hint
+    if not isinstance(target, type) or isinstance(value, target):
+        if target is bool and isinstance(value, int) and not isinstance(value, bool):
+            return bool(value)
+        return value
+    if target is bool and isinstance(value, int):
+        return bool(value)
+    if target is uuid.UUID and isinstance(value, (str, bytes)):
+        return uuid.UUID(value) if isinstance(value, str) else uuid.UUID(bytes=value)
+    if target in (dict, list) and isinstance(value, (str, bytes)):
+        return json.loads(value)
+    if target is Decimal and isinstance(value, (int, float, str)):
+        return Decimal(str(value))
+    if target is _dt.time and isinstance(value, _dt.timedelta):
+        return (_dt.datetime.min + value).time()
+    return value
