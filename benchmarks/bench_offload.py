@@ -121,6 +121,18 @@ IMPLEMENTATIONS: list[tuple[str, Callable[[], Offload], LoopKind, bool]] = [
 if importlib.util.find_spec("uvloop") is not None:
     IMPLEMENTATIONS.insert(1, (f"{SUBJECT} (uvloop)", _asyncify_kit, "uvloop", False))
 
+FLOOR = "floor: no thread (reference)"
+
+
+def _floor() -> Offload:
+    """The same coroutine-and-gather plumbing with no thread at all: the no-op scenarios'
+    lower bound on this machine (not a peer; blocking work inline would stall the loop)."""
+
+    async def offload(fn: Callable[[], object]) -> object:
+        return fn()
+
+    return offload
+
 
 # --- the scenarios ---------------------------------------------------------------------------
 
@@ -181,11 +193,16 @@ def _setup(
 
 
 def _cases() -> list[Case]:
-    return [
+    cases = [
         Case(scenario, name, setup=_setup(make, scenario), loop=loop, peer=peer)
         for scenario in SCENARIOS
         for name, make, loop, peer in IMPLEMENTATIONS
     ]
+    cases += [
+        Case(scenario, FLOOR, setup=_setup(_floor, scenario), peer=False)
+        for scenario in ("one_at_a_time", "in_flight")
+    ]
+    return cases
 
 
 SECTION = Section(
@@ -235,6 +252,9 @@ SECTION = Section(
         "job, not a fair comparison).",
         "The mix's work is `time.sleep(50e-6)`: it releases the GIL like a short driver or file "
         "call; Linux timer slack makes each sleep last roughly 60-110 µs.",
+        f"`{FLOOR}` awaits the no-op inline through the same coroutine and `gather` "
+        "plumbing: the lower bound of the no-op scenarios (with 1,000 in flight, mostly the "
+        "cost of one asyncio Task per coroutine). It is not a peer.",
         "Each implementation runs on its own event loop (asyncio unless marked uvloop); "
         "`asyncify-kit` is applied once per function with `@asyncify`, asyncer and asgiref "
         "wrappers likewise.",
