@@ -114,7 +114,9 @@ class Case:
     ``loop`` picks the event loop: every asyncio/uvloop case gets a loop of its own, kept for
     the whole scenario; a ``"trio"`` case is run by ``trio.run`` once per timed run (its
     ``setup``, if any, is then entered inside every run, outside the timed part).
-    ``peer=False`` marks our own implementations (excluded from "faster than every peer").
+    ``peer=False`` marks our own implementations (excluded from "faster than every peer");
+    ``reference=True`` marks a reference point that competes with nobody (a no-thread floor,
+    a raw driver): never a peer, drawn in light grey.
     """
 
     scenario: str
@@ -123,6 +125,7 @@ class Case:
     setup: Callable[[], AbstractAsyncContextManager[Runner]] | None = None
     loop: LoopKind = "asyncio"
     peer: bool = True
+    reference: bool = False
 
     def __post_init__(self) -> None:
         if (self.run is None) == (self.setup is None):
@@ -310,7 +313,8 @@ def _measure_scenario(
         ratio = _median_ratios(per_op, baseline) if baseline else math.nan
         results[case.implementation] = {
             "implementation": case.implementation,
-            "peer": case.peer,
+            "peer": case.peer and not case.reference,
+            "reference": case.reference,
             "loop": case.loop,
             "median_s": statistics.median(per_op),
             "min_s": min(per_op),
@@ -494,6 +498,8 @@ def _write_chart(record: dict[str, Any], path: Path) -> None:
         colors = [
             "#888888"
             if r["implementation"] == record["baseline"]
+            else "#cccccc"
+            if r.get("reference")
             else ("#2a7fff" if not r["peer"] else "#f0a030")
             for r in rows
         ]
@@ -511,7 +517,7 @@ def _write_chart(record: dict[str, Any], path: Path) -> None:
         ax.set_xlim(0, max(values) * 1.35)
         ax.tick_params(labelsize=8)
     fig.suptitle(f"{record['title']} — ratio to {record['baseline']}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

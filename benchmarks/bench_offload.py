@@ -199,7 +199,7 @@ def _cases() -> list[Case]:
         for name, make, loop, peer in IMPLEMENTATIONS
     ]
     cases += [
-        Case(scenario, FLOOR, setup=_setup(_floor, scenario), peer=False)
+        Case(scenario, FLOOR, setup=_setup(_floor, scenario), reference=True)
         for scenario in ("one_at_a_time", "in_flight")
     ]
     return cases

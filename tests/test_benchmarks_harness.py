@@ -85,6 +85,7 @@ def _section(clock: FakeClock, requires: tuple[str, ...] = ()) -> Section:
             Case("work", "peer", run=clock.fixed("peer", [9.0, 1.0, 6.0, 1.5])),
             Case("work", "ours", run=clock.async_fixed("ours", [9.0, 1.0, 1.0, 0.5]), peer=False),
             clock.with_setup("ours-setup", [9.0, 0.5, 2.0, 0.5]),
+            Case("work", "floor", run=clock.fixed("floor", [9.0, 0.1, 0.1, 0.1]), reference=True),
         ],
         requires=requires,
         packages=("anyio", "surely-not-installed-dist"),
@@ -96,10 +97,10 @@ def test_ratios_targets_and_outputs(tmp_path: Path) -> None:
     clock = FakeClock()
     report = run_benchmarks([_section(clock)], repeats=3, warmup=1, out_dir=tmp_path, log=print)
 
-    # interleaved: 4 rounds of 4 cases, the start rotated by one each round
-    assert clock.calls[:4] == ["base", "peer", "ours", "ours-setup"]
-    assert clock.calls[4:8] == ["peer", "ours", "ours-setup", "base"]
-    assert len(clock.calls) == 16
+    # interleaved: 4 rounds of 5 cases, the start rotated by one each round
+    assert clock.calls[:5] == ["base", "peer", "ours", "ours-setup", "floor"]
+    assert clock.calls[5:10] == ["peer", "ours", "ours-setup", "floor", "base"]
+    assert len(clock.calls) == 20
     assert clock.opened == clock.closed == ["ours-setup"]
 
     (record,) = report["sections"]
@@ -119,7 +120,8 @@ def test_ratios_targets_and_outputs(tmp_path: Path) -> None:
     verdicts = {(t["implementation"], t["goal"]): t["passed"] for t in scenario["targets"]}
     assert verdicts == {
         ("ours", "<= 0.6x baseline"): True,
-        ("ours", "faster than every peer"): True,  # 0.5 vs base 1.0 and peer 1.5
+        # 0.5 vs base 1.0 and peer 1.5; the reference "floor" (0.05) is nobody's peer
+        ("ours", "faster than every peer"): True,
         ("ours-setup", "<= 0.1x baseline"): False,
     }
     assert record["packages"] == {
