@@ -1,0 +1,218 @@
+"""An async client for any AWS service: aioboto3 natively, or boto3 run in worker threads.
+
+```python
+async with aws.client("sqs", region_name="eu-west-1") as sqs:              # aioboto3
+    queue = await sqs.create_queue(QueueName="jobs")
+
+async with aws.client("dynamodb", backend="boto3") as ddb:                  # boto3 in threads
+    tables = await ddb.list_tables()
+```
+
+Both backends take the keyword arguments of ``session.client(service, ...)`` and give a
+client with the same call shapes: every operation is awaited, ``get_paginator(name)``
+returns a paginator whose ``paginate(...)`` is an async iterator of pages,
+``get_waiter(name).wait(...)`` is awaited, and a streaming response body (S3's
+``get_object``) is read with ``await body.read()`` or ``async for chunk in
+body.iter_chunks()``, inside ``async with body:``. aioboto3 runs on asyncio only; the boto3
+backend also runs on trio. Errors are botocore's own (``ClientError``), unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any, Literal, Protocol
+
+from ._offload import OffloadedIterator, asyncify, run_sync, wrap
+from .exceptions import BackendNotInstalled, ConfigError, Unsupported
+
+__all__ = ["AsyncBody", "Boto3Client", "client"]
+
+Backend = Literal["aioboto3", "boto3"]
+
+
+class StreamingBodyLike(Protocol):
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]: ...
+    def iter_lines(self, chunk_size: int, keepends: bool) -> Iterator[bytes]: ...
+
+
+class PaginatorLike(Protocol):
+    def paginate(self, **kwargs: object) -> Iterator[Any]: ...
+
+
+@asyncify
+def _iter_chunks(body: StreamingBodyLike, chunk_size: int) -> Generator[bytes, None, None]:
+    yield from body.iter_chunks(chunk_size)
+
+
+@asyncify
+def _iter_lines(body: StreamingBodyLike, chunk_size: int) -> Generator[bytes, None, None]:
+    yield from body.iter_lines(chunk_size, keepends=True)
+
+
+class AsyncBody:
+    """A boto3 ``StreamingBody`` made awaitable: each read is one thread hop."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    async def read(self, amt: int | None = None) -> bytes:
+        data: bytes = await run_sync(self._body.read, amt)
+        return data
+
+    def iter_chunks(self, chunk_size: int = 1024 * 1024) -> OffloadedIterator[bytes]:
+        """The remaining content in chunks, one thread hop per chunk."""
+        return _iter_chunks(self._body, chunk_size)
+
+    def iter_lines(self, chunk_size: int = 1024 * 1024) -> OffloadedIterator[bytes]:
+        """The remaining content line by line, read one chunk per thread hop."""
+        return _iter_lines(self._body, chunk_size)
+
+    async def close(self) -> None:
+        await run_sync(self._body.close)
+
+    async def __aenter__(self) -> AsyncBody:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncBody of {type(self._body).__name__}>"
+
+
+def _async_bodies(response: Any) -> Any:
+    """Replace every ``StreamingBody`` at the top of a response dict by an `AsyncBody`."""
+    if isinstance(response, dict):
+        from botocore.response import StreamingBody
+
+        for name, value in response.items():
+            if isinstance(value, StreamingBody):
+                response[name] = AsyncBody(value)
+    return response
+
+
+def _sync_pages(paginator: PaginatorLike, kwargs: dict[str, object]) -> Generator[Any, None, None]:
+    yield from paginator.paginate(**kwargs)
+
+
+# a page is a dict of Any, which makes the overloads of asyncify ambiguous: name the type
+_pages: Callable[[PaginatorLike, dict[str, object]], OffloadedIterator[dict[str, Any]]]
+_pages = asyncify(_sync_pages)
+
+
+class _Paginator:
+    def __init__(self, paginator: Any) -> None:
+        self._paginator = paginator
+
+    def paginate(self, **kwargs: Any) -> OffloadedIterator[dict[str, Any]]:
+        """The pages, fetched one per thread hop."""
+        return _pages(self._paginator, kwargs)
+
+
+class _Waiter:
+    def __init__(self, waiter: Any) -> None:
+        self._waiter = waiter
+
+    async def wait(self, **kwargs: Any) -> None:
+        await run_sync(self._waiter.wait, **kwargs)
+
+
+class Boto3Client:
+    """A boto3 client whose operations are awaitable and run in worker threads.
+
+    Attributes that are not operations (``meta``, ``exceptions``) are the client's own;
+    ``wrapped`` is the boto3 client itself.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._proxy = wrap(client)
+
+    @property
+    def wrapped(self) -> Any:
+        return self._client
+
+    def get_paginator(self, operation_name: str) -> _Paginator:
+        return _Paginator(self._client.get_paginator(operation_name))
+
+    def get_waiter(self, waiter_name: str) -> _Waiter:
+        return _Waiter(self._client.get_waiter(waiter_name))
+
+    def can_paginate(self, operation_name: str) -> bool:
+        result: bool = self._client.can_paginate(operation_name)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        call = getattr(self._proxy, name)
+
+        async def operation(*args: Any, **kwargs: Any) -> Any:
+            return _async_bodies(await call(*args, **kwargs))
+
+        operation.__name__ = name
+        return operation
+
+    def __repr__(self) -> str:
+        return f"<Boto3Client {self._client.meta.service_model.service_name!r} in threads>"
+
+
+def _boto3_client(service: str, kwargs: dict[str, Any]) -> Any:
+    import boto3
+
+    return boto3.session.Session().client(service, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def client(service: str, backend: Backend = "aioboto3", **kwargs: Any) -> AsyncIterator[Any]:
+    """An async client for the AWS *service*, closed when the block ends.
+
+    *kwargs* are those of ``boto3.client`` (``region_name``, ``endpoint_url``, ``config``,
+    credentials...). ``backend="aioboto3"`` (default, asyncio only) uses aioboto3;
+    ``backend="boto3"`` runs boto3 in worker threads (asyncio and trio).
+
+    >>> async with client("s3", backend="boto3") as s3:
+    ...     buckets = await s3.list_buckets()
+    """
+    if backend == "aioboto3":
+        try:
+            import asyncio
+
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise Unsupported(
+                "the 'aioboto3' AWS backend runs on asyncio only, and this is not an asyncio "
+                "event loop (trio?); use aws.client(..., backend='boto3') instead"
+            ) from None
+        try:
+            import aioboto3
+        except ModuleNotFoundError as exc:
+            raise BackendNotInstalled("aioboto3", "aioboto3", "s3") from exc
+
+        from aiobotocore.session import AioSession
+
+        def make_session() -> Any:
+            core = AioSession()
+            loader = core.get_component("data_loader")
+            loader.load_service_model(service, "service-2")
+            loader.load_data("endpoints")
+            loader.load_data("partitions")
+            return aioboto3.Session(botocore_session=core)
+
+        session = await run_sync(make_session)
+        async with session.client(service, **kwargs) as native:
+            yield native
+    elif backend == "boto3":
+        try:
+            import boto3  # noqa: F401 - only checks that it is installed
+        except ModuleNotFoundError as exc:
+            raise BackendNotInstalled("boto3", "boto3", "s3") from exc
+        sync_client = await run_sync(_boto3_client, service, kwargs)
+        try:
+            yield Boto3Client(sync_client)
+        finally:
+            await run_sync(sync_client.close)
+    else:
+        raise ConfigError(f"unknown AWS backend {backend!r}; accepted: 'aioboto3' or 'boto3'")

@@ -1,0 +1,260 @@
+"""`AsyncFile`: what `Storage.open` gives, a buffered async file over one object.
+
+Reading fetches whole chunks (one thread hop or one network read per chunk) and serves
+``read(n)``, ``readline()`` and ``async for line`` from the buffer, so iterating over a
+million short lines costs a few hundred hops, not a million. Writing buffers small writes and
+hands the backend large chunks; the object appears only when the file is closed without an
+error, and an error or a cancellation inside ``async with`` discards it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..exceptions import StorageError
+from ._backends.base import ByteReader, ByteWriter, shielded
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._backends.base import StorageBackend
+
+__all__ = ["AsyncFile", "FileOpener"]
+
+DEFAULT_CHUNK = 256 * 1024
+
+Mode = Literal["rb", "wb"]
+
+
+class AsyncFile:
+    """A binary file over one stored object, opened for reading (``"rb"``) or writing (``"wb"``).
+
+    >>> async with storage.open("log.txt", "rb") as f:
+    ...     async for line in f:
+    ...         print(line)
+
+    In ``"wb"`` mode, `close` (or leaving ``async with`` normally) publishes the object
+    atomically; `abort` (or an exception or cancellation inside ``async with``) discards it.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        mode: Mode,
+        *,
+        reader: ByteReader | None = None,
+        writer: ByteWriter | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> None:
+        self.key = key
+        self.mode: Mode = mode
+        self._reader = reader
+        self._writer = writer
+        self._chunk = chunk_size
+        self._buf = bytearray()
+        self._eof = False
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        """The key, like a built-in file's ``name``."""
+        return self.key
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check(self, want: Mode) -> None:
+        if self._closed:
+            raise ValueError(f"I/O operation on closed file {self.key!r}")
+        if self.mode != want:
+            raise StorageError(
+                f"file {self.key!r} is open in {self.mode!r} mode; this needs {want!r}"
+            )
+
+    async def _fill(self, want: int) -> bool:
+        """Fetch one more chunk (at least *want* bytes asked); False at the end."""
+        assert self._reader is not None  # mode 'rb' guarantees it
+        if self._eof:
+            return False
+        data = await self._reader.read(max(self._chunk, want))
+        if not data:
+            self._eof = True
+            return False
+        self._buf += data
+        return True
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to *size* bytes (everything left when negative); ``b""`` at the end."""
+        self._check("rb")
+        if size < 0:
+            while await self._fill(self._chunk):
+                pass
+            out = bytes(self._buf)
+            self._buf.clear()
+            return out
+        while len(self._buf) < size and await self._fill(size - len(self._buf)):
+            pass
+        out = bytes(self._buf[:size])
+        del self._buf[:size]
+        return out
+
+    async def readline(self, size: int = -1) -> bytes:
+        """One line, with its ``\\n`` (not on the last line if the object lacks it)."""
+        self._check("rb")
+        start = 0
+        while True:
+            end = self._buf.find(b"\n", start)
+            if end != -1:
+                cut = end + 1
+                break
+            if 0 <= size <= len(self._buf):
+                cut = size
+                break
+            start = len(self._buf)
+            if not await self._fill(self._chunk):
+                cut = len(self._buf)
+                break
+        if 0 <= size < cut:
+            cut = size
+        out = bytes(self._buf[:cut])
+        del self._buf[:cut]
+        return out
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
+
+    async def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append *data*; returns its length. Memory stays bounded by the chunk size."""
+        self._check("wb")
+        assert self._writer is not None  # mode 'wb' guarantees it
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if len(self._buf) + n < self._chunk:
+            self._buf += view
+            return n
+        if self._buf:
+            self._buf += view
+            block = bytes(self._buf)
+            self._buf.clear()
+        else:
+            block = bytes(view)
+        await self._writer.write(block)
+        return n
+
+    async def flush(self) -> None:
+        """Hand buffered bytes to the backend (still invisible until `close`)."""
+        self._check("wb")
+        assert self._writer is not None
+        if self._buf:
+            block = bytes(self._buf)
+            self._buf.clear()
+            await self._writer.write(block)
+        await self._writer.flush()
+
+    async def close(self) -> None:
+        """Finish: a reader is released; a writer publishes the object. Idempotent."""
+        if self._closed:
+            return
+        if self._writer is not None:
+            writer = self._writer
+            try:
+                if self._buf:
+                    block = bytes(self._buf)
+                    self._buf.clear()
+                    await writer.write(block)
+                await writer.commit()
+            except BaseException:
+                self._closed = True
+                await shielded(writer)
+                raise
+            self._closed = True
+        elif self._reader is not None:
+            self._closed = True
+            self._buf.clear()
+            await self._reader.aclose()
+
+    async def abort(self) -> None:
+        """Discard a file being written (the previous object stays); close a reader."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buf.clear()
+        if self._writer is not None:
+            await shielded(self._writer)
+        elif self._reader is not None:
+            await self._reader.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            await self.abort()
+        else:
+            await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<AsyncFile {self.key!r} mode={self.mode!r} {state}>"
+
+
+class FileOpener:
+    """The result of `Storage.open`: use it with ``async with`` or ``await`` it."""
+
+    def __init__(
+        self,
+        backend: StorageBackend,
+        key: str,
+        mode: Mode,
+        *,
+        if_not_exists: bool,
+        content_type: str | None,
+        chunk_size: int,
+    ) -> None:
+        self._backend = backend
+        self._key = key
+        self._mode: Mode = mode
+        self._if_not_exists = if_not_exists
+        self._content_type = content_type
+        self._chunk = chunk_size
+        self._file: AsyncFile | None = None
+
+    async def _open(self) -> AsyncFile:
+        if self._mode == "rb":
+            reader = await self._backend.open_reader(self._key)
+            return AsyncFile(self._key, "rb", reader=reader, chunk_size=self._chunk)
+        writer = await self._backend.open_writer(
+            self._key, if_not_exists=self._if_not_exists, content_type=self._content_type
+        )
+        return AsyncFile(self._key, "wb", writer=writer, chunk_size=self._chunk)
+
+    def __await__(self) -> Generator[Any, None, AsyncFile]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> AsyncFile:
+        self._file = await self._open()
+        return self._file
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            await file.__aexit__(exc_type, exc, tb)

@@ -1,0 +1,51 @@
+"""``s3+boto3://bucket/prefix``: S3 through the legacy boto3 client, run in worker threads.
+
+The same behaviour as the ``s3`` backend (it shares its code), with every client call made
+through the core engine (`wrap`), so it works on asyncio and on trio and needs no aiohttp.
+Response bodies are read one chunk per thread hop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._offload import run_sync, wrap
+from ._s3 import S3Backend, translate_botocore
+
+__all__ = ["Boto3Backend"]
+
+
+class Boto3Backend(S3Backend):
+    """Objects in an S3 bucket under an optional prefix, through boto3 in threads."""
+
+    name = "s3+boto3"
+
+    def _make_client(self) -> Any:
+        import boto3
+        import botocore.session
+
+        core = botocore.session.Session(profile=self.options.get("profile") or None)
+        session = boto3.session.Session(botocore_session=core)
+        return session.client("s3", **self.client_kwargs())
+
+    async def aopen(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            client = await run_sync(self._make_client)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_botocore(exc, None, self) from exc
+        self._client_cm = client
+        self._client = wrap(client)
+
+    async def aclose(self) -> None:
+        client, self._client_cm, self._client = self._client_cm, None, None
+        if client is not None:
+            await run_sync(client.close)
+
+    async def body_read(self, body: Any, size: int | None) -> bytes:
+        data: bytes = await run_sync(body.read, size)
+        return data
+
+    async def body_close(self, body: Any) -> None:
+        await run_sync(body.close)

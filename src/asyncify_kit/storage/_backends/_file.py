@@ -1,0 +1,632 @@
+"""``file://ROOT``: local files, one thread hop per operation, atomic writes.
+
+Every operation is one sync function run through the core thread engine (`run_sync`): the
+whole open + read + close of `read` is a single hop, where aiofiles pays three. Paths are
+opened component by component relative to a directory descriptor of ROOT with
+``O_NOFOLLOW``, so a symbolic link, wherever it points, is never followed: it is refused with
+`InvalidPath`. Writes go to a temporary file in the target directory, are fsynced (option
+``fsync``, on by default), then renamed over the key: readers see the old or the new content,
+never a mix, and an exception or a cancellation leaves the old content and no temp file.
+
+Needs ``dir_fd`` support in `os` (Linux, macOS, the BSDs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import mimetypes
+import os
+import secrets
+import stat as stat_mod
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from ..._config import BackendURL
+from ..._executor import check_cancelled
+from ..._offload import asyncify, run_sync
+from ...exceptions import (
+    AlreadyExists,
+    ConfigError,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+    Unsupported,
+)
+from .._keys import TEMP_PREFIX, split_key, validate_key
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend
+
+__all__ = ["FileBackend", "TempFile", "open_beneath"]
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+_COPY_CHUNK = 1024 * 1024
+_LIST_PAGE = 1000
+
+T = TypeVar("T")
+Runner = Callable[..., Coroutine[Any, Any, Any]]
+
+
+class _SymlinkRefused(OSError):
+    """A path component is a symbolic link; translated to `InvalidPath`."""
+
+
+def _is_symlink(name: str, dir_fd: int) -> bool:
+    try:
+        return stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _open_dir(name: str, dir_fd: int) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP) and _is_symlink(name, dir_fd):
+            raise _SymlinkRefused(errno.ELOOP, "symbolic link", name) from exc
+        raise
+
+
+def parent_fd(root_fd: int, parts: list[str], *, create: bool) -> int:
+    """A descriptor of the directory holding ``parts[-1]`` (maybe *root_fd* itself).
+
+    Walks from ROOT without following any symbolic link; with *create*, missing
+    directories are made. The caller closes the result unless it is *root_fd*.
+    """
+    dfd = root_fd
+    try:
+        for name in parts[:-1]:
+            try:
+                nfd = _open_dir(name, dfd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=dfd)
+                nfd = _open_dir(name, dfd)
+            if dfd != root_fd:
+                os.close(dfd)
+            dfd = nfd
+    except BaseException:
+        if dfd != root_fd:
+            os.close(dfd)
+        raise
+    return dfd
+
+
+def _close_dir(dfd: int, root_fd: int) -> None:
+    if dfd != root_fd:
+        os.close(dfd)
+
+
+def open_beneath(root_fd: int, parts: list[str], flags: int = _READ_FLAGS) -> int:
+    """Open the regular file ``parts`` under ROOT for reading, refusing symlinks.
+
+    A directory (or anything but a regular file) at that path is `FileNotFoundError`.
+    """
+    dfd = parent_fd(root_fd, parts, create=False)
+    try:
+        try:
+            fd = os.open(parts[-1], flags, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1]) from exc
+            raise
+    finally:
+        _close_dir(dfd, root_fd)
+    if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", parts[-1])
+    return fd
+
+
+def _read_all(fd: int, offset: int, length: int | None) -> bytes:
+    with io.FileIO(fd, "rb", closefd=True) as f:
+        if offset:
+            f.seek(offset)
+        if length is None:
+            return f.readall()
+        chunks = []
+        while length > 0:
+            chunk = f.read(length)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            length -= len(chunk)
+        return b"".join(chunks)
+
+
+def _read_file(root_fd: int, parts: list[str], offset: int, length: int | None) -> bytes:
+    return _read_all(open_beneath(root_fd, parts), offset, length)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class TempFile:
+    """A temporary file next to its key; `commit` renames it over the key, `discard` removes it.
+
+    Every method runs in a worker thread; `commit` and `discard` are idempotent and leave
+    nothing behind on failure.
+    """
+
+    def __init__(self, root_fd: int, parts: list[str], fsync: bool) -> None:
+        self.root_fd = root_fd
+        self.parts = parts
+        self.fsync = fsync
+        self.dir_fd = -1
+        self.fd = -1
+        self.name = ""
+        for attempt in range(3):
+            self.dir_fd = parent_fd(root_fd, parts, create=True)
+            self.name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+            try:
+                self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
+                break
+            except FileNotFoundError:
+                # the directory was pruned by a concurrent delete between walk and create
+                _close_dir(self.dir_fd, root_fd)
+                self.dir_fd = -1
+                if attempt == 2:
+                    raise
+            except BaseException:
+                _close_dir(self.dir_fd, root_fd)
+                self.dir_fd = -1
+                raise
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            _write_all(self.fd, data)
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self, *, if_not_exists: bool) -> None:
+        try:
+            if self.fsync:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+            check_cancelled()
+            target = self.parts[-1]
+            if if_not_exists:
+                os.link(
+                    self.name,
+                    target,
+                    src_dir_fd=self.dir_fd,
+                    dst_dir_fd=self.dir_fd,
+                    follow_symlinks=False,
+                )
+                os.unlink(self.name, dir_fd=self.dir_fd)
+            else:
+                os.rename(self.name, target, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            self.name = ""
+            if self.fsync:
+                os.fsync(self.dir_fd)
+        except BaseException:
+            self.discard()
+            raise
+        self._release_dir()
+
+    def discard(self) -> None:
+        if self.fd != -1:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+        if self.name and self.dir_fd != -1:
+            name, self.name = self.name, ""
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=self.dir_fd)
+        self._release_dir()
+
+    def _release_dir(self) -> None:
+        if self.dir_fd != -1:
+            dfd, self.dir_fd = self.dir_fd, -1
+            _close_dir(dfd, self.root_fd)
+
+
+def _write_file(
+    root_fd: int, parts: list[str], data: bytes, if_not_exists: bool, fsync: bool
+) -> None:
+    if if_not_exists:
+        _refuse_existing(root_fd, parts)
+    temp = TempFile(root_fd, parts, fsync)
+    temp.write(data)
+    temp.commit(if_not_exists=if_not_exists)
+
+
+def _refuse_existing(root_fd: int, parts: list[str]) -> None:
+    """Fail early (before writing any data) when *if_not_exists* cannot succeed."""
+    try:
+        dfd = parent_fd(root_fd, parts, create=False)
+    except FileNotFoundError:
+        return
+    try:
+        os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    finally:
+        _close_dir(dfd, root_fd)
+    raise FileExistsError(errno.EEXIST, "exists", parts[-1])
+
+
+def _info(key: str, st: os.stat_result, content_type: str | None) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        size=st.st_size,
+        modified=datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=timezone.utc),
+        etag=f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}",
+        content_type=content_type,
+    )
+
+
+def _stat_file(root_fd: int, parts: list[str], key: str) -> ObjectInfo:
+    dfd = parent_fd(root_fd, parts, create=False)
+    try:
+        st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+    finally:
+        _close_dir(dfd, root_fd)
+    if stat_mod.S_ISLNK(st.st_mode):
+        raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", parts[-1])
+    return _info(key, st, mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream")
+
+
+def _prune(root_fd: int, parts: list[str]) -> None:
+    """Remove the directories of *parts* that became empty, deepest first (as S3 prefixes)."""
+    fds = [root_fd]
+    try:
+        for name in parts[:-2]:
+            fds.append(_open_dir(name, fds[-1]))
+        for depth in range(len(parts) - 2, -1, -1):
+            try:
+                os.rmdir(parts[depth], dir_fd=fds[depth])
+            except OSError:
+                return
+    except OSError:
+        return
+    finally:
+        for fd in fds[1:]:
+            os.close(fd)
+
+
+def _delete_file(root_fd: int, parts: list[str], missing_ok: bool) -> None:
+    try:
+        dfd = parent_fd(root_fd, parts, create=False)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise
+    try:
+        st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        if stat_mod.S_ISLNK(st.st_mode):
+            raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise FileNotFoundError(errno.ENOENT, "not a regular file", parts[-1])
+        os.unlink(parts[-1], dir_fd=dfd)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise
+        return
+    finally:
+        _close_dir(dfd, root_fd)
+    _prune(root_fd, parts)
+
+
+def _copy_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> None:
+    fd = open_beneath(root_fd, src)
+    try:
+        temp = TempFile(root_fd, dst, fsync)
+        try:
+            while chunk := os.read(fd, _COPY_CHUNK):
+                temp.write(chunk)
+        except BaseException:
+            temp.discard()
+            raise
+        temp.commit(if_not_exists=False)
+    finally:
+        os.close(fd)
+
+
+def _move_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> None:
+    os.close(open_beneath(root_fd, src))
+    sfd = parent_fd(root_fd, src, create=False)
+    try:
+        dfd = parent_fd(root_fd, dst, create=True)
+        try:
+            os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+            if fsync:
+                os.fsync(dfd)
+        finally:
+            _close_dir(dfd, root_fd)
+    finally:
+        _close_dir(sfd, root_fd)
+    if src[:-1] != dst[:-1]:
+        _prune(root_fd, src)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_key(name)
+    except InvalidPath:
+        return False
+    return "/" not in name
+
+
+def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectInfo]:
+    """Objects under the open directory *dfd* (key prefix *base*) whose name starts with
+    *start*, in key order, never following a symbolic link."""
+    entries = []
+    with os.scandir(dfd) as it:
+        for entry in it:
+            name = entry.name
+            if not name.startswith(start) or not _valid_name(name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                entries.append((name + "/", name, True))
+            elif entry.is_file(follow_symlinks=False):
+                entries.append((name, name, False))
+    entries.sort(key=lambda e: e[0].encode("utf-8", "surrogateescape"))
+    for _, name, is_dir in entries:
+        key = base + name
+        if is_dir:
+            if not recursive:
+                yield ObjectInfo(key + "/", 0, is_dir=True)
+                continue
+            try:
+                sub = _open_dir(name, dfd)
+            except OSError:
+                continue
+            try:
+                yield from _walk(sub, key + "/", "", True)
+            finally:
+                os.close(sub)
+        else:
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat_mod.S_ISREG(st.st_mode):
+                yield _info(key, st, None)
+
+
+def _list_pages(
+    root_fd: int, prefix: str, recursive: bool
+) -> Generator[list[ObjectInfo], None, None]:
+    base, _, start = prefix.rpartition("/")
+    parts = [*split_key(base), ""] if base else [""]
+    try:
+        dfd = parent_fd(root_fd, parts, create=False)
+    except (FileNotFoundError, NotADirectoryError, _SymlinkRefused):
+        return
+    page: list[ObjectInfo] = []
+    try:
+        for info in _walk(dfd, base + "/" if base else "", start, recursive):
+            page.append(info)
+            if len(page) >= _LIST_PAGE:
+                yield page
+                page = []
+    finally:
+        _close_dir(dfd, root_fd)
+    if page:
+        yield page
+
+
+_list_offloaded = asyncify(_list_pages)
+
+
+def _open_root(path: str, create: bool) -> int:
+    if create:
+        os.makedirs(path, exist_ok=True)
+    real = os.path.realpath(path)
+    return os.open(real, _DIR_FLAGS & ~_NOFOLLOW)
+
+
+def translate(exc: OSError, key: str, backend: str, *, writing: bool = False) -> StorageError:
+    """The StorageError for an `OSError` met while working on *key*."""
+    where = f"{key!r} in {backend}"
+    if isinstance(exc, _SymlinkRefused):
+        return InvalidPath(
+            f"{where} goes through a symbolic link ({exc.filename!r}); "
+            "file storage never follows symbolic links",
+            orig=exc,
+        )
+    code = exc.errno
+    if code == errno.ENOENT or (code in (errno.ENOTDIR, errno.EISDIR) and not writing):
+        return NotFound(f"no object {where}", orig=exc)
+    if code == errno.EEXIST:
+        return AlreadyExists(f"object {where} already exists", orig=exc)
+    if code in (errno.EACCES, errno.EPERM):
+        return PermissionDenied(f"permission denied for {where}", orig=exc)
+    if code in (errno.ENOTDIR, errno.EISDIR):
+        return StorageError(
+            f"cannot write {where}: a path component is a file, or the key is a directory", orig=exc
+        )
+    if code == errno.ENAMETOOLONG:
+        return InvalidPath(f"{where}: name too long for this file system", orig=exc)
+    return StorageError(f"{exc.strerror or exc} for {where}", orig=exc)
+
+
+class _FileReader(ByteReader):
+    def __init__(self, fd: int, run: Runner) -> None:
+        self._fd = fd
+        self._run = run
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    async def read(self, size: int) -> bytes:
+        if not self._finalizer.alive:
+            raise ValueError("read from a closed reader")
+        data: bytes = await self._run(os.read, self._fd, size)
+        return data
+
+    async def aclose(self) -> None:
+        if self._finalizer.alive:
+            self._finalizer()
+
+
+class _FileWriter(ByteWriter):
+    def __init__(self, temp: TempFile, key: str, backend: FileBackend, if_not_exists: bool):
+        self._temp = temp
+        self._key = key
+        self._backend = backend
+        self._if_not_exists = if_not_exists
+        self._run = backend._run
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._run(self._temp.write, data)
+        except OSError as exc:
+            raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+
+    async def commit(self) -> None:
+        try:
+            await self._run(self._temp.commit, if_not_exists=self._if_not_exists)
+        except OSError as exc:
+            raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+
+    async def abort(self) -> None:
+        await self._run(self._temp.discard)
+
+
+class FileBackend(StorageBackend):
+    """Files under ROOT (``file://./data``, ``file:///srv/objects?fsync=false``)."""
+
+    name = "file"
+
+    def __init__(self, url: BackendURL, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        self.root = url.location
+        if not self.root:
+            raise ConfigError(
+                f"{url} names no directory; use e.g. 'file://./data' or 'file:///srv/objects'"
+            )
+        self.fsync: bool = options.get("fsync", True)
+        self.create_root: bool = options.get("create", True)
+        self._root_fd = -1
+
+    async def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run one sync step in a worker thread: the whole operation in a single hop."""
+        return await run_sync(fn, *args, **kwargs)
+
+    @property
+    def root_fd(self) -> int:
+        if self._root_fd == -1:
+            raise RuntimeError(f"{self.describe()} is not open")
+        return self._root_fd
+
+    async def aopen(self) -> None:
+        needed = {os.open, os.mkdir, os.rename, os.unlink, os.rmdir, os.link, os.stat}
+        if not needed <= os.supports_dir_fd:
+            raise Unsupported(
+                "file storage needs dir_fd support (Linux, macOS, BSD); "
+                "on this platform use 'file+aiofiles://' or 'memory://'"
+            )
+        try:
+            self._root_fd = await self._run(_open_root, self.root, self.create_root)
+        except OSError as exc:
+            raise translate(exc, ".", self.describe()) from exc
+        if not mimetypes.inited:
+            await self._run(mimetypes.init)
+
+    async def aclose(self) -> None:
+        fd, self._root_fd = self._root_fd, -1
+        if fd != -1:
+            await self._run(os.close, fd)
+
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        try:
+            return await self._run(_read_file, self.root_fd, split_key(key), offset, length)
+        except OSError as exc:
+            raise translate(exc, key, self.describe()) from exc
+
+    async def write(
+        self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
+    ) -> None:
+        try:
+            await self._run(
+                _write_file, self.root_fd, split_key(key), data, if_not_exists, self.fsync
+            )
+        except OSError as exc:
+            raise translate(exc, key, self.describe(), writing=True) from exc
+
+    async def open_reader(self, key: str) -> ByteReader:
+        try:
+            fd = await self._run(open_beneath, self.root_fd, split_key(key))
+        except OSError as exc:
+            raise translate(exc, key, self.describe()) from exc
+        return _FileReader(fd, self._run)
+
+    async def open_writer(
+        self, key: str, *, if_not_exists: bool, content_type: str | None
+    ) -> ByteWriter:
+        parts = split_key(key)
+
+        def begin() -> TempFile:
+            if if_not_exists:
+                _refuse_existing(self.root_fd, parts)
+            return TempFile(self.root_fd, parts, self.fsync)
+
+        try:
+            temp = await self._run(begin)
+        except OSError as exc:
+            raise translate(exc, key, self.describe(), writing=True) from exc
+        return _FileWriter(temp, key, self, if_not_exists)
+
+    async def stat(self, key: str) -> ObjectInfo:
+        try:
+            return await self._run(_stat_file, self.root_fd, split_key(key), key)
+        except OSError as exc:
+            raise translate(exc, key, self.describe()) from exc
+
+    async def delete(self, key: str, *, missing_ok: bool) -> None:
+        try:
+            await self._run(_delete_file, self.root_fd, split_key(key), missing_ok)
+        except OSError as exc:
+            raise translate(exc, key, self.describe()) from exc
+
+    async def copy(self, src: str, dst: str) -> None:
+        try:
+            await self._run(_copy_file, self.root_fd, split_key(src), split_key(dst), self.fsync)
+        except OSError as exc:
+            raise translate(
+                exc,
+                src if exc.filename == split_key(src)[-1] else dst,
+                self.describe(),
+                writing=True,
+            ) from exc
+
+    async def move(self, src: str, dst: str) -> None:
+        if src == dst:
+            await self.stat(src)
+            return
+        try:
+            await self._run(_move_file, self.root_fd, split_key(src), split_key(dst), self.fsync)
+        except OSError as exc:
+            raise translate(
+                exc,
+                src if exc.filename == split_key(src)[-1] else dst,
+                self.describe(),
+                writing=True,
+            ) from exc
+
+    async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
+        pages = _list_offloaded(self.root_fd, prefix, recursive)
+        try:
+            async for page in pages:
+                for info in page:
+                    yield info
+        except OSError as exc:
+            raise translate(exc, prefix, self.describe()) from exc
+        finally:
+            await pages.aclose()

@@ -1,0 +1,161 @@
+"""``memory://``: objects in a dict of this process, for tests and prototypes.
+
+``memory://`` gives each `Storage` its own empty store; ``memory://NAME`` shares one store
+per name across every `Storage` of the process (cleared by nobody but you). Nothing here
+does I/O, so no thread is involved; writes are still all or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ..._config import BackendURL
+from ...exceptions import AlreadyExists, NotFound
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend
+
+__all__ = ["MemoryBackend"]
+
+
+@dataclass(frozen=True)
+class _Blob:
+    data: bytes
+    modified: datetime
+    etag: str
+    content_type: str | None
+
+
+_named_stores: dict[str, dict[str, _Blob]] = {}
+_named_lock = threading.Lock()
+
+
+def _blob(data: bytes, content_type: str | None) -> _Blob:
+    return _Blob(data, datetime.now(timezone.utc), hashlib.md5(data).hexdigest(), content_type)
+
+
+class _MemoryReader(ByteReader):
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    async def read(self, size: int) -> bytes:
+        chunk = bytes(self._view[self._pos : self._pos + size])
+        self._pos += len(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        self._view = memoryview(b"")
+
+
+class _MemoryWriter(ByteWriter):
+    def __init__(
+        self, backend: MemoryBackend, key: str, if_not_exists: bool, content_type: str | None
+    ) -> None:
+        self._backend = backend
+        self._key = key
+        self._if_not_exists = if_not_exists
+        self._content_type = content_type
+        self._parts: list[bytes] = []
+        self._done = False
+
+    async def write(self, data: bytes) -> None:
+        if self._done:
+            raise ValueError(f"writer of {self._key!r} is closed")
+        self._parts.append(data)
+
+    async def commit(self) -> None:
+        if self._done:
+            raise ValueError(f"writer of {self._key!r} is closed")
+        self._done = True
+        data, self._parts = b"".join(self._parts), []
+        self._backend._put(self._key, data, self._if_not_exists, self._content_type)
+
+    async def abort(self) -> None:
+        self._done = True
+        self._parts = []
+
+
+class MemoryBackend(StorageBackend):
+    """Objects kept in a dict; ``memory://NAME`` shares the dict by name."""
+
+    name = "memory"
+
+    def __init__(self, url: BackendURL, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        store_name = url.location.strip("/")
+        if store_name:
+            with _named_lock:
+                self._store = _named_stores.setdefault(store_name, {})
+        else:
+            self._store = {}
+
+    def _get(self, key: str) -> _Blob:
+        blob = self._store.get(key)
+        if blob is None:
+            raise NotFound(f"no object {key!r} in {self.describe()}")
+        return blob
+
+    def _put(self, key: str, data: bytes, if_not_exists: bool, content_type: str | None) -> None:
+        if if_not_exists and key in self._store:
+            raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
+        self._store[key] = _blob(data, content_type)
+
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        data = self._get(key).data
+        end = None if length is None else offset + length
+        return data[offset:end]
+
+    async def write(
+        self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
+    ) -> None:
+        self._put(key, data, if_not_exists, content_type)
+
+    async def open_reader(self, key: str) -> ByteReader:
+        return _MemoryReader(self._get(key).data)
+
+    async def open_writer(
+        self, key: str, *, if_not_exists: bool, content_type: str | None
+    ) -> ByteWriter:
+        return _MemoryWriter(self, key, if_not_exists, content_type)
+
+    async def stat(self, key: str) -> ObjectInfo:
+        blob = self._get(key)
+        return ObjectInfo(key, len(blob.data), blob.modified, blob.etag, blob.content_type)
+
+    async def exists(self, key: str) -> bool:
+        return key in self._store
+
+    async def delete(self, key: str, *, missing_ok: bool) -> None:
+        if self._store.pop(key, None) is None and not missing_ok:
+            raise NotFound(f"no object {key!r} in {self.describe()}")
+
+    async def copy(self, src: str, dst: str) -> None:
+        self._store[dst] = _blob(self._get(src).data, self._get(src).content_type)
+
+    async def move(self, src: str, dst: str) -> None:
+        blob = self._get(src)
+        self._store[dst] = blob
+        if dst != src:
+            del self._store[src]
+
+    async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
+        keys = sorted(
+            (k for k in self._store if k.startswith(prefix)), key=lambda k: k.encode("utf-8")
+        )
+        last_dir = None
+        for key in keys:
+            blob = self._store.get(key)
+            if blob is None:
+                continue
+            rest = key[len(prefix) :]
+            if not recursive and "/" in rest:
+                sub = prefix + rest[: rest.index("/") + 1]
+                if sub != last_dir:
+                    last_dir = sub
+                    yield ObjectInfo(sub, 0, is_dir=True)
+                continue
+            yield ObjectInfo(key, len(blob.data), blob.modified, blob.etag, blob.content_type)

@@ -1,0 +1,414 @@
+"""``s3://bucket/prefix``: S3 (or any S3-compatible server) through aioboto3.
+
+One aioboto3 session and one client per `Storage`, opened in ``__aenter__`` and closed in
+``__aexit__``. The endpoint and region come from the URL (``?endpoint_url=...&region=...``)
+or from the standard AWS environment and profile; credentials from the standard chain (or
+``s3://KEY_ID:SECRET@bucket``, never shown in any repr or error). Retries use botocore's
+"standard" mode. Objects above ``multipart_threshold`` are sent as multipart uploads of
+``multipart_chunksize`` parts; a streamed write holds at most one part in memory and aborts
+its multipart upload on any error or cancellation.
+
+asyncio only (aiobotocore is built on aiohttp); ``s3+boto3://`` works on trio too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from ..._config import BackendURL
+from ..._offload import run_sync
+from ...exceptions import (
+    AlreadyExists,
+    ConfigError,
+    InvalidPath,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+)
+from .._keys import validate_key, validate_prefix
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend
+
+__all__ = ["S3Backend", "translate_botocore"]
+
+MIN_PART = 5 * 1024 * 1024
+_LIST_PAGE = 1000
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_DENIED = {
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "AccountProblem",
+}
+_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> StorageError:
+    """The StorageError for a botocore exception met while working on *key*."""
+    from botocore.exceptions import ClientError
+
+    where = f"{key!r} in {backend.describe()}" if key else backend.describe()
+    if not isinstance(exc, ClientError):
+        return StorageError(f"S3 request for {where} failed: {type(exc).__name__}: {exc}", orig=exc)
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    message = str(error.get("Message", "")).strip()
+    if code == "NoSuchBucket":
+        return NotFound(
+            f"bucket {backend.bucket!r} does not exist ({backend.describe()})", orig=exc
+        )
+    if code in _NOT_FOUND or status == 404:
+        return NotFound(f"no object {where}", orig=exc)
+    if code in _DENIED or status == 403:
+        return PermissionDenied(f"S3 denied access to {where} ({code})", orig=exc)
+    if code in _CONFLICT or status == 412:
+        return AlreadyExists(f"object {where} already exists", orig=exc)
+    if code == "KeyTooLongError":
+        return InvalidPath(f"{where}: key too long for S3", orig=exc)
+    return StorageError(f"S3 refused the request for {where}: {code} {message}".rstrip(), orig=exc)
+
+
+class _S3Reader(ByteReader):
+    def __init__(self, backend: S3Backend, body: Any) -> None:
+        self._backend = backend
+        self._body: Any = body
+
+    async def read(self, size: int) -> bytes:
+        if self._body is None:
+            raise ValueError("read from a closed reader")
+        return await self._backend.body_read(self._body, size)
+
+    async def aclose(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            await self._backend.body_close(body)
+
+
+class _S3Writer(ByteWriter):
+    """A streamed upload: put_object when it ends small, else a multipart upload."""
+
+    def __init__(
+        self, backend: S3Backend, key: str, if_not_exists: bool, content_type: str | None
+    ) -> None:
+        self._backend = backend
+        self._key = key
+        self._if_not_exists = if_not_exists
+        self._content_type = content_type
+        self._buf = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._closed = False
+        self._part_size = backend.part_size
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ValueError(f"writer of {self._key!r} is closed")
+        size = self._part_size
+        if not self._buf and len(data) >= size:
+            view = memoryview(data)
+            while len(view) >= size:
+                await self._send_part(bytes(view[:size]))
+                view = view[size:]
+            self._buf += view
+            return
+        self._buf += data
+        while len(self._buf) >= size:
+            block = bytes(memoryview(self._buf)[:size])
+            del self._buf[:size]
+            await self._send_part(block)
+
+    async def _send_part(self, block: bytes) -> None:
+        backend = self._backend
+        if self._upload_id is None:
+            extra = {"ContentType": self._content_type} if self._content_type else {}
+            resp = await backend.call("create_multipart_upload", self._key, **extra)
+            self._upload_id = resp["UploadId"]
+        number = len(self._parts) + 1
+        resp = await backend.call(
+            "upload_part", self._key, UploadId=self._upload_id, PartNumber=number, Body=block
+        )
+        self._parts.append({"ETag": resp["ETag"], "PartNumber": number})
+
+    async def commit(self) -> None:
+        if self._closed:
+            raise ValueError(f"writer of {self._key!r} is closed")
+        if self._upload_id is None:
+            data = bytes(self._buf)
+            self._buf = bytearray()
+            self._closed = True
+            await self._backend.put(self._key, data, self._if_not_exists, self._content_type)
+            return
+        if self._buf:
+            block = bytes(self._buf)
+            self._buf = bytearray()
+            await self._send_part(block)
+        extra = {"IfNoneMatch": "*"} if self._if_not_exists else {}
+        await self._backend.call(
+            "complete_multipart_upload",
+            self._key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+            **extra,
+        )
+        self._upload_id = None
+        self._closed = True
+
+    async def abort(self) -> None:
+        self._closed = True
+        self._buf = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            with contextlib.suppress(NotFound):
+                await self._backend.call("abort_multipart_upload", self._key, UploadId=upload_id)
+
+
+class S3Backend(StorageBackend):
+    """Objects in an S3 bucket under an optional prefix, through aioboto3."""
+
+    name = "s3"
+
+    def __init__(self, url: BackendURL, options: dict[str, Any]) -> None:
+        super().__init__(url, options)
+        self.bucket = url.host
+        if not self.bucket:
+            raise ConfigError(f"{self.describe()} names no bucket; use 's3://bucket/prefix'")
+        prefix = url.path.strip("/")
+        try:
+            self.prefix = validate_prefix(prefix + "/") if prefix else ""
+        except InvalidPath as exc:
+            raise ConfigError(f"invalid prefix in {self.describe()}: {exc}") from exc
+        self.threshold: int = max(int(options.get("multipart_threshold", 8 << 20)), MIN_PART)
+        self.part_size: int = max(int(options.get("multipart_chunksize", 8 << 20)), MIN_PART)
+        self._client: Any = None
+        self._client_cm: Any = None
+
+    def describe(self) -> str:
+        """The URL without any credential, for reprs and messages."""
+        return self.url.replace(username=None, password=None).render()
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``session.client("s3", ...)`` built from the URL options."""
+        from botocore.config import Config
+
+        opts = self.options
+        s3_config: dict[str, Any] = {}
+        if opts.get("addressing_style"):
+            s3_config["addressing_style"] = opts["addressing_style"]
+        config = Config(
+            retries={"mode": "standard", "max_attempts": int(opts.get("max_attempts", 3))},
+            max_pool_connections=int(opts.get("max_pool_connections", 10)),
+            connect_timeout=opts.get("connect_timeout") or 60,
+            read_timeout=opts.get("read_timeout") or 60,
+            s3=s3_config or None,
+        )
+        kwargs: dict[str, Any] = {"config": config}
+        if opts.get("endpoint_url"):
+            kwargs["endpoint_url"] = opts["endpoint_url"]
+        if opts.get("region"):
+            kwargs["region_name"] = opts["region"]
+        if self.url.username:
+            kwargs["aws_access_key_id"] = self.url.username
+            kwargs["aws_secret_access_key"] = self.url.password or ""
+        return kwargs
+
+    def _make_session(self) -> Any:
+        """Create the session and load the S3 service data in a worker thread (botocore reads
+        JSON files from disk, which would otherwise block the event loop)."""
+        import aioboto3
+        from aiobotocore.session import AioSession
+
+        core = AioSession(profile=self.options.get("profile") or None)
+        warm_up(core)
+        return aioboto3.Session(botocore_session=core)
+
+    async def aopen(self) -> None:
+        session = await run_sync(self._make_session)
+        self._client_cm = session.client("s3", **self.client_kwargs())
+        try:
+            self._client = await self._client_cm.__aenter__()
+        except Exception as exc:
+            self._client_cm = None
+            raise translate_botocore(exc, None, self) from exc
+
+    async def aclose(self) -> None:
+        cm, self._client_cm, self._client = self._client_cm, None, None
+        if cm is not None:
+            await cm.__aexit__(None, None, None)
+
+    # -- hooks the boto3 backend overrides ---------------------------------------------------
+
+    async def body_read(self, body: Any, size: int | None) -> bytes:
+        """Read from a response body (*size* None: all of it)."""
+        data: bytes = await (body.read() if size is None else body.read(size))
+        return data
+
+    async def body_close(self, body: Any) -> None:
+        body.close()
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def call(self, operation: str, key: str | None, **kwargs: Any) -> Any:
+        """Call a client operation on this bucket (and this key), translating errors."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self._client is None:
+            raise RuntimeError(f"{self.describe()} is not open")
+        if key is not None:
+            kwargs["Key"] = self.prefix + key
+        try:
+            return await getattr(self._client, operation)(Bucket=self.bucket, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_botocore(exc, key, self) from exc
+
+    async def put(
+        self, key: str, data: bytes, if_not_exists: bool, content_type: str | None
+    ) -> None:
+        extra: dict[str, Any] = {}
+        if if_not_exists:
+            extra["IfNoneMatch"] = "*"
+        if content_type:
+            extra["ContentType"] = content_type
+        await self.call("put_object", key, Body=data, **extra)
+
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        extra: dict[str, Any] = {}
+        if length is not None:
+            extra["Range"] = f"bytes={offset}-{offset + length - 1}"
+        elif offset:
+            extra["Range"] = f"bytes={offset}-"
+        try:
+            resp = await self.call("get_object", key, **extra)
+        except StorageError as exc:
+            code = getattr(exc.orig, "response", {}).get("Error", {}).get("Code")
+            if code == "InvalidRange":
+                return b""
+            raise
+        body = resp["Body"]
+        try:
+            return await self.body_read(body, None)
+        finally:
+            await self.body_close(body)
+
+    async def write(
+        self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
+    ) -> None:
+        if len(data) <= self.threshold:
+            await self.put(key, data, if_not_exists, content_type)
+            return
+        writer = _S3Writer(self, key, if_not_exists, content_type)
+        try:
+            await writer.write(data)
+            await writer.commit()
+        except BaseException:
+            from .base import shielded
+
+            await shielded(writer)
+            raise
+
+    async def open_reader(self, key: str) -> ByteReader:
+        resp = await self.call("get_object", key)
+        return _S3Reader(self, resp["Body"])
+
+    async def open_writer(
+        self, key: str, *, if_not_exists: bool, content_type: str | None
+    ) -> ByteWriter:
+        if if_not_exists and await self.exists(key):
+            raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
+        return _S3Writer(self, key, if_not_exists, content_type)
+
+    async def stat(self, key: str) -> ObjectInfo:
+        resp = await self.call("head_object", key)
+        return ObjectInfo(
+            key=key,
+            size=int(resp["ContentLength"]),
+            modified=_utc(resp.get("LastModified")),
+            etag=str(resp.get("ETag", "")).strip('"') or None,
+            content_type=resp.get("ContentType"),
+        )
+
+    async def delete(self, key: str, *, missing_ok: bool) -> None:
+        if not missing_ok:
+            await self.stat(key)
+        await self.call("delete_object", key)
+
+    async def copy(self, src: str, dst: str) -> None:
+        source = {"Bucket": self.bucket, "Key": self.prefix + src}
+        try:
+            await self.call("copy_object", dst, CopySource=source)
+        except NotFound as exc:
+            raise NotFound(f"no object {src!r} in {self.describe()}", orig=exc.orig) from exc
+
+    async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
+        strip = len(self.prefix)
+        kwargs: dict[str, Any] = {"Prefix": self.prefix + prefix, "MaxKeys": _LIST_PAGE}
+        if not recursive:
+            kwargs["Delimiter"] = "/"
+        while True:
+            resp = await self.call("list_objects_v2", None, **kwargs)
+            page = [
+                ObjectInfo(
+                    key=item["Key"][strip:],
+                    size=int(item.get("Size", 0)),
+                    modified=_utc(item.get("LastModified")),
+                    etag=str(item.get("ETag", "")).strip('"') or None,
+                )
+                for item in resp.get("Contents", ())
+            ]
+            page += [
+                ObjectInfo(p["Prefix"][strip:], 0, is_dir=True)
+                for p in resp.get("CommonPrefixes", ())
+            ]
+            page.sort(key=lambda info: info.key.encode("utf-8"))
+            for info in page:
+                if _listable(info):
+                    yield info
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                return
+            kwargs["ContinuationToken"] = token
+
+    async def presign(self, key: str, *, method: str, expires: int) -> str:
+        operation = "get_object" if method == "GET" else "put_object"
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            url: str = await self._client.generate_presigned_url(
+                operation,
+                Params={"Bucket": self.bucket, "Key": self.prefix + key},
+                ExpiresIn=expires,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_botocore(exc, key, self) from exc
+        return url
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(timezone.utc) if value is not None else None
+
+
+def _listable(info: ObjectInfo) -> bool:
+    """Keys written by other tools that Storage could not address are skipped."""
+    try:
+        if info.is_dir:
+            validate_prefix(info.key)
+        else:
+            validate_key(info.key)
+    except InvalidPath:
+        return False
+    return True
+
+
+def warm_up(session: Any) -> None:
+    """Load the S3 model and endpoint data into *session*'s loader cache (blocking I/O)."""
+    loader = session.get_component("data_loader")
+    loader.load_service_model("s3", "service-2")
+    loader.load_data("endpoints")
+    loader.load_data("partitions")
+    loader.load_service_model("s3", "endpoint-rule-set-1")

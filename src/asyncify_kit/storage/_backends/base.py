@@ -1,0 +1,182 @@
+"""The one interface every storage backend implements.
+
+`StorageBackend` receives keys that `Storage` has already validated, so a backend never sees
+``..``, an absolute path or a NUL byte. Errors leave a backend only as the StorageError tree
+(`NotFound`, `AlreadyExists`, `PermissionDenied`, `InvalidPath`, `StorageError`) or
+`Unsupported`, with the driver's exception chained as ``__cause__`` and ``.orig``.
+
+Streaming is built from two small objects: a `ByteReader` (``read(n)`` returns at most *n*
+bytes, ``b""`` at the end) and a `ByteWriter` (``write`` then ``commit``, or ``abort``). A
+writer publishes nothing before ``commit``: the previous object stays readable and an aborted
+write leaves no trace (no temp file, no unfinished multipart upload).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from ..._config import BackendURL
+from ...exceptions import NotFound, Unsupported
+
+__all__ = ["ByteReader", "ByteWriter", "ObjectInfo", "StorageBackend", "shielded"]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What `Storage.stat` and `Storage.list` report about one object.
+
+    `etag` changes whenever the content changes (an MD5 on memory://, S3's ETag, and
+    ``mtime-size`` on file://); `content_type` is None where a backend does not know it.
+    A non-recursive listing also yields one entry per sub-"directory", with ``is_dir=True``,
+    a key ending in ``/`` and ``size == 0``.
+    """
+
+    key: str
+    size: int
+    modified: datetime | None = None
+    etag: str | None = None
+    content_type: str | None = None
+    is_dir: bool = False
+
+
+class ByteReader(abc.ABC):
+    """An open object being read sequentially."""
+
+    @abc.abstractmethod
+    async def read(self, size: int) -> bytes:
+        """At most *size* (> 0) bytes; ``b""`` at the end of the object."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release the underlying file or connection (idempotent)."""
+
+
+class ByteWriter(abc.ABC):
+    """An object being written; nothing is visible before `commit`."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Append *data* (any size; the writer keeps its memory bounded)."""
+
+    async def flush(self) -> None:  # noqa: B027 - optional for backends that buffer
+        """Push buffered bytes towards storage, where the backend can do so early."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None:
+        """Publish the object atomically; after this the writer is closed."""
+
+    @abc.abstractmethod
+    async def abort(self) -> None:
+        """Discard everything written (idempotent); the previous object is untouched."""
+
+
+async def shielded(writer: ByteWriter) -> None:
+    """Abort *writer* even while the caller is being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await writer.abort()
+
+
+class StorageBackend(abc.ABC):
+    """Base class of the storage backends (``file``, ``file+aiofiles``, ``s3``, ``s3+boto3``,
+    ``memory``); `Storage` is the public face and validates every key first.
+
+    Third-party backends subclass this and register through the ``asyncify_kit.backends``
+    entry-point group as ``"storage:<scheme>"``.
+    """
+
+    name: str = "storage"
+    """The scheme, used in error messages."""
+
+    def __init__(self, url: BackendURL, options: dict[str, Any]) -> None:
+        self.url = url
+        self.options = options
+
+    async def aopen(self) -> None:  # noqa: B027 - backends without resources keep the default
+        """Acquire resources (a client, a root directory handle); called by ``__aenter__``."""
+
+    async def aclose(self) -> None:  # noqa: B027 - see aopen
+        """Release what `aopen` acquired; called by ``__aexit__``."""
+
+    @abc.abstractmethod
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        """The bytes of *key* from *offset*, at most *length* of them (all when None)."""
+
+    @abc.abstractmethod
+    async def write(
+        self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
+    ) -> None:
+        """Replace *key* by *data* atomically; `AlreadyExists` if *if_not_exists* and it exists."""
+
+    async def write_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        if_not_exists: bool,
+        content_type: str | None,
+    ) -> None:
+        """Write an object from chunks with bounded memory; all or nothing."""
+        writer = await self.open_writer(key, if_not_exists=if_not_exists, content_type=content_type)
+        try:
+            async for chunk in chunks:
+                await writer.write(bytes(chunk))
+            await writer.commit()
+        except BaseException:
+            await shielded(writer)
+            raise
+
+    @abc.abstractmethod
+    async def open_reader(self, key: str) -> ByteReader:
+        """Open *key* for sequential reading (`NotFound` if missing)."""
+
+    @abc.abstractmethod
+    async def open_writer(
+        self, key: str, *, if_not_exists: bool, content_type: str | None
+    ) -> ByteWriter:
+        """Start writing *key*; the object appears only on `ByteWriter.commit`."""
+
+    @abc.abstractmethod
+    async def stat(self, key: str) -> ObjectInfo:
+        """Size, modification time, etag and content type of *key* (`NotFound` if missing)."""
+
+    async def exists(self, key: str) -> bool:
+        """Whether *key* names an object."""
+        try:
+            await self.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    @abc.abstractmethod
+    async def delete(self, key: str, *, missing_ok: bool) -> None:
+        """Remove *key* (`NotFound` if missing unless *missing_ok*)."""
+
+    @abc.abstractmethod
+    async def copy(self, src: str, dst: str) -> None:
+        """Copy *src* to *dst*, replacing *dst* atomically."""
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename *src* to *dst* (copy then delete unless the backend can rename)."""
+        await self.copy(src, dst)
+        await self.delete(src, missing_ok=True)
+
+    @abc.abstractmethod
+    def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
+        """Objects whose key starts with *prefix*, in key order, fetched page by page."""
+
+    async def presign(self, key: str, *, method: str, expires: int) -> str:
+        """A URL granting *method* on *key* for *expires* seconds (S3 backends only)."""
+        raise Unsupported(
+            f"the {self.name!r} storage backend cannot presign URLs; presigned URLs need "
+            "the 's3' or 's3+boto3' backend"
+        )
+
+    def describe(self) -> str:
+        """The backend URL with every secret hidden, for reprs and messages."""
+        return self.url.render()

@@ -1,0 +1,106 @@
+"""Key validation: every key is checked here before any backend touches storage.
+
+A key is a relative POSIX path such as ``"reports/2024/q1.csv"``. It is refused with
+`InvalidPath` (before any I/O) when it could name something outside the store or mean
+different things on different backends: empty, absolute, ``.`` or ``..`` segments, empty
+segments (``a//b``, a trailing ``/``), backslashes, NUL and other control characters, a
+Windows drive (``C:``), a segment longer than 255 bytes, a key longer than 1,024 bytes
+(the S3 limit), text that is not encodable as UTF-8, or the reserved temp-file prefix.
+
+Symbolic links are the one escape that can only be seen on disk: the ``file://`` backend
+refuses them while it opens the path (``O_NOFOLLOW`` on every component).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..exceptions import InvalidPath
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "TEMP_PREFIX",
+    "split_key",
+    "validate_key",
+    "validate_prefix",
+]
+
+MAX_KEY_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+TEMP_PREFIX = ".~asyncify-"
+"""Names the file backend gives its temporary files; keys may not use them."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _refuse(key: object, why: str) -> InvalidPath:
+    shown = repr(key)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return InvalidPath(f"invalid storage key {shown}: {why}")
+
+
+def _check_text(key: object, *, what: str) -> str:
+    if not isinstance(key, str):
+        raise _refuse(key, f"a {what} must be a str, not {type(key).__name__}")
+    if "\x00" in key:
+        raise _refuse(key, "NUL bytes are not allowed")
+    if _CONTROL.search(key):
+        raise _refuse(key, "control characters are not allowed")
+    if "\\" in key:
+        raise _refuse(key, "backslashes are not allowed; use '/' between segments")
+    if key.startswith("/"):
+        raise _refuse(key, f"a {what} is relative; remove the leading '/'")
+    if _DRIVE.match(key):
+        raise _refuse(key, "a Windows drive is not allowed")
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _refuse(key, "the key is not valid Unicode text") from None
+    if len(encoded) > MAX_KEY_BYTES:
+        raise _refuse(key, f"longer than {MAX_KEY_BYTES} bytes in UTF-8")
+    return key
+
+
+def _check_segments(key: str, segments: list[str]) -> None:
+    for segment in segments:
+        if segment == "":
+            raise _refuse(key, "empty segments ('//' or a trailing '/') are not allowed")
+        if segment in (".", ".."):
+            raise _refuse(key, f"{segment!r} segments are not allowed")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise _refuse(key, f"a segment is longer than {MAX_SEGMENT_BYTES} bytes")
+        if segment.startswith(TEMP_PREFIX):
+            raise _refuse(key, f"names starting with {TEMP_PREFIX!r} are reserved")
+
+
+def validate_key(key: object) -> str:
+    """Return *key* unchanged if it is a safe relative POSIX path, else raise `InvalidPath`.
+
+    >>> validate_key("a/b.txt")
+    'a/b.txt'
+    """
+    text = _check_text(key, what="key")
+    if text == "":
+        raise _refuse(key, "the key is empty")
+    _check_segments(text, text.split("/"))
+    return text
+
+
+def validate_prefix(prefix: object) -> str:
+    """Like `validate_key`, but ``""`` (everything) and a trailing ``/`` are allowed."""
+    text = _check_text(prefix, what="prefix")
+    if text == "":
+        return text
+    body = text[:-1] if text.endswith("/") else text
+    if body == "":
+        raise _refuse(prefix, "a prefix is relative; remove the leading '/'")
+    _check_segments(text, body.split("/"))
+    return text
+
+
+def split_key(key: str) -> list[str]:
+    """The segments of an already validated key."""
+    return key.split("/")

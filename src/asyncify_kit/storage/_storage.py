@@ -1,0 +1,323 @@
+"""`Storage`: one async interface over local files, S3 and memory, chosen by URL."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import mimetypes
+from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._config import BackendURL, resolve_url, validate_options
+from .._offload import run_sync
+from .._registry import BackendSpec, load_backend, lookup
+from ..exceptions import ConfigError, Unsupported
+from ._async_file import DEFAULT_CHUNK, FileOpener, Mode
+from ._backends.base import ByteReader, ObjectInfo, StorageBackend
+from ._keys import validate_key, validate_prefix
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["DEFAULT_URL", "ENV_VARS", "ObjectStream", "Storage"]
+
+DEFAULT_URL = "file://./data"
+ENV_VARS = ("ASYNCIFY_STORAGE_URL",)
+STREAM_CHUNK = 1024 * 1024
+
+Data = bytes | bytearray | memoryview
+
+
+def _check_range(offset: int, length: int | None) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be an int >= 0, not {offset!r}")
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int) or length < 0
+    ):
+        raise ValueError(f"length must be an int >= 0 or None, not {length!r}")
+
+
+def guess_content_type(key: str, given: str | None) -> str:
+    """*given*, else the type the key's extension suggests, else application/octet-stream."""
+    if given is not None:
+        return given
+    return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
+
+
+def _check_chunk(chunk_size: int) -> None:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0:
+        raise ValueError(f"chunk_size must be an int > 0, not {chunk_size!r}")
+
+
+def require_asyncio(what: str, alternative: str) -> None:
+    """Raise `Unsupported` unless an asyncio event loop runs this task."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise Unsupported(
+            f"{what} runs on asyncio only, and this is not an asyncio event loop "
+            f"(trio?); {alternative}"
+        ) from None
+
+
+class ObjectStream(AsyncIterator[bytes]):
+    """The chunks of one object, read with bounded memory (see `Storage.stream`).
+
+    Iterate it to the end, or use it with ``async with`` (or call `aclose`) to release the
+    open file or connection early.
+    """
+
+    def __init__(self, backend: StorageBackend, key: str, chunk_size: int) -> None:
+        self._backend = backend
+        self._key = key
+        self._chunk = chunk_size
+        self._reader: ByteReader | None = None
+        self._done = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            if self._reader is None:
+                self._reader = await self._backend.open_reader(self._key)
+            data = await self._reader.read(self._chunk)
+        except BaseException:
+            await self.aclose()
+            raise
+        if not data:
+            await self.aclose()
+            raise StopAsyncIteration
+        return data
+
+    async def aclose(self) -> None:
+        """Release the underlying reader (idempotent)."""
+        self._done = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class Storage:
+    """Read and write objects by key, on local disk, S3 or memory, without blocking the loop.
+
+    The backend is chosen by *url* (else ``ASYNCIFY_STORAGE_URL``, else ``file://./data``):
+
+    * ``file://ROOT``: local files, one thread hop per operation, atomic writes;
+    * ``file+aiofiles://ROOT``: the same files through aiofiles (asyncio only);
+    * ``s3://bucket/prefix``: S3 through aioboto3 (asyncio only);
+    * ``s3+boto3://bucket/prefix``: S3 through boto3 in worker threads (asyncio and trio);
+    * ``memory://``: a dict in this process, for tests.
+
+    Keys are relative POSIX paths (``"a/b.txt"``); anything that could escape the store
+    raises `InvalidPath` before any I/O.
+
+    >>> async with Storage("memory://") as st:
+    ...     await st.write("a/b.txt", b"hello")
+    ...     assert await st.read("a/b.txt") == b"hello"
+    """
+
+    def __init__(self, url: str | BackendURL | None = None) -> None:
+        self.url = resolve_url(url, ENV_VARS, DEFAULT_URL)
+        self._spec: BackendSpec = lookup("storage", self.url)
+        self._options: dict[str, Any] = validate_options(
+            self.url, self._spec.options, backend=self._spec.scheme
+        )
+        self._backend: StorageBackend | None = None
+
+    @property
+    def backend(self) -> StorageBackend:
+        """The open backend; `RuntimeError` outside ``async with``."""
+        if self._backend is None:
+            raise RuntimeError(
+                f"{self!r} is not open; use it as 'async with Storage(url) as storage:'"
+            )
+        return self._backend
+
+    async def __aenter__(self) -> Self:
+        if self._backend is not None:
+            raise RuntimeError(f"{self!r} is already open")
+        if not self._spec.trio:
+            require_asyncio(
+                f"the {self._spec.scheme!r} storage backend",
+                "under trio use 'file://' or 's3+boto3://' instead",
+            )
+        _, cls = await run_sync(load_backend, "storage", self.url)
+        if not mimetypes.inited:
+            await run_sync(mimetypes.init)
+        backend = cls(self.url, self._options)
+        if not isinstance(backend, StorageBackend):
+            raise ConfigError(f"{self._spec.target} is not a StorageBackend")
+        await backend.aopen()
+        self._backend = backend
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the backend's resources (also done by leaving ``async with``)."""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.aclose()
+
+    # -- whole objects ---------------------------------------------------------------------
+
+    async def read(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        """The bytes of *key*, or *length* bytes from *offset* (fewer at the end)."""
+        key = validate_key(key)
+        _check_range(offset, length)
+        if length == 0:
+            await self.backend.stat(key)
+            return b""
+        return await self.backend.read(key, offset, length)
+
+    async def read_text(self, key: str, *, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """The content of *key* decoded as text."""
+        return (await self.read(key)).decode(encoding, errors)
+
+    async def write(
+        self,
+        key: str,
+        data: Data | AsyncIterable[bytes],
+        *,
+        if_not_exists: bool = False,
+        content_type: str | None = None,
+    ) -> None:
+        """Store *data* (bytes, or an async iterable of bytes, streamed) under *key*.
+
+        The write is all or nothing: readers see the old object until the new one is
+        complete, and an error or cancellation leaves the old one in place. With
+        *if_not_exists*, an existing key raises `AlreadyExists` and is left unchanged.
+        """
+        key = validate_key(key)
+        content_type = guess_content_type(key, content_type)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            await self.backend.write(
+                key, bytes(data), if_not_exists=if_not_exists, content_type=content_type
+            )
+        elif hasattr(data, "__aiter__"):
+            await self.backend.write_stream(
+                key, data, if_not_exists=if_not_exists, content_type=content_type
+            )
+        else:
+            raise TypeError(
+                f"data must be bytes or an async iterable of bytes, not {type(data).__name__}"
+            )
+
+    async def write_text(
+        self,
+        key: str,
+        text: str,
+        *,
+        encoding: str = "utf-8",
+        if_not_exists: bool = False,
+        content_type: str | None = None,
+    ) -> None:
+        """Store *text* encoded with *encoding* under *key* (see `write`)."""
+        await self.write(
+            key, text.encode(encoding), if_not_exists=if_not_exists, content_type=content_type
+        )
+
+    def stream(self, key: str, *, chunk_size: int = STREAM_CHUNK) -> ObjectStream:
+        """The content of *key* as chunks of at most *chunk_size* bytes, in bounded memory.
+
+        >>> async with storage.stream("big.bin") as chunks:
+        ...     async for chunk in chunks:
+        ...         digest.update(chunk)
+        """
+        key = validate_key(key)
+        _check_chunk(chunk_size)
+        return ObjectStream(self.backend, key, chunk_size)
+
+    def open(
+        self,
+        key: str,
+        mode: Mode = "rb",
+        *,
+        if_not_exists: bool = False,
+        content_type: str | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> FileOpener:
+        """Open *key* as an `AsyncFile`, for ``"rb"`` or ``"wb"``; ``async with`` or ``await``.
+
+        >>> async with storage.open("out.csv", "wb") as f:
+        ...     await f.write(b"a,b\\n")
+        """
+        key = validate_key(key)
+        if mode not in ("rb", "wb"):
+            raise ValueError(f"mode must be 'rb' or 'wb', not {mode!r}")
+        _check_chunk(chunk_size)
+        return FileOpener(
+            self.backend,
+            key,
+            mode,
+            if_not_exists=if_not_exists,
+            content_type=guess_content_type(key, content_type),
+            chunk_size=chunk_size,
+        )
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Size, modification time, etag and content type of *key* (`NotFound` if missing)."""
+        return await self.backend.stat(validate_key(key))
+
+    async def exists(self, key: str) -> bool:
+        """Whether *key* names an object."""
+        return await self.backend.exists(validate_key(key))
+
+    async def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        """Remove *key*; a missing key raises `NotFound` unless *missing_ok*."""
+        await self.backend.delete(validate_key(key), missing_ok=missing_ok)
+
+    async def copy(self, src: str, dst: str) -> None:
+        """Copy *src* to *dst* (replacing *dst*); `NotFound` if *src* is missing."""
+        await self.backend.copy(validate_key(src), validate_key(dst))
+
+    async def move(self, src: str, dst: str) -> None:
+        """Move *src* to *dst* (replacing *dst*); `NotFound` if *src* is missing."""
+        await self.backend.move(validate_key(src), validate_key(dst))
+
+    def list(self, prefix: str = "", *, recursive: bool = True) -> AsyncIterator[ObjectInfo]:
+        """The objects whose key starts with *prefix*, in key order, fetched page by page.
+
+        ``recursive=False`` stops at the next ``/``: deeper keys are summarised by one
+        ``ObjectInfo(is_dir=True)`` per sub-prefix, as S3's delimiter does.
+
+        >>> async for info in storage.list("reports/", recursive=False):
+        ...     print(info.key, info.size)
+        """
+        return self.backend.list(validate_prefix(prefix), recursive=recursive)
+
+    async def presign(
+        self, key: str, *, method: Literal["GET", "PUT"] = "GET", expires: int = 3600
+    ) -> str:
+        """A URL that grants *method* on *key* for *expires* seconds (S3 backends only)."""
+        key = validate_key(key)
+        if method not in ("GET", "PUT"):
+            raise ValueError(f"method must be 'GET' or 'PUT', not {method!r}")
+        if isinstance(expires, bool) or not isinstance(expires, int) or not 0 < expires <= 604800:
+            raise ValueError(f"expires must be seconds between 1 and 604800, not {expires!r}")
+        return await self.backend.presign(key, method=method, expires=expires)
+
+    def __repr__(self) -> str:
+        state = "open" if self._backend is not None else "closed"
+        return f"<Storage {self.url.render()!r} {state}>"
+
+
+_ = builtins  # the methods above shadow 'list' and 'open' inside the class body only
