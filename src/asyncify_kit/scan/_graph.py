@@ -1,0 +1,1152 @@
+"""The project model: modules, scopes, name bindings, value inference and the call graph.
+
+Each file is parsed once and walked once (`build_module`): the walk records, per scope,
+every name binding (imports, ``def``/``class``, assignments, parameters with their
+annotations, ``self.x = ...`` in methods) and, per function, the call expressions it makes.
+Nothing is resolved during the walk, so files can be read in any order.
+
+`Project` then resolves lazily and memoizes everything: the value of a binding, a dotted
+name, a function's return value. A value is a reference to something named (`Ref`, a
+project object or an external dotted name such as ``requests.get``), an instance of a
+class (`Inst`, project or external such as ``requests.Session``), or a `functools.partial`
+over another value (`Partial`). A call site resolves to an edge to a project function
+(`Edge`) or to a blocking call of the rule table (`Blocking`).
+
+Reachability (`Project.reach`) runs Tarjan's algorithm over the sync functions, so every
+function is visited once, cycles included, and each keeps the shortest chain to every
+blocking call it reaches.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._rules import (
+    ANY_METHOD_TYPES,
+    ATTRIBUTE_TYPES,
+    BLOCKING_CALLS,
+    CUSTOM_RULE,
+    FACTORIES,
+    OFFLOAD_DECORATORS,
+    TYPE_ALIASES,
+)
+
+__all__ = [
+    "Blocking",
+    "Chain",
+    "ClassInfo",
+    "Edge",
+    "FunctionInfo",
+    "ModuleInfo",
+    "Project",
+    "build_module",
+]
+
+
+# -- values -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A named thing: a project key (``app.svc.UserService``) or an external name."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inst:
+    """An instance of the class or external type `type`."""
+
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """``functools.partial(inner, ...)``: calling it calls `inner`."""
+
+    inner: Value
+
+
+Value = Ref | Inst | Partial | None
+
+
+# -- scopes and bindings ----------------------------------------------------------------
+
+_UNKNOWN = 0
+_EXPR = 1  # node is the assigned expression
+_ANNOT = 2  # node is an annotation; value is an instance of it (extra: optional value expr)
+_IMPORT = 3  # target is a dotted name
+_DEF = 4  # target is a project key
+_SELF = 5  # first parameter of a method: target is the class key
+_CLS = 6  # first parameter of a classmethod
+
+_PENDING = 1
+_DONE = 2
+
+
+class Binding:
+    """One binding of a name in a scope, at a line; its value is computed once, lazily."""
+
+    __slots__ = ("extra", "kind", "line", "node", "scope", "state", "target", "value")
+
+    def __init__(
+        self,
+        scope: Scope,
+        line: int,
+        kind: int,
+        node: ast.expr | None = None,
+        target: str = "",
+        extra: ast.expr | None = None,
+    ) -> None:
+        self.scope = scope
+        self.line = line
+        self.kind = kind
+        self.node = node
+        self.target = target
+        self.extra = extra
+        self.state = 0
+        self.value: Value = None
+
+
+class Scope:
+    """A module, class or function body: its bindings and its enclosing scope."""
+
+    __slots__ = ("bindings", "key", "module", "parent")
+
+    module: ModuleInfo
+
+    def __init__(self, key: str, module: ModuleInfo | None, parent: Scope | None) -> None:
+        self.key = key
+        if module is not None:
+            self.module = module
+        self.parent = parent
+        self.bindings: dict[str, list[Binding]] = {}
+
+    def bind(self, name: str, binding: Binding) -> None:
+        self.bindings.setdefault(name, []).append(binding)
+
+
+class ModuleInfo(Scope):
+    """One parsed file."""
+
+    __slots__ = (
+        "_lines",
+        "classes",
+        "display",
+        "functions",
+        "is_package",
+        "path",
+        "source",
+        "stars",
+    )
+
+    def __init__(
+        self, name: str, path: Path, display: str, is_package: bool, source: bytes
+    ) -> None:
+        super().__init__(name, None, None)
+        self.module = self
+        self._lines: list[bytes] | None = None
+        self.path = path
+        self.display = display
+        self.is_package = is_package
+        self.source = source
+        self.functions: list[FunctionInfo] = []
+        self.classes: list[ClassInfo] = []
+        self.stars: list[str] = []
+
+    def line_column(self, line: int, col_offset: int) -> int:
+        """The 1-based character column of a UTF-8 byte offset on `line`."""
+        if self._lines is None:
+            self._lines = self.source.splitlines()
+        lines = self._lines
+        if not 0 < line <= len(lines):
+            return col_offset + 1
+        return len(lines[line - 1][:col_offset].decode("utf-8", "replace")) + 1
+
+
+class ClassInfo(Scope):
+    """A class body; `attrs` holds the ``self.name = ...`` bindings of its methods."""
+
+    __slots__ = ("attrs", "base_nodes", "bases", "line", "name")
+
+    def __init__(
+        self, key: str, name: str, module: ModuleInfo, parent: Scope, node: ast.ClassDef
+    ) -> None:
+        super().__init__(key, module, parent)
+        self.name = name
+        self.line = node.lineno
+        self.base_nodes = node.bases
+        self.bases: list[Value] | None = None
+        self.attrs: dict[str, list[Binding]] = {}
+
+
+class FunctionInfo(Scope):
+    """A ``def`` or ``async def``: its calls, returns and how it is decorated."""
+
+    __slots__ = (
+        "attr_loads",
+        "calls",
+        "cls",
+        "decorators",
+        "display",
+        "is_async",
+        "is_property",
+        "line",
+        "node",
+        "offloaded",
+        "ret_state",
+        "ret_value",
+        "returns",
+        "sites",
+    )
+
+    def __init__(
+        self,
+        key: str,
+        display: str,
+        module: ModuleInfo,
+        parent: Scope,
+        node: ast.FunctionDef | ast.AsyncFunctionDef,
+        cls: ClassInfo | None,
+    ) -> None:
+        super().__init__(key, module, parent)
+        self.display = display
+        self.node = node
+        self.line = node.lineno
+        self.is_async = isinstance(node, ast.AsyncFunctionDef)
+        self.cls = cls
+        self.decorators = node.decorator_list
+        self.is_property = False
+        self.calls: list[ast.Call] = []
+        self.attr_loads: list[ast.Attribute] = []
+        self.returns: list[ast.expr] = []
+        self.offloaded: bool | None = None
+        self.ret_state = 0
+        self.ret_value: Value = None
+        self.sites: list[Site] | None = None
+
+
+# -- call sites and chains --------------------------------------------------------------
+
+
+class Blocking:
+    """A blocking call: the rule it breaks and where it is."""
+
+    __slots__ = ("call", "col", "end_line", "fix", "line", "name", "rule_id")
+
+    def __init__(
+        self, rule_id: str, name: str, fix: str, call: str, line: int, end_line: int, col: int
+    ) -> None:
+        self.rule_id = rule_id
+        self.name = name
+        self.fix = fix
+        self.call = call
+        self.line = line
+        self.end_line = end_line
+        self.col = col
+
+
+class Edge:
+    """A call to a sync project function."""
+
+    __slots__ = ("call", "col", "end_line", "line", "target")
+
+    def __init__(self, target: FunctionInfo, call: str, line: int, end_line: int, col: int) -> None:
+        self.target = target
+        self.call = call
+        self.line = line
+        self.end_line = end_line
+        self.col = col
+
+
+Site = Blocking | Edge
+
+
+class Chain:
+    """A path from a function to a blocking call: one site here, then the rest."""
+
+    __slots__ = ("func", "length", "rest", "site")
+
+    def __init__(self, func: FunctionInfo, site: Site, rest: Chain | None) -> None:
+        self.func = func
+        self.site = site
+        self.rest = rest
+        self.length: int = 1 if rest is None else rest.length + 1
+
+    def __iter__(self) -> Iterator[tuple[FunctionInfo, Site]]:
+        chain: Chain | None = self
+        while chain is not None:
+            yield chain.func, chain.site
+            chain = chain.rest
+
+
+# -- the one walk over a file -----------------------------------------------------------
+
+
+def build_module(
+    name: str, path: Path, display: str, is_package: bool, source: bytes, tree: ast.Module
+) -> ModuleInfo:
+    """Walk `tree` once, recording bindings, classes, functions and their calls."""
+    module = ModuleInfo(name, path, display, is_package, source)
+    _Walker(module).statements(tree.body, module, None)
+    return module
+
+
+class _Walker:
+    __slots__ = ("module", "package")
+
+    def __init__(self, module: ModuleInfo) -> None:
+        self.module = module
+        name = module.key
+        self.package = name if module.is_package else name.rpartition(".")[0]
+
+    def _absolute(self, level: int, target: str | None) -> str:
+        if level == 0:
+            return target or ""
+        parts = self.package.split(".") if self.package else []
+        base = ".".join(parts[: len(parts) - (level - 1)]) if level > 1 else self.package
+        if target:
+            return f"{base}.{target}" if base else target
+        return base
+
+    def statements(self, body: list[ast.stmt], scope: Scope, func: FunctionInfo | None) -> None:
+        for stmt in body:
+            self.statement(stmt, scope, func)
+
+    def statement(self, stmt: ast.stmt, scope: Scope, func: FunctionInfo | None) -> None:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+            self.function(stmt, scope, func)
+        elif isinstance(stmt, ast.ClassDef):
+            self.klass(stmt, scope, func)
+        elif isinstance(stmt, ast.Assign):
+            self.expression(stmt.value, scope, func)
+            for target in stmt.targets:
+                self.assign(target, stmt.value, None, scope, func, stmt.lineno)
+        elif isinstance(stmt, ast.AnnAssign):
+            if stmt.value is not None:
+                self.expression(stmt.value, scope, func)
+            self.assign(stmt.target, stmt.value, stmt.annotation, scope, func, stmt.lineno)
+        elif isinstance(stmt, ast.AugAssign):
+            self.expression(stmt.value, scope, func)
+            if isinstance(stmt.target, ast.Name):
+                scope.bind(stmt.target.id, Binding(scope, stmt.lineno, _UNKNOWN))
+        elif isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                if alias.asname:
+                    scope.bind(
+                        alias.asname, Binding(scope, stmt.lineno, _IMPORT, target=alias.name)
+                    )
+                else:
+                    top = alias.name.partition(".")[0]
+                    scope.bind(top, Binding(scope, stmt.lineno, _IMPORT, target=top))
+        elif isinstance(stmt, ast.ImportFrom):
+            base = self._absolute(stmt.level, stmt.module)
+            for alias in stmt.names:
+                if alias.name == "*":
+                    if scope is self.module:
+                        self.module.stars.append(base)
+                    continue
+                full = f"{base}.{alias.name}" if base else alias.name
+                scope.bind(
+                    alias.asname or alias.name, Binding(scope, stmt.lineno, _IMPORT, target=full)
+                )
+        elif isinstance(stmt, ast.Return):
+            if stmt.value is not None:
+                self.expression(stmt.value, scope, func)
+                if func is not None:
+                    func.returns.append(stmt.value)
+        elif isinstance(stmt, ast.With | ast.AsyncWith):
+            for item in stmt.items:
+                self.expression(item.context_expr, scope, func)
+                if item.optional_vars is not None:
+                    self.assign(
+                        item.optional_vars, item.context_expr, None, scope, func, stmt.lineno
+                    )
+            self.statements(stmt.body, scope, func)
+        elif isinstance(stmt, ast.For | ast.AsyncFor):
+            self.expression(stmt.iter, scope, func)
+            self.assign(stmt.target, None, None, scope, func, stmt.lineno)
+            self.statements(stmt.body, scope, func)
+            self.statements(stmt.orelse, scope, func)
+        elif isinstance(stmt, ast.Global | ast.Nonlocal | ast.Pass | ast.Break | ast.Continue):
+            return
+        else:
+            self.generic(stmt, scope, func)
+
+    def generic(self, stmt: ast.stmt, scope: Scope, func: FunctionInfo | None) -> None:
+        """If/While/Try/Match/Expr/Raise/Assert/Delete: expressions, then nested bodies."""
+        for name, value in ast.iter_fields(stmt):
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.stmt):
+                        self.statement(item, scope, func)
+                    elif isinstance(item, ast.expr):
+                        self.expression(item, scope, func)
+                    elif isinstance(item, ast.ExceptHandler):
+                        if item.type is not None:
+                            self.expression(item.type, scope, func)
+                        if item.name:
+                            scope.bind(item.name, Binding(scope, item.lineno, _UNKNOWN))
+                        self.statements(item.body, scope, func)
+                    elif isinstance(item, ast.match_case):
+                        if item.guard is not None:
+                            self.expression(item.guard, scope, func)
+                        self.statements(item.body, scope, func)
+            elif isinstance(value, ast.expr) and name != "annotation":
+                self.expression(value, scope, func)
+
+    def assign(
+        self,
+        target: ast.expr,
+        value: ast.expr | None,
+        annotation: ast.expr | None,
+        scope: Scope,
+        func: FunctionInfo | None,
+        line: int,
+    ) -> None:
+        if isinstance(target, ast.Name):
+            if annotation is not None:
+                binding = Binding(scope, line, _ANNOT, annotation, extra=value)
+            elif value is not None:
+                binding = Binding(scope, line, _EXPR, value)
+            else:
+                binding = Binding(scope, line, _UNKNOWN)
+            scope.bind(target.id, binding)
+        elif isinstance(target, ast.Tuple | ast.List):
+            for element in target.elts:
+                self.assign(element, None, None, scope, func, line)
+        elif isinstance(target, ast.Starred):
+            self.assign(target.value, None, None, scope, func, line)
+        elif isinstance(target, ast.Attribute):
+            self.expression(target.value, scope, func)
+            cls = func.cls if func is not None else None
+            if (
+                cls is not None
+                and func is not None
+                and isinstance(target.value, ast.Name)
+                and target.value.id == _first_param(func.node)
+                and (value is not None or annotation is not None)
+            ):
+                kind = _ANNOT if annotation is not None else _EXPR
+                node = annotation if annotation is not None else value
+                binding = Binding(func, line, kind, node, extra=value)
+                cls.attrs.setdefault(target.attr, []).append(binding)
+        elif isinstance(target, ast.Subscript):
+            self.expression(target, scope, func)
+
+    def expression(self, node: ast.expr, scope: Scope, func: FunctionInfo | None) -> None:
+        """Record the calls (and attribute loads) of `node`; lambdas are not entered."""
+        if func is None:
+            # module and class level code runs at import time, never inside async code;
+            # only walrus bindings matter there.
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.NamedExpr):
+                    scope.bind(sub.target.id, Binding(scope, sub.lineno, _EXPR, sub.value))
+            return
+        calls = func.calls
+        loads = func.attr_loads
+        stack: list[ast.AST] = [node]
+        while stack:
+            sub = stack.pop()
+            if isinstance(sub, ast.Call):
+                calls.append(sub)
+                if isinstance(sub.func, ast.Attribute):
+                    stack.append(sub.func.value)
+                else:
+                    stack.append(sub.func)
+                stack.extend(sub.args)
+                stack.extend(kw.value for kw in sub.keywords)
+                continue
+            if isinstance(sub, ast.Attribute):
+                loads.append(sub)
+            elif isinstance(sub, ast.Lambda):
+                continue
+            elif isinstance(sub, ast.NamedExpr):
+                scope.bind(sub.target.id, Binding(scope, sub.lineno, _EXPR, sub.value))
+            elif isinstance(sub, ast.comprehension):
+                for target in ast.walk(sub.target):
+                    if isinstance(target, ast.Name):
+                        scope.bind(target.id, Binding(scope, sub.target.lineno, _UNKNOWN))
+            stack.extend(ast.iter_child_nodes(sub))
+
+    def function(
+        self,
+        node: ast.FunctionDef | ast.AsyncFunctionDef,
+        scope: Scope,
+        outer: FunctionInfo | None,
+    ) -> None:
+        cls = scope if isinstance(scope, ClassInfo) else None
+        parent = _lexical(scope)
+        if outer is not None:
+            key = f"{outer.key}.<locals>.{node.name}"
+            display = f"{outer.display}.<locals>.{node.name}"
+        else:
+            key = f"{scope.key}.{node.name}"
+            display = f"{cls.name}.{node.name}" if cls is not None else node.name
+            if isinstance(scope, ClassInfo) and scope.parent is not self.module:
+                display = key[len(self.module.key) + 1 :]
+        func = FunctionInfo(key, display, self.module, parent, node, cls)
+        self.module.functions.append(func)
+        scope.bind(node.name, Binding(scope, node.lineno, _DEF, target=key))
+        kind = _SELF
+        for decorator in node.decorator_list:
+            if outer is not None:
+                self.expression(decorator, scope, outer)
+            name = _decorator_name(decorator)
+            if name == "staticmethod":
+                kind = _UNKNOWN
+            elif name == "classmethod":
+                kind = _CLS
+            elif name in ("property", "cached_property"):
+                func.is_property = True
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        for index, arg in enumerate(positional):
+            if index == 0 and cls is not None and kind != _UNKNOWN:
+                func.bind(arg.arg, Binding(func, node.lineno, kind, target=cls.key))
+            elif arg.annotation is not None:
+                func.bind(arg.arg, Binding(func, node.lineno, _ANNOT, arg.annotation))
+            else:
+                func.bind(arg.arg, Binding(func, node.lineno, _UNKNOWN))
+        for arg in args.kwonlyargs:
+            if arg.annotation is not None:
+                func.bind(arg.arg, Binding(func, node.lineno, _ANNOT, arg.annotation))
+            else:
+                func.bind(arg.arg, Binding(func, node.lineno, _UNKNOWN))
+        for star in (args.vararg, args.kwarg):
+            if star is not None:
+                func.bind(star.arg, Binding(func, node.lineno, _UNKNOWN))
+        self.statements(node.body, func, func)
+
+    def klass(self, node: ast.ClassDef, scope: Scope, outer: FunctionInfo | None) -> None:
+        if outer is not None:
+            key = f"{outer.key}.<locals>.{node.name}"
+        else:
+            key = f"{scope.key}.{node.name}"
+        display = key[len(self.module.key) + 1 :]
+        cls = ClassInfo(key, display, self.module, _lexical(scope), node)
+        self.module.classes.append(cls)
+        scope.bind(node.name, Binding(scope, node.lineno, _DEF, target=key))
+        for base in node.bases:
+            if outer is not None:
+                self.expression(base, scope, outer)
+        self.statements(node.body, cls, None)
+
+
+def _lexical(scope: Scope) -> Scope:
+    """The scope whose names a nested body sees: class bodies are skipped, as in Python."""
+    while isinstance(scope, ClassInfo):
+        assert scope.parent is not None  # a class is always nested in a module or function
+        scope = scope.parent
+    return scope
+
+
+def _first_param(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    args = [*node.args.posonlyargs, *node.args.args]
+    return args[0].arg if args else None
+
+
+def _decorator_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _call_text(node: ast.expr) -> str:
+    """The callee as written: ``self.repo.get``, ``requests.get``, ``make()``."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    elif isinstance(node, ast.Call):
+        parts.append(_call_text(node.func) + "()")
+    else:
+        parts.append("<expr>")
+    return ".".join(reversed(parts))
+
+
+# -- resolution -------------------------------------------------------------------------
+
+
+class Project:
+    """All modules of a scan, with lazy, memoized name resolution and reachability."""
+
+    def __init__(
+        self,
+        modules: list[ModuleInfo],
+        aliases: Mapping[str, ModuleInfo],
+        extra_rules: Mapping[str, str],
+        offload_decorators: frozenset[str],
+    ) -> None:
+        self.modules = modules
+        self.registry: dict[str, Scope] = {}
+        for module in modules:
+            self.registry.setdefault(module.key, module)
+            for cls in module.classes:
+                self.registry.setdefault(cls.key, cls)
+            for func in module.functions:
+                self.registry.setdefault(func.key, func)
+        for alias, module in aliases.items():
+            self.registry.setdefault(alias, module)
+        self.extra_exact = {k: v for k, v in extra_rules.items() if not k.endswith(".*")}
+        self.extra_prefixes = tuple((k[:-1], v) for k, v in extra_rules.items() if k.endswith(".*"))
+        self.offload_decorators = OFFLOAD_DECORATORS | offload_decorators
+        self.property_names = frozenset(
+            func.node.name for module in modules for func in module.functions if func.is_property
+        )
+        self._ref_cache: dict[str, Value] = {}
+        self._ref_pending: set[str] = set()
+        self._reach: dict[FunctionInfo, dict[Blocking, Chain]] = {}
+        self._mro: dict[ClassInfo, tuple[list[ClassInfo], list[str]]] = {}
+
+    # values
+
+    def ref(self, dotted: str) -> Value:
+        """The value of a fully qualified dotted name (project objects resolved)."""
+        cached = self._ref_cache.get(dotted, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        if dotted in self.registry:
+            value: Value = Ref(dotted)
+        else:
+            if dotted in self._ref_pending:
+                return None
+            self._ref_pending.add(dotted)
+            try:
+                value = self._ref_walk(dotted)
+            finally:
+                self._ref_pending.discard(dotted)
+        self._ref_cache[dotted] = value
+        return value
+
+    def _ref_walk(self, dotted: str) -> Value:
+        parts = dotted.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            prefix = ".".join(parts[:i])
+            if prefix in self.registry:
+                value: Value = Ref(prefix)
+                for attr in parts[i:]:
+                    value = self.attr(value, attr)
+                    if value is None:
+                        return None
+                return value
+        return Ref(dotted)
+
+    def lookup(self, scope: Scope, name: str, line: int) -> Value:
+        """The value of `name` as seen from `scope` at `line`."""
+        current: Scope | None = scope
+        here = True
+        while current is not None:
+            bindings = current.bindings.get(name)
+            if bindings:
+                return self.binding_value(_pick(bindings, line if here else 0))
+            current = current.parent
+            here = False
+        module = scope.module
+        for star in module.stars:
+            value = self.ref(f"{star}.{name}")
+            if isinstance(value, Ref) and value.name not in self.registry:
+                if _known_external(value.name):
+                    return value
+            elif value is not None:
+                return value
+        return Ref(f"builtins.{name}")
+
+    def binding_value(self, binding: Binding) -> Value:
+        if binding.state == _DONE:
+            return binding.value
+        if binding.state == _PENDING:
+            return None
+        binding.state = _PENDING
+        value: Value = None
+        try:
+            kind = binding.kind
+            if kind == _EXPR:
+                assert binding.node is not None
+                value = self.eval(binding.node, binding.scope, binding.line)
+            elif kind == _ANNOT:
+                if binding.extra is not None:
+                    value = self.eval(binding.extra, binding.scope, binding.line)
+                if value is None and binding.node is not None:
+                    value = self.annotation(binding.node, binding.scope, binding.line)
+            elif kind == _IMPORT:
+                value = self.ref(binding.target)
+            elif kind == _DEF:
+                value = Ref(binding.target)
+            elif kind == _SELF:
+                value = Inst(binding.target)
+            elif kind == _CLS:
+                value = Ref(binding.target)
+        finally:
+            binding.value = value
+            binding.state = _DONE
+        return value
+
+    def annotation(self, node: ast.expr, scope: Scope, line: int) -> Value:
+        """The instance an annotation describes (``Optional[Session]`` -> a Session)."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                node = ast.parse(node.value, mode="eval").body
+            except SyntaxError:
+                return None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return self.annotation(node.left, scope, line) or self.annotation(
+                node.right, scope, line
+            )
+        if isinstance(node, ast.Subscript):
+            outer = self.eval(node.value, scope, line)
+            if isinstance(outer, Ref) and outer.name.rpartition(".")[2] in (
+                "Optional",
+                "Union",
+                "Annotated",
+            ):
+                inner = node.slice
+                elements = inner.elts if isinstance(inner, ast.Tuple) else [inner]
+                for element in elements:
+                    value = self.annotation(element, scope, line)
+                    if value is not None:
+                        return value
+            return None
+        if not isinstance(node, ast.Name | ast.Attribute):
+            return None
+        value = self.eval(node, scope, line)
+        if isinstance(value, Ref):
+            target = self.registry.get(value.name)
+            if isinstance(target, ClassInfo):
+                return Inst(value.name)
+            if target is None:
+                return Inst(_type_alias(value.name))
+        return None
+
+    def eval(self, node: ast.expr, scope: Scope, line: int) -> Value:
+        """The value of expression `node` in `scope` (None when it cannot be known)."""
+        if isinstance(node, ast.Name):
+            return self.lookup(scope, node.id, line)
+        if isinstance(node, ast.Attribute):
+            return self.attr(self.eval(node.value, scope, line), node.attr)
+        if isinstance(node, ast.Call):
+            return self.call_value(self.eval(node.func, scope, line), node, scope, line)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            left = self.eval(node.left, scope, line)
+            return left if left == _PATH else None
+        if isinstance(node, ast.IfExp):
+            return self.eval(node.body, scope, line) or self.eval(node.orelse, scope, line)
+        if isinstance(node, ast.BoolOp):
+            for value_node in node.values:
+                value = self.eval(value_node, scope, line)
+                if value is not None:
+                    return value
+            return None
+        if isinstance(node, ast.NamedExpr):
+            return self.eval(node.value, scope, line)
+        return None
+
+    def attr(self, value: Value, name: str) -> Value:
+        """The value of ``value.name``."""
+        if isinstance(value, Ref):
+            target = self.registry.get(value.name)
+            if target is None:
+                owner = value.name
+                if owner.startswith("boto3.resource."):
+                    return Ref(f"boto3.resource.{name}")
+                return Ref(f"{owner}.{name}")
+            if isinstance(target, ModuleInfo):
+                bindings = target.bindings.get(name)
+                if bindings:
+                    return self.binding_value(_pick(bindings, 0))
+                submodule = f"{target.key}.{name}"
+                if submodule in self.registry:
+                    return Ref(submodule)
+                for star in target.stars:
+                    found = self.ref(f"{star}.{name}")
+                    if found is not None and not (
+                        isinstance(found, Ref)
+                        and found.name not in self.registry
+                        and not _known_external(found.name)
+                    ):
+                        return found
+                return None
+            if isinstance(target, ClassInfo):
+                return self.member(target, name, instance=False)
+            return None
+        if isinstance(value, Inst):
+            target = self.registry.get(value.type)
+            if isinstance(target, ClassInfo):
+                return self.member(target, name, instance=True)
+            if target is not None:
+                return None
+            full = f"{value.type}.{name}"
+            attribute_type = ATTRIBUTE_TYPES.get(full)
+            if attribute_type is not None:
+                return Inst(attribute_type)
+            if value.type == "boto3.resource":
+                return Ref(f"boto3.resource.{name}")
+            return Ref(full)
+        return None
+
+    def bases(self, cls: ClassInfo) -> list[Value]:
+        if cls.bases is None:
+            cls.bases = []  # a class inheriting from itself through a cycle stops here
+            assert cls.parent is not None
+            cls.bases = [self.eval(base, cls.parent, cls.line) for base in cls.base_nodes]
+        return cls.bases
+
+    def mro(self, cls: ClassInfo) -> tuple[list[ClassInfo], list[str]]:
+        """Project classes in lookup order, then the external base names."""
+        cached = self._mro.get(cls)
+        if cached is None:
+            cached = self._mro[cls] = self._compute_mro(cls)
+        return cached
+
+    def _compute_mro(self, cls: ClassInfo) -> tuple[list[ClassInfo], list[str]]:
+        project: list[ClassInfo] = []
+        external: list[str] = []
+        seen: set[str] = set()
+        stack = [cls]
+        while stack:
+            current = stack.pop(0)
+            if current.key in seen:
+                continue
+            seen.add(current.key)
+            project.append(current)
+            for base in self.bases(current):
+                if isinstance(base, Ref):
+                    target = self.registry.get(base.name)
+                    if isinstance(target, ClassInfo):
+                        stack.append(target)
+                    elif target is None and base.name not in ("builtins.object",):
+                        external.append(_type_alias(base.name))
+        return project, external
+
+    def member(self, cls: ClassInfo, name: str, *, instance: bool) -> Value:
+        project, external = self.mro(cls)
+        for current in project:
+            bindings = current.bindings.get(name)
+            if bindings:
+                binding = _pick(bindings, 0)
+                value = self.binding_value(binding)
+                if instance and binding.kind == _DEF and isinstance(value, Ref):
+                    func = self.registry.get(value.name)
+                    if isinstance(func, FunctionInfo) and func.is_property:
+                        return self.returns(func)
+                return value
+            if instance:
+                attrs = current.attrs.get(name)
+                if attrs:
+                    for binding in reversed(attrs):
+                        value = self.binding_value(binding)
+                        if value is not None:
+                            return value
+                    return None
+        for base in external:
+            if instance:
+                return self.attr(Inst(base), name)
+            return Ref(f"{base}.{name}")
+        return None
+
+    def call_value(self, callee: Value, node: ast.Call, scope: Scope, line: int) -> Value:
+        """The value a call returns."""
+        if isinstance(callee, Partial):
+            return self.call_value(callee.inner, node, scope, line)
+        if not isinstance(callee, Ref):
+            return None
+        name = callee.name
+        target = self.registry.get(name)
+        if target is None:
+            if name == "functools.partial":
+                if node.args:
+                    return Partial(self.eval(node.args[0], scope, line))
+                return None
+            produced = FACTORIES.get(name)
+            if produced is not None:
+                return Inst(produced)
+            if name.startswith("boto3.resource."):
+                return Inst("boto3.resource")
+            return None
+        if isinstance(target, ClassInfo):
+            return Inst(name)
+        if isinstance(target, FunctionInfo):
+            if target.is_async or self.is_offloaded(target):
+                return None
+            return self.returns(target)
+        return None
+
+    def returns(self, func: FunctionInfo) -> Value:
+        """What a project function returns: its annotation, else its first known return."""
+        if func.ret_state == _DONE:
+            return func.ret_value
+        if func.ret_state == _PENDING:
+            return None
+        func.ret_state = _PENDING
+        value: Value = None
+        try:
+            annotation = func.node.returns
+            if annotation is not None:
+                value = self.annotation(annotation, func, func.line)
+            if value is None:
+                for expr in func.returns:
+                    value = self.eval(expr, func, expr.lineno)
+                    if value is not None:
+                        break
+        finally:
+            func.ret_value = value
+            func.ret_state = _DONE
+        return value
+
+    def is_offloaded(self, func: FunctionInfo) -> bool:
+        """True when a decorator (``@asyncify``...) runs `func` in a worker thread."""
+        if func.offloaded is None:
+            func.offloaded = False
+            assert func.parent is not None
+            scope = func.cls if func.cls is not None else func.parent
+            for decorator in func.decorators:
+                node = decorator.func if isinstance(decorator, ast.Call) else decorator
+                value = self.eval(node, scope, func.line)
+                if isinstance(value, Ref) and value.name in self.offload_decorators:
+                    func.offloaded = True
+                    break
+        return func.offloaded
+
+    # call sites
+
+    def sites(self, func: FunctionInfo) -> list[Site]:
+        """Every blocking call and every call to a sync project function `func` makes."""
+        if func.sites is not None:
+            return func.sites
+        sites: list[Site] = []
+        for node in func.calls:
+            callee = self.eval(node.func, func, node.lineno)
+            while isinstance(callee, Partial):
+                callee = callee.inner
+            site = self._site(callee, node.func, node)
+            if site is not None:
+                sites.append(site)
+        if self.property_names:
+            for attr_node in func.attr_loads:
+                if attr_node.attr not in self.property_names or not isinstance(
+                    attr_node.ctx, ast.Load
+                ):
+                    continue
+                owner = self.eval(attr_node.value, func, attr_node.lineno)
+                if not isinstance(owner, Inst):
+                    continue
+                cls = self.registry.get(owner.type)
+                if not isinstance(cls, ClassInfo):
+                    continue
+                for current in self.mro(cls)[0]:
+                    bindings = current.bindings.get(attr_node.attr)
+                    if bindings:
+                        target = self.registry.get(_pick(bindings, 0).target)
+                        if isinstance(target, FunctionInfo) and target.is_property:
+                            sites.append(self._edge(target, attr_node, attr_node))
+                        break
+        sites.sort(key=lambda site: (site.line, site.col))
+        func.sites = sites
+        return sites
+
+    def _edge(self, target: FunctionInfo, func_node: ast.expr, node: ast.expr) -> Edge:
+        return Edge(
+            target,
+            _call_text(func_node),
+            node.lineno,
+            node.end_lineno or node.lineno,
+            node.col_offset,
+        )
+
+    def _site(self, callee: Value, func_node: ast.expr, node: ast.Call) -> Site | None:
+        if isinstance(callee, Inst):
+            cls = self.registry.get(callee.type)
+            if isinstance(cls, ClassInfo):
+                method = self.member(cls, "__call__", instance=False)
+                return self._site(method, func_node, node)
+            return None
+        if not isinstance(callee, Ref):
+            return None
+        name = callee.name
+        fix = self._extra_rule(name)
+        if fix is not None:
+            return Blocking(
+                CUSTOM_RULE.id,
+                name,
+                fix,
+                _call_text(func_node),
+                node.lineno,
+                node.end_lineno or node.lineno,
+                node.col_offset,
+            )
+        target = self.registry.get(name)
+        if target is None:
+            rule_id = _blocking_rule(name)
+            if rule_id is None:
+                return None
+            return Blocking(
+                rule_id,
+                name,
+                "",
+                _call_text(func_node),
+                node.lineno,
+                node.end_lineno or node.lineno,
+                node.col_offset,
+            )
+        if isinstance(target, ClassInfo):
+            init = self.member(target, "__init__", instance=False)
+            if isinstance(init, Ref):
+                target = self.registry.get(init.name)
+        if (
+            isinstance(target, FunctionInfo)
+            and not target.is_async
+            and not self.is_offloaded(target)
+        ):
+            return self._edge(target, func_node, node)
+        return None
+
+    def _extra_rule(self, name: str) -> str | None:
+        fix = self.extra_exact.get(name)
+        if fix is None:
+            for prefix, prefix_fix in self.extra_prefixes:
+                if name.startswith(prefix):
+                    return prefix_fix
+        return fix
+
+    # reachability
+
+    def reach(self, root: FunctionInfo) -> dict[Blocking, Chain]:
+        """Every blocking call reachable from the sync function `root`, with its shortest chain.
+
+        Tarjan's algorithm over the sync call graph, iterative; strongly connected components
+        are finished in reverse topological order, so each function is computed once.
+        """
+        done = self._reach
+        if root in done:
+            return done[root]
+        index: dict[FunctionInfo, int] = {}
+        low: dict[FunctionInfo, int] = {}
+        on_stack: set[FunctionInfo] = set()
+        stack: list[FunctionInfo] = []
+        work: list[tuple[FunctionInfo, Iterator[Site]]] = []
+
+        def push(func: FunctionInfo) -> None:
+            index[func] = low[func] = len(index)
+            stack.append(func)
+            on_stack.add(func)
+            work.append((func, iter(self.sites(func))))
+
+        push(root)
+        while work:
+            func, pending = work[-1]
+            advanced = False
+            for site in pending:
+                if not isinstance(site, Edge):
+                    continue
+                target = site.target
+                if target in done:
+                    continue
+                if target not in index:
+                    push(target)
+                    advanced = True
+                    break
+                if target in on_stack:
+                    low[func] = min(low[func], index[target])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[func])
+            if low[func] == index[func]:
+                component: list[FunctionInfo] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member is func:
+                        break
+                self._finish(component)
+        return done[root]
+
+    def _finish(self, component: list[FunctionInfo]) -> None:
+        done = self._reach
+        results: dict[FunctionInfo, dict[Blocking, Chain]] = {func: {} for func in component}
+        changed = True
+        while changed:
+            changed = False
+            for func in component:
+                result = results[func]
+                for site in self.sites(func):
+                    if isinstance(site, Blocking):
+                        if site not in result:
+                            result[site] = Chain(func, site, None)
+                            changed = True
+                        continue
+                    below = done.get(site.target)
+                    if below is None:
+                        below = results.get(site.target, {})
+                    for blocking, chain in below.items():
+                        known = result.get(blocking)
+                        if known is None or known.length > chain.length + 1:
+                            result[blocking] = Chain(func, site, chain)
+                            changed = True
+            if len(component) == 1 and not any(
+                isinstance(site, Edge) and site.target is component[0]
+                for site in self.sites(component[0])
+            ):
+                break
+        done.update(results)
+
+
+_MISSING = object()
+_PATH = Inst("pathlib.Path")
+
+
+def _pick(bindings: list[Binding], line: int) -> Binding:
+    """The binding in force at `line`: the last one before it, else the last one of all."""
+    if line:
+        best: Binding | None = None
+        for binding in bindings:
+            if binding.line < line and (best is None or binding.line >= best.line):
+                best = binding
+        if best is not None:
+            return best
+    return max(bindings, key=lambda binding: binding.line)
+
+
+def _type_alias(name: str) -> str:
+    alias = TYPE_ALIASES.get(name)
+    if alias is not None:
+        return alias
+    if name.startswith("mypy_boto3_"):
+        if name.endswith("ServiceResource"):
+            return "boto3.resource"
+        if name.endswith("Client"):
+            return "boto3.client"
+    return name
+
+
+def _blocking_rule(name: str) -> str | None:
+    rule_id = BLOCKING_CALLS.get(name)
+    if rule_id is not None:
+        return rule_id
+    owner, _, method = name.rpartition(".")
+    spec = ANY_METHOD_TYPES.get(owner)
+    if (
+        spec is not None
+        and method
+        and not method.startswith("_")
+        and not method[0].isupper()
+        and method not in spec[1]
+    ):
+        return spec[0]
+    return None
+
+
+def _known_external(name: str) -> bool:
+    return name in BLOCKING_CALLS or name in FACTORIES or name == "functools.partial"

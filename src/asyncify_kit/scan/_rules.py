@@ -1,0 +1,418 @@
+"""The blocking calls the scanner knows, each with a rule id and the fix it suggests.
+
+The table mirrors DESIGN.md's list of legacy sync libraries: for every job (HTTP, AWS,
+files, PostgreSQL, MySQL, sqlite, sleeping, subprocesses, sockets) a rule says which calls
+block the event loop and which async facade or native driver replaces them.
+
+Calls are matched by their fully qualified name after import resolution, so
+``from requests import get as fetch; fetch(url)`` is ``requests.get``. Calls on objects are
+matched through the type the scanner infers for the object: ``requests.Session().get`` is
+``requests.Session.get``; ``sqlite3.connect(p).cursor().execute`` is
+``sqlite3.Cursor.execute``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ANY_METHOD_TYPES",
+    "ATTRIBUTE_TYPES",
+    "BLOCKING_CALLS",
+    "CUSTOM_RULE",
+    "FACTORIES",
+    "OFFLOAD_DECORATORS",
+    "RULES",
+    "SYNTAX_ERROR_RULE",
+    "TYPE_ALIASES",
+    "Rule",
+    "rule_for",
+]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One kind of blocking call: an id such as ``ASY101``, a short name and the fix.
+
+    Example:
+        >>> RULES["ASY111"].name
+        'time-sleep'
+    """
+
+    id: str
+    name: str
+    summary: str
+    fix: str
+
+
+_RULE_LIST = (
+    Rule(
+        "ASY001",
+        "syntax-error",
+        "The file could not be parsed; it was not scanned.",
+        "fix the syntax error, or exclude the file in [tool.asyncify-kit.scan]",
+    ),
+    Rule(
+        "ASY100",
+        "custom-rule",
+        "A call listed under extra-rules in [tool.asyncify-kit.scan] blocks the event loop.",
+        "see the fix configured for this call",
+    ),
+    Rule(
+        "ASY101",
+        "http-requests",
+        "requests performs blocking network I/O.",
+        "use asyncify_kit.http.HttpClient (httpx.AsyncClient or aiohttp), or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY102",
+        "http-httpx-sync",
+        "httpx's sync API (httpx.get, httpx.Client) performs blocking network I/O.",
+        "use httpx.AsyncClient or asyncify_kit.http.HttpClient",
+    ),
+    Rule(
+        "ASY103",
+        "http-urllib",
+        "urllib, urllib3 and http.client perform blocking network I/O.",
+        "use asyncify_kit.http.HttpClient (httpx.AsyncClient), or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY104",
+        "aws-boto3",
+        "boto3/botocore clients and resources perform blocking network I/O.",
+        "use asyncify_kit.storage (S3) or asyncify_kit.aws (aioboto3), "
+        "or `wrap(client)` to offload every method",
+    ),
+    Rule(
+        "ASY105",
+        "file-open",
+        "open() reads and writes files on the event loop.",
+        "use asyncify_kit.storage (file://) or aiofiles, or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY106",
+        "file-pathlib",
+        "pathlib.Path file-system methods block on disk I/O.",
+        "use asyncify_kit.storage (file://), anyio.Path, or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY107",
+        "file-os",
+        "os, os.path and shutil file-system calls block on disk I/O.",
+        "use asyncify_kit.storage (file://), anyio.Path, or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY108",
+        "db-postgres-sync",
+        "psycopg2 and sync psycopg block on the database round trip.",
+        "use asyncify_kit.sql.Database with postgresql+asyncpg:// or postgresql+psycopg://",
+    ),
+    Rule(
+        "ASY109",
+        "db-mysql-sync",
+        "PyMySQL and mysqlclient (MySQLdb) block on the database round trip.",
+        "use asyncify_kit.sql.Database with mysql+asyncmy:// or mysql+aiomysql://",
+    ),
+    Rule(
+        "ASY110",
+        "db-sqlite",
+        "sqlite3 blocks on disk I/O and locks.",
+        "use asyncify_kit.sql.Database with sqlite:// (a pinned thread), "
+        "or `wrap(sqlite3.connect(...), sticky=True)`",
+    ),
+    Rule(
+        "ASY111",
+        "time-sleep",
+        "time.sleep stops the whole event loop.",
+        "use `await asyncio.sleep(...)`, `await anyio.sleep(...)` or `await trio.sleep(...)`",
+    ),
+    Rule(
+        "ASY112",
+        "subprocess",
+        "subprocess and os.system wait for a child process on the event loop.",
+        "use asyncio.create_subprocess_exec, anyio.run_process or trio.run_process",
+    ),
+    Rule(
+        "ASY113",
+        "blocking-socket",
+        "Blocking sockets and DNS lookups wait on the network.",
+        "use asyncio.open_connection, anyio.connect_tcp or loop.getaddrinfo",
+    ),
+)
+
+RULES: dict[str, Rule] = {rule.id: rule for rule in _RULE_LIST}
+SYNTAX_ERROR_RULE = RULES["ASY001"]
+CUSTOM_RULE = RULES["ASY100"]
+
+
+def rule_for(key: str) -> Rule | None:
+    """The rule whose id (``ASY101``) or name (``http-requests``) is `key`."""
+    rule = RULES.get(key.upper())
+    if rule is not None:
+        return rule
+    for candidate in _RULE_LIST:
+        if candidate.name == key.lower():
+            return candidate
+    return None
+
+
+_HTTP_VERBS = ("get", "post", "put", "patch", "delete", "head", "options", "request")
+
+
+def _names(prefix: str, names: tuple[str, ...] | str, rule: str) -> dict[str, str]:
+    if isinstance(names, str):
+        names = tuple(names.split())
+    return {f"{prefix}.{name}": rule for name in names}
+
+
+# Fully qualified call name -> rule id.
+BLOCKING_CALLS: dict[str, str] = {
+    # requests
+    **_names("requests", _HTTP_VERBS, "ASY101"),
+    **_names("requests.api", _HTTP_VERBS, "ASY101"),
+    **_names("requests.Session", (*_HTTP_VERBS, "send"), "ASY101"),
+    # httpx, sync API
+    **_names("httpx", (*_HTTP_VERBS, "stream"), "ASY102"),
+    **_names("httpx.Client", (*_HTTP_VERBS, "send", "stream"), "ASY102"),
+    # urllib, urllib3, http.client
+    **_names("urllib.request", "urlopen urlretrieve", "ASY103"),
+    **_names("urllib.request.OpenerDirector", "open", "ASY103"),
+    **_names("urllib3", "request", "ASY103"),
+    **_names("urllib3.PoolManager", "request urlopen request_encode_body", "ASY103"),
+    **_names("http.client.HTTPConnection", "request getresponse connect send", "ASY103"),
+    # boto3: client/resource methods are matched through ANY_METHOD_TYPES
+    **_names("boto3.Paginator", "paginate", "ASY104"),
+    **_names("boto3.Waiter", "wait", "ASY104"),
+    # files
+    "builtins.open": "ASY105",
+    "io.open": "ASY105",
+    "io.open_code": "ASY105",
+    "codecs.open": "ASY105",
+    **_names(
+        "pathlib.Path",
+        "open read_text read_bytes write_text write_bytes exists is_file is_dir is_symlink "
+        "is_mount stat lstat mkdir rmdir unlink touch rename replace iterdir glob rglob walk "
+        "chmod samefile owner group readlink symlink_to hardlink_to copy move",
+        "ASY106",
+    ),
+    **_names(
+        "os",
+        "listdir scandir walk fwalk stat lstat remove unlink rename renames replace makedirs "
+        "mkdir rmdir removedirs open read write fsync fdatasync truncate chmod chown link "
+        "symlink readlink utime access fdopen sendfile",
+        "ASY107",
+    ),
+    **_names(
+        "os.path",
+        "exists lexists isfile isdir islink ismount getsize getmtime getatime getctime "
+        "samefile realpath",
+        "ASY107",
+    ),
+    **_names(
+        "shutil",
+        "copy copy2 copyfile copyfileobj copytree copymode copystat move rmtree "
+        "make_archive unpack_archive disk_usage chown",
+        "ASY107",
+    ),
+    # PostgreSQL
+    "psycopg2.connect": "ASY108",
+    **_names("psycopg2.connection", "commit rollback", "ASY108"),
+    **_names(
+        "psycopg2.cursor",
+        "execute executemany fetchone fetchmany fetchall callproc copy_expert copy_from "
+        "copy_to scroll",
+        "ASY108",
+    ),
+    "psycopg.connect": "ASY108",
+    "psycopg.Connection.connect": "ASY108",
+    **_names("psycopg.Connection", "execute commit rollback transaction", "ASY108"),
+    **_names(
+        "psycopg.Cursor", "execute executemany fetchone fetchmany fetchall copy scroll", "ASY108"
+    ),
+    **_names("psycopg_pool.ConnectionPool", "connection getconn wait open", "ASY108"),
+    # MySQL / MariaDB
+    **_names("pymysql", "connect Connect", "ASY109"),
+    "pymysql.connections.Connection": "ASY109",
+    **_names("MySQLdb", "connect Connect", "ASY109"),
+    "MySQLdb.connections.Connection": "ASY109",
+    **_names("pymysql.Connection", "commit rollback ping select_db query begin", "ASY109"),
+    **_names(
+        "pymysql.Cursor",
+        "execute executemany fetchone fetchmany fetchall callproc nextset",
+        "ASY109",
+    ),
+    **_names("MySQLdb.Connection", "commit rollback ping select_db query begin", "ASY109"),
+    **_names(
+        "MySQLdb.Cursor",
+        "execute executemany fetchone fetchmany fetchall callproc nextset",
+        "ASY109",
+    ),
+    # sqlite3
+    "sqlite3.connect": "ASY110",
+    **_names(
+        "sqlite3.Connection",
+        "execute executemany executescript commit rollback backup iterdump",
+        "ASY110",
+    ),
+    **_names(
+        "sqlite3.Cursor", "execute executemany executescript fetchone fetchmany fetchall", "ASY110"
+    ),
+    # sleeping
+    "time.sleep": "ASY111",
+    # subprocesses
+    **_names(
+        "subprocess",
+        "run call check_call check_output getoutput getstatusoutput Popen",
+        "ASY112",
+    ),
+    **_names("subprocess.Popen", "wait communicate", "ASY112"),
+    **_names(
+        "os",
+        "system popen wait waitpid wait3 wait4 spawnl spawnle spawnlp spawnlpe spawnv spawnve "
+        "spawnvp spawnvpe posix_spawn posix_spawnp",
+        "ASY112",
+    ),
+    # sockets and DNS
+    **_names(
+        "socket",
+        "create_connection create_server getaddrinfo gethostbyname gethostbyname_ex "
+        "gethostbyaddr getnameinfo getfqdn",
+        "ASY113",
+    ),
+    **_names(
+        "socket.socket",
+        "connect connect_ex accept recv recv_into recvfrom recvfrom_into recvmsg send sendall "
+        "sendto sendmsg sendfile",
+        "ASY113",
+    ),
+    **_names("ssl.SSLSocket", "connect accept recv send sendall do_handshake read write", "ASY113"),
+}
+
+# Calls that create an object of a known type: call name -> type name.
+FACTORIES: dict[str, str] = {
+    "requests.Session": "requests.Session",
+    "requests.session": "requests.Session",
+    "requests.sessions.Session": "requests.Session",
+    "httpx.Client": "httpx.Client",
+    "urllib.request.build_opener": "urllib.request.OpenerDirector",
+    "urllib.request.OpenerDirector": "urllib.request.OpenerDirector",
+    "urllib3.PoolManager": "urllib3.PoolManager",
+    "urllib3.HTTPConnectionPool": "urllib3.PoolManager",
+    "urllib3.HTTPSConnectionPool": "urllib3.PoolManager",
+    "http.client.HTTPConnection": "http.client.HTTPConnection",
+    "http.client.HTTPSConnection": "http.client.HTTPConnection",
+    "boto3.client": "boto3.client",
+    "boto3.resource": "boto3.resource",
+    "boto3.Session": "boto3.Session",
+    "boto3.session.Session": "boto3.Session",
+    "boto3.Session.client": "boto3.client",
+    "boto3.Session.resource": "boto3.resource",
+    "botocore.session.get_session": "botocore.Session",
+    "botocore.session.Session": "botocore.Session",
+    "botocore.Session.create_client": "boto3.client",
+    "boto3.client.get_paginator": "boto3.Paginator",
+    "boto3.client.get_waiter": "boto3.Waiter",
+    "pathlib.Path": "pathlib.Path",
+    "pathlib.PosixPath": "pathlib.Path",
+    "pathlib.WindowsPath": "pathlib.Path",
+    "pathlib.Path.cwd": "pathlib.Path",
+    "pathlib.Path.home": "pathlib.Path",
+    **{
+        f"pathlib.Path.{name}": "pathlib.Path"
+        for name in [
+            "joinpath",
+            "with_name",
+            "with_suffix",
+            "with_stem",
+            "relative_to",
+            "absolute",
+            "resolve",
+            "expanduser",
+        ]
+    },
+    "psycopg2.connect": "psycopg2.connection",
+    "psycopg2.connection.cursor": "psycopg2.cursor",
+    "psycopg.connect": "psycopg.Connection",
+    "psycopg.Connection.connect": "psycopg.Connection",
+    "psycopg.Connection.cursor": "psycopg.Cursor",
+    "psycopg.Connection.execute": "psycopg.Cursor",
+    "psycopg_pool.ConnectionPool": "psycopg_pool.ConnectionPool",
+    "psycopg_pool.ConnectionPool.getconn": "psycopg.Connection",
+    "pymysql.connect": "pymysql.Connection",
+    "pymysql.Connect": "pymysql.Connection",
+    "pymysql.connections.Connection": "pymysql.Connection",
+    "pymysql.Connection.cursor": "pymysql.Cursor",
+    "MySQLdb.connect": "MySQLdb.Connection",
+    "MySQLdb.Connect": "MySQLdb.Connection",
+    "MySQLdb.connections.Connection": "MySQLdb.Connection",
+    "MySQLdb.Connection.cursor": "MySQLdb.Cursor",
+    "sqlite3.connect": "sqlite3.Connection",
+    "sqlite3.Connection.cursor": "sqlite3.Cursor",
+    "sqlite3.Connection.execute": "sqlite3.Cursor",
+    "subprocess.Popen": "subprocess.Popen",
+    "socket.socket": "socket.socket",
+    "socket.create_connection": "socket.socket",
+    "socket.socket.accept": "socket.socket",
+    "ssl.SSLContext.wrap_socket": "ssl.SSLSocket",
+    "ssl.create_default_context": "ssl.SSLContext",
+    "ssl.SSLContext": "ssl.SSLContext",
+}
+
+# Types on which every public method call blocks (boto3 clients are generated at runtime,
+# so their methods cannot be listed): type -> (rule id, methods that do not block).
+ANY_METHOD_TYPES: dict[str, tuple[str, frozenset[str]]] = {
+    "boto3.client": (
+        "ASY104",
+        frozenset(
+            [
+                "get_paginator",
+                "get_waiter",
+                "can_paginate",
+                "generate_presigned_url",
+                "generate_presigned_post",
+                "close",
+            ]
+        ),
+    ),
+    "boto3.resource": ("ASY104", frozenset(["all", "filter", "limit", "page_size"])),
+}
+
+# Decorators that make a sync function run in a worker thread when it is called.
+OFFLOAD_DECORATORS: frozenset[str] = frozenset(
+    {
+        "asyncify_kit.asyncify",
+        "asyncify_kit._offload.asyncify",
+        "asyncer.asyncify",
+        "asgiref.sync.sync_to_async",
+    }
+)
+
+# Attributes of known types that are themselves of a known type: name -> type.
+ATTRIBUTE_TYPES: dict[str, str] = {
+    "pathlib.Path.parent": "pathlib.Path",
+    "boto3.client.meta": "boto3.meta",
+}
+
+# Other spellings of the known types, as found in annotations: name -> type.
+TYPE_ALIASES: dict[str, str] = {
+    "requests.sessions.Session": "requests.Session",
+    "httpx._client.Client": "httpx.Client",
+    "urllib3.poolmanager.PoolManager": "urllib3.PoolManager",
+    "http.client.HTTPSConnection": "http.client.HTTPConnection",
+    "boto3.session.Session": "boto3.Session",
+    "botocore.client.BaseClient": "boto3.client",
+    "pathlib.PosixPath": "pathlib.Path",
+    "pathlib.WindowsPath": "pathlib.Path",
+    "psycopg2.extensions.connection": "psycopg2.connection",
+    "psycopg2.extensions.cursor": "psycopg2.cursor",
+    "psycopg.connection.Connection": "psycopg.Connection",
+    "psycopg.cursor.Cursor": "psycopg.Cursor",
+    "pymysql.connections.Connection": "pymysql.Connection",
+    "pymysql.cursors.Cursor": "pymysql.Cursor",
+    "pymysql.cursors.DictCursor": "pymysql.Cursor",
+    "MySQLdb.connections.Connection": "MySQLdb.Connection",
+    "MySQLdb.cursors.Cursor": "MySQLdb.Cursor",
+    "sqlite3.dbapi2.Connection": "sqlite3.Connection",
+    "sqlite3.dbapi2.Cursor": "sqlite3.Cursor",
+    "socket.SocketType": "socket.socket",
+}
