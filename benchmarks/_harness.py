@@ -187,38 +187,66 @@ def _new_loop(kind: LoopKind) -> asyncio.AbstractEventLoop:
 
 
 class _LiveCase:
-    """A case ready to run: its loop and opened resources (asyncio/uvloop), or trio per run."""
+    """A case ready to run.
+
+    asyncio/uvloop: a loop of its own and one long-lived *driver* task on it that enters the
+    setup, serves every timed run, then exits the setup, like the lifespan of a real server
+    (thread runners such as anyio's keep their worker threads for their root task's life).
+    The harness steps the loop only while it waits for a run's result. trio: ``trio.run``
+    per timed run.
+    """
 
     def __init__(self, case: Case) -> None:
         self.case = case
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.runner: Runner | None = case.run
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._driver: asyncio.Task[None] | None = None
+        self._requests: asyncio.Queue[tuple[int, asyncio.Future[float]] | None] | None = None
 
     def open(self) -> None:
         if self.case.loop == "trio":
             return
         self.loop = _new_loop(self.case.loop)
-        if self.case.setup is not None:
-            self._stack = contextlib.AsyncExitStack()
-            self.runner = self.loop.run_until_complete(
-                self._stack.enter_async_context(self.case.setup())
-            )
+        ready: asyncio.Future[None] = self.loop.create_future()
+        self._driver = self.loop.create_task(self._drive(ready))
+        self.loop.run_until_complete(ready)
+
+    async def _drive(self, ready: asyncio.Future[None]) -> None:
+        self._requests = asyncio.Queue()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                runner = self.case.run
+                if self.case.setup is not None:
+                    runner = await stack.enter_async_context(self.case.setup())
+                if runner is None:
+                    raise RuntimeError("case without runner")
+                ready.set_result(None)
+                while (request := await self._requests.get()) is not None:
+                    ops, reply = request
+                    try:
+                        reply.set_result(await _call(runner, ops))
+                    except Exception as exc:
+                        reply.set_exception(exc)
+        except Exception as exc:
+            if ready.done():
+                raise
+            ready.set_exception(exc)  # setup failed: open() raises it
 
     def measure(self, ops: int) -> float:
         if self.case.loop == "trio":
             import trio
 
             return float(trio.run(self._trio_run, ops))
-        if self.loop is None or self.runner is None:
+        if self.loop is None or self._requests is None:
             raise RuntimeError("case not opened")
-        return self.loop.run_until_complete(_call(self.runner, ops))
+        reply: asyncio.Future[float] = self.loop.create_future()
+        self._requests.put_nowait((ops, reply))
+        return self.loop.run_until_complete(reply)
 
     async def _trio_run(self, ops: int) -> float:
         if self.case.setup is None:
-            if self.runner is None:
+            if self.case.run is None:
                 raise RuntimeError("case without runner")
-            return await _call(self.runner, ops)
+            return await _call(self.case.run, ops)
         async with self.case.setup() as runner:
             return await _call(runner, ops)
 
@@ -226,8 +254,10 @@ class _LiveCase:
         if self.loop is None:
             return
         try:
-            if self._stack is not None:
-                self.loop.run_until_complete(self._stack.aclose())
+            if self._driver is not None and not self._driver.done():
+                if self._requests is not None:
+                    self._requests.put_nowait(None)
+                self.loop.run_until_complete(self._driver)
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.run_until_complete(self.loop.shutdown_default_executor())
         finally:

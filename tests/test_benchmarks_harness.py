@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 from collections.abc import AsyncIterator, Callable
@@ -207,3 +208,53 @@ def test_failing_section_is_reported_and_its_resources_closed(tmp_path: Path) ->
     assert record["reason"] == "RuntimeError: driver exploded"
     assert closed == ["setup"]
     assert "Failed: RuntimeError: driver exploded." in (tmp_path / "results.md").read_text()
+
+
+def test_setup_and_runs_share_one_long_lived_task(tmp_path: Path) -> None:
+    """Like a server's lifespan: anyio keeps its worker threads for its root task's life."""
+    tasks: list[object] = []
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        tasks.append(asyncio.current_task())
+
+        async def run(ops: int) -> float:
+            tasks.append(asyncio.current_task())
+            return 1.0
+
+        yield run
+        tasks.append(asyncio.current_task())
+
+    section = Section(
+        name="lifespan",
+        title="Lifespan",
+        baseline="b",
+        scenarios=(Scenario("s", "s", ops=1),),
+        cases=lambda: [Case("s", "b", setup=setup)],
+    )
+    run_benchmarks([section], repeats=3, warmup=1, out_dir=tmp_path, log=print)
+    assert len(tasks) == 6
+    assert len({id(task) for task in tasks}) == 1
+
+
+class RefusedConnection:
+    """A setup whose resource cannot be opened."""
+
+    async def __aenter__(self) -> Runner:
+        raise ConnectionRefusedError("no server on 127.0.0.1:1")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+def test_failing_setup_is_reported(tmp_path: Path) -> None:
+    section = Section(
+        name="no-server",
+        title="No server",
+        baseline="b",
+        scenarios=(Scenario("s", "s", ops=1),),
+        cases=lambda: [Case("s", "b", setup=RefusedConnection)],
+    )
+    (record,) = run_benchmarks([section], repeats=1, out_dir=tmp_path, log=print)["sections"]
+    assert record["status"] == "error"
+    assert record["reason"] == "ConnectionRefusedError: no server on 127.0.0.1:1"
