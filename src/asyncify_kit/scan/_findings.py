@@ -12,7 +12,8 @@ class Hop:
     """One call on the way from an ``async def`` to a blocking call.
 
     `function` is the qualified name of the function that makes the call (``"UserService.get"``),
-    `call` the callee as written in the source (``"self._fetch"``, ``"requests.get"``);
+    `call` the call as written in the source (``"self._fetch(...)"``, ``"requests.get(...)"``,
+    or ``"service.settings"`` for a property);
     `line` and `column` are 1-based and locate the call.
     """
 
@@ -23,7 +24,7 @@ class Hop:
     call: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column} in {self.function}: {self.call}(...)"
+        return f"{self.path}:{self.line}:{self.column} in {self.function}: {self.call}"
 
 
 @dataclass(frozen=True)

@@ -560,7 +560,7 @@ def _decorator_name(node: ast.expr) -> str:
 
 
 def _call_text(node: ast.expr) -> str:
-    """The callee as written: ``self.repo.get``, ``requests.get``, ``make()``."""
+    """The callee as written: ``self.repo.get``, ``requests.get``, ``make(...).run``."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -568,7 +568,7 @@ def _call_text(node: ast.expr) -> str:
     if isinstance(node, ast.Name):
         parts.append(node.id)
     elif isinstance(node, ast.Call):
-        parts.append(_call_text(node.func) + "()")
+        parts.append(_call_text(node.func) + "(...)")
     else:
         parts.append("<expr>")
     return ".".join(reversed(parts))
@@ -954,9 +954,10 @@ class Project:
         return sites
 
     def _edge(self, target: FunctionInfo, func_node: ast.expr, node: ast.expr) -> Edge:
+        text = _call_text(func_node)
         return Edge(
             target,
-            _call_text(func_node),
+            f"{text}(...)" if isinstance(node, ast.Call) else text,
             node.lineno,
             node.end_lineno or node.lineno,
             node.col_offset,
@@ -978,7 +979,7 @@ class Project:
                 CUSTOM_RULE.id,
                 name,
                 fix,
-                _call_text(func_node),
+                f"{_call_text(func_node)}(...)",
                 node.lineno,
                 node.end_lineno or node.lineno,
                 node.col_offset,
@@ -992,7 +993,7 @@ class Project:
                 rule_id,
                 name,
                 "",
-                _call_text(func_node),
+                f"{_call_text(func_node)}(...)",
                 node.lineno,
                 node.end_lineno or node.lineno,
                 node.col_offset,

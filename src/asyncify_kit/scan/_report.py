@@ -34,7 +34,7 @@ def render_text(result: ScanResult) -> str:
             width = max(len(f"{hop.path}:{hop.line}:{hop.column}") for hop in finding.chain)
             for hop in finding.chain:
                 where = f"{hop.path}:{hop.line}:{hop.column}"
-                out.append(f"    {where:<{width}}  {hop.function}: {hop.call}(...)")
+                out.append(f"    {where:<{width}}  {hop.function}: {hop.call}")
         out.append(f"    fix: {finding.fix}")
     scanned = (
         f"{result.files} file{'s' if result.files != 1 else ''}, "
@@ -140,7 +140,7 @@ def render_sarif(result: ScanResult) -> str:
                                         "physicalLocation": _physical(
                                             hop.path, hop.line, hop.column
                                         ),
-                                        "message": {"text": f"{hop.function}: {hop.call}(...)"},
+                                        "message": {"text": f"{hop.function}: {hop.call}"},
                                     },
                                     "nestingLevel": depth,
                                 }
