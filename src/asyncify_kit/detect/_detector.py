@@ -1,0 +1,850 @@
+"""The runtime blocking detector: patch blocking functions, report calls made on a loop thread.
+
+While at least one `BlockingDetector` is active, every function of `_rules.RULES` is replaced by
+a thin wrapper. Off the event-loop thread the wrapper only checks "is this thread running a
+loop?" (``asyncio._get_running_loop()``, a C call that never raises, then sniffio's thread-local
+that trio sets for the duration of ``trio.run``) and calls the original. On the loop thread it
+skips calls that cannot block (non-blocking sockets, zero timeouts), walks the stack to find
+the first frame of user code, applies the allow-lists and hands a `BlockingReport` to the
+innermost active detector, which raises, warns, logs or collects it.
+
+Activations are reference-counted under a lock: the patches go in with the first activation
+and come out with the last, whatever the thread. A blocking call that is reported (or allowed)
+runs with a thread-local guard, so the calls it makes itself (``requests.get`` -> socket calls)
+are not reported again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import fnmatch
+import functools
+import importlib
+import inspect
+import linecache
+import logging
+import re
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any, Final, Literal, TypeVar, cast
+
+from ..exceptions import BlockingCallError, ConfigError
+from ._rules import RULES, Rule, fix_for
+
+_sniffio_thread_local: Any
+try:  # trio sets sniffio's thread-local to "trio" for the whole of trio.run()
+    from sniffio import thread_local as _sniffio_thread_local
+except ImportError:  # pragma: no cover - sniffio comes with trio; without it there is no trio
+    _sniffio_thread_local = None
+
+__all__ = [
+    "BlockingCallWarning",
+    "BlockingDetector",
+    "BlockingReport",
+    "CallSite",
+    "Mode",
+    "allow_blocking",
+    "current_loop_kind",
+    "detect_blocking",
+]
+
+logger = logging.getLogger("asyncify_kit.detect")
+
+Mode = Literal["raise", "warn", "log", "collect"]
+_MODES: Final = ("raise", "warn", "log", "collect")
+F = TypeVar("F", bound=Callable[..., Any])
+
+# asyncio._get_running_loop is in asyncio.events.__all__ (the low-level API for custom loops):
+# unlike get_running_loop() it returns None instead of raising, which keeps the hot path cheap.
+_get_running_loop: Final = asyncio._get_running_loop
+
+
+class BlockingCallWarning(RuntimeWarning):
+    """Emitted by ``detect_blocking(mode="warn")`` for each blocking call on the loop thread."""
+
+
+def current_loop_kind() -> str | None:
+    """``"asyncio"`` or ``"trio"`` if this thread is running that event loop now, else None.
+
+    >>> current_loop_kind() is None
+    True
+    """
+    if _get_running_loop() is not None:
+        return "asyncio"
+    if _sniffio_thread_local is not None and _sniffio_thread_local.name == "trio":
+        return "trio"
+    return None
+
+
+# -- frames -------------------------------------------------------------------------------------
+
+#: top-level packages whose frames are never "user code": the report's user frame is the first
+#: frame outside these, the standard library and asyncify_kit itself.
+FRAMEWORKS: Final = frozenset(
+    {
+        "_pytest",
+        "aioboto3",
+        "aiobotocore",
+        "aiofiles",
+        "aiohttp",
+        "aiomysql",
+        "anyio",
+        "asgiref",
+        "asyncmy",
+        "asyncpg",
+        "attr",
+        "attrs",
+        "boto3",
+        "botocore",
+        "certifi",
+        "charset_normalizer",
+        "databases",
+        "exceptiongroup",
+        "fastapi",
+        "h11",
+        "httpcore",
+        "httptools",
+        "httpx",
+        "idna",
+        "outcome",
+        "pluggy",
+        "psycopg",
+        "psycopg2",
+        "psycopg_pool",
+        "pydantic",
+        "pydantic_core",
+        "pymysql",
+        "pytest",
+        "pytest_asyncio",
+        "requests",
+        "s3transfer",
+        "sniffio",
+        "sqlalchemy",
+        "starlette",
+        "trio",
+        "typing_extensions",
+        "urllib3",
+        "uvicorn",
+        "uvloop",
+        "websockets",
+    }
+)
+
+#: a blocking call reached through one of these (between the call and the user frame) is the
+#: runtime's own business: the loop's internals, tracebacks/warnings reading source lines,
+#: imports, and logging handlers.
+EXEMPT: Final = frozenset(
+    {
+        "anyio",
+        "asyncio",
+        "importlib",
+        "linecache",
+        "logging",
+        "pkgutil",
+        "pluggy",
+        "selectors",
+        "sniffio",
+        "tokenize",
+        "traceback",
+        "trio",
+        "uvloop",
+        "warnings",
+        "zipimport",
+        "_pytest",
+    }
+)
+
+_LIBRARY: Final = FRAMEWORKS | frozenset(sys.stdlib_module_names)
+_USER_MODULES_IN_PACKAGE: Final = ("asyncify_kit._demo",)
+_MAX_STACK: Final = 64
+
+
+def _module_of(frame: FrameType) -> str:
+    name = frame.f_globals.get("__name__")
+    return name if isinstance(name, str) else ""
+
+
+def is_library_module(module: str) -> bool:
+    """True for the stdlib, asyncify_kit (but its demo app) and the known frameworks."""
+    if module == "asyncify_kit" or module.startswith("asyncify_kit."):
+        return not module.startswith(_USER_MODULES_IN_PACKAGE)
+    return module.partition(".")[0] in _LIBRARY
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """One frame of a report: where, in which function and module, and the source line."""
+
+    filename: str
+    lineno: int
+    function: str
+    module: str
+    line: str
+
+    @classmethod
+    def from_frame(cls, frame: FrameType, lineno: int | None = None) -> CallSite:
+        code = frame.f_code
+        line_number = frame.f_lineno if lineno is None else lineno
+        return cls(
+            filename=code.co_filename,
+            lineno=line_number,
+            function=code.co_name,
+            module=_module_of(frame),
+            line=linecache.getline(code.co_filename, line_number).strip(),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.lineno} in {self.function}"
+
+
+@dataclass
+class BlockingReport:
+    """One blocking call made on an event-loop thread while detection was on.
+
+    ``function`` is the blocking function as users know it (``time.sleep``,
+    ``requests.Session.request``), ``user_frame`` the first frame of user code on the way to it,
+    ``fix`` the suggested replacement. ``duration`` is how long the call blocked (None when it
+    was not run: raise mode). ``route`` is the HTTP route being served, when
+    `BlockingMiddleware` is in place.
+    """
+
+    function: str
+    kind: str
+    fix: str
+    loop: str
+    caller: CallSite
+    user_frame: CallSite | None
+    stack: tuple[CallSite, ...]
+    thread: str
+    detail: str | None = None
+    route: str | None = None
+    duration: float | None = None
+    time: float = field(default_factory=time.time)
+
+    @property
+    def site(self) -> CallSite:
+        """The user frame, or the frame that made the call if no user code was on the stack."""
+        return self.user_frame or self.caller
+
+    def format(self) -> str:
+        """A multi-line description: what blocked, where, and what to use instead."""
+        what = self.function + (f" ({self.detail})" if self.detail else "")
+        lines = [f"blocking call {what} on the {self.loop} event-loop thread"]
+        if self.route:
+            lines[0] += f" while serving {self.route}"
+        site = self.site
+        lines.append(f"  at {site}" + (f": {site.line}" if site.line else ""))
+        if self.user_frame is not None and self.caller != self.user_frame:
+            lines.append(f"  called from {self.caller}")
+        if self.duration is not None:
+            lines.append(f"  blocked the loop for {self.duration * 1000:.1f} ms")
+        lines.append(f"  fix: {self.fix}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+# -- allow-lists ---------------------------------------------------------------------------------
+
+_SITE = re.compile(r"^(?P<file>.+):(?P<line>\d+|\*)$")
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Parsed allow patterns: function globs, ``module:<glob>``, ``kind:<kind>``, ``file:line``."""
+
+    functions: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    sites: tuple[tuple[str, int | None], ...] = ()
+    everything: bool = False
+
+    @classmethod
+    def parse(cls, patterns: Iterable[str]) -> AllowList:
+        functions: list[str] = []
+        modules: list[str] = []
+        kinds: list[str] = []
+        sites: list[tuple[str, int | None]] = []
+        everything = False
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigError(
+                    f"invalid allow pattern {pattern!r}; accepted: a function glob "
+                    "('time.sleep', 'os.*'), 'module:<glob>', 'kind:<kind>' or '<file>:<line>'"
+                )
+            if pattern == "*":
+                everything = True
+            elif pattern.startswith("module:"):
+                modules.append(pattern[len("module:") :])
+            elif pattern.startswith("kind:"):
+                kinds.append(pattern[len("kind:") :])
+            elif (match := _SITE.match(pattern)) is not None:
+                line = match["line"]
+                file = match["file"].replace("\\", "/")
+                if not file.startswith(("/", "*")):
+                    file = "*" + ("" if file.startswith("/") else "/") + file
+                sites.append((file, None if line == "*" else int(line)))
+            else:
+                functions.append(pattern)
+        return cls(tuple(functions), tuple(modules), tuple(kinds), tuple(sites), everything)
+
+    def __bool__(self) -> bool:
+        return bool(self.everything or self.functions or self.modules or self.kinds or self.sites)
+
+    def allows(self, rule_name: str, kind: str, frames: list[FrameType]) -> bool:
+        if self.everything:
+            return True
+        if any(fnmatch.fnmatchcase(rule_name, p) for p in self.functions):
+            return True
+        if kind in self.kinds:
+            return True
+        if self.modules:
+            for frame in frames:
+                module = _module_of(frame)
+                if any(fnmatch.fnmatchcase(module, p) for p in self.modules):
+                    return True
+        if self.sites:
+            for frame in frames:
+                filename = frame.f_code.co_filename.replace("\\", "/")
+                for file, line in self.sites:
+                    if (line is None or line == frame.f_lineno) and (
+                        fnmatch.fnmatchcase(filename, file)
+                        or fnmatch.fnmatchcase("/" + filename, file)
+                    ):
+                        return True
+        return False
+
+
+_allowed: contextvars.ContextVar[AllowList | None] = contextvars.ContextVar(
+    "asyncify_kit_allow_blocking", default=None
+)
+
+#: set by BlockingMiddleware for the request being served: returns "GET /items/{id}"
+route_provider: contextvars.ContextVar[Callable[[], str | None] | None] = contextvars.ContextVar(
+    "asyncify_kit_route", default=None
+)
+
+
+class allow_blocking:
+    """Allow blocking calls inside a block or function, even while a detector is active.
+
+    With no pattern everything is allowed; otherwise only what the patterns name (same syntax as
+    ``detect_blocking(allow=...)``). Scoped to the current context (task), so other tasks on the
+    same loop are still checked.
+
+    >>> import time
+    >>> with detect_blocking(mode="raise"), allow_blocking("time.sleep"):
+    ...     time.sleep(0)
+    """
+
+    def __init__(self, *patterns: str) -> None:
+        self.allow = AllowList.parse(patterns) if patterns else AllowList(everything=True)
+        self._tokens: list[contextvars.Token[AllowList | None]] = []
+
+    def __enter__(self) -> allow_blocking:
+        outer = _allowed.get()
+        merged = self.allow if outer is None else _merge(outer, self.allow)
+        self._tokens.append(_allowed.set(merged))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _allowed.reset(self._tokens.pop())
+
+    def __call__(self, fn: F) -> F:
+        return _decorate(fn, self)
+
+
+def _merge(a: AllowList, b: AllowList) -> AllowList:
+    return AllowList(
+        a.functions + b.functions,
+        a.modules + b.modules,
+        a.kinds + b.kinds,
+        a.sites + b.sites,
+        a.everything or b.everything,
+    )
+
+
+def _decorate(fn: F, cm: Any) -> F:
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            with cm:
+                return await cast(Callable[..., Awaitable[Any]], fn)(*args, **kwargs)
+
+        return cast(F, run_async)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with cm:
+            return fn(*args, **kwargs)
+
+    return cast(F, run)
+
+
+# -- the active state -----------------------------------------------------------------------
+
+
+class _Local(threading.local):
+    depth = 0  # > 0 while a reported or allowed blocking call runs on this thread
+
+
+_local = _Local()
+_state_lock = threading.Lock()
+_sessions: list[BlockingDetector] = []
+_listeners: list[Callable[[BlockingReport], None]] = []
+_active = False
+
+
+def is_active() -> bool:
+    """True while at least one detector is active."""
+    return _active
+
+
+def add_listener(listener: Callable[[BlockingReport], None]) -> None:
+    """Also hand every report to *listener* (BlockingMiddleware counts them per route)."""
+    with _state_lock:
+        _listeners.append(listener)
+
+
+def remove_listener(listener: Callable[[BlockingReport], None]) -> None:
+    with _state_lock:
+        if listener in _listeners:
+            _listeners.remove(listener)
+
+
+class BlockingDetector:
+    """An activation of the blocking detector; see `detect_blocking`."""
+
+    def __init__(
+        self,
+        mode: Mode = "raise",
+        allow: Iterable[str] = (),
+        *,
+        max_reports: int = 1000,
+        log_interval: float = 60.0,
+    ) -> None:
+        if mode not in _MODES:
+            raise ConfigError(
+                f"invalid mode {mode!r} for detect_blocking; accepted: {', '.join(_MODES)}"
+            )
+        if isinstance(allow, str):
+            allow = (allow,)
+        self.mode: Mode = mode
+        self.allow = AllowList.parse(allow)
+        self.max_reports = max_reports
+        self.log_interval = log_interval
+        self.reports: list[BlockingReport] = []
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._logged: dict[tuple[str, str, int], float] = {}
+
+    def __enter__(self) -> BlockingDetector:
+        _activate(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _deactivate(self)
+
+    def __call__(self, fn: F) -> F:
+        """Use the detector as a decorator: active for each call of *fn* (sync or async)."""
+        return _decorate(fn, self)
+
+    def clear(self) -> list[BlockingReport]:
+        """Return the reports collected so far and forget them."""
+        with self._lock:
+            reports, self.reports = self.reports, []
+            self.dropped = 0
+        return reports
+
+    def handle(self, report: BlockingReport, user: FrameType | None) -> None:
+        """Record *report*, then raise, warn, log or just keep it, by mode."""
+        with self._lock:
+            if len(self.reports) < self.max_reports:
+                self.reports.append(report)
+            else:
+                self.dropped += 1
+        if self.mode == "raise":
+            raise BlockingCallError(report.format())
+        if self.mode == "warn":
+            site = report.site
+            registry = user.f_globals.setdefault("__warningregistry__", {}) if user else None
+            warnings.warn_explicit(
+                report.format(),
+                BlockingCallWarning,
+                site.filename,
+                site.lineno,
+                module=site.module or None,
+                registry=registry,
+            )
+        elif self.mode == "log":
+            key = (report.function, report.site.filename, report.site.lineno)
+            now = time.monotonic()
+            with self._lock:
+                last = self._logged.get(key)
+                if last is not None and now - last < self.log_interval:
+                    return
+                self._logged[key] = now
+            logger.warning("%s", report.format())
+
+    def __repr__(self) -> str:
+        return f"<BlockingDetector mode={self.mode!r} reports={len(self.reports)}>"
+
+
+def detect_blocking(
+    mode: Mode = "raise",
+    allow: Iterable[str] = (),
+    *,
+    max_reports: int = 1000,
+    log_interval: float = 60.0,
+) -> BlockingDetector:
+    """Report blocking calls made on an event-loop thread (asyncio or trio) while active.
+
+    Use it as a context manager or a decorator (sync or async functions). *mode*:
+
+    - ``"raise"``: the blocking call raises `BlockingCallError` instead of running;
+    - ``"warn"``: a `BlockingCallWarning` at the user's line (once per line, as warnings do);
+    - ``"log"``: a warning on the ``asyncify_kit.detect`` logger, once per line per
+      *log_interval* seconds;
+    - ``"collect"``: nothing but the report in ``.reports``.
+
+    Every mode keeps the reports (up to *max_reports*) in ``.reports``. *allow* takes function
+    globs (``"time.sleep"``, ``"os.*"``), ``"module:<glob>"`` (any frame between the call and
+    the user's code in a matching module), ``"kind:<kind>"`` (``file``, ``dns``, ``http``...),
+    and call sites ``"<file>:<line>"`` (``"app/legacy.py:42"``, ``"app/legacy.py:*"``).
+
+    Calls made in worker threads (``asyncify``, ``run_in_executor``, ``to_thread``) are never
+    reported: only the thread that runs the loop is watched.
+
+    ```python
+    import asyncio
+    import time
+
+    from asyncify_kit.detect import detect_blocking
+
+
+    async def main() -> None:
+        with detect_blocking(mode="collect") as detector:
+            time.sleep(0.01)
+        print(detector.reports[0].function)  # time.sleep
+
+
+    asyncio.run(main())
+    ```
+    """
+    return BlockingDetector(mode, allow, max_reports=max_reports, log_interval=log_interval)
+
+
+def _activate(session: BlockingDetector) -> None:
+    global _active
+    with _state_lock:
+        _sessions.append(session)
+        if len(_sessions) == 1:
+            try:
+                _install()
+            except BaseException:
+                _sessions.pop()
+                _uninstall()
+                raise
+            _active = True
+
+
+def _deactivate(session: BlockingDetector) -> None:
+    global _active
+    with _state_lock:
+        for index in range(len(_sessions) - 1, -1, -1):
+            if _sessions[index] is session:
+                del _sessions[index]
+                break
+        if not _sessions and _active:
+            _active = False
+            _uninstall()
+
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """Do not report anything on this thread inside the block (the detector's own work)."""
+    _local.depth += 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+
+def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] | None:
+    """Frames from the call out to the first user frame; None if the call is exempt."""
+    frames: list[FrameType] = []
+    frame = start
+    while frame is not None and len(frames) < _MAX_STACK:
+        module = _module_of(frame)
+        if module.startswith("asyncify_kit.detect"):  # our own wrappers
+            frame = frame.f_back
+            continue
+        if module.partition(".")[0] in EXEMPT:
+            return None
+        frames.append(frame)
+        if not is_library_module(module):
+            return frames, frame
+        frame = frame.f_back
+    return frames, None
+
+
+def blocking_call(
+    rule_name: str,
+    kind: str,
+    fix: str,
+    detail: str | None,
+    loop: str,
+    start: FrameType | None,
+    call: Callable[[], Any],
+) -> Any:
+    """Report (or allow) one blocking call made on the loop thread, then run it."""
+    _local.depth += 1
+    try:
+        report: BlockingReport | None = None
+        session = _sessions[-1] if _sessions else None
+        walked = _walk(start) if session is not None else None
+        if session is not None and walked is not None and walked[0]:
+            frames, user = walked
+            extra = _allowed.get()
+            allowed = session.allow.allows(rule_name, kind, frames) or (
+                extra is not None and extra.allows(rule_name, kind, frames)
+            )
+            if not allowed:
+                provider = route_provider.get()
+                report = BlockingReport(
+                    function=rule_name,
+                    kind=kind,
+                    fix=fix,
+                    loop=loop,
+                    caller=CallSite.from_frame(frames[0]),
+                    user_frame=CallSite.from_frame(user) if user is not None else None,
+                    stack=tuple(CallSite.from_frame(f) for f in frames[:16]),
+                    thread=threading.current_thread().name,
+                    detail=detail,
+                    route=provider() if provider is not None else None,
+                )
+                for listener in list(_listeners):
+                    try:
+                        listener(report)
+                    except Exception:  # a listener must never break the call it observes
+                        logger.exception("blocking-call listener %r failed", listener)
+                session.handle(report, user)
+        if report is None:
+            return call()
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            report.duration = time.perf_counter() - started
+    finally:
+        _local.depth -= 1
+
+
+def _make_wrapper(rule: Rule, original: Callable[..., Any]) -> Callable[..., Any]:
+    nonblocking = rule.nonblocking
+    describe = rule.detail
+    name, kind, fix = rule.name, rule.kind, rule.fix
+    get_loop = _get_running_loop
+    sniffio_tl = _sniffio_thread_local
+    local = _local
+
+    def blocking_wrapper(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        if get_loop() is not None:
+            loop = "asyncio"
+        elif sniffio_tl is not None and sniffio_tl.name == "trio":
+            loop = "trio"
+        else:
+            return original(*args, **kwargs)
+        if local.depth or (nonblocking is not None and nonblocking(args, kwargs)):
+            return original(*args, **kwargs)
+        detail = describe(args, kwargs) if describe is not None else None
+        return blocking_call(
+            name,
+            kind,
+            fix,
+            detail,
+            loop,
+            sys._getframe(1),
+            functools.partial(original, *args, **kwargs),
+        )
+
+    with contextlib.suppress(AttributeError, TypeError):  # C callables may lack __name__
+        functools.update_wrapper(blocking_wrapper, original)
+    blocking_wrapper.__asyncify_detect_rule__ = rule  # type: ignore[attr-defined]
+    return blocking_wrapper
+
+
+# -- patching -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Patch:
+    owner: Any
+    attr: str
+    original: Any  # what owner.__dict__ held, or _INHERITED
+    installed: Any
+
+
+_INHERITED: Final = object()
+_patches: list[_Patch] = []
+
+
+def _resolve(rule: Rule) -> tuple[Any, str] | None:
+    module = sys.modules.get(rule.module)
+    if module is None:
+        if not rule.stdlib:
+            return None
+        try:
+            module = importlib.import_module(rule.module)
+        except ImportError:
+            return None
+    owner: Any = module
+    *path, attr = rule.target.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    if not hasattr(owner, attr):
+        return None
+    return owner, attr
+
+
+def _install() -> None:
+    for rule in RULES:
+        found = _resolve(rule)
+        if found is None:
+            continue
+        owner, attr = found
+        if isinstance(owner, type):
+            raw = owner.__dict__.get(attr, _INHERITED)
+            if raw is _INHERITED:
+                wrapped: Any = _make_wrapper(rule, getattr(owner, attr))
+            elif isinstance(raw, classmethod):
+                wrapped = classmethod(_make_wrapper(rule, raw.__func__))
+            elif isinstance(raw, staticmethod):
+                wrapped = staticmethod(_make_wrapper(rule, raw.__func__))
+            else:
+                wrapped = _make_wrapper(rule, raw)
+        else:
+            raw = getattr(owner, attr)
+            if rule.module == "sqlite3" and attr == "connect":
+                wrapped = _make_wrapper(rule, _sqlite_connect(raw))
+            else:
+                wrapped = _make_wrapper(rule, raw)
+        setattr(owner, attr, wrapped)
+        _patches.append(_Patch(owner, attr, raw, wrapped))
+
+
+def _uninstall() -> None:
+    while _patches:
+        patch = _patches.pop()
+        current = (
+            patch.owner.__dict__.get(patch.attr)
+            if isinstance(patch.owner, type)
+            else getattr(patch.owner, patch.attr, None)
+        )
+        if current is not patch.installed:
+            # someone patched over us (a test's monkeypatch, another tool): leave theirs
+            logger.debug("not restoring %r.%s: replaced by another patch", patch.owner, patch.attr)
+            continue
+        if patch.original is _INHERITED:
+            delattr(patch.owner, patch.attr)
+        else:
+            setattr(patch.owner, patch.attr, patch.original)
+
+
+# -- sqlite3: C methods cannot be patched, so connections made while active are subclasses ------
+
+
+def guarded(name: str, kind: str, call: Callable[[], Any]) -> Any:
+    """Run *call*, reporting it as the blocking *name* if made on a loop thread while active."""
+    if not _active or _local.depth:
+        return call()
+    loop = current_loop_kind()
+    if loop is None:
+        return call()
+    return blocking_call(
+        name, kind, f"{name} -> {fix_for(kind)}", None, loop, sys._getframe(1), call
+    )
+
+
+@functools.cache
+def _sqlite_types() -> tuple[type[Any], type[Any]]:
+    import sqlite3
+
+    base_cursor, base_connection = sqlite3.Cursor, sqlite3.Connection
+
+    def check(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        qualified = f"sqlite3.{name}"
+
+        def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            return guarded(qualified, "sqlite3", functools.partial(method, self, *args, **kwargs))
+
+        checked.__name__ = checked.__qualname__ = method.__name__
+        return checked
+
+    def cursor(self: Any, factory: Any = None) -> Any:
+        return base_connection.cursor(self, factory or detected_cursor)
+
+    cursor_methods = ("execute", "executemany", "executescript", "fetchone", "fetchmany")
+    detected_cursor = type(
+        "Cursor",
+        (base_cursor,),
+        {m: check(f"Cursor.{m}", getattr(base_cursor, m)) for m in (*cursor_methods, "fetchall")},
+    )
+
+    def via_cursor(name: str) -> Callable[..., Any]:
+        # the C Connection.execute builds a plain cursor; go through ours so rows are checked
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.cursor(), name)(*args, **kwargs)
+
+        method.__name__ = name
+        return method
+
+    connection_methods = {
+        **{m: via_cursor(m) for m in ("execute", "executemany", "executescript")},
+        "commit": base_connection.commit,
+        "rollback": base_connection.rollback,
+    }
+    detected_connection = type(
+        "Connection",
+        (base_connection,),
+        {
+            "cursor": cursor,
+            **{m: check(f"Connection.{m}", fn) for m, fn in connection_methods.items()},
+        },
+    )
+    return detected_connection, detected_cursor
+
+
+def _sqlite_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
+    """sqlite3.connect that builds a checked Connection subclass unless given a factory."""
+
+    @functools.wraps(connect)
+    def sqlite_connect(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        if len(args) < 6 and "factory" not in kwargs:
+            kwargs["factory"] = _sqlite_types()[0]
+        return connect(*args, **kwargs)
+
+    return sqlite_connect

@@ -1,0 +1,265 @@
+"""`BlockingMiddleware`: blocking calls and loop stalls, attributed to the route that caused them.
+
+Raw ASGI, so it wraps any ASGI app (Starlette, FastAPI, others) with no dependency. For each
+HTTP/websocket request it publishes the route being served to the detector (reports get
+``route="GET /items/{item_id}"``, the route template when the framework recorded one in
+``scope["route"]``, else the path), and its frame is what a `LoopMonitor` finds on the loop
+thread's stack during a stall. Counters per route are kept in `metrics()`, and served as
+Prometheus text at *metrics_path* if given.
+
+The monitor and (by default log-mode) detector start with the app's lifespan, or with its first
+request when the server runs no lifespan, and stop at lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from types import FrameType
+from typing import Any
+
+from ._detector import (
+    BlockingDetector,
+    BlockingReport,
+    Mode,
+    add_listener,
+    detect_blocking,
+    remove_listener,
+    route_provider,
+)
+from ._monitor import LoopMonitor, StallReport, route_frames
+
+__all__ = ["BlockingMiddleware", "route_label"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def route_label(scope: Scope) -> str:
+    """``"GET /items/{item_id}"``: the method and the route template (else the raw path)."""
+    method = scope.get("method") or ("WEBSOCKET" if scope.get("type") == "websocket" else "")
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    path = template if isinstance(template, str) else scope.get("path", "")
+    prefix = scope.get("root_path", "") if isinstance(template, str) else ""
+    return f"{method} {prefix}{path}".strip()
+
+
+class BlockingMiddleware:
+    """Attribute blocking calls and loop stalls to the route being served.
+
+    ```python
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from asyncify_kit.detect import BlockingMiddleware
+
+    app = FastAPI()
+    app.add_middleware(BlockingMiddleware, stall_threshold=0.1, metrics_path="/metrics")
+
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+
+    async def main() -> None:
+        import httpx
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await client.get("/items/1")
+        print(BlockingMiddleware.of(app).metrics()["routes"])
+
+
+    asyncio.run(main())
+    ```
+
+    *monitor*: True (a `LoopMonitor` with *stall_threshold*), a monitor of your own, or False.
+    *detect*: the mode of a `detect_blocking` active while the app runs (``"log"`` by default;
+    None for off). *allow*: its allow patterns.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        monitor: LoopMonitor | bool = True,
+        detect: Mode | None = "log",
+        allow: Iterable[str] = (),
+        stall_threshold: float = 0.1,
+        metrics_path: str | None = None,
+    ) -> None:
+        self.app = app
+        if monitor is True:
+            self.monitor: LoopMonitor | None = LoopMonitor(stall_threshold=stall_threshold)
+        else:
+            self.monitor = monitor or None
+        self.detector: BlockingDetector | None = (
+            detect_blocking(mode=detect, allow=allow) if detect is not None else None
+        )
+        self.metrics_path = metrics_path
+        self._lock = threading.Lock()
+        self._routes: dict[str, dict[str, float]] = {}
+        self._started = False
+        self._owns_monitor = False
+        if self.monitor is not None:
+            self.monitor.add_stall_listener(self._on_stall)
+
+    @classmethod
+    def of(cls, app: Any) -> BlockingMiddleware:
+        """The middleware installed around *app* (a FastAPI/Starlette app builds it lazily)."""
+        if isinstance(app, BlockingMiddleware):
+            return app
+        found = getattr(app, "middleware_stack", None)
+        while found is not None and not isinstance(found, BlockingMiddleware):
+            found = getattr(found, "app", None)
+        if found is None:
+            raise LookupError(
+                f"no BlockingMiddleware around {app!r} (has it served a request yet?)"
+            )
+        return found
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the monitor and the detector (from code running on the app's loop)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        add_listener(self._on_report)
+        if self.detector is not None:
+            self.detector.__enter__()
+        if self.monitor is not None and not self.monitor.running:
+            self.monitor.start()
+            self._owns_monitor = True
+
+    def stop(self) -> None:
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+        remove_listener(self._on_report)
+        if self.detector is not None:
+            self.detector.__exit__(None, None, None)
+        if self.monitor is not None and self._owns_monitor:
+            self.monitor.stop()
+            self._owns_monitor = False
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if not self._started:
+            self.start()
+        if (
+            self.metrics_path is not None
+            and kind == "http"
+            and scope.get("path") == self.metrics_path
+        ):
+            await self._serve_metrics(send)
+            return
+        await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # this frame is what LoopMonitor looks for on the loop thread's stack (route_frames)
+        token = route_provider.set(functools.partial(route_label, scope))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route_provider.reset(token)
+            self._count(route_label(scope), "requests", 1)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.startup":
+                self.start()
+            elif message.get("type") == "lifespan.shutdown":
+                self.stop()
+            return message
+
+        return lifespan_receive
+
+    async def _serve_metrics(self, send: Send) -> None:
+        body = self.prometheus().encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    # -- attribution --------------------------------------------------------------------------
+
+    def _count(self, route: str, field: str, amount: float) -> None:
+        with self._lock:
+            counters = self._routes.setdefault(
+                route, {"requests": 0, "blocking_calls": 0, "stalls": 0, "stall_seconds": 0.0}
+            )
+            counters[field] += amount
+
+    def _on_report(self, report: BlockingReport) -> None:
+        if report.route is not None:
+            self._count(report.route, "blocking_calls", 1)
+
+    def _on_stall(self, report: StallReport) -> None:
+        if report.route is not None and not report.ongoing:
+            self._count(report.route, "stalls", 1)
+            self._count(report.route, "stall_seconds", report.duration)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters per route (requests, blocking_calls, stalls, stall_seconds), the monitor's."""
+        with self._lock:
+            routes = {route: dict(values) for route, values in self._routes.items()}
+        return {
+            "routes": routes,
+            "monitor": self.monitor.metrics() if self.monitor is not None else None,
+            "blocking_calls": len(self.detector.reports) if self.detector is not None else None,
+        }
+
+    def prometheus(self, prefix: str = "asyncify") -> str:
+        """Per-route counters and the monitor's metrics in Prometheus text format."""
+        lines: list[str] = []
+        routes = self.metrics()["routes"]
+        for field, help_ in (
+            ("requests", "Requests served, by route."),
+            ("blocking_calls", "Blocking calls on the event loop, by route."),
+            ("stalls", "Event-loop stalls, by the route being served."),
+            ("stall_seconds", "Time the event loop was stalled, by route."),
+        ):
+            name = f"{prefix}_route_{field}_total"
+            lines.append(f"# HELP {name} {help_}")
+            lines.append(f"# TYPE {name} counter")
+            for route, values in sorted(routes.items()):
+                label = route.replace("\\", "\\\\").replace('"', '\\"')
+                lines.append(f'{name}{{route="{label}"}} {float(values[field])!r}')
+        text = "\n".join(lines) + "\n"
+        if self.monitor is not None:
+            text += self.monitor.prometheus(prefix)
+        return text
+
+
+def _scope_route(frame: FrameType) -> str | None:
+    scope = frame.f_locals.get("scope")
+    return route_label(scope) if isinstance(scope, MutableMapping) else None
+
+
+route_frames[BlockingMiddleware._serve.__code__] = _scope_route

@@ -1,0 +1,346 @@
+"""The table of blocking functions the detector patches, and the fix it suggests for each.
+
+Each `Rule` names one attribute to patch (``module`` + dotted ``target`` inside it), the name a
+report shows, the kind of blocking it is, and the fix from DESIGN.md's table. Some calls only
+block sometimes: a call on a non-blocking socket, ``select`` with a zero timeout, a numeric-only
+``getaddrinfo``. Their ``nonblocking`` predicate sees the call's arguments and lets those pass.
+
+Third-party rows are patched only when their module has already been imported when detection
+starts (the detector never imports a driver by itself).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["FIXES", "RULES", "Rule", "fix_for"]
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+
+ASYNCIFY_HINT: Final = "or decorate the caller with @asyncify"
+
+FIXES: Final[dict[str, str]] = {
+    "sleep": "await anyio.sleep() (or asyncio.sleep / trio.sleep)",
+    "socket": (
+        "the loop's own streams (anyio.connect_tcp, asyncio.open_connection, "
+        f"trio.open_tcp_stream), {ASYNCIFY_HINT}"
+    ),
+    "ssl": f"anyio.connect_tcp(..., tls=True) or asyncio.open_connection(ssl=...), {ASYNCIFY_HINT}",
+    "dns": "await anyio.getaddrinfo() (or loop.getaddrinfo / trio.socket.getaddrinfo)",
+    "file": f"asyncify_kit.storage.Storage('file://...'), {ASYNCIFY_HINT}",
+    "os": f"await asyncify_kit.run_sync(<the os function>, ...), {ASYNCIFY_HINT}",
+    "subprocess": (
+        "await anyio.run_process() (or asyncio.create_subprocess_exec / trio.run_process)"
+    ),
+    "select": f"anyio.wait_readable() / anyio.wait_writable(), {ASYNCIFY_HINT}",
+    "sqlite3": f"asyncify_kit.sql.Database('sqlite:///...'), {ASYNCIFY_HINT}",
+    "http": f"asyncify_kit.http.HttpClient, {ASYNCIFY_HINT}",
+    "postgres": f"asyncify_kit.sql.Database('postgresql://...'), {ASYNCIFY_HINT}",
+    "mysql": f"asyncify_kit.sql.Database('mysql://...'), {ASYNCIFY_HINT}",
+    "aws": (
+        "asyncify_kit.storage.Storage('s3://...') for S3, asyncify_kit.aws for other "
+        f"services, {ASYNCIFY_HINT}"
+    ),
+}
+
+
+def fix_for(kind: str) -> str:
+    """The suggested fix for a kind of blocking call (see `FIXES`)."""
+    return FIXES.get(kind, f"run it off the loop: {ASYNCIFY_HINT}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One patched function: where it lives, how it is reported, when it cannot block."""
+
+    module: str
+    target: str
+    name: str
+    kind: str
+    nonblocking: Callable[[Args, Kwargs], bool] | None = None
+    detail: Callable[[Args, Kwargs], str | None] | None = None
+    stdlib: bool = True
+
+    @property
+    def fix(self) -> str:
+        return f"{self.name} -> {fix_for(self.kind)}"
+
+
+# -- predicates: calls that cannot block --------------------------------------------------
+
+
+def _socket_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """A method call on a socket whose timeout is 0 (setblocking(False)) returns at once."""
+    sock = args[0] if args else None
+    return getattr(sock, "timeout", None) == 0.0
+
+
+def _arg(args: Args, kwargs: Kwargs, index: int, name: str, default: Any = None) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _sleep_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """time.sleep(0) only yields the GIL."""
+    seconds = _arg(args, kwargs, 0, "secs")
+    return isinstance(seconds, (int, float)) and seconds <= 0
+
+
+def _getaddrinfo_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """A numeric-only lookup (AI_NUMERICHOST, as trio does first) never touches DNS."""
+    flags = _arg(args, kwargs, 5, "flags", 0)
+    return isinstance(flags, int) and bool(flags & socket.AI_NUMERICHOST)
+
+
+def _getnameinfo_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    flags = _arg(args, kwargs, 1, "flags", 0)
+    numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+    return isinstance(flags, int) and flags & numeric == numeric
+
+
+def _fd_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """os.read/os.write on a descriptor in non-blocking mode (a pipe the loop watches)."""
+    fd = args[0] if args else kwargs.get("fd")
+    if not isinstance(fd, int):
+        return False
+    try:
+        return not os.get_blocking(fd)
+    except OSError:
+        return False
+
+
+def _open_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """open(fd) wraps an existing descriptor: no filesystem access."""
+    return isinstance(_arg(args, kwargs, 0, "file"), int)
+
+
+def _select_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    timeout = _arg(args, kwargs, 3, "timeout")
+    return timeout is not None and timeout == 0
+
+
+def _wait_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """Popen.wait(timeout=0) only polls."""
+    timeout = _arg(args, kwargs, 1, "timeout")
+    return timeout is not None and timeout == 0
+
+
+def _waitpid_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    options = _arg(args, kwargs, 1, "options", 0)
+    return isinstance(options, int) and bool(options & os.WNOHANG)
+
+
+# -- details: what the report says beyond the function name (never secrets) ------------------
+
+
+def _http_method_detail(index: int) -> Callable[[Args, Kwargs], str | None]:
+    def detail(args: Args, kwargs: Kwargs) -> str | None:
+        method = _arg(args, kwargs, index, "method")
+        return f"HTTP {method}" if isinstance(method, str) else None
+
+    return detail
+
+
+def _botocore_detail(args: Args, kwargs: Kwargs) -> str | None:
+    client = args[0] if args else None
+    operation = _arg(args, kwargs, 1, "operation_name")
+    meta = getattr(client, "meta", None)
+    service = getattr(getattr(meta, "service_model", None), "service_name", None)
+    if isinstance(operation, str):
+        return f"{service or 'aws'}.{operation}"
+    return None
+
+
+def _stdlib(
+    module: str,
+    targets: tuple[str, ...],
+    kind: str,
+    nonblocking: Callable[[Args, Kwargs], bool] | None = None,
+    prefix: str | None = None,
+) -> list[Rule]:
+    shown = module if prefix is None else prefix
+    return [
+        Rule(module, target, f"{shown}.{target}" if shown else target, kind, nonblocking)
+        for target in targets
+    ]
+
+
+_SOCKET_METHODS: Final = (
+    "accept",
+    "connect",
+    "connect_ex",
+    "recv",
+    "recv_into",
+    "recvfrom",
+    "recvfrom_into",
+    "send",
+    "sendall",
+    "sendfile",
+    "sendto",
+)
+_SSL_METHODS: Final = (
+    "accept",
+    "connect",
+    "connect_ex",
+    "do_handshake",
+    "read",
+    "recv",
+    "recv_into",
+    "recvfrom",
+    "recvfrom_into",
+    "send",
+    "sendall",
+    "sendfile",
+    "sendto",
+    "unwrap",
+    "write",
+)
+_OS_FILE: Final = (
+    "access",
+    "chmod",
+    "fsync",
+    "link",
+    "listdir",
+    "lstat",
+    "mkdir",
+    "open",
+    "readlink",
+    "remove",
+    "rename",
+    "replace",
+    "rmdir",
+    "scandir",
+    "stat",
+    "statvfs",
+    "symlink",
+    "truncate",
+    "unlink",
+    "utime",
+)
+
+
+def _build() -> tuple[Rule, ...]:
+    rules: list[Rule] = [Rule("time", "sleep", "time.sleep", "sleep", _sleep_nonblocking)]
+    rules += [
+        Rule("socket", f"socket.{m}", f"socket.socket.{m}", "socket", _socket_nonblocking)
+        for m in _SOCKET_METHODS
+    ]
+    rules += [
+        Rule("socket", "getaddrinfo", "socket.getaddrinfo", "dns", _getaddrinfo_nonblocking),
+        Rule("socket", "getnameinfo", "socket.getnameinfo", "dns", _getnameinfo_nonblocking),
+        *_stdlib("socket", ("gethostbyname", "gethostbyname_ex", "gethostbyaddr"), "dns"),
+    ]
+    rules += [
+        Rule("ssl", f"SSLSocket.{m}", f"ssl.SSLSocket.{m}", "ssl", _socket_nonblocking)
+        for m in _SSL_METHODS
+    ]
+    rules += [
+        Rule("builtins", "open", "open", "file", _open_nonblocking),
+        Rule("io", "open", "io.open", "file", _open_nonblocking),
+        Rule("os", "read", "os.read", "file", _fd_nonblocking),
+        Rule("os", "write", "os.write", "file", _fd_nonblocking),
+        *[Rule("pathlib", f"Path.{m}", f"pathlib.Path.{m}", "file") for m in _PATH_METHODS],
+        *_stdlib("os", _OS_FILE, "os"),
+    ]
+    rules += [
+        *_stdlib(
+            "subprocess",
+            ("run", "call", "check_call", "check_output", "getoutput", "getstatusoutput"),
+            "subprocess",
+        ),
+        Rule("subprocess", "Popen.wait", "subprocess.Popen.wait", "subprocess", _wait_nonblocking),
+        Rule("subprocess", "Popen.communicate", "subprocess.Popen.communicate", "subprocess"),
+        Rule("os", "system", "os.system", "subprocess"),
+        Rule("os", "waitpid", "os.waitpid", "subprocess", _waitpid_nonblocking),
+        Rule("os", "wait", "os.wait", "subprocess"),
+        Rule("select", "select", "select.select", "select", _select_nonblocking),
+        Rule("sqlite3", "connect", "sqlite3.connect", "sqlite3"),
+    ]
+    rules += [
+        *[
+            Rule("requests", verb, f"requests.{verb}", "http", stdlib=False)
+            for verb in ("request", "get", "head", "post", "put", "patch", "delete", "options")
+        ],
+        Rule(
+            "requests",
+            "Session.request",
+            "requests.Session.request",
+            "http",
+            detail=_http_method_detail(1),
+            stdlib=False,
+        ),
+        Rule(
+            "urllib3",
+            "connectionpool.HTTPConnectionPool.urlopen",
+            "urllib3.HTTPConnectionPool.urlopen",
+            "http",
+            detail=_http_method_detail(1),
+            stdlib=False,
+        ),
+        Rule(
+            "urllib3",
+            "poolmanager.PoolManager.urlopen",
+            "urllib3.PoolManager.urlopen",
+            "http",
+            detail=_http_method_detail(1),
+            stdlib=False,
+        ),
+        Rule("httpx", "Client.send", "httpx.Client.send", "http", stdlib=False),
+        Rule("psycopg2", "connect", "psycopg2.connect", "postgres", stdlib=False),
+        *[
+            Rule("psycopg", f"Connection.{m}", f"psycopg.Connection.{m}", "postgres", stdlib=False)
+            for m in ("connect", "execute", "commit", "rollback")
+        ],
+        *[
+            Rule("psycopg", f"Cursor.{m}", f"psycopg.Cursor.{m}", "postgres", stdlib=False)
+            for m in ("execute", "executemany", "fetchone", "fetchmany", "fetchall", "copy")
+        ],
+        *[
+            Rule(
+                "pymysql",
+                f"connections.Connection.{m}",
+                f"pymysql.Connection.{m}",
+                "mysql",
+                stdlib=False,
+            )
+            for m in ("connect", "query", "commit", "rollback", "ping")
+        ],
+        *[
+            Rule("pymysql", f"cursors.Cursor.{m}", f"pymysql.Cursor.{m}", "mysql", stdlib=False)
+            for m in ("execute", "executemany", "callproc")
+        ],
+        Rule(
+            "botocore",
+            "client.BaseClient._make_api_call",
+            "botocore.client.BaseClient._make_api_call",
+            "aws",
+            detail=_botocore_detail,
+            stdlib=False,
+        ),
+    ]
+    return tuple(rules)
+
+
+_PATH_METHODS: Final = (
+    "read_bytes",
+    "read_text",
+    "write_bytes",
+    "write_text",
+    "iterdir",
+    "glob",
+    "rglob",
+    "exists",
+    "is_file",
+    "is_dir",
+    "touch",
+    "unlink",
+    "mkdir",
+)
+
+RULES: Final[tuple[Rule, ...]] = _build()
