@@ -1,0 +1,142 @@
+"""The ``asyncify-kit`` command line.
+
+Each subcommand is one ``add_<name>(subparsers)`` function listed in ``COMMANDS``: it adds its
+parser and sets ``handler`` (a function from the parsed arguments to an exit code). Heavy
+imports happen inside the handler, so ``asyncify-kit --help`` stays fast and a missing extra
+only affects its own subcommand.
+
+Example::
+
+    $ asyncify-kit demo --concurrency 10 --duration 0.2
+    $ asyncify-kit demo --json > demo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+SubParsers = Any  # argparse's _SubParsersAction is private; its type is not public API
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse ``type`` that parses with *kind* and rejects values outside [low, high]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside the range {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    try:
+        from . import _demo
+    except ImportError as exc:
+        package = exc.name or "fastapi"
+        print(
+            f"asyncify-kit demo needs the {package!r} package, which is not installed; "
+            "install it with: pip install 'asyncify-kit[demo]'",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.json:
+        print(
+            f"asyncify-kit demo: {args.concurrency} concurrent slow requests of "
+            f"{args.duration * 1000:.0f} ms per variant, on a FastAPI app under uvicorn "
+            "at 127.0.0.1 ...",
+            file=sys.stderr,
+            flush=True,
+        )
+    result = _demo.run_demo(args.concurrency, args.duration, args.window)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(_demo.format_table(result))
+        print(f"(finished in {result.elapsed:.1f} s)")
+    if args.plot:
+        try:
+            _demo.save_plot(result, args.plot)
+        except ImportError:
+            print(
+                "--plot needs matplotlib, which is not installed: pip install matplotlib",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"chart written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def add_demo(subparsers: SubParsers) -> None:
+    """``asyncify-kit demo``: the event-loop blocking experiment (see ``docs/demo.md``)."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="measure what a blocking call in async def does to a FastAPI app",
+        description=(
+            "Start a FastAPI app under uvicorn on 127.0.0.1 and measure the latency of a fast "
+            "GET / while N concurrent slow handlers run, for four variants: a blocking call in "
+            "async def, the same call under @asyncify, a plain def endpoint, and a native async "
+            "call."
+        ),
+    )
+    parser.add_argument(
+        "-n",
+        "--concurrency",
+        type=_bounded(int, 1, 200),
+        default=10,
+        help="concurrent slow requests per burst (default: 10)",
+    )
+    parser.add_argument(
+        "-d",
+        "--duration",
+        type=_bounded(float, 0.001, 5.0),
+        default=0.2,
+        help="seconds each slow call takes (default: 0.2)",
+    )
+    parser.add_argument(
+        "--window",
+        type=_bounded(float, 0.05, 30.0),
+        default=1.0,
+        help="minimum seconds each variant is measured; bursts repeat until it passes "
+        "(default: 1.0)",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--plot", metavar="PATH", help="also write a PNG bar chart to PATH")
+    parser.set_defaults(handler=_run_demo)
+
+
+COMMANDS: list[Callable[[SubParsers], None]] = [add_demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand of ``COMMANDS`` registered."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="asyncify-kit",
+        description="Stop blocking the event loop: offload, async facades, detection.",
+    )
+    parser.add_argument("--version", action="version", version=f"asyncify-kit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``asyncify-kit`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

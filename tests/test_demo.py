@@ -1,0 +1,143 @@
+"""``asyncify-kit demo``: the experiment runs end to end and shows what blocking does.
+
+The demo runs in a subprocess, exactly as ``make demo`` runs it (its server deliberately
+blocks its own event loop, which must not disturb this test process). The asserted ratio is
+a semantic property, not a micro-benchmark: while N handlers each block the loop for d
+seconds, a probe waits for up to N x d; offloaded, it waits for about a millisecond.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from asyncify_kit import cli
+from asyncify_kit._demo import DemoResult, Variant, VariantResult, percentile
+
+CONCURRENCY = 5
+DURATION = 0.2
+
+
+def run_cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asyncify_kit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_json() -> dict[str, Any]:
+    done = run_cli(
+        "demo", "-n", str(CONCURRENCY), "--duration", str(DURATION), "--window", "1.0", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    parsed: dict[str, Any] = json.loads(done.stdout)
+    return parsed
+
+
+def by_variant(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["variant"]: item for item in report["variants"]}
+
+
+def test_blocking_p99_is_at_least_ten_times_the_asyncify_p99(demo_json: dict[str, Any]) -> None:
+    variants = by_variant(demo_json)
+    blocking, offloaded = variants["blocking"], variants["asyncify"]
+    assert blocking["p99_ms"] >= 10 * offloaded["p99_ms"], demo_json
+    assert demo_json["blocking_vs_asyncify_p99"] >= 10
+
+
+def test_blocking_stalls_the_loop_for_about_n_times_d(demo_json: dict[str, Any]) -> None:
+    blocking = by_variant(demo_json)["blocking"]
+    # the handlers run one after the other: a probe waits for most of the queue
+    assert blocking["max_ms"] >= 0.5 * CONCURRENCY * DURATION * 1000
+    assert blocking["burst_ms"] >= 0.9 * CONCURRENCY * DURATION * 1000
+
+
+def test_every_non_blocking_variant_runs_the_slow_calls_concurrently(
+    demo_json: dict[str, Any],
+) -> None:
+    serial_ms = CONCURRENCY * DURATION * 1000
+    for key in ("asyncify", "threadpool", "native"):
+        item = by_variant(demo_json)[key]
+        assert item["burst_ms"] < 0.7 * serial_ms, item
+        assert item["slow_requests"] >= CONCURRENCY
+        assert item["probes"] > 0
+
+
+def test_json_report_is_complete(demo_json: dict[str, Any]) -> None:
+    assert demo_json["concurrency"] == CONCURRENCY
+    assert demo_json["duration_s"] == DURATION
+    assert [item["variant"] for item in demo_json["variants"]] == [
+        "blocking",
+        "asyncify",
+        "threadpool",
+        "native",
+    ]
+    for item in demo_json["variants"]:
+        assert item["p50_ms"] <= item["p99_ms"] <= item["max_ms"]
+    assert demo_json["verdict"].startswith("blocking call in async def: p99 ")
+    assert "fastapi" in demo_json["environment"]
+
+
+def test_table_output_and_plot(tmp_path: Any) -> None:
+    chart = tmp_path / "demo.png"
+    done = run_cli("demo", "-n", "3", "--duration", "0.05", "--window", "0.2", "--plot", str(chart))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for label in (
+        "blocking call in async def",
+        "same call under @asyncify",
+        "plain def endpoint (threadpool)",
+        "native async (asyncio.sleep)",
+    ):
+        assert any(line.startswith(label) for line in lines), done.stdout
+    assert any(line.startswith("blocking call in async def: p99") for line in lines)
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["demo", "-n", "0"],
+        ["demo", "--concurrency", "many"],
+        ["demo", "--duration", "-1"],
+        ["demo", "--window", "0"],
+        [],
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args)
+    assert exc.value.code == 2
+    assert "usage: asyncify-kit" in capsys.readouterr().err
+
+
+def test_percentile_interpolates() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert percentile([5.0], 99) == 5.0
+    assert percentile([1.0, 2.0], 100) == 2.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_verdict_names_the_ratio() -> None:
+    def result(key: str, probes: list[float]) -> VariantResult:
+        return VariantResult(Variant(key, key, f"/slow/{key}"), probes_ms=probes)
+
+    demo = DemoResult(
+        concurrency=10,
+        duration=0.2,
+        window=1.0,
+        results=[result("blocking", [1000.0, 2000.0]), result("asyncify", [10.0, 20.0])],
+    )
+    assert demo.blocking_ratio() == pytest.approx(percentile([1000.0, 2000.0], 99) / 19.9)
+    assert "100x the @asyncify variant" in demo.verdict()
