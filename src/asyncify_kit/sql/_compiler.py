@@ -80,8 +80,7 @@ class CompiledQuery:
             )
         used = ", ".join(f":{n}" for n in sorted(self.unique)) or "no parameters"
         raise ProgrammingError(
-            f"query parameters do not match the query: {'; '.join(parts)}; "
-            f"the query uses {used}"
+            f"query parameters do not match the query: {'; '.join(parts)}; the query uses {used}"
         )
 
 
@@ -112,10 +111,7 @@ def split_query(sql: str, dialect: str) -> list[str | tuple[str]]:
         elif c == "[" and sqlite:
             end = sql.find("]", i + 1)
             i = n if end == -1 else end + 1
-        elif c == "-" and sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end == -1 else end + 1
-        elif c == "#" and mysql:
+        elif (c == "-" and sql.startswith("--", i)) or (c == "#" and mysql):
             end = sql.find("\n", i)
             i = n if end == -1 else end + 1
         elif c == "/" and sql.startswith("/*", i):
@@ -154,7 +150,7 @@ def split_query(sql: str, dialect: str) -> list[str | tuple[str]]:
 
 def _ident_before(sql: str, i: int) -> bool:
     """Whether ``sql[i]`` continues an identifier (so ``e'..'`` is not an E-string)."""
-    return i > 0 and (sql[i - 1] in _IDENT_CHARS or sql[i - 1] in "\"`$")
+    return i > 0 and (sql[i - 1] in _IDENT_CHARS or sql[i - 1] in '"`$')
 
 
 def _skip_quoted(sql: str, i: int, quote: str, backslash: bool) -> int:

@@ -15,7 +15,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
@@ -33,7 +33,7 @@ from ..exceptions import (
     Unsupported,
 )
 from ._backends.base import Backend, Connection, ConnectionPool, begin_statements
-from ._compiler import CompiledQuery, compile_query
+from ._compiler import CompiledQuery, ParamStyle, compile_query
 from ._row import Row, convert_row
 from ._types import ISOLATION_LEVELS, PoolStats
 
@@ -78,8 +78,9 @@ class _Pin:
         self.depth = 0  # open transactions (1 = the transaction, >1 = savepoints)
 
 
+_NO_PINS: Mapping[Database, _Pin] = MappingProxyType({})
 _PINS: contextvars.ContextVar[Mapping[Database, _Pin]] = contextvars.ContextVar(
-    "asyncify_kit_sql_pins", default={}
+    "asyncify_kit_sql_pins", default=_NO_PINS
 )
 
 
@@ -114,7 +115,11 @@ class Database:
             parsed = parsed.replace(options=merged)
         spec, cls = load_backend("sql", parsed)
         values = validate_options(parsed, spec.options, backend=spec.scheme)
-        if "min_size" in values and "max_size" in values and values["min_size"] > values["max_size"]:
+        if (
+            "min_size" in values
+            and "max_size" in values
+            and values["min_size"] > values["max_size"]
+        ):
             raise ConfigError(
                 f"option 'min_size' ({values['min_size']}) is larger than 'max_size' "
                 f"({values['max_size']}) for the {spec.scheme!r} backend in {parsed}"
@@ -122,8 +127,8 @@ class Database:
         self.url: BackendURL = parsed
         self._spec: BackendSpec = spec
         self._backend: Backend = cls(parsed, values)
-        self._dialect = self._backend.dialect
-        self._style = self._backend.style
+        self._dialect: str = self._backend.dialect
+        self._style: ParamStyle = self._backend.style
         self._pool: ConnectionPool | None = None
 
     def __repr__(self) -> str:
@@ -135,7 +140,8 @@ class Database:
     @property
     def backend(self) -> str:
         """The backend's scheme, e.g. ``postgresql+asyncpg``."""
-        return self._spec.scheme
+        scheme: str = self._spec.scheme
+        return scheme
 
     @property
     def dialect(self) -> str:
@@ -371,7 +377,8 @@ class Database:
             conn = await pool.acquire()
             in_tx = False
         try:
-            async with aclosing(conn.iterate(query, args, batch_size, in_tx)) as batches:
+            batches = conn.iterate(query, args, batch_size, in_tx)
+            async with aclosing(batches):  # type: ignore[type-var]  # declared as AsyncIterator, is an async generator
                 try:
                     async for batch in batches:
                         for row in batch:
@@ -388,9 +395,7 @@ class Database:
 
     # -- transactions and pinned connections ----------------------------------------------
 
-    def transaction(
-        self, *, isolation: str | None = None, read_only: bool = False
-    ) -> Transaction:
+    def transaction(self, *, isolation: str | None = None, read_only: bool = False) -> Transaction:
         """A transaction: ``async with db.transaction():`` or ``@db.transaction()``.
 
         Commits when the block ends normally; rolls back on an exception *and* on
@@ -434,9 +439,7 @@ async def _fetch_all(conn: Connection, query: CompiledQuery, args: tuple[Any, ..
     return await conn.fetch_all(query, args)
 
 
-async def _fetch_one(
-    conn: Connection, query: CompiledQuery, args: tuple[Any, ...]
-) -> Row | None:
+async def _fetch_one(conn: Connection, query: CompiledQuery, args: tuple[Any, ...]) -> Row | None:
     return await conn.fetch_one(query, args)
 
 
@@ -584,7 +587,9 @@ class Transaction:
                     conn.broken = True
                     logger.warning(
                         "rollback failed on %s; the connection is discarded (the server rolls "
-                        "back when it closes)", self._db.url, exc_info=True,
+                        "back when it closes)",
+                        self._db.url,
+                        exc_info=True,
                     )
             if scope.cancelled_caught:
                 conn.broken = True

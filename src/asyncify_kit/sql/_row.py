@@ -126,16 +126,12 @@ def _describe_target(cls: type[Any]) -> tuple[str, tuple[tuple[str, Any], ...]]:
             hints = typing.get_type_hints(cls)
         except Exception:  # unresolvable forward references: build without conversion
             hints = {}
-        fields = tuple(
-            (f.name, hints.get(f.name, Any)) for f in dataclasses.fields(cls) if f.init
-        )
+        fields = tuple((f.name, hints.get(f.name, Any)) for f in dataclasses.fields(cls) if f.init)
         result = ("dataclass", fields)
     elif hasattr(cls, "model_validate") and hasattr(cls, "model_fields"):
         result = ("pydantic", ())
     else:
-        raise ProgrammingError(
-            f"as_= takes a dataclass or a pydantic model class, not {cls!r}"
-        )
+        raise ProgrammingError(f"as_= takes a dataclass or a pydantic model class, not {cls!r}")
     _model_fields_cache[cls] = result
     return result
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import sqlite3
 import time
 import uuid
@@ -183,10 +182,6 @@ class SqliteBackend(Backend):
         return super().pool_limits()
 
     async def connect(self) -> Connection:
-        if not self.memory:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(parent):
-                raise OperationalError(f"the directory of the sqlite database {parent!r} is missing")
         return await _SqliteConnection.open(_SqliteSession(self.path, self.options), sticky=True)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:

@@ -33,6 +33,7 @@ __all__ = [
     "ConnectionPool",
     "SyncSession",
     "ThreadedConnection",
+    "apply_converters",
     "begin_statements",
 ]
 
@@ -289,7 +290,8 @@ class ConnectionPool:
     @staticmethod
     def _take(waiter: _Waiter) -> Connection:
         conn = waiter.conn
-        assert conn is not None  # noqa: S101 - internal invariant, not user input
+        if conn is None:  # pragma: no cover - only called after a hand-over
+            raise RuntimeError("no connection was handed over")
         waiter.conn = None
         conn.reused = True
         return conn
@@ -406,7 +408,7 @@ class SyncSession:
         convert = self.converters(description)
         if convert is None:
             return [Row(keys, r) for r in raw_rows]
-        return [Row(keys, _apply(convert, r)) for r in raw_rows]
+        return [Row(keys, apply_converters(convert, r)) for r in raw_rows]
 
     def fetch_all(self, text: str, args: Sequence[Any]) -> list[Row]:
         cur = self.conn.cursor()
@@ -452,7 +454,7 @@ class SyncSession:
         finally:
             cur.close()
 
-    def open_cursor(self, text: str, args: Sequence[Any]) -> int:
+    def open_cursor(self, text: str, args: Sequence[Any], in_transaction: bool) -> int:
         cur = self.server_cursor()
         try:
             cur.execute(text, self.adapt(args))
@@ -466,7 +468,7 @@ class SyncSession:
         cur = self._cursors[cursor_id]
         return self._rows(cur, cur.fetchmany(size))
 
-    def close_cursor(self, cursor_id: int) -> None:
+    def close_cursor(self, cursor_id: int, finished: bool) -> None:
         cur = self._cursors.pop(cursor_id, None)
         if cur is not None:
             cur.close()
@@ -478,10 +480,10 @@ class SyncSession:
             conn.close()
 
 
-def _apply(convert: list[Converter | None], row: Sequence[Any]) -> tuple[Any, ...]:
+def apply_converters(convert: list[Converter | None], row: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(
         value if fn is None or value is None else fn(value)
-        for fn, value in zip(convert, row)
+        for fn, value in zip(convert, row, strict=True)
     )
 
 
@@ -534,19 +536,20 @@ class ThreadedConnection(Connection):
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
     ) -> AsyncIterator[list[Row]]:
-        cursor_id: int = await self._proxy.open_cursor(query.text, args)
+        cursor_id: int = await self._proxy.open_cursor(query.text, args, in_transaction)
+        finished = False
         try:
             while True:
                 batch: list[Row] = await self._proxy.fetch_batch(cursor_id, batch_size)
-                if not batch:
-                    return
-                yield batch
+                if batch:
+                    yield batch
                 if len(batch) < batch_size:
-                    return
+                    break
+            finished = True
         finally:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._proxy.close_cursor(cursor_id)
+                    await self._proxy.close_cursor(cursor_id, finished)
                 except Exception:
                     self.broken = True
 

@@ -1,0 +1,75 @@
+"""``mysql+aiomysql``: aiomysql (built on PyMySQL), asyncio only.
+
+Same session settings as asyncmy: UTC, autocommit, ``statement_timeout`` server-side.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import aiomysql
+import pymysql
+
+from ...exceptions import ConnectionLost, DatabaseError
+from .._compiler import ParamStyle
+from ._asyncmy import TRIO_ALTERNATIVES, mysql_connect_kwargs
+from ._dialects import MysqlAsyncConnection, mysql_error, mysql_session_setup
+from .base import Backend, Connection
+
+__all__ = ["AiomysqlBackend"]
+
+
+class _Cursor(aiomysql.Cursor):  # type: ignore[misc]  # aiomysql ships no type information
+    """aiomysql's cursor without its ``warnings.warn`` for server notes.
+
+    aiomysql asks the server for its warnings after every statement that has any (one more
+    round trip) and re-raises them as Python warnings, which ``-W error`` turns into
+    failures of statements that succeeded (``DROP TABLE IF EXISTS``). PyMySQL and asyncmy
+    do not; neither do we.
+    """
+
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
+
+
+class _SSCursor(aiomysql.SSCursor):  # type: ignore[misc]  # aiomysql ships no type information
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
+
+
+class AiomysqlConnection(MysqlAsyncConnection):
+    """One aiomysql connection."""
+
+    async def cursor(self, *, unbuffered: bool = False) -> Any:
+        return await self._conn.cursor(_SSCursor if unbuffered else _Cursor)
+
+    def is_closed(self) -> bool:
+        return bool(self._conn.closed)
+
+
+class AiomysqlBackend(Backend):
+    """MySQL/MariaDB through aiomysql."""
+
+    dialect: ClassVar[str] = "mysql"
+    style: ClassVar[ParamStyle] = "format"
+    trio_alternatives: ClassVar[str] = TRIO_ALTERNATIVES
+
+    async def connect(self) -> Connection:
+        raw = await aiomysql.connect(**mysql_connect_kwargs(self))
+        conn = AiomysqlConnection(raw)
+        try:
+            await mysql_session_setup(conn, self.options)
+        except BaseException:
+            raw.close()
+            raise
+        return conn
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        if isinstance(exc, pymysql.err.MySQLError):
+            args = exc.args
+            code = args[0] if args and isinstance(args[0], int) else None
+            message = str(args[1]) if len(args) > 1 else str(exc)
+            return mysql_error(code, message, exc, type(exc).__name__)
+        if isinstance(exc, (OSError, ConnectionError, EOFError)):
+            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
+        return None

@@ -1,0 +1,87 @@
+"""``mysql+asyncmy`` (the default for ``mysql`` and ``mariadb``): asyncmy, asyncio only.
+
+Sessions run in UTC (``time_zone = '+00:00'``) with autocommit on; ``statement_timeout``
+becomes MariaDB's ``max_statement_time`` (MySQL: ``max_execution_time``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import asyncmy
+import asyncmy.cursors
+import asyncmy.errors
+
+from ...exceptions import ConnectionLost, DatabaseError
+from .._compiler import ParamStyle
+from ._dialects import MysqlAsyncConnection, mysql_error, mysql_session_setup, mysql_ssl
+from .base import Backend, Connection
+
+__all__ = ["AsyncmyBackend"]
+
+TRIO_ALTERNATIVES = (
+    "mysql+pymysql for MySQL/MariaDB, postgresql+psycopg or postgresql+psycopg2 for "
+    "PostgreSQL, or sqlite"
+)
+
+
+class AsyncmyConnection(MysqlAsyncConnection):
+    """One asyncmy connection."""
+
+    async def cursor(self, *, unbuffered: bool = False) -> Any:
+        return self._conn.cursor(asyncmy.cursors.SSCursor if unbuffered else None)
+
+    def is_closed(self) -> bool:
+        return not self._conn.connected
+
+
+def mysql_connect_kwargs(backend: Backend) -> dict[str, Any]:
+    """Connection keywords shared by the MySQL drivers."""
+    url, opts = backend.url, backend.options
+    kwargs: dict[str, Any] = {
+        "host": url.host or "localhost",
+        "port": url.port or 3306,
+        "user": url.username,
+        "password": url.password or "",
+        "charset": opts["charset"],
+        "autocommit": True,
+        "connect_timeout": opts["connect_timeout"] or 10,
+    }
+    if url.database:
+        kwargs["db"] = url.database
+    context = mysql_ssl(opts)
+    if context is not None:
+        kwargs["ssl"] = context
+    return kwargs
+
+
+class AsyncmyBackend(Backend):
+    """MySQL/MariaDB through asyncmy."""
+
+    dialect: ClassVar[str] = "mysql"
+    style: ClassVar[ParamStyle] = "format"
+    trio_alternatives: ClassVar[str] = TRIO_ALTERNATIVES
+
+    async def connect(self) -> Connection:
+        kwargs = mysql_connect_kwargs(self)
+        kwargs["database"] = kwargs.pop("db", None)
+        raw = await asyncmy.connect(**kwargs)
+        conn = AsyncmyConnection(raw)
+        try:
+            await mysql_session_setup(conn, self.options)
+        except BaseException:
+            raw.close()
+            raise
+        return conn
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        if isinstance(exc, asyncmy.errors.MySQLError):
+            args = exc.args
+            code = args[0] if args and isinstance(args[0], int) else None
+            message = str(args[1]) if len(args) > 1 else str(exc)
+            return mysql_error(code, message, exc, type(exc).__name__)
+        if isinstance(exc, (OSError, ConnectionError, EOFError)):
+            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
+        if isinstance(exc, RuntimeError) and "closed" in str(exc).lower():
+            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
+        return None

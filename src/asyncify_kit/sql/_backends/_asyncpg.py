@@ -1,0 +1,171 @@
+"""``postgresql+asyncpg`` (the default for ``postgresql``): asyncpg, asyncio only.
+
+Every connection runs in UTC with the ``statement_timeout`` option applied server-side;
+``json``/``jsonb`` are decoded to Python values and ``uuid`` to `uuid.UUID` (asyncpg's own
+UUID subclass would otherwise leak out).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError, QueryTimeout
+from .._compiler import CompiledQuery, ParamStyle
+from .._row import Row, make_keys
+from .._types import Json, decode_json, encode_json
+from ._dialects import pg_error, pg_session_options
+from .base import Backend, Connection
+
+__all__ = ["AsyncpgBackend"]
+
+_TRIO_ALTERNATIVES = (
+    "postgresql+psycopg or postgresql+psycopg2 for PostgreSQL, mysql+pymysql for MySQL, or sqlite"
+)
+
+
+def _status_count(status: str) -> int:
+    tail = status.rpartition(" ")[2]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _adapt(args: Sequence[Any]) -> Sequence[Any]:
+    for value in args:
+        if type(value) is Json:
+            return [v.value if type(v) is Json else v for v in args]
+    return args
+
+
+def _rows(records: list[Any]) -> list[Row]:
+    if not records:
+        return []
+    keys = make_keys(list(records[0].keys()))
+    return [Row(keys, r) for r in records]
+
+
+class AsyncpgConnection(Connection):
+    """One asyncpg connection."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self._conn = conn
+
+    @property
+    def raw(self) -> Any:
+        return self._conn
+
+    async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
+        return _rows(await self._conn.fetch(query.text, *_adapt(args)))
+
+    async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
+        record = await self._conn.fetchrow(query.text, *_adapt(args))
+        if record is None:
+            return None
+        return Row(make_keys(list(record.keys())), record)
+
+    async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
+        return await self._conn.fetchval(query.text, *_adapt(args), column=column)
+
+    async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        return _status_count(await self._conn.execute(query.text, *_adapt(args)))
+
+    async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
+        await self._conn.executemany(query.text, [_adapt(a) for a in args])
+
+    async def iterate(
+        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+    ) -> AsyncIterator[list[Row]]:
+        conn = self._conn
+        began = False
+        if not in_transaction and not conn.is_in_transaction():
+            await conn.execute("BEGIN")
+            began = True
+        done = False
+        try:
+            cursor = await conn.cursor(query.text, *_adapt(args))
+            while True:
+                batch = await cursor.fetch(batch_size)
+                if batch:
+                    yield _rows(batch)
+                if len(batch) < batch_size:
+                    break
+            done = True
+        finally:
+            if began:
+                if conn.is_closed():
+                    self.broken = True
+                else:
+                    try:
+                        await conn.execute("COMMIT" if done else "ROLLBACK")
+                    except BaseException:
+                        self.broken = True
+                        raise
+
+    async def run(self, statement: str) -> None:
+        await self._conn.execute(statement)
+
+    def is_closed(self) -> bool:
+        return bool(self._conn.is_closed())
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    def terminate(self) -> None:
+        self._conn.terminate()
+
+
+class AsyncpgBackend(Backend):
+    """PostgreSQL through asyncpg."""
+
+    dialect: ClassVar[str] = "postgresql"
+    style: ClassVar[ParamStyle] = "numeric"
+    trio_alternatives: ClassVar[str] = _TRIO_ALTERNATIVES
+
+    async def connect(self) -> Connection:
+        url, opts = self.url, self.options
+        conn = await asyncpg.connect(
+            host=url.host or None,
+            port=url.port,
+            user=url.username,
+            password=url.password,
+            database=url.database or None,
+            ssl=opts["ssl"],
+            timeout=opts["connect_timeout"] or 60,
+            statement_cache_size=opts["statement_cache_size"],
+            command_timeout=opts["command_timeout"],
+            server_settings=pg_session_options(opts),
+        )
+        try:
+            for name in ("json", "jsonb"):
+                await conn.set_type_codec(
+                    name, encoder=encode_json, decoder=decode_json, schema="pg_catalog"
+                )
+            await conn.set_type_codec(
+                "uuid", encoder=str, decoder=uuid.UUID, schema="pg_catalog", format="text"
+            )
+        except BaseException:
+            conn.terminate()
+            raise
+        return AsyncpgConnection(conn)
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        if isinstance(exc, asyncpg.PostgresError):
+            return pg_error(getattr(exc, "sqlstate", None), str(exc), exc)
+        if isinstance(exc, asyncpg.InterfaceError):
+            text = f"{type(exc).__name__}: {exc}"
+            if "closed" in str(exc):
+                return ConnectionLost(text, orig=exc)
+            return ProgrammingError(text, orig=exc)
+        if isinstance(exc, TimeoutError) and self.options.get("command_timeout"):
+            return QueryTimeout(
+                f"the statement ran longer than command_timeout={self.options['command_timeout']}s",
+                orig=exc,
+            )
+        if isinstance(exc, (OSError, ConnectionError)):
+            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
+        if isinstance(exc, asyncpg.exceptions.InternalClientError):
+            return DatabaseError(f"{type(exc).__name__}: {exc}", orig=exc)
+        return None

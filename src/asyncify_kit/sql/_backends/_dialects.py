@@ -1,0 +1,407 @@
+"""What the backends of one server share: error codes, type conversions, session settings.
+
+PostgreSQL errors are classified by SQLSTATE, MySQL/MariaDB errors by error number; each
+driver module only finds the code in its own exception type and calls these.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import ssl as _ssl
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from ...exceptions import (
+    ConnectionLost,
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    QueryTimeout,
+)
+from .._compiler import CompiledQuery
+from .._row import Row, make_keys
+from .._types import Json, as_utc, encode_json, timedelta_to_time, to_utc_naive
+from .base import Connection, SyncSession, apply_converters
+
+__all__ = [
+    "MysqlAsyncConnection",
+    "PgSyncSession",
+    "libpq_options",
+    "mysql_adapt",
+    "mysql_converters",
+    "mysql_error",
+    "mysql_init_statements",
+    "mysql_rows",
+    "mysql_session_setup",
+    "pg_error",
+    "pg_session_options",
+]
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+_PG_PROGRAMMING = ("42", "22", "0A", "21", "26", "2B", "34", "3D", "3F", "44", "2F", "39")
+_PG_LOST = ("08", "57P01", "57P02", "57P03")
+
+
+def pg_error(sqlstate: str | None, message: str, exc: BaseException) -> DatabaseError:
+    """The error for a PostgreSQL SQLSTATE (None: the connection failed on the client)."""
+    text = f"{type(exc).__name__}: {message}"
+    code = sqlstate or ""
+    if code.startswith("23"):
+        return IntegrityError(text, orig=exc)
+    if code == "57014":
+        return QueryTimeout(text, orig=exc)
+    if code.startswith(_PG_LOST):
+        return ConnectionLost(text, orig=exc)
+    if code.startswith(_PG_PROGRAMMING):
+        return ProgrammingError(text, orig=exc)
+    if code:
+        return OperationalError(text, orig=exc)
+    return DatabaseError(text, orig=exc)
+
+
+def pg_session_options(options: dict[str, Any]) -> dict[str, str]:
+    """Server settings every PostgreSQL connection gets: UTC, and the statement timeout."""
+    settings = {"TimeZone": "UTC"}
+    if options.get("statement_timeout"):
+        settings["statement_timeout"] = str(max(1, round(options["statement_timeout"] * 1000)))
+    if options.get("application_name"):
+        settings["application_name"] = str(options["application_name"])
+    return settings
+
+
+def libpq_options(settings: dict[str, str]) -> str:
+    """The libpq ``options`` string (``-c name=value``) for *settings*."""
+    return " ".join(f"-c {name}={value}" for name, value in settings.items())
+
+
+# -- MySQL / MariaDB --------------------------------------------------------------------------
+
+_MY_INTEGRITY = {1022, 1048, 1062, 1169, 1216, 1217, 1451, 1452, 1557, 1586, 1761, 1762, 3819, 4025}
+_MY_PROGRAMMING = {
+    1007,
+    1008,
+    1050,
+    1051,
+    1054,
+    1060,
+    1061,
+    1064,
+    1091,
+    1110,
+    1136,
+    1146,
+    1149,
+    1166,
+    1193,
+    1247,
+    1264,
+    1265,
+    1292,
+    1305,
+    1327,
+    1366,
+    1367,
+    1406,
+    1582,
+    1630,
+}
+_MY_TIMEOUT = {1969, 3024}
+_MY_LOST = {1053, 1927, 2006, 2013, 2055, 4031, 2014}
+
+
+def mysql_error(code: int | None, message: str, exc: BaseException, kind: str) -> DatabaseError:
+    """The error for a MySQL error number; *kind* is the driver's exception class name."""
+    text = (
+        f"{type(exc).__name__}: ({code}) {message}" if code else f"{type(exc).__name__}: {message}"
+    )
+    if code in _MY_INTEGRITY or kind == "IntegrityError":
+        return IntegrityError(text, orig=exc)
+    if code in _MY_TIMEOUT:
+        return QueryTimeout(text, orig=exc)
+    if code in _MY_LOST or kind == "InterfaceError":
+        return ConnectionLost(text, orig=exc)
+    if code in _MY_PROGRAMMING or kind in ("ProgrammingError", "DataError", "NotSupportedError"):
+        return ProgrammingError(text, orig=exc)
+    if kind in ("OperationalError", "InternalError"):
+        return OperationalError(text, orig=exc)
+    return DatabaseError(text, orig=exc)
+
+
+def mysql_init_statements(options: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Session statements (and a fallback for MySQL) run on every new connection."""
+    statements: list[tuple[str, str | None]] = [("SET time_zone = '+00:00'", None)]
+    limit = options.get("statement_timeout")
+    if limit:
+        statements.append(
+            (
+                f"SET SESSION max_statement_time = {float(limit):.3f}",
+                f"SET SESSION max_execution_time = {max(1, round(float(limit) * 1000))}",
+            )
+        )
+    return statements
+
+
+def mysql_ssl(options: dict[str, Any]) -> _ssl.SSLContext | None:
+    """An SSL context when ``ssl=true`` (encryption without certificate checks)."""
+    if not options.get("ssl"):
+        return None
+    context = _ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = _ssl.CERT_NONE
+    return context
+
+
+_MY_PLAIN = (int, str, float, bytes, type(None), bool, _dt.date, _dt.time)
+
+
+def _mysql_value(value: Any) -> Any:
+    if isinstance(value, (dict, list, Json)):
+        return encode_json(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, _dt.datetime):
+        return to_utc_naive(value)
+    return value
+
+
+def mysql_adapt(args: Sequence[Any]) -> Sequence[Any]:
+    """Parameters as the MySQL drivers take them (JSON text, UUID text, naive UTC datetimes)."""
+    for value in args:
+        if type(value) not in _MY_PLAIN:
+            return tuple(_mysql_value(v) for v in args)
+    for value in args:
+        if type(value) is _dt.datetime and value.tzinfo is not None:
+            return tuple(_mysql_value(v) for v in args)
+    return args
+
+
+_TINY, _TIMESTAMP, _TIME, _DATETIME, _JSON, _BLOB, _STRING = 1, 7, 11, 12, 245, 252, 254
+_BINARY_FLAG, _UNSIGNED_FLAG = 128, 32
+_BINARY_CHARSET = 63
+_LONG = 4294967295
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _datetime_value(value: Any) -> Any:
+    return as_utc(value) if isinstance(value, _dt.datetime) else value
+
+
+def _time_value(value: Any) -> Any:
+    return timedelta_to_time(value) if isinstance(value, _dt.timedelta) else value
+
+
+def _uuid_value(value: Any) -> Any:
+    try:
+        return uuid.UUID(value.decode() if isinstance(value, bytes) else value)
+    except (ValueError, AttributeError, TypeError):
+        return value
+
+
+def mysql_converters(fields: Sequence[Any]) -> list[Callable[[Any], Any] | None] | None:
+    """Per-column conversions to the common Python types, from the result's field packets.
+
+    ``BOOLEAN`` (``TINYINT(1)``) -> bool, ``TIME`` -> time of day, ``DATETIME``/``TIMESTAMP``
+    -> aware UTC datetime (the session runs in UTC), JSON -> parsed. MariaDB reports ``JSON``
+    as a ``LONGTEXT`` with a binary collation and ``UUID`` as a binary unsigned ``CHAR(36)``;
+    both are recognised from those flags.
+    """
+    out: list[Callable[[Any], Any] | None] = []
+    found = False
+    for field in fields:
+        code, length, flags = field.type_code, field.length, field.flags
+        charset = field.charsetnr
+        fn: Callable[[Any], Any] | None = None
+        if code == _TINY and length == 1:
+            fn = bool
+        elif code == _TIME:
+            fn = _time_value
+        elif code in (_DATETIME, _TIMESTAMP):
+            fn = _datetime_value
+        elif code == _JSON or (
+            code == _BLOB
+            and length == _LONG
+            and flags & _BINARY_FLAG
+            and charset != _BINARY_CHARSET
+        ):
+            fn = _json_value
+        elif (
+            code == _STRING
+            and flags & _BINARY_FLAG
+            and flags & _UNSIGNED_FLAG
+            and charset != _BINARY_CHARSET
+        ):
+            fn = _uuid_value
+        if fn is not None:
+            found = True
+        out.append(fn)
+    return out if found else None
+
+
+# -- blocking PostgreSQL drivers: streaming with DECLARE / FETCH ------------------------------
+
+
+class PgSyncSession(SyncSession):
+    """A blocking PostgreSQL session (psycopg2, psycopg 3 sync) that streams with a cursor.
+
+    `iterate` declares a server-side cursor, inside a transaction of its own when none is
+    open, and fetches it *batch_size* rows at a time.
+    """
+
+    _serial = 0
+
+    def open_cursor(self, text: str, args: Sequence[Any], in_transaction: bool) -> int:
+        PgSyncSession._serial += 1
+        name = f"asyncify_cursor_{PgSyncSession._serial}"
+        began = False
+        if not in_transaction:
+            self.run("BEGIN")
+            began = True
+        cur = self.conn.cursor()
+        try:
+            cur.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {text}", self.adapt(args))
+        except BaseException:
+            cur.close()
+            if began:
+                self.run("ROLLBACK")
+            raise
+        self._cursors[id(cur)] = (cur, name, began)
+        return id(cur)
+
+    def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
+        cur, name, _ = self._cursors[cursor_id]
+        cur.execute(f"FETCH FORWARD {int(size)} FROM {name}")
+        return self._rows(cur, cur.fetchall())
+
+    def close_cursor(self, cursor_id: int, finished: bool) -> None:
+        entry = self._cursors.pop(cursor_id, None)
+        if entry is None:
+            return
+        cur, name, began = entry
+        try:
+            if began:
+                self.run("COMMIT" if finished else "ROLLBACK")
+            else:
+                cur.execute(f"CLOSE {name}")
+        finally:
+            cur.close()
+
+
+# -- native async MySQL drivers (asyncmy, aiomysql): the same cursor API ---------------------
+
+
+def mysql_rows(cur: Any, records: Sequence[Any]) -> list[Row]:
+    """`Row` objects for a MySQL cursor's *records*, converted to the common types."""
+    if cur.description is None:
+        raise ProgrammingError("the statement returns no rows; use execute() for it")
+    keys = make_keys([d[0] for d in cur.description])
+    convert = mysql_converters(cur._result.fields)
+    if convert is None:
+        return [Row(keys, r) for r in records]
+    return [Row(keys, apply_converters(convert, r)) for r in records]
+
+
+class MysqlAsyncConnection(Connection):
+    """One asyncmy or aiomysql connection; subclasses say how to open cursors."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self._conn = conn
+
+    @property
+    def raw(self) -> Any:
+        return self._conn
+
+    async def cursor(self, *, unbuffered: bool = False) -> Any:
+        raise NotImplementedError
+
+    async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
+        cur = await self.cursor()
+        try:
+            await cur.execute(query.text, mysql_adapt(args))
+            return mysql_rows(cur, await cur.fetchall())
+        finally:
+            await cur.close()
+
+    async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
+        cur = await self.cursor()
+        try:
+            await cur.execute(query.text, mysql_adapt(args))
+            record = await cur.fetchone()
+            rows = mysql_rows(cur, [] if record is None else [record])
+            return rows[0] if rows else None
+        finally:
+            await cur.close()
+
+    async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
+        row = await self.fetch_one(query, args)
+        return None if row is None else row[column]
+
+    async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        cur = await self.cursor()
+        try:
+            await cur.execute(query.text, mysql_adapt(args))
+            return int(cur.rowcount)
+        finally:
+            await cur.close()
+
+    async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
+        cur = await self.cursor()
+        try:
+            await cur.executemany(query.text, [mysql_adapt(a) for a in args])
+        finally:
+            await cur.close()
+
+    async def iterate(
+        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+    ) -> AsyncIterator[list[Row]]:
+        cur = await self.cursor(unbuffered=True)
+        try:
+            await cur.execute(query.text, mysql_adapt(args))
+            while True:
+                batch = await cur.fetchmany(batch_size)
+                if batch:
+                    yield mysql_rows(cur, batch)
+                if len(batch) < batch_size:
+                    break
+        finally:
+            try:
+                await cur.close()  # an unbuffered cursor reads the rest of the result here
+            except BaseException:
+                self.broken = True
+                raise
+
+    async def run(self, statement: str) -> None:
+        cur = await self.cursor()
+        try:
+            await cur.execute(statement)
+        finally:
+            await cur.close()
+
+    async def close(self) -> None:
+        await self._conn.ensure_closed()
+
+    def terminate(self) -> None:
+        self._conn.close()
+
+
+async def mysql_session_setup(conn: MysqlAsyncConnection, options: dict[str, Any]) -> None:
+    """Run the session statements of `mysql_init_statements` on a new async connection."""
+    for statement, fallback in mysql_init_statements(options):
+        try:
+            await conn.run(statement)
+        except Exception:
+            if fallback is None:
+                raise
+            await conn.run(fallback)

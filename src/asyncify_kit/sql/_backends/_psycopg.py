@@ -1,0 +1,190 @@
+"""``postgresql+psycopg``: psycopg 3.
+
+On asyncio it uses `psycopg.AsyncConnection`. psycopg's async mode is built on asyncio, so
+under trio the same backend drives psycopg's blocking `psycopg.Connection` through worker
+threads (one hop per operation): same URL, same behaviour, on both event loops. The pool is
+asyncify-kit's own (as for every backend), not ``psycopg_pool``, so pool options, statistics,
+recovery and the bounded close are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+import psycopg
+import sniffio
+from psycopg.types.json import JsonbDumper
+
+from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
+from .._compiler import CompiledQuery, ParamStyle
+from .._row import Row, make_keys
+from .._types import Json
+from ._dialects import PgSyncSession, libpq_options, pg_error, pg_session_options
+from .base import Backend, Connection, ThreadedConnection
+
+__all__ = ["PsycopgBackend"]
+
+
+class _JsonMarkerDumper(JsonbDumper):
+    """Dump asyncify-kit's `Json` marker as ``jsonb``."""
+
+    def dump(self, obj: Any) -> Any:
+        return super().dump(obj.value)
+
+
+def _configure(conn: Any) -> None:
+    conn.adapters.register_dumper(dict, JsonbDumper)
+    conn.adapters.register_dumper(Json, _JsonMarkerDumper)
+
+
+def _rows(cur: Any, records: list[Any]) -> list[Row]:
+    description = cur.description
+    if description is None:
+        raise ProgrammingError("the statement returns no rows; use execute() for it")
+    keys = make_keys([c.name for c in description])
+    return [Row(keys, r) for r in records]
+
+
+_cursor_names = itertools.count(1)
+
+
+class PsycopgAsyncConnection(Connection):
+    """One `psycopg.AsyncConnection` (asyncio)."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self._conn = conn
+
+    @property
+    def raw(self) -> Any:
+        return self._conn
+
+    async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
+        cur = await self._conn.execute(query.text, args)
+        return _rows(cur, await cur.fetchall())
+
+    async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
+        cur = await self._conn.execute(query.text, args)
+        record = await cur.fetchone()
+        if record is None:
+            return None
+        return _rows(cur, [record])[0]
+
+    async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
+        cur = await self._conn.execute(query.text, args)
+        record = await cur.fetchone()
+        return None if record is None else record[column]
+
+    async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        cur = await self._conn.execute(query.text, args)
+        return int(cur.rowcount)
+
+    async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
+        async with self._conn.cursor() as cur:
+            await cur.executemany(query.text, args)
+
+    async def iterate(
+        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+    ) -> AsyncIterator[list[Row]]:
+        conn = self._conn
+        name = f"asyncify_cursor_{next(_cursor_names)}"
+        began = not in_transaction
+        if began:
+            await conn.execute("BEGIN")
+        finished = False
+        try:
+            await conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {query.text}", args)
+            while True:
+                cur = await conn.execute(f"FETCH FORWARD {int(batch_size)} FROM {name}")
+                batch = await cur.fetchall()
+                if batch:
+                    yield _rows(cur, batch)
+                if len(batch) < batch_size:
+                    break
+            finished = True
+        finally:
+            try:
+                if began:
+                    await conn.execute("COMMIT" if finished else "ROLLBACK")
+                elif finished:
+                    await conn.execute(f"CLOSE {name}")
+            except BaseException:
+                self.broken = True
+                raise
+
+    async def run(self, statement: str) -> None:
+        await self._conn.execute(statement)
+
+    def is_closed(self) -> bool:
+        return bool(self._conn.closed)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    def terminate(self) -> None:
+        pgconn = self._conn.pgconn
+        if not self._conn.closed:
+            pgconn.finish()
+
+
+class _PsycopgSession(PgSyncSession):
+    """psycopg 3's blocking connection, for trio."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.params = params
+
+    def connect(self) -> None:
+        conn = psycopg.Connection.connect(**self.params)
+        _configure(conn)
+        self.conn = conn
+
+    def is_closed(self) -> bool:
+        return self.conn is None or bool(self.conn.closed)
+
+
+class PsycopgBackend(Backend):
+    """PostgreSQL through psycopg 3 (async on asyncio, threaded on trio)."""
+
+    dialect: ClassVar[str] = "postgresql"
+    style: ClassVar[ParamStyle] = "format"
+
+    def connect_params(self) -> dict[str, Any]:
+        url, opts = self.url, self.options
+        params: dict[str, Any] = {
+            "host": url.host or None,
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database or None,
+            "sslmode": opts["ssl"],
+            "options": libpq_options(pg_session_options(opts)),
+            "autocommit": True,
+            "prepare_threshold": opts["prepare_threshold"],
+        }
+        if opts.get("connect_timeout"):
+            params["connect_timeout"] = max(2, math.ceil(opts["connect_timeout"]))
+        return {k: v for k, v in params.items() if v is not None}
+
+    async def connect(self) -> Connection:
+        params = self.connect_params()
+        if sniffio.current_async_library() != "asyncio":
+            return await ThreadedConnection.open(_PsycopgSession(params))
+        conn = await psycopg.AsyncConnection.connect(**params)
+        _configure(conn)
+        return PsycopgAsyncConnection(conn)
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
+        message = str(exc).strip()
+        if exc.sqlstate:
+            return pg_error(exc.sqlstate, message, exc)
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            return ConnectionLost(f"{type(exc).__name__}: {message}", orig=exc)
+        if isinstance(exc, (psycopg.ProgrammingError, psycopg.DataError)):
+            return ProgrammingError(f"{type(exc).__name__}: {message}", orig=exc)
+        return pg_error(None, message, exc)

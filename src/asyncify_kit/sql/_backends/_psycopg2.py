@@ -1,0 +1,119 @@
+"""``postgresql+psycopg2``: the legacy blocking psycopg2, one thread hop per operation.
+
+Works on asyncio and trio. Each connection gets, on itself only (nothing global), a
+``uuid`` -> `uuid.UUID` and a ``bytea`` -> `bytes` typecaster; JSON parameters are sent
+through `psycopg2.extras.Json`.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
+from .._compiler import ParamStyle
+from .._types import Json
+from ._dialects import PgSyncSession, libpq_options, pg_error, pg_session_options
+from .base import Backend, Connection, ThreadedConnection
+
+__all__ = ["Psycopg2Backend"]
+
+
+def _uuid(value: str | bytes | None, cur: Any) -> uuid.UUID | None:
+    if value is None:
+        return None
+    return uuid.UUID(value.decode() if isinstance(value, bytes) else value)
+
+
+def _bytea(value: str | bytes | None, cur: Any) -> bytes | None:
+    if value is None:
+        return None
+    return bytes(psycopg2.BINARY(value, cur))
+
+
+_UUID_TYPE = psycopg2.extensions.new_type((2950,), "ASYNCIFY_UUID", _uuid)
+_BYTEA_TYPE = psycopg2.extensions.new_type((17,), "ASYNCIFY_BYTEA", _bytea)
+
+_PLAIN = (int, str, float, bytes, type(None), bool)
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Json):
+        return psycopg2.extras.Json(value.value)
+    if isinstance(value, dict):
+        return psycopg2.extras.Json(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+class _Psycopg2Session(PgSyncSession):
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.params = params
+
+    def connect(self) -> None:
+        conn = psycopg2.connect(**self.params)
+        try:
+            conn.autocommit = True
+            psycopg2.extensions.register_type(_UUID_TYPE, conn)
+            psycopg2.extensions.register_type(_BYTEA_TYPE, conn)
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+
+    def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
+        for value in args:
+            if type(value) not in _PLAIN:
+                return tuple(_value(v) for v in args)
+        return args
+
+    def is_closed(self) -> bool:
+        return self.conn is None or bool(self.conn.closed)
+
+
+class Psycopg2Backend(Backend):
+    """PostgreSQL through psycopg2, run in worker threads."""
+
+    dialect: ClassVar[str] = "postgresql"
+    style: ClassVar[ParamStyle] = "format"
+
+    def connect_params(self) -> dict[str, Any]:
+        url, opts = self.url, self.options
+        params: dict[str, Any] = {
+            "host": url.host or None,
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database or None,
+            "sslmode": opts["ssl"],
+            "options": libpq_options(pg_session_options(opts)),
+        }
+        if opts.get("connect_timeout"):
+            params["connect_timeout"] = max(2, math.ceil(opts["connect_timeout"]))
+        return {k: v for k, v in params.items() if v is not None}
+
+    async def connect(self) -> Connection:
+        return await ThreadedConnection.open(_Psycopg2Session(self.connect_params()))
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        if not isinstance(exc, psycopg2.Error):
+            return None
+        message = str(exc).strip()
+        if exc.pgcode:
+            return pg_error(exc.pgcode, message, exc)
+        if isinstance(exc, psycopg2.InterfaceError) or (
+            isinstance(exc, psycopg2.OperationalError)
+            and (exc.cursor is None or exc.cursor.connection.closed)
+        ):
+            return ConnectionLost(f"{type(exc).__name__}: {message}", orig=exc)
+        if isinstance(exc, (psycopg2.ProgrammingError, psycopg2.DataError)):
+            return ProgrammingError(f"{type(exc).__name__}: {message}", orig=exc)
+        return pg_error(None, message, exc)

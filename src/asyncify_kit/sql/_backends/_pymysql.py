@@ -1,0 +1,80 @@
+"""``mysql+pymysql``: the legacy blocking PyMySQL, one thread hop per operation.
+
+Works on asyncio and trio. Same session settings and types as the async MySQL backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pymysql
+import pymysql.cursors
+
+from ...exceptions import ConnectionLost, DatabaseError
+from .._compiler import ParamStyle
+from .._row import Row
+from ._asyncmy import mysql_connect_kwargs
+from ._dialects import mysql_adapt, mysql_error, mysql_init_statements, mysql_rows
+from .base import Backend, Connection, SyncSession, ThreadedConnection
+
+__all__ = ["PymysqlBackend"]
+
+
+class _PymysqlSession(SyncSession):
+    def __init__(self, kwargs: dict[str, Any], options: dict[str, Any]) -> None:
+        super().__init__()
+        self.kwargs = kwargs
+        self.options = options
+
+    def connect(self) -> None:
+        conn = pymysql.connect(**self.kwargs)
+        try:
+            with conn.cursor() as cur:
+                for statement, fallback in mysql_init_statements(self.options):
+                    try:
+                        cur.execute(statement)
+                    except pymysql.err.MySQLError:
+                        if fallback is None:
+                            raise
+                        cur.execute(fallback)
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+
+    def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
+        return mysql_adapt(args)
+
+    def _rows(self, cur: Any, raw_rows: Sequence[Any]) -> list[Row]:
+        return mysql_rows(cur, raw_rows)
+
+    def server_cursor(self) -> Any:
+        return self.conn.cursor(pymysql.cursors.SSCursor)
+
+    def is_closed(self) -> bool:
+        return self.conn is None or not self.conn.open
+
+
+class PymysqlBackend(Backend):
+    """MySQL/MariaDB through PyMySQL, run in worker threads."""
+
+    dialect: ClassVar[str] = "mysql"
+    style: ClassVar[ParamStyle] = "format"
+
+    async def connect(self) -> Connection:
+        kwargs = mysql_connect_kwargs(self)
+        kwargs["database"] = kwargs.pop("db", None)
+        if self.options.get("read_timeout"):
+            kwargs["read_timeout"] = self.options["read_timeout"]
+        return await ThreadedConnection.open(_PymysqlSession(kwargs, self.options))
+
+    def translate(self, exc: BaseException) -> DatabaseError | None:
+        if isinstance(exc, pymysql.err.MySQLError):
+            args = exc.args
+            code = args[0] if args and isinstance(args[0], int) else None
+            message = str(args[1]) if len(args) > 1 else str(exc)
+            return mysql_error(code, message, exc, type(exc).__name__)
+        if isinstance(exc, (OSError, ConnectionError, EOFError)):
+            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
+        return None
