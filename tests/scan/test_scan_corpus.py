@@ -1,0 +1,739 @@
+"""A corpus of small programs, each with the exact findings the scanner must report.
+
+Each entry is one or more files (``snippet.py`` when a string, dedented, so its line 1 is the
+empty line after the opening quotes) and the expected findings as ``"RULE chain"`` strings
+(see `Finding.chain_text`). Entries with no expected finding check
+that offloaded or async-native code is not reported.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from asyncify_kit.scan import scan_paths
+
+
+@dataclass(frozen=True)
+class Snippet:
+    id: str
+    files: dict[str, str] | str
+    expected: list[str]
+
+
+S = "snippet.py"
+
+CORPUS = [
+    # -- HTTP ------------------------------------------------------------------------
+    Snippet(
+        "requests-direct",
+        """
+        import requests
+        async def handler():
+            return requests.get("https://example.com")
+        """,
+        [f"ASY101 {S}:4 handler -> requests.get"],
+    ),
+    Snippet(
+        "requests-from-import",
+        """
+        from requests import post
+        async def handler():
+            post("https://example.com", json={})
+        """,
+        [f"ASY101 {S}:4 handler -> requests.post"],
+    ),
+    Snippet(
+        "requests-session-local",
+        """
+        import requests
+        async def handler():
+            session = requests.Session()
+            return session.get("https://example.com")
+        """,
+        [f"ASY101 {S}:5 handler -> requests.Session.get"],
+    ),
+    Snippet(
+        "requests-session-with",
+        """
+        import requests
+        async def handler():
+            with requests.Session() as s:
+                s.headers.update({"x": "1"})
+                return s.request("GET", "https://example.com")
+        """,
+        [f"ASY101 {S}:6 handler -> requests.Session.request"],
+    ),
+    Snippet(
+        "httpx-sync-function",
+        """
+        import httpx
+        async def handler():
+            return httpx.get("https://example.com")
+        """,
+        [f"ASY102 {S}:4 handler -> httpx.get"],
+    ),
+    Snippet(
+        "httpx-client",
+        """
+        import httpx
+        async def handler():
+            with httpx.Client(base_url="https://example.com") as client:
+                return client.post("/items")
+        """,
+        [f"ASY102 {S}:5 handler -> httpx.Client.post"],
+    ),
+    Snippet(
+        "httpx-async-client-is-fine",
+        """
+        import httpx
+        async def handler():
+            async with httpx.AsyncClient() as client:
+                return await client.get("https://example.com")
+        """,
+        [],
+    ),
+    Snippet(
+        "urllib-urlopen",
+        """
+        from urllib.request import urlopen
+        async def handler():
+            return urlopen("https://example.com").read()
+        """,
+        [f"ASY103 {S}:4 handler -> urllib.request.urlopen"],
+    ),
+    Snippet(
+        "urllib3-poolmanager",
+        """
+        import urllib3
+        http = urllib3.PoolManager()
+        async def handler():
+            return http.request("GET", "https://example.com")
+        """,
+        [f"ASY103 {S}:5 handler -> urllib3.PoolManager.request"],
+    ),
+    Snippet(
+        "http-client-connection",
+        """
+        import http.client
+        async def handler():
+            conn = http.client.HTTPSConnection("example.com")
+            conn.request("GET", "/")
+            return conn.getresponse()
+        """,
+        [
+            f"ASY103 {S}:5 handler -> http.client.HTTPConnection.request",
+            f"ASY103 {S}:6 handler -> http.client.HTTPConnection.getresponse",
+        ],
+    ),
+    # -- AWS -------------------------------------------------------------------------
+    Snippet(
+        "boto3-client",
+        """
+        import boto3
+        s3 = boto3.client("s3")
+        async def handler(key):
+            return s3.get_object(Bucket="b", Key=key)
+        """,
+        [f"ASY104 {S}:5 handler -> boto3.client.get_object"],
+    ),
+    Snippet(
+        "boto3-session-client",
+        """
+        import boto3
+        async def handler():
+            return boto3.Session(profile_name="x").client("sqs").list_queues()
+        """,
+        [f"ASY104 {S}:4 handler -> boto3.client.list_queues"],
+    ),
+    Snippet(
+        "boto3-resource",
+        """
+        import boto3
+        async def handler(path):
+            bucket = boto3.resource("s3").Bucket("media")
+            bucket.upload_file(path, "key")
+        """,
+        [f"ASY104 {S}:5 handler -> boto3.resource.upload_file"],
+    ),
+    Snippet(
+        "boto3-paginator",
+        """
+        import boto3
+        async def handler():
+            client = boto3.client("s3")
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket="b")
+            url = client.generate_presigned_url("get_object", Params={})
+            return pages, url
+        """,
+        [f"ASY104 {S}:5 handler -> boto3.Paginator.paginate"],
+    ),
+    Snippet(
+        "boto3-annotated-client",
+        """
+        from mypy_boto3_s3 import S3Client
+        def remove(client: S3Client, key: str) -> None:
+            client.delete_object(Bucket="b", Key=key)
+        async def handler(client: S3Client):
+            remove(client, "k")
+        """,
+        [f"ASY104 {S}:6 handler -> {S}:4 remove -> boto3.client.delete_object"],
+    ),
+    # -- files -----------------------------------------------------------------------
+    Snippet(
+        "open-and-io-open",
+        """
+        import io
+        async def handler(path):
+            with open(path, "rb") as fh:
+                first = fh.read()
+            with io.open(path) as fh:
+                return first, fh.read()
+        """,
+        [f"ASY105 {S}:4 handler -> builtins.open", f"ASY105 {S}:6 handler -> io.open"],
+    ),
+    Snippet(
+        "pathlib-read-text",
+        """
+        from pathlib import Path
+        async def handler():
+            return Path("config.toml").read_text()
+        """,
+        [f"ASY106 {S}:4 handler -> pathlib.Path.read_text"],
+    ),
+    Snippet(
+        "pathlib-division",
+        """
+        import pathlib
+        async def handler(base, data):
+            (pathlib.Path(base) / "out" / "a.bin").write_bytes(data)
+        """,
+        [f"ASY106 {S}:4 handler -> pathlib.Path.write_bytes"],
+    ),
+    Snippet(
+        "pathlib-annotated-parameter",
+        """
+        from pathlib import Path
+        async def handler(path: Path | None = None):
+            return path.exists()
+        """,
+        [f"ASY106 {S}:4 handler -> pathlib.Path.exists"],
+    ),
+    Snippet(
+        "pathlib-parent-joinpath",
+        """
+        from pathlib import Path
+        HERE = Path(__file__).parent
+        async def handler():
+            return HERE.joinpath("static", "index.html").read_bytes()
+        """,
+        [f"ASY106 {S}:5 handler -> pathlib.Path.read_bytes"],
+    ),
+    Snippet(
+        "os-file-calls",
+        """
+        import os
+        import os.path
+        async def handler(path):
+            if os.path.exists(path):
+                return os.listdir(path)
+        """,
+        [f"ASY107 {S}:5 handler -> os.path.exists", f"ASY107 {S}:6 handler -> os.listdir"],
+    ),
+    Snippet(
+        "shutil-rmtree",
+        """
+        import shutil
+        async def handler(path):
+            shutil.rmtree(path, ignore_errors=True)
+        """,
+        [f"ASY107 {S}:4 handler -> shutil.rmtree"],
+    ),
+    # -- databases -------------------------------------------------------------------
+    Snippet(
+        "psycopg2",
+        """
+        import psycopg2
+        async def handler(dsn):
+            conn = psycopg2.connect(dsn)
+            cur = conn.cursor()
+            cur.execute("select 1")
+            return cur.fetchall()
+        """,
+        [
+            f"ASY108 {S}:4 handler -> psycopg2.connect",
+            f"ASY108 {S}:6 handler -> psycopg2.cursor.execute",
+            f"ASY108 {S}:7 handler -> psycopg2.cursor.fetchall",
+        ],
+    ),
+    Snippet(
+        "psycopg3-sync",
+        """
+        import psycopg
+        async def handler(dsn):
+            with psycopg.connect(dsn) as conn:
+                return conn.execute("select 1").fetchone()
+        """,
+        [
+            f"ASY108 {S}:4 handler -> psycopg.connect",
+            f"ASY108 {S}:5 handler -> psycopg.Connection.execute",
+            f"ASY108 {S}:5 handler -> psycopg.Cursor.fetchone",
+        ],
+    ),
+    Snippet(
+        "psycopg3-async-is-fine",
+        """
+        import psycopg
+        async def handler(dsn):
+            async with await psycopg.AsyncConnection.connect(dsn) as conn:
+                return await (await conn.execute("select 1")).fetchone()
+        """,
+        [],
+    ),
+    Snippet(
+        "pymysql",
+        """
+        import pymysql
+        async def handler():
+            conn = pymysql.connect(host="127.0.0.1")
+            with conn.cursor() as cur:
+                cur.execute("select 1")
+            conn.commit()
+        """,
+        [
+            f"ASY109 {S}:4 handler -> pymysql.connect",
+            f"ASY109 {S}:6 handler -> pymysql.Cursor.execute",
+            f"ASY109 {S}:7 handler -> pymysql.Connection.commit",
+        ],
+    ),
+    Snippet(
+        "mysqlclient",
+        """
+        import MySQLdb
+        async def handler():
+            return MySQLdb.connect(host="127.0.0.1").cursor().fetchone()
+        """,
+        [
+            f"ASY109 {S}:4 handler -> MySQLdb.Cursor.fetchone",
+            f"ASY109 {S}:4 handler -> MySQLdb.connect",
+        ],
+    ),
+    Snippet(
+        "sqlite3-annotated-optional",
+        """
+        import sqlite3
+        from typing import Optional
+        def save(conn: Optional[sqlite3.Connection]) -> None:
+            conn.commit()
+        async def handler(conn):
+            save(conn)
+        """,
+        [f"ASY110 {S}:7 handler -> {S}:5 save -> sqlite3.Connection.commit"],
+    ),
+    # -- sleeping, subprocesses, sockets ---------------------------------------------
+    Snippet(
+        "time-sleep-from-import",
+        """
+        from time import sleep
+        async def handler():
+            sleep(0.1)
+        """,
+        [f"ASY111 {S}:4 handler -> time.sleep"],
+    ),
+    Snippet(
+        "asyncio-sleep-is-fine",
+        """
+        import asyncio
+        import anyio
+        async def handler():
+            await asyncio.sleep(0.1)
+            await anyio.sleep(0.1)
+        """,
+        [],
+    ),
+    Snippet(
+        "subprocess-popen",
+        """
+        import subprocess
+        async def handler():
+            proc = subprocess.Popen(["ls"], stdout=subprocess.PIPE)
+            return proc.communicate()
+        """,
+        [
+            f"ASY112 {S}:4 handler -> subprocess.Popen",
+            f"ASY112 {S}:5 handler -> subprocess.Popen.communicate",
+        ],
+    ),
+    Snippet(
+        "os-system",
+        """
+        import os
+        async def handler():
+            return os.system("true")
+        """,
+        [f"ASY112 {S}:4 handler -> os.system"],
+    ),
+    Snippet(
+        "socket-client",
+        """
+        import socket
+        async def handler(host):
+            sock = socket.create_connection((host, 80))
+            sock.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            return sock.recv(1024)
+        """,
+        [
+            f"ASY113 {S}:4 handler -> socket.create_connection",
+            f"ASY113 {S}:5 handler -> socket.socket.sendall",
+            f"ASY113 {S}:6 handler -> socket.socket.recv",
+        ],
+    ),
+    Snippet(
+        "socket-dns",
+        """
+        import socket
+        async def handler(host):
+            return socket.getaddrinfo(host, 443)
+        """,
+        [f"ASY113 {S}:4 handler -> socket.getaddrinfo"],
+    ),
+    Snippet(
+        "asyncio-streams-are-fine",
+        """
+        import asyncio
+        async def handler(host):
+            reader, writer = await asyncio.open_connection(host, 80)
+            writer.write(b"ping")
+            await writer.drain()
+            return await reader.read(100)
+        """,
+        [],
+    ),
+    # -- scopes and the call graph ---------------------------------------------------
+    Snippet(
+        "nested-function-called",
+        """
+        import time
+        async def handler():
+            def inner():
+                time.sleep(1)
+            inner()
+        """,
+        [f"ASY111 {S}:6 handler -> {S}:5 handler.<locals>.inner -> time.sleep"],
+    ),
+    Snippet(
+        "nested-function-and-lambda-not-called",
+        """
+        import time
+        async def handler():
+            def inner():
+                time.sleep(1)
+            later = lambda: time.sleep(1)
+            return inner, later
+        """,
+        [],
+    ),
+    Snippet(
+        "mutual-recursion",
+        """
+        import time
+        def ping(n):
+            if n:
+                pong(n - 1)
+        def pong(n):
+            time.sleep(0.1)
+            ping(n)
+        async def handler():
+            ping(3)
+        """,
+        [f"ASY111 {S}:10 handler -> {S}:5 ping -> {S}:7 pong -> time.sleep"],
+    ),
+    Snippet(
+        "async-callee-reported-once",
+        """
+        import time
+        async def inner():
+            time.sleep(1)
+        async def outer():
+            await inner()
+        """,
+        [f"ASY111 {S}:4 inner -> time.sleep"],
+    ),
+    Snippet(
+        "dunder-call",
+        """
+        import time
+        class Throttle:
+            def __call__(self):
+                time.sleep(0.5)
+        throttle = Throttle()
+        async def handler():
+            throttle()
+        """,
+        [f"ASY111 {S}:8 handler -> {S}:5 Throttle.__call__ -> time.sleep"],
+    ),
+    Snippet(
+        "constructor-connects",
+        """
+        import sqlite3
+        class Repo:
+            def __init__(self, path):
+                self.conn = sqlite3.connect(path)
+        async def handler():
+            return Repo("app.db")
+        """,
+        [f"ASY110 {S}:7 handler -> {S}:5 Repo.__init__ -> sqlite3.connect"],
+    ),
+    Snippet(
+        "inherited-method",
+        """
+        import time
+        class Base:
+            def wait(self):
+                time.sleep(1)
+        class Child(Base):
+            def run(self):
+                self.wait()
+        async def handler():
+            Child().run()
+        """,
+        [f"ASY111 {S}:10 handler -> {S}:8 Child.run -> {S}:5 Base.wait -> time.sleep"],
+    ),
+    Snippet(
+        "subclass-of-requests-session",
+        """
+        import requests
+        class Api(requests.Session):
+            def users(self):
+                return self.get("https://example.com/users")
+        async def handler():
+            return Api().users()
+        """,
+        [f"ASY101 {S}:7 handler -> {S}:5 Api.users -> requests.Session.get"],
+    ),
+    Snippet(
+        "return-value-inference",
+        """
+        import requests
+        def make_session():
+            return requests.Session()
+        async def handler():
+            return make_session().get("https://example.com")
+        """,
+        [f"ASY101 {S}:6 handler -> requests.Session.get"],
+    ),
+    Snippet(
+        "return-annotation-string",
+        """
+        import httpx
+        def client() -> "httpx.Client":
+            ...
+        async def handler():
+            return client().delete("https://example.com/x")
+        """,
+        [f"ASY102 {S}:6 handler -> httpx.Client.delete"],
+    ),
+    Snippet(
+        "instance-attribute-from-annotated-parameter",
+        """
+        import requests
+        class Gateway:
+            def __init__(self, session: requests.Session) -> None:
+                self.session = session
+            def charge(self):
+                return self.session.post("https://pay.example.com")
+        async def handler(gateway: Gateway):
+            return gateway.charge()
+        """,
+        [f"ASY101 {S}:9 handler -> {S}:7 Gateway.charge -> requests.Session.post"],
+    ),
+    Snippet(
+        "comprehension",
+        """
+        import requests
+        async def handler(urls):
+            return [requests.get(u) for u in urls]
+        """,
+        [f"ASY101 {S}:4 handler -> requests.get"],
+    ),
+    Snippet(
+        "star-import",
+        """
+        from time import *
+        async def handler():
+            sleep(1)
+        """,
+        [f"ASY111 {S}:4 handler -> time.sleep"],
+    ),
+    Snippet(
+        "module-level-alias",
+        """
+        import requests
+        fetch = requests.get
+        async def handler():
+            return fetch("https://example.com")
+        """,
+        [f"ASY101 {S}:5 handler -> requests.get"],
+    ),
+    Snippet(
+        "walrus",
+        """
+        import requests
+        async def handler():
+            if (session := requests.Session()) is not None:
+                return session.get("https://example.com")
+        """,
+        [f"ASY101 {S}:5 handler -> requests.Session.get"],
+    ),
+    Snippet(
+        "shadowed-name-is-not-the-module",
+        """
+        class Clock:
+            def sleep(self, seconds):
+                return seconds
+        async def handler():
+            time = Clock()
+            time.sleep(1)
+        """,
+        [],
+    ),
+    Snippet(
+        "lru-cache-decorated-helper",
+        """
+        import functools
+        import pathlib
+        @functools.lru_cache
+        def settings():
+            return pathlib.Path("settings.json").read_text()
+        async def handler():
+            return settings()
+        """,
+        [f"ASY106 {S}:8 handler -> {S}:6 settings -> pathlib.Path.read_text"],
+    ),
+    Snippet(
+        "generator-helper",
+        """
+        import sqlite3
+        def rows(conn: sqlite3.Connection):
+            yield from conn.execute("select * from t")
+        async def handler(conn):
+            return [row for row in rows(conn)]
+        """,
+        [f"ASY110 {S}:6 handler -> {S}:4 rows -> sqlite3.Connection.execute"],
+    ),
+    Snippet(
+        "contextmanager-helper",
+        """
+        from contextlib import contextmanager
+        import psycopg2
+        @contextmanager
+        def transaction(dsn):
+            conn = psycopg2.connect(dsn)
+            yield conn
+            conn.commit()
+        async def handler(dsn):
+            with transaction(dsn) as conn:
+                return conn
+        """,
+        [
+            f"ASY108 {S}:10 handler -> {S}:6 transaction -> psycopg2.connect",
+            f"ASY108 {S}:10 handler -> {S}:8 transaction -> psycopg2.connection.commit",
+        ],
+    ),
+    Snippet(
+        "relative-import-in-package",
+        {
+            "pkg/__init__.py": "from .helpers import slow as slow\n",
+            "pkg/helpers.py": "import time\ndef slow():\n    time.sleep(1)\n",
+            "pkg/views.py": "from . import slow\nasync def view():\n    slow()\n",
+        },
+        ["ASY111 pkg/views.py:3 view -> pkg/helpers.py:3 slow -> time.sleep"],
+    ),
+    Snippet(
+        "import-cycle-between-modules",
+        {
+            "a.py": "import time\nfrom b import later\ndef now():\n    time.sleep(1)\n",
+            "b.py": "from a import now\ndef later():\n    now()\nasync def run():\n    later()\n",
+        },
+        ["ASY111 b.py:5 run -> b.py:3 later -> a.py:4 now -> time.sleep"],
+    ),
+    # -- offloaded calls are safe ----------------------------------------------------
+    Snippet(
+        "offload-sync-to-async-and-asyncer",
+        """
+        import requests
+        from asgiref.sync import sync_to_async
+        import asyncer
+        @sync_to_async
+        def fetch(url):
+            return requests.get(url)
+        async def handler(url):
+            await fetch(url)
+            return await asyncer.asyncify(requests.get)(url)
+        """,
+        [],
+    ),
+    Snippet(
+        "offload-trio-and-anyio-partial",
+        """
+        import functools
+        import time
+        import anyio.to_thread
+        import trio
+        async def handler():
+            await trio.to_thread.run_sync(time.sleep, 1)
+            await anyio.to_thread.run_sync(functools.partial(time.sleep, 1))
+        """,
+        [],
+    ),
+    Snippet(
+        "offload-gather-of-run-sync",
+        """
+        import asyncio
+        import requests
+        from asyncify_kit import run_sync
+        async def handler(urls):
+            return await asyncio.gather(*(run_sync(requests.get, u) for u in urls))
+        """,
+        [],
+    ),
+    Snippet(
+        "offload-asyncify-method",
+        """
+        import time
+        import asyncify_kit as ak
+        class Worker:
+            @ak.asyncify
+            def crunch(self):
+                time.sleep(1)
+        async def handler():
+            await Worker().crunch()
+        """,
+        [],
+    ),
+]
+
+
+def write(tmp_path: Path, files: dict[str, str] | str) -> None:
+    if isinstance(files, str):
+        files = {S: files}
+    for name, source in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+
+
+def test_corpus_has_at_least_forty_snippets() -> None:
+    assert len(CORPUS) >= 40
+    assert len({snippet.id for snippet in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize("snippet", CORPUS, ids=[snippet.id for snippet in CORPUS])
+def test_snippet(tmp_path: Path, snippet: Snippet) -> None:
+    write(tmp_path, snippet.files)
+    result = scan_paths([tmp_path], root=tmp_path)
+    found = [f"{f.rule_id} {f.chain_text()}" for f in result.findings]
+    assert found == snippet.expected
