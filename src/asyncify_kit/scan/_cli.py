@@ -57,22 +57,21 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-rules", action="store_true", help="list the rules and exit")
 
 
-def add_scan_subcommand(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``scan`` on an argparse subparsers object; its handler is `run_scan`.
+def add_scan_subcommand(subparsers: Any) -> None:
+    """Register ``scan`` on an argparse subparsers object; its ``handler`` is `run_scan`.
 
     Example:
         >>> import argparse
         >>> parser = argparse.ArgumentParser(prog="asyncify-kit")
-        >>> _ = add_scan_subcommand(parser.add_subparsers(dest="command"))
+        >>> add_scan_subcommand(parser.add_subparsers(dest="command"))
         >>> parser.parse_args(["scan", "app", "--format", "json"]).format
         'json'
     """
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = subparsers.add_parser(
         "scan", help="find blocking calls in async code", description=_DESCRIPTION, epilog=_EPILOG
     )
     add_scan_arguments(parser)
-    parser.set_defaults(handler=run_scan, func=run_scan)
-    return parser
+    parser.set_defaults(handler=run_scan)
 
 
 def run_scan(args: argparse.Namespace) -> int:
