@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -333,11 +333,11 @@ class Database:
     @overload
     def iterate(
         self, sql: str, params: Params = None, *, batch_size: int = 500
-    ) -> AsyncIterator[Row]: ...
+    ) -> AsyncGenerator[Row, None]: ...
     @overload
     def iterate(
         self, sql: str, params: Params = None, *, batch_size: int = 500, as_: type[T]
-    ) -> AsyncIterator[T]: ...
+    ) -> AsyncGenerator[T, None]: ...
     def iterate(
         self,
         sql: str,
@@ -345,7 +345,7 @@ class Database:
         *,
         batch_size: int = 500,
         as_: type[Any] | None = None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Stream the rows of a large result, *batch_size* at a time (bounded memory).
 
         PostgreSQL and MySQL use server-side cursors; the connection is held until the loop
@@ -366,7 +366,7 @@ class Database:
         args: tuple[Any, ...],
         batch_size: int,
         as_: type[Any] | None,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         pin = self._pin()
         pool: ConnectionPool | None = None
         if pin is not None:
@@ -378,7 +378,7 @@ class Database:
             in_tx = False
         try:
             batches = conn.iterate(query, args, batch_size, in_tx)
-            async with aclosing(batches):  # type: ignore[type-var]  # declared as AsyncIterator, is an async generator
+            async with aclosing(batches):
                 try:
                     async for batch in batches:
                         for row in batch:

@@ -5,6 +5,7 @@ Same session settings as asyncmy: UTC, autocommit, ``statement_timeout`` server-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import aiomysql
@@ -37,6 +38,23 @@ class _SSCursor(aiomysql.SSCursor):  # type: ignore[misc]  # aiomysql ships no t
         return None
 
 
+def _escape_with_bytes(raw: Any) -> Callable[[Any], str]:
+    """*raw*'s ``escape`` with bytes written as a hex literal.
+
+    aiomysql 0.3 escapes bytes with a PyMySQL helper that PyMySQL 1.2 no longer has (a
+    ``TypeError`` for every bytes parameter); this fixes it on our connections only.
+    """
+    original = raw.escape
+
+    def escape(value: Any) -> str:
+        if isinstance(value, (bytes, bytearray)):
+            return f"_binary X'{bytes(value).hex()}'"
+        text: str = original(value)
+        return text
+
+    return escape
+
+
 class AiomysqlConnection(MysqlAsyncConnection):
     """One aiomysql connection."""
 
@@ -56,6 +74,7 @@ class AiomysqlBackend(Backend):
 
     async def connect(self) -> Connection:
         raw = await aiomysql.connect(**mysql_connect_kwargs(self))
+        raw.escape = _escape_with_bytes(raw)
         conn = AiomysqlConnection(raw)
         try:
             await mysql_session_setup(conn, self.options)

@@ -8,7 +8,7 @@ UUID subclass would otherwise leak out).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, ClassVar
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
@@ -77,7 +77,7 @@ class AsyncpgConnection(Connection):
 
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         conn = self._conn
         began = False
         if not in_transaction and not conn.is_in_transaction():

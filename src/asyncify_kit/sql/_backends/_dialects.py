@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 import ssl as _ssl
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from ...exceptions import (
@@ -365,7 +365,7 @@ class MysqlAsyncConnection(Connection):
 
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         cur = await self.cursor(unbuffered=True)
         try:
             await cur.execute(query.text, mysql_adapt(args))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -88,7 +88,7 @@ class PsycopgAsyncConnection(Connection):
 
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         conn = self._conn
         name = f"asyncify_cursor_{next(_cursor_names)}"
         began = not in_transaction

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 import anyio
@@ -80,7 +80,7 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         """Yield the result in batches of at most *batch_size* rows (bounded memory)."""
 
     @abc.abstractmethod
@@ -535,7 +535,7 @@ class ThreadedConnection(Connection):
 
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         cursor_id: int = await self._proxy.open_cursor(query.text, args, in_transaction)
         finished = False
         try:

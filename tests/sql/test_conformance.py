@@ -1,0 +1,403 @@
+"""One conformance suite, run over all seven backends against the real servers.
+
+Every backend must give the same Python types for the same SQL types, the same `Row`, the
+same parameter style, the same errors and the same transaction behaviour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import pydantic
+import pytest
+
+from asyncify_kit import BackendURL
+from asyncify_kit.sql import (
+    Database,
+    DatabaseError,
+    IntegrityError,
+    Json,
+    ProgrammingError,
+    QueryTimeout,
+    Row,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend(case: tuple[str, str]) -> tuple[str, dict[str, object]]:
+    return (case[1], {})
+
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "postgresql": {
+        "i": "bigint",
+        "f": "double precision",
+        "d": "numeric(12,4)",
+        "s": "text",
+        "b": "bytea",
+        "flag": "boolean",
+        "day": "date",
+        "t": "time",
+        "ts": "timestamptz",
+        "u": "uuid",
+        "j": "jsonb",
+    },
+    "mysql": {
+        "i": "bigint",
+        "f": "double",
+        "d": "decimal(12,4)",
+        "s": "text",
+        "b": "blob",
+        "flag": "boolean",
+        "day": "date",
+        "t": "time(6)",
+        "ts": "datetime(6)",
+        "u": "uuid",
+        "j": "json",
+    },
+    "sqlite": {
+        "i": "integer",
+        "f": "real",
+        "d": "decimal",
+        "s": "text",
+        "b": "blob",
+        "flag": "boolean",
+        "day": "date",
+        "t": "time",
+        "ts": "timestamp",
+        "u": "uuid",
+        "j": "json",
+    },
+}
+
+VALUES: dict[str, Any] = {
+    "i": 2**40 + 7,
+    "f": 1.5,
+    "d": Decimal("1234.5678"),
+    "s": "héllo 'wörld' %s :x",
+    "b": b"\x00\xff binary",
+    "flag": True,
+    "day": dt.date(2024, 2, 29),
+    "t": dt.time(13, 14, 15, 123456),
+    "ts": dt.datetime(2024, 2, 29, 23, 59, 58, 654321, tzinfo=dt.timezone.utc),
+    "u": uuid.UUID("0b4e1a3a-2d54-4f8a-9a3f-6a5b8f1e2c3d"),
+    "j": {"a": [1, 2, {"b": None}], "ü": "x"},
+}
+
+
+@asynccontextmanager
+async def typed_table(db: Database, name: str) -> AsyncIterator[str]:
+    columns = COLUMNS[db.dialect]
+    body = ", ".join(f"{col} {kind}" for col, kind in columns.items())
+    await db.execute(f"create table {name} (id integer primary key, {body})")
+    try:
+        yield name
+    finally:
+        await db.execute(f"drop table {name}")
+
+
+async def test_same_python_types_from_every_backend(url: BackendURL, table: str) -> None:
+    async with Database(url) as db, typed_table(db, table):
+        cols = ", ".join(VALUES)
+        marks = ", ".join(f":{c}" for c in VALUES)
+        inserted = await db.execute(f"insert into {table} (id, {cols}) values (1, {marks})", VALUES)
+        assert inserted == 1
+        await db.execute(f"insert into {table} (id) values (2)")
+        row = await db.fetch_one(f"select {cols} from {table} where id = 1")
+        assert row is not None
+        for name, expected in VALUES.items():
+            value = row[name]
+            assert type(value) is type(expected), (name, value)
+            assert value == expected, name
+        assert row["ts"].utcoffset() == dt.timedelta(0)
+        nulls = await db.fetch_one(f"select {cols} from {table} where id = 2")
+        assert nulls is not None
+        assert all(nulls[name] is None for name in VALUES)
+
+
+async def test_false_and_json_list_round_trip(url: BackendURL, table: str) -> None:
+    async with Database(url) as db, typed_table(db, table):
+        await db.execute(
+            f"insert into {table} (id, flag, j) values (:id, :flag, :j)",
+            {"id": 1, "flag": False, "j": Json([1, "two", None])},
+        )
+        row = await db.fetch_one(f"select flag, j from {table}")
+        assert row is not None
+        assert row.flag is False
+        assert row.j == [1, "two", None]
+
+
+@dataclasses.dataclass
+class Item:
+    id: int
+    name: str
+    price: Decimal | None = None
+
+
+class ItemModel(pydantic.BaseModel):
+    id: int
+    name: str
+    price: Decimal | None = None
+
+
+async def test_rows_and_as_(url: BackendURL, table: str) -> None:
+    async with Database(url) as db:
+        await db.execute(
+            f"create table {table} (id integer primary key, name varchar(50), price decimal(8,2))"
+        )
+        try:
+            await db.execute_many(
+                f"insert into {table} (id, name, price) values (:id, :name, :price)",
+                [{"id": i, "name": f"item {i}", "price": Decimal(f"{i}.50")} for i in range(5)],
+            )
+            rows = await db.fetch_all(f"select id, name, price from {table} order by id")
+            assert [r.id for r in rows] == [0, 1, 2, 3, 4]
+            first = rows[0]
+            assert isinstance(first, Row)
+            assert first["name"] == first.name == first[1] == "item 0"
+            assert list(first) == ["id", "name", "price"]
+            assert dict(first) == {"id": 0, "name": "item 0", "price": Decimal("0.50")}
+            assert first[-1] == Decimal("0.50")
+            with pytest.raises(AttributeError, match="nope"):
+                _ = first.nope
+            with pytest.raises(KeyError):
+                _ = first["nope"]
+            items = await db.fetch_all(f"select * from {table} order by id", as_=Item)
+            assert items[2] == Item(2, "item 2", Decimal("2.50"))
+            model = await db.fetch_one(
+                f"select * from {table} where id = :id", {"id": 3}, as_=ItemModel
+            )
+            assert model == ItemModel(id=3, name="item 3", price=Decimal("3.50"))
+            assert await db.fetch_one(f"select * from {table} where id = 99") is None
+            assert await db.fetch_val(f"select name from {table} where id = 99") is None
+            assert await db.fetch_val(f"select id, name from {table} where id = 4", column=1) == (
+                "item 4"
+            )
+            assert await db.fetch_val(f"select count(*) from {table}") == 5
+            changed = await db.execute(
+                f"update {table} set name = :n where id < :k", {"n": "x", "k": 3}
+            )
+            assert changed == 3
+            assert await db.execute(f"delete from {table} where id = :id", {"id": 4}) == 1
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_parameters_are_named_and_never_formatted(url: BackendURL) -> None:
+    async with Database(url) as db:
+        tricky = "'; drop table users; -- :x %s %(x)s ?"
+        assert await db.fetch_val("select :v", {"v": tricky}) == tricky
+        assert await db.fetch_val("select ':not_a_param' -- :nor_this\n") == ":not_a_param"
+        assert await db.fetch_val("select /* :x */ '100%'") == "100%"
+        # one name used twice is one value (asyncpg types parameters from the statement, so
+        # an untyped parameter in a select list is text there: strings are portable)
+        twice = await db.fetch_one("select :a as x, :a as y", {"a": "2"})
+        assert twice is not None
+        assert twice.as_tuple() == ("2", "2")
+        with pytest.raises(ProgrammingError, match=r"missing :b"):
+            await db.fetch_val("select :a, :b", {"a": 1})
+        with pytest.raises(ProgrammingError, match=r"unexpected 'c'"):
+            await db.fetch_val("select :a", {"a": 1, "c": 2})
+        with pytest.raises(ProgrammingError, match="mapping"):
+            await db.fetch_val("select :a", [1])  # type: ignore[arg-type]
+        assert db.pool_stats().in_use == 0
+
+
+async def test_iterate_streams_in_batches(url: BackendURL, table: str) -> None:
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer primary key, v varchar(10))")
+        try:
+            await db.execute_many(
+                f"insert into {table} (id, v) values (:id, :v)",
+                [{"id": i, "v": str(i)} for i in range(1000)],
+            )
+            seen = [
+                r.id async for r in db.iterate(f"select id from {table} order by id", batch_size=64)
+            ]
+            assert seen == list(range(1000))
+            typed = [
+                i
+                async for i in db.iterate(
+                    f"select id, v as name from {table} where id < :n order by id",
+                    {"n": 3},
+                    as_=Item,
+                )
+            ]
+            assert typed == [Item(0, "0"), Item(1, "1"), Item(2, "2")]
+            # leaving early gives the connection back (and ends the cursor's transaction)
+            async with aclosing(
+                db.iterate(f"select id from {table} order by id", batch_size=10)
+            ) as it:
+                async for row in it:
+                    if row.id == 15:
+                        break
+            assert db.pool_stats().in_use == 0
+            assert await db.fetch_val(f"select count(*) from {table}") == 1000
+            async with db.transaction():
+                await db.execute(f"delete from {table} where id >= 10")
+                inside = [r.id async for r in db.iterate(f"select id from {table}", batch_size=3)]
+                assert sorted(inside) == list(range(10))
+            assert await db.fetch_val(f"select count(*) from {table}") == 10
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_errors_are_translated(url: BackendURL, table: str) -> None:
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer primary key)")
+        try:
+            await db.execute(f"insert into {table} (id) values (1)")
+            with pytest.raises(IntegrityError) as caught:
+                await db.execute(f"insert into {table} (id) values (:id)", {"id": 1})
+            assert caught.value.orig is caught.value.__cause__
+            assert caught.value.orig is not None
+            assert not isinstance(caught.value.orig, DatabaseError)
+            with pytest.raises(ProgrammingError):
+                await db.execute("selec nothing")
+            with pytest.raises(ProgrammingError):
+                await db.fetch_all("select * from no_such_table_here")
+            async with db.transaction():
+                with pytest.raises(IntegrityError):
+                    async with db.transaction():
+                        await db.execute(f"insert into {table} (id) values (1)")
+                await db.execute(f"insert into {table} (id) values (2)")
+            assert await db.fetch_val(f"select count(*) from {table}") == 2
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_statement_timeout(url: BackendURL, case: tuple[str, str]) -> None:
+    slow = {
+        "postgresql": "select pg_sleep(3)",
+        "mysql": "select sleep(3)",
+        "sqlite": (
+            "with recursive c(x) as (select 1 union all select x + 1 from c where x < 100000000)"
+            " select count(*) from c"
+        ),
+    }
+    async with Database(url, statement_timeout=0.3, min_size=0) as db:
+        started = anyio.current_time()
+        with pytest.raises(QueryTimeout) as caught:
+            await db.fetch_val(slow[db.dialect])
+        assert anyio.current_time() - started < 2.5
+        assert isinstance(caught.value, TimeoutError)
+        assert await db.fetch_val("select 1") == 1
+
+
+class _Boom(Exception):
+    pass
+
+
+async def test_transactions(url: BackendURL, table: str) -> None:
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer primary key)")
+        try:
+            async with db.transaction():
+                await db.execute(f"insert into {table} (id) values (1)")
+            with pytest.raises(_Boom):
+                async with db.transaction():
+                    await db.execute(f"insert into {table} (id) values (2)")
+                    raise _Boom
+            async with db.transaction():
+                await db.execute(f"insert into {table} (id) values (3)")
+                with pytest.raises(_Boom):
+                    async with db.transaction():  # a savepoint
+                        await db.execute(f"insert into {table} (id) values (4)")
+                        raise _Boom
+                async with db.transaction():
+                    await db.execute(f"insert into {table} (id) values (5)")
+
+            @db.transaction()
+            async def add(n: int, fail: bool) -> int:
+                await db.execute(f"insert into {table} (id) values (:n)", {"n": n})
+                if fail:
+                    raise _Boom
+                return n
+
+            assert await add(6, False) == 6
+            with pytest.raises(_Boom):
+                await add(7, True)
+            ids = [r.id for r in await db.fetch_all(f"select id from {table} order by id")]
+            assert ids == [1, 3, 5, 6]
+            async with db.transaction(isolation="serializable", read_only=True):
+                assert await db.fetch_val(f"select count(*) from {table}") == 4
+            with pytest.raises(DatabaseError):
+                async with db.transaction(read_only=True):
+                    await db.execute(f"insert into {table} (id) values (8)")
+            assert await db.fetch_val(f"select count(*) from {table}") == 4
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_isolation_levels(url: BackendURL) -> None:
+    async with Database(url) as db:
+        levels = (
+            ["serializable"]
+            if db.dialect == "sqlite"
+            else ["read_uncommitted", "read_committed", "repeatable_read", "serializable"]
+        )
+        for level in levels:
+            async with db.transaction(isolation=level):
+                assert await db.fetch_val("select 1") == 1
+
+
+async def test_concurrent_tasks_never_share_a_transaction(url: BackendURL, table: str) -> None:
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer primary key)")
+        try:
+            seen_by_child: list[int] = []
+
+            async def child() -> None:
+                # inherits the context of the transaction below, but not its connection
+                seen_by_child.append(await db.fetch_val(f"select count(*) from {table}"))
+
+            with pytest.raises(_Boom):
+                async with db.transaction():
+                    await db.execute(f"insert into {table} (id) values (1)")
+                    assert await db.fetch_val(f"select count(*) from {table}") == 1
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(child)
+                    raise _Boom
+            assert seen_by_child == [0]
+
+            async def worker(n: int) -> None:
+                with pytest.raises(_Boom) if n % 2 else contextlib.nullcontext():
+                    async with db.transaction():
+                        await db.execute(f"insert into {table} (id) values (:n)", {"n": n})
+                        await anyio.sleep(0.01)
+                        if n % 2:
+                            raise _Boom
+
+            async with anyio.create_task_group() as tg:
+                for n in range(10, 16):
+                    tg.start_soon(worker, n)
+            ids = [r.id for r in await db.fetch_all(f"select id from {table} order by id")]
+            assert ids == [10, 12, 14]
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_pinned_connection(url: BackendURL) -> None:
+    async with Database(url) as db:
+        async with db.connection() as conn:
+            assert conn.raw is not None
+            assert db.pool_stats().in_use == 1
+            assert await conn.fetch_val("select :x", {"x": "5"}) == "5"
+            assert await db.fetch_val("select 6") == 6  # same pinned connection
+            assert db.pool_stats().in_use == 1
+            async with conn.transaction():
+                assert (await conn.fetch_one("select 1 as one")) == {"one": 1}
+        assert db.pool_stats().in_use == 0
