@@ -1,7 +1,7 @@
 """The event-loop blocking experiment behind ``asyncify-kit demo``.
 
-A FastAPI app runs under uvicorn on 127.0.0.1 (in a thread of this process, on its own event
-loop). It has a fast ``GET /`` and four slow endpoints that each wait ``d`` seconds:
+A FastAPI app runs under uvicorn on 127.0.0.1, in a child process of its own. It has a fast
+``GET /`` and four slow endpoints that each wait ``d`` seconds:
 
 - ``blocking``: an ``async def`` handler calling ``time.sleep(d)`` — the bug;
 - ``asyncify``: the same sync function decorated with ``@asyncify`` and awaited;
@@ -25,8 +25,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import multiprocessing
 import socket
 import sys
 import threading
@@ -35,7 +37,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
@@ -44,8 +47,8 @@ from fastapi import FastAPI
 from ._offload import asyncify
 
 PROBE_INTERVAL = 0.010
-MAX_PROBES_IN_FLIGHT = 256
-SERVER_START_TIMEOUT = 10.0
+SERVER_START_TIMEOUT = 30.0
+SERVER_BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -74,13 +77,13 @@ def legacy_report(seconds: float) -> float:
 report_offloaded = asyncify(legacy_report)
 
 
-def build_app(slow_started: threading.Event | None = None) -> FastAPI:
+def build_app(slow_started: Flag | None = None) -> FastAPI:
     """The demo app: a fast ``GET /`` and one slow endpoint per variant.
 
     Every slow handler sets *slow_started* when it begins, so the prober measures only while
     slow work is really running on the server.
     """
-    started = slow_started if slow_started is not None else threading.Event()
+    started: Flag = slow_started if slow_started is not None else threading.Event()
     app = FastAPI(title="asyncify-kit demo", openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.get("/")
@@ -112,39 +115,72 @@ def build_app(slow_started: threading.Event | None = None) -> FastAPI:
     return app
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run *app* under uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""
+class Flag(Protocol):
+    """What the server and the prober share: ``threading.Event`` or ``multiprocessing.Event``."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+def listening_socket() -> socket.socket:
+    """A TCP socket listening on a free 127.0.0.1 port."""
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when the listening
     # socket says TCP; without it every keep-alive response waits ~40 ms for a delayed ACK
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    sock.listen(SERVER_BACKLOG)
+    return sock
+
+
+def _server_process(ports: Connection, slow_started: Flag) -> None:
+    """Body of the server process: uvicorn on its own event loop, nothing else running."""
+    sock = listening_socket()
+    ports.send(sock.getsockname()[1])
+    ports.close()
     config = uvicorn.Config(
-        app,
+        build_app(slow_started),
         loop="asyncio",
         log_level="warning",
         access_log=False,
         lifespan="off",
-        backlog=512,
+        backlog=SERVER_BACKLOG,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="demo-uvicorn", daemon=True
+    uvicorn.Server(config).run(sockets=[sock])  # SIGTERM makes it shut down gracefully
+
+
+@contextmanager
+def serve() -> Iterator[tuple[str, Flag]]:
+    """Run the demo app under uvicorn in a child process; yield its base URL and start flag.
+
+    A separate process keeps the measurement honest: the server's event loop does not share
+    a GIL with the load generator and the prober. The socket listens before the URL is
+    yielded, so early requests wait in the backlog instead of failing.
+    """
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+    slow_started = context.Event()
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_server_process, args=(send, slow_started), name="asyncify-kit-demo-server"
     )
-    thread.start()
+    process.start()
+    send.close()
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the demo server did not start on 127.0.0.1")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        if not receive.poll(SERVER_START_TIMEOUT):
+            raise RuntimeError(
+                f"the demo server did not start on 127.0.0.1 within {SERVER_START_TIMEOUT:.0f} s"
+            )
+        port = receive.recv()
+        yield f"http://127.0.0.1:{port}", slow_started
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        receive.close()
+        process.terminate()
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -282,13 +318,55 @@ def _run_load(
     return asyncio.run(_load(base_url, path, concurrency, duration, window))
 
 
+class Prober:
+    """A minimal keep-alive HTTP/1.1 client for ``GET /``, on raw asyncio streams.
+
+    The prober must be cheap: on a busy machine every millisecond of client CPU shows up as
+    probe latency, and httpx spends about ten times more per request than this. Idle
+    connections are reused; a probe that finds none opens a new one, so probes never queue
+    behind each other on the client side.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
+    async def get(self) -> None:
+        """Send ``GET /`` and read the whole response; RuntimeError unless it is a 200."""
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self._host, self._port)
+        writer.write(self._request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status, _, rest = head.partition(b"\r\n")
+        if not status.startswith(b"HTTP/1.1 200"):
+            writer.close()
+            raise RuntimeError(f"GET / answered {status.decode(errors='replace')!r}")
+        length = 0
+        for line in rest.lower().split(b"\r\n"):
+            if line.startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await reader.readexactly(length)
+        self._idle.append((reader, writer))
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
+            writer.close()
+        for _, writer in idle:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
 async def measure(
     base_url: str,
     variant: Variant,
     concurrency: int,
     duration: float,
     window: float,
-    slow_started: threading.Event,
+    slow_started: Flag,
 ) -> VariantResult:
     """Probe ``GET /`` while the load thread keeps N slow requests of *variant* in flight.
 
@@ -299,9 +377,10 @@ async def measure(
     from the moment the probe was due (no coordinated omission).
     """
     result = VariantResult(variant)
-    limits = httpx.Limits(max_connections=MAX_PROBES_IN_FLIGHT, max_keepalive_connections=32)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as probe:
-        (await probe.get("/")).raise_for_status()  # connected and warm before the load starts
+    url = httpx.URL(base_url)
+    probe = Prober(url.host, url.port or 80)
+    try:
+        await probe.get()  # connected and warm before the load starts
         slow_started.clear()
         loop = asyncio.get_running_loop()
         load = loop.run_in_executor(
@@ -312,9 +391,8 @@ async def measure(
         await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
 
         async def probe_once(due: float) -> None:
-            response = await probe.get("/")
+            await probe.get()
             result.probes_ms.append((time.perf_counter() - due) * 1000)
-            response.raise_for_status()
 
         probes: list[asyncio.Task[None]] = []
         due = time.perf_counter()
@@ -325,6 +403,8 @@ async def measure(
         await asyncio.gather(*probes)
         await started
         result.bursts_ms, result.slow_requests = await load
+    finally:
+        await probe.aclose()
     return result
 
 
@@ -337,7 +417,7 @@ async def _warm_up(base_url: str) -> None:
 
 
 async def _measure_all(
-    base_url: str, concurrency: int, duration: float, window: float, slow_started: threading.Event
+    base_url: str, concurrency: int, duration: float, window: float, slow_started: Flag
 ) -> list[VariantResult]:
     await _warm_up(base_url)
     return [
@@ -355,8 +435,7 @@ def run_demo(concurrency: int = 10, duration: float = 0.2, window: float = 1.0) 
         assert result.blocking_ratio() > 10
     """
     began = time.perf_counter()
-    slow_started = threading.Event()
-    with serve(build_app(slow_started)) as base_url:
+    with serve() as (base_url, slow_started):
         results = asyncio.run(_measure_all(base_url, concurrency, duration, window, slow_started))
     return DemoResult(concurrency, duration, window, results, time.perf_counter() - began)
 
