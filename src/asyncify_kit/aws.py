@@ -20,13 +20,14 @@ backend also runs on trio. Errors are botocore's own (``ClientError``), unchange
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, Literal, Protocol
 
 from ._offload import OffloadedIterator, asyncify, run_sync, wrap
 from .exceptions import BackendNotInstalled, ConfigError, Unsupported
 
-__all__ = ["AsyncBody", "Boto3Client", "client"]
+__all__ = ["AsyncBody", "Boto3Client", "botocore_session", "client"]
 
 Backend = Literal["aioboto3", "boto3"]
 
@@ -159,10 +160,43 @@ class Boto3Client:
         return f"<Boto3Client {self._client.meta.service_model.service_name!r} in threads>"
 
 
+_loader_lock = threading.Lock()
+_shared_loader: Any = None
+
+
+def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> Any:
+    """A botocore (or aiobotocore) session whose data for *service* is already loaded.
+
+    Blocking (botocore reads JSON files): call it in a worker thread. Every session made
+    here shares one data loader, so the files are read once per process, not per client.
+    """
+    global _shared_loader
+    if aio:
+        from aiobotocore.session import AioSession
+
+        core: Any = AioSession(profile=profile)
+    else:
+        import botocore.session
+
+        core = botocore.session.Session(profile=profile)
+    with _loader_lock:
+        if _shared_loader is None:
+            _shared_loader = core.get_component("data_loader")
+        loader = _shared_loader
+        core.register_component("data_loader", loader)
+        loader.load_service_model(service, "service-2")
+        loader.load_service_model(service, "endpoint-rule-set-1")
+        loader.load_data("endpoints")
+        loader.load_data("partitions")
+        loader.load_data("sdk-default-configuration")
+    return core
+
+
 def _boto3_client(service: str, kwargs: dict[str, Any]) -> Any:
     import boto3
 
-    return boto3.session.Session().client(service, **kwargs)
+    core = botocore_session(service, aio=False)
+    return boto3.session.Session(botocore_session=core).client(service, **kwargs)
 
 
 @contextlib.asynccontextmanager
@@ -191,15 +225,8 @@ async def client(service: str, backend: Backend = "aioboto3", **kwargs: Any) -> 
         except ModuleNotFoundError as exc:
             raise BackendNotInstalled("aioboto3", "aioboto3", "s3") from exc
 
-        from aiobotocore.session import AioSession
-
         def make_session() -> Any:
-            core = AioSession()
-            loader = core.get_component("data_loader")
-            loader.load_service_model(service, "service-2")
-            loader.load_data("endpoints")
-            loader.load_data("partitions")
-            return aioboto3.Session(botocore_session=core)
+            return aioboto3.Session(botocore_session=botocore_session(service, aio=True))
 
         session = await run_sync(make_session)
         async with session.client(service, **kwargs) as native:

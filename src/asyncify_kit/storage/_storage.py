@@ -287,11 +287,19 @@ class Storage:
 
     async def copy(self, src: str, dst: str) -> None:
         """Copy *src* to *dst* (replacing *dst*); `NotFound` if *src* is missing."""
-        await self.backend.copy(validate_key(src), validate_key(dst))
+        src, dst = validate_key(src), validate_key(dst)
+        if src == dst:
+            await self.backend.stat(src)
+            return
+        await self.backend.copy(src, dst)
 
     async def move(self, src: str, dst: str) -> None:
         """Move *src* to *dst* (replacing *dst*); `NotFound` if *src* is missing."""
-        await self.backend.move(validate_key(src), validate_key(dst))
+        src, dst = validate_key(src), validate_key(dst)
+        if src == dst:
+            await self.backend.stat(src)
+            return
+        await self.backend.move(src, dst)
 
     def list(self, prefix: str = "", *, recursive: bool = True) -> AsyncIterator[ObjectInfo]:
         """The objects whose key starts with *prefix*, in key order, fetched page by page.

@@ -22,9 +22,10 @@ class Boto3Backend(S3Backend):
 
     def _make_client(self) -> Any:
         import boto3
-        import botocore.session
 
-        core = botocore.session.Session(profile=self.options.get("profile") or None)
+        from ...aws import botocore_session
+
+        core = botocore_session("s3", aio=False, profile=self.options.get("profile") or None)
         session = boto3.session.Session(botocore_session=core)
         return session.client("s3", **self.client_kwargs())
 

@@ -199,7 +199,7 @@ class S3Backend(StorageBackend):
 
         opts = self.options
         s3_config: dict[str, Any] = {}
-        if opts.get("addressing_style"):
+        if opts.get("addressing_style") not in (None, "auto"):
             s3_config["addressing_style"] = opts["addressing_style"]
         config = Config(
             retries={"mode": "standard", "max_attempts": int(opts.get("max_attempts", 3))},
@@ -222,10 +222,10 @@ class S3Backend(StorageBackend):
         """Create the session and load the S3 service data in a worker thread (botocore reads
         JSON files from disk, which would otherwise block the event loop)."""
         import aioboto3
-        from aiobotocore.session import AioSession
 
-        core = AioSession(profile=self.options.get("profile") or None)
-        warm_up(core)
+        from ...aws import botocore_session
+
+        core = botocore_session("s3", aio=True, profile=self.options.get("profile") or None)
         return aioboto3.Session(botocore_session=core)
 
     async def aopen(self) -> None:
@@ -403,12 +403,3 @@ def _listable(info: ObjectInfo) -> bool:
     except InvalidPath:
         return False
     return True
-
-
-def warm_up(session: Any) -> None:
-    """Load the S3 model and endpoint data into *session*'s loader cache (blocking I/O)."""
-    loader = session.get_component("data_loader")
-    loader.load_service_model("s3", "service-2")
-    loader.load_data("endpoints")
-    loader.load_data("partitions")
-    loader.load_service_model("s3", "endpoint-rule-set-1")

@@ -1,0 +1,455 @@
+"""One behaviour for every storage backend: file, file+aiofiles, s3, s3+boto3 and memory.
+
+Each test runs on every backend, on asyncio and (where the backend supports it) on trio.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncify_kit import Unsupported
+from asyncify_kit.exceptions import AsyncifyError
+from asyncify_kit.storage import (
+    AlreadyExists,
+    InvalidPath,
+    NotFound,
+    ObjectInfo,
+    Storage,
+    StorageError,
+)
+from asyncify_kit.storage._backends import _file, _s3
+from asyncify_kit.storage._keys import TEMP_PREFIX
+
+from .conftest import S3_SCHEMES, s3_client, storage_url
+
+pytestmark = pytest.mark.anyio
+
+CASES = [
+    ("file", "asyncio"),
+    ("file", "trio"),
+    ("file+aiofiles", "asyncio"),
+    ("s3", "asyncio"),
+    ("s3+boto3", "asyncio"),
+    ("s3+boto3", "trio"),
+    ("memory", "asyncio"),
+    ("memory", "trio"),
+]
+
+
+@pytest.fixture(params=CASES, ids=[f"{scheme}-{loop}" for scheme, loop in CASES])
+def case(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend(case: tuple[str, str]) -> str:
+    return case[1]
+
+
+@pytest.fixture
+def scheme(case: tuple[str, str]) -> str:
+    return case[0]
+
+
+@pytest.fixture
+def url(scheme: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return storage_url(scheme, request, tmp_path)
+
+
+@pytest.fixture
+async def st(url: str) -> AsyncIterator[Storage]:
+    async with Storage(url) as storage:
+        yield storage
+
+
+def leftovers(st: Storage, tmp_path: Path) -> list[str]:
+    """Temp files (file backends) or unfinished multipart uploads (S3) left behind."""
+    if st.url.dialect == "file":
+        return [p.name for p in tmp_path.rglob(f"{TEMP_PREFIX}*")]
+    if st.url.dialect == "s3":
+        backend = st.backend
+        assert isinstance(backend, _s3.S3Backend)
+        client = s3_client(st.url.options["endpoint_url"])
+        uploads = client.list_multipart_uploads(Bucket=backend.bucket, Prefix=backend.prefix)
+        return [u["Key"] for u in uploads.get("Uploads", [])]
+    return []
+
+
+async def chunks(*parts: bytes | bytearray) -> AsyncIterator[bytes]:
+    for part in parts:
+        await anyio.sleep(0)
+        yield bytes(part) if isinstance(part, bytearray) else part
+
+
+# -- whole objects ---------------------------------------------------------------------------
+
+
+async def test_write_then_read(st: Storage) -> None:
+    await st.write("a/b/c.bin", b"\x00\x01payload")
+    assert await st.read("a/b/c.bin") == b"\x00\x01payload"
+    await st.write_text("notes/é.txt", "héllo wörld")
+    assert await st.read_text("notes/é.txt") == "héllo wörld"
+    await st.write("empty", b"")
+    assert await st.read("empty") == b""
+    await st.write("view", memoryview(b"from a view"))
+    assert await st.read("view") == b"from a view"
+
+
+async def test_read_range(st: Storage) -> None:
+    await st.write("r.bin", bytes(range(100)))
+    assert await st.read("r.bin", offset=10, length=5) == bytes(range(10, 15))
+    assert await st.read("r.bin", offset=95) == bytes(range(95, 100))
+    assert await st.read("r.bin", offset=95, length=50) == bytes(range(95, 100))
+    assert await st.read("r.bin", offset=100) == b""
+    assert await st.read("r.bin", offset=500, length=3) == b""
+    assert await st.read("r.bin", length=0) == b""
+    with pytest.raises(ValueError, match="offset"):
+        await st.read("r.bin", offset=-1)
+    with pytest.raises(ValueError, match="length"):
+        await st.read("r.bin", length=-2)
+
+
+async def test_overwrite_replaces_and_changes_etag(st: Storage) -> None:
+    await st.write("k.txt", b"first version")
+    first = await st.stat("k.txt")
+    await st.write("k.txt", b"second, longer version")
+    second = await st.stat("k.txt")
+    assert await st.read("k.txt") == b"second, longer version"
+    assert first.etag and second.etag and first.etag != second.etag
+
+
+async def test_if_not_exists(st: Storage, tmp_path: Path) -> None:
+    await st.write("once.txt", b"original", if_not_exists=True)
+    with pytest.raises(AlreadyExists) as info:
+        await st.write("once.txt", b"replacement", if_not_exists=True)
+    assert isinstance(info.value, FileExistsError)
+    with pytest.raises(AlreadyExists):
+        await st.write("once.txt", chunks(b"x" * 10, b"y"), if_not_exists=True)
+    with pytest.raises(AlreadyExists):
+        async with st.open("once.txt", "wb", if_not_exists=True) as f:
+            await f.write(b"z")
+    assert await st.read("once.txt") == b"original"
+    assert leftovers(st, tmp_path) == []
+
+
+async def test_write_from_async_iterable(st: Storage) -> None:
+    await st.write("stream.bin", chunks(b"ab", b"", bytearray(b"cd"), b"e" * 1000))
+    assert await st.read("stream.bin") == b"abcd" + b"e" * 1000
+
+
+async def test_write_rejects_other_types(st: Storage) -> None:
+    with pytest.raises(TypeError, match="bytes or an async iterable"):
+        await st.write("x", "text is not bytes")  # type: ignore[arg-type]
+    assert not await st.exists("x")
+
+
+async def test_large_object_round_trip(st: Storage) -> None:
+    payload = bytes(range(256)) * (11 * 1024 * 4)  # 11 MiB: multipart on S3
+    await st.write("big/one.bin", payload)
+    assert (await st.stat("big/one.bin")).size == len(payload)
+    assert await st.read("big/one.bin") == payload
+    got = bytearray()
+    async with st.stream("big/one.bin", chunk_size=3 * 1024 * 1024) as stream:
+        async for chunk in stream:
+            assert 0 < len(chunk) <= 3 * 1024 * 1024
+            got += chunk
+    assert got == payload
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+async def test_missing_key_is_not_found_everywhere(st: Storage) -> None:
+    await st.write("present", b"1")
+    operations: list[Any] = [
+        st.read("missing"),
+        st.read("missing", offset=3, length=2),
+        st.read_text("missing"),
+        st.stat("missing"),
+        st.delete("missing"),
+        st.copy("missing", "elsewhere"),
+        st.move("missing", "elsewhere"),
+        st.open("missing", "rb").__aenter__(),
+        st.stream("missing").__anext__(),
+    ]
+    for operation in operations:
+        with pytest.raises(NotFound) as info:
+            await operation
+        assert isinstance(info.value, FileNotFoundError)
+        assert isinstance(info.value, StorageError) and isinstance(info.value, AsyncifyError)
+        assert "missing" in str(info.value)
+        if st.url.dialect != "memory":
+            assert info.value.__cause__ is not None
+            assert info.value.orig is info.value.__cause__ or info.value.orig is not None
+    assert not await st.exists("missing")
+    assert not await st.exists("elsewhere")
+    await st.delete("missing", missing_ok=True)
+    assert await st.read("present") == b"1"
+
+
+async def test_prefix_of_a_key_is_not_an_object(st: Storage) -> None:
+    await st.write("dir/file.txt", b"x")
+    with pytest.raises(NotFound):
+        await st.read("dir")
+    with pytest.raises(NotFound):
+        await st.stat("dir")
+    assert not await st.exists("dir")
+    assert not await st.exists("dir/file.txt/deeper")
+
+
+async def test_invalid_keys_rejected(st: Storage) -> None:
+    for key in ("", "/abs", "../up", "a/../b", "a\\b", "nul\x00", "a//b", "dir/", "./a"):
+        with pytest.raises(InvalidPath):
+            await st.write(key, b"x")
+        with pytest.raises(InvalidPath):
+            await st.read(key)
+    with pytest.raises(InvalidPath):
+        st.list("../")
+    assert [info async for info in st.list()] == []
+
+
+async def test_not_open_is_a_clear_error(url: str) -> None:
+    storage = Storage(url)
+    with pytest.raises(RuntimeError, match="not open"):
+        await storage.read("a")
+    assert "closed" in repr(storage)
+
+
+# -- metadata --------------------------------------------------------------------------------
+
+
+async def test_stat(st: Storage) -> None:
+    before = datetime.now(timezone.utc) - timedelta(seconds=5)
+    await st.write("docs/readme.txt", b"hello")
+    await st.write("data/blob", b"\x00" * 10, content_type="application/x-custom")
+    info = await st.stat("docs/readme.txt")
+    assert isinstance(info, ObjectInfo)
+    assert (info.key, info.size, info.is_dir) == ("docs/readme.txt", 5, False)
+    assert info.modified is not None and info.modified.tzinfo is not None
+    assert before <= info.modified <= datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert info.etag
+    assert info.content_type == "text/plain"
+    blob = await st.stat("data/blob")
+    if st.url.dialect == "file":
+        assert blob.content_type == "application/octet-stream"  # file:// cannot store it
+    else:
+        assert blob.content_type == "application/x-custom"
+
+
+async def test_exists_and_delete(st: Storage) -> None:
+    await st.write("a/x", b"1")
+    await st.write("a/y", b"2")
+    assert await st.exists("a/x")
+    await st.delete("a/x")
+    assert not await st.exists("a/x")
+    assert await st.read("a/y") == b"2"
+    await st.delete("a/y")
+    assert [info.key async for info in st.list()] == []
+    with pytest.raises(NotFound):
+        await st.delete("a/y")
+
+
+async def test_copy_and_move(st: Storage) -> None:
+    await st.write("src/one.txt", b"content")
+    await st.write("dst/two.txt", b"old")
+    await st.copy("src/one.txt", "dst/two.txt")
+    assert await st.read("dst/two.txt") == b"content"
+    assert await st.read("src/one.txt") == b"content"
+    await st.move("src/one.txt", "moved/deep/three.txt")
+    assert await st.read("moved/deep/three.txt") == b"content"
+    assert not await st.exists("src/one.txt")
+    await st.move("moved/deep/three.txt", "moved/deep/three.txt")
+    assert await st.read("moved/deep/three.txt") == b"content"
+    keys = [info.key async for info in st.list()]
+    assert keys == ["dst/two.txt", "moved/deep/three.txt"]
+
+
+# -- listing ---------------------------------------------------------------------------------
+
+KEYS = ["a.txt", "a/b.txt", "a/c/d.txt", "a0", "b/e.txt", "ba", "z"]
+
+
+async def _fill(st: Storage) -> None:
+    for key in reversed(KEYS):
+        await st.write(key, key.encode())
+
+
+async def test_list_recursive(st: Storage) -> None:
+    await _fill(st)
+    infos = [info async for info in st.list()]
+    assert [i.key for i in infos] == KEYS
+    assert all(not i.is_dir and i.size == len(i.key) for i in infos)
+    assert [i.key async for i in st.list("a/")] == ["a/b.txt", "a/c/d.txt"]
+    assert [i.key async for i in st.list("a")] == ["a.txt", "a/b.txt", "a/c/d.txt", "a0"]
+    assert [i.key async for i in st.list("b")] == ["b/e.txt", "ba"]
+    assert [i.key async for i in st.list("nothing/")] == []
+    assert [i.key async for i in st.list("a/c/d.txt")] == ["a/c/d.txt"]
+
+
+async def test_list_non_recursive(st: Storage) -> None:
+    await _fill(st)
+    top = [info async for info in st.list(recursive=False)]
+    assert [(i.key, i.is_dir) for i in top] == [
+        ("a.txt", False),
+        ("a/", True),
+        ("a0", False),
+        ("b/", True),
+        ("ba", False),
+        ("z", False),
+    ]
+    assert [i.key async for i in st.list("a/", recursive=False)] == ["a/b.txt", "a/c/"]
+
+
+async def test_list_paginates(st: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_file, "_LIST_PAGE", 2)
+    monkeypatch.setattr(_s3, "_LIST_PAGE", 2)
+    keys = [f"p/{i:02d}" for i in range(7)]
+    for key in keys:
+        await st.write(key, b"x")
+    assert [i.key async for i in st.list("p/")] == keys
+    assert [i.key async for i in st.list(recursive=False)] == ["p/"]
+
+
+# -- streaming and files ---------------------------------------------------------------------
+
+
+async def test_stream_chunks_and_early_close(st: Storage) -> None:
+    payload = b"0123456789" * 1000
+    await st.write("s.bin", payload)
+    got = [chunk async for chunk in st.stream("s.bin", chunk_size=4096)]
+    assert b"".join(got) == payload
+    assert all(0 < len(c) <= 4096 for c in got)
+    async with st.stream("s.bin", chunk_size=100) as stream:
+        first = await stream.__anext__()
+        assert payload.startswith(first)
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+    with pytest.raises(ValueError, match="chunk_size"):
+        st.stream("s.bin", chunk_size=0)
+
+
+async def test_open_read_lines(st: Storage) -> None:
+    lines = [f"line {i}\n".encode() for i in range(2000)] + [b"last without newline"]
+    await st.write("log.txt", b"".join(lines))
+    async with st.open("log.txt", "rb", chunk_size=1000) as f:
+        assert await f.read(5) == b"line "
+        assert await f.readline() == b"0\n"
+        assert await f.readline(4) == b"line"
+        rest = [line async for line in f]
+    assert rest == [b" 1\n", *lines[2:]]
+    f2 = await st.open("log.txt")
+    try:
+        assert await f2.read() == b"".join(lines)
+        assert await f2.read(10) == b""
+        assert await f2.readline() == b""
+    finally:
+        await f2.close()
+    assert f2.closed
+    with pytest.raises(ValueError, match="closed"):
+        await f2.read()
+
+
+async def test_open_write(st: Storage, tmp_path: Path) -> None:
+    async with st.open("w/out.csv", "wb", chunk_size=64) as f:
+        for i in range(500):
+            assert await f.write(f"{i},{i * i}\n".encode()) > 0
+            if i == 250:
+                await f.flush()
+        assert not await st.exists("w/out.csv")  # nothing visible before close
+        with pytest.raises(StorageError, match="'wb' mode"):
+            await f.read()
+    expected = "".join(f"{i},{i * i}\n" for i in range(500)).encode()
+    assert await st.read("w/out.csv") == expected
+    assert (await st.stat("w/out.csv")).content_type == "text/csv"
+    assert leftovers(st, tmp_path) == []
+    with pytest.raises(ValueError, match="mode"):
+        st.open("w/out.csv", "ab")  # type: ignore[arg-type]
+
+
+async def test_open_write_error_keeps_previous(st: Storage, tmp_path: Path) -> None:
+    await st.write("keep.bin", b"previous")
+    with pytest.raises(ZeroDivisionError):
+        async with st.open("keep.bin", "wb", chunk_size=1024) as f:
+            await f.write(b"n" * 6 * 1024 * 1024)  # one S3 part sent already
+            1 / 0  # noqa: B018 - the failure under test
+    assert await st.read("keep.bin") == b"previous"
+    assert leftovers(st, tmp_path) == []
+
+
+async def test_stream_write_failure_keeps_previous(st: Storage, tmp_path: Path) -> None:
+    await st.write("keep.bin", b"previous")
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"a" * (6 * 1024 * 1024)
+        yield b"b" * (6 * 1024 * 1024)
+        raise OSError("source broke")
+
+    with pytest.raises(OSError, match="source broke"):
+        await st.write("keep.bin", failing())
+    assert await st.read("keep.bin") == b"previous"
+    assert leftovers(st, tmp_path) == []
+
+
+async def test_cancelled_write_keeps_previous(st: Storage, tmp_path: Path) -> None:
+    await st.write("keep.bin", b"previous")
+    sent = anyio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"a" * (6 * 1024 * 1024)
+        yield b"b" * (6 * 1024 * 1024)
+        sent.set()
+        await anyio.sleep(3600)
+        yield b"never"
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(st.write, "keep.bin", slow())
+        await sent.wait()
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert await st.read("keep.bin") == b"previous"
+    assert leftovers(st, tmp_path) == []
+
+    with anyio.move_on_after(0.2):
+        async with st.open("keep.bin", "wb") as f:
+            await f.write(b"c" * (6 * 1024 * 1024))
+            await anyio.sleep(3600)
+    assert await st.read("keep.bin") == b"previous"
+    assert leftovers(st, tmp_path) == []
+
+
+# -- presign ---------------------------------------------------------------------------------
+
+
+async def test_presign(st: Storage, scheme: str) -> None:
+    await st.write("shared.txt", b"for your eyes")
+    if scheme not in S3_SCHEMES:
+        with pytest.raises(Unsupported, match="'s3'"):
+            await st.presign("shared.txt")
+        return
+    url = await st.presign("shared.txt", expires=60)
+    body = await anyio.to_thread.run_sync(lambda: urllib.request.urlopen(url, timeout=10).read())
+    assert body == b"for your eyes"
+    put_url = await st.presign("upload.txt", method="PUT", expires=60)
+    request = urllib.request.Request(
+        put_url, data=b"uploaded", method="PUT", headers={"Content-Type": "text/plain"}
+    )
+    await anyio.to_thread.run_sync(lambda: urllib.request.urlopen(request, timeout=10).read())
+    assert await st.read("upload.txt") == b"uploaded"
+    with pytest.raises(ValueError, match="expires"):
+        await st.presign("shared.txt", expires=0)
+
+
+def test_cases_cover_every_backend() -> None:
+    from asyncify_kit._registry import backends
+
+    schemes = {spec.scheme for spec in backends("storage")}
+    assert schemes == {scheme for scheme, _ in CASES}
+    trio_capable = {spec.scheme for spec in backends("storage") if spec.trio}
+    assert trio_capable == {scheme for scheme, loop in CASES if loop == "trio"}
