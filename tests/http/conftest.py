@@ -27,13 +27,13 @@ COMBOS = [
 
 
 @dataclass(frozen=True)
-class TestServer:
+class ServerInfo:
     url: str
     drop_url: str
     process: subprocess.Popen[bytes]
 
 
-def start_server() -> TestServer:
+def start_server() -> ServerInfo:
     """Start ``server.py`` in its own process and wait for its ports."""
     process = subprocess.Popen(
         [sys.executable, str(SERVER_SCRIPT)],
@@ -46,12 +46,12 @@ def start_server() -> TestServer:
         process.kill()
         raise RuntimeError("the HTTP test server did not start")
     ports = json.loads(line)
-    return TestServer(
+    return ServerInfo(
         f"http://127.0.0.1:{ports['port']}", f"http://127.0.0.1:{ports['drop_port']}", process
     )
 
 
-def stop_server(server: TestServer) -> None:
+def stop_server(server: ServerInfo) -> None:
     server.process.terminate()
     try:
         server.process.wait(timeout=10)
@@ -63,7 +63,7 @@ def stop_server(server: TestServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def http_server() -> Iterator[TestServer]:
+def http_server() -> Iterator[ServerInfo]:
     server = start_server()
     try:
         yield server

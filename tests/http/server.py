@@ -52,8 +52,9 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_json(send: Send, value: Any, status: int = 200,
-                       headers: list[tuple[str, str]] | None = None) -> None:
+async def respond_json(
+    send: Send, value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
+) -> None:
     await respond(send, status, json.dumps(value).encode(), headers, "application/json")
 
 
@@ -127,8 +128,13 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 200, body, content_type="application/octet-stream")
     elif head == "stream":
         size, chunk = int(args[0]), int(query.get("chunk", 1 << 20))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
         view = memoryview(PATTERN * (chunk // len(PATTERN) + 1))[:chunk]
         sent = 0
         while sent < size:
@@ -137,10 +143,23 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             sent += n
         await send({"type": "http.response.body", "body": b""})
     elif head == "lines":
-        pieces = [b"alpha\r", b"\nbeta\n", b"gam", b"ma\r\ndel", "ta \u00e9\u00e8\n".encode(),
-                  b"\xe2\x82", b"\xac euro\n", b"last"]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        pieces = [
+            b"alpha\r",
+            b"\nbeta\n",
+            b"gam",
+            b"ma\r\ndel",
+            "ta \u00e9\u00e8\n".encode(),
+            b"\xe2\x82",
+            b"\xac euro\n",
+            b"last",
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
         for piece in pieces:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             await asyncio.sleep(0.005)
@@ -149,14 +168,20 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.sleep(float(query.get("delay", "1")))
         await respond(send, 200, b"slow")
     elif head == "slow-body":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"8")]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]}
+        )
         await send({"type": "http.response.body", "body": b"slow", "more_body": True})
         await asyncio.sleep(float(query.get("delay", "1")))
         await send({"type": "http.response.body", "body": b"body"})
     elif head == "truncated":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"100000")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"100000")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"x" * 1000, "more_body": True})
         raise RuntimeError("the test server drops this connection on purpose")
     elif head == "retry":
@@ -180,24 +205,38 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await respond_json(send, {"attempts": ATTEMPTS[args[0]]})
     elif head == "cookies":
         if args and args[0] == "set":
-            await respond(send, 200, b"set",
-                          [("set-cookie", f"{k}={v}; Path=/") for k, v in query.items()])
+            await respond(
+                send, 200, b"set", [("set-cookie", f"{k}={v}; Path=/") for k, v in query.items()]
+            )
         else:
             raw = next((v for k, v in headers if k == "cookie"), "")
             jar = dict(p.strip().split("=", 1) for p in raw.split(";") if "=" in p)
             await respond_json(send, jar)
     elif head == "unicode":
-        await respond(send, 200, "h\u00e9llo w\u00f6rld \u2603 \U0001f600".encode(),
-                      content_type="text/plain; charset=utf-8")
+        await respond(
+            send,
+            200,
+            "h\u00e9llo w\u00f6rld \u2603 \U0001f600".encode(),
+            content_type="text/plain; charset=utf-8",
+        )
     elif head == "latin1":
-        await respond(send, 200, "caf\u00e9".encode("latin-1"),
-                      content_type="text/plain; charset=iso-8859-1")
+        await respond(
+            send, 200, "caf\u00e9".encode("latin-1"), content_type="text/plain; charset=iso-8859-1"
+        )
     elif head == "binary":
         await respond(send, 200, bytes(range(256)), content_type="application/octet-stream")
     elif head == "multi-headers":
-        await respond(send, 200, b"", [("x-multi", "a"), ("x-multi", "b"),
-                                        ("set-cookie", "one=1; Path=/"),
-                                        ("set-cookie", "two=2; Path=/")])
+        await respond(
+            send,
+            200,
+            b"",
+            [
+                ("x-multi", "a"),
+                ("x-multi", "b"),
+                ("set-cookie", "one=1; Path=/"),
+                ("set-cookie", "two=2; Path=/"),
+            ],
+        )
     else:
         await respond(send, 404, b"not found")
 
@@ -219,8 +258,16 @@ async def main() -> None:
     drop = await asyncio.start_server(drop_connection, "127.0.0.1", 0)
     port = sock.getsockname()[1]
     drop_port = drop.sockets[0].getsockname()[1]
-    config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="on",
-                            loop="none", http="h11", timeout_keep_alive=30, backlog=2048)
+    config = uvicorn.Config(
+        app,
+        log_level="critical",
+        access_log=False,
+        lifespan="on",
+        loop="none",
+        http="h11",
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
     server = uvicorn.Server(config)
     print(json.dumps({"port": port, "drop_port": drop_port}), flush=True)
     await server.serve(sockets=[sock])

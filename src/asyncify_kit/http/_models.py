@@ -386,62 +386,27 @@ class Response:
             self._content = b"".join([chunk async for chunk in self.aiter_bytes()])
         return self._content
 
-    async def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+    def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """The body in chunks as they arrive (of *chunk_size* bytes, except the last, if
-        given); a read body is replayed from memory."""
+        given); a body already read is replayed from memory."""
         if self._content is not None:
             step = chunk_size or max(len(self._content), 1)
-            for start in range(0, len(self._content), step):
-                yield self._content[start : start + step]
-            return
+            chunks = [self._content[i : i + step] for i in range(0, len(self._content), step)]
+            return _ReplayIterator(chunks)
         stream = self._stream
         if stream is None or stream.consumed:
             raise RuntimeError("the body of this streamed response was already consumed")
         stream.consumed = True
-        try:
-            if chunk_size is None:
-                async for chunk in stream.aiter_chunks(None):
-                    if chunk:
-                        yield chunk
-            else:
-                buffer = bytearray()
-                async for chunk in stream.aiter_chunks(chunk_size):
-                    buffer += chunk
-                    while len(buffer) >= chunk_size:
-                        yield bytes(buffer[:chunk_size])
-                        del buffer[:chunk_size]
-                if buffer:
-                    yield bytes(buffer)
-        finally:
-            await stream.aclose()
+        return _ChunkIterator(stream, chunk_size)
 
-    async def aiter_text(self, chunk_size: int | None = None) -> AsyncIterator[str]:
+    def aiter_text(self, chunk_size: int | None = None) -> AsyncIterator[str]:
         """The body decoded incrementally with `encoding`."""
-        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
-        async for chunk in self.aiter_bytes(chunk_size):
-            text = decoder.decode(chunk)
-            if text:
-                yield text
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+        return _TextIterator(self.aiter_bytes(chunk_size), self.encoding)
 
-    async def aiter_lines(self) -> AsyncIterator[str]:
+    def aiter_lines(self) -> AsyncIterator[str]:
         """The body decoded and split into lines (``\\n``, ``\\r\\n`` or ``\\r``), without the
         line endings."""
-        pending = ""
-        async for text in self.aiter_text():
-            pending += text
-            lines = pending.splitlines(keepends=True)
-            pending = ""
-            last = len(lines) - 1
-            for i, line in enumerate(lines):
-                if line[-1] not in _LINE_ENDS or (i == last and line[-1] == "\r"):
-                    pending = line  # unfinished, or a "\n" may follow "\r" in the next chunk
-                else:
-                    yield line.splitlines()[0]
-        if pending:
-            yield pending.splitlines()[0]
+        return _LineIterator(self.aiter_text())
 
     async def aclose(self) -> None:
         """Release the connection of a streamed response (done by leaving ``stream()``)."""
@@ -451,3 +416,111 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code} {self.reason_phrase}]>"
+
+
+class _ReplayIterator(AsyncIterator[bytes]):
+    """The chunks of a body already in memory."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = iter(chunks)
+
+    async def __anext__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class _ChunkIterator(AsyncIterator[bytes]):
+    """A streamed body, re-cut to *chunk_size* if given.
+
+    A class rather than an async generator: an iteration left early (``break``) is then
+    cleaned up by closing the stream, with no "async generator was garbage collected" warning.
+    """
+
+    def __init__(self, stream: BackendStream, chunk_size: int | None) -> None:
+        self._stream = stream
+        self._source = stream.aiter_chunks(chunk_size)
+        self._size = chunk_size
+        self._buffer = bytearray()
+        self._done = False
+
+    async def __anext__(self) -> bytes:
+        size = self._size
+        while not self._done:
+            if size is not None and len(self._buffer) >= size:
+                chunk = bytes(self._buffer[:size])
+                del self._buffer[:size]
+                return chunk
+            try:
+                data = await self._source.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                break
+            except BaseException:
+                self._done = True
+                await self._stream.aclose()
+                raise
+            if size is None:
+                if data:
+                    return data
+            else:
+                self._buffer += data
+        if self._buffer:
+            chunk = bytes(self._buffer)
+            self._buffer.clear()
+            return chunk
+        await self._stream.aclose()
+        raise StopAsyncIteration
+
+
+class _TextIterator(AsyncIterator[str]):
+    def __init__(self, source: AsyncIterator[bytes], encoding: str) -> None:
+        self._source = source
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._done = False
+
+    async def __anext__(self) -> str:
+        while not self._done:
+            try:
+                chunk = await self._source.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                tail: str = self._decoder.decode(b"", final=True)
+                if tail:
+                    return tail
+                break
+            text: str = self._decoder.decode(chunk)
+            if text:
+                return text
+        raise StopAsyncIteration
+
+
+class _LineIterator(AsyncIterator[str]):
+    def __init__(self, source: AsyncIterator[str]) -> None:
+        self._source = source
+        self._ready: list[str] = []
+        self._pending = ""
+        self._done = False
+
+    async def __anext__(self) -> str:
+        while not self._ready:
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                text = await self._source.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                if self._pending:
+                    self._ready.append(self._pending.splitlines()[0])
+                    self._pending = ""
+                continue
+            lines = (self._pending + text).splitlines(keepends=True)
+            self._pending = ""
+            last = len(lines) - 1
+            for i, line in enumerate(lines):
+                if line[-1] not in _LINE_ENDS or (i == last and line[-1] == "\r"):
+                    self._pending = line  # unfinished, or a "\n" may follow this "\r"
+                else:
+                    self._ready.append(line.splitlines()[0])
+        return self._ready.pop(0)

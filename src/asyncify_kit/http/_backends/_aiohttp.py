@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import aiohttp.payload
 
 from ...exceptions import (
     ConnectError,
@@ -24,9 +26,18 @@ from ...exceptions import (
     Unsupported,
 )
 from .._models import Request, Response, Timeout
-from .base import BackendStream, ClientConfig, HttpBackend, current_event_loop, http_error
+from .base import (
+    BackendStream,
+    ClientConfig,
+    HttpBackend,
+    TranslatingIterator,
+    current_event_loop,
+    http_error,
+)
 
 __all__ = ["AiohttpBackend"]
+
+_LARGE_BODY = 1 << 20
 
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -40,6 +51,16 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     )
 
 
+def _payload(content: bytes | None) -> aiohttp.payload.Payload | bytes | None:
+    if content is None or len(content) <= _LARGE_BODY:
+        return content
+    # aiohttp warns that a large bytes body "might lock the event loop"; handing the bytes to
+    # the transport is one copy, so say it once here, without the warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        return aiohttp.payload.BytesPayload(content)
+
+
 class _AiohttpStream(BackendStream):
     def __init__(
         self, backend: AiohttpBackend, response: aiohttp.ClientResponse, request: Request
@@ -48,17 +69,14 @@ class _AiohttpStream(BackendStream):
         self._response = response
         self._request = request
 
-    async def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+    def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
         content = self._response.content
-        try:
-            if chunk_size is None:
-                async for chunk in content.iter_any():
-                    yield chunk
-            else:
-                async for chunk in content.iter_chunked(chunk_size):
-                    yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self._backend.translate(exc, self._request) from exc
+        source = content.iter_any() if chunk_size is None else content.iter_chunked(chunk_size)
+        return TranslatingIterator(
+            source,
+            (aiohttp.ClientError, asyncio.TimeoutError),
+            lambda exc: self._backend.translate(exc, self._request),
+        )
 
     async def aclose(self) -> None:
         self._response.release()
@@ -134,7 +152,7 @@ class AiohttpBackend(HttpBackend):
     def _kwargs(self, request: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "headers": request.headers,
-            "data": request.content,
+            "data": _payload(request.content),
             "allow_redirects": self.follow_for(request),
             "max_redirects": self.config.max_redirects,
         }

@@ -12,7 +12,7 @@ import httpx
 from ..._offload import run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response, Timeout
-from .base import BackendStream, ClientConfig, HttpBackend, http_error
+from .base import BackendStream, ClientConfig, HttpBackend, TranslatingIterator, http_error
 
 __all__ = ["HttpxBackend"]
 
@@ -28,15 +28,20 @@ class _HttpxStream(BackendStream):
         self._backend = backend
         self._response = response
         self._request = request
+        self._chunks: AsyncIterator[bytes] | None = None
 
-    async def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_bytes(chunk_size):
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise self._backend.translate(exc, self._request) from exc
+    def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+        self._chunks = self._response.aiter_bytes(chunk_size)
+        return TranslatingIterator(
+            self._chunks,
+            (httpx.HTTPError,),
+            lambda exc: self._backend.translate(exc, self._request),  # type: ignore[arg-type]
+        )
 
     async def aclose(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        if chunks is not None:
+            await chunks.aclose()  # type: ignore[attr-defined]
         await self._response.aclose()
 
 

@@ -17,7 +17,7 @@ import requests
 import requests.adapters
 import urllib3.exceptions
 
-from ..._offload import asyncify, run_sync
+from ..._offload import OffloadedIterator, asyncify, run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response
 from .base import BackendStream, ClientConfig, HttpBackend, http_error
@@ -35,8 +35,9 @@ class _RequestsStream(BackendStream):
         self._response = response
         self._request = request
         self._closed = False
+        self._chunks: OffloadedIterator[bytes] | None = None
 
-    def _chunks(self, chunk_size: int) -> Generator[bytes, None, None]:
+    def _chunks_in_thread(self, chunk_size: int) -> Generator[bytes, None, None]:
         try:
             yield from self._response.iter_content(chunk_size)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
@@ -45,15 +46,16 @@ class _RequestsStream(BackendStream):
             self._response.close()
             self._closed = True
 
-    async def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
-        chunks = asyncify(cancel="abandon")(self._chunks)(chunk_size or STREAM_CHUNK)
-        try:
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
+    def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+        self._chunks = asyncify(cancel="abandon")(self._chunks_in_thread)(
+            chunk_size or STREAM_CHUNK
+        )
+        return self._chunks
 
     async def aclose(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        if chunks is not None:
+            await chunks.aclose()  # runs the generator's finally: the response is closed
         if not self._closed:
             self._closed = True
             await run_sync(self._response.close)
@@ -109,8 +111,10 @@ class RequestsBackend(HttpBackend):
         secrets = self.config.secrets
         inner = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
         reason = getattr(inner, "reason", None)
-        if isinstance(exc, requests.ConnectTimeout) or isinstance(
-            reason, urllib3.exceptions.ConnectTimeoutError
+        # urllib3's NewConnectionError (refused, unreachable) subclasses ConnectTimeoutError
+        if isinstance(exc, requests.ConnectTimeout) or (
+            isinstance(reason, urllib3.exceptions.ConnectTimeoutError)
+            and not isinstance(reason, urllib3.exceptions.NewConnectionError)
         ):
             return http_error(
                 TimeoutException, "connect timeout", request, exc, secrets, phase="connect"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -30,6 +30,7 @@ __all__ = [
     "ClientConfig",
     "HttpBackend",
     "TimeoutPhase",
+    "TranslatingIterator",
     "current_event_loop",
     "http_error",
 ]
@@ -81,6 +82,26 @@ def http_error(
     if phase is not None or isinstance(error, TimeoutException):
         error.phase = phase or "read"  # type: ignore[attr-defined]
     return error
+
+
+class TranslatingIterator(AsyncIterator[bytes]):
+    """Chunks from a library's iterator, its exceptions translated by *translate*."""
+
+    def __init__(
+        self,
+        source: AsyncIterator[bytes],
+        errors: tuple[type[BaseException], ...],
+        translate: Callable[[BaseException], HTTPError],
+    ) -> None:
+        self._source = source
+        self._errors = errors
+        self._translate = translate
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._source.__anext__()
+        except self._errors as exc:
+            raise self._translate(exc) from exc
 
 
 class BackendStream(abc.ABC):
