@@ -30,6 +30,7 @@ Example (a complete section module)::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import gc
@@ -43,6 +44,7 @@ import pkgutil
 import platform
 import statistics
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -189,28 +191,44 @@ def _new_loop(kind: LoopKind) -> asyncio.AbstractEventLoop:
 class _LiveCase:
     """A case ready to run.
 
-    asyncio/uvloop: a loop of its own and one long-lived *driver* task on it that enters the
-    setup, serves every timed run, then exits the setup, like the lifespan of a real server
-    (thread runners such as anyio's keep their worker threads for their root task's life).
-    The harness steps the loop only while it waits for a run's result. trio: ``trio.run``
-    per timed run.
+    asyncio/uvloop: a thread of its own runs the case's event loop as an application does
+    (``loop.run_until_complete(main)``); its one long-lived main task enters the setup, serves
+    every timed run the harness sends, then exits the setup, like a server's lifespan. Thread
+    runners that tie their workers to the root task (anyio) thus behave as they do in an app.
+    Only one case runs at a time; the others wait, idle. trio: ``trio.run`` per timed run.
     """
 
     def __init__(self, case: Case) -> None:
         self.case = case
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._driver: asyncio.Task[None] | None = None
-        self._requests: asyncio.Queue[tuple[int, asyncio.Future[float]] | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._requests: asyncio.Queue[tuple[int, concurrent.futures.Future[float]] | None]
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._error: BaseException | None = None
 
     def open(self) -> None:
         if self.case.loop == "trio":
             return
-        self.loop = _new_loop(self.case.loop)
-        ready: asyncio.Future[None] = self.loop.create_future()
-        self._driver = self.loop.create_task(self._drive(ready))
-        self.loop.run_until_complete(ready)
+        self._thread = threading.Thread(
+            target=self._serve, name=f"bench-{self.case.implementation}", daemon=True
+        )
+        self._thread.start()
+        self._ready.result()  # raises if the setup failed
 
-    async def _drive(self, ready: asyncio.Future[None]) -> None:
+    def _serve(self) -> None:
+        loop = self._loop = _new_loop(self.case.loop)
+        try:
+            loop.run_until_complete(self._main())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            loop.close()
+            if not self._ready.done():
+                self._ready.set_exception(self._error or RuntimeError("case loop ended early"))
+
+    async def _main(self) -> None:
         self._requests = asyncio.Queue()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -219,7 +237,7 @@ class _LiveCase:
                     runner = await stack.enter_async_context(self.case.setup())
                 if runner is None:
                     raise RuntimeError("case without runner")
-                ready.set_result(None)
+                self._ready.set_result(None)
                 while (request := await self._requests.get()) is not None:
                     ops, reply = request
                     try:
@@ -227,20 +245,20 @@ class _LiveCase:
                     except Exception as exc:
                         reply.set_exception(exc)
         except Exception as exc:
-            if ready.done():
+            if self._ready.done():
                 raise
-            ready.set_exception(exc)  # setup failed: open() raises it
+            self._ready.set_exception(exc)  # setup failed: open() raises it
 
     def measure(self, ops: int) -> float:
         if self.case.loop == "trio":
             import trio
 
             return float(trio.run(self._trio_run, ops))
-        if self.loop is None or self._requests is None:
+        if self._loop is None:
             raise RuntimeError("case not opened")
-        reply: asyncio.Future[float] = self.loop.create_future()
-        self._requests.put_nowait((ops, reply))
-        return self.loop.run_until_complete(reply)
+        reply: concurrent.futures.Future[float] = concurrent.futures.Future()
+        self._loop.call_soon_threadsafe(self._requests.put_nowait, (ops, reply))
+        return reply.result()
 
     async def _trio_run(self, ops: int) -> float:
         if self.case.setup is None:
@@ -251,18 +269,15 @@ class _LiveCase:
             return await _call(runner, ops)
 
     def close(self) -> None:
-        if self.loop is None:
+        if self._thread is None:
             return
-        try:
-            if self._driver is not None and not self._driver.done():
-                if self._requests is not None:
-                    self._requests.put_nowait(None)
-                self.loop.run_until_complete(self._driver)
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.run_until_complete(self.loop.shutdown_default_executor())
-        finally:
-            self.loop.close()
-            self.loop = None
+        if self._thread.is_alive() and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended (failed setup)
+                self._loop.call_soon_threadsafe(self._requests.put_nowait, None)
+        self._thread.join()
+        self._thread = None
+        if self._error is not None and self._ready.exception() is None:
+            raise self._error
 
 
 def _median_ratios(samples: list[float], baseline: list[float]) -> float:
