@@ -172,6 +172,17 @@ def _module_of(frame: FrameType) -> str:
     return name if isinstance(name, str) else ""
 
 
+#: functions of the demo app that stand in for a blocking library call (the handlers that call
+#: them are its user code)
+_LIBRARY_STAND_INS: Final = frozenset({("asyncify_kit._demo", "legacy_report")})
+
+
+def _is_library_frame(frame: FrameType, module: str) -> bool:
+    if (module, frame.f_code.co_name) in _LIBRARY_STAND_INS:
+        return True
+    return is_library_module(module)
+
+
 def is_library_module(module: str) -> bool:
     """True for the stdlib, asyncify_kit (but its demo app) and the known frameworks."""
     if module == "asyncify_kit" or module.startswith("asyncify_kit."):
@@ -600,7 +611,7 @@ def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] |
         if module.partition(".")[0] in EXEMPT:
             return None
         frames.append(frame)
-        if not is_library_module(module):
+        if not _is_library_frame(frame, module):
             return frames, frame
         frame = frame.f_back
     return frames, None

@@ -254,6 +254,8 @@ def _build() -> tuple[Rule, ...]:
             ("run", "call", "check_call", "check_output", "getoutput", "getstatusoutput"),
             "subprocess",
         ),
+        # Popen() itself blocks until the child has exec'd (it reads the error pipe)
+        Rule("subprocess", "Popen.__init__", "subprocess.Popen", "subprocess"),
         Rule("subprocess", "Popen.wait", "subprocess.Popen.wait", "subprocess", _wait_nonblocking),
         Rule("subprocess", "Popen.communicate", "subprocess.Popen.communicate", "subprocess"),
         Rule("os", "system", "os.system", "subprocess"),
@@ -293,6 +295,8 @@ def _build() -> tuple[Rule, ...]:
         ),
         Rule("httpx", "Client.send", "httpx.Client.send", "http", stdlib=False),
         Rule("psycopg2", "connect", "psycopg2.connect", "postgres", stdlib=False),
+        # psycopg.connect is Connection.connect bound at import: patch both
+        Rule("psycopg", "connect", "psycopg.connect", "postgres", stdlib=False),
         *[
             Rule("psycopg", f"Connection.{m}", f"psycopg.Connection.{m}", "postgres", stdlib=False)
             for m in ("connect", "execute", "commit", "rollback")

@@ -1,0 +1,461 @@
+"""The blocking detector: every blocking kind is reported on the loop thread, never off it.
+
+The coverage matrix runs each blocking call on the event-loop thread (asyncio and trio, through
+the ``anyio_backend`` fixture) in raise mode, where it must raise `BlockingCallError` naming the
+function and this file's line, and then the same call through ``run_sync`` (a worker thread),
+where nothing may be reported. Everything is real: loopback sockets and an HTTP server, files
+in tmp_path, a child process, sqlite3, and the real drivers pointed at closed local ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pathlib
+import select
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import boto3
+import botocore.config
+import httpx
+import psycopg
+import psycopg2
+import pymysql
+import pytest
+import requests
+import urllib3
+
+from asyncify_kit import BlockingCallError, ConfigError, run_sync
+from asyncify_kit.detect import (
+    BlockingCallWarning,
+    allow_blocking,
+    current_loop_kind,
+    detect_blocking,
+)
+from asyncify_kit.detect._detector import is_active
+
+pytestmark = pytest.mark.anyio
+
+CLOSED = "127.0.0.1"  # port 9 (discard) is closed on loopback: drivers fail at once
+
+
+@dataclass
+class Env:
+    """What the blocking calls act on, made before the loop starts (sync fixture)."""
+
+    path: pathlib.Path
+    fd: int
+    url: str
+    port: int
+    pair: tuple[socket.socket, socket.socket]
+    http: httpx.Client
+    pool: urllib3.PoolManager
+    s3: Any
+    tls: ssl.SSLSocket
+    child: subprocess.Popen[bytes]
+    sqlite: sqlite3.Connection | None = None
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def connect(self) -> None:
+        sock = socket.socket()
+        try:
+            sock.connect(("127.0.0.1", self.port))
+        finally:
+            sock.close()
+
+    def tls_handshake(self) -> None:
+        self.tls.do_handshake()  # the plain-HTTP server answers with 400: SSLError, at once
+
+
+@pytest.fixture(scope="module")
+def s3(http_url: str) -> Any:
+    """A boto3 client (slow to build: once per module) whose endpoint is the loopback server."""
+    return boto3.client(
+        "s3",
+        endpoint_url=http_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test-secret-key",
+        config=botocore.config.Config(retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture
+def env(tmp_path: pathlib.Path, http_url: str, s3: Any) -> Iterator[Env]:
+    path = tmp_path / "data.txt"
+    path.write_text("hello")
+    fd = os.open(path, os.O_RDWR)
+    a, b = socket.socketpair()
+    a.sendall(b"x" * 64)
+    raw = socket.create_connection(("127.0.0.1", int(http_url.rsplit(":", 1)[1])), timeout=5)
+    tls = ssl.create_default_context().wrap_socket(
+        raw, server_hostname="localhost", do_handshake_on_connect=False
+    )
+    environment = Env(
+        path=path,
+        fd=fd,
+        url=http_url,
+        port=int(http_url.rsplit(":", 1)[1]),
+        pair=(a, b),
+        http=httpx.Client(),
+        pool=urllib3.PoolManager(),
+        s3=s3,
+        tls=tls,
+        child=subprocess.Popen([sys.executable, "-c", "pass"]),
+    )
+    yield environment
+    os.close(fd)
+    tls.close()
+    environment.child.wait()
+    a.close()
+    b.close()
+    environment.http.close()
+    environment.pool.clear()
+    if environment.sqlite is not None:
+        environment.sqlite.close()
+
+
+Case = Callable[[Env], object]
+
+# (expected function, blocking call); each lambda's line is the report's user frame
+MATRIX: list[tuple[str, str, Case]] = [
+    ("sleep", "time.sleep", lambda e: time.sleep(0.001)),
+    ("socket-connect", "socket.socket.connect", lambda e: e.connect()),
+    ("socket-send", "socket.socket.send", lambda e: e.pair[0].send(b"x")),
+    ("socket-recv", "socket.socket.recv", lambda e: e.pair[1].recv(1)),
+    ("getaddrinfo", "socket.getaddrinfo", lambda e: socket.getaddrinfo("localhost", 80)),
+    ("gethostbyname", "socket.gethostbyname", lambda e: socket.gethostbyname("localhost")),
+    ("ssl", "ssl.SSLSocket.do_handshake", lambda e: e.tls_handshake()),
+    ("open", "open", lambda e: open(e.path).close()),
+    ("path-read", "pathlib.Path.read_text", lambda e: e.path.read_text()),
+    ("path-write", "pathlib.Path.write_text", lambda e: e.path.write_text("x")),
+    ("file-read", "os.read", lambda e: os.read(e.fd, 1)),
+    ("file-write", "os.write", lambda e: os.write(e.fd, b"x")),
+    ("os-stat", "os.stat", lambda e: os.stat(e.path)),
+    ("os-listdir", "os.listdir", lambda e: os.listdir(e.path.parent)),
+    ("os-exists", "os.stat", lambda e: os.path.exists(e.path)),
+    ("subprocess-run", "subprocess.run", lambda e: subprocess.run(["true"], check=True)),
+    ("popen", "subprocess.Popen", lambda e: subprocess.Popen(["true"]).wait()),
+    ("popen-wait", "subprocess.Popen.wait", lambda e: e.child.wait()),
+    ("select", "select.select", lambda e: select.select([e.pair[1]], [], [], 0.001)),
+    ("sqlite-connect", "sqlite3.connect", lambda e: sqlite3.connect(":memory:").close()),
+    (
+        "sqlite-execute",
+        "sqlite3.Connection.execute",
+        lambda e: e.sqlite and e.sqlite.execute("select 1"),
+    ),
+    ("requests", "requests.get", lambda e: requests.get(e.url, timeout=5)),
+    ("urllib3", "urllib3.PoolManager.urlopen", lambda e: e.pool.request("GET", e.url)),
+    ("httpx-sync", "httpx.Client.send", lambda e: e.http.get(e.url)),
+    ("psycopg2", "psycopg2.connect", lambda e: psycopg2.connect(host=CLOSED, port=9)),
+    ("psycopg", "psycopg.connect", lambda e: psycopg.connect(host=CLOSED, port=9)),
+    ("psycopg-cls", "psycopg.Connection.connect", lambda e: psycopg.Connection.connect(port=9)),
+    ("pymysql", "pymysql.Connection.connect", lambda e: pymysql.connect(host=CLOSED, port=9)),
+    ("botocore", "botocore.client.BaseClient._make_api_call", lambda e: e.s3.list_buckets()),
+]
+
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    ssl.SSLError,
+    psycopg2.OperationalError,
+    psycopg.OperationalError,
+    pymysql.err.OperationalError,
+)
+
+
+def _params() -> list[Any]:
+    return [pytest.param(name, call, id=case) for case, name, call in MATRIX]
+
+
+@pytest.mark.parametrize(("function", "call"), _params())
+async def test_blocking_call_on_the_loop_is_reported(function: str, call: Case, env: Env) -> None:
+    with detect_blocking(mode="raise") as detector:
+        env.sqlite = await run_sync(sqlite3.connect, ":memory:", check_same_thread=False)
+        with pytest.raises(BlockingCallError) as raised:
+            call(env)
+    assert [r.function for r in detector.reports] == [function]
+    report = detector.reports[0]
+    assert report.loop == current_loop_kind() or report.loop in {"asyncio", "trio"}
+    assert report.user_frame is not None
+    assert report.user_frame.filename == __file__
+    assert report.user_frame.line  # the line of this file that made the call
+    assert report.fix.startswith(f"{function} -> ")
+    assert function in str(raised.value)
+    assert f"{os.path.basename(__file__)}:{report.user_frame.lineno}" in str(raised.value)
+
+
+@pytest.mark.parametrize(("function", "call"), _params())
+async def test_same_call_through_asyncify_is_not_reported(
+    function: str, call: Case, env: Env
+) -> None:
+    def off_loop() -> None:
+        # closed ports and a non-TLS server: the call runs, and fails
+        with contextlib.suppress(*DRIVER_ERRORS):
+            call(env)
+
+    with detect_blocking(mode="raise") as detector:
+        env.sqlite = await run_sync(sqlite3.connect, ":memory:", check_same_thread=False)
+        await run_sync(off_loop)
+    assert detector.reports == []
+
+
+async def test_non_blocking_socket_calls_are_not_reported() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    try:
+        with detect_blocking(mode="raise") as detector:
+            a.send(b"ping")
+            await anyio.sleep(0.01)
+            assert b.recv(4) == b"ping"
+            socket.getaddrinfo("127.0.0.1", 80, flags=socket.AI_NUMERICHOST)
+            select.select([b], [], [], 0)
+            time.sleep(0)
+    finally:
+        a.close()
+        b.close()
+    assert detector.reports == []
+
+
+async def test_the_loops_own_networking_is_not_reported(http_url: str) -> None:
+    port = int(http_url.rsplit(":", 1)[1])
+    with detect_blocking(mode="raise") as detector:
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        async with stream:
+            await stream.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            with anyio.fail_after(5):
+                async for chunk in stream:
+                    data += chunk
+        assert await anyio.getaddrinfo("localhost", port)
+    assert data.startswith(b"HTTP/1.1 200")
+    assert detector.reports == []
+
+
+async def test_plain_threads_are_never_reported() -> None:
+    with detect_blocking(mode="raise") as detector:
+        thread = threading.Thread(target=time.sleep, args=(0.001,))
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+        await anyio.to_thread.run_sync(time.sleep, 0.001)
+    assert detector.reports == []
+
+
+def _library_call(url: str) -> None:
+    requests.get(url, timeout=5)  # the user frame of test_user_frame_skips_library_frames
+
+
+async def test_user_frame_skips_library_frames_and_nested_calls_report_once(
+    http_url: str,
+) -> None:
+    with detect_blocking(mode="collect") as detector:
+        _library_call(http_url)
+    assert [r.function for r in detector.reports] == ["requests.get"]
+    report = detector.reports[0]
+    assert report.user_frame is not None
+    assert report.user_frame.function == "_library_call"
+    assert (
+        report.user_frame.line
+        == "requests.get(url, timeout=5)  # the user frame of test_user_frame_skips_library_frames"
+    )
+    assert report.duration is not None and report.duration > 0
+    assert (
+        "fix: requests.get -> asyncify_kit.http.HttpClient, or decorate the caller with @asyncify"
+        in str(report)
+    )
+
+
+async def test_no_secret_in_reports(http_url: str) -> None:
+    password, token, bearer = "s3cr3t-pw", "t0ken", "b3arer"
+    url = http_url.replace("http://", f"http://alice:{password}@") + f"/?token={token}"
+    headers = {"Authorization": f"Bearer {bearer}"}
+    with detect_blocking(mode="collect") as detector:
+        requests.Session().get(url, timeout=5, headers=headers)
+    text = "\n".join(str(r) + repr(r) for r in detector.reports)
+    assert detector.reports
+    for secret in ("s3cr3t-pw", "t0ken", "b3arer"):
+        assert secret not in text
+
+
+# -- modes -------------------------------------------------------------------------------------
+
+
+async def test_raise_mode_does_not_run_the_call() -> None:
+    started = time.perf_counter()
+    with detect_blocking(mode="raise"), pytest.raises(BlockingCallError):
+        time.sleep(2)
+    assert time.perf_counter() - started < 1
+
+
+async def test_warn_mode_warns_at_the_user_line() -> None:
+    with detect_blocking(mode="warn") as detector, pytest.warns(BlockingCallWarning) as record:
+        time.sleep(0.001)
+    assert len(detector.reports) == 1
+    assert record[0].filename == __file__
+    assert record[0].lineno == detector.reports[0].site.lineno
+    assert issubclass(BlockingCallWarning, RuntimeWarning)
+
+
+async def test_log_mode_logs_once_per_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
+    with detect_blocking(mode="log") as detector:
+        for _ in range(3):
+            time.sleep(0)  # zero: not blocking, not reported
+            time.sleep(0.001)
+    assert len(detector.reports) == 3
+    messages = [r.getMessage() for r in caplog.records if r.name == "asyncify_kit.detect"]
+    assert len(messages) == 1
+    assert "blocking call time.sleep" in messages[0]
+
+
+async def test_collect_mode_measures_duration() -> None:
+    with detect_blocking(mode="collect") as detector:
+        time.sleep(0.02)
+    (report,) = detector.reports
+    assert report.duration is not None and report.duration >= 0.015
+    assert "blocked the loop for" in report.format()
+    assert detector.clear() == [report]
+    assert detector.reports == []
+
+
+def test_invalid_configuration_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="accepted: raise, warn, log, collect"):
+        detect_blocking(mode="loud")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="invalid allow pattern"):
+        detect_blocking(allow=[""])
+
+
+# -- allow-lists -------------------------------------------------------------------------------
+
+
+def _sleep_here() -> None:
+    time.sleep(0.001)
+
+
+async def test_allow_by_function_module_kind_and_site() -> None:
+    site = f"{os.path.basename(__file__)}:{_sleep_here.__code__.co_firstlineno + 1}"
+    for allow in (["time.*"], [f"module:{__name__}"], ["kind:sleep"], [site], ["*"]):
+        with detect_blocking(mode="raise", allow=allow) as detector:
+            _sleep_here()
+        assert detector.reports == [], allow
+    others = ["os.*", "module:other.*", "elsewhere.py:1"]
+    with detect_blocking(mode="raise", allow=others), pytest.raises(BlockingCallError):
+        _sleep_here()
+
+
+async def test_allow_blocking_context_manager_and_decorator() -> None:
+    @allow_blocking("time.sleep")
+    async def tolerated() -> None:
+        time.sleep(0.001)
+
+    with detect_blocking(mode="raise") as detector:
+        with allow_blocking():
+            time.sleep(0.001)
+        await tolerated()
+        with allow_blocking("os.*"), pytest.raises(BlockingCallError):
+            time.sleep(0.001)
+    assert [r.function for r in detector.reports] == ["time.sleep"]
+
+
+# -- activation ----------------------------------------------------------------------------
+
+
+def test_patches_are_restored_exactly() -> None:
+    originals = (time.sleep, socket.getaddrinfo, open, os.stat, sqlite3.connect)
+    had_send = "send" in socket.socket.__dict__
+    with detect_blocking():
+        assert time.sleep is not originals[0]
+        assert "send" in socket.socket.__dict__
+        with detect_blocking(mode="collect"):
+            pass
+        assert time.sleep is not originals[0]
+        assert is_active()
+    assert (time.sleep, socket.getaddrinfo, open, os.stat, sqlite3.connect) == originals
+    assert ("send" in socket.socket.__dict__) == had_send
+    assert not is_active()
+
+
+async def test_innermost_detector_gets_the_report() -> None:
+    with detect_blocking(mode="raise") as outer:
+        with detect_blocking(mode="collect") as inner:
+            time.sleep(0.001)
+        with pytest.raises(BlockingCallError):
+            time.sleep(0.001)
+    assert len(inner.reports) == 1
+    assert len(outer.reports) == 1
+
+
+async def test_decorator_on_sync_and_async_functions() -> None:
+    detector = detect_blocking(mode="collect")
+
+    @detector
+    async def handler() -> None:
+        time.sleep(0.001)
+
+    @detector
+    def in_loop_callback() -> None:
+        time.sleep(0.001)
+
+    await handler()
+    in_loop_callback()
+    time.sleep(0.001)  # not active any more
+    assert len(detector.reports) == 2
+    assert not is_active()
+
+
+def test_concurrent_activations_from_many_threads() -> None:
+    errors: list[BaseException] = []
+    reports: list[int] = []
+
+    def loop_thread() -> None:
+        async def main() -> None:
+            with detect_blocking(mode="collect") as detector:
+                for _ in range(50):
+                    time.sleep(0)
+                    await asyncio.sleep(0)
+                time.sleep(0.001)
+            reports.append(len(detector.reports))
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            errors.append(exc)
+
+    def churn() -> None:
+        try:
+            for _ in range(200):
+                with detect_blocking(mode="collect"):
+                    time.sleep(0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    threads += [threading.Thread(target=loop_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(reports) == 2
+    assert not is_active()
+    assert time.sleep.__module__ == "time"
+
+
+async def test_warning_filter_error_turns_warn_mode_into_exceptions() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BlockingCallWarning)
+        with detect_blocking(mode="warn"), pytest.raises(BlockingCallWarning):
+            time.sleep(0.001)
