@@ -32,6 +32,8 @@ CASES = [
     if loop == "asyncio" or backend not in ASYNCIO_ONLY
 ]
 
+SERVER_CASES = [p for p in CASES if p.values[0][0] != "sqlite"]  # type: ignore[index]
+
 
 def backend_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> BackendURL:
     """The URL of *backend* for this test (skips/fails like the service fixtures)."""

@@ -319,9 +319,11 @@ class ConnectionPool:
     async def release(self, conn: Connection) -> None:
         """Give *conn* back; a broken or closed connection is closed and replaced on demand."""
         self._in_use.discard(conn)
-        if conn.broken or self._closed or conn.is_closed():
-            await self._close_quietly(conn)
+        if conn.broken or conn.is_closed():
+            conn.terminate()  # its state is unknown: never wait on it
             self._wake_one_for_retry()
+        elif self._closed:
+            await self._close_quietly(conn)
         else:
             self._put_back(conn)
         if self._closed and not self._in_use and self._drained is not None:

@@ -1,0 +1,180 @@
+"""Failure and recovery on every backend: server-side kills, cancellation, pool limits, close."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from asyncify_kit import BackendURL
+from asyncify_kit.sql import ConnectionLost, Database, OperationalError
+
+from .conftest import SERVER_CASES
+
+pytestmark = pytest.mark.anyio
+
+CONNECTION_ID = {"postgresql": "select pg_backend_pid()", "mysql": "select connection_id()"}
+KILL = {"postgresql": "select pg_terminate_backend(:id)", "mysql": "kill :id"}
+SLOW = {
+    "postgresql": "select pg_sleep(1)",
+    "mysql": "select sleep(1)",
+    "sqlite": (
+        "with recursive c(x) as (select 1 union all select x + 1 from c where x < 3000000)"
+        " select count(*) from c"
+    ),
+}
+
+
+@pytest.fixture
+def anyio_backend(case: tuple[str, str]) -> tuple[str, dict[str, object]]:
+    return (case[1], {})
+
+
+async def _pooled_connection_ids(db: Database, count: int) -> list[int]:
+    """The server ids of *count* pooled connections, held at once so they are distinct."""
+    ids: list[int] = []
+
+    async def hold() -> None:
+        async with db.connection() as conn:
+            ids.append(int(await conn.fetch_val(CONNECTION_ID[db.dialect])))
+            with anyio.fail_after(10):
+                while len(ids) < count:
+                    await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(hold)
+    return ids
+
+
+async def _kill(url: BackendURL, dialect: str, ids: list[int]) -> None:
+    async with Database(url, min_size=1, max_size=1) as control:
+        for conn_id in ids:
+            await control.execute(KILL[dialect], {"id": conn_id})
+    await anyio.sleep(0.3)  # let the server finish closing them
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
+async def test_killed_idle_connections_are_replaced(url: BackendURL) -> None:
+    async with Database(url, min_size=3, max_size=3) as db:
+        ids = await _pooled_connection_ids(db, 3)
+        assert db.pool_stats().idle == 3
+        await _kill(url, db.dialect, ids)
+        for n in range(5):
+            assert await db.fetch_val("select :n", {"n": str(n)}) == str(n)
+        fresh = await _pooled_connection_ids(db, 3)
+        assert not set(fresh) & set(ids)
+        stats = db.pool_stats()
+        assert stats.in_use == 0
+        assert stats.size <= 3
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
+async def test_kill_inside_a_transaction_raises_and_is_never_replayed(
+    url: BackendURL, table: str
+) -> None:
+    async with Database(url, min_size=1, max_size=2) as db:
+        await db.execute(f"create table {table} (id integer primary key)")
+        try:
+            with pytest.raises(ConnectionLost) as caught:
+                async with db.transaction():
+                    await db.execute(f"insert into {table} (id) values (1)")
+                    conn_id = int(await db.fetch_val(CONNECTION_ID[db.dialect]))
+                    await _kill(url, db.dialect, [conn_id])
+                    await db.execute(f"insert into {table} (id) values (2)")
+            assert caught.value.orig is not None
+            assert await db.fetch_val(f"select count(*) from {table}") == 0
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_cancellation_mid_transaction_leaves_no_transaction_and_no_leak(
+    url: BackendURL, table: str
+) -> None:
+    async with (
+        Database(url, min_size=1, max_size=2, busy_timeout=2)
+        if url.dialect == ("sqlite")
+        else Database(url, min_size=1, max_size=2) as db
+    ):
+        await db.execute(f"create table {table} (id integer primary key)")
+        try:
+            baseline = db.pool_stats()
+            with anyio.move_on_after(0.2) as scope:
+                async with db.transaction():
+                    await db.execute(f"insert into {table} (id) values (1)")
+                    await db.fetch_val(SLOW[db.dialect])
+            assert scope.cancelled_caught
+            stats = db.pool_stats()
+            assert (stats.in_use, stats.waiting) == (0, 0)
+            assert stats.size <= baseline.max_size
+            # nothing committed, and no transaction still holds the row: the same insert
+            # from another connection goes through at once
+            assert await db.fetch_val(f"select count(*) from {table}") == 0
+            with anyio.fail_after(5):
+                await db.execute(f"insert into {table} (id) values (1)")
+            assert await db.fetch_val(f"select count(*) from {table}") == 1
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_cancelled_plain_query_returns_its_connection(url: BackendURL) -> None:
+    async with Database(url, min_size=1, max_size=2) as db:
+        with anyio.move_on_after(0.2):
+            await db.fetch_val(SLOW[db.dialect])
+        assert db.pool_stats().in_use == 0
+        assert await db.fetch_val("select 'ok'") == "ok"
+
+
+async def test_acquire_timeout(url: BackendURL) -> None:
+    async with Database(url, min_size=0, max_size=1, acquire_timeout=0.2) as db:
+        async with db.connection(), anyio.create_task_group() as tg:
+
+            async def other() -> None:
+                with pytest.raises(OperationalError, match=r"acquire_timeout=0\.2s"):
+                    await db.fetch_val("select 1")
+
+            tg.start_soon(other)
+        assert db.pool_stats().waiting == 0
+        assert await db.fetch_val("select 'free'") == "free"
+
+
+async def test_close_is_bounded_and_cancellation_safe(url: BackendURL) -> None:
+    db = Database(url, min_size=2, max_size=3, close_timeout=0.5)
+    await db.connect()
+    held = anyio.Event()
+
+    async def hold_forever() -> None:
+        async with db.connection():
+            held.set()
+            await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold_forever)
+        await held.wait()
+        started = anyio.current_time()
+        with anyio.move_on_after(0.05):  # cancelling the close does not cut it short
+            await db.disconnect()
+        assert anyio.current_time() - started < 3
+        with pytest.raises(OperationalError, match="not connected"):
+            db.pool_stats()
+        tg.cancel_scope.cancel()
+    with pytest.raises(OperationalError, match="not connected"):
+        await db.fetch_val("select 1")
+
+
+async def test_waiters_are_served_in_order_and_the_pool_is_bounded(url: BackendURL) -> None:
+    async with Database(url, min_size=0, max_size=2) as db:
+        peak = 0
+
+        async def query(n: int) -> None:
+            nonlocal peak
+            assert await db.fetch_val("select :n", {"n": str(n)}) == str(n)
+            peak = max(peak, db.pool_stats().size)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(20):
+                tg.start_soon(query, n)
+        assert peak <= 2
+        stats = db.pool_stats()
+        assert (stats.in_use, stats.waiting) == (0, 0)

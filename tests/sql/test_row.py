@@ -1,0 +1,89 @@
+"""`Row` and ``as_=``: unit tests, no database needed."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pickle
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+
+import pytest
+
+from asyncify_kit.sql import ProgrammingError, Row
+from asyncify_kit.sql._row import convert_row, make_keys
+
+
+def _row(**values: object) -> Row:
+    return Row(make_keys(list(values)), tuple(values.values()))
+
+
+def test_access_by_name_attribute_and_position() -> None:
+    row = _row(id=7, name="ada", score=None)
+    assert isinstance(row, Mapping)
+    assert row["name"] == row.name == row[1] == "ada"
+    assert row[-1] is None
+    assert row[0:2] == (7, "ada")
+    assert list(row) == ["id", "name", "score"]
+    assert len(row) == 3
+    assert "id" in row
+    assert "nope" not in row
+    assert row.as_tuple() == (7, "ada", None)
+    assert row.as_dict() == {"id": 7, "name": "ada", "score": None}
+    assert row == {"id": 7, "name": "ada", "score": None}
+    assert row == _row(id=7, name="ada", score=None)
+    assert row != _row(id=8, name="ada", score=None)
+    assert repr(row) == "Row(id=7, name='ada', score=None)"
+    assert pickle.loads(pickle.dumps(row)) == row
+
+
+def test_errors_name_the_columns() -> None:
+    row = _row(id=1, name="x")
+    with pytest.raises(KeyError, match="the columns are id, name"):
+        _ = row["nme"]
+    with pytest.raises(AttributeError, match="no column 'nme'; the columns are id, name"):
+        _ = row.nme
+    with pytest.raises(IndexError):
+        _ = row[5]
+    with pytest.raises(AttributeError, match="read-only"):
+        row.id = 2
+    with pytest.raises(TypeError):
+        hash(row)
+
+
+def test_duplicate_column_names_keep_the_first() -> None:
+    row = Row(make_keys(["a", "a", "b"]), (1, 2, 3))
+    assert row["a"] == 1
+    assert row[1] == 2
+
+
+@dataclasses.dataclass
+class Typed:
+    id: uuid.UUID
+    doc: dict[str, object]
+    active: bool
+    at: dt.time
+    price: Decimal
+    note: str | None = None
+
+
+def test_as_dataclass_converts_what_the_server_could_not_type() -> None:
+    u = uuid.uuid4()
+    row = _row(
+        id=str(u),
+        doc='{"a": 1}',
+        active=1,
+        at=dt.timedelta(hours=1, seconds=2),
+        price=2.5,
+        extra="ignored",
+    )
+    value = convert_row(row, Typed)
+    assert value == Typed(u, {"a": 1}, True, dt.time(1, 0, 2), Decimal("2.5"))
+
+
+def test_as_rejects_other_classes() -> None:
+    with pytest.raises(ProgrammingError, match="dataclass or a pydantic model"):
+        convert_row(_row(a=1), dict)
+    with pytest.raises(ProgrammingError, match="cannot build Typed"):
+        convert_row(_row(id=str(uuid.uuid4())), Typed)
