@@ -9,6 +9,7 @@ sees per test id (``/retry/<id>``, ``/attempts/<id>``) so retry tests can check 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.parser
 import email.policy
 import hashlib
@@ -65,7 +66,7 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
+        payload = bytes(part.get_payload(decode=True))
         filename = part.get_filename()
         if filename is None:
             fields[str(name)] = payload.decode()
@@ -242,10 +243,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def drop_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
+    with contextlib.suppress(
+        asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError
+    ):
         await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-        pass
     writer.transport.abort()
 
 

@@ -16,9 +16,9 @@ import pytest
 from asyncify_kit.exceptions import ConfigError, Unsupported
 from asyncify_kit.http import (
     ConnectError,
-    HTTPError,
-    HTTPStatusError,
+    FileField,
     HttpClient,
+    HTTPStatusError,
     ReadError,
     Retry,
     Timeout,
@@ -237,15 +237,12 @@ async def test_cookies(http_server: ServerInfo, backend: str) -> None:
 async def test_multipart_upload(http_server: ServerInfo, backend: str) -> None:
     big = expected_bytes(3 * MiB)
     async with client(http_server, backend) as http:
-        r = await http.post(
-            "/echo",
-            data={"title": "Zoë's files"},
-            files={
-                "plain": b"hello",
-                "named": ("report.csv", b"a,b\n1,2\n", "text/csv"),
-                "fileobj": ("big.bin", io.BytesIO(big)),
-            },
-        )
+        files: dict[str, FileField] = {
+            "plain": b"hello",
+            "named": ("report.csv", b"a,b\n1,2\n", "text/csv"),
+            "fileobj": ("big.bin", io.BytesIO(big)),
+        }
+        r = await http.post("/echo", data={"title": "Zoë's files"}, files=files)
     form = r.json()["form"]
     assert form["title"] == "Zoë's files"
     assert form["plain"]["size"] == 5
@@ -486,7 +483,7 @@ async def test_backend_choice(
 async def test_aiohttp_under_trio_is_unsupported(
     http_server: ServerInfo, anyio_backend: str
 ) -> None:
-    with pytest.raises(Unsupported, match="asyncio only.*backend='httpx'"):
+    with pytest.raises(Unsupported, match=r"asyncio only.*backend='httpx'"):
         async with HttpClient(http_server.url, backend="aiohttp"):
             pass
 

@@ -19,6 +19,8 @@ from ._backends.base import ClientConfig as ClientConfig
 from ._backends.base import HttpBackend as HttpBackend
 from ._client import HttpClient as HttpClient
 from ._client import RequestOptions as RequestOptions
+from ._content import FileField as FileField
+from ._content import FilesInput as FilesInput
 from ._models import Headers as Headers
 from ._models import Limits as Limits
 from ._models import Request as Request
@@ -31,6 +33,8 @@ __all__ = [
     "BackendStream",
     "ClientConfig",
     "ConnectError",
+    "FileField",
+    "FilesInput",
     "HTTPError",
     "HTTPStatusError",
     "Headers",

@@ -1,0 +1,229 @@
+"""Unit tests of the HTTP facade's values: headers, timeouts, retry policy, responses,
+redaction, and the exported names."""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import logging
+
+import pytest
+
+import asyncify_kit.http as http_module
+from asyncify_kit.exceptions import ConfigError, HTTPStatusError, TimeoutException
+from asyncify_kit.http import (
+    Headers,
+    HttpClient,
+    Limits,
+    Request,
+    Response,
+    Retry,
+    Timeout,
+    parse_retry_after,
+)
+from asyncify_kit.http._redact import redact_text, redact_url
+
+from .conftest import ServerInfo
+
+
+def test_exported_names() -> None:
+    public = {name for name in dir(http_module) if not name.startswith("_")}
+    assert sorted(http_module.__all__) == http_module.__all__
+    assert set(http_module.__all__) <= public
+    for name in http_module.__all__:
+        value = getattr(http_module, name)
+        if isinstance(value, type) or type(value).__name__ == "function":
+            assert value.__module__.startswith("asyncify_kit"), name
+
+
+def test_headers_case_insensitive_multi_valued() -> None:
+    h = Headers([("Set-Cookie", "a=1"), ("X-One", "1"), ("set-cookie", "b=2")])
+    assert h["SET-COOKIE"] == "a=1, b=2"
+    assert h.get_list("Set-cookie") == ["a=1", "b=2"]
+    assert h.get_list("nope") == []
+    assert "x-one" in h and "X-ONE" in h
+    assert len(h) == 2
+    assert list(h) == ["set-cookie", "x-one"]
+    assert h.multi_items()[0] == ("Set-Cookie", "a=1")
+    assert h == {"x-one": "1", "set-cookie": "a=1, b=2"} or h == Headers(h)
+    assert Headers({"A": "1"}) == Headers([("a", "1")])
+    with pytest.raises(KeyError):
+        h["missing"]
+
+
+def test_headers_repr_redacts_credentials() -> None:
+    h = Headers(
+        {
+            "Authorization": "Bearer tok-123",
+            "Cookie": "sid=abc",
+            "Accept": "x/y",
+            "Proxy-Authorization": "Basic cHJveHk=",
+        }
+    )
+    text = repr(h)
+    for secret in ("tok-123", "sid=abc", "cHJveHk="):
+        assert secret not in text
+    assert "x/y" in text
+
+
+def test_timeout() -> None:
+    assert Timeout(3) == Timeout(connect=3, read=3, write=3, pool=3)
+    t = Timeout(10, connect=2, pool=None)
+    assert (t.connect, t.read, t.write, t.pool) == (2.0, 10.0, 10.0, None)
+    assert Timeout.coerce(None) == Timeout(None)
+    assert Timeout.coerce(5) == Timeout(5)
+    assert Timeout.coerce(t) is t
+    assert Timeout().read == 10.0
+    for bad in (0, -1, float("inf"), True, "5"):
+        with pytest.raises(ConfigError):
+            Timeout(bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Timeout.coerce("slow")  # type: ignore[arg-type]
+
+
+def test_limits() -> None:
+    assert Limits().max_connections == 100
+    with pytest.raises(ConfigError):
+        Limits(max_connections=0)
+    with pytest.raises(ConfigError):
+        Limits(keepalive_expiry=-1)
+
+
+def test_retry_policy() -> None:
+    policy = Retry(3, backoff_factor=0.5, backoff_max=1.5, jitter=0.5)
+    assert policy.allows("GET", None) and policy.allows("PUT", None)
+    assert not policy.allows("POST", None) and not policy.allows("PATCH", None)
+    assert policy.allows("POST", True)
+    assert not policy.allows("GET", False)
+    assert not Retry(0).allows("GET", True)
+    assert Retry(2, methods=Retry.ALL_METHODS).allows("POST", None)
+    for _ in range(200):
+        assert 0.25 <= policy.backoff(1) <= 0.5
+        assert 0.5 <= policy.backoff(2) <= 1.0
+        assert 0.75 <= policy.backoff(5) <= 1.5  # capped by backoff_max
+    assert Retry(1, jitter=0).backoff(3) == 2.0
+    assert policy.wait_for(1, "7") == 7.0
+    assert Retry(1, max_retry_after=2).wait_for(1, "7") == 2.0
+    assert 0.25 <= policy.wait_for(1, "not a date") <= 0.5
+    assert Retry(1, respect_retry_after=False, jitter=0).wait_for(1, "7") == 0.5
+    timeout = TimeoutException("x")
+    timeout.phase = "write"  # type: ignore[attr-defined]
+    assert not policy.should_retry_error(timeout)
+    timeout.phase = "read"  # type: ignore[attr-defined]
+    assert policy.should_retry_error(timeout)
+    assert Retry.coerce(None).total == 0 and Retry.coerce(4).total == 4
+    for bad in (-1, True, "3"):
+        with pytest.raises(ConfigError):
+            Retry.coerce(bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        Retry(1, jitter=2)
+
+
+def test_parse_retry_after() -> None:
+    now = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+    later = email.utils.format_datetime(now + datetime.timedelta(seconds=90), usegmt=True)
+    earlier = email.utils.format_datetime(now - datetime.timedelta(seconds=90), usegmt=True)
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 3 ") == 3.0
+    assert parse_retry_after(later, now=now) == 90.0
+    assert parse_retry_after(earlier, now=now) == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-5") is None
+
+
+async def _lines(response: Response) -> list[str]:
+    return [line async for line in response.aiter_lines()]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_response_from_memory(anyio_backend: str) -> None:
+    r = Response(
+        404,
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        content=b'{"a": "\xc3\xa9"}',
+        url="https://u:pw@h/x",
+        request=Request("GET", "https://u:pw@h/x"),
+    )
+    assert r.json() == {"a": "é"}
+    assert r.text == '{"a": "é"}'
+    assert r.reason_phrase == "Not Found" and r.is_error and not r.is_success
+    assert [c async for c in r.aiter_bytes(4)][:2] == [b'{"a"', b': "\xc3']
+    with pytest.raises(HTTPStatusError) as info:
+        r.raise_for_status()
+    assert info.value.response is r
+    assert "pw" not in str(info.value) and "404 Not Found" in str(info.value)
+    assert "pw" not in repr(r.request)
+    lines = Response(200, content=b"a\r\nb\rc\n\nd")
+    assert await _lines(lines) == ["a", "b", "c", "", "d"]
+    assert Response(200, content=b"\xff", headers={"content-type": "text/plain"}).text == "\ufffd"
+    bogus = Response(200, content=b"x", headers={"content-type": "text/plain; charset=nope"})
+    assert bogus.encoding == "utf-8"
+
+
+def test_redact_functions() -> None:
+    assert redact_url("https://ann:pw@example.org/a") == "https://ann:[redacted]@example.org/a"
+    assert redact_url("https://example.org/a@b") == "https://example.org/a@b"
+    text = redact_text(
+        "GET http://u:p4ss@h/ Authorization: Bearer abc.def, cookie=sid=1", ["topsecret"]
+    )
+    assert "p4ss" not in text and "abc.def" not in text and "sid=1" not in text
+    assert redact_text("the topsecret value", ["topsecret"]) == "the [redacted] value"
+
+
+def test_client_repr_and_validation() -> None:
+    http = HttpClient(
+        "https://ann:hunter22@example.org/api",
+        backend="httpx",
+        headers={"Authorization": "Bearer tok-999"},
+    )
+    assert "hunter22" not in repr(http) and "tok-999" not in repr(http)
+    assert http.base_url == "https://example.org/api/"
+    with pytest.raises(ConfigError):
+        HttpClient("https://example.org/?q=1")
+    with pytest.raises(ConfigError, match="ftp") as info:
+        HttpClient("ftp://ann:hunter22@example.org")
+    assert "hunter22" not in str(info.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp", "requests"])
+async def test_secrets_never_leak(
+    http_server: ServerInfo,
+    backend: str,
+    anyio_backend: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets = ["hunter22", "tok-999", "sid-777", "proxy-555"]
+    url = http_server.url.replace("http://", "http://ann:hunter22@")
+    async with HttpClient(
+        url,
+        backend=backend,
+        retries=Retry(1, backoff_factor=0),
+        headers={"Proxy-Authorization": "Basic proxy-555"},
+        cookies={"sid": "sid-777"},
+    ) as http:
+        texts = [repr(http)]
+        r = await http.get(
+            "/retry/leak-" + backend, params={"fail": 5}, headers={"X-Api-Key": "tok-999"}
+        )
+        texts += [repr(r), repr(r.headers), repr(r.request)]
+        with pytest.raises(HTTPStatusError) as status_error:
+            r.raise_for_status()
+        texts += [str(status_error.value), repr(status_error.value)]
+        r = await http.get("/echo", headers={"Authorization": "Bearer tok-999"})
+        texts += [repr(r.request), repr(Headers(r.json()["headers"]))]
+    bad = f"http://ann:hunter22@127.0.0.1:{http_server.url.rsplit(':', 1)[1]}"
+    async with HttpClient(
+        http_server.drop_url.replace("http://", "http://ann:hunter22@"), backend=backend, retries=0
+    ) as http:
+        with pytest.raises(Exception) as transport_error:
+            await http.get(f"{bad}/slow", params={"delay": 2}, timeout=0.2)
+        texts += [str(transport_error.value), repr(transport_error.value)]
+    texts += [record.getMessage() for record in caplog.records]
+    texts += [str(record.args) for record in caplog.records]
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, text
