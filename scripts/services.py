@@ -163,6 +163,18 @@ def chown_to(path: Path, user: str) -> None:
             os.chown(os.path.join(dirpath, filename), entry.pw_uid, entry.pw_gid)
 
 
+def check_access(user: str, path: Path, service: str) -> None:
+    """ServiceError unless *user* can write *path* (every parent must be traversable)."""
+    if not is_root():
+        return
+    code, _ = capture(as_user(user, ["test", "-w", str(path)]))
+    if code != 0:
+        raise ServiceError(
+            f"{service}: the {user!r} user cannot write {path}; make its parent directories "
+            f"traversable (chmod o+x) or move the checkout"
+        )
+
+
 def run_logged(
     argv: Sequence[str],
     logfile: Path,
@@ -280,6 +292,7 @@ def start_postgres(base: Path) -> ServiceRecord:
     pwfile.write_text(password + "\n")
     logfile.touch()
     chown_to(home, "postgres")
+    check_access("postgres", home, "postgres")
     run_logged(
         as_user(
             "postgres",
@@ -427,6 +440,7 @@ def start_mariadb(base: Path) -> ServiceRecord:
     run_as = ["--user=mysql"] if is_root() else []
     if is_root():
         chown_to(home, "mysql")
+        check_access("mysql", home, "mariadb")
     run_logged(
         [
             install_db,
