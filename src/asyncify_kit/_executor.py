@@ -216,6 +216,9 @@ class Lane:
             if job is _STOP:
                 return
             _execute(job, self.pool)
+            # drop the finished job before blocking in get(): it references its caller (an
+            # iterator whose finalizer must run) and the call's result
+            del job
 
 
 @dataclass(frozen=True)
@@ -380,6 +383,7 @@ class Pool:
                     self._running.discard(item)
             elif _execute(item, self):
                 completed[0] += 1
+            del item  # an idle worker keeps no finished job (result, arguments) alive
 
     def stats(self) -> PoolStats:
         with self._lock:
@@ -433,7 +437,7 @@ def _default_size() -> int:
     raw = env_setting("ASYNCIFY_THREADS")
     if raw is None:
         return DEFAULT_THREADS
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ConfigError(
             f"invalid value {raw!r} for ASYNCIFY_THREADS; accepted: a whole number >= 1"
         )

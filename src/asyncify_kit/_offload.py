@@ -21,7 +21,7 @@ import inspect
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager
 from types import BuiltinFunctionType, FunctionType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
@@ -40,6 +40,9 @@ from ._executor import (
 from .exceptions import CallCancelled, ConfigError
 
 if TYPE_CHECKING:
+    # the type `@contextmanager` returns: only those functions become async context managers
+    from contextlib import _GeneratorContextManager
+
     from typing_extensions import ParamSpec, Self
 else:
     try:
@@ -481,7 +484,7 @@ class OffloadedContextManager(Generic[T_co]):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> bool:  # `bool`, not `bool | None`: type checkers then know it may swallow the error
         lane = self._lane
         if lane is None:
             raise RuntimeError("__aexit__ called on an offloaded context manager never entered")
@@ -489,7 +492,7 @@ class OffloadedContextManager(Generic[T_co]):
             suppress: bool | None = await _run_step(
                 lane, self._ctx, self._exit_in_thread, (exc_type, exc, tb), "wait", None
             )
-            return suppress
+            return bool(suppress)
         finally:
             lane.close()
 
@@ -505,11 +508,11 @@ class _Decorator(Protocol):
     ) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(  # type: ignore[overload-overlap]  # generators first, by design
-        self, fn: Callable[P, Generator[T, Any, Any]], /
+        self, fn: Callable[P, Iterator[T]], /
     ) -> Callable[P, OffloadedIterator[T]]: ...
     @overload
     def __call__(  # type: ignore[overload-overlap]  # context managers before plain calls
-        self, fn: Callable[P, AbstractContextManager[T]], /
+        self, fn: Callable[P, _GeneratorContextManager[T]], /
     ) -> Callable[P, OffloadedContextManager[T]]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
@@ -523,11 +526,11 @@ def asyncify(  # type: ignore[overload-overlap]  # staticmethod objects are call
 ) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
 @overload
 def asyncify(  # type: ignore[overload-overlap]  # generators first, by design
-    fn: Callable[P, Generator[T, Any, Any]], /
+    fn: Callable[P, Iterator[T]], /
 ) -> Callable[P, OffloadedIterator[T]]: ...
 @overload
 def asyncify(  # type: ignore[overload-overlap]  # context managers before plain calls
-    fn: Callable[P, AbstractContextManager[T]], /
+    fn: Callable[P, _GeneratorContextManager[T]], /
 ) -> Callable[P, OffloadedContextManager[T]]: ...
 @overload
 def asyncify(fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
