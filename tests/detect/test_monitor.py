@@ -1,0 +1,132 @@
+"""LoopMonitor on asyncio and trio: lag, stalls with the sampled line, pool saturation.
+
+These tests stall their own loop on purpose (``time.sleep`` and busy loops on the loop thread),
+so they carry ``allow_blocking`` for the project's ``--detect-blocking`` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from asyncify_kit import ConfigError, asyncify, configure
+from asyncify_kit.detect import LoopMonitor, StallReport
+
+pytestmark = [pytest.mark.anyio, pytest.mark.allow_blocking]
+
+PROMETHEUS_LINE = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"\})? -?[0-9.e+-]+$')
+
+
+def _spin(seconds: float) -> int:
+    """CPU-bound work: no blocking call to patch, only the stack sampler can see it."""
+    deadline = time.perf_counter() + seconds
+    count = 0
+    while time.perf_counter() < deadline:
+        count += 1
+    return count
+
+
+async def test_stall_is_reported_with_the_line_that_stalled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
+    stalls: list[StallReport] = []
+    monitor = LoopMonitor(interval=0.01, stall_threshold=0.08, report_interval=0, on_stall=stalls.append)
+    async with monitor:
+        await anyio.sleep(0.05)
+        time.sleep(0.4)  # the stall
+        await anyio.sleep(0.05)
+        _spin(0.4)
+        await anyio.sleep(0.1)
+    assert len(stalls) == 2, [s.format() for s in stalls]
+    sleep_stall, spin_stall = stalls
+    assert sleep_stall.frame is not None
+    assert sleep_stall.frame.line == "time.sleep(0.4)  # the stall"
+    assert sleep_stall.frame.filename == __file__
+    assert 0.25 < sleep_stall.duration < 2
+    assert sleep_stall.samples >= 2
+    assert spin_stall.frame is not None
+    assert spin_stall.frame.function == "_spin"
+    metrics = monitor.metrics()
+    assert metrics["stalls"] == 2
+    assert metrics["lag_seconds"]["max"] >= 0.25
+    logged = [r.getMessage() for r in caplog.records if "stalled for" in r.getMessage()]
+    assert len(logged) == 2
+    assert "time.sleep(0.4)  # the stall" in logged[0]
+
+
+async def test_stall_reports_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
+    async with LoopMonitor(interval=0.01, stall_threshold=0.05, report_interval=60) as monitor:
+        for _ in range(3):
+            await anyio.sleep(0.05)
+            time.sleep(0.15)
+        await anyio.sleep(0.05)
+    assert monitor.metrics()["stalls"] == 3
+    assert len([r for r in caplog.records if "stalled for" in r.getMessage()]) == 1
+
+
+async def test_lag_metrics_as_dict_and_prometheus_text() -> None:
+    async with LoopMonitor(interval=0.01) as monitor:
+        await anyio.sleep(0.3)
+    metrics = monitor.metrics()
+    assert metrics["probes"] >= 5
+    assert metrics["stalls"] == 0
+    lag = metrics["lag_seconds"]
+    assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"] < 0.1
+    assert metrics["anyio_limiter"]["total"] >= 1
+    text = monitor.prometheus()
+    assert "# TYPE asyncify_loop_lag_seconds summary" in text
+    assert 'asyncify_loop_lag_seconds{quantile="0.99"}' in text
+    for line in text.splitlines():
+        assert line.startswith("# ") or PROMETHEUS_LINE.match(line), line
+
+
+async def test_pool_saturation_fires_while_loop_lag_stays_low(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
+    configure(pools={"detect-tiny": 2})
+    slow = asyncify(pool="detect-tiny")(time.sleep)
+    async with LoopMonitor(interval=0.01, stall_threshold=0.2) as monitor:
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(slow, 0.1)
+        await anyio.sleep(0.05)
+    metrics = monitor.metrics()
+    pool = metrics["pools"]["detect-tiny"]
+    assert pool["saturation_events"] >= 1
+    assert pool["size"] == 2
+    assert metrics["stalls"] == 0
+    assert metrics["lag_seconds"]["p99"] < 0.1
+    assert any("'detect-tiny' is saturated" in r.getMessage() for r in caplog.records)
+    assert 'asyncify_pool_saturation_events_total{pool="detect-tiny"}' in monitor.prometheus()
+
+
+async def test_anyio_default_limiter_saturation() -> None:
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    before = limiter.total_tokens
+    limiter.total_tokens = 2
+    try:
+        async with LoopMonitor(interval=0.01, stall_threshold=0.2) as monitor:
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(anyio.to_thread.run_sync, time.sleep, 0.1)
+            await anyio.sleep(0.05)
+    finally:
+        limiter.total_tokens = before
+    gauge = monitor.metrics()["anyio_limiter"]
+    assert gauge["saturation_events"] >= 1
+    assert monitor.metrics()["stalls"] == 0
+
+
+def test_start_needs_a_running_loop_and_valid_settings() -> None:
+    with pytest.raises(RuntimeError, match="must be called from code running in an event loop"):
+        LoopMonitor().start()
+    with pytest.raises(ConfigError, match="stall_threshold"):
+        LoopMonitor(stall_threshold=0)
