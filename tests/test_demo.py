@@ -143,3 +143,18 @@ def test_verdict_names_the_ratio() -> None:
     )
     assert demo.blocking_ratio() == pytest.approx(percentile([1000.0, 2000.0], 99) / 19.9)
     assert "100x the @asyncify variant" in demo.verdict()
+
+
+def test_missing_demo_extra_names_the_pip_line() -> None:
+    # sys.modules[name] = None makes `import name` fail as if the package were not installed
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from asyncify_kit.cli import main\n"
+        "sys.exit(main(['demo']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert "'uvicorn'" in done.stderr
+    assert "pip install 'asyncify-kit[demo]'" in done.stderr

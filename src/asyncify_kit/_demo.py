@@ -379,10 +379,11 @@ async def measure(
     result = VariantResult(variant)
     url = httpx.URL(base_url)
     probe = Prober(url.host, url.port or 80)
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[bool] | None = None
     try:
         await probe.get()  # connected and warm before the load starts
         slow_started.clear()
-        loop = asyncio.get_running_loop()
         load = loop.run_in_executor(
             None, _run_load, base_url, variant.path, concurrency, duration, window
         )
@@ -401,9 +402,11 @@ async def measure(
             due += PROBE_INTERVAL
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
         await asyncio.gather(*probes)
-        await started
         result.bursts_ms, result.slow_requests = await load
     finally:
+        if started is not None:
+            slow_started.set()  # frees the waiting thread if the load failed before any handler ran
+            await started
         await probe.aclose()
     return result
 

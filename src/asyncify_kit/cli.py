@@ -39,6 +39,8 @@ def _bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[s
 
 def _run_demo(args: argparse.Namespace) -> int:
     try:
+        import httpx
+
         from . import _demo
     except ImportError as exc:
         package = exc.name or "fastapi"
@@ -56,7 +58,11 @@ def _run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    result = _demo.run_demo(args.concurrency, args.duration, args.window)
+    try:
+        result = _demo.run_demo(args.concurrency, args.duration, args.window)
+    except (OSError, RuntimeError, httpx.HTTPError) as exc:
+        print(f"asyncify-kit demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(result.to_json())
     else:
