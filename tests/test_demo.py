@@ -12,6 +12,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,7 +90,7 @@ def test_json_report_is_complete(demo_json: dict[str, Any]) -> None:
     assert "fastapi" in demo_json["environment"]
 
 
-def test_table_output_and_plot(tmp_path: Any) -> None:
+def test_table_output_and_plot(tmp_path: Path) -> None:
     chart = tmp_path / "demo.png"
     done = run_cli("demo", "-n", "3", "--duration", "0.05", "--window", "0.2", "--plot", str(chart))
     assert done.returncode == 0, done.stderr
