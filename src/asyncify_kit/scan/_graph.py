@@ -371,6 +371,12 @@ class _Walker:
             self.assign(stmt.target, None, None, scope, func, stmt.lineno)
             self.statements(stmt.body, scope, func)
             self.statements(stmt.orelse, scope, func)
+        elif isinstance(stmt, ast.Expr):
+            self.expression(stmt.value, scope, func)
+        elif isinstance(stmt, ast.If):
+            self.expression(stmt.test, scope, func)
+            self.statements(stmt.body, scope, func)
+            self.statements(stmt.orelse, scope, func)
         elif isinstance(stmt, ast.Global | ast.Nonlocal | ast.Pass | ast.Break | ast.Continue):
             return
         else:
@@ -438,39 +444,50 @@ class _Walker:
             self.expression(target, scope, func)
 
     def expression(self, node: ast.expr, scope: Scope, func: FunctionInfo | None) -> None:
-        """Record the calls (and attribute loads) of `node`; lambdas are not entered."""
+        """Record the calls (and attribute loads) of `node`; lambdas are not entered.
+
+        Module and class level code runs at import time, never inside async code, so only
+        function bodies are walked. This loop is the scanner's hot path: leaves are skipped
+        by exact type, and children are read from ``_fields`` directly.
+        """
         if func is None:
-            # module and class level code runs at import time, never inside async code;
-            # only walrus bindings matter there.
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.NamedExpr):
-                    scope.bind(sub.target.id, Binding(scope, sub.lineno, _EXPR, sub.value))
             return
         calls = func.calls
         loads = func.attr_loads
         stack: list[ast.AST] = [node]
+        pop = stack.pop
+        push = stack.append
         while stack:
-            sub = stack.pop()
-            if isinstance(sub, ast.Call):
+            sub = pop()
+            kind = type(sub)
+            if kind is ast.Name or kind is ast.Constant or kind is ast.Lambda:
+                continue
+            if type(sub) is ast.Call:
                 calls.append(sub)
-                if isinstance(sub.func, ast.Attribute):
-                    stack.append(sub.func.value)
-                else:
-                    stack.append(sub.func)
+                callee = sub.func
+                push(callee.value if type(callee) is ast.Attribute else callee)
                 stack.extend(sub.args)
-                stack.extend(kw.value for kw in sub.keywords)
+                for keyword in sub.keywords:
+                    push(keyword.value)
                 continue
-            if isinstance(sub, ast.Attribute):
+            if type(sub) is ast.Attribute:
                 loads.append(sub)
-            elif isinstance(sub, ast.Lambda):
+                push(sub.value)
                 continue
-            elif isinstance(sub, ast.NamedExpr):
+            if type(sub) is ast.NamedExpr:
                 scope.bind(sub.target.id, Binding(scope, sub.lineno, _EXPR, sub.value))
-            elif isinstance(sub, ast.comprehension):
-                for target in ast.walk(sub.target):
-                    if isinstance(target, ast.Name):
-                        scope.bind(target.id, Binding(scope, sub.target.lineno, _UNKNOWN))
-            stack.extend(ast.iter_child_nodes(sub))
+            elif type(sub) is ast.comprehension:
+                for name in ast.walk(sub.target):
+                    if type(name) is ast.Name:
+                        scope.bind(name.id, Binding(scope, name.lineno, _UNKNOWN))
+            for field in sub._fields:
+                value = getattr(sub, field, None)
+                if type(value) is list:
+                    for item in value:
+                        if isinstance(item, ast.AST):
+                            push(item)
+                elif isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
+                    push(value)
 
     def function(
         self,

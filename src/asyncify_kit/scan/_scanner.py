@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import gc
 import io
 import os
 import re
@@ -47,7 +48,9 @@ def scan_paths(
     matched by ``config.exclude``; files named explicitly are always scanned). Paths in the
     findings are relative to `root` (default: the current directory). A file that does not
     parse is reported as an ``ASY001`` finding and the scan goes on. A path that does not exist
-    raises `ConfigError`.
+    raises `ConfigError`. The cyclic garbage collector is paused while the scan runs: the
+    syntax trees of a large project are millions of objects, and collecting them over and
+    over would triple the time.
 
     Example:
         >>> import pathlib, tempfile
@@ -62,8 +65,21 @@ def scan_paths(
         >>> [f.chain_text() for f in scan_paths([project], root=project).findings]
         ['app.py:5 handler -> app.py:3 pause -> time.sleep']
     """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _scan(paths, config if config is not None else ScanConfig(), root)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _scan(
+    paths: Sequence[str | os.PathLike[str]],
+    config: ScanConfig,
+    root: str | os.PathLike[str] | None,
+) -> ScanResult:
     started = time.perf_counter()
-    config = config if config is not None else ScanConfig()
     base = Path(root) if root is not None else Path.cwd()
     base = base.resolve()
     files = list(_discover([Path(p) for p in paths], base, config.exclude))
