@@ -94,7 +94,7 @@ def build_app(slow_started: Flag | None = None) -> FastAPI:
     async def slow_blocking(d: float) -> dict[str, float]:
         started.set()
         # the bug under study: a sync call inside async def stops the whole event loop
-        return {"slept": legacy_report(d)}
+        return {"slept": legacy_report(d)}  # asyncify: ignore
 
     @app.get("/slow/asyncify")
     async def slow_asyncify(d: float) -> dict[str, float]:
