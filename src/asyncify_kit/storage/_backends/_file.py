@@ -170,6 +170,10 @@ class TempFile:
         self.name = ""
         for attempt in range(3):
             self.dir_fd = parent_fd(root_fd, parts, create=True)
+            if _is_symlink(parts[-1], self.dir_fd):
+                _close_dir(self.dir_fd, root_fd)
+                self.dir_fd = -1
+                raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
             self.name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
             try:
                 self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
@@ -252,11 +256,13 @@ def _refuse_existing(root_fd: int, parts: list[str]) -> None:
     except FileNotFoundError:
         return
     try:
-        os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
     except FileNotFoundError:
         return
     finally:
         _close_dir(dfd, root_fd)
+    if stat_mod.S_ISLNK(st.st_mode):
+        raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
     raise FileExistsError(errno.EEXIST, "exists", parts[-1])
 
 
@@ -345,6 +351,8 @@ def _move_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> Non
     try:
         dfd = parent_fd(root_fd, dst, create=True)
         try:
+            if _is_symlink(dst[-1], dfd):
+                raise _SymlinkRefused(errno.ELOOP, "symbolic link", dst[-1])
             os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
             if fsync:
                 os.fsync(dfd)

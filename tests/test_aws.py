@@ -1,0 +1,120 @@
+"""`asyncify_kit.aws.client`: one call shape for aioboto3 and for boto3 in threads.
+
+Against the moto server: S3 (with a streaming body and a paginator) and SQS.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+from botocore.exceptions import ClientError
+
+from asyncify_kit import ConfigError, aws
+from tests.conftest import service_url
+
+CASES = [("aioboto3", "asyncio"), ("boto3", "asyncio"), ("boto3", "trio")]
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=CASES, ids=[f"{b}-{loop}" for b, loop in CASES])
+def case(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend(case: tuple[str, str]) -> str:
+    return case[1]
+
+
+@pytest.fixture
+def backend(case: tuple[str, str]) -> Any:
+    return case[0]
+
+
+@pytest.fixture
+def client_kwargs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return {
+        "endpoint_url": service_url("s3"),
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+
+
+async def test_s3_calls_bodies_and_paginators(backend: Any, client_kwargs: dict[str, Any]) -> None:
+    bucket = f"aws-client-{uuid.uuid4().hex[:10]}"
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        for i in range(5):
+            await s3.put_object(Bucket=bucket, Key=f"k/{i}", Body=f"line {i}\nsecond\n".encode())
+        response = await s3.get_object(Bucket=bucket, Key="k/3")
+        async with response["Body"] as body:
+            assert await body.read() == b"line 3\nsecond\n"
+        response = await s3.get_object(Bucket=bucket, Key="k/4")
+        chunks = [chunk async for chunk in response["Body"].iter_chunks(4)]
+        assert b"".join(chunks) == b"line 4\nsecond\n"
+        assert all(len(c) <= 4 for c in chunks)
+        paginator = s3.get_paginator("list_objects_v2")
+        pages = [
+            page
+            async for page in paginator.paginate(Bucket=bucket, PaginationConfig={"PageSize": 2})
+        ]
+        assert len(pages) == 3
+        assert [o["Key"] for page in pages for o in page["Contents"]] == [
+            f"k/{i}" for i in range(5)
+        ]
+        url = await s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": "k/0"}, ExpiresIn=60
+        )
+        assert url.startswith(client_kwargs["endpoint_url"]) and "Signature" in url
+        with pytest.raises(ClientError) as info:
+            await s3.head_object(Bucket=bucket, Key="missing")
+        assert info.value.response["Error"]["Code"] == "404"
+        assert s3.exceptions.NoSuchKey is not None
+        assert s3.meta.service_model.service_name == "s3"
+
+
+async def test_sqs(backend: Any, client_kwargs: dict[str, Any]) -> None:
+    async with aws.client("sqs", backend=backend, **client_kwargs) as sqs:
+        queue = await sqs.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")
+        url = queue["QueueUrl"]
+
+        async def send(i: int) -> None:
+            await sqs.send_message(QueueUrl=url, MessageBody=f"job {i}")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(send, i)
+        received: list[str] = []
+        while len(received) < 10:
+            response = await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+            for message in response.get("Messages", []):
+                received.append(message["Body"])
+                await sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        assert sorted(received) == sorted(f"job {i}" for i in range(10))
+
+
+async def test_dynamodb(backend: Any, client_kwargs: dict[str, Any]) -> None:
+    table = f"t{uuid.uuid4().hex[:8]}"
+    async with aws.client("dynamodb", backend=backend, **client_kwargs) as ddb:
+        await ddb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        await ddb.get_waiter("table_exists").wait(TableName=table)
+        await ddb.put_item(TableName=table, Item={"id": {"S": "a"}, "n": {"N": "1"}})
+        item = await ddb.get_item(TableName=table, Key={"id": {"S": "a"}})
+        assert item["Item"]["n"] == {"N": "1"}
+
+
+async def test_unknown_backend(client_kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="'aioboto3' or 'boto3'"):
+        async with aws.client("s3", backend="nope", **client_kwargs):  # type: ignore[arg-type]
+            pass
