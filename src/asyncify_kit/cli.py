@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .scan import add_scan_subcommand
+
 SubParsers = Any  # argparse's _SubParsersAction is private; its type is not public API
 Handler = Callable[[argparse.Namespace], int]
 
@@ -119,7 +121,7 @@ def add_demo(subparsers: SubParsers) -> None:
     parser.set_defaults(handler=_run_demo)
 
 
-COMMANDS: list[Callable[[SubParsers], None]] = [add_demo]
+COMMANDS: list[Callable[[SubParsers], None]] = [add_demo, add_scan_subcommand]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -173,3 +173,12 @@ def test_extra_rule_prefix_and_offload_decorator(tmp_path: Path) -> None:
     assert found == [("ASY100", "mylib.db.query", "use mylib.adb")]
     found_default = [f.blocking_call for f in scan_paths([tmp_path]).findings]
     assert found_default == ["time.sleep"]
+
+
+def test_registered_on_the_asyncify_kit_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from asyncify_kit.cli import main as asyncify_kit_main
+
+    project = FIXTURES / "syntax_error"
+    assert asyncify_kit_main(["scan", str(project), "--root", str(project)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("broken.py:4:19: ASY001 [syntax-error]")
