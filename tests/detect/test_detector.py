@@ -459,3 +459,13 @@ async def test_warning_filter_error_turns_warn_mode_into_exceptions() -> None:
         warnings.simplefilter("error", BlockingCallWarning)
         with detect_blocking(mode="warn"), pytest.raises(BlockingCallWarning):
             time.sleep(0.001)
+
+
+def test_os_capability_sets_know_the_wrappers() -> None:
+    assert os.stat in os.supports_follow_symlinks
+    with detect_blocking():
+        assert {os.open, os.stat, os.unlink} <= os.supports_dir_fd
+        assert os.stat in os.supports_fd
+        patched = os.stat
+    assert patched not in os.supports_follow_symlinks
+    assert os.stat in os.supports_follow_symlinks

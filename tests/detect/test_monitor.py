@@ -36,7 +36,9 @@ async def test_stall_is_reported_with_the_line_that_stalled(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
     stalls: list[StallReport] = []
-    monitor = LoopMonitor(interval=0.01, stall_threshold=0.08, report_interval=0, on_stall=stalls.append)
+    monitor = LoopMonitor(
+        interval=0.01, stall_threshold=0.08, report_interval=0, on_stall=stalls.append
+    )
     async with monitor:
         await anyio.sleep(0.05)
         time.sleep(0.4)  # the stall

@@ -25,6 +25,7 @@ import importlib
 import inspect
 import linecache
 import logging
+import os
 import re
 import sys
 import threading
@@ -716,6 +717,12 @@ class _Patch:
 
 
 _INHERITED: Final = object()
+_OS_CAPABILITY_SETS: Final = (
+    "supports_dir_fd",
+    "supports_effective_ids",
+    "supports_fd",
+    "supports_follow_symlinks",
+)
 _patches: list[_Patch] = []
 
 
@@ -763,6 +770,13 @@ def _install() -> None:
                 wrapped = _make_wrapper(rule, raw)
         setattr(owner, attr, wrapped)
         _patches.append(_Patch(owner, attr, raw, wrapped))
+        if owner is os:
+            # `os.open in os.supports_dir_fd` must stay true for the wrapper (shutil, pathlib,
+            # storage backends ask before using dir_fd/follow_symlinks)
+            for capability in _OS_CAPABILITY_SETS:
+                members = getattr(os, capability, None)
+                if isinstance(members, set) and raw in members:
+                    members.add(wrapped)
 
 
 def _uninstall() -> None:
@@ -777,6 +791,11 @@ def _uninstall() -> None:
             # someone patched over us (a test's monkeypatch, another tool): leave theirs
             logger.debug("not restoring %r.%s: replaced by another patch", patch.owner, patch.attr)
             continue
+        if patch.owner is os:
+            for capability in _OS_CAPABILITY_SETS:
+                members = getattr(os, capability, None)
+                if isinstance(members, set):
+                    members.discard(patch.installed)
         if patch.original is _INHERITED:
             delattr(patch.owner, patch.attr)
         else:

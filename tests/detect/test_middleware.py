@@ -1,0 +1,174 @@
+"""BlockingMiddleware and the false-positive check, with FastAPI served by a real uvicorn.
+
+uvicorn serves on 127.0.0.1 in the test's own event loop (asyncio: uvicorn is asyncio-only) and
+httpx.AsyncClient talks to it over the loopback socket, so the server, the client and the
+detector all run on the loop thread being watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from asyncify_kit import asyncify
+from asyncify_kit.detect import BlockingMiddleware, LoopMonitor, detect_blocking, route_label
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    return ("asyncio", {})
+
+
+@asynccontextmanager
+async def served(app: Callable[..., object]) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve *app* with uvicorn on a free loopback port in this loop; yield a client for it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+def build_app(**middleware: object) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(BlockingMiddleware, **middleware)  # type: ignore[arg-type]
+    offloaded_sleep = asyncify(time.sleep)
+
+    @app.get("/")
+    async def fast() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        time.sleep(0.15)  # the blocking handler
+        return {"id": item_id}
+
+    @app.get("/offloaded")
+    async def offloaded() -> dict[str, bool]:
+        await offloaded_sleep(0.01)
+        return {"ok": True}
+
+    @app.get("/sync")
+    def sync_endpoint() -> dict[str, bool]:
+        time.sleep(0.01)  # a def endpoint: FastAPI runs it in a thread
+        return {"ok": True}
+
+    return app
+
+
+async def test_blocking_calls_and_stalls_are_attributed_to_the_route() -> None:
+    app = build_app(detect="collect", stall_threshold=0.08, metrics_path="/metrics")
+    async with served(app) as client:
+        for item_id in (1, 2):
+            assert (await client.get(f"/items/{item_id}")).json() == {"id": item_id}
+        assert (await client.get("/offloaded")).status_code == 200
+        assert (await client.get("/sync")).status_code == 200
+        await asyncio.sleep(0.1)  # let the monitor see the loop again
+        middleware = BlockingMiddleware.of(app)
+        metrics = middleware.metrics()
+        text = (await client.get("/metrics")).text
+    assert middleware.detector is not None
+    reports = middleware.detector.reports
+    assert [r.route for r in reports] == ["GET /items/{item_id}"] * 2
+    assert all(r.user_frame and r.user_frame.line.startswith("time.sleep(0.15)") for r in reports)
+    routes = metrics["routes"]
+    assert routes["GET /items/{item_id}"]["requests"] == 2
+    assert routes["GET /items/{item_id}"]["blocking_calls"] == 2
+    assert routes["GET /items/{item_id}"]["stalls"] >= 1
+    assert routes["GET /items/{item_id}"]["stall_seconds"] >= 0.08
+    assert routes["GET /offloaded"] == {
+        "requests": 1,
+        "blocking_calls": 0,
+        "stalls": 0,
+        "stall_seconds": 0.0,
+    }
+    assert routes["GET /sync"]["blocking_calls"] == 0
+    assert 'asyncify_route_blocking_calls_total{route="GET /items/{item_id}"} 2.0' in text
+    assert "asyncify_loop_lag_seconds" in text
+    assert middleware.monitor is not None and not middleware.monitor.running  # lifespan stop
+
+
+async def test_a_normal_fastapi_request_cycle_reports_nothing() -> None:
+    app = build_app(detect="raise", stall_threshold=0.5)
+    with detect_blocking(mode="collect") as outer:
+        async with served(app) as client:
+            for _ in range(3):
+                responses = await asyncio.gather(
+                    client.get("/"), client.get("/offloaded"), client.get("/sync")
+                )
+                assert [r.status_code for r in responses] == [200, 200, 200]
+            middleware = BlockingMiddleware.of(app)
+    assert middleware.detector is not None
+    assert middleware.detector.reports == []
+    assert outer.reports == []
+    assert middleware.metrics()["routes"]["GET /"]["requests"] == 3
+
+
+async def test_the_facades_in_a_request_cycle_report_nothing(tmp_path: pathlib.Path) -> None:
+    from asyncify_kit.http import HttpClient
+    from asyncify_kit.sql import Database
+    from asyncify_kit.storage import Storage
+
+    app = FastAPI()
+    app.add_middleware(BlockingMiddleware, detect="collect")
+    database = Database(f"sqlite:///{tmp_path / 'app.db'}")
+    storage = Storage(f"file://{tmp_path / 'files'}")
+
+    @app.get("/work")
+    async def work() -> dict[str, int]:
+        await database.execute("create table if not exists t (x integer)")
+        await database.execute("insert into t (x) values (:x)", {"x": 1})
+        rows = await database.fetch_all("select x from t")
+        await storage.write("a/b.txt", b"data")
+        data = await storage.read("a/b.txt")
+        return {"rows": len(rows), "bytes": len(data)}
+
+    with detect_blocking(mode="collect") as detector:
+        async with (
+            database,
+            storage,
+            served(app) as client,
+            HttpClient(str(client.base_url)) as http,
+        ):
+            for _ in range(2):
+                response = await http.get("/work")
+                assert response.status_code == 200
+    assert [str(r) for r in detector.reports] == []
+
+
+def test_route_label() -> None:
+    assert route_label({"type": "http", "method": "GET", "path": "/x/1"}) == "GET /x/1"
+    assert route_label({"type": "websocket", "path": "/ws"}) == "WEBSOCKET /ws"
+
+
+async def test_monitor_can_be_shared_and_is_not_stopped_by_the_middleware() -> None:
+    async with LoopMonitor(interval=0.01) as monitor:
+        app = build_app(monitor=monitor, detect=None)
+        async with served(app) as client:
+            assert (await client.get("/")).status_code == 200
+        assert monitor.running
+    assert BlockingMiddleware.of(app).detector is None
