@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+CODE := src tests benchmarks scripts docs/hooks $(wildcard examples)
 
 .PHONY: install demo test check lint typecheck pytest docs bench services services-stop system-deps clean
 
@@ -32,8 +33,8 @@ test: install system-deps
 check: lint typecheck pytest docs
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks scripts
-	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: install
 	$(VENV)/bin/mypy
