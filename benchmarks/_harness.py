@@ -68,6 +68,9 @@ __all__ = [
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RUN_TIMEOUT = 600.0
+"""Seconds one timed run may take before the section is reported as failed (a hang)."""
+CLOSE_TIMEOUT = 60.0
 
 Runner = Callable[[int], float | Awaitable[float]]
 """Runs the work ``ops`` times and returns the elapsed seconds (it times itself, so setup
@@ -258,7 +261,12 @@ class _LiveCase:
             raise RuntimeError("case not opened")
         reply: concurrent.futures.Future[float] = concurrent.futures.Future()
         self._loop.call_soon_threadsafe(self._requests.put_nowait, (ops, reply))
-        return reply.result()
+        try:
+            return reply.result(timeout=RUN_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"{self.case.implementation}: one run took over {RUN_TIMEOUT:g} s (hung?)"
+            ) from None
 
     async def _trio_run(self, ops: int) -> float:
         if self.case.setup is None:
@@ -274,7 +282,11 @@ class _LiveCase:
         if self._thread.is_alive() and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended (failed setup)
                 self._loop.call_soon_threadsafe(self._requests.put_nowait, None)
-        self._thread.join()
+        self._thread.join(CLOSE_TIMEOUT)
+        if self._thread.is_alive():
+            raise TimeoutError(
+                f"{self.case.implementation}: teardown took over {CLOSE_TIMEOUT:g} s"
+            )
         self._thread = None
         if self._error is not None and self._ready.exception() is None:
             raise self._error
@@ -349,8 +361,9 @@ def _measure_scenario(
                 if round_no >= warmup:
                     samples[item.case.implementation].append(elapsed / ops)
     finally:
-        for item in live:
-            item.close()
+        with contextlib.ExitStack() as closing:  # close every case, even if one close fails
+            for item in live:
+                closing.callback(item.close)
     baseline = samples.get(section.baseline)
     results: dict[str, dict[str, Any]] = {}
     for case in cases:
