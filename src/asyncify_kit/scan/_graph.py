@@ -20,6 +20,7 @@ blocking call it reaches.
 from __future__ import annotations
 
 import ast
+import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from ._rules import (
     CUSTOM_RULE,
     FACTORIES,
     OFFLOAD_DECORATORS,
+    RULES,
     TYPE_ALIASES,
 )
 
@@ -43,6 +45,7 @@ __all__ = [
     "ModuleInfo",
     "Project",
     "build_module",
+    "silenced",
 ]
 
 
@@ -235,12 +238,13 @@ class FunctionInfo(Scope):
 class Blocking:
     """A blocking call: the rule it breaks and where it is."""
 
-    __slots__ = ("call", "col", "end_line", "fix", "line", "name", "rule_id")
+    __slots__ = ("call", "col", "end_line", "fix", "keys", "line", "name", "rule_id")
 
     def __init__(
         self, rule_id: str, name: str, fix: str, call: str, line: int, end_line: int, col: int
     ) -> None:
         self.rule_id = rule_id
+        self.keys = (rule_id, RULES[rule_id].name)
         self.name = name
         self.fix = fix
         self.call = call
@@ -250,12 +254,18 @@ class Blocking:
 
 
 class Edge:
-    """A call to a sync project function."""
+    """A call to a sync project function.
 
-    __slots__ = ("call", "col", "end_line", "line", "target")
+    `ignored` holds the rule ids and names silenced on this call by a
+    ``# asyncify: ignore[...]`` comment: what is reached through it under those rules is not
+    reported (other paths to the same blocking call still are).
+    """
+
+    __slots__ = ("call", "col", "end_line", "ignored", "line", "target")
 
     def __init__(self, target: FunctionInfo, call: str, line: int, end_line: int, col: int) -> None:
         self.target = target
+        self.ignored: frozenset[str] = frozenset()
         self.call = call
         self.line = line
         self.end_line = end_line
@@ -603,8 +613,10 @@ class Project:
         aliases: Mapping[str, ModuleInfo],
         extra_rules: Mapping[str, str],
         offload_decorators: frozenset[str],
+        ignores: Mapping[ModuleInfo, Mapping[int, frozenset[str] | None]] | None = None,
     ) -> None:
         self.modules = modules
+        self.ignores = ignores or {}
         self.registry: dict[str, Scope] = {}
         for module in modules:
             self.registry.setdefault(module.key, module)
@@ -966,9 +978,29 @@ class Project:
                         if isinstance(target, FunctionInfo) and target.is_property:
                             sites.append(self._edge(target, attr_node, attr_node))
                         break
+        comments = self.ignores.get(func.module)
+        if comments:
+            sites = [site for site in sites if not self._silence(site, comments)]
         sites.sort(key=lambda site: (site.line, site.col))
         func.sites = sites
         return sites
+
+    @staticmethod
+    def _silence(site: Site, comments: Mapping[int, frozenset[str] | None]) -> bool:
+        """Apply the ignore comments on the lines of `site`; True when it is dropped."""
+        keys: set[str] = set()
+        for line in range(site.line, site.end_line + 1):
+            if line in comments:
+                found = comments[line]
+                if found is None:
+                    return True
+                keys |= found
+        if not keys:
+            return False
+        if isinstance(site, Blocking):
+            return any(key in keys for key in site.keys)
+        site.ignored = frozenset(keys)
+        return False
 
     def _edge(self, target: FunctionInfo, func_node: ast.expr, node: ast.expr) -> Edge:
         text = _call_text(func_node)
@@ -1092,32 +1124,55 @@ class Project:
         return done[root]
 
     def _finish(self, component: list[FunctionInfo]) -> None:
+        """Chains for one strongly connected component whose callees outside it are done.
+
+        Each member first gets its own blocking calls and what its calls out of the
+        component reach; then, per blocking call, a shortest-path search over the
+        component's reversed call edges spreads the best chain to every member that reaches
+        it: O(blocking calls x component edges), never quadratic in the component's size.
+        """
         done = self._reach
+        members = set(component)
         results: dict[FunctionInfo, dict[Blocking, Chain]] = {func: {} for func in component}
-        changed = True
-        while changed:
-            changed = False
-            for func in component:
-                result = results[func]
-                for site in self.sites(func):
-                    if isinstance(site, Blocking):
-                        if site not in result:
-                            result[site] = Chain(func, site, None)
-                            changed = True
+        callers: dict[FunctionInfo, list[tuple[FunctionInfo, Edge]]] = {}
+        for func in component:
+            result = results[func]
+            for site in self.sites(func):
+                if isinstance(site, Blocking):
+                    if site not in result:
+                        result[site] = Chain(func, site, None)
+                    continue
+                if site.target in members:
+                    callers.setdefault(site.target, []).append((func, site))
+                    continue
+                for blocking, chain in done[site.target].items():
+                    if site.ignored and silenced(blocking, site):
                         continue
-                    below = done.get(site.target)
-                    if below is None:
-                        below = results.get(site.target, {})
-                    for blocking, chain in below.items():
-                        known = result.get(blocking)
-                        if known is None or known.length > chain.length + 1:
-                            result[blocking] = Chain(func, site, chain)
-                            changed = True
-            if len(component) == 1 and not any(
-                isinstance(site, Edge) and site.target is component[0]
-                for site in self.sites(component[0])
-            ):
-                break
+                    known = result.get(blocking)
+                    if known is None or known.length > chain.length + 1:
+                        result[blocking] = Chain(func, site, chain)
+        if callers:
+            order = {func: index for index, func in enumerate(component)}
+            blockings = {blocking for result in results.values() for blocking in result}
+            for blocking in blockings:
+                heap = [
+                    (results[func][blocking].length, order[func], func)
+                    for func in component
+                    if blocking in results[func]
+                ]
+                heapq.heapify(heap)
+                while heap:
+                    length, _, callee = heapq.heappop(heap)
+                    best = results[callee][blocking]
+                    if best.length < length:
+                        continue
+                    for caller, site in callers.get(callee, ()):
+                        if site.ignored and silenced(blocking, site):
+                            continue
+                        known = results[caller].get(blocking)
+                        if known is None or known.length > length + 1:
+                            results[caller][blocking] = Chain(caller, site, best)
+                            heapq.heappush(heap, (length + 1, order[caller], caller))
         done.update(results)
 
 
@@ -1135,6 +1190,10 @@ def _pick(bindings: list[Binding], line: int) -> Binding:
         if best is not None:
             return best
     return max(bindings, key=lambda binding: binding.line)
+
+
+def silenced(blocking: Blocking, edge: Edge) -> bool:
+    return blocking.keys[0] in edge.ignored or blocking.keys[1] in edge.ignored
 
 
 def _type_alias(name: str) -> str:

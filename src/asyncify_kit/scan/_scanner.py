@@ -16,7 +16,16 @@ from pathlib import Path
 from ..exceptions import ConfigError
 from ._config import ScanConfig
 from ._findings import Finding, Hop, ScanResult
-from ._graph import Blocking, Edge, FunctionInfo, ModuleInfo, Project, Site, build_module
+from ._graph import (
+    Blocking,
+    Edge,
+    FunctionInfo,
+    ModuleInfo,
+    Project,
+    Site,
+    build_module,
+    silenced,
+)
 from ._rules import RULES, SYNTAX_ERROR_RULE
 
 __all__ = ["scan_paths"]
@@ -108,6 +117,9 @@ def _scan(
         except ValueError as exc:  # null bytes, undecodable source
             findings.append(_unparsable(display, 1, 1, f"cannot parse the file: {exc}"))
             continue
+        except (RecursionError, MemoryError):
+            findings.append(_unparsable(display, 1, 1, "too deeply nested to parse"))
+            continue
         name, alias, is_package = _module_names(file, scan_base, init_cache)
         module = build_module(name, file, display, is_package, source, tree)
         modules.append(module)
@@ -116,7 +128,7 @@ def _scan(
         if b"asyncify:" in source:
             ignores[module] = _ignore_comments(source)
 
-    project = Project(modules, aliases, config.extra_rules, config.offload_decorators)
+    project = Project(modules, aliases, config.extra_rules, config.offload_decorators, ignores)
     for module in modules:
         for func in module.functions:
             if func.is_async:
@@ -146,12 +158,14 @@ def _findings_of(
             continue
         assert isinstance(site, Edge)
         for blocking, chain in project.reach(site.target).items():
+            if site.ignored and silenced(blocking, site):
+                continue
             known = best.get(blocking)
             if known is None or len(known) > chain.length + 1:
                 best[blocking] = [(func, site), *chain]
     for blocking, hops in best.items():
         rule = RULES[blocking.rule_id]
-        if _ignored(rule.id, rule.name, func, hops, ignores):
+        if _ignored(rule.id, rule.name, func, ignores):
             continue
         trail = tuple(
             Hop(
@@ -189,23 +203,17 @@ def _ignored(
     rule_id: str,
     rule_name: str,
     func: FunctionInfo,
-    hops: list[tuple[FunctionInfo, Site]],
     ignores: dict[ModuleInfo, dict[int, frozenset[str] | None]],
 ) -> bool:
-    if not ignores:
+    """A comment on the ``async def`` line silences the whole function.
+
+    Comments on call lines were applied to the call graph already (`Project.sites`).
+    """
+    comments = ignores.get(func.module)
+    if not comments or func.line not in comments:
         return False
-    spots = [(func.module, func.line, func.line)]
-    spots.extend((owner.module, site.line, site.end_line) for owner, site in hops)
-    for module, first, last in spots:
-        comments = ignores.get(module)
-        if not comments:
-            continue
-        for line in range(first, last + 1):
-            if line in comments:
-                keys = comments[line]
-                if keys is None or rule_id in keys or rule_name in keys:
-                    return True
-    return False
+    keys = comments[func.line]
+    return keys is None or rule_id in keys or rule_name in keys
 
 
 def _ignore_comments(source: bytes) -> dict[int, frozenset[str] | None]:

@@ -1,0 +1,157 @@
+"""Call-graph internals: cycles, shortest chains, unparsable files, rule-table consistency."""
+
+from __future__ import annotations
+
+import gc
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from asyncify_kit.scan import RULES, scan_paths
+from asyncify_kit.scan._rules import (
+    ANY_METHOD_TYPES,
+    BLOCKING_CALLS,
+    FACTORIES,
+    TYPE_ALIASES,
+    rule_for,
+)
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+
+
+def test_shortest_chain_inside_a_cycle(tmp_path: Path) -> None:
+    write(
+        tmp_path / "ring.py",
+        """\
+        import time
+        def a(n):
+            b(n)
+            c(n)
+        def b(n):
+            c(n)
+        def c(n):
+            a(n - 1)
+            time.sleep(0.1)
+        async def handler():
+            b(1)
+        """,
+    )
+    (finding,) = scan_paths([tmp_path], root=tmp_path).findings
+    assert finding.chain_text() == "ring.py:11 handler -> ring.py:6 b -> ring.py:9 c -> time.sleep"
+
+
+def test_a_large_cycle_across_modules(tmp_path: Path) -> None:
+    """300 functions in 30 modules calling each other in a ring, a sleep in every tenth."""
+    size, per_module = 300, 10
+    for m in range(size // per_module):
+        lines = ["import time", f"from . import mod_{(m + 1) % (size // per_module)} as nxt", ""]
+        for k in range(per_module):
+            i = m * per_module + k
+            following = f"f_{i + 1}" if k + 1 < per_module else f"nxt.f_{i + 1}"
+            if i + 1 == size:
+                following = "nxt.f_0"
+            lines += [f"def f_{i}(n):", f"    {following}(n)"]
+            if i % 10 == 5:
+                lines.append("    time.sleep(0)")
+            lines.append("")
+        if m == 0:
+            lines += ["async def handler():", "    f_0(1)", ""]
+        write(tmp_path / "ring" / f"mod_{m}.py", "\n".join(lines))
+    write(tmp_path / "ring" / "__init__.py", "")
+    result = scan_paths([tmp_path], root=tmp_path)
+    assert len(result.findings) == size // 10
+    lengths = sorted(len(f.chain) for f in result.findings)
+    # handler -> f_0 ... -> f_5 is 7 hops; every next sleep is ten hops further
+    assert lengths == [7 + 10 * k for k in range(size // 10)]
+    farthest = max(result.findings, key=lambda f: len(f.chain))
+    assert farthest.chain[-1].function == "f_295"
+    assert farthest.chain[-1].path == "ring/mod_29.py"
+
+
+def test_unparsable_files_are_reported_and_the_scan_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "nul.py").write_bytes(b"x = 1\x00\n")
+    (tmp_path / "latin.py").write_bytes(b"# -*- coding: ascii -*-\ns = '\xe9'\n")
+    write(tmp_path / "ok.py", "import time\nasync def f():\n    time.sleep(1)\n")
+    found = [(f.rule_id, f.path, f.message) for f in scan_paths([tmp_path], root=tmp_path).findings]
+    assert [(rule, path) for rule, path, _ in found] == [
+        ("ASY001", "latin.py"),
+        ("ASY001", "nul.py"),
+        ("ASY111", "ok.py"),
+    ]
+    assert all(message.endswith("the file was not scanned") for rule, _, message in found[:2])
+
+
+def test_an_intermediate_hop_comment_silences_what_is_reached_through_it(tmp_path: Path) -> None:
+    write(
+        tmp_path / "app.py",
+        """\
+        import time
+        def inner():
+            time.sleep(1)
+        def middle():
+            inner()  # asyncify: ignore[time-sleep]
+        def other():
+            inner()
+        async def handler():
+            middle()
+            other()
+        """,
+    )
+    (finding,) = scan_paths([tmp_path], root=tmp_path).findings
+    assert finding.chain_text() == (
+        "app.py:10 handler -> app.py:7 other -> app.py:3 inner -> time.sleep"
+    )
+
+
+def test_the_garbage_collector_state_is_restored(tmp_path: Path) -> None:
+    write(tmp_path / "a.py", "async def f():\n    pass\n")
+    assert gc.isenabled()
+    scan_paths([tmp_path])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        scan_paths([tmp_path])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_file_is_scanned_once_even_when_named_twice(tmp_path: Path) -> None:
+    write(tmp_path / "a.py", "import time\nasync def f():\n    time.sleep(1)\n")
+    result = scan_paths([tmp_path, tmp_path / "a.py", tmp_path], root=tmp_path)
+    assert result.files == 1
+    assert len(result.findings) == 1
+
+
+def test_paths_outside_the_root_are_shown_absolute(tmp_path: Path) -> None:
+    write(tmp_path / "proj" / "a.py", "import time\nasync def f():\n    time.sleep(1)\n")
+    (tmp_path / "elsewhere").mkdir()
+    (finding,) = scan_paths([tmp_path / "proj"], root=tmp_path / "elsewhere").findings
+    assert finding.path == (tmp_path / "proj" / "a.py").resolve().as_posix()
+
+
+def test_rule_table_is_consistent() -> None:
+    used = set(BLOCKING_CALLS.values()) | {rule for rule, _ in ANY_METHOD_TYPES.values()}
+    assert used <= set(RULES)
+    assert {f"ASY{n}" for n in range(101, 114)} == used
+    for rule in RULES.values():
+        assert rule_for(rule.id.lower()) is rule
+        assert rule_for(rule.name) is rule
+        assert rule.fix and rule.summary
+    assert rule_for("nope") is None
+    # every type a factory produces is known to match calls on it
+    produced = set(FACTORIES.values()) | set(TYPE_ALIASES.values())
+    owners = {name.rpartition(".")[0] for name in BLOCKING_CALLS} | set(ANY_METHOD_TYPES)
+    harmless = {"boto3.Session", "botocore.Session", "ssl.SSLContext"}
+    assert produced - owners <= harmless | {
+        t for t in produced if any(f.startswith(t + ".") for f in FACTORIES)
+    }
+
+
+@pytest.mark.parametrize("bad", ["ASY1", "requests", "ignore"])
+def test_unknown_rule_names(bad: str) -> None:
+    assert rule_for(bad) is None
