@@ -162,9 +162,13 @@ async def _after_cancel_asyncio(
     waiter = job.future = loop.create_future()
     import anyio
 
-    with anyio.CancelScope(shield=True):
-        with contextlib.suppress(BaseException):
-            await waiter
+    with anyio.CancelScope(shield=True):  # stops anyio re-delivering its own cancellation
+        while not waiter.done():
+            # a native task.cancel() (asyncio.timeout, wait_for) is not stopped by the scope:
+            # under "wait" the caller still leaves only when the thread has ended; the
+            # call's own outcome is dropped (its error is logged below)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(waiter)
     if job.error is not None and not isinstance(job.error, CallCancelled):
         logger.warning(
             "%s raised after its caller was cancelled", job.describe(), exc_info=job.error
