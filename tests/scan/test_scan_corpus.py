@@ -515,6 +515,30 @@ CORPUS = [
         [f"ASY101 {S}:7 handler -> {S}:5 Api.users -> requests.Session.get"],
     ),
     Snippet(
+        "super-calls",
+        """
+        import requests
+        import sqlite3
+        class Base:
+            def __init__(self):
+                self.conn = sqlite3.connect("app.db")
+        class Repo(Base):
+            def __init__(self):
+                super().__init__()
+        class Api(requests.Session):
+            def get(self, url, **kwargs):
+                return super().get(url, timeout=5, **kwargs)
+        async def handler():
+            Repo()
+            return Api().get("https://example.com")
+        """,
+        [
+            f"ASY110 {S}:14 handler -> {S}:9 Repo.__init__ -> {S}:6 Base.__init__ -> "
+            "sqlite3.connect",
+            f"ASY101 {S}:15 handler -> {S}:12 Api.get -> requests.Session.get",
+        ],
+    ),
+    Snippet(
         "return-value-inference",
         """
         import requests

@@ -895,6 +895,8 @@ class Project:
                 if node.args:
                     return Partial(self.eval(node.args[0], scope, line))
                 return None
+            if name == "builtins.super":
+                return self._super(scope)
             produced = FACTORIES.get(name)
             if produced is not None:
                 return Inst(produced)
@@ -907,6 +909,18 @@ class Project:
             if target.is_async or self.is_offloaded(target):
                 return None
             return self.returns(target)
+        return None
+
+    def _super(self, scope: Scope) -> Value:
+        """``super()`` in a method: an instance of the first base class (single inheritance)."""
+        if not isinstance(scope, FunctionInfo) or scope.cls is None:
+            return None
+        for base in self.bases(scope.cls):
+            if isinstance(base, Ref):
+                if isinstance(self.registry.get(base.name), ClassInfo):
+                    return Inst(base.name)
+                if base.name != "builtins.object":
+                    return Inst(_type_alias(base.name))
         return None
 
     def returns(self, func: FunctionInfo) -> Value:
