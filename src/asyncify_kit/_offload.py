@@ -227,13 +227,16 @@ async def _offload(
     pool = get_pool(pool_name)
     job = Job(fn, args, kwargs, contextvars.copy_context(), None)
     try:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None  # trio; not awaited in this handler, which would become __context__
+    try:
+        if loop is None:
             return await _run_job_trio(job, pool, pool.submit, cancel, timeout)
         return await _run_job_asyncio(loop, job, pool, pool.submit, cancel, timeout)
     except BaseException as exc:
-        raise _strip_library_frames(exc) from exc.__cause__
+        _strip_library_frames(exc)
+        raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
 
 
 _ASYNC_CODE_FLAGS = (
@@ -305,7 +308,8 @@ async def _run_step(
     try:
         return await _run_job(job, lane.pool, lane.put, cancel, timeout)
     except BaseException as exc:
-        raise _strip_library_frames(exc) from exc.__cause__
+        _strip_library_frames(exc)
+        raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
 
 
 class OffloadedIterator(AsyncIterator[T_co]):
@@ -669,7 +673,8 @@ class AsyncProxy(Generic[O]):
                 try:
                     return await _run_job(job, lane.pool, lane.put, cancel, timeout)
                 except BaseException as exc:
-                    raise _strip_library_frames(exc) from exc.__cause__
+                    _strip_library_frames(exc)
+                    raise  # bare: keeps the call's own chain (see _offload)
 
         call.__name__ = name
         call.__qualname__ = f"{type(self._obj).__name__}.{name}"

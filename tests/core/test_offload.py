@@ -759,6 +759,63 @@ async def test_traceback_shows_caller_and_user_frames_only() -> None:
     assert "contextvars" not in "".join(files)
 
 
+_EMPTY: dict[str, int] = {}
+
+
+def _implicit_chain() -> None:
+    try:
+        _EMPTY["key"]
+    except KeyError:
+        raise ValueError("implicit chain")  # noqa: B904 - the implicit chain is the point
+
+
+def _explicit_chain() -> None:
+    try:
+        _EMPTY["key"]
+    except KeyError as exc:
+        raise ValueError("explicit chain") from exc
+
+
+def _implicit_chain_stream() -> Iterator[int]:
+    yield 1
+    _implicit_chain()
+
+
+class Chains:
+    def fail(self) -> None:
+        _implicit_chain()
+
+
+async def test_exception_chains_are_kept() -> None:
+    """An offloaded call raises exactly what a direct call would: same __cause__,
+    __context__ and __suppress_context__ (the traceback prints the same chain)."""
+    sticky_failing = wrap(Chains(), sticky=True)
+    for call in (
+        asyncify(_implicit_chain),
+        lambda: run_sync(_implicit_chain),
+        lambda: sticky_failing.fail(),
+    ):
+        with pytest.raises(ValueError, match="implicit chain") as info:
+            await call()
+        err = info.value
+        assert isinstance(err.__context__, KeyError)
+        assert err.__cause__ is None
+        assert not err.__suppress_context__
+        assert "During handling of the above exception" in "".join(traceback.format_exception(err))
+
+    with pytest.raises(ValueError, match="explicit chain") as explicit:
+        await asyncify(_explicit_chain)()
+    assert isinstance(explicit.value.__cause__, KeyError)
+    assert explicit.value.__suppress_context__
+
+    with pytest.raises(ValueError, match="implicit chain") as streamed:
+        async for _ in asyncify(_implicit_chain_stream)():
+            pass
+    assert isinstance(streamed.value.__context__, KeyError)
+    assert not streamed.value.__suppress_context__
+    await sticky_failing.aclose()
+
+
 async def test_traceback_of_a_generator_hides_the_engine() -> None:
     @asyncify
     def broken_stream() -> Iterator[int]:
