@@ -539,6 +539,23 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "property-with-setter",
+        """
+        from pathlib import Path
+        class Settings:
+            @property
+            def raw(self):
+                return Path("settings.toml").read_text()
+            @raw.setter
+            def raw(self, value):
+                Path("settings.toml").write_text(value)
+        settings = Settings()
+        async def handler():
+            return settings.raw
+        """,
+        [f"ASY106 {S}:12 handler -> {S}:6 Settings.raw -> pathlib.Path.read_text"],
+    ),
+    Snippet(
         "return-value-inference",
         """
         import requests

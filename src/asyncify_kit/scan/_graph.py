@@ -517,7 +517,11 @@ class _Walker:
                 display = key[len(self.module.key) + 1 :]
         func = FunctionInfo(key, display, self.module, parent, node, cls)
         self.module.functions.append(func)
-        scope.bind(node.name, Binding(scope, node.lineno, _DEF, target=key))
+        if not any(
+            isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter")
+            for d in node.decorator_list
+        ):  # a property's setter is not a new attribute: the name stays the getter's
+            scope.bind(node.name, Binding(scope, node.lineno, _DEF, target=key))
         kind = _SELF
         for decorator in node.decorator_list:
             if outer is not None:
