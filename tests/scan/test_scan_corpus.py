@@ -620,6 +620,19 @@ CORPUS = [
         [f"ASY101 {S}:5 handler -> requests.get"],
     ),
     Snippet(
+        "optional-import",
+        """
+        try:
+            import requests
+        except ImportError:
+            requests = None
+        async def handler():
+            if requests is not None:
+                return requests.get("https://example.com")
+        """,
+        [f"ASY101 {S}:8 handler -> requests.get"],
+    ),
+    Snippet(
         "walrus",
         """
         import requests

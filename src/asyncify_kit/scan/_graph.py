@@ -1199,15 +1199,25 @@ _PATH = Inst("pathlib.Path")
 
 
 def _pick(bindings: list[Binding], line: int) -> Binding:
-    """The binding in force at `line`: the last one before it, else the last one of all."""
-    if line:
-        best: Binding | None = None
-        for binding in bindings:
-            if binding.line < line and (best is None or binding.line >= best.line):
-                best = binding
-        if best is not None:
-            return best
-    return max(bindings, key=lambda binding: binding.line)
+    """The binding in force at `line`: the last one before it, else the last one of all.
+
+    ``x = None`` gives way to the binding before it, so the optional-import idiom
+    (``try: import requests`` / ``except ImportError: requests = None``) keeps the module.
+    """
+    candidates = [b for b in bindings if b.line < line] if line else []
+    if not candidates:
+        candidates = bindings
+    best = max(candidates, key=lambda binding: binding.line)
+    if _is_none(best):
+        earlier = [b for b in candidates if not _is_none(b)]
+        if earlier:
+            return max(earlier, key=lambda binding: binding.line)
+    return best
+
+
+def _is_none(binding: Binding) -> bool:
+    node = binding.node
+    return binding.kind == _EXPR and isinstance(node, ast.Constant) and node.value is None
 
 
 def silenced(blocking: Blocking, edge: Edge) -> bool:
