@@ -18,7 +18,7 @@ SLOW = {
     "postgresql": "select pg_sleep(1)",
     "mysql": "select sleep(1)",
     "sqlite": (
-        "with recursive c(x) as (select 1 union all select x + 1 from c where x < 3000000)"
+        "with recursive c(x) as (select 1 union all select x + 1 from c where x < 5000000)"
         " select count(*) from c"
     ),
 }

@@ -319,7 +319,11 @@ class Database:
         return await self._run(_execute, query, query, args)
 
     async def execute_many(self, sql: str, params: Sequence[Mapping[str, Any]]) -> None:
-        """Run one statement once per parameter mapping (the driver batches where it can)."""
+        """Run one statement once per parameter mapping, all or nothing.
+
+        Outside a transaction the batch runs in one of its own, so a failure applies none of
+        it (and SQLite writes it with one commit instead of one per row).
+        """
         if isinstance(params, Mapping) or not isinstance(params, Sequence):
             raise ProgrammingError(
                 "execute_many() takes a sequence of parameter mappings, one per execution"
@@ -328,7 +332,12 @@ class Database:
         args = [query.bind(p) for p in params]
         if not args:
             return
-        await self._run(_execute_many, query, query, args)
+        pin = self._pin()
+        if pin is not None and pin.depth > 0:
+            await self._on(pin.conn, _execute_many, query, args)
+            return
+        async with self.transaction():
+            await self._run(_execute_many, query, query, args)
 
     @overload
     def iterate(

@@ -13,16 +13,19 @@ used; they replace the standard library's deprecated ``date``/``timestamp`` conv
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from ..._executor import current_job
 from ...exceptions import (
+    CallCancelled,
     ConfigError,
     DatabaseError,
     IntegrityError,
@@ -31,6 +34,7 @@ from ...exceptions import (
     QueryTimeout,
 )
 from .._compiler import ParamStyle
+from .._row import Row
 from .._types import Json, as_utc, encode_json
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
@@ -94,6 +98,7 @@ class _SqliteSession(SyncSession):
         self.path = path
         self.options = options
         self.deadline = 0.0
+        self.timed_out = False
 
     def connect(self) -> None:
         opts = self.options
@@ -110,18 +115,23 @@ class _SqliteSession(SyncSession):
                 conn.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:" and opts["journal_mode"]:
                 conn.execute(f"PRAGMA journal_mode = {opts['journal_mode']}")
-            if opts["statement_timeout"]:
-                conn.set_progress_handler(self._progress, 1000)
+            conn.set_progress_handler(self._progress, 1000)
         except BaseException:
             conn.close()
             raise
         self.conn = conn
 
     def _progress(self) -> int:
-        return 1 if self.deadline and time.monotonic() > self.deadline else 0
+        """Interrupt the statement when it runs past its deadline or its caller left."""
+        if self.deadline and time.monotonic() > self.deadline:
+            self.timed_out = True
+            return 1
+        job = current_job()
+        return 1 if job is not None and job.cancel_requested else 0
 
     def _arm(self) -> None:
         limit = self.options["statement_timeout"]
+        self.timed_out = False
         self.deadline = time.monotonic() + limit if limit else 0.0
 
     def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
@@ -131,19 +141,49 @@ class _SqliteSession(SyncSession):
                 return tuple(_adapt_value(v) for v in args)
         return args
 
-    def execute(self, text: str, args: Sequence[Any]) -> int:
-        cur = self.conn.cursor()
+    @contextlib.contextmanager
+    def _cancellable(self) -> Iterator[None]:
+        """Report a statement interrupted for a cancelled caller as `CallCancelled`."""
         try:
-            cur.execute(text, self.adapt(args))
-            if cur.description is not None:
-                cur.fetchall()
-            return int(cur.rowcount)
-        finally:
-            cur.close()
+            yield
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted" and not self.timed_out:
+                raise CallCancelled(
+                    "the caller was cancelled; the statement was interrupted"
+                ) from exc
+            raise
+
+    def fetch_all(self, text: str, args: Sequence[Any]) -> list[Row]:
+        with self._cancellable():
+            return super().fetch_all(text, args)
+
+    def fetch_one(self, text: str, args: Sequence[Any]) -> Row | None:
+        with self._cancellable():
+            return super().fetch_one(text, args)
+
+    def execute(self, text: str, args: Sequence[Any]) -> int:
+        with self._cancellable():
+            cur = self.conn.cursor()
+            try:
+                cur.execute(text, self.adapt(args))
+                if cur.description is not None:
+                    cur.fetchall()
+                return int(cur.rowcount)
+            finally:
+                cur.close()
+
+    def execute_many(self, text: str, args: Sequence[Sequence[Any]]) -> None:
+        with self._cancellable():
+            super().execute_many(text, args)
+
+    def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
+        with self._cancellable():
+            return super().fetch_batch(cursor_id, size)
 
     def run(self, statement: str) -> None:
         self._arm()
-        self.conn.execute(statement)
+        with self._cancellable():
+            self.conn.execute(statement)
 
     def is_closed(self) -> bool:
         return self.conn is None
