@@ -139,14 +139,15 @@ FRAMEWORKS: Final = frozenset(
     }
 )
 
-#: a blocking call reached through one of these (between the call and the user frame) is the
-#: runtime's own business: the loop's internals, tracebacks/warnings reading source lines,
+#: a blocking call made by one of these (through the standard library at most) is the runtime's
+#: own business: the loop's internals, tracebacks/warnings/inspect reading source lines,
 #: imports, and logging handlers.
 EXEMPT: Final = frozenset(
     {
         "anyio",
         "asyncio",
         "importlib",
+        "inspect",
         "linecache",
         "logging",
         "pkgutil",
@@ -163,7 +164,8 @@ EXEMPT: Final = frozenset(
     }
 )
 
-_LIBRARY: Final = FRAMEWORKS | frozenset(sys.stdlib_module_names)
+_STDLIB: Final = frozenset(sys.stdlib_module_names)
+_LIBRARY: Final = FRAMEWORKS | _STDLIB
 _USER_MODULES_IN_PACKAGE: Final = ("asyncify_kit._demo",)
 _MAX_STACK: Final = 64
 
@@ -601,21 +603,39 @@ def suspended() -> Iterator[None]:
 
 
 def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] | None:
-    """Frames from the call out to the first user frame; None if the call is exempt."""
+    """Frames from the call out to the first user frame; None if the call is exempt.
+
+    A call is exempt when an `EXEMPT` module is among the frames right next to it (before the
+    first frame outside the standard library): the loop's own machinery, imports, traceback and
+    source lookups, logging. Further out they do not count: every call on a loop thread has
+    asyncio or trio at the bottom of its stack.
+    """
     frames: list[FrameType] = []
     frame = start
+    adjacent = True
     while frame is not None and len(frames) < _MAX_STACK:
         module = _module_of(frame)
         if module.startswith("asyncify_kit.detect"):  # our own wrappers
             frame = frame.f_back
             continue
-        if module.partition(".")[0] in EXEMPT:
-            return None
+        if adjacent:
+            top = module.partition(".")[0]
+            if top in EXEMPT:
+                return None
+            adjacent = top in _STDLIB
         frames.append(frame)
         if not _is_library_frame(frame, module):
             return frames, frame
         frame = frame.f_back
     return frames, None
+
+
+def _responsible(frames: list[FrameType]) -> FrameType:
+    """The first frame outside the standard library: the code that made the call."""
+    for frame in frames:
+        if _module_of(frame).partition(".")[0] not in _STDLIB:
+            return frame
+    return frames[0]
 
 
 def blocking_call(
@@ -646,7 +666,7 @@ def blocking_call(
                     kind=kind,
                     fix=fix,
                     loop=loop,
-                    caller=CallSite.from_frame(frames[0]),
+                    caller=CallSite.from_frame(_responsible(frames)),
                     user_frame=CallSite.from_frame(user) if user is not None else None,
                     stack=tuple(CallSite.from_frame(f) for f in frames[:16]),
                     thread=threading.current_thread().name,

@@ -1,0 +1,97 @@
+"""The pytest plugin, run on small test files in a separate pytest process (pytester)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TESTS = """
+import time
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+async def test_blocks():
+    time.sleep(0.001)
+
+async def test_swallows_the_error():
+    try:
+        time.sleep(0.001)
+    except Exception:
+        pass
+
+@pytest.mark.allow_blocking
+async def test_allowed():
+    time.sleep(0.001)
+
+@pytest.mark.allow_blocking("time.sleep")
+async def test_allowed_by_pattern():
+    time.sleep(0.001)
+
+@pytest.mark.allow_blocking("os.*")
+async def test_other_pattern_still_fails():
+    time.sleep(0.001)
+
+async def test_fixture_collects(blocking_detector):
+    time.sleep(0.001)
+    assert [r.function for r in blocking_detector.reports] == ["time.sleep"]
+
+async def test_clean():
+    import anyio
+    await anyio.sleep(0)
+
+def test_sync_test_is_not_on_a_loop():
+    time.sleep(0.001)
+
+@pytest.fixture
+async def blocking_fixture():
+    time.sleep(0.001)
+    yield
+
+async def test_blocking_async_fixture(blocking_fixture):
+    pass
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_sample=TESTS)
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", *args)
+
+
+def test_plugin_is_inert_without_the_option(pytester: pytest.Pytester) -> None:
+    result = run(pytester)
+    result.assert_outcomes(passed=17)
+
+
+def test_plugin_fails_the_tests_that_blocked(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--detect-blocking", "-rfE")
+    result.assert_outcomes(passed=9, failed=6, errors=2)
+    text = result.stdout.str()
+    for name in ("test_blocks", "test_swallows_the_error", "test_other_pattern_still_fails"):
+        assert f"FAILED test_sample.py::{name}[asyncio]" in text
+        assert f"FAILED test_sample.py::{name}[trio]" in text
+    assert "ERROR test_sample.py::test_blocking_async_fixture[asyncio]" in text
+    result.stdout.fnmatch_lines(
+        [
+            "*1 blocking call on the event loop during call:*",
+            "*blocking call time.sleep on the * event-loop thread*",
+            "*test_sample.py:*in test_swallows_the_error: time.sleep(0.001)*",
+            "*fix: time.sleep -> await anyio.sleep()*",
+        ]
+    )
+
+
+def test_ini_option_turns_it_on(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ndetect_blocking = true\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=9, failed=6, errors=2)
+
+
+def test_no_detect_blocking_overrides(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--detect-blocking", "--no-detect-blocking")
+    result.assert_outcomes(passed=17)
