@@ -6,6 +6,8 @@ The configuration reference in the docs is generated from this table.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._config import Option
 from ._registry import BackendSpec
 
@@ -14,53 +16,281 @@ __all__ = ["BUILTIN_BACKENDS"]
 _Row = tuple[BackendSpec, tuple[str, ...]]
 
 # -- sql (issue: SQL facade) -------------------------------------------------------------
-_SQL_OPTIONS: tuple[Option[object], ...] = ()
+from ._config import (  # noqa: E402 - kept inside the SQL section, which the SQL issue owns
+    bool_option,
+    choice_option,
+    float_option,
+    int_option,
+    str_option,
+)
+
+_SQL_POOL: tuple[Option[Any], ...] = (
+    int_option("min_size", 1, minimum=0, doc="connections opened up front and kept"),
+    int_option("max_size", 10, minimum=1, doc="most connections open at once"),
+    float_option("acquire_timeout", 30.0, doc="seconds to wait for a free connection"),
+    float_option("connect_timeout", 10.0, doc="seconds to open one connection"),
+    float_option("statement_timeout", None, doc="seconds a statement may run (server-side)"),
+    float_option("close_timeout", 10.0, doc="seconds closing the pool may take"),
+)
+_PG_SSL = choice_option(
+    "ssl", "prefer", ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    doc="TLS mode (libpq sslmode)",
+)
+_PG_APP = str_option("application_name", None, doc="shown in pg_stat_activity")
+_ASYNCPG_OPTIONS: tuple[Option[Any], ...] = (
+    *_SQL_POOL, _PG_SSL, _PG_APP,
+    int_option("statement_cache_size", 100, doc="prepared statements cached per connection"),
+    float_option("command_timeout", None, doc="client-side seconds per call (asyncpg)"),
+)
+_PSYCOPG_OPTIONS: tuple[Option[Any], ...] = (
+    *_SQL_POOL, _PG_SSL, _PG_APP,
+    int_option("prepare_threshold", 5, doc="executions before a query is prepared"),
+)
+_PSYCOPG2_OPTIONS: tuple[Option[Any], ...] = (*_SQL_POOL, _PG_SSL, _PG_APP)
+_MYSQL_COMMON: tuple[Option[Any], ...] = (
+    *_SQL_POOL,
+    bool_option("ssl", False, doc="use TLS (server certificate not verified)"),
+    str_option("charset", "utf8mb4", doc="connection character set"),
+)
+_ASYNCMY_OPTIONS: tuple[Option[Any], ...] = _MYSQL_COMMON
+_AIOMYSQL_OPTIONS: tuple[Option[Any], ...] = _MYSQL_COMMON
+_PYMYSQL_OPTIONS: tuple[Option[Any], ...] = (
+    *_MYSQL_COMMON,
+    float_option("read_timeout", None, doc="seconds to wait for the server (PyMySQL)"),
+)
+_SQLITE_OPTIONS: tuple[Option[Any], ...] = (
+    int_option("min_size", 1, minimum=0, doc="connections opened up front"),
+    int_option("max_size", 5, minimum=1, doc="connections (one thread each); 1 for :memory:"),
+    float_option("acquire_timeout", 30.0, doc="seconds to wait for a free connection"),
+    float_option("statement_timeout", None, doc="seconds before a statement is interrupted"),
+    float_option("close_timeout", 10.0, doc="seconds closing the pool may take"),
+    float_option("busy_timeout", 5.0, doc="seconds to wait for another writer's lock"),
+    choice_option("journal_mode", "wal", ("wal", "delete", "truncate", "persist", "memory", "off"),
+                  doc="PRAGMA journal_mode for file databases"),
+    bool_option("foreign_keys", True, doc="enforce foreign keys (PRAGMA foreign_keys)"),
+)
 
 SQL_BACKENDS: list[_Row] = [
-    (BackendSpec("sql", "postgresql+asyncpg", "asyncify_kit.sql._backends._asyncpg:AsyncpgBackend",
-                 ("asyncpg",), "postgres", "asyncpg connection pool", _SQL_OPTIONS, trio=False),
-     ("postgresql", "postgres")),
-    (BackendSpec("sql", "postgresql+psycopg", "asyncify_kit.sql._backends._psycopg:PsycopgBackend",
-                 ("psycopg", "psycopg_pool"), "postgres", "psycopg 3 async with psycopg_pool",
-                 _SQL_OPTIONS), ()),
-    (BackendSpec("sql", "postgresql+psycopg2",
-                 "asyncify_kit.sql._backends._psycopg2:Psycopg2Backend",
-                 ("psycopg2",), "postgres", "legacy psycopg2 run through asyncify", _SQL_OPTIONS),
-     ()),
-    (BackendSpec("sql", "mysql+asyncmy", "asyncify_kit.sql._backends._asyncmy:AsyncmyBackend",
-                 ("asyncmy",), "mysql", "asyncmy connection pool", _SQL_OPTIONS, trio=False),
-     ("mysql", "mariadb")),
-    (BackendSpec("sql", "mysql+aiomysql", "asyncify_kit.sql._backends._aiomysql:AiomysqlBackend",
-                 ("aiomysql",), "mysql", "aiomysql connection pool", _SQL_OPTIONS, trio=False), ()),
-    (BackendSpec("sql", "mysql+pymysql", "asyncify_kit.sql._backends._pymysql:PymysqlBackend",
-                 ("pymysql",), "mysql", "legacy PyMySQL run through asyncify", _SQL_OPTIONS), ()),
-    (BackendSpec("sql", "sqlite", "asyncify_kit.sql._backends._sqlite:SqliteBackend",
-                 (), "", "stdlib sqlite3 on one pinned thread", _SQL_OPTIONS), ()),
+    (
+        BackendSpec(
+            "sql",
+            "postgresql+asyncpg",
+            "asyncify_kit.sql._backends._asyncpg:AsyncpgBackend",
+            ("asyncpg",),
+            "postgres",
+            "asyncpg connection pool",
+            _ASYNCPG_OPTIONS,
+            trio=False,
+        ),
+        ("postgresql", "postgres"),
+    ),
+    (
+        BackendSpec(
+            "sql",
+            "postgresql+psycopg",
+            "asyncify_kit.sql._backends._psycopg:PsycopgBackend",
+            ("psycopg",),
+            "postgres",
+            "psycopg 3 async (threaded psycopg 3 under trio)",
+            _PSYCOPG_OPTIONS,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "sql",
+            "postgresql+psycopg2",
+            "asyncify_kit.sql._backends._psycopg2:Psycopg2Backend",
+            ("psycopg2",),
+            "postgres",
+            "legacy psycopg2 run through asyncify",
+            _PSYCOPG2_OPTIONS,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "sql",
+            "mysql+asyncmy",
+            "asyncify_kit.sql._backends._asyncmy:AsyncmyBackend",
+            ("asyncmy",),
+            "mysql",
+            "asyncmy connection pool",
+            _ASYNCMY_OPTIONS,
+            trio=False,
+        ),
+        ("mysql", "mariadb"),
+    ),
+    (
+        BackendSpec(
+            "sql",
+            "mysql+aiomysql",
+            "asyncify_kit.sql._backends._aiomysql:AiomysqlBackend",
+            ("aiomysql",),
+            "mysql",
+            "aiomysql connection pool",
+            _AIOMYSQL_OPTIONS,
+            trio=False,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "sql",
+            "mysql+pymysql",
+            "asyncify_kit.sql._backends._pymysql:PymysqlBackend",
+            ("pymysql",),
+            "mysql",
+            "legacy PyMySQL run through asyncify",
+            _PYMYSQL_OPTIONS,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "sql",
+            "sqlite",
+            "asyncify_kit.sql._backends._sqlite:SqliteBackend",
+            (),
+            "",
+            "stdlib sqlite3 on one pinned thread",
+            _SQLITE_OPTIONS,
+        ),
+        (),
+    ),
 ]
 
 # -- storage (issue: Storage facade) -----------------------------------------------------
+from . import _config as _storage_cfg  # noqa: E402 - inside the storage section it belongs to
+
+_MiB = 1024 * 1024
+_FILE_OPTIONS: tuple[Option[Any], ...] = (
+    _storage_cfg.bool_option(
+        "fsync", True, doc="fsync each written file and its directory before the rename"
+    ),
+    _storage_cfg.bool_option("create", True, doc="create ROOT when it does not exist"),
+)
+_S3_OPTIONS: tuple[Option[Any], ...] = (
+    _storage_cfg.str_option(
+        "endpoint_url", None, doc="S3-compatible endpoint (else AWS_ENDPOINT_URL or AWS)"
+    ),
+    _storage_cfg.str_option("region", None, doc="region (else AWS_DEFAULT_REGION or profile)"),
+    _storage_cfg.str_option("profile", None, doc="named profile of ~/.aws/config"),
+    _storage_cfg.int_option(
+        "multipart_threshold", 8 * _MiB, minimum=5 * _MiB, doc="larger writes go multipart"
+    ),
+    _storage_cfg.int_option(
+        "multipart_chunksize", 8 * _MiB, minimum=5 * _MiB, doc="bytes per multipart part"
+    ),
+    _storage_cfg.int_option("max_pool_connections", 10, minimum=1, doc="HTTP connections"),
+    _storage_cfg.choice_option(
+        "addressing_style", "auto", ("auto", "path", "virtual"), doc="bucket in path or host"
+    ),
+    _storage_cfg.int_option("max_attempts", 3, minimum=1, doc="tries per call (standard mode)"),
+    _storage_cfg.float_option("connect_timeout", 60.0, doc="seconds to connect"),
+    _storage_cfg.float_option("read_timeout", 60.0, doc="seconds to wait for data"),
+)
+
 STORAGE_BACKENDS: list[_Row] = [
-    (BackendSpec("storage", "file", "asyncify_kit.storage._backends._file:FileBackend",
-                 (), "", "local files, one thread hop per operation"), ()),
-    (BackendSpec("storage", "file+aiofiles",
-                 "asyncify_kit.storage._backends._aiofiles:AiofilesBackend",
-                 ("aiofiles",), "files", "local files through aiofiles"), ()),
-    (BackendSpec("storage", "s3", "asyncify_kit.storage._backends._s3:S3Backend",
-                 ("aioboto3",), "s3", "S3 through aioboto3", trio=False), ()),
-    (BackendSpec("storage", "s3+boto3", "asyncify_kit.storage._backends._boto3:Boto3Backend",
-                 ("boto3",), "s3", "S3 through boto3 run in threads"), ()),
-    (BackendSpec("storage", "memory", "asyncify_kit.storage._backends._memory:MemoryBackend",
-                 (), "", "in-process memory, for tests"), ()),
+    (
+        BackendSpec(
+            "storage",
+            "file",
+            "asyncify_kit.storage._backends._file:FileBackend",
+            (),
+            "",
+            "local files, one thread hop per operation",
+            _FILE_OPTIONS,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "storage",
+            "file+aiofiles",
+            "asyncify_kit.storage._backends._aiofiles:AiofilesBackend",
+            ("aiofiles",),
+            "files",
+            "local files through aiofiles",
+            _FILE_OPTIONS,
+            trio=False,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "storage",
+            "s3",
+            "asyncify_kit.storage._backends._s3:S3Backend",
+            ("aioboto3",),
+            "s3",
+            "S3 through aioboto3",
+            _S3_OPTIONS,
+            trio=False,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "storage",
+            "s3+boto3",
+            "asyncify_kit.storage._backends._boto3:Boto3Backend",
+            ("boto3",),
+            "s3",
+            "S3 through boto3 run in threads",
+            _S3_OPTIONS,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "storage",
+            "memory",
+            "asyncify_kit.storage._backends._memory:MemoryBackend",
+            (),
+            "",
+            "in-process memory, for tests",
+        ),
+        (),
+    ),
 ]
 
 # -- http (issue: HTTP facade) -----------------------------------------------------------
 HTTP_BACKENDS: list[_Row] = [
-    (BackendSpec("http", "httpx", "asyncify_kit.http._backends._httpx:HttpxBackend",
-                 ("httpx",), "http", "httpx.AsyncClient"), ()),
-    (BackendSpec("http", "aiohttp", "asyncify_kit.http._backends._aiohttp:AiohttpBackend",
-                 ("aiohttp",), "aiohttp", "aiohttp.ClientSession", trio=False), ()),
-    (BackendSpec("http", "requests", "asyncify_kit.http._backends._requests:RequestsBackend",
-                 ("requests",), "requests", "requests.Session run through asyncify"), ()),
+    (
+        BackendSpec(
+            "http",
+            "httpx",
+            "asyncify_kit.http._backends._httpx:HttpxBackend",
+            ("httpx",),
+            "http",
+            "httpx.AsyncClient",
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "http",
+            "aiohttp",
+            "asyncify_kit.http._backends._aiohttp:AiohttpBackend",
+            ("aiohttp",),
+            "aiohttp",
+            "aiohttp.ClientSession",
+            trio=False,
+        ),
+        (),
+    ),
+    (
+        BackendSpec(
+            "http",
+            "requests",
+            "asyncify_kit.http._backends._requests:RequestsBackend",
+            ("requests",),
+            "requests",
+            "requests.Session run through asyncify",
+        ),
+        (),
+    ),
 ]
 
 BUILTIN_BACKENDS: list[_Row] = [*SQL_BACKENDS, *STORAGE_BACKENDS, *HTTP_BACKENDS]
