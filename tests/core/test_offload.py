@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import os
 import sqlite3
@@ -217,8 +218,6 @@ async def test_methods_in_both_decorator_orders() -> None:
 
 
 async def test_callable_object_and_partial() -> None:
-    import functools
-
     class Adder:
         def __call__(self, a: int, b: int) -> int:
             return a + b
@@ -250,8 +249,15 @@ class AsyncCallable:
         (stream_async, "stream_async"),
         (AsyncCallable(), "AsyncCallable"),
         (staticmethod(fetch_async), "fetch_async"),
+        (functools.partial(fetch_async), "fetch_async"),
     ],
-    ids=["coroutine-function", "async-generator", "async-callable-object", "staticmethod"],
+    ids=[
+        "coroutine-function",
+        "async-generator",
+        "async-callable-object",
+        "staticmethod",
+        "partial",
+    ],
 )
 async def test_async_callables_are_rejected_by_name(target: Any, name: str) -> None:
     with pytest.raises(TypeError, match=rf"{name}.*async"):
@@ -1124,6 +1130,20 @@ async def test_wrap_sticky_runs_every_call_on_one_thread() -> None:
         await db.close()
     with pytest.raises(RuntimeError, match="closed"):
         await db.total()
+
+
+async def test_dropped_sticky_proxy_releases_its_thread() -> None:
+    import gc
+
+    threads: set[int] = set()
+    proxy = wrap(Store(), sticky=True)
+    threads.add(await proxy.put("a", 1))
+    (sticky_thread,) = [t for t in threading.enumerate() if t.ident in threads]
+    del proxy
+    gc.collect()
+    with anyio.fail_after(2):
+        while sticky_thread.is_alive():
+            await anyio.sleep(0.01)
 
 
 async def test_wrap_sticky_keeps_call_order() -> None:
