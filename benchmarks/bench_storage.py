@@ -1,0 +1,195 @@
+"""Storage: small local files through ``file://`` (S3 is in ``bench_storage_s3.py``).
+
+Files: read and write 1,000 files of 4 KiB, one at a time and 100 in flight, through
+asyncify-kit's ``file://`` (one thread hop per operation), aiofiles (the baseline: a hop for
+open, one per read/write, one for close), ``anyio.Path.read_bytes``/``write_bytes`` and
+``asyncio.to_thread`` around ``open().read()``/``write()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from benchmarks._harness import Case, Runner, Scenario, Section, Target
+
+FILES = 1_000
+SIZE = 4 * 1024
+IN_FLIGHT = 100
+
+AIOFILES = "aiofiles"
+ANYIO_PATH = "anyio.Path"
+TO_THREAD = "asyncio.to_thread(open)"
+KIT_FILE = "asyncify-kit file://"
+KIT_FILE_FSYNC = "asyncify-kit file:// (fsync)"
+
+PAYLOAD = os.urandom(SIZE)
+NAMES = [f"f{i:04d}" for i in range(FILES)]
+
+Op = Callable[[str], Awaitable[object]]
+
+
+async def _spread(ops: int, op: Op, concurrency: int) -> float:
+    """Run ``op`` over ``ops`` file names, *concurrency* at a time; the elapsed seconds."""
+    loop = asyncio.get_running_loop()
+    names = [NAMES[i % FILES] for i in range(ops)]
+    if concurrency == 1:
+        start = loop.time()
+        for name in names:
+            await op(name)
+        return loop.time() - start
+
+    async def worker(share: list[str]) -> None:
+        for name in share:
+            await op(name)
+
+    shares = [names[i::concurrency] for i in range(concurrency)]
+    start = loop.time()
+    await asyncio.gather(*(worker(share) for share in shares))
+    return loop.time() - start
+
+
+@asynccontextmanager
+async def _directory() -> AsyncIterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="asyncify-bench-storage-"))
+    try:
+        for name in NAMES:
+            (root / name).write_bytes(PAYLOAD)
+        yield root
+    finally:
+        await asyncio.to_thread(shutil.rmtree, root, True)
+
+
+def _file_setup(kind: str, write: bool, concurrency: int) -> Callable[[], Any]:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        async with _directory() as root:
+            op: Op
+            if kind in (KIT_FILE, KIT_FILE_FSYNC):
+                from asyncify_kit.storage import Storage
+
+                fsync = "true" if kind == KIT_FILE_FSYNC else "false"
+                async with Storage(f"file://{root}?fsync={fsync}") as st:
+                    if write:
+
+                        async def op(name: str) -> object:
+                            await st.write(name, PAYLOAD)
+                            return None
+                    else:
+                        op = st.read
+
+                    async def run(ops: int) -> float:
+                        return await _spread(ops, op, concurrency)
+
+                    yield run
+                return
+            if kind == AIOFILES:
+                import aiofiles
+
+                if write:
+
+                    async def op(name: str) -> object:
+                        async with aiofiles.open(root / name, "wb") as f:
+                            return await f.write(PAYLOAD)
+                else:
+
+                    async def op(name: str) -> object:
+                        async with aiofiles.open(root / name, "rb") as f:
+                            return await f.read()
+            elif kind == ANYIO_PATH:
+                import anyio
+
+                paths = {name: anyio.Path(root / name) for name in NAMES}
+                if write:
+
+                    async def op(name: str) -> object:
+                        return await paths[name].write_bytes(PAYLOAD)
+                else:
+
+                    async def op(name: str) -> object:
+                        return await paths[name].read_bytes()
+            else:
+
+                def read(path: Path) -> bytes:
+                    with open(path, "rb") as f:
+                        return f.read()
+
+                def write_(path: Path) -> int:
+                    with open(path, "wb") as f:
+                        return f.write(PAYLOAD)
+
+                if write:
+
+                    async def op(name: str) -> object:
+                        return await asyncio.to_thread(write_, root / name)
+                else:
+
+                    async def op(name: str) -> object:
+                        return await asyncio.to_thread(read, root / name)
+
+            async def run(ops: int) -> float:
+                return await _spread(ops, op, concurrency)
+
+            yield run
+
+    return setup
+
+
+FILE_SCENARIOS = [
+    ("read-1", "read 4 KiB files, one at a time", False, 1),
+    ("read-100", "read 4 KiB files, 100 in flight", False, IN_FLIGHT),
+    ("write-1", "write 4 KiB files, one at a time", True, 1),
+    ("write-100", "write 4 KiB files, 100 in flight", True, IN_FLIGHT),
+]
+
+
+def _cases() -> list[Case]:
+    cases: list[Case] = []
+    for scenario, _, write, concurrency in FILE_SCENARIOS:
+        for kind in (AIOFILES, ANYIO_PATH, TO_THREAD):
+            cases.append(Case(scenario, kind, setup=_file_setup(kind, write, concurrency)))
+        cases.append(
+            Case(scenario, KIT_FILE, setup=_file_setup(KIT_FILE, write, concurrency), peer=False)
+        )
+        if write:
+            cases.append(
+                Case(
+                    scenario,
+                    KIT_FILE_FSYNC,
+                    peer=False,
+                    reference=True,
+                    setup=_file_setup(KIT_FILE_FSYNC, write, concurrency),
+                )
+            )
+    return cases
+
+
+def _file_targets() -> tuple[Target, ...]:
+    return (Target(KIT_FILE, max_ratio=0.35, faster_than_peers=True),)
+
+
+SECTION = Section(
+    name="storage",
+    title="Storage: 1,000 files of 4 KiB via file://",
+    baseline=AIOFILES,
+    scenarios=(
+        *(
+            Scenario(name, title, ops=FILES, quick_ops=FILES // 10, targets=_file_targets())
+            for name, title, _, _ in FILE_SCENARIOS
+        ),
+    ),
+    cases=_cases,
+    packages=("aiofiles", "anyio"),
+    notes=(
+        "file:// writes run with ?fsync=false, like the peers (none of which fsyncs); they "
+        "still write a temp file and rename it (atomic). '(fsync)' is the default setting.",
+        "Default thread pools everywhere: asyncio's executor (aiofiles, to_thread), anyio's "
+        "limiter of 40, asyncify-kit's default pool of 40.",
+    ),
+)
