@@ -56,9 +56,11 @@ class Job:
         "cancel_requested",
         "counted",
         "ctx",
+        "deadline",
         "end_claim",
         "enqueued",
         "error",
+        "finished",
         "fn",
         "future",
         "kwargs",
@@ -88,6 +90,10 @@ class Job:
         self.error: BaseException | None = None
         self.abandoned = False
         self.timed_out = False
+        # With a timeout: the monotonic deadline, and when the function returned. A result
+        # that came back after the deadline is refused even if the loop noticed it late.
+        self.deadline = 0.0
+        self.finished = 0.0
         self.cancel_requested = False
         self.enqueued = 0.0
         self.counted = False
@@ -151,6 +157,8 @@ def _execute(job: Job, pool: Pool) -> bool:
             job.error = err
     finally:
         _tls.job = None
+        if job.deadline:
+            job.finished = time.monotonic()
     if counted:
         pool._running.discard(job)
     try:
@@ -559,7 +567,7 @@ def settle_future(job: Job) -> None:
     fut = job.future
     if fut.done():
         return
-    if job.timed_out:
+    if job.timed_out or job.finished > job.deadline > 0:
         fut.set_exception(timeout_error(job))
     elif job.error is not None:
         fut.set_exception(job.error)

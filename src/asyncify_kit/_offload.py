@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging
 import os
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager
@@ -126,10 +127,11 @@ async def _run_job_asyncio(
 ) -> Any:
     fut = job.future = loop.create_future()
     job.notify = loop_waker(loop)
-    submit(job)
     handle = None
     if timeout is not None:
+        job.deadline = time.monotonic() + timeout
         handle = loop.call_later(timeout, _on_timeout_asyncio, job, pool, cancel)
+    submit(job)
     try:
         return await fut
     except asyncio.CancelledError:
@@ -188,6 +190,8 @@ async def _run_job_trio(
             token.run_sync_soon(event.set)
 
     job.notify = wake
+    if timeout is not None:
+        job.deadline = time.monotonic() + timeout
     submit(job)
     try:
         if timeout is None:
@@ -195,6 +199,8 @@ async def _run_job_trio(
         else:
             with trio.move_on_after(timeout):
                 await event.wait()
+            if event.is_set() and job.finished > job.deadline:
+                raise timeout_error(job)
             if not event.is_set():
                 state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
                 if state == RUNNING and cancel == "wait":
