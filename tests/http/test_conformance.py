@@ -19,6 +19,7 @@ from asyncify_kit.http import (
     FileField,
     HttpClient,
     HTTPStatusError,
+    Limits,
     ReadError,
     Retry,
     Timeout,
@@ -507,3 +508,12 @@ def test_invalid_settings() -> None:
         HttpClient(auth=("only-user",))  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         HttpClient(max_redirects=-1)
+
+
+async def test_small_connection_limit(http_server: ServerInfo, backend: str) -> None:
+    limits = Limits(max_connections=1, max_keepalive=1)
+    async with client(http_server, backend, limits=limits) as http:
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(http.get, "/ok")
+        assert (await http.get("/ok")).text == "ok"

@@ -45,40 +45,64 @@ class _HttpxStream(BackendStream):
         await self._response.aclose()
 
 
+def shard_count(max_connections: int) -> int:
+    """How many `httpx.AsyncClient` pools share *max_connections* (one per 25, at most 8)."""
+    return max(1, min(8, max_connections // 25))
+
+
 class HttpxBackend(HttpBackend):
-    """`HttpClient` over `httpx.AsyncClient`; every timeout phase is enforced."""
+    """`HttpClient` over `httpx.AsyncClient`; every timeout phase is enforced.
+
+    httpcore's connection pool does work proportional to (open connections x waiting
+    requests) on every request event, so one pool of 200 connections under 200 concurrent
+    requests spends most of its time scheduling. The backend therefore spreads requests
+    round-robin over a few clients (one per 25 allowed connections, at most 8), which share
+    one cookie jar and one TLS context and split the connection limits between them.
+    """
 
     name = "httpx"
     trio = True
 
     def __init__(self, config: ClientConfig) -> None:
         super().__init__(config)
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._next = 0
 
-    def _make_client(self) -> httpx.AsyncClient:
+    def _make_clients(self) -> list[httpx.AsyncClient]:
         config = self.config
         limits = config.limits
-        return httpx.AsyncClient(
-            headers=config.headers,
-            cookies=config.cookies,
-            timeout=_httpx_timeout(config.timeout),
-            limits=httpx.Limits(
-                max_connections=limits.max_connections,
-                max_keepalive_connections=min(limits.max_keepalive, limits.max_connections),
-                keepalive_expiry=limits.keepalive_expiry,
-            ),
-            follow_redirects=config.follow_redirects,
-            max_redirects=config.max_redirects,
-            verify=config.verify,
-        )
+        shards = shard_count(limits.max_connections)
+        ssl_context = httpx.create_ssl_context(verify=config.verify)
+        clients = [
+            httpx.AsyncClient(
+                headers=config.headers,
+                cookies=config.cookies,
+                timeout=_httpx_timeout(config.timeout),
+                limits=httpx.Limits(
+                    max_connections=limits.max_connections // shards,
+                    max_keepalive_connections=max(
+                        1, min(limits.max_keepalive, limits.max_connections) // shards
+                    ),
+                    keepalive_expiry=limits.keepalive_expiry,
+                ),
+                follow_redirects=config.follow_redirects,
+                max_redirects=config.max_redirects,
+                verify=ssl_context,
+            )
+            for _ in range(shards)
+        ]
+        jar = clients[0].cookies.jar
+        for client in clients[1:]:
+            client.cookies.jar = jar  # one cookie jar for the whole HttpClient
+        return clients
 
     async def aopen(self) -> None:
-        # building the client loads the CA bundle from disk: a blocking call, so in a thread
-        self._client = await run_sync(self._make_client)
+        # building a client loads the CA bundle from disk: a blocking call, so in a thread
+        self._clients = await run_sync(self._make_clients)
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        clients, self._clients = self._clients, []
+        for client in clients:
             await client.aclose()
 
     def translate(self, exc: httpx.HTTPError, request: Request) -> HTTPError:
@@ -105,10 +129,11 @@ class HttpxBackend(HttpBackend):
         return http_error(TransportError, "transport error", request, exc, secrets)
 
     def _client_or_fail(self) -> httpx.AsyncClient:
-        client = self._client
-        if client is None:
+        clients = self._clients
+        if not clients:
             raise RuntimeError("the httpx backend is not open; use `async with HttpClient()`")
-        return client
+        self._next = index = (self._next + 1) % len(clients)
+        return clients[index]
 
     def _build(self, client: httpx.AsyncClient, request: Request) -> httpx.Request:
         extensions: dict[str, Any] = {}
