@@ -240,9 +240,9 @@ SECTION = Section(
     notes=(
         "The server is a minimal keep-alive HTTP/1.1 responder on uvloop in its own process.",
         f"Every client allows {CONNECTIONS} connections, kept alive, with {TIMEOUT:.0f} s "
-        "timeouts; asyncify-kit retries are off. asyncio.to_thread uses asyncio's default executor (min(32, CPUs + 4) threads) "
-        "and a requests session whose pool holds 200 connections; asyncify-kit's requests "
-        "backend uses its default 40-thread pool.",
+        "timeouts; asyncify-kit retries are off. asyncio.to_thread uses asyncio's default "
+        "executor (min(32, CPUs + 4) threads) and a requests session whose pool holds 200 "
+        "connections; asyncify-kit's requests backend uses its default 40-thread pool.",
     ),
 )
 
