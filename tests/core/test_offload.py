@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import logging
 import os
 import sqlite3
@@ -114,6 +115,21 @@ async def test_function_runs_in_a_worker_thread() -> None:
     assert value == 42
     assert thread != threading.get_ident()
     assert where.__name__ == "where"
+
+
+def test_decorated_function_looks_like_a_coroutine_function() -> None:
+    """Frameworks (FastAPI, Starlette) await an endpoint only if it is a coroutine function."""
+
+    def load(path: str, *, mode: str = "rb") -> bytes:
+        """Read a file."""
+        return b""
+
+    decorated = asyncify(load)
+    assert inspect.iscoroutinefunction(decorated)
+    assert inspect.signature(decorated) == inspect.signature(load)
+    assert decorated.__doc__ == "Read a file."
+    assert decorated.__wrapped__ is load  # type: ignore[attr-defined]
+    assert not inspect.iscoroutinefunction(load)
 
 
 async def test_run_sync_passes_args_and_kwargs() -> None:
@@ -971,6 +987,31 @@ async def test_generators_hold_one_thread_each(pool: str) -> None:
     await settle(pool)
 
 
+@POLICIES
+async def test_generator_item_timeout(pool: str, policy: CancelPolicy) -> None:
+    log: list[tuple[str, int]] = []
+
+    @asyncify(pool=pool, cancel=policy, timeout=0.05)
+    def slow_second() -> Iterator[int]:
+        try:
+            log.append(("item", threading.get_ident()))
+            yield 1
+            time.sleep(0.2)
+            yield 2
+        finally:
+            log.append(("finally", threading.get_ident()))
+
+    stream = slow_second()
+    assert await stream.__anext__() == 1
+    with pytest.raises(TimeoutError):
+        await stream.__anext__()
+    with pytest.raises(StopAsyncIteration):  # a timed-out iterator is finished
+        await stream.__anext__()
+    await settle(pool)
+    assert [e[0] for e in log] == ["item", "finally"]
+    assert log[0][1] == log[1][1]
+
+
 # -- context managers ------------------------------------------------------------------------
 
 
@@ -1056,6 +1097,27 @@ async def test_context_manager_enter_failure_is_raised(pool: str) -> None:
         async with refuses(False):
             pass  # pragma: no cover
     await settle(pool)
+
+
+@POLICIES
+async def test_context_manager_enter_timeout_still_exits(pool: str, policy: CancelPolicy) -> None:
+    log: list[str] = []
+
+    @asyncify(pool=pool, cancel=policy, timeout=0.05)
+    @contextmanager
+    def slow_to_enter() -> Iterator[None]:
+        time.sleep(0.2)
+        log.append("entered")
+        try:
+            yield
+        finally:
+            log.append("exited")
+
+    with pytest.raises(TimeoutError):
+        async with slow_to_enter():
+            log.append("body")  # pragma: no cover - must not run
+    await settle(pool)
+    assert log == ["entered", "exited"]  # the resource acquired late was released
 
 
 # -- wrap ------------------------------------------------------------------------------------
@@ -1144,6 +1206,22 @@ async def test_dropped_sticky_proxy_releases_its_thread() -> None:
     with anyio.fail_after(2):
         while sticky_thread.is_alive():
             await anyio.sleep(0.01)
+
+
+@POLICIES
+async def test_wrap_sticky_timeout_keeps_the_thread_and_order(policy: CancelPolicy) -> None:
+    class Napper:
+        def nap(self, seconds: float) -> int:
+            time.sleep(seconds)
+            return threading.get_ident()
+
+    async with wrap(Napper(), sticky=True, cancel=policy, timeout=0.05) as proxy:
+        home = await proxy.nap(0)
+        with pytest.raises(TimeoutError):
+            await proxy.nap(0.2)
+        if policy == "abandon":  # the one thread still runs the abandoned call; calls queue
+            await anyio.sleep(0.2)
+        assert await proxy.nap(0) == home
 
 
 async def test_wrap_sticky_keeps_call_order() -> None:
