@@ -392,6 +392,20 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "non-blocking-socket",
+        """
+        import socket
+        async def handler(sock: socket.socket):
+            sock.setblocking(False)
+            try:
+                data = sock.recv(1024)
+            except (BlockingIOError, InterruptedError):
+                data = b""
+            sock.sendall(data)
+        """,
+        [f"ASY113 {S}:9 handler -> socket.socket.sendall"],
+    ),
+    Snippet(
         "socket-dns",
         """
         import socket

@@ -199,6 +199,7 @@ class FunctionInfo(Scope):
         "is_property",
         "line",
         "node",
+        "nonblocking",
         "offloaded",
         "ret_state",
         "ret_value",
@@ -224,6 +225,7 @@ class FunctionInfo(Scope):
         self.decorators = node.decorator_list
         self.is_property = False
         self.calls: list[ast.Call] = []
+        self.nonblocking: set[int] = set()
         self.attr_loads: list[ast.Attribute] = []
         self.returns: list[ast.expr] = []
         self.offloaded: bool | None = None
@@ -387,10 +389,27 @@ class _Walker:
             self.expression(stmt.test, scope, func)
             self.statements(stmt.body, scope, func)
             self.statements(stmt.orelse, scope, func)
+        elif isinstance(stmt, ast.Try):
+            start = len(func.calls) if func is not None else 0
+            self.statements(stmt.body, scope, func)
+            if func is not None and _catches_blocking_io(stmt.handlers):
+                # `try: sock.recv(...) except BlockingIOError:` is a non-blocking socket
+                func.nonblocking.update(id(call) for call in func.calls[start:])
+            for handler in stmt.handlers:
+                self.handler(handler, scope, func)
+            self.statements(stmt.orelse, scope, func)
+            self.statements(stmt.finalbody, scope, func)
         elif isinstance(stmt, ast.Global | ast.Nonlocal | ast.Pass | ast.Break | ast.Continue):
             return
         else:
             self.generic(stmt, scope, func)
+
+    def handler(self, item: ast.ExceptHandler, scope: Scope, func: FunctionInfo | None) -> None:
+        if item.type is not None:
+            self.expression(item.type, scope, func)
+        if item.name:
+            scope.bind(item.name, Binding(scope, item.lineno, _UNKNOWN))
+        self.statements(item.body, scope, func)
 
     def generic(self, stmt: ast.stmt, scope: Scope, func: FunctionInfo | None) -> None:
         """If/While/Try/Match/Expr/Raise/Assert/Delete: expressions, then nested bodies."""
@@ -402,11 +421,7 @@ class _Walker:
                     elif isinstance(item, ast.expr):
                         self.expression(item, scope, func)
                     elif isinstance(item, ast.ExceptHandler):
-                        if item.type is not None:
-                            self.expression(item.type, scope, func)
-                        if item.name:
-                            scope.bind(item.name, Binding(scope, item.lineno, _UNKNOWN))
-                        self.statements(item.body, scope, func)
+                        self.handler(item, scope, func)
                     elif isinstance(item, ast.match_case):
                         if item.guard is not None:
                             self.expression(item.guard, scope, func)
@@ -565,6 +580,20 @@ class _Walker:
             if outer is not None:
                 self.expression(base, scope, outer)
         self.statements(node.body, cls, None)
+
+
+_NONBLOCKING_ERRORS = frozenset({"BlockingIOError", "SSLWantReadError", "SSLWantWriteError"})
+_SOCKET_METHODS = ("socket.socket.", "ssl.SSLSocket.")
+
+
+def _catches_blocking_io(handlers: list[ast.ExceptHandler]) -> bool:
+    for handler in handlers:
+        kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        for kind in kinds:
+            name = kind.id if isinstance(kind, ast.Name) else getattr(kind, "attr", "")
+            if name in _NONBLOCKING_ERRORS:
+                return True
+    return False
 
 
 def _lexical(scope: Scope) -> Scope:
@@ -975,8 +1004,15 @@ class Project:
             while isinstance(callee, Partial):
                 callee = callee.inner
             site = self._site(callee, node.func, node)
-            if site is not None:
-                sites.append(site)
+            if site is None:
+                continue
+            if (
+                isinstance(site, Blocking)
+                and site.name.startswith(_SOCKET_METHODS)
+                and id(node) in func.nonblocking
+            ):
+                continue
+            sites.append(site)
         if self.property_names:
             for attr_node in func.attr_loads:
                 if attr_node.attr not in self.property_names or not isinstance(
