@@ -396,15 +396,17 @@ class Pool:
     def stats(self) -> PoolStats:
         with self._lock:
             waits = sorted(self._waits)
+            # workers add and discard without the lock: iterate a copy (set.copy() is atomic)
+            current = self._running.copy()
             running = tuple(
                 item.describe() if isinstance(item, Job) else "<generator/context lane>"
-                for item in self._running
+                for item in current
             )
             return PoolStats(
                 name=self.name,
                 size=self.size,
                 threads=self._threads,
-                running=len(self._running),
+                running=len(current),
                 waiting=max(0, self._queue.qsize() - self._withdrawn),
                 abandoned=self._abandoned,
                 completed=sum(cell[0] for cell in self._completed),
@@ -426,7 +428,7 @@ class Pool:
         with self._lock:
             return [
                 item.describe() if isinstance(item, Job) else "<generator/context lane>"
-                for item in self._running
+                for item in self._running.copy()
             ]
 
 

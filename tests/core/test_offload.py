@@ -1266,3 +1266,33 @@ async def test_stats_counts_running_and_completed(pool: str) -> None:
     after = stats(pool)
     assert after.completed - before.completed == 6
     assert (after.running, after.waiting, after.abandoned) == (0, 0, 0)
+
+
+async def test_stats_is_safe_while_calls_start_and_finish() -> None:
+    """stats() from another thread while many short calls run: never 'changed size'."""
+    name = "stats-stress"
+    configure(pools={name: 100})
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def poll_stats() -> None:
+        while not stop.is_set():
+            try:
+                stats(name)
+            except RuntimeError as exc:  # pragma: no cover - the bug this guards against
+                failures.append(exc)
+                return
+
+    poller = threading.Thread(target=poll_stats)
+    poller.start()
+    work = asyncify(pool=name)(time.sleep)
+    try:
+        deadline = time.monotonic() + 0.8
+        while time.monotonic() < deadline and not failures:
+            async with anyio.create_task_group() as tg:
+                for _ in range(200):
+                    tg.start_soon(work, 0.001)
+    finally:
+        stop.set()
+        poller.join()
+    assert failures == []
