@@ -16,6 +16,7 @@ from asyncify_kit._config import (
     env_setting,
     float_option,
     int_option,
+    is_secret_option,
     resolve_url,
     str_option,
     validate_options,
@@ -159,7 +160,10 @@ def test_parse_render_round_trip(url: BackendURL) -> None:
 @given(backend_urls())
 def test_str_and_repr_parse_back_apart_from_the_password(url: BackendURL) -> None:
     shown = BackendURL.parse(str(url))
-    expected = url.replace(password="***") if url.password is not None else url
+    expected = url.replace(
+        password="***" if url.password is not None else None,
+        options={k: "***" if is_secret_option(k) else v for k, v in url.options.items()},
+    )
     assert shown == expected
 
 
