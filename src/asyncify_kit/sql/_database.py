@@ -32,7 +32,13 @@ from ..exceptions import (
     ProgrammingError,
     Unsupported,
 )
-from ._backends.base import Backend, Connection, ConnectionPool, begin_statements
+from ._backends.base import (
+    Backend,
+    Connection,
+    ConnectionPool,
+    ThreadedConnectionPool,
+    begin_statements,
+)
 from ._compiler import CompiledQuery, ParamStyle, compile_query
 from ._row import Row, convert_row
 from ._types import ISOLATION_LEVELS, PoolStats
@@ -129,7 +135,7 @@ class Database:
         self._backend: Backend = cls(parsed, values)
         self._dialect: str = self._backend.dialect
         self._style: ParamStyle = self._backend.style
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool | ThreadedConnectionPool | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -158,15 +164,37 @@ class Database:
                 f"{self._backend.trio_alternatives}"
             )
         min_size, max_size = self._backend.pool_limits()
-        pool = ConnectionPool(
-            self._connect_translated,
-            min_size=min_size,
-            max_size=max_size,
-            acquire_timeout=self._backend.options.get("acquire_timeout"),
-            close_timeout=float(self._backend.options.get("close_timeout") or 10.0),
-            describe=str(self.url),
-        )
-        await pool.open()
+        acquire_timeout = self._backend.options.get("acquire_timeout")
+        close_timeout = float(self._backend.options.get("close_timeout") or 10.0)
+        factory = self._backend.session_factory()
+        pool: ConnectionPool | ThreadedConnectionPool
+        if factory is not None:
+            pool = ThreadedConnectionPool(
+                factory,
+                min_size=min_size,
+                max_size=max_size,
+                acquire_timeout=acquire_timeout,
+                close_timeout=close_timeout,
+                describe=str(self.url),
+                is_lost=self._is_lost,
+            )
+        else:
+            pool = ConnectionPool(
+                self._connect_translated,
+                min_size=min_size,
+                max_size=max_size,
+                acquire_timeout=acquire_timeout,
+                close_timeout=close_timeout,
+                describe=str(self.url),
+            )
+        try:
+            await pool.open()
+        except AsyncifyError:
+            await pool.close()
+            raise
+        except Exception as exc:
+            await pool.close()
+            raise self._connect_error(exc) from exc
         self._pool = pool
 
     async def disconnect(self) -> None:
@@ -191,20 +219,26 @@ class Database:
         """Open, idle, lent-out connections and waiting tasks of the pool."""
         return self._require_pool().stats()
 
+    def _is_lost(self, exc: BaseException) -> bool:
+        return isinstance(self._backend.translate(exc), ConnectionLost)
+
+    def _connect_error(self, exc: Exception) -> DatabaseError:
+        err = self._backend.translate(exc) or OperationalError(
+            f"could not connect to {self.url}: {type(exc).__name__}", orig=exc
+        )
+        if isinstance(err, ConnectionLost):
+            err = OperationalError(str(err), orig=exc)
+        return err
+
     async def _connect_translated(self) -> Connection:
         try:
             return await self._backend.connect()
         except AsyncifyError:
             raise
         except Exception as exc:
-            err = self._backend.translate(exc) or OperationalError(
-                f"could not connect to {self.url}: {type(exc).__name__}", orig=exc
-            )
-            if isinstance(err, ConnectionLost):
-                err = OperationalError(str(err), orig=exc)
-            raise err from exc
+            raise self._connect_error(exc) from exc
 
-    def _require_pool(self) -> ConnectionPool:
+    def _require_pool(self) -> ConnectionPool | ThreadedConnectionPool:
         pool = self._pool
         if pool is None:
             raise OperationalError(
@@ -238,6 +272,14 @@ class Database:
         if pin is not None:
             return await self._on(pin.conn, op, *args)
         pool = self._require_pool()
+        if pool.threaded and query is not None:
+            try:
+                result: R = await pool.run_unpinned(  # type: ignore[union-attr]
+                    _SESSION_METHODS[op], query.text, *args[1:]
+                )
+            except Exception as exc:
+                raise self._translate(exc, None) from exc
+            return result
         conn = await pool.acquire()
         try:
             try:
@@ -377,7 +419,7 @@ class Database:
         as_: type[Any] | None,
     ) -> AsyncGenerator[Any, None]:
         pin = self._pin()
-        pool: ConnectionPool | None = None
+        pool: ConnectionPool | ThreadedConnectionPool | None = None
         if pin is not None:
             conn = pin.conn
             in_tx = pin.depth > 0
@@ -470,6 +512,15 @@ async def _execute_many(
 
 async def _run_statement(conn: Connection, statement: str) -> None:
     await conn.run(statement)
+
+
+_SESSION_METHODS: dict[Callable[..., Awaitable[Any]], str] = {
+    _fetch_all: "fetch_all",
+    _fetch_one: "fetch_one",
+    _fetch_val: "fetch_val",
+    _execute: "execute",
+    _execute_many: "execute_many",
+}
 
 
 class Transaction:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -23,7 +23,7 @@ from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys
 from .._types import Json
 from ._dialects import PgSyncSession, libpq_options, pg_error, pg_session_options
-from .base import Backend, Connection, ThreadedConnection
+from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PsycopgBackend"]
 
@@ -168,6 +168,12 @@ class PsycopgBackend(Backend):
         if opts.get("connect_timeout"):
             params["connect_timeout"] = max(2, math.ceil(opts["connect_timeout"]))
         return {k: v for k, v in params.items() if v is not None}
+
+    def session_factory(self) -> Callable[[], SyncSession] | None:
+        if sniffio.current_async_library() == "asyncio":
+            return None
+        params = self.connect_params()
+        return lambda: _PsycopgSession(params)
 
     async def connect(self) -> Connection:
         params = self.connect_params()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import psycopg2
@@ -20,7 +20,7 @@ from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import ParamStyle
 from .._types import Json
 from ._dialects import PgSyncSession, libpq_options, pg_error, pg_session_options
-from .base import Backend, Connection, ThreadedConnection
+from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["Psycopg2Backend"]
 
@@ -99,6 +99,10 @@ class Psycopg2Backend(Backend):
         if opts.get("connect_timeout"):
             params["connect_timeout"] = max(2, math.ceil(opts["connect_timeout"]))
         return {k: v for k, v in params.items() if v is not None}
+
+    def session_factory(self) -> Callable[[], SyncSession]:
+        params = self.connect_params()
+        return lambda: _Psycopg2Session(params)
 
     async def connect(self) -> Connection:
         return await ThreadedConnection.open(_Psycopg2Session(self.connect_params()))

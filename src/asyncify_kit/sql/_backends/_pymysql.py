@@ -5,7 +5,7 @@ Works on asyncio and trio. Same session settings and types as the async MySQL ba
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import pymysql
@@ -62,12 +62,19 @@ class PymysqlBackend(Backend):
     dialect: ClassVar[str] = "mysql"
     style: ClassVar[ParamStyle] = "format"
 
-    async def connect(self) -> Connection:
+    def _kwargs(self) -> dict[str, Any]:
         kwargs = mysql_connect_kwargs(self)
         kwargs["database"] = kwargs.pop("db", None)
         if self.options.get("read_timeout"):
             kwargs["read_timeout"] = self.options["read_timeout"]
-        return await ThreadedConnection.open(_PymysqlSession(kwargs, self.options))
+        return kwargs
+
+    def session_factory(self) -> Callable[[], SyncSession]:
+        kwargs, options = self._kwargs(), self.options
+        return lambda: _PymysqlSession(kwargs, options)
+
+    async def connect(self) -> Connection:
+        return await ThreadedConnection.open(_PymysqlSession(self._kwargs(), self.options))
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         if isinstance(exc, pymysql.err.MySQLError):

@@ -13,7 +13,10 @@
 from __future__ import annotations
 
 import abc
+import asyncio
+import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar
@@ -21,7 +24,8 @@ from typing import Any, ClassVar
 import anyio
 
 from ..._config import BackendURL
-from ..._offload import AsyncProxy, wrap
+from ..._executor import configure
+from ..._offload import AsyncProxy, asyncify, run_sync, wrap
 from ...exceptions import ConnectionLost, DatabaseError, OperationalError, ProgrammingError
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys
@@ -33,6 +37,7 @@ __all__ = [
     "ConnectionPool",
     "SyncSession",
     "ThreadedConnection",
+    "ThreadedConnectionPool",
     "apply_converters",
     "begin_statements",
 ]
@@ -120,6 +125,11 @@ class Backend(abc.ABC):
     def translate(self, exc: BaseException) -> DatabaseError | None:
         """The `DatabaseError` for a driver exception, or None if *exc* is not the driver's."""
 
+    def session_factory(self) -> Callable[[], SyncSession] | None:
+        """For blocking drivers: a factory of unconnected sessions (then the pool is a
+        `ThreadedConnectionPool`); None for native async drivers."""
+        return None
+
     def pool_limits(self) -> tuple[int, int]:
         """(min_size, max_size) for the pool."""
         return int(self.options["min_size"]), int(self.options["max_size"])
@@ -159,13 +169,52 @@ def begin_statements(
 
 
 class _Waiter:
-    __slots__ = ("conn", "error", "event", "retry")
+    """A task waiting for a connection: an asyncio future (cheap), or an anyio event on trio."""
 
-    def __init__(self) -> None:
-        self.event = anyio.Event()
+    __slots__ = ("conn", "error", "event", "future", "queued", "retry", "timed_out")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.future: asyncio.Future[None] | None = loop.create_future() if loop else None
+        self.event: anyio.Event | None = None if loop else anyio.Event()
         self.conn: Connection | None = None
         self.retry = False
+        self.timed_out = False
+        self.queued = True
         self.error: BaseException | None = None
+
+    def woken(self) -> bool:
+        if self.future is not None:
+            return self.future.done()
+        return self.event is not None and self.event.is_set()
+
+    def wake(self) -> None:
+        self.queued = False
+        if self.future is not None:
+            if not self.future.done():
+                self.future.set_result(None)
+        elif self.event is not None:
+            self.event.set()
+
+    def expire(self) -> None:
+        if not self.woken():
+            self.timed_out = True
+            self.wake()
+
+    async def wait(self, limit: float | None) -> None:
+        if self.future is not None:
+            handle = None
+            if limit is not None:
+                handle = self.future.get_loop().call_later(limit, self.expire)
+            try:
+                await self.future
+            finally:
+                if handle is not None:
+                    handle.cancel()
+        elif self.event is not None:
+            with anyio.move_on_after(limit):
+                await self.event.wait()
+            if not self.event.is_set():
+                self.expire()
 
 
 class ConnectionPool:
@@ -176,6 +225,8 @@ class ConnectionPool:
     ``broken`` is closed instead. ``close`` waits up to *close_timeout* for lent connections,
     then closes everything, shielded from cancellation but never longer than its bound.
     """
+
+    threaded: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -257,19 +308,14 @@ class ConnectionPool:
                 return conn_or_retry
 
     async def _wait(self) -> Connection | None:
-        waiter = _Waiter()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        waiter = _Waiter(loop)
         self._waiters.append(waiter)
         try:
-            with anyio.fail_after(self.acquire_timeout):
-                await waiter.event.wait()
-        except TimeoutError:
-            if waiter.conn is not None:
-                return self._take(waiter)
-            raise OperationalError(
-                f"no connection of {self._describe} became free within "
-                f"acquire_timeout={self.acquire_timeout:g}s (max_size={self.max_size}; "
-                "every connection is in use)"
-            ) from None
+            await waiter.wait(self.acquire_timeout)
         except BaseException:
             if waiter.conn is not None:
                 conn, waiter.conn = waiter.conn, None
@@ -279,12 +325,19 @@ class ConnectionPool:
                 self._wake_one_for_retry()
             raise
         finally:
-            if waiter in self._waiters:
+            if waiter.queued:
+                waiter.queued = False
                 self._waiters.remove(waiter)
         if waiter.error is not None:
             raise waiter.error
         if waiter.conn is not None:
             return self._take(waiter)
+        if waiter.timed_out:
+            raise OperationalError(
+                f"no connection of {self._describe} became free within "
+                f"acquire_timeout={self.acquire_timeout:g}s (max_size={self.max_size}; "
+                "every connection is in use)"
+            )
         return None
 
     @staticmethod
@@ -300,20 +353,22 @@ class ConnectionPool:
         """Hand *conn* (not in use any more) to the first waiter, or to the idle deque."""
         while self._waiters:
             waiter = self._waiters.popleft()
-            if waiter.event.is_set():
+            waiter.queued = False
+            if waiter.woken():
                 continue
             waiter.conn = conn
             self._in_use.add(conn)
-            waiter.event.set()
+            waiter.wake()
             return
         self._idle.append(conn)
 
     def _wake_one_for_retry(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
-            if not waiter.event.is_set():
+            waiter.queued = False
+            if not waiter.woken():
                 waiter.retry = True
-                waiter.event.set()
+                waiter.wake()
                 return
 
     async def release(self, conn: Connection) -> None:
@@ -351,7 +406,7 @@ class ConnectionPool:
         self._closed = True
         for waiter in self._waiters:
             waiter.error = OperationalError(f"the database {self._describe} was closed")
-            waiter.event.set()
+            waiter.wake()
         self._waiters.clear()
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.close_timeout):
@@ -584,3 +639,251 @@ def lost(message: str, exc: BaseException) -> ConnectionLost:
     err = ConnectionLost(message, orig=exc)
     err.__cause__ = exc
     return err
+
+
+# -- the pool of the blocking drivers: connections change hands inside the worker threads -------
+
+_pool_serial = itertools.count(1)
+
+
+class ThreadedConnectionPool:
+    """A thread-safe pool of blocking connections (psycopg2, PyMySQL, psycopg on trio).
+
+    A query outside a transaction is one thread hop: the worker thread takes an idle
+    connection, runs the query and puts the connection back, so under load a connection goes
+    from one query to the next without a round trip through the event loop (which is what
+    makes hand-written ``asyncio.to_thread`` fast). The queries run on a pool of worker threads
+    of their own, as many as connections. Transactions and ``connection()`` check a connection
+    out of the same pool with `acquire`; their queries then go to that connection.
+
+    Same interface and behaviour as `ConnectionPool` (statistics, ``acquire_timeout``, bounded
+    close, replacing connections the server killed), plus `run_unpinned`.
+    """
+
+    threaded: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        make_session: Callable[[], SyncSession],
+        *,
+        min_size: int,
+        max_size: int,
+        acquire_timeout: float | None,
+        close_timeout: float,
+        describe: str,
+        is_lost: Callable[[BaseException], bool],
+    ) -> None:
+        self._make_session = make_session
+        self.min_size = min_size
+        self.max_size = max_size
+        self.acquire_timeout = acquire_timeout
+        self.close_timeout = close_timeout
+        self._describe = describe
+        self._is_lost = is_lost
+        self._cond = threading.Condition()
+        self._idle: list[ThreadedConnection] = []
+        self._in_use: set[ThreadedConnection] = set()
+        self._opening = 0
+        self._waiting = 0
+        self._closed = False
+        self._threads = f"asyncify-sql-{next(_pool_serial)}"
+        configure(pools={self._threads: max_size})
+        self._call: Callable[[str, tuple[Any, ...]], Awaitable[Any]] = asyncify(pool=self._threads)(
+            self._run_sync
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self._idle) + len(self._in_use) + self._opening
+
+    def stats(self) -> PoolStats:
+        with self._cond:
+            return PoolStats(
+                size=self.size,
+                idle=len(self._idle),
+                in_use=len(self._in_use),
+                waiting=self._waiting,
+                max_size=self.max_size,
+            )
+
+    # -- the thread side ----------------------------------------------------------------------
+
+    def _checkout(self, fresh: bool = False) -> ThreadedConnection:
+        limit = self.acquire_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        stale: list[ThreadedConnection] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise OperationalError(f"the database {self._describe} is closed")
+                    while self._idle and not fresh:
+                        conn = self._idle.pop()
+                        if conn.is_closed():
+                            stale.append(conn)
+                            continue
+                        conn.reused = True
+                        self._in_use.add(conn)
+                        return conn
+                    if self.size < self.max_size:
+                        self._opening += 1
+                        break
+                    if fresh and self._idle:
+                        stale.append(self._idle.pop(0))
+                        continue
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise OperationalError(
+                            f"no connection of {self._describe} became free within "
+                            f"acquire_timeout={limit:g}s (max_size={self.max_size}; every "
+                            "connection is in use)"
+                        )
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
+        finally:
+            for conn in stale:
+                _close_session(conn._session)
+        try:
+            session = self._make_session()
+            session.connect()
+        except BaseException:
+            with self._cond:
+                self._opening -= 1
+                self._cond.notify()
+            raise
+        conn = ThreadedConnection(session, wrap(session))
+        with self._cond:
+            self._opening -= 1
+            self._in_use.add(conn)
+        return conn
+
+    def _checkin(self, conn: ThreadedConnection) -> None:
+        """Give *conn* back (on a worker thread: closing a dead one may block)."""
+        with self._cond:
+            self._in_use.discard(conn)
+            keep = not (conn.broken or self._closed or conn.is_closed())
+            if keep:
+                self._idle.append(conn)
+            self._cond.notify()
+        if not keep:
+            _close_session(conn._session)
+
+    def _run_sync(self, method: str, args: tuple[Any, ...]) -> Any:
+        conn = self._checkout()
+        try:
+            return getattr(conn._session, method)(*args)
+        except Exception as exc:
+            if not self._is_lost(exc):
+                raise
+            conn.broken = True
+            if not conn.reused:
+                raise
+        finally:
+            self._checkin(conn)
+        # The idle connection was found dead (the server killed it while it waited in the
+        # pool): the statement never ran. Drop the other idle ones and run it once more.
+        self._drop_idle_sync()
+        conn = self._checkout(fresh=True)
+        try:
+            return getattr(conn._session, method)(*args)
+        except Exception as exc:
+            if self._is_lost(exc):
+                conn.broken = True
+            raise
+        finally:
+            self._checkin(conn)
+
+    def _drop_idle_sync(self) -> None:
+        with self._cond:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close_session(conn._session)
+
+    def _open_min(self) -> None:
+        opened: list[ThreadedConnection] = []
+        while self.size + len(opened) < self.min_size:
+            conn = self._checkout(fresh=True)
+            opened.append(conn)
+        for conn in opened:
+            self._checkin(conn)
+
+    # -- the async side -----------------------------------------------------------------------
+
+    async def run_unpinned(self, method: str, *args: Any) -> Any:
+        """Run the session's *method* on any idle connection, in one thread hop."""
+        return await self._call(method, args)
+
+    async def open(self) -> None:
+        await self._call_default(self._open_min)
+
+    @staticmethod
+    async def _call_default(fn: Callable[..., Any], *args: Any) -> Any:
+        return await run_sync(fn, *args)
+
+    async def acquire(self, *, fresh: bool = False) -> Connection:
+        with self._cond:
+            if not fresh and not self._closed:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if conn.is_closed():
+                        conn.terminate()
+                        continue
+                    conn.reused = True
+                    self._in_use.add(conn)
+                    return conn
+        result: ThreadedConnection = await self._call_default(self._checkout, fresh)
+        return result
+
+    async def release(self, conn: Connection) -> None:
+        if not isinstance(conn, ThreadedConnection):  # pragma: no cover - internal misuse
+            raise TypeError("not a connection of this pool")
+        with self._cond:
+            self._in_use.discard(conn)
+            keep = not (conn.broken or self._closed or conn.is_closed())
+            if keep:
+                self._idle.append(conn)
+            self._cond.notify()
+        if not keep:
+            conn.terminate()
+
+    async def drop_idle(self) -> None:
+        with self._cond:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.terminate()
+
+    async def close(self) -> None:
+        """Close the pool: bounded by *close_timeout*, and safe to cancel."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self.close_timeout):
+                # connections come back from worker threads, which cannot set an anyio
+                # Event; poll, for close_timeout at most
+                while self._in_use or self._opening:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            with self._cond:
+                idle, self._idle = self._idle, []
+                busy, self._in_use = list(self._in_use), set()
+            with anyio.move_on_after(min(self.close_timeout, 5.0)):
+                await self._call_default(_close_sessions, [c._session for c in idle])
+            for conn in busy:
+                conn.terminate()
+
+
+def _close_session(session: SyncSession) -> None:
+    try:
+        session.close()
+    except Exception:  # the connection is being thrown away; nothing to report
+        session.conn = None
+
+
+def _close_sessions(sessions: list[SyncSession]) -> None:
+    for session in sessions:
+        _close_session(session)

@@ -1,0 +1,369 @@
+"""SQL: `Database` versus the raw drivers, encode/databases and hand-written threading.
+
+Scenarios (PostgreSQL and MariaDB started by ``make bench``; one query at a time unless said):
+
+* ``fetch_val`` of ``SELECT 1`` and ``fetch_all`` of a 100-row table, through asyncify-kit
+  on asyncpg / asyncmy, against the raw driver's own pool (the baseline) and encode/databases
+  on the same driver;
+* 50 concurrent ``SELECT 1`` through the legacy blocking drivers (psycopg2, PyMySQL): asyncify-kit
+  against the hand-written way, ``asyncio.to_thread`` around a thread-safe pool of the same
+  driver (the baseline there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from benchmarks._harness import Case, Runner, Scenario, Section, Target, timed
+
+PG_ENV = "ASYNCIFY_TEST_POSTGRES_URL"
+MY_ENV = "ASYNCIFY_TEST_MYSQL_URL"
+POOL = 4  # connections per pool for the one-at-a-time scenarios
+THREADED_POOL = 10  # connections (and threads) for the 50-concurrent scenarios
+CONCURRENCY = 50
+TABLE = "bench_sql_rows"
+
+RAW = "raw driver"
+KIT = "asyncify-kit"
+ENCODE = "encode/databases"
+VAL = "SELECT 1"
+ROWS = f"SELECT id, name, value FROM {TABLE} ORDER BY id"
+
+
+def _url(env: str) -> Any:
+    from asyncify_kit import BackendURL
+
+    return BackendURL.parse(os.environ[env])
+
+
+def _prepare_tables() -> None:
+    """Create and fill the 100-row table on both servers (blocking; before any timing)."""
+    import psycopg2
+    import pymysql
+
+    pg = _url(PG_ENV)
+    conn = psycopg2.connect(
+        host=pg.host, port=pg.port, user=pg.username, password=pg.password, dbname=pg.database
+    )
+    with conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        cur.execute(f"CREATE TABLE {TABLE} (id int primary key, name varchar(32), value float8)")
+        cur.executemany(
+            f"INSERT INTO {TABLE} VALUES (%s, %s, %s)",
+            [(i, f"name {i}", i * 1.5) for i in range(100)],
+        )
+    conn.close()
+    my = _url(MY_ENV)
+    mconn = pymysql.connect(
+        host=my.host,
+        port=my.port,
+        user=my.username,
+        password=my.password or "",
+        database=my.database,
+        autocommit=True,
+    )
+    with mconn.cursor() as mcur:
+        mcur.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        mcur.execute(f"CREATE TABLE {TABLE} (id int primary key, name varchar(32), value double)")
+        mcur.executemany(
+            f"INSERT INTO {TABLE} VALUES (%s, %s, %s)",
+            [(i, f"name {i}", i * 1.5) for i in range(100)],
+        )
+    mconn.close()
+
+
+def _sequential(work: Callable[[], Awaitable[object]]) -> Runner:
+    async def run(ops: int) -> float:
+        return await timed(ops, work)
+
+    return run
+
+
+def _concurrent(work: Callable[[], Awaitable[object]]) -> Runner:
+    async def run(ops: int) -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        per_task, extra = divmod(ops, CONCURRENCY)
+        await asyncio.gather(*(timed(per_task + (i < extra), work) for i in range(CONCURRENCY)))
+        return loop.time() - start
+
+    return run
+
+
+# -- asyncify-kit -------------------------------------------------------------------------------
+
+
+def _kit(env: str, driver: str, sql: str, kind: str, size: int, concurrent: bool = False) -> Any:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        from asyncify_kit.sql import Database
+
+        url = _url(env).replace(driver=driver)
+        async with Database(url, min_size=size, max_size=size) as db:
+            work: Callable[[], Awaitable[object]]
+            if kind == "val":
+
+                async def work() -> object:
+                    return await db.fetch_val(sql)
+            else:
+
+                async def work() -> object:
+                    return await db.fetch_all(sql)
+
+            yield _concurrent(work) if concurrent else _sequential(work)
+
+    return setup
+
+
+# -- raw native drivers --------------------------------------------------------------------------
+
+
+def _raw_asyncpg(kind: str) -> Any:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        import asyncpg
+
+        pg = _url(PG_ENV)
+        pool = await asyncpg.create_pool(
+            host=pg.host,
+            port=pg.port,
+            user=pg.username,
+            password=pg.password,
+            database=pg.database,
+            min_size=POOL,
+            max_size=POOL,
+        )
+        try:
+            if kind == "val":
+
+                async def work() -> object:
+                    return await pool.fetchval(VAL)
+            else:
+
+                async def work() -> object:
+                    return await pool.fetch(ROWS)
+
+            yield _sequential(work)
+        finally:
+            await pool.close()
+
+    return setup
+
+
+def _raw_asyncmy(kind: str) -> Any:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        import asyncmy
+
+        my = _url(MY_ENV)
+        pool = await asyncmy.create_pool(
+            host=my.host,
+            port=my.port,
+            user=my.username,
+            password=my.password or "",
+            db=my.database,
+            minsize=POOL,
+            maxsize=POOL,
+            autocommit=True,
+        )
+        sql = VAL if kind == "val" else ROWS
+        try:
+
+            async def work() -> object:
+                async with pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute(sql)
+                    if kind == "val":
+                        row = await cur.fetchone()
+                        return row[0]
+                    return await cur.fetchall()
+
+            yield _sequential(work)
+        finally:
+            pool.close()
+            await pool.wait_closed()
+
+    return setup
+
+
+def _encode(env: str, driver: str, kind: str) -> Any:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        from databases import Database as EncodeDatabase
+
+        url = _url(env).replace(driver=driver, options={"min_size": POOL, "max_size": POOL})
+        db = EncodeDatabase(url.render(hide_password=False))
+        await db.connect()
+        try:
+            if kind == "val":
+
+                async def work() -> object:
+                    return await db.fetch_val(VAL)
+            else:
+
+                async def work() -> object:
+                    return await db.fetch_all(ROWS)
+
+            yield _sequential(work)
+        finally:
+            await db.disconnect()
+
+    return setup
+
+
+# -- hand-written threading around the blocking drivers -----------------------------------------
+
+
+def _to_thread(env: str) -> Any:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Runner]:
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(THREADED_POOL)
+        loop.set_default_executor(executor)  # asyncio's default is min(32, CPUs + 4) threads
+        u = _url(env)
+        connections: queue.Queue[Any] = queue.Queue()
+        if env == PG_ENV:
+            import psycopg2
+
+            for _ in range(THREADED_POOL):
+                conn = psycopg2.connect(
+                    host=u.host,
+                    port=u.port,
+                    user=u.username,
+                    password=u.password,
+                    dbname=u.database,
+                )
+                conn.autocommit = True
+                connections.put(conn)
+        else:
+            import pymysql
+
+            for _ in range(THREADED_POOL):
+                connections.put(
+                    pymysql.connect(
+                        host=u.host,
+                        port=u.port,
+                        user=u.username,
+                        password=u.password or "",
+                        database=u.database,
+                        autocommit=True,
+                    )
+                )
+
+        def query() -> object:
+            conn = connections.get()
+            try:
+                cur = conn.cursor()
+                cur.execute(VAL)
+                value = cur.fetchone()[0]
+                cur.close()
+                return value
+            finally:
+                connections.put(conn)
+
+        async def work() -> object:
+            return await asyncio.to_thread(query)
+
+        try:
+            yield _concurrent(work)
+        finally:
+            while not connections.empty():
+                connections.get().close()
+            executor.shutdown(wait=False)
+
+    return setup
+
+
+def _cases() -> list[Case]:
+    _prepare_tables()
+    cases: list[Case] = []
+    for kind in ("val", "rows"):
+        cases += [
+            Case(f"pg_{kind}", RAW, setup=_raw_asyncpg(kind)),
+            Case(
+                f"pg_{kind}",
+                KIT,
+                setup=_kit(PG_ENV, "asyncpg", VAL if kind == "val" else ROWS, kind, POOL),
+                peer=False,
+            ),
+            Case(f"pg_{kind}", ENCODE, setup=_encode(PG_ENV, "asyncpg", kind)),
+            Case(f"my_{kind}", RAW, setup=_raw_asyncmy(kind)),
+            Case(
+                f"my_{kind}",
+                KIT,
+                setup=_kit(MY_ENV, "asyncmy", VAL if kind == "val" else ROWS, kind, POOL),
+                peer=False,
+            ),
+            Case(f"my_{kind}", ENCODE, setup=_encode(MY_ENV, "asyncmy", kind)),
+        ]
+    cases += [
+        Case("psycopg2_50", RAW, setup=_to_thread(PG_ENV)),
+        Case(
+            "psycopg2_50",
+            KIT,
+            setup=_kit(PG_ENV, "psycopg2", VAL, "val", THREADED_POOL, True),
+            peer=False,
+        ),
+        Case("pymysql_50", RAW, setup=_to_thread(MY_ENV)),
+        Case(
+            "pymysql_50",
+            KIT,
+            setup=_kit(MY_ENV, "pymysql", VAL, "val", THREADED_POOL, True),
+            peer=False,
+        ),
+    ]
+    return cases
+
+
+_NATIVE_TARGETS = (Target(KIT, max_ratio=1.10), Target(KIT, faster_than_peers=True))
+
+SECTION = Section(
+    name="sql",
+    title="SQL: Database versus the raw drivers",
+    baseline=RAW,
+    description=(
+        "One query at a time through a pool of 4 connections (PostgreSQL: asyncpg, MariaDB: "
+        "asyncmy), and 50 concurrent queries through the blocking drivers with 10 connections."
+    ),
+    scenarios=(
+        Scenario(
+            "pg_val", "PostgreSQL fetch_val(SELECT 1), asyncpg", ops=2_000, targets=_NATIVE_TARGETS
+        ),
+        Scenario(
+            "pg_rows", "PostgreSQL fetch_all, 100 rows, asyncpg", ops=600, targets=_NATIVE_TARGETS
+        ),
+        Scenario(
+            "my_val", "MariaDB fetch_val(SELECT 1), asyncmy", ops=2_000, targets=_NATIVE_TARGETS
+        ),
+        Scenario(
+            "my_rows", "MariaDB fetch_all, 100 rows, asyncmy", ops=600, targets=_NATIVE_TARGETS
+        ),
+        Scenario(
+            "psycopg2_50",
+            "PostgreSQL SELECT 1, 50 concurrent, psycopg2 in threads",
+            ops=3_000,
+            targets=(Target(KIT, max_ratio=1.0),),
+        ),
+        Scenario(
+            "pymysql_50",
+            "MariaDB SELECT 1, 50 concurrent, PyMySQL in threads",
+            ops=3_000,
+            targets=(Target(KIT, max_ratio=1.0),),
+        ),
+    ),
+    cases=_cases,
+    requires=(PG_ENV, MY_ENV),
+    packages=("asyncpg", "asyncmy", "databases", "psycopg2-binary", "PyMySQL", "SQLAlchemy"),
+    notes=(
+        "raw driver: asyncpg.create_pool / asyncmy.create_pool (4 connections) for the "
+        "one-at-a-time scenarios; for the threaded ones, asyncio.to_thread around a queue of "
+        "10 connections of the same driver, with the loop's default executor set to 10 threads.",
+        "asyncify-kit and encode/databases use pools of the same size; asyncify-kit also "
+        "builds Row objects and converts types for every row.",
+    ),
+)
