@@ -689,6 +689,37 @@ async def test_abandoned_call_keeps_capacity_until_it_exits(pool: str) -> None:
     assert await second(0.0) == "late result"
 
 
+@POLICIES
+async def test_call_cancelled_while_queued_never_runs(pool: str, policy: CancelPolicy) -> None:
+    configure(pools={pool: 1})
+    release = threading.Event()
+    ran: list[str] = []
+
+    @asyncify(pool=pool)
+    def hog() -> None:
+        release.wait(5)
+
+    @asyncify(pool=pool, cancel=policy)
+    def queued() -> None:
+        ran.append("ran")  # pragma: no cover - must never run
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hog)
+        with anyio.fail_after(2):
+            while stats(pool).running < 1:
+                await anyio.sleep(0.01)
+        start = time.monotonic()
+        with anyio.move_on_after(0.05) as scope:
+            await queued()
+        assert scope.cancelled_caught
+        assert time.monotonic() - start < 0.3  # withdrawn at once, even under "wait"
+        assert stats(pool).waiting == 0
+        release.set()
+    await settle(pool)
+    await anyio.sleep(0.05)
+    assert ran == []
+
+
 async def test_late_exception_of_abandoned_call_is_logged(
     pool: str, caplog: pytest.LogCaptureFixture
 ) -> None:
