@@ -162,6 +162,7 @@ class Boto3Client:
 
 _loader_lock = threading.Lock()
 _shared_loader: Any = None
+_warm_services: set[str] = set()
 
 
 def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> Any:
@@ -184,11 +185,27 @@ def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> 
             _shared_loader = core.get_component("data_loader")
         loader = _shared_loader
         core.register_component("data_loader", loader)
-        loader.load_service_model(service, "service-2")
-        loader.load_service_model(service, "endpoint-rule-set-1")
-        loader.load_data("endpoints")
-        loader.load_data("partitions")
-        loader.load_data("sdk-default-configuration")
+        if service not in _warm_services:
+            # a throwaway sync client reads every file a client of this service needs, with
+            # the very calls (and cache keys) aiobotocore makes, into the shared loader
+            import botocore.session
+            from botocore.exceptions import DataNotFoundError
+
+            probe = botocore.session.Session()
+            probe.register_component("data_loader", loader)
+            client = probe.create_client(
+                service,
+                region_name="us-east-1",
+                aws_access_key_id="warm-up",
+                aws_secret_access_key="warm-up",
+            )
+            model = client.meta.service_model
+            for kind in ("paginators-1", "waiters-2"):  # read by get_paginator / get_waiter
+                with contextlib.suppress(DataNotFoundError):
+                    loader.load_service_model(model.service_name, kind, model.api_version)
+            client.close()
+            _warm_services.add(service)
+    core.get_scoped_config()  # reads ~/.aws/config and credentials files, if any
     return core
 
 

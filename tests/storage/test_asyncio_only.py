@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from asyncify_kit import Unsupported, aws
@@ -22,7 +23,7 @@ async def test_storage_backend_refuses_trio(url: str, tmp_path: Path) -> None:
     with pytest.raises(Unsupported, match=r"asyncio only.*s3\+boto3"):
         async with storage:
             pass
-    assert not (tmp_path / "root").exists()
+    assert not await anyio.Path(tmp_path / "root").exists()
 
 
 @pytest.mark.anyio

@@ -69,8 +69,12 @@ async def st(url: str) -> AsyncIterator[Storage]:
         yield storage
 
 
-def leftovers(st: Storage, tmp_path: Path) -> list[str]:
+async def leftovers(st: Storage, tmp_path: Path) -> list[str]:
     """Temp files (file backends) or unfinished multipart uploads (S3) left behind."""
+    return await anyio.to_thread.run_sync(_leftovers, st, tmp_path)
+
+
+def _leftovers(st: Storage, tmp_path: Path) -> list[str]:
     if st.url.dialect == "file":
         return [p.name for p in tmp_path.rglob(f"{TEMP_PREFIX}*")]
     if st.url.dialect == "s3":
@@ -136,7 +140,7 @@ async def test_if_not_exists(st: Storage, tmp_path: Path) -> None:
         async with st.open("once.txt", "wb", if_not_exists=True) as f:
             await f.write(b"z")
     assert await st.read("once.txt") == b"original"
-    assert leftovers(st, tmp_path) == []
+    assert await leftovers(st, tmp_path) == []
 
 
 async def test_write_from_async_iterable(st: Storage) -> None:
@@ -368,7 +372,7 @@ async def test_open_write(st: Storage, tmp_path: Path) -> None:
     expected = "".join(f"{i},{i * i}\n" for i in range(500)).encode()
     assert await st.read("w/out.csv") == expected
     assert (await st.stat("w/out.csv")).content_type == "text/csv"
-    assert leftovers(st, tmp_path) == []
+    assert await leftovers(st, tmp_path) == []
     with pytest.raises(ValueError, match="mode"):
         st.open("w/out.csv", "ab")  # type: ignore[arg-type]
 
@@ -380,7 +384,7 @@ async def test_open_write_error_keeps_previous(st: Storage, tmp_path: Path) -> N
             await f.write(b"n" * 6 * 1024 * 1024)  # one S3 part sent already
             1 / 0  # noqa: B018 - the failure under test
     assert await st.read("keep.bin") == b"previous"
-    assert leftovers(st, tmp_path) == []
+    assert await leftovers(st, tmp_path) == []
 
 
 async def test_stream_write_failure_keeps_previous(st: Storage, tmp_path: Path) -> None:
@@ -394,7 +398,7 @@ async def test_stream_write_failure_keeps_previous(st: Storage, tmp_path: Path) 
     with pytest.raises(OSError, match="source broke"):
         await st.write("keep.bin", failing())
     assert await st.read("keep.bin") == b"previous"
-    assert leftovers(st, tmp_path) == []
+    assert await leftovers(st, tmp_path) == []
 
 
 async def test_cancelled_write_keeps_previous(st: Storage, tmp_path: Path) -> None:
@@ -414,14 +418,14 @@ async def test_cancelled_write_keeps_previous(st: Storage, tmp_path: Path) -> No
         await anyio.sleep(0.05)
         tg.cancel_scope.cancel()
     assert await st.read("keep.bin") == b"previous"
-    assert leftovers(st, tmp_path) == []
+    assert await leftovers(st, tmp_path) == []
 
     with anyio.move_on_after(0.2):
         async with st.open("keep.bin", "wb") as f:
             await f.write(b"c" * (6 * 1024 * 1024))
             await anyio.sleep(3600)
     assert await st.read("keep.bin") == b"previous"
-    assert leftovers(st, tmp_path) == []
+    assert await leftovers(st, tmp_path) == []
 
 
 # -- presign ---------------------------------------------------------------------------------

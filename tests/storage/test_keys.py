@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from asyncify_kit.storage import InvalidPath, Storage, validate_key, validate_prefix
@@ -128,6 +129,10 @@ def snapshot(path: Path) -> dict[str, bytes | str]:
     return state
 
 
+async def snap(path: Path) -> dict[str, bytes | str]:
+    return await anyio.to_thread.run_sync(snapshot, path)
+
+
 SYMLINK_KEYS = [
     "link_dir/secret.txt",
     "link_dir/new.txt",
@@ -175,15 +180,15 @@ async def _attack(st: Storage, key: Any) -> None:
 @pytest.mark.anyio
 async def test_hostile_keys_touch_nothing(layout: tuple[Path, Path]) -> None:
     root, outside = layout
-    before_root, before_outside = snapshot(root), snapshot(outside)
+    before_root, before_outside = await snap(root), await snap(outside)
     async with Storage(f"file://{root}") as st:
         for key in HOSTILE_KEYS:
             await _attack(st, key)
         for prefix in ("../", "/", "a//", "..\\"):
             with pytest.raises(InvalidPath):
                 st.list(prefix)
-    assert snapshot(outside) == before_outside
-    assert snapshot(root) == before_root
+    assert await snap(outside) == before_outside
+    assert await snap(root) == before_root
 
 
 FILE_CASES = [("file", "asyncio"), ("file", "trio"), ("file+aiofiles", "asyncio")]
@@ -197,7 +202,7 @@ async def test_symlinks_are_never_followed(
     layout: tuple[Path, Path], scheme: str, anyio_backend: str
 ) -> None:
     root, outside = layout
-    before_outside = snapshot(outside)
+    before_outside = await snap(outside)
     async with Storage(f"{scheme}://{root}") as st:
         for key in SYMLINK_KEYS:
             await _attack(st, key)
@@ -205,8 +210,8 @@ async def test_symlinks_are_never_followed(
         assert listed == ["inside.txt"]  # symlinks are neither listed nor followed
         assert [i.key async for i in st.list("link_dir/")] == []
         assert await st.read("inside.txt") == b"fine"
-    assert snapshot(outside) == before_outside
-    assert not (outside / "new.txt").exists()
+    assert await snap(outside) == before_outside
+    assert not await anyio.Path(outside / "new.txt").exists()
 
 
 @pytest.mark.anyio
@@ -214,12 +219,12 @@ async def test_root_swapped_for_symlink_after_open(tmp_path: Path) -> None:
     """ROOT is held open by descriptor: replacing it by a symlink later changes nothing."""
     root = tmp_path / "root"
     outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret.txt").write_bytes(b"TOP SECRET")
+    await anyio.Path(outside).mkdir()
+    await anyio.Path(outside / "secret.txt").write_bytes(b"TOP SECRET")
     async with Storage(f"file://{root}") as st:
         await st.write("mine.txt", b"mine")
-        root.rename(tmp_path / "moved")
-        os.symlink(outside, root)
+        await anyio.Path(root).rename(tmp_path / "moved")
+        await anyio.to_thread.run_sync(os.symlink, outside, root)
         with pytest.raises(FileNotFoundError):
             await st.read("secret.txt")
         assert await st.read("mine.txt") == b"mine"

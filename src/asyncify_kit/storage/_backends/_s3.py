@@ -231,9 +231,11 @@ class S3Backend(StorageBackend):
     async def aopen(self) -> None:
         session = await run_sync(self._make_session)
         self._client_cm = session.client("s3", **self.client_kwargs())
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             self._client = await self._client_cm.__aenter__()
-        except Exception as exc:
+        except (ClientError, BotoCoreError) as exc:
             self._client_cm = None
             raise translate_botocore(exc, None, self) from exc
 
