@@ -210,7 +210,7 @@ def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> 
 
 
 def _boto3_client(service: str, kwargs: dict[str, Any]) -> Any:
-    import boto3
+    import boto3.session
 
     core = botocore_session(service, aio=False)
     return boto3.session.Session(botocore_session=core).client(service, **kwargs)

@@ -21,7 +21,7 @@ class Boto3Backend(S3Backend):
     name = "s3+boto3"
 
     def _make_client(self) -> Any:
-        import boto3
+        import boto3.session
 
         from ...aws import botocore_session
 
