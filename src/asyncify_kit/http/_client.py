@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -254,7 +254,10 @@ class HttpClient:
                 params
                 if isinstance(params, str)
                 else urlencode(
-                    list(params.items()) if isinstance(params, Mapping) else list(params),
+                    cast(
+                        "list[tuple[str, Any]]",
+                        list(params.items()) if isinstance(params, Mapping) else list(params),
+                    ),
                     doseq=True,
                 )
             )

@@ -7,7 +7,7 @@ import json as jsonlib
 import mimetypes
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import urlencode
 
 from .._offload import run_sync
@@ -54,9 +54,13 @@ async def _multipart(data: FormInput | None, files: FilesInput) -> tuple[bytes, 
                 str(item).encode(),
                 b"\r\n",
             ]
-    items = files.items() if isinstance(files, Mapping) else files
-    for name, field in items:
-        filename: str | None
+    pairs = cast(
+        "list[tuple[str, FileField]]",
+        list(files.items()) if isinstance(files, Mapping) else list(files),
+    )
+    for name, field in pairs:
+        filename: str
+        content: FileContent
         content_type: str | None = None
         if isinstance(field, tuple):
             if len(field) == 3:
@@ -65,18 +69,13 @@ async def _multipart(data: FormInput | None, files: FilesInput) -> tuple[bytes, 
                 filename, content = field
         else:
             content = field
-            filename = getattr(field, "name", None) or name
-            if not isinstance(filename, str):
-                filename = name
+            attr = getattr(field, "name", None)
+            filename = attr if isinstance(attr, str) and attr else name
             filename = filename.replace("\\", "/").rsplit("/", 1)[-1]
         body = await _file_bytes(content)
         if content_type is None:
-            content_type = (
-                mimetypes.guess_type(filename)[0] if filename else None
-            ) or "application/octet-stream"
-        disposition = f'form-data; name="{_quote(name)}"'
-        if filename is not None:
-            disposition += f'; filename="{_quote(filename)}"'
+            content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        disposition = f'form-data; name="{_quote(name)}"; filename="{_quote(filename)}"'
         parts += [
             dash,
             f"Content-Disposition: {disposition}\r\n".encode(),
