@@ -127,7 +127,7 @@ def _kit(env: str, driver: str, sql: str, kind: str, size: int, concurrent: bool
 def _raw_asyncpg(kind: str) -> Any:
     @asynccontextmanager
     async def setup() -> AsyncIterator[Runner]:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
         pg = _url(PG_ENV)
         pool = await asyncpg.create_pool(
@@ -284,7 +284,7 @@ def _cases() -> list[Case]:
     cases: list[Case] = []
     for kind in ("val", "rows"):
         cases += [
-            Case(f"pg_{kind}", RAW, setup=_raw_asyncpg(kind)),
+            Case(f"pg_{kind}", RAW, setup=_raw_asyncpg(kind), reference=True),
             Case(
                 f"pg_{kind}",
                 KIT,
@@ -292,7 +292,7 @@ def _cases() -> list[Case]:
                 peer=False,
             ),
             Case(f"pg_{kind}", ENCODE, setup=_encode(PG_ENV, "asyncpg", kind)),
-            Case(f"my_{kind}", RAW, setup=_raw_asyncmy(kind)),
+            Case(f"my_{kind}", RAW, setup=_raw_asyncmy(kind), reference=True),
             Case(
                 f"my_{kind}",
                 KIT,
@@ -302,14 +302,14 @@ def _cases() -> list[Case]:
             Case(f"my_{kind}", ENCODE, setup=_encode(MY_ENV, "asyncmy", kind)),
         ]
     cases += [
-        Case("psycopg2_50", RAW, setup=_to_thread(PG_ENV)),
+        Case("psycopg2_50", RAW, setup=_to_thread(PG_ENV), reference=True),
         Case(
             "psycopg2_50",
             KIT,
             setup=_kit(PG_ENV, "psycopg2", VAL, "val", THREADED_POOL, True),
             peer=False,
         ),
-        Case("pymysql_50", RAW, setup=_to_thread(MY_ENV)),
+        Case("pymysql_50", RAW, setup=_to_thread(MY_ENV), reference=True),
         Case(
             "pymysql_50",
             KIT,

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import anyio
 
@@ -688,8 +688,9 @@ class ThreadedConnectionPool:
         self._closed = False
         self._threads = f"asyncify-sql-{next(_pool_serial)}"
         configure(pools={self._threads: max_size})
-        self._call: Callable[[str, tuple[Any, ...]], Awaitable[Any]] = asyncify(pool=self._threads)(
-            self._run_sync
+        self._call = cast(
+            "Callable[[str, tuple[Any, ...]], Awaitable[Any]]",
+            asyncify(pool=self._threads)(self._run_sync),
         )
 
     @property
