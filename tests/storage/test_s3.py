@@ -3,6 +3,7 @@ objects written by other tools, and the asyncio-only rule of aioboto3."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import anyio
@@ -68,8 +69,7 @@ async def test_foreign_keys_are_skipped_in_listings(
     prefix = f"foreign-{uuid.uuid4().hex[:8]}"
     client = s3_client(endpoint)
     for key in ("ok.txt", "dir/", "a//b", "../up", "sub/fine"):
-        await anyio.to_thread.run_sync(
-            lambda key=key: client.put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=b"x")
-        )
+        put = functools.partial(client.put_object, Bucket=bucket, Key=f"{prefix}/{key}", Body=b"x")
+        await anyio.to_thread.run_sync(put)
     async with Storage(f"{scheme}://{bucket}/{prefix}?endpoint_url={endpoint}") as st:
         assert [i.key async for i in st.list()] == ["ok.txt", "sub/fine"]
