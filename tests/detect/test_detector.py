@@ -373,6 +373,8 @@ async def test_allow_blocking_context_manager_and_decorator() -> None:
 # -- activation ----------------------------------------------------------------------------
 
 
+# checks the global patch state: the plugin's own detector would keep the patches in
+@pytest.mark.allow_blocking
 def test_patches_are_restored_exactly() -> None:
     originals = (time.sleep, socket.getaddrinfo, open, os.stat, sqlite3.connect)
     had_send = "send" in socket.socket.__dict__
@@ -398,6 +400,8 @@ async def test_innermost_detector_gets_the_report() -> None:
     assert len(outer.reports) == 1
 
 
+# checks the global patch state: the plugin's own detector would keep the patches in
+@pytest.mark.allow_blocking
 async def test_decorator_on_sync_and_async_functions() -> None:
     detector = detect_blocking(mode="collect")
 
@@ -416,6 +420,8 @@ async def test_decorator_on_sync_and_async_functions() -> None:
     assert not is_active()
 
 
+# checks the global patch state: the plugin's own detector would keep the patches in
+@pytest.mark.allow_blocking
 def test_concurrent_activations_from_many_threads() -> None:
     errors: list[BaseException] = []
     reports: list[int] = []
@@ -461,6 +467,8 @@ async def test_warning_filter_error_turns_warn_mode_into_exceptions() -> None:
             time.sleep(0.001)
 
 
+# checks the global patch state: the plugin's own detector would keep the patches in
+@pytest.mark.allow_blocking
 def test_os_capability_sets_know_the_wrappers() -> None:
     assert os.stat in os.supports_follow_symlinks
     with detect_blocking():
@@ -469,3 +477,17 @@ def test_os_capability_sets_know_the_wrappers() -> None:
         patched = os.stat
     assert patched not in os.supports_follow_symlinks
     assert os.stat in os.supports_follow_symlinks
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_known_library_calls_are_allowed_by_default(postgres_url: str) -> None:
+    import asyncpg
+
+    with detect_blocking(mode="raise"):
+        connection = await asyncpg.connect(postgres_url)
+        await connection.close()
+    with detect_blocking(mode="collect", allow_known=False) as detector:
+        connection = await asyncpg.connect(postgres_url)
+        await connection.close()
+    assert detector.reports
+    assert {r.caller.module for r in detector.reports} == {"asyncpg.connect_utils"}

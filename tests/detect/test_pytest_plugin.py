@@ -6,6 +6,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# the outer run's own --detect-blocking must not watch the inner pytest runs
+pytestmark = pytest.mark.allow_blocking
+
 TESTS = """
 import time
 import pytest

@@ -114,6 +114,7 @@ FRAMEWORKS: Final = frozenset(
         "httpcore",
         "httptools",
         "httpx",
+        "hypothesis",
         "idna",
         "outcome",
         "pluggy",
@@ -146,6 +147,7 @@ EXEMPT: Final = frozenset(
     {
         "anyio",
         "asyncio",
+        "hypothesis",
         "importlib",
         "inspect",
         "linecache",
@@ -338,6 +340,13 @@ class AllowList:
         return False
 
 
+#: blocking calls of third-party libraries that are small, by design and out of the user's
+#: hands; allowed unless ``detect_blocking(allow_known=False)``.
+KNOWN_ALLOW: Final = (
+    # asyncpg looks for ~/.pgpass and ~/.postgresql/ certificates (a few stat calls) on connect
+    "module:asyncpg.connect_utils",
+)
+
 _allowed: contextvars.ContextVar[AllowList | None] = contextvars.ContextVar(
     "asyncify_kit_allow_blocking", default=None
 )
@@ -446,6 +455,7 @@ class BlockingDetector:
         *,
         max_reports: int = 1000,
         log_interval: float = 60.0,
+        allow_known: bool = True,
     ) -> None:
         if mode not in _MODES:
             raise ConfigError(
@@ -454,7 +464,7 @@ class BlockingDetector:
         if isinstance(allow, str):
             allow = (allow,)
         self.mode: Mode = mode
-        self.allow = AllowList.parse(allow)
+        self.allow = AllowList.parse((*allow, *(KNOWN_ALLOW if allow_known else ())))
         self.max_reports = max_reports
         self.log_interval = log_interval
         self.reports: list[BlockingReport] = []
@@ -525,6 +535,7 @@ def detect_blocking(
     *,
     max_reports: int = 1000,
     log_interval: float = 60.0,
+    allow_known: bool = True,
 ) -> BlockingDetector:
     """Report blocking calls made on an event-loop thread (asyncio or trio) while active.
 
@@ -540,6 +551,8 @@ def detect_blocking(
     globs (``"time.sleep"``, ``"os.*"``), ``"module:<glob>"`` (any frame between the call and
     the user's code in a matching module), ``"kind:<kind>"`` (``file``, ``dns``, ``http``...),
     and call sites ``"<file>:<line>"`` (``"app/legacy.py:42"``, ``"app/legacy.py:*"``).
+    *allow_known* adds `KNOWN_ALLOW`: small by-design blocking calls of third-party libraries
+    (asyncpg reading its ~/.postgresql files on connect).
 
     Calls made in worker threads (``asyncify``, ``run_in_executor``, ``to_thread``) are never
     reported: only the thread that runs the loop is watched.
@@ -560,7 +573,9 @@ def detect_blocking(
     asyncio.run(main())
     ```
     """
-    return BlockingDetector(mode, allow, max_reports=max_reports, log_interval=log_interval)
+    return BlockingDetector(
+        mode, allow, max_reports=max_reports, log_interval=log_interval, allow_known=allow_known
+    )
 
 
 def _activate(session: BlockingDetector) -> None:
