@@ -481,7 +481,7 @@ def test_os_capability_sets_know_the_wrappers() -> None:
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_known_library_calls_are_allowed_by_default(postgres_url: str) -> None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
     with detect_blocking(mode="raise"):
         connection = await asyncpg.connect(postgres_url)
