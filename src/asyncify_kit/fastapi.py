@@ -97,15 +97,12 @@ def _check(value: object, cls: type[F], name: str) -> None:
     )
 
 
-async def _facade(value: bool | str | F | None, cls: type[F]) -> F | None:
+async def _facade(value: bool | str | F | None, build: Callable[[str | None], F]) -> F | None:
     """The facade *value* describes, built in a worker thread (building may import a driver)."""
     if value is None or value is False:
         return None
-    if value is True:
-        built: F = await run_sync(cls)
-        return built
-    if isinstance(value, str):
-        built = await run_sync(cls, value)
+    if value is True or isinstance(value, str):
+        built: F = await run_sync(build, None if value is True else value)
         return built
     return value
 
@@ -203,8 +200,8 @@ def get_facades(app_or_connection: FastAPI | HTTPConnection) -> Facades:
 
     Raises `ConfigError` when the app has none open: it was created without
     ``lifespan=asyncify_lifespan(...)``, or is being served without lifespan events (httpx's
-    ``ASGITransport`` sends none; Starlette's ``TestClient`` does inside ``with``), or has shut
-    down.
+    ``ASGITransport`` sends none: wrap it in ``async with app.router.lifespan_context(app):``),
+    or has shut down.
     """
     app: Any = app_or_connection
     if isinstance(app_or_connection, HTTPConnection):
@@ -214,8 +211,8 @@ def get_facades(app_or_connection: FastAPI | HTTPConnection) -> Facades:
         raise ConfigError(
             "this app has no asyncify facades open: create it with "
             "FastAPI(lifespan=asyncify_lifespan(database=..., storage=..., http=...)) and serve "
-            "it with lifespan events (uvicorn does; httpx.ASGITransport does not, use "
-            "'with TestClient(app)' or run the lifespan yourself)"
+            "it with lifespan events (uvicorn does; httpx.ASGITransport does not: wrap it in "
+            "'async with app.router.lifespan_context(app):')"
         )
     return facades
 
