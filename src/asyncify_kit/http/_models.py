@@ -288,11 +288,11 @@ class Response:
 
     __slots__ = (
         "_content",
+        "_elapsed",
         "_header_items",
         "_headers",
+        "_reason",
         "_stream",
-        "elapsed",
-        "reason_phrase",
         "request",
         "status_code",
         "url",
@@ -321,8 +321,48 @@ class Response:
         self._stream = stream
         self.url = url
         self.request = request
-        self.elapsed = elapsed if elapsed is not None else datetime.timedelta(0)
-        self.reason_phrase = reason_phrase or _REASONS.get(status_code, "")
+        self._elapsed: datetime.timedelta | float = elapsed if elapsed is not None else 0.0
+        self._reason = reason_phrase
+
+    @classmethod
+    def from_backend(
+        cls,
+        status_code: int,
+        header_items: Callable[[], Iterable[tuple[str, str]]],
+        content: bytes | None,
+        url: str,
+        request: Request,
+        elapsed: float,
+        reason_phrase: str | None,
+        stream: BackendStream | None = None,
+    ) -> Response:
+        """The fast constructor backends use: headers are converted only when read, and
+        *elapsed* is in seconds."""
+        self = cls.__new__(cls)
+        self.status_code = status_code
+        self._headers = None
+        self._header_items = header_items
+        self._content = content
+        self._stream = stream
+        self.url = url
+        self.request = request
+        self._elapsed = elapsed
+        self._reason = reason_phrase
+        return self
+
+    @property
+    def elapsed(self) -> datetime.timedelta:
+        """The time from sending the request to receiving the response (for a streamed
+        response: its headers)."""
+        elapsed = self._elapsed
+        if isinstance(elapsed, float):
+            elapsed = self._elapsed = datetime.timedelta(seconds=elapsed)
+        return elapsed
+
+    @property
+    def reason_phrase(self) -> str:
+        """The reason phrase sent by the server, else the standard one for the status."""
+        return self._reason or _REASONS.get(self.status_code, "")
 
     @property
     def headers(self) -> Headers:

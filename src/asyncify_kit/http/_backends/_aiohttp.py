@@ -8,7 +8,6 @@ as the other backends do.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -176,15 +175,15 @@ class AiohttpBackend(HttpBackend):
         content: bytes | None,
         stream: BackendStream | None = None,
     ) -> Response:
-        return Response(
+        return Response.from_backend(
             r.status,
-            headers=r.headers.items,
-            content=content,
-            url=str(r.url),
-            request=request,
-            elapsed=datetime.timedelta(seconds=time.perf_counter() - started),
-            reason_phrase=r.reason,
-            stream=stream,
+            r.headers.items,
+            content,
+            str(r.url),
+            request,
+            time.perf_counter() - started,
+            r.reason,
+            stream,
         )
 
     async def send(self, request: Request) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -156,15 +155,15 @@ class HttpxBackend(HttpBackend):
         content: bytes | None,
         stream: BackendStream | None = None,
     ) -> Response:
-        return Response(
+        return Response.from_backend(
             r.status_code,
-            headers=r.headers.multi_items,
-            content=content,
-            url=str(r.url),
-            request=request,
-            elapsed=datetime.timedelta(seconds=time.perf_counter() - started),
-            reason_phrase=r.reason_phrase,
-            stream=stream,
+            r.headers.multi_items,
+            content,
+            str(r.url),
+            request,
+            time.perf_counter() - started,
+            r.reason_phrase,
+            stream,
         )
 
     async def send(self, request: Request) -> Response:

@@ -8,7 +8,6 @@ requests has no write or pool timeout; its connect and read timeouts are enforce
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -175,15 +174,15 @@ class RequestsBackend(HttpBackend):
     ) -> Response:
         raw = r.raw
         header_items = raw.headers.items if raw is not None else r.headers.items
-        return Response(
+        return Response.from_backend(
             r.status_code,
-            headers=header_items,
-            content=content,
-            url=r.url,
-            request=request,
-            elapsed=datetime.timedelta(seconds=time.perf_counter() - started),
-            reason_phrase=r.reason,
-            stream=stream,
+            header_items,
+            content,
+            r.url,
+            request,
+            time.perf_counter() - started,
+            r.reason,
+            stream,
         )
 
     def _send_in_thread(self, request: Request) -> Response:
