@@ -121,7 +121,36 @@ def add_demo(subparsers: SubParsers) -> None:
     parser.set_defaults(handler=_run_demo)
 
 
-COMMANDS: list[Callable[[SubParsers], None]] = [add_demo, add_scan_subcommand]
+def _run_bench(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    if not os.path.isfile(os.path.join("benchmarks", "__main__.py")):
+        print(
+            "asyncify-kit bench runs the ratio benchmarks of a source checkout: run it from the "
+            "repository root (where benchmarks/ is), or use `make bench` there",
+            file=sys.stderr,
+        )
+        return 2
+    command = [sys.executable, "-m", "benchmarks", *args.bench_args]
+    return subprocess.call(command, env=dict(os.environ))
+
+
+def add_bench(subparsers: SubParsers) -> None:
+    """``asyncify-kit bench``: the ratio benchmarks against the peers (a source checkout's)."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="run the ratio benchmarks against the peers (from a source checkout)",
+        description=(
+            "Run `python -m benchmarks` of the source checkout in the current directory; "
+            "arguments after `bench` are passed on (for example --section offload --quick). "
+            "`make bench` also starts the services the SQL, storage and HTTP sections need."
+        ),
+    )
+    parser.set_defaults(handler=_run_bench, bench_args=[], passes_unknown_args=True)
+
+
+COMMANDS: list[Callable[[SubParsers], None]] = [add_demo, add_scan_subcommand, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``asyncify-kit`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not getattr(args, "passes_unknown_args", False):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.bench_args = unknown
     handler: Handler = args.handler
     return handler(args)
 
