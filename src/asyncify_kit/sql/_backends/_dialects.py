@@ -367,6 +367,7 @@ class MysqlAsyncConnection(Connection):
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
     ) -> AsyncGenerator[list[Row], None]:
         cur = await self.cursor(unbuffered=True)
+        finished = False
         try:
             await cur.execute(query.text, mysql_adapt(args))
             while True:
@@ -375,12 +376,18 @@ class MysqlAsyncConnection(Connection):
                     yield mysql_rows(cur, batch)
                 if len(batch) < batch_size:
                     break
+            finished = True
         finally:
-            try:
-                await cur.close()  # an unbuffered cursor reads the rest of the result here
-            except BaseException:
+            if not finished:
+                # closing an unbuffered cursor would read the rest of the result (maybe
+                # millions of rows); dropping the connection is cheaper
                 self.broken = True
-                raise
+            else:
+                try:
+                    await cur.close()
+                except BaseException:
+                    self.broken = True
+                    raise
 
     async def run(self, statement: str) -> None:
         cur = await self.cursor()

@@ -52,6 +52,22 @@ class _PymysqlSession(SyncSession):
     def server_cursor(self) -> Any:
         return self.conn.cursor(pymysql.cursors.SSCursor)
 
+    def close_cursor(self, cursor_id: int, finished: bool) -> None:
+        if finished:
+            super().close_cursor(cursor_id, finished)
+            return
+        # closing an unbuffered cursor would read the rest of the result (maybe millions of
+        # rows); closing the connection is cheaper, and the pool replaces it. The cursor and
+        # its result are detached first: PyMySQL's finalizers would otherwise drain (or fail
+        # to drain) the result when they are collected.
+        cur = self._cursors.pop(cursor_id, None)
+        if cur is not None:
+            result = getattr(cur, "_result", None)
+            if result is not None:
+                result.unbuffered_active = False
+            cur.connection = None
+        self.close()
+
     def is_closed(self) -> bool:
         return self.conn is None or not self.conn.open
 
