@@ -34,14 +34,6 @@ from asyncify_kit.exceptions import BlockingCallError
 
 from .conftest import scratch_bucket, scratch_postgres_database, serve_in_thread
 
-#: Blocking calls made on the loop inside driver libraries, allowed here by name until the
-#: facades avoid them (both found by these tests): asyncpg's connect, under the default
-#: sslmode "prefer", stats ~/.postgresql/postgresql.{key,crt,root.crl}; aiobotocore's
-#: create_client reads the S3 endpoint-ruleset JSON files on its first call, because
-#: asyncify_kit.aws.botocore_session preloads them for api_version=None and the client asks
-#: for the resolved version (a different cache key).
-KNOWN_LIBRARY_BLOCKING = ("module:asyncpg.connect_utils", "module:botocore.loaders")
-
 CONFIG_VARS = ("ASYNCIFY_SQL_URL", "DATABASE_URL", "ASYNCIFY_STORAGE_URL")
 
 
@@ -84,7 +76,6 @@ def environment(configuration: str, fx_url: str, monkeypatch: pytest.MonkeyPatch
     """The configuration's environment plus the app's own settings (upstream URL, detection)."""
     monkeypatch.setenv("CATALOGUE_FX_URL", fx_url)
     monkeypatch.setenv("CATALOGUE_DETECT_BLOCKING", "raise")
-    monkeypatch.setenv("CATALOGUE_DETECT_ALLOW", ",".join(KNOWN_LIBRARY_BLOCKING))
     return configuration
 
 
@@ -328,3 +319,17 @@ def test_an_unreachable_upstream_is_a_502(
         assert response.status_code == 502
         assert response.json() == {"detail": "the exchange-rate API failed"}
         assert client.get(f"/items/{item}/quote", params={"country": "DE"}).status_code == 200
+
+
+def test_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "CATALOGUE_FX_URL": "http://fx.internal:8001",
+            "CATALOGUE_DETECT_BLOCKING": "OFF",
+            "CATALOGUE_DETECT_ALLOW": "time.sleep, module:legacy.*,",
+        }
+    )
+    assert settings == Settings("http://fx.internal:8001", None, ("time.sleep", "module:legacy.*"))
+    assert Settings.from_env({}) == Settings()
+    with pytest.raises(ValueError, match="accepted: off, raise"):
+        Settings.from_env({"CATALOGUE_DETECT_BLOCKING": "loud"})
