@@ -42,6 +42,8 @@ def _quote(value: str) -> str:
 
 
 async def _multipart(data: FormInput | None, files: FilesInput) -> tuple[bytes, str]:
+    if not mimetypes.inited:
+        await run_sync(mimetypes.init)  # the first use reads the system's mime.types files
     boundary = secrets.token_hex(16)
     dash = f"--{boundary}\r\n".encode()
     parts: list[bytes] = []
