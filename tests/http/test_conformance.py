@@ -517,3 +517,20 @@ async def test_small_connection_limit(http_server: ServerInfo, backend: str) -> 
             for _ in range(10):
                 tg.start_soon(http.get, "/ok")
         assert (await http.get("/ok")).text == "ok"
+
+
+async def test_pool_timeout(http_server: ServerInfo, backend: str) -> None:
+    if backend == "requests":
+        pytest.xfail("requests has no pool timeout: a request beyond the pool opens a connection")
+    limits = Limits(max_connections=1, max_keepalive=1)
+    timeout = Timeout(5, connect=0.2, pool=0.2)
+    async with client(http_server, backend, limits=limits, timeout=timeout) as http:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(http.get, "/slow?delay=1.5")
+            await anyio.sleep(0.2)
+            started = time.monotonic()
+            with pytest.raises(TimeoutException) as info:
+                await http.get("/ok")
+            assert time.monotonic() - started < 1.2
+        if backend == "httpx":
+            assert info.value.phase == "pool"  # type: ignore[attr-defined]
