@@ -170,8 +170,8 @@ async def test_true_reads_the_environment_at_startup(
         assert facades.http is None
         missing = await client.get("/http")
     assert missing.status_code == 500  # ConfigError: no HttpClient was configured
-    assert (tmp_path / "env.db").is_file()
-    assert (tmp_path / "files" / "a.txt").read_bytes() == b"hello"
+    assert await anyio.Path(tmp_path / "env.db").is_file()
+    assert await anyio.Path(tmp_path / "files" / "a.txt").read_bytes() == b"hello"
 
 
 async def test_true_falls_back_to_the_embedded_defaults(
@@ -183,8 +183,8 @@ async def test_true_falls_back_to_the_embedded_defaults(
     async with served(facades_app(database=True, storage=True)) as client:
         assert (await client.get("/db")).status_code == 200
         assert (await client.get("/storage")).status_code == 200
-    assert (tmp_path / "asyncify.db").is_file()
-    assert (tmp_path / "data" / "a.txt").is_file()
+    assert await anyio.Path(tmp_path / "asyncify.db").is_file()
+    assert await anyio.Path(tmp_path / "data" / "a.txt").is_file()
 
 
 async def test_websocket_routes_get_the_facades_too(tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ async def test_the_lifespan_runs_on_asyncio_and_trio(tmp_path: Path) -> None:
         assert await facades.database.fetch_val("select 40 + 2") == 42
         await facades.storage.write("k", b"v")
         await anyio.sleep(0)
-    assert (tmp_path / "files" / "k").read_bytes() == b"v"
+    assert await anyio.Path(tmp_path / "files" / "k").read_bytes() == b"v"
 
 
 # -- the dependencies without a lifespan -------------------------------------------------------
@@ -384,6 +384,7 @@ async def test_install_detection_watches_the_app_with_its_lifespan(tmp_path: Pat
     assert monitor.metrics()["stalls"] >= 1
 
 
+@pytest.mark.allow_blocking("time.sleep")  # the quiet app leaves it to the pytest plugin
 async def test_install_detection_can_raise_and_be_turned_off() -> None:
     app = FastAPI()
     assert install_detection(app, detect="raise", monitor=False) is None
