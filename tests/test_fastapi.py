@@ -276,6 +276,11 @@ async def test_a_failed_connection_does_not_show_the_password() -> None:
             pass
     assert "hunter2-secret" not in str(caught.value)
     assert "hunter2-secret" not in repr(caught.value)
+    facades = Facades(
+        database=Database("postgresql://app:hunter2-secret@127.0.0.1:9/shop"),
+        http=HttpClient("http://app:hunter2-secret@127.0.0.1:9/api"),
+    )
+    assert "hunter2-secret" not in repr(facades)
 
 
 async def test_the_lifespan_cannot_run_twice_at_once(tmp_path: Path) -> None:
@@ -431,6 +436,22 @@ def test_importing_the_integration_imports_no_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_without_fastapi_the_import_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['fastapi'] = None  # as if the extra were not installed\n"
+        "try:\n"
+        "    import asyncify_kit.fastapi\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.startswith("BackendNotInstalled ")
+    assert "pip install 'asyncify-kit[fastapi]'" in out.stdout
 
 
 def test_typing_of_the_lifespan_overloads() -> None:

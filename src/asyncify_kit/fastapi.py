@@ -46,7 +46,7 @@ from .storage import Storage
 try:
     from fastapi import Depends, FastAPI
     from starlette.requests import HTTPConnection
-except ImportError as exc:  # pragma: no cover - exercised in a venv without fastapi
+except ImportError as exc:
     raise BackendNotInstalled("fastapi integration", "fastapi", "fastapi") from exc
 
 __all__ = [
