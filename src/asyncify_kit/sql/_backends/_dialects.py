@@ -11,7 +11,7 @@ import json
 import ssl as _ssl
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ...exceptions import (
     ConnectionLost,
@@ -260,6 +260,12 @@ class PgSyncSession(SyncSession):
     """
 
     _serial = 0
+    cancellable: ClassVar[bool] = True
+
+    def cancel_query(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            conn.cancel()
 
     def open_cursor(self, text: str, args: Sequence[Any], in_transaction: bool) -> int:
         PgSyncSession._serial += 1

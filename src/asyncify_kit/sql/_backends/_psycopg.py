@@ -145,6 +145,11 @@ class _PsycopgSession(PgSyncSession):
     def is_closed(self) -> bool:
         return self.conn is None or bool(self.conn.closed)
 
+    def cancel_query(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            conn.cancel_safe(timeout=5.0)
+
 
 class PsycopgBackend(Backend):
     """PostgreSQL through psycopg 3 (async on asyncio, threaded on trio)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -24,9 +25,15 @@ from typing import Any, ClassVar, cast
 import anyio
 
 from ..._config import BackendURL
-from ..._executor import configure
+from ..._executor import Job, configure, current_job
 from ..._offload import AsyncProxy, asyncify, run_sync, wrap
-from ...exceptions import ConnectionLost, DatabaseError, OperationalError, ProgrammingError
+from ...exceptions import (
+    CallCancelled,
+    ConnectionLost,
+    DatabaseError,
+    OperationalError,
+    ProgrammingError,
+)
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys
 from .._types import PoolStats
@@ -43,6 +50,8 @@ __all__ = [
 ]
 
 Converter = Callable[[Any], Any]
+
+logger = logging.getLogger("asyncify_kit.sql")
 
 
 class Connection(abc.ABC):
@@ -435,13 +444,42 @@ class SyncSession:
     in `connect` and may override `adapt` (parameters) and `converters` (result columns).
     """
 
+    #: whether `cancel_query` can stop a running statement from another thread
+    cancellable: ClassVar[bool] = False
+
     def __init__(self) -> None:
         self.conn: Any = None
         self._cursors: dict[int, Any] = {}
+        self.cancel_fired = False
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Run one operation; if its caller leaves meanwhile, cancel it on the server.
+
+        A cancelled caller waits for its thread (asyncify's ``cancel="wait"``); for drivers
+        that can cancel a running statement from another thread, `_CANCELLER` does so, and
+        the statement's error becomes `CallCancelled` (nobody is left to read it).
+        """
+        fn = getattr(self, method)
+        job = current_job() if self.cancellable else None
+        if job is None:
+            return fn(*args)
+        self.cancel_fired = False
+        _CANCELLER.add(job, self)
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self.cancel_fired:
+                raise CallCancelled("the caller left; its statement was cancelled") from exc
+            raise
+        finally:
+            _CANCELLER.remove(job)
 
     # subclasses -------------------------------------------------------------------------
     def connect(self) -> None:
         raise NotImplementedError
+
+    def cancel_query(self) -> None:
+        """Ask the server to stop the running statement (called from another thread)."""
 
     def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
         return args
@@ -537,6 +575,51 @@ class SyncSession:
             conn.close()
 
 
+class _Canceller:
+    """One daemon thread that cancels the statements of callers that were cancelled.
+
+    It runs only while statements of cancellable sessions are running, and looks at them
+    every 50 ms. A statement is unregistered under the same lock that guards the cancel
+    request, so a late request never hits the connection's next statement.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[int, tuple[Job, SyncSession]] = {}
+        self._running = False
+
+    def add(self, job: Job, session: SyncSession) -> None:
+        with self._lock:
+            self._active[id(job)] = (job, session)
+            if not self._running:
+                self._running = True
+                threading.Thread(
+                    target=self._watch, name="asyncify-sql-cancel", daemon=True
+                ).start()
+
+    def remove(self, job: Job) -> None:
+        with self._lock:
+            self._active.pop(id(job), None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.05)
+            with self._lock:
+                if not self._active:
+                    self._running = False
+                    return
+                for job, session in list(self._active.values()):
+                    if job.cancel_requested and not session.cancel_fired:
+                        session.cancel_fired = True
+                        try:
+                            session.cancel_query()
+                        except Exception:  # the statement ends anyway; nothing to report
+                            logger.debug("cancelling a statement failed", exc_info=True)
+
+
+_CANCELLER = _Canceller()
+
+
 def apply_converters(convert: list[Converter | None], row: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(
         value if fn is None or value is None else fn(value)
@@ -573,31 +656,31 @@ class ThreadedConnection(Connection):
         return self._session.conn
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
-        rows: list[Row] = await self._proxy.fetch_all(query.text, args)
+        rows: list[Row] = await self._proxy.call("fetch_all", query.text, args)
         return rows
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
-        row: Row | None = await self._proxy.fetch_one(query.text, args)
+        row: Row | None = await self._proxy.call("fetch_one", query.text, args)
         return row
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
-        return await self._proxy.fetch_val(query.text, args, column)
+        return await self._proxy.call("fetch_val", query.text, args, column)
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
-        count: int = await self._proxy.execute(query.text, args)
+        count: int = await self._proxy.call("execute", query.text, args)
         return count
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
-        await self._proxy.execute_many(query.text, args)
+        await self._proxy.call("execute_many", query.text, args)
 
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
     ) -> AsyncGenerator[list[Row], None]:
-        cursor_id: int = await self._proxy.open_cursor(query.text, args, in_transaction)
+        cursor_id: int = await self._proxy.call("open_cursor", query.text, args, in_transaction)
         finished = False
         try:
             while True:
-                batch: list[Row] = await self._proxy.fetch_batch(cursor_id, batch_size)
+                batch: list[Row] = await self._proxy.call("fetch_batch", cursor_id, batch_size)
                 if batch:
                     yield batch
                 if len(batch) < batch_size:
@@ -606,12 +689,12 @@ class ThreadedConnection(Connection):
         finally:
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._proxy.close_cursor(cursor_id, finished)
+                    await self._proxy.call("close_cursor", cursor_id, finished)
                 except Exception:
                     self.broken = True
 
     async def run(self, statement: str) -> None:
-        await self._proxy.run(statement)
+        await self._proxy.call("run", statement)
 
     def is_closed(self) -> bool:
         return self._session.is_closed()
@@ -775,7 +858,7 @@ class ThreadedConnectionPool:
     def _run_sync(self, method: str, args: tuple[Any, ...]) -> Any:
         conn = self._checkout()
         try:
-            return getattr(conn._session, method)(*args)
+            return conn._session.call(method, *args)
         except Exception as exc:
             if not self._is_lost(exc):
                 raise
@@ -789,7 +872,7 @@ class ThreadedConnectionPool:
         self._drop_idle_sync()
         conn = self._checkout(fresh=True)
         try:
-            return getattr(conn._session, method)(*args)
+            return conn._session.call(method, *args)
         except Exception as exc:
             if self._is_lost(exc):
                 conn.broken = True
