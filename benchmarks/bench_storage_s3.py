@@ -21,6 +21,7 @@ S3_ENV = "ASYNCIFY_TEST_S3_ENDPOINT"
 RAW_AIOBOTO3 = "aioboto3 (raw)"
 KIT_S3 = "asyncify-kit s3://"
 KIT_S3_BOTO3 = "asyncify-kit s3+boto3://"
+RAW_UNCHECKED = "aioboto3 (raw, async with Body: no CRC check)"
 
 
 def _s3_kwargs() -> dict[str, Any]:
@@ -53,7 +54,7 @@ def _s3_setup(kind: str, size: int, put: bool) -> Callable[[], Any]:
     @asynccontextmanager
     async def setup() -> AsyncIterator[Runner]:
         bucket = await _ensure_bucket()
-        if kind == RAW_AIOBOTO3:
+        if kind in (RAW_AIOBOTO3, RAW_UNCHECKED):
             import aioboto3
             from botocore.config import Config
 
@@ -66,8 +67,13 @@ def _s3_setup(kind: str, size: int, put: bool) -> Callable[[], Any]:
 
                 async def raw_get() -> object:
                     resp = await s3.get_object(Bucket=bucket, Key=f"raw/{key}")
-                    async with resp["Body"] as body:
-                        return await body.read()
+                    body = resp["Body"]
+                    if kind == RAW_UNCHECKED:  # the aiohttp response itself: no CRC check
+                        async with body as stream:
+                            return await stream.read()
+                    data = await body.read()  # botocore's wrapper checks the CRC32
+                    body.close()
+                    return data
 
                 async def raw_put() -> object:
                     return await s3.put_object(Bucket=bucket, Key=f"raw/{key}", Body=data)
@@ -115,6 +121,15 @@ def _cases() -> list[Case]:
     cases: list[Case] = []
     for scenario, _, size, put, _ in S3_SCENARIOS:
         cases.append(Case(scenario, RAW_AIOBOTO3, setup=_s3_setup(RAW_AIOBOTO3, size, put)))
+        if not put:
+            cases.append(
+                Case(
+                    scenario,
+                    RAW_UNCHECKED,
+                    setup=_s3_setup(RAW_UNCHECKED, size, put),
+                    reference=True,
+                )
+            )
         cases.append(Case(scenario, KIT_S3, setup=_s3_setup(KIT_S3, size, put), peer=False))
         cases.append(
             Case(
@@ -146,7 +161,11 @@ SECTION = Section(
     requires=(S3_ENV,),
     packages=("aioboto3", "boto3", "moto"),
     notes=(
-        "Every client: retries in standard mode (3 attempts), 10 connections.",
+        "Every client: retries in standard mode (3 attempts), 10 connections, botocore's "
+        "default checksums (CRC32 computed on PUT, checked on GET).",
+        "Reading a body inside `async with resp['Body']` gets aiohttp's response itself and "
+        "skips botocore's CRC32 check; it is shown as a reference, not as the baseline, "
+        "since asyncify-kit checks the CRC (`?checksums=when_required` turns that off).",
         "Objects of 8 MiB are single PUTs everywhere (asyncify-kit's multipart threshold is "
         "8 MiB, inclusive).",
     ),

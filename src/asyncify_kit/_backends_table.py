@@ -189,6 +189,12 @@ _S3_OPTIONS: tuple[Option[Any], ...] = (
     _storage_cfg.int_option("max_attempts", 3, minimum=1, doc="tries per call (standard mode)"),
     _storage_cfg.float_option("connect_timeout", 60.0, doc="seconds to connect"),
     _storage_cfg.float_option("read_timeout", 60.0, doc="seconds to wait for data"),
+    _storage_cfg.choice_option(
+        "checksums",
+        "when_supported",
+        ("when_supported", "when_required"),
+        doc="CRC checksums on uploads and checked on downloads (botocore's setting)",
+    ),
 )
 
 STORAGE_BACKENDS: list[_Row] = [

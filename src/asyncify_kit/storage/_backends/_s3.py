@@ -35,6 +35,7 @@ __all__ = ["S3Backend", "translate_botocore"]
 
 MIN_PART = 5 * 1024 * 1024
 _LIST_PAGE = 1000
+_READ_SLICE = 1024 * 1024
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _DENIED = {
@@ -207,6 +208,8 @@ class S3Backend(StorageBackend):
             connect_timeout=opts.get("connect_timeout") or 60,
             read_timeout=opts.get("read_timeout") or 60,
             s3=s3_config or None,
+            request_checksum_calculation=opts.get("checksums") or "when_supported",
+            response_checksum_validation=opts.get("checksums") or "when_supported",
         )
         kwargs: dict[str, Any] = {"config": config}
         if opts.get("endpoint_url"):
@@ -248,8 +251,15 @@ class S3Backend(StorageBackend):
 
     async def body_read(self, body: Any, size: int | None) -> bytes:
         """Read from a response body (*size* None: all of it)."""
-        data: bytes = await (body.read() if size is None else body.read(size))
-        return data
+        if size is not None:
+            data: bytes = await body.read(size)
+            return data
+        # whole-body reads in large slices: faster than aiohttp's read(-1), which joins
+        # every network-sized block it received
+        parts = []
+        while chunk := await body.read(_READ_SLICE):
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def body_close(self, body: Any) -> None:
         body.close()
