@@ -169,6 +169,9 @@ _FILE_OPTIONS: tuple[Option[Any], ...] = (
         "fsync", True, doc="fsync each written file and its directory before the rename"
     ),
     _storage_cfg.bool_option("create", True, doc="create ROOT when it does not exist"),
+    _storage_cfg.str_option(
+        "pool", None, doc="thread pool of the engine to run in (see configure); default pool"
+    ),
 )
 _S3_OPTIONS: tuple[Option[Any], ...] = (
     _storage_cfg.str_option(

@@ -62,7 +62,7 @@ async def test_cancelled_single_hop_write_keeps_old_or_new_and_no_temp(tmp_path:
 
 
 async def test_options_and_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match=r"'fsink'.*known options: create, fsync"):
+    with pytest.raises(ConfigError, match=r"'fsink'.*known options: create, fsync, pool"):
         Storage(f"file://{tmp_path}?fsink=1")
     with pytest.raises(ConfigError, match=r"'fsync'.*true or false"):
         Storage(f"file://{tmp_path}?fsync=perhaps")
@@ -87,6 +87,21 @@ async def test_options_and_configuration(tmp_path: Path, monkeypatch: pytest.Mon
     async with Storage() as st:  # the embedded default: file://./data
         await st.write("y", b"2")
     assert await anyio.Path(tmp_path / "data" / "y").read_bytes() == b"2"
+
+
+async def test_pool_option_runs_in_that_pool(tmp_path: Path) -> None:
+    from asyncify_kit import configure, stats
+
+    configure(pools={"storage-test": 2})
+    before = stats("storage-test").completed
+    async with Storage(f"file://{tmp_path}?pool=storage-test") as st:
+        await st.write("a/b", b"1")
+        assert await st.read("a/b") == b"1"
+        assert [i.key async for i in st.list()] == ["a/b"]
+    assert stats("storage-test").completed >= before + 3
+    with pytest.raises(ConfigError, match="unknown pool 'nope'"):
+        async with Storage(f"file://{tmp_path}?pool=nope"):
+            pass
 
 
 async def test_open_twice_and_reuse(tmp_path: Path) -> None:

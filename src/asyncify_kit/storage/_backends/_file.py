@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from ..._config import BackendURL
-from ..._executor import check_cancelled
-from ..._offload import asyncify, run_sync
+from ..._executor import DEFAULT_POOL, check_cancelled, get_pool
+from ..._offload import OffloadedIterator, asyncify, run_sync
 from ...exceptions import (
     AlreadyExists,
     ConfigError,
@@ -431,7 +431,8 @@ def _list_pages(
         yield page
 
 
-_list_offloaded = asyncify(_list_pages)
+def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)
 
 
 def _open_root(path: str, create: bool) -> int:
@@ -521,11 +522,19 @@ class FileBackend(StorageBackend):
             )
         self.fsync: bool = options.get("fsync", True)
         self.create_root: bool = options.get("create", True)
+        self.pool: str = options.get("pool") or DEFAULT_POOL
         self._root_fd = -1
+        self._pooled: Callable[..., Coroutine[Any, Any, Any]] = asyncify(pool=self.pool)(_invoke)
+        self._pages: Callable[..., OffloadedIterator[list[ObjectInfo]]] = asyncify(pool=self.pool)(
+            _list_pages
+        )
 
     async def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run one sync step in a worker thread: the whole operation in a single hop."""
-        return await run_sync(fn, *args, **kwargs)
+        if self.pool == DEFAULT_POOL:
+            return await run_sync(fn, *args, **kwargs)
+        result: T = await self._pooled(fn, args, kwargs)
+        return result
 
     @property
     def root_fd(self) -> int:
@@ -534,6 +543,7 @@ class FileBackend(StorageBackend):
         return self._root_fd
 
     async def aopen(self) -> None:
+        get_pool(self.pool)  # an unknown pool is a ConfigError naming the known ones
         needed = {os.open, os.mkdir, os.rename, os.unlink, os.rmdir, os.link, os.stat}
         if not needed <= os.supports_dir_fd:
             raise Unsupported(
@@ -629,7 +639,7 @@ class FileBackend(StorageBackend):
             ) from exc
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
-        pages = _list_offloaded(self.root_fd, prefix, recursive)
+        pages = self._pages(self.root_fd, prefix, recursive)
         try:
             async for page in pages:
                 for info in page:
