@@ -122,6 +122,7 @@ if importlib.util.find_spec("uvloop") is not None:
     IMPLEMENTATIONS.insert(1, (f"{SUBJECT} (uvloop)", _asyncify_kit, "uvloop", False))
 
 FLOOR = "floor: no thread (reference)"
+FUTURE_FLOOR = "floor: ready futures (reference)"
 
 
 def _floor() -> Offload:
@@ -130,6 +131,19 @@ def _floor() -> Offload:
 
     async def offload(fn: Callable[[], object]) -> object:
         return fn()
+
+    return offload
+
+
+def _future_floor() -> Offload:
+    """The same without coroutines: each call returns an already-done Future, so ``gather``
+    creates no Task. The lower bound for an API whose calls return Futures."""
+    loop = asyncio.get_running_loop()
+
+    def offload(fn: Callable[[], object]) -> Awaitable[object]:
+        future = loop.create_future()
+        future.set_result(fn())
+        return future
 
     return offload
 
@@ -202,6 +216,9 @@ def _cases() -> list[Case]:
         Case(scenario, FLOOR, setup=_setup(_floor, scenario), reference=True)
         for scenario in ("one_at_a_time", "in_flight")
     ]
+    cases.append(
+        Case("in_flight", FUTURE_FLOOR, setup=_setup(_future_floor, "in_flight"), reference=True)
+    )
     return cases
 
 
@@ -253,8 +270,10 @@ SECTION = Section(
         "The mix's work is `time.sleep(50e-6)`: it releases the GIL like a short driver or file "
         "call; Linux timer slack makes each sleep last roughly 60-110 µs.",
         f"`{FLOOR}` awaits the no-op inline through the same coroutine and `gather` "
-        "plumbing: the lower bound of the no-op scenarios (with 1,000 in flight, mostly the "
-        "cost of one asyncio Task per coroutine). It is not a peer.",
+        "plumbing: the lower bound of the no-op scenarios for a coroutine API (with 1,000 in "
+        "flight, mostly the cost of one asyncio Task per coroutine). "
+        f"`{FUTURE_FLOOR}` returns already-done Futures instead of coroutines, so `gather` "
+        "creates no Task: the bound for an API whose calls return Futures. Neither is a peer.",
         "Each implementation runs on its own event loop (asyncio unless marked uvloop); "
         "`asyncify-kit` is applied once per function with `@asyncify`, asyncer and asgiref "
         "wrappers likewise.",
