@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import pathlib
@@ -491,3 +492,32 @@ async def test_known_library_calls_are_allowed_by_default(postgres_url: str) -> 
         await connection.close()
     assert detector.reports
     assert {r.caller.module for r in detector.reports} == {"asyncpg.connect_utils"}
+
+
+@pytest.fixture
+def fake_modules(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, str]]:
+    """An "installed" module and a user module, each calling os.path.exists at import time."""
+    suffix = tmp_path.name.replace("-", "_")
+    library, app = f"detect_fake_lib_{suffix}", f"detect_fake_app_{suffix}"
+    installed = tmp_path / "site-packages"
+    installed.mkdir()
+    (installed / f"{library}.py").write_text("import os\nFOUND = os.path.exists('/')\n")
+    (tmp_path / f"{app}.py").write_text("import os\nFOUND = os.path.exists('/')\n")
+    monkeypatch.syspath_prepend(str(installed))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield library, app
+    sys.modules.pop(library, None)
+    sys.modules.pop(app, None)
+
+
+async def test_installed_library_module_code_run_by_an_import_is_not_reported(
+    fake_modules: tuple[str, str],
+) -> None:
+    library, app = fake_modules
+    with detect_blocking(mode="collect") as detector:
+        assert importlib.import_module(library).FOUND
+        assert importlib.import_module(app).FOUND
+    # the user's own module-level code blocks when imported on the loop: reported
+    assert [r.site.module for r in detector.reports] == [app]

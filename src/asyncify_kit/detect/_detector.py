@@ -182,10 +182,19 @@ def _module_of(frame: FrameType) -> str:
 _LIBRARY_STAND_INS: Final = frozenset({("asyncify_kit._demo", "legacy_report")})
 
 
-def _is_library_frame(frame: FrameType, module: str) -> bool:
-    if (module, frame.f_code.co_name) in _LIBRARY_STAND_INS:
+_INSTALLED: Final = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
+def is_library_code(module: str, filename: str, function: str) -> bool:
+    """Library code: the stdlib, asyncify_kit, known frameworks, anything installed."""
+    if (module, function) in _LIBRARY_STAND_INS or is_library_module(module):
         return True
-    return is_library_module(module)
+    return any(part in filename for part in _INSTALLED)
+
+
+def _is_library_frame(frame: FrameType, module: str) -> bool:
+    code = frame.f_code
+    return is_library_code(module, code.co_filename, code.co_name)
 
 
 def is_library_module(module: str) -> bool:
@@ -622,8 +631,9 @@ def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] |
 
     A call is exempt when an `EXEMPT` module is among the frames right next to it (before the
     first frame outside the standard library): the loop's own machinery, imports, traceback and
-    source lookups, logging. Further out they do not count: every call on a loop thread has
-    asyncio or trio at the bottom of its stack.
+    source lookups, logging. Further out they do not count (every call on a loop thread has
+    asyncio or trio at the bottom of its stack), except the import system: a library's
+    module-level code run by an import on the loop is the import's cost, not a call to fix.
     """
     frames: list[FrameType] = []
     frame = start
@@ -638,6 +648,8 @@ def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] |
             if top in EXEMPT:
                 return None
             adjacent = top in _STDLIB
+        elif module.startswith("importlib._bootstrap"):
+            return None  # a library's module-level code, run by an import
         frames.append(frame)
         if not _is_library_frame(frame, module):
             return frames, frame
@@ -666,7 +678,10 @@ def blocking_call(
     _local.depth += 1
     try:
         report: BlockingReport | None = None
-        session = _sessions[-1] if _sessions else None
+        try:
+            session: BlockingDetector | None = _sessions[-1]
+        except IndexError:  # the last detector left meanwhile (another thread)
+            session = None
         walked = _walk(start) if session is not None else None
         if session is not None and walked is not None and walked[0]:
             frames, user = walked

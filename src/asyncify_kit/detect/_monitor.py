@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from .._executor import PoolStats, all_pools
 from ..exceptions import ConfigError
-from ._detector import CallSite, current_loop_kind, is_library_module
+from ._detector import CallSite, current_loop_kind, is_library_code
 
 __all__ = ["LoopMonitor", "StallReport", "route_frames"]
 
@@ -369,7 +369,11 @@ class LoopMonitor:
             routes = [r for _, r in samples if r is not None]
             route = Counter(routes).most_common(1)[0][0] if routes else None
             frame = next(
-                (site for site in reversed(stack) if not is_library_module(site.module)),
+                (
+                    site
+                    for site in reversed(stack)
+                    if not is_library_code(site.module, site.filename, site.function)
+                ),
                 stack[-1] if stack else None,
             )
         return StallReport(
