@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 import mimetypes
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
@@ -326,6 +325,3 @@ class Storage:
     def __repr__(self) -> str:
         state = "open" if self._backend is not None else "closed"
         return f"<Storage {self.url.render()!r} {state}>"
-
-
-_ = builtins  # the methods above shadow 'list' and 'open' inside the class body only

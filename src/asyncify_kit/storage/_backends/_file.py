@@ -23,7 +23,7 @@ import stat as stat_mod
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..._config import BackendURL
 from ..._executor import DEFAULT_POOL, check_cancelled, get_pool
@@ -431,7 +431,7 @@ def _list_pages(
         yield page
 
 
-def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _invoke(fn: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
     return fn(*args, **kwargs)
 
 
@@ -524,7 +524,7 @@ class FileBackend(StorageBackend):
         self.create_root: bool = options.get("create", True)
         self.pool: str = options.get("pool") or DEFAULT_POOL
         self._root_fd = -1
-        self._pooled: Callable[..., Coroutine[Any, Any, Any]] = asyncify(pool=self.pool)(_invoke)
+        self._pooled: Callable[..., Coroutine[Any, Any, object]] = asyncify(pool=self.pool)(_invoke)
         self._pages: Callable[..., OffloadedIterator[list[ObjectInfo]]] = asyncify(pool=self.pool)(
             _list_pages
         )
@@ -533,8 +533,7 @@ class FileBackend(StorageBackend):
         """Run one sync step in a worker thread: the whole operation in a single hop."""
         if self.pool == DEFAULT_POOL:
             return await run_sync(fn, *args, **kwargs)
-        result: T = await self._pooled(fn, args, kwargs)
-        return result
+        return cast(T, await self._pooled(fn, args, kwargs))
 
     @property
     def root_fd(self) -> int:
