@@ -339,7 +339,7 @@ async def test_cancellation_is_prompt(http_server: ServerInfo, backend: str) -> 
         with anyio.move_on_after(0.2) as scope:
             await http.get("/slow", params={"delay": 3})
         assert scope.cancelled_caught
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 2.5
         assert (await http.get("/ok")).text == "ok"
 
 
@@ -369,7 +369,7 @@ async def test_retry_503_with_retry_after(
         r = await http.get(f"/retry/{test_id}", params={"fail": 2, "retry_after": 0})
         assert r.json() == {"attempts": 3}
         assert await attempts(http, test_id) == 3
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 5
     async with client(http_server, backend, retries=Retry(3, backoff_factor=0)) as http:
         started = time.monotonic()
         r = await http.get(f"/retry/{test_id}-s", params={"fail": 1, "retry_after": 1})
@@ -388,7 +388,7 @@ async def test_retry_after_http_date_and_cap(
         assert r.status_code == 200
         r = await http.get(f"/retry/{test_id}-2", params={"fail": 1, "retry_after": 3600})
         assert r.status_code == 200
-        assert time.monotonic() - started < 2  # 60 s and 3600 s were capped at 0.2 s
+        assert time.monotonic() - started < 5  # 60 s and 3600 s were capped at 0.2 s
         assert await attempts(http, test_id) == 2
         assert await attempts(http, f"{test_id}-2") == 2
 
@@ -526,11 +526,12 @@ async def test_pool_timeout(http_server: ServerInfo, backend: str) -> None:
     timeout = Timeout(5, connect=0.2, pool=0.2)
     async with client(http_server, backend, limits=limits, timeout=timeout) as http:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(http.get, "/slow?delay=1.5")
+            tg.start_soon(http.get, "/slow?delay=3")
             await anyio.sleep(0.2)
             started = time.monotonic()
             with pytest.raises(TimeoutException) as info:
                 await http.get("/ok")
-            assert time.monotonic() - started < 1.2
+            assert time.monotonic() - started < 2.5
+            tg.cancel_scope.cancel()
         if backend == "httpx":
             assert info.value.phase == "pool"  # type: ignore[attr-defined]
