@@ -355,7 +355,7 @@ class Response:
         """The time from sending the request to receiving the response (for a streamed
         response: its headers)."""
         elapsed = self._elapsed
-        if isinstance(elapsed, float):
+        if not isinstance(elapsed, datetime.timedelta):
             elapsed = self._elapsed = datetime.timedelta(seconds=elapsed)
         return elapsed
 
