@@ -16,10 +16,11 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import pydantic
 import pytest
 
-from asyncify_kit import BackendURL
+from asyncify_kit import BackendURL, run_sync
 from asyncify_kit.sql import (
     Database,
     DatabaseError,
@@ -415,11 +416,9 @@ HUGE = {
 
 async def test_iterate_keeps_memory_bounded_and_leaves_early_cheaply(url: BackendURL) -> None:
     """A 150 MB result, read 1,000 rows at a time and left early: memory stays flat."""
-    import psutil  # type: ignore[import-untyped]  # no stubs installed
-
-    process = psutil.Process()
+    process = await run_sync(psutil.Process)
     async with Database(url, min_size=1, max_size=2) as db:
-        before = process.memory_info().rss
+        before = await run_sync(lambda: process.memory_info().rss)
         seen = 0
         started = anyio.current_time()
         async with aclosing(db.iterate(HUGE[db.dialect], batch_size=1_000)) as rows:
@@ -428,7 +427,7 @@ async def test_iterate_keeps_memory_bounded_and_leaves_early_cheaply(url: Backen
                 seen += 1
                 if seen == 5_000:
                     break
-        grown = process.memory_info().rss - before
+        grown = await run_sync(lambda: process.memory_info().rss) - before
         assert grown < 60_000_000, f"memory grew by {grown / 1e6:.0f} MB"
         assert anyio.current_time() - started < 20
         stats = db.pool_stats()

@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from asyncify_kit import run_sync
 from asyncify_kit.sql import Database, QueryTimeout
 from asyncify_kit.sql._backends._sqlite import SqliteBackend
 
@@ -68,7 +69,7 @@ async def test_file_database_defaults(tmp_path: Path) -> None:
 
         with pytest.raises(IntegrityError):
             await db.execute("insert into c (p) values (42)")
-    assert path.exists()
+    assert await run_sync(path.exists)
 
 
 async def test_statement_timeout_interrupts(tmp_path: Path) -> None:
