@@ -189,6 +189,9 @@ SECTION = Section(
     notes=(
         "file:// writes run with ?fsync=false, like the peers (none of which fsyncs); they "
         "still write a temp file and rename it (atomic). '(fsync)' is the default setting.",
+        "The peers overwrite in place (open with O_TRUNC): not atomic, a reader or a crash can "
+        "see a truncated file, but no directory update. An atomic write needs two (create the "
+        "temp file, rename it), serialized by the directory's lock, hence the write ratios.",
         "Default thread pools everywhere: asyncio's executor (aiofiles, to_thread), anyio's "
         "limiter of 40, asyncify-kit's default pool of 40.",
     ),
