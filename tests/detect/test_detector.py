@@ -39,7 +39,7 @@ import pytest
 import requests
 import urllib3
 
-from asyncify_kit import BlockingCallError, ConfigError, run_sync
+from asyncify_kit import BlockingCallError, ConfigError, asyncify, run_sync
 from asyncify_kit.detect import (
     BlockingCallWarning,
     allow_blocking,
@@ -209,7 +209,7 @@ async def test_same_call_through_asyncify_is_not_reported(
 
     with detect_blocking(mode="raise") as detector:
         env.sqlite = await run_sync(sqlite3.connect, ":memory:", check_same_thread=False)
-        await run_sync(off_loop)
+        await asyncify(off_loop)()
     assert detector.reports == []
 
 
