@@ -181,3 +181,31 @@ async def test_waiters_are_served_in_order_and_the_pool_is_bounded(url: BackendU
         assert peak <= 2
         stats = db.pool_stats()
         assert (stats.in_use, stats.waiting) == (0, 0)
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
+async def test_a_wrong_password_is_never_shown(url: BackendURL) -> None:
+    import logging
+
+    secret = "Sup3r-s3cret-" + url.scheme.replace("+", "-")
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(level=logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    try:
+        db = Database(url.replace(password=secret), min_size=1)
+        with pytest.raises(OperationalError) as caught:
+            await db.connect()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    texts = [repr(db), str(db.url)] + [r.getMessage() for r in records]
+    err: BaseException | None = caught.value
+    while err is not None:
+        texts += [str(err), repr(err)]
+        err = err.__cause__ or err.__context__
+    assert all(secret not in text for text in texts)
+    assert "***" in repr(db)

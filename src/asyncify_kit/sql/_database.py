@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import aclosing
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -546,7 +546,7 @@ class Transaction:
         self._after: list[str] = []
         self._active = False
 
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         db, isolation, read_only = self._db, self._isolation, self._read_only
 
         @functools.wraps(fn)

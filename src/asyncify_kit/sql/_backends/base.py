@@ -578,7 +578,7 @@ class SyncSession:
 class _Canceller:
     """One daemon thread that cancels the statements of callers that were cancelled.
 
-    It runs only while statements of cancellable sessions are running, and looks at them
+    It runs while statements of cancellable sessions run (and 5 s more), and looks at them
     every 50 ms. A statement is unregistered under the same lock that guards the cancel
     request, so a late request never hits the connection's next statement.
     """
@@ -602,12 +602,17 @@ class _Canceller:
             self._active.pop(id(job), None)
 
     def _watch(self) -> None:
+        idle = 0
         while True:
             time.sleep(0.05)
             with self._lock:
                 if not self._active:
-                    self._running = False
-                    return
+                    idle += 1
+                    if idle >= 100:  # nothing to watch for 5 s: stop until needed again
+                        self._running = False
+                        return
+                    continue
+                idle = 0
                 for job, session in list(self._active.values()):
                     if job.cancel_requested and not session.cancel_fired:
                         session.cancel_fired = True
