@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
 from ._offload import OffloadedIterator, asyncify, run_sync, wrap
@@ -216,8 +217,9 @@ def _boto3_client(service: str, kwargs: dict[str, Any]) -> Any:
     return boto3.session.Session(botocore_session=core).client(service, **kwargs)
 
 
-@contextlib.asynccontextmanager
-async def client(service: str, backend: Backend = "aioboto3", **kwargs: Any) -> AsyncIterator[Any]:
+def client(
+    service: str, backend: Backend = "aioboto3", **kwargs: Any
+) -> AbstractAsyncContextManager[Any]:
     """An async client for the AWS *service*, closed when the block ends.
 
     *kwargs* are those of ``boto3.client`` (``region_name``, ``endpoint_url``, ``config``,
@@ -227,6 +229,13 @@ async def client(service: str, backend: Backend = "aioboto3", **kwargs: Any) -> 
     >>> async with client("s3", backend="boto3") as s3:
     ...     buckets = await s3.list_buckets()
     """
+    if backend not in ("aioboto3", "boto3"):
+        raise ConfigError(f"unknown AWS backend {backend!r}; accepted: 'aioboto3' or 'boto3'")
+    return _client(service, backend, kwargs)
+
+
+@contextlib.asynccontextmanager
+async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
     if backend == "aioboto3":
         try:
             import asyncio
