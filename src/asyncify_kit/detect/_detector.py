@@ -204,6 +204,16 @@ def is_library_module(module: str) -> bool:
     return module.partition(".")[0] in _LIBRARY
 
 
+def _shown_path(filename: str) -> str:
+    """*filename* relative to the working directory when it is inside it."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return filename
+    prefix = cwd.rstrip(os.sep) + os.sep
+    return filename[len(prefix) :] if filename.startswith(prefix) else filename
+
+
 @dataclass(frozen=True)
 class CallSite:
     """One frame of a report: where, in which function and module, and the source line."""
@@ -227,7 +237,7 @@ class CallSite:
         )
 
     def __str__(self) -> str:
-        return f"{self.filename}:{self.lineno} in {self.function}"
+        return f"{_shown_path(self.filename)}:{self.lineno} in {self.function}"
 
 
 @dataclass
