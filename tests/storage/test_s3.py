@@ -73,3 +73,25 @@ async def test_foreign_keys_are_skipped_in_listings(
         await anyio.to_thread.run_sync(put)
     async with Storage(f"{scheme}://{bucket}/{prefix}?endpoint_url={endpoint}") as st:
         assert [i.key async for i in st.list()] == ["ok.txt", "sub/fine"]
+
+
+async def test_cancelled_large_write_leaves_no_upload(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str]
+) -> None:
+    endpoint, bucket = s3_bucket
+    prefix = f"cancel-{uuid.uuid4().hex[:8]}"
+    url = f"{scheme}://{bucket}/{prefix}?endpoint_url={endpoint}&multipart_chunksize={5 * MiB}"
+    async with Storage(url) as st:
+        await st.write("k", b"previous")
+        for delay in (0.02, 0.1):
+            with anyio.move_on_after(delay) as scope:
+                await st.write("k", b"n" * (26 * MiB))  # bytes above the threshold: 6 parts
+            if scope.cancelled_caught:
+                assert await st.read("k") == b"previous"
+            else:  # the machine was fast enough to finish: then it is all there
+                assert (await st.stat("k")).size == 26 * MiB
+    client = s3_client(endpoint)
+    uploads = await anyio.to_thread.run_sync(
+        lambda: client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    )
+    assert uploads.get("Uploads", []) == []
