@@ -4,6 +4,7 @@ concurrent readers, cancellation of a one-hop write, configuration and options."
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -143,3 +144,44 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+async def test_one_thread_hop_per_operation(tmp_path: Path) -> None:
+    """file:// runs each operation as a single call in its pool; lines cost a hop per chunk."""
+    from asyncify_kit import configure, stats
+
+    configure(pools={"hop-count": 4})
+
+    def hops() -> int:
+        return stats("hop-count").completed
+
+    async def settled(expected: int) -> int:
+        """The pool's count once the worker has booked its call (just after waking us)."""
+        with anyio.move_on_after(2):
+            while hops() < expected:
+                await anyio.sleep(0.001)
+        await anyio.sleep(0.01)
+        return hops()
+
+    async with Storage(f"file://{tmp_path}?pool=hop-count") as st:
+        operations: list[Callable[[], Awaitable[object]]] = [
+            lambda: st.write("dir/a.txt", b"x" * 10_000),
+            lambda: st.read("dir/a.txt"),
+            lambda: st.read("dir/a.txt", offset=5, length=5),
+            lambda: st.stat("dir/a.txt"),
+            lambda: st.exists("dir/a.txt"),
+            lambda: st.copy("dir/a.txt", "dir/b.txt"),
+            lambda: st.move("dir/b.txt", "c.txt"),
+            lambda: st.delete("c.txt"),
+        ]
+        for operation in operations:
+            before = await settled(0)
+            await operation()
+            assert await settled(before + 1) == before + 1
+        await st.write("lines.txt", b"".join(b"line %d\n" % i for i in range(10_000)))
+        before = await settled(0)
+        async with st.open("lines.txt", chunk_size=64 * 1024) as f:
+            count = sum([1 async for _ in f])
+        assert count == 10_000
+        # open + ceil(88,890 bytes / 64 KiB) = 2 reads + the empty read at the end + close
+        assert await settled(before + 4) - before <= 5
