@@ -220,3 +220,10 @@ def test_bind_errors_name_everything() -> None:
     assert compile_query("select 1", "sqlite", "qmark").bind(None) == ()
     with pytest.raises(ProgrammingError, match="must be a string"):
         compile_query(b"select 1", "sqlite", "qmark")
+
+
+def test_driver_args_send_parameterless_queries_as_written() -> None:
+    plain = compile_query("select '10%'", "mysql", "format")
+    assert plain.driver_args(()) == ("select '10%'", None)
+    with_params = compile_query("select '10%', :a", "mysql", "format")
+    assert with_params.driver_args((1,)) == ("select '10%%', %s", (1,))

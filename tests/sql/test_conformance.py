@@ -180,6 +180,10 @@ async def test_rows_and_as_(url: BackendURL, table: str) -> None:
             )
             assert model == ItemModel(id=3, name="item 3", price=Decimal("3.50"))
             assert await db.fetch_one(f"select * from {table} where id = 99") is None
+            # statements without a result read as no rows, on every backend
+            assert await db.fetch_all(f"update {table} set name = name where id = 99") == []
+            assert await db.fetch_one(f"update {table} set name = name where id = 99") is None
+            assert await db.fetch_val(f"update {table} set name = name where id = 99") is None
             assert await db.fetch_val(f"select name from {table} where id = 99") is None
             assert await db.fetch_val(f"select id, name from {table} where id = 4", column=1) == (
                 "item 4"

@@ -50,6 +50,16 @@ class CompiledQuery:
     unique: frozenset[str]
     source: str
 
+    def driver_args(self, args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...] | None]:
+        """The text and arguments to hand a ``format``-style driver.
+
+        A query without parameters goes as written with no arguments, so the driver does no
+        ``%`` processing at all (and spends no time on it).
+        """
+        if self.names:
+            return self.text, args
+        return self.source, None
+
     def bind(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
         """The values of *params* in placeholder order; `ProgrammingError` if any mismatch."""
         if params is None:

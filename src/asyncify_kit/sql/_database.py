@@ -274,11 +274,17 @@ class Database:
         pool = self._require_pool()
         if pool.threaded and query is not None:
             try:
-                result: R = await pool.run_unpinned(  # type: ignore[union-attr]
-                    _SESSION_METHODS[op], query.text, *args[1:]
-                )
+                method = _SESSION_METHODS[op]
+                if method == "execute_many":
+                    sent: tuple[Any, ...] = (query.text, args[1])
+                else:
+                    sent = (*query.driver_args(args[1]), *args[2:])
+                result: R = await pool.run_unpinned(method, *sent)  # type: ignore[union-attr]
             except Exception as exc:
-                raise self._translate(exc, None) from exc
+                err = self._translate(exc, None)
+                if err is exc:
+                    raise
+                raise err from exc
             return result
         conn = await pool.acquire()
         try:
@@ -286,6 +292,8 @@ class Database:
                 return await op(conn, *args)
             except Exception as exc:
                 err = self._translate(exc, conn)
+                if err is exc:
+                    raise
                 if not (isinstance(err, ConnectionLost) and conn.reused):
                     raise err from exc
             except BaseException:
@@ -307,7 +315,10 @@ class Database:
         try:
             return await op(conn, *args)
         except Exception as exc:
-            raise self._translate(exc, conn) from exc
+            err = self._translate(exc, conn)
+            if err is exc:
+                raise
+            raise err from exc
         except BaseException:
             if not conn.cancel_safe:
                 conn.broken = True
@@ -435,7 +446,10 @@ class Database:
                         for row in batch:
                             yield row if as_ is None else convert_row(row, as_)
                 except Exception as exc:
-                    raise self._translate(exc, conn) from exc
+                    err = self._translate(exc, conn)
+                    if err is exc:
+                        raise
+                    raise err from exc
         except BaseException as exc:
             if not isinstance(exc, Exception) and not conn.cancel_safe:
                 conn.broken = True

@@ -31,11 +31,13 @@ __all__ = [
     "PgSyncSession",
     "libpq_options",
     "mysql_adapt",
+    "mysql_converter",
     "mysql_converters",
     "mysql_error",
     "mysql_init_statements",
     "mysql_rows",
     "mysql_session_setup",
+    "mysql_value",
     "pg_error",
     "pg_session_options",
 ]
@@ -217,36 +219,45 @@ def mysql_converters(fields: Sequence[Any]) -> list[Callable[[Any], Any] | None]
     as a ``LONGTEXT`` with a binary collation and ``UUID`` as a binary unsigned ``CHAR(36)``;
     both are recognised from those flags.
     """
-    out: list[Callable[[Any], Any] | None] = []
-    found = False
-    for field in fields:
-        code, length, flags = field.type_code, field.length, field.flags
-        charset = field.charsetnr
-        fn: Callable[[Any], Any] | None = None
-        if code == _TINY and length == 1:
-            fn = bool
-        elif code == _TIME:
-            fn = _time_value
-        elif code in (_DATETIME, _TIMESTAMP):
-            fn = _datetime_value
-        elif code == _JSON or (
-            code == _BLOB
-            and length == _LONG
-            and flags & _BINARY_FLAG
-            and charset != _BINARY_CHARSET
-        ):
-            fn = _json_value
-        elif (
-            code == _STRING
-            and flags & _BINARY_FLAG
-            and flags & _UNSIGNED_FLAG
-            and charset != _BINARY_CHARSET
-        ):
-            fn = _uuid_value
-        if fn is not None:
-            found = True
-        out.append(fn)
-    return out if found else None
+    out = [mysql_converter(field) for field in fields]
+    return out if any(out) else None
+
+
+def mysql_converter(field: Any) -> Callable[[Any], Any] | None:
+    """The conversion of one result column (see `mysql_converters`), or None."""
+    code, length, flags = field.type_code, field.length, field.flags
+    if code == _TINY and length == 1:
+        return bool
+    if code == _TIME:
+        return _time_value
+    if code in (_DATETIME, _TIMESTAMP):
+        return _datetime_value
+    if code == _JSON or (
+        code == _BLOB
+        and length == _LONG
+        and flags & _BINARY_FLAG
+        and field.charsetnr != _BINARY_CHARSET
+    ):
+        return _json_value
+    if (
+        code == _STRING
+        and flags & _BINARY_FLAG
+        and flags & _UNSIGNED_FLAG
+        and field.charsetnr != _BINARY_CHARSET
+    ):
+        return _uuid_value
+    return None
+
+
+def mysql_value(cur: Any, record: Sequence[Any] | None, column: int) -> Any:
+    """One value of a MySQL *record*, converted like `mysql_rows` converts whole rows."""
+    if record is None:
+        return None
+    value = record[column]
+    if value is None:
+        return None
+    fn = mysql_converter(cur._result.fields[column])
+    return value if fn is None else fn(value)
 
 
 # -- blocking PostgreSQL drivers: streaming with DECLARE / FETCH ------------------------------
@@ -267,7 +278,7 @@ class PgSyncSession(SyncSession):
         if conn is not None:
             conn.cancel()
 
-    def open_cursor(self, text: str, args: Sequence[Any], in_transaction: bool) -> int:
+    def open_cursor(self, text: str, args: Sequence[Any] | None, in_transaction: bool) -> int:
         PgSyncSession._serial += 1
         name = f"asyncify_cursor_{PgSyncSession._serial}"
         began = False
@@ -276,7 +287,7 @@ class PgSyncSession(SyncSession):
             began = True
         cur = self.conn.cursor()
         try:
-            cur.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {text}", self.adapt(args))
+            self._execute(cur, f"DECLARE {name} NO SCROLL CURSOR FOR {text}", args)
         except BaseException:
             cur.close()
             if began:
@@ -307,6 +318,12 @@ class PgSyncSession(SyncSession):
 # -- native async MySQL drivers (asyncmy, aiomysql): the same cursor API ---------------------
 
 
+def _mysql_args(query: CompiledQuery, args: Sequence[Any]) -> tuple[str, Sequence[Any] | None]:
+    if query.names:
+        return query.text, mysql_adapt(args)
+    return query.source, None
+
+
 def mysql_rows(cur: Any, records: Sequence[Any]) -> list[Row]:
     """`Row` objects for a MySQL cursor's *records*, converted to the common types."""
     if cur.description is None:
@@ -335,7 +352,9 @@ class MysqlAsyncConnection(Connection):
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
         cur = await self.cursor()
         try:
-            await cur.execute(query.text, mysql_adapt(args))
+            await cur.execute(*_mysql_args(query, args))
+            if cur.description is None:  # a statement without a result: no rows
+                return []
             return mysql_rows(cur, await cur.fetchall())
         finally:
             await cur.close()
@@ -343,7 +362,9 @@ class MysqlAsyncConnection(Connection):
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
         cur = await self.cursor()
         try:
-            await cur.execute(query.text, mysql_adapt(args))
+            await cur.execute(*_mysql_args(query, args))
+            if cur.description is None:
+                return None
             record = await cur.fetchone()
             rows = mysql_rows(cur, [] if record is None else [record])
             return rows[0] if rows else None
@@ -351,13 +372,19 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
-        row = await self.fetch_one(query, args)
-        return None if row is None else row[column]
+        cur = await self.cursor()
+        try:
+            await cur.execute(*_mysql_args(query, args))
+            if cur.description is None:
+                return None
+            return mysql_value(cur, await cur.fetchone(), column)
+        finally:
+            await cur.close()
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
         cur = await self.cursor()
         try:
-            await cur.execute(query.text, mysql_adapt(args))
+            await cur.execute(*_mysql_args(query, args))
             return int(cur.rowcount)
         finally:
             await cur.close()

@@ -63,23 +63,29 @@ class PsycopgAsyncConnection(Connection):
         return self._conn
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
-        cur = await self._conn.execute(query.text, args)
+        cur = await self._conn.execute(*query.driver_args(tuple(args)))
+        if cur.description is None:  # a statement without a result: no rows
+            return []
         return _rows(cur, await cur.fetchall())
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
-        cur = await self._conn.execute(query.text, args)
+        cur = await self._conn.execute(*query.driver_args(tuple(args)))
+        if cur.description is None:
+            return None
         record = await cur.fetchone()
         if record is None:
             return None
         return _rows(cur, [record])[0]
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
-        cur = await self._conn.execute(query.text, args)
+        cur = await self._conn.execute(*query.driver_args(tuple(args)))
+        if cur.description is None:
+            return None
         record = await cur.fetchone()
         return None if record is None else record[column]
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
-        cur = await self._conn.execute(query.text, args)
+        cur = await self._conn.execute(*query.driver_args(tuple(args)))
         return int(cur.rowcount)
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:

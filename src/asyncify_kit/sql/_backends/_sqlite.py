@@ -134,8 +134,11 @@ class _SqliteSession(SyncSession):
         self.timed_out = False
         self.deadline = time.monotonic() + limit if limit else 0.0
 
-    def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
+    def _execute(self, cur: Any, text: str, args: Sequence[Any] | None) -> None:
         self._arm()
+        super()._execute(cur, text, args)
+
+    def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
         for value in args:
             if type(value) not in _PLAIN:
                 return tuple(_adapt_value(v) for v in args)
@@ -153,19 +156,19 @@ class _SqliteSession(SyncSession):
                 ) from exc
             raise
 
-    def fetch_all(self, text: str, args: Sequence[Any]) -> list[Row]:
+    def fetch_all(self, text: str, args: Sequence[Any] | None) -> list[Row]:
         with self._cancellable():
             return super().fetch_all(text, args)
 
-    def fetch_one(self, text: str, args: Sequence[Any]) -> Row | None:
+    def fetch_one(self, text: str, args: Sequence[Any] | None) -> Row | None:
         with self._cancellable():
             return super().fetch_one(text, args)
 
-    def execute(self, text: str, args: Sequence[Any]) -> int:
+    def execute(self, text: str, args: Sequence[Any] | None) -> int:
         with self._cancellable():
             cur = self.conn.cursor()
             try:
-                cur.execute(text, self.adapt(args))
+                self._execute(cur, text, args)
                 if cur.description is not None:
                     cur.fetchall()
                 return int(cur.rowcount)
@@ -177,6 +180,7 @@ class _SqliteSession(SyncSession):
             super().execute_many(text, args)
 
     def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
+        self._arm()  # statement_timeout bounds each batch, not the whole iteration
         with self._cancellable():
             return super().fetch_batch(cursor_id, size)
 

@@ -495,6 +495,13 @@ class SyncSession:
         return self.conn is None
 
     # operations -------------------------------------------------------------------------
+    def _execute(self, cur: Any, text: str, args: Sequence[Any] | None) -> None:
+        """Run *text*; ``args=None`` means a query without parameters, sent as written."""
+        if args is None:
+            cur.execute(text)
+        else:
+            cur.execute(text, self.adapt(args))
+
     def _rows(self, cur: Any, raw_rows: Sequence[Any]) -> list[Row]:
         description = cur.description
         if description is None:
@@ -505,32 +512,36 @@ class SyncSession:
             return [Row(keys, r) for r in raw_rows]
         return [Row(keys, apply_converters(convert, r)) for r in raw_rows]
 
-    def fetch_all(self, text: str, args: Sequence[Any]) -> list[Row]:
+    def fetch_all(self, text: str, args: Sequence[Any] | None) -> list[Row]:
         cur = self.conn.cursor()
         try:
-            cur.execute(text, self.adapt(args))
+            self._execute(cur, text, args)
+            if cur.description is None:  # a statement without a result: no rows
+                return []
             return self._rows(cur, cur.fetchall())
         finally:
             cur.close()
 
-    def fetch_one(self, text: str, args: Sequence[Any]) -> Row | None:
+    def fetch_one(self, text: str, args: Sequence[Any] | None) -> Row | None:
         cur = self.conn.cursor()
         try:
-            cur.execute(text, self.adapt(args))
+            self._execute(cur, text, args)
+            if cur.description is None:
+                return None
             row = cur.fetchone()
             rows = self._rows(cur, [] if row is None else [row])
             return rows[0] if rows else None
         finally:
             cur.close()
 
-    def fetch_val(self, text: str, args: Sequence[Any], column: int) -> Any:
+    def fetch_val(self, text: str, args: Sequence[Any] | None, column: int) -> Any:
         row = self.fetch_one(text, args)
         return None if row is None else row[column]
 
-    def execute(self, text: str, args: Sequence[Any]) -> int:
+    def execute(self, text: str, args: Sequence[Any] | None) -> int:
         cur = self.conn.cursor()
         try:
-            cur.execute(text, self.adapt(args))
+            self._execute(cur, text, args)
             return int(cur.rowcount)
         finally:
             cur.close()
@@ -549,10 +560,10 @@ class SyncSession:
         finally:
             cur.close()
 
-    def open_cursor(self, text: str, args: Sequence[Any], in_transaction: bool) -> int:
+    def open_cursor(self, text: str, args: Sequence[Any] | None, in_transaction: bool) -> int:
         cur = self.server_cursor()
         try:
-            cur.execute(text, self.adapt(args))
+            self._execute(cur, text, args)
         except BaseException:
             cur.close()
             raise
@@ -661,18 +672,18 @@ class ThreadedConnection(Connection):
         return self._session.conn
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
-        rows: list[Row] = await self._proxy.call("fetch_all", query.text, args)
+        rows: list[Row] = await self._proxy.call("fetch_all", *query.driver_args(tuple(args)))
         return rows
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
-        row: Row | None = await self._proxy.call("fetch_one", query.text, args)
+        row: Row | None = await self._proxy.call("fetch_one", *query.driver_args(tuple(args)))
         return row
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
-        return await self._proxy.call("fetch_val", query.text, args, column)
+        return await self._proxy.call("fetch_val", *query.driver_args(tuple(args)), column)
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
-        count: int = await self._proxy.call("execute", query.text, args)
+        count: int = await self._proxy.call("execute", *query.driver_args(tuple(args)))
         return count
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
@@ -681,7 +692,9 @@ class ThreadedConnection(Connection):
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
     ) -> AsyncGenerator[list[Row], None]:
-        cursor_id: int = await self._proxy.call("open_cursor", query.text, args, in_transaction)
+        cursor_id: int = await self._proxy.call(
+            "open_cursor", *query.driver_args(tuple(args)), in_transaction
+        )
         finished = False
         try:
             while True:
