@@ -128,10 +128,18 @@ def check_cancelled() -> None:
         raise CallCancelled(f"the caller of {job.describe()} was cancelled or timed out")
 
 
-def _execute(job: Job, pool: Pool) -> bool:
+def _execute(
+    job: Job,
+    pool: Pool,
+    idle_tokens: list[None] | None = None,
+    completed: list[int] | None = None,
+) -> bool:
     """Run *job* on this thread unless it was withdrawn first, then hand its outcome back.
 
-    Returns True when a counted pool job ran (for the worker's completed count).
+    A pool worker passes its pool's *idle_tokens* and its *completed* cell: it counts the call
+    and announces itself idle *before* waking the caller, so a caller that submits its next
+    call at once finds this thread instead of starting another one. Returns whether it
+    announced itself.
     """
     counted = job.counted
     try:
@@ -169,6 +177,10 @@ def _execute(job: Job, pool: Pool) -> bool:
         abandoned = True
         with pool._lock:
             pool._abandoned -= 1
+    if counted and completed is not None:
+        completed[0] += 1
+    if idle_tokens is not None:
+        idle_tokens.append(None)
     if abandoned:
         if job.error is not None and not isinstance(job.error, CallCancelled):
             logger.warning(
@@ -178,7 +190,7 @@ def _execute(job: Job, pool: Pool) -> bool:
             )
     elif job.notify is not None:
         job.notify(job)
-    return counted
+    return idle_tokens is not None
 
 
 _STOP: Final = object()
@@ -361,11 +373,16 @@ class Pool:
         tokens = self._idle_tokens
         completed = [0]
         self._completed.append(completed)
+        announced = False  # whether this worker has an idle token out
         while True:
-            try:
-                item = queue.get_nowait()
-            except Empty:
-                tokens.append(None)
+            if not announced:
+                try:
+                    item = queue.get_nowait()
+                except Empty:
+                    tokens.append(None)
+                    announced = True
+                    continue
+            else:
                 try:
                     item = queue.get(timeout=IDLE_TIMEOUT)
                 except Empty:
@@ -373,14 +390,16 @@ class Pool:
                         try:
                             tokens.pop()
                         except IndexError:
-                            continue  # a submitter counted on this worker: stay
+                            # a submitter counted on an idle worker: look at the queue again
+                            announced = False
+                            continue
                         self._threads -= 1
                         return
-                else:
-                    try:  # noqa: SIM105 - hot path: suppress() would cost a context manager per job
-                        tokens.pop()
-                    except IndexError:
-                        pass  # a submitter took this worker's token already
+                try:  # noqa: SIM105 - hot path: suppress() would cost a context manager per job
+                    tokens.pop()
+                except IndexError:
+                    pass  # a submitter took this worker's token already
+                announced = False
             if item is _STOP:
                 return
             if isinstance(item, Lane):
@@ -389,8 +408,8 @@ class Pool:
                     item.serve()
                 finally:
                     self._running.discard(item)
-            elif _execute(item, self):
-                completed[0] += 1
+            else:
+                announced = _execute(item, self, tokens, completed)
             del item  # an idle worker keeps no finished job (result, arguments) alive
 
     def stats(self) -> PoolStats:
