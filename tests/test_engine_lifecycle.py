@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 
-from asyncify_kit import asyncify, run_sync, stats
+from asyncify_kit import asyncify, configure, run_sync, stats
 
 
 def _child_result() -> int:
@@ -121,3 +121,16 @@ def test_idle_workers_leave_and_the_pool_starts_again(monkeypatch: pytest.Monkey
     assert stats("short-lived").threads == 0
     asyncio.run(burst())
     assert stats("short-lived").completed == 12
+
+
+def test_sequential_calls_reuse_one_thread() -> None:
+    """A caller awaiting one call after another keeps hitting the thread that just finished
+    (warm caches, no thread start per call) instead of spreading over the whole pool."""
+    configure(pools={"sequential": 8})
+    ident = asyncify(pool="sequential")(threading.get_ident)
+
+    async def run() -> set[int]:
+        return {await ident() for _ in range(300)}
+
+    assert len(asyncio.run(run())) <= 2
+    assert stats("sequential").threads <= 2
