@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -172,3 +173,22 @@ async def test_monitor_can_be_shared_and_is_not_stopped_by_the_middleware() -> N
             assert (await client.get("/")).status_code == 200
         assert monitor.running
     assert BlockingMiddleware.of(app).detector is None
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_attribution_in_process_on_asyncio_and_trio(anyio_backend: str) -> None:
+    app = build_app(detect="collect", stall_threshold=0.08)
+    middleware = BlockingMiddleware.of(app) if app.middleware_stack else None
+    assert middleware is None  # built on the first request
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/items/7")).json() == {"id": 7}
+        assert (await client.get("/")).status_code == 200
+        await anyio.sleep(0.1)  # the monitor sees the loop again
+        middleware = BlockingMiddleware.of(app)
+        middleware.stop()  # no lifespan through ASGITransport: stop by hand
+    assert middleware.detector is not None
+    assert [r.route for r in middleware.detector.reports] == ["GET /items/{item_id}"]
+    routes = middleware.metrics()["routes"]
+    assert routes["GET /items/{item_id}"]["stalls"] == 1
+    assert routes["GET /"]["blocking_calls"] == 0
