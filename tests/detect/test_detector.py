@@ -521,3 +521,16 @@ async def test_installed_library_module_code_run_by_an_import_is_not_reported(
         assert importlib.import_module(app).FOUND
     # the user's own module-level code blocks when imported on the loop: reported
     assert [r.site.module for r in detector.reports] == [app]
+
+
+async def test_allow_blocking_decorator_in_concurrent_tasks() -> None:
+    @allow_blocking("time.sleep")
+    async def tolerated(delay: float) -> None:
+        await anyio.sleep(delay)
+        time.sleep(0.001)
+
+    with detect_blocking(mode="raise") as detector:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tolerated, 0.02)
+            tg.start_soon(tolerated, 0.01)
+    assert detector.reports == []

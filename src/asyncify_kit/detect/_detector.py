@@ -402,7 +402,13 @@ class allow_blocking:
         _allowed.reset(self._tokens.pop())
 
     def __call__(self, fn: F) -> F:
-        return _decorate(fn, self)
+        # a fresh scope per call: concurrent calls of the function each hold their own token
+        return _decorate(fn, self._fresh)
+
+    def _fresh(self) -> allow_blocking:
+        scope = allow_blocking.__new__(allow_blocking)
+        scope.allow, scope._tokens = self.allow, []
+        return scope
 
 
 def _merge(a: AllowList, b: AllowList) -> AllowList:
@@ -415,19 +421,19 @@ def _merge(a: AllowList, b: AllowList) -> AllowList:
     )
 
 
-def _decorate(fn: F, cm: Any) -> F:
+def _decorate(fn: F, scope: Callable[[], contextlib.AbstractContextManager[Any]]) -> F:
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> Any:
-            with cm:
+            with scope():
                 return await cast(Callable[..., Awaitable[Any]], fn)(*args, **kwargs)
 
         return cast(F, run_async)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with cm:
+        with scope():
             return fn(*args, **kwargs)
 
     return cast(F, run)
@@ -505,7 +511,7 @@ class BlockingDetector:
 
     def __call__(self, fn: F) -> F:
         """Use the detector as a decorator: active for each call of *fn* (sync or async)."""
-        return _decorate(fn, self)
+        return _decorate(fn, lambda: self)
 
     def clear(self) -> list[BlockingReport]:
         """Return the reports collected so far and forget them."""
