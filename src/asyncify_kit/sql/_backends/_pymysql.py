@@ -15,7 +15,13 @@ from ...exceptions import ConnectionLost, DatabaseError
 from .._compiler import ParamStyle
 from .._row import Row
 from ._asyncmy import mysql_connect_kwargs
-from ._dialects import mysql_adapt, mysql_error, mysql_init_statements, mysql_rows
+from ._dialects import (
+    mysql_adapt,
+    mysql_error,
+    mysql_init_statements,
+    mysql_rows,
+    mysql_value,
+)
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PymysqlBackend"]
@@ -48,6 +54,9 @@ class _PymysqlSession(SyncSession):
 
     def _rows(self, cur: Any, raw_rows: Sequence[Any]) -> list[Row]:
         return mysql_rows(cur, raw_rows)
+
+    def _value(self, cur: Any, record: Sequence[Any] | None, column: int) -> Any:
+        return mysql_value(cur, record, column)
 
     def server_cursor(self) -> Any:
         return self.conn.cursor(pymysql.cursors.SSCursor)

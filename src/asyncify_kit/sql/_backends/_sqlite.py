@@ -114,12 +114,29 @@ class _SqliteSession(SyncSession):
             if opts["foreign_keys"]:
                 conn.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:" and opts["journal_mode"]:
-                conn.execute(f"PRAGMA journal_mode = {opts['journal_mode']}")
+                self._set_journal_mode(conn, opts["journal_mode"], float(opts["busy_timeout"]))
             conn.set_progress_handler(self._progress, 1000)
         except BaseException:
             conn.close()
             raise
         self.conn = conn
+
+    @staticmethod
+    def _set_journal_mode(conn: sqlite3.Connection, mode: str, patience: float) -> None:
+        """Switch the file to *mode* unless it is in it already (the mode is stored in the
+        file); a connection opened at the same moment may hold the lock, so retry a while."""
+        deadline = time.monotonic() + patience
+        while True:
+            current = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(current).lower() == mode:
+                return
+            try:
+                conn.execute(f"PRAGMA journal_mode = {mode}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _progress(self) -> int:
         """Interrupt the statement when it runs past its deadline or its caller left."""
@@ -159,6 +176,10 @@ class _SqliteSession(SyncSession):
     def fetch_all(self, text: str, args: Sequence[Any] | None) -> list[Row]:
         with self._cancellable():
             return super().fetch_all(text, args)
+
+    def fetch_val(self, text: str, args: Sequence[Any] | None, column: int) -> Any:
+        with self._cancellable():
+            return super().fetch_val(text, args, column)
 
     def fetch_one(self, text: str, args: Sequence[Any] | None) -> Row | None:
         with self._cancellable():

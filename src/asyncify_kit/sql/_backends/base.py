@@ -535,8 +535,25 @@ class SyncSession:
             cur.close()
 
     def fetch_val(self, text: str, args: Sequence[Any] | None, column: int) -> Any:
-        row = self.fetch_one(text, args)
-        return None if row is None else row[column]
+        cur = self.conn.cursor()
+        try:
+            self._execute(cur, text, args)
+            if cur.description is None:
+                return None
+            return self._value(cur, cur.fetchone(), column)
+        finally:
+            cur.close()
+
+    def _value(self, cur: Any, record: Sequence[Any] | None, column: int) -> Any:
+        """One value of *record*, converted like `_rows` converts whole rows."""
+        if record is None:
+            return None
+        value = record[column]
+        if value is None:
+            return None
+        convert = self.converters(cur.description)
+        fn = None if convert is None else convert[column]
+        return value if fn is None else fn(value)
 
     def execute(self, text: str, args: Sequence[Any] | None) -> int:
         cur = self.conn.cursor()
