@@ -15,7 +15,8 @@ the timing, so the "off" runs are never patched):
 * ``nonblocking-socket``: ``send`` + ``recv`` of one byte on a non-blocking socket pair, on the
   loop thread — what the loop's own socket calls pay (two patched calls per operation);
 * ``offloop-stat``: ``os.stat`` in a worker thread (one patched call per operation);
-* ``offloop-open``: ``open(path, "rb").read()`` of a 4 KiB file in a worker thread.
+* ``offloop-open``: ``open(path, "rb").read()`` of a 4 KiB file in a worker thread, also with
+  ``track_files=True`` (the file object's read is checked too).
 
 ``python -m benchmarks.bench_detect --serve on|off`` runs the server alone and prints its port.
 """
@@ -40,6 +41,7 @@ from benchmarks._harness import Case, Runner, Scenario, Section, Target
 OFF = "off"
 MONITOR = "monitor + middleware"
 DETECTOR = "detector on"
+TRACKING = "detector on, track_files"
 CONCURRENCY = 10
 
 
@@ -136,7 +138,7 @@ def _fast_endpoint(mode: str, scenario: str) -> Callable[[], AbstractAsyncContex
 
 
 def _detector_runner(
-    scenario: str, detect: bool
+    scenario: str, detect: bool, track_files: bool = False
 ) -> Callable[[], AbstractAsyncContextManager[Runner]]:
     @asynccontextmanager
     async def setup() -> AsyncIterator[Runner]:
@@ -175,7 +177,8 @@ def _detector_runner(
 
         async def run(ops: int) -> float:
             # entered outside the timing: only the patched calls are measured
-            with detect_blocking(mode="raise") if detect else contextlib.nullcontext():
+            active = detect_blocking(mode="raise", track_files=track_files)
+            with active if detect else contextlib.nullcontext():
                 if scenario == "nonblocking-socket":
                     return socket_calls(ops)  # on the loop thread, like the loop's own calls
                 work = stat_calls if scenario == "offloop-stat" else open_calls
@@ -199,6 +202,11 @@ def _cases() -> list[Case]:
     for scenario in ("nonblocking-socket", "offloop-stat", "offloop-open"):
         cases.append(Case(scenario, OFF, setup=_detector_runner(scenario, False), peer=False))
         cases.append(Case(scenario, DETECTOR, setup=_detector_runner(scenario, True), peer=False))
+    cases.append(
+        Case(
+            "offloop-open", TRACKING, setup=_detector_runner("offloop-open", True, True), peer=False
+        )
+    )
     return cases
 
 

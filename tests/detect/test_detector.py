@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import io
 import logging
 import os
 import pathlib
@@ -534,3 +535,62 @@ async def test_allow_blocking_decorator_in_concurrent_tasks() -> None:
             tg.start_soon(tolerated, 0.02)
             tg.start_soon(tolerated, 0.01)
     assert detector.reports == []
+
+
+# -- file objects (track_files=True) -------------------------------------------------------
+
+FILE_CALLS: list[tuple[str, str, str, Callable[[Any], object]]] = [
+    ("text-read", "r", "io.TextIOWrapper.read", lambda f: f.read()),
+    ("text-readline", "r", "io.TextIOWrapper.readline", lambda f: f.readline()),
+    ("text-iterate", "r", "io.TextIOWrapper.__next__", lambda f: next(iter(f))),
+    ("text-write", "a", "io.TextIOWrapper.write", lambda f: f.write("more")),
+    ("binary-read", "rb", "io.BufferedReader.read", lambda f: f.read(3)),
+    ("binary-readinto", "rb", "io.BufferedReader.readinto", lambda f: f.readinto(bytearray(3))),
+    ("binary-write", "ab", "io.BufferedWriter.write", lambda f: f.write(b"more")),
+    ("binary-flush", "ab", "io.BufferedWriter.flush", lambda f: f.flush()),
+    ("random-read", "r+b", "io.BufferedRandom.read", lambda f: f.read(1)),
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "function", "call"),
+    [pytest.param(mode, name, call, id=case) for case, mode, name, call in FILE_CALLS],
+)
+async def test_file_object_calls_on_the_loop_are_reported_wherever_opened(
+    mode: str, function: str, call: Callable[[Any], object], env: Env
+) -> None:
+    with detect_blocking(mode="raise", track_files=True) as detector:
+        handle = await run_sync(open, env.path, mode)  # opened in a worker thread
+        try:
+            await run_sync(call, handle)  # off the loop: fine
+            with pytest.raises(BlockingCallError):
+                call(handle)
+        finally:
+            await run_sync(handle.close)
+    assert [r.function for r in detector.reports] == [function]
+    assert detector.reports[0].user_frame is not None
+    assert detector.reports[0].user_frame.filename == __file__
+
+
+@pytest.mark.allow_blocking  # compares file contents with plain open() on purpose
+async def test_tracked_files_behave_like_plain_ones(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "lines.txt"
+    path.write_bytes(b"one\r\ntwo\nthree")
+
+    def read_all(newline: str | None) -> tuple[object, ...]:
+        with open(path, newline=newline) as text, open(path, "rb") as binary:
+            lines = list(text)
+            binary.seek(2)
+            return (lines, binary.read(), binary.tell(), text.mode, text.encoding, binary.mode)
+
+    expected = [read_all(newline) for newline in (None, "", "\n")]
+    with detect_blocking(mode="collect", track_files=True):
+        tracked = [await run_sync(read_all, newline) for newline in (None, "", "\n")]
+        handle = await run_sync(open, path)
+        assert isinstance(handle, io.TextIOWrapper) and type(handle) is not io.TextIOWrapper
+        await run_sync(handle.close)
+    assert tracked == expected
+    with detect_blocking(mode="collect"):
+        handle = await run_sync(open, path)
+        assert type(handle) is io.TextIOWrapper  # not tracking: the plain object
+        await run_sync(handle.close)

@@ -451,11 +451,17 @@ _state_lock = threading.Lock()
 _sessions: list[BlockingDetector] = []
 _listeners: list[Callable[[BlockingReport], None]] = []
 _active = False
+_tracking = 0  # active detectors with track_files=True
 
 
 def is_active() -> bool:
     """True while at least one detector is active."""
     return _active
+
+
+def tracking_files() -> bool:
+    """True while an active detector checks reads and writes of file objects."""
+    return _tracking > 0
 
 
 def add_listener(listener: Callable[[BlockingReport], None]) -> None:
@@ -481,6 +487,7 @@ class BlockingDetector:
         max_reports: int = 1000,
         log_interval: float = 60.0,
         allow_known: bool = True,
+        track_files: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ConfigError(
@@ -490,6 +497,7 @@ class BlockingDetector:
             allow = (allow,)
         self.mode: Mode = mode
         self.allow = AllowList.parse((*allow, *(KNOWN_ALLOW if allow_known else ())))
+        self.track_files = track_files
         self.max_reports = max_reports
         self.log_interval = log_interval
         self.reports: list[BlockingReport] = []
@@ -561,6 +569,7 @@ def detect_blocking(
     max_reports: int = 1000,
     log_interval: float = 60.0,
     allow_known: bool = True,
+    track_files: bool = False,
 ) -> BlockingDetector:
     """Report blocking calls made on an event-loop thread (asyncio or trio) while active.
 
@@ -577,7 +586,9 @@ def detect_blocking(
     the user's code in a matching module), ``"kind:<kind>"`` (``file``, ``dns``, ``http``...),
     and call sites ``"<file>:<line>"`` (``"app/legacy.py:42"``, ``"app/legacy.py:*"``).
     *allow_known* adds `KNOWN_ALLOW`: small by-design blocking calls of third-party libraries
-    (asyncpg reading its ~/.postgresql files on connect).
+    (asyncpg reading its ~/.postgresql files on connect). *track_files* also checks reads,
+    writes and flushes of the file objects ``open()`` returns while it is active, wherever
+    they were opened (they are rebuilt as subclasses of their usual io classes).
 
     Calls made in worker threads (``asyncify``, ``run_in_executor``, ``to_thread``) are never
     reported: only the thread that runs the loop is watched.
@@ -599,30 +610,38 @@ def detect_blocking(
     ```
     """
     return BlockingDetector(
-        mode, allow, max_reports=max_reports, log_interval=log_interval, allow_known=allow_known
+        mode,
+        allow,
+        max_reports=max_reports,
+        log_interval=log_interval,
+        allow_known=allow_known,
+        track_files=track_files,
     )
 
 
 def _activate(session: BlockingDetector) -> None:
-    global _active
+    global _active, _tracking
     with _state_lock:
         _sessions.append(session)
+        _tracking += session.track_files
         if len(_sessions) == 1:
             try:
                 _install()
             except BaseException:
                 _sessions.pop()
+                _tracking -= session.track_files
                 _uninstall()
                 raise
             _active = True
 
 
 def _deactivate(session: BlockingDetector) -> None:
-    global _active
+    global _active, _tracking
     with _state_lock:
         for index in range(len(_sessions) - 1, -1, -1):
             if _sessions[index] is session:
                 del _sessions[index]
+                _tracking -= session.track_files
                 break
         if not _sessions and _active:
             _active = False
@@ -843,6 +862,10 @@ def _install() -> None:
             raw = getattr(owner, attr)
             if rule.module == "sqlite3" and attr == "connect":
                 wrapped = _make_wrapper(rule, _sqlite_connect(raw))
+            elif rule.kind == "file" and attr == "open" and rule.module in ("builtins", "io"):
+                from ._files import tracked_open
+
+                wrapped = _make_wrapper(rule, tracked_open(raw))
             else:
                 wrapped = _make_wrapper(rule, raw)
         setattr(owner, attr, wrapped)
