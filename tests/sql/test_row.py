@@ -46,8 +46,8 @@ def test_errors_name_the_columns() -> None:
         _ = row.nme
     with pytest.raises(IndexError):
         _ = row[5]
-    with pytest.raises(AttributeError, match="read-only"):
-        row.id = 2
+    with pytest.raises(AttributeError):
+        row.id = 2  # type: ignore[attr-defined]  # on purpose
     with pytest.raises(TypeError):
         hash(row)
 
