@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 import anyio
@@ -134,3 +135,22 @@ def test_start_needs_a_running_loop_and_valid_settings() -> None:
         LoopMonitor().start()
     with pytest.raises(ConfigError, match="stall_threshold"):
         LoopMonitor(stall_threshold=0)
+
+
+def _watchdogs() -> int:
+    return sum(t.name == "asyncify-loop-monitor" for t in threading.enumerate())
+
+
+async def test_restart_runs_one_watchdog() -> None:
+    before = _watchdogs()
+    monitor = LoopMonitor(interval=0.01)
+    for _ in range(3):
+        monitor.start()
+        await anyio.sleep(0.02)
+        monitor.stop()
+    monitor.start()
+    await anyio.sleep(0.1)
+    assert _watchdogs() <= before + 1  # the stopped ones have exited
+    monitor.stop()
+    await anyio.sleep(0.05)
+    assert _watchdogs() <= before

@@ -210,9 +210,9 @@ class LoopMonitor:
             self._limiter = None
         self._loop_kind = kind
         self._loop_thread = threading.get_ident()
-        self._stop.clear()
+        self._stop = threading.Event()  # a fresh one: a stopped watchdog may still be exiting
         self._thread = threading.Thread(
-            target=self._watch, name="asyncify-loop-monitor", daemon=True
+            target=self._watch, args=(self._stop,), name="asyncify-loop-monitor", daemon=True
         )
         self._thread.start()
         return self
@@ -267,8 +267,8 @@ class LoopMonitor:
 
     # -- the watchdog -----------------------------------------------------------------------
 
-    def _watch(self) -> None:
-        stop, wake = self._stop, self._wake
+    def _watch(self, stop: threading.Event) -> None:
+        wake = self._wake
         next_probe = time.perf_counter()
         samples: list[tuple[tuple[tuple[CodeType, int, str], ...], str | None]] = []
         ongoing_sent = False
