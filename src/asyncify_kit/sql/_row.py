@@ -17,11 +17,12 @@ import typing
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
+from itertools import repeat
 from typing import Any, TypeVar, overload
 
 from ..exceptions import ProgrammingError
 
-__all__ = ["Row", "convert_row", "make_keys"]
+__all__ = ["Row", "convert_row", "make_keys", "rows_of"]
 
 T = TypeVar("T")
 
@@ -32,6 +33,11 @@ def make_keys(names: Sequence[str]) -> dict[str, int]:
     for index, name in enumerate(names):
         keys.setdefault(name, index)
     return keys
+
+
+def rows_of(keys: Mapping[str, int], records: Sequence[Sequence[Any]]) -> list[Row]:
+    """`Row` objects sharing *keys*, one per driver record (the record itself is kept)."""
+    return list(map(Row, repeat(keys, len(records)), records))
 
 
 class Row(Mapping[str, Any]):

@@ -15,7 +15,7 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError, QueryTimeout
 from .._compiler import CompiledQuery, ParamStyle
-from .._row import Row, make_keys
+from .._row import Row, make_keys, rows_of
 from .._types import Json, decode_json, encode_json
 from ._dialects import pg_error, pg_session_options
 from .base import Backend, Connection
@@ -43,7 +43,7 @@ def _rows(records: list[Any]) -> list[Row]:
     if not records:
         return []
     keys = make_keys(list(records[0].keys()))
-    return [Row(keys, r) for r in records]
+    return rows_of(keys, records)
 
 
 class AsyncpgConnection(Connection):

@@ -22,7 +22,7 @@ from ...exceptions import (
     QueryTimeout,
 )
 from .._compiler import CompiledQuery
-from .._row import Row, make_keys
+from .._row import Row, make_keys, rows_of
 from .._types import Json, as_utc, encode_json, timedelta_to_time, to_utc_naive
 from .base import Connection, SyncSession, apply_converters
 
@@ -331,7 +331,7 @@ def mysql_rows(cur: Any, records: Sequence[Any]) -> list[Row]:
     keys = make_keys([d[0] for d in cur.description])
     convert = mysql_converters(cur._result.fields)
     if convert is None:
-        return [Row(keys, r) for r in records]
+        return rows_of(keys, records)
     return [Row(keys, apply_converters(convert, r)) for r in records]
 
 

@@ -20,7 +20,7 @@ from psycopg.types.json import JsonbDumper
 
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import CompiledQuery, ParamStyle
-from .._row import Row, make_keys
+from .._row import Row, make_keys, rows_of
 from .._types import Json
 from ._dialects import PgSyncSession, libpq_options, pg_error, pg_session_options
 from .base import Backend, Connection, SyncSession, ThreadedConnection
@@ -45,7 +45,7 @@ def _rows(cur: Any, records: list[Any]) -> list[Row]:
     if description is None:
         raise ProgrammingError("the statement returns no rows; use execute() for it")
     keys = make_keys([c.name for c in description])
-    return [Row(keys, r) for r in records]
+    return rows_of(keys, records)
 
 
 _cursor_names = itertools.count(1)

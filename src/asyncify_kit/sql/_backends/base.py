@@ -35,7 +35,7 @@ from ...exceptions import (
     ProgrammingError,
 )
 from .._compiler import CompiledQuery, ParamStyle
-from .._row import Row, make_keys
+from .._row import Row, make_keys, rows_of
 from .._types import PoolStats
 
 __all__ = [
@@ -509,7 +509,7 @@ class SyncSession:
         keys = make_keys([d[0] for d in description])
         convert = self.converters(description)
         if convert is None:
-            return [Row(keys, r) for r in raw_rows]
+            return rows_of(keys, raw_rows)
         return [Row(keys, apply_converters(convert, r)) for r in raw_rows]
 
     def fetch_all(self, text: str, args: Sequence[Any] | None) -> list[Row]:
