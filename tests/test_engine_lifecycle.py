@@ -134,3 +134,20 @@ def test_sequential_calls_reuse_one_thread() -> None:
 
     assert len(asyncio.run(run())) <= 2
     assert stats("sequential").threads <= 2
+
+
+def test_run_sync_never_calls_repr_of_a_bound_methods_object() -> None:
+    """repr() may block (psutil's Process reads /proc): the sync check must not call it."""
+
+    class Noisy:
+        reprs = 0
+
+        def __repr__(self) -> str:
+            Noisy.reprs += 1
+            return "Noisy()"
+
+        def value(self) -> int:
+            return 7
+
+    assert asyncio.run(run_sync(Noisy().value)) == 7
+    assert Noisy.reprs == 0

@@ -266,13 +266,14 @@ def _reject_async(fn: object) -> None:
         target = target.func
     if isinstance(target, (classmethod, staticmethod)):
         target = target.__func__
-    name = getattr(target, "__qualname__", repr(target))
     call = getattr(target, "__call__", None)  # noqa: B004 - async __call__ of instances too
     if (
         inspect.iscoroutinefunction(target)
         or inspect.isasyncgenfunction(target)
         or (not inspect.isroutine(target) and inspect.iscoroutinefunction(call))
     ):
+        # only now: repr() of a bound method's object may itself block (psutil reads /proc)
+        name = getattr(target, "__qualname__", None) or repr(target)
         raise TypeError(
             f"asyncify needs a sync callable, but {name} is async; await it directly instead"
         )
