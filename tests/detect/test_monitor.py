@@ -46,21 +46,23 @@ async def test_stall_is_reported_with_the_line_that_stalled(
         await anyio.sleep(0.05)
         _spin(0.4)
         await anyio.sleep(0.1)
-    assert len(stalls) == 2, [s.format() for s in stalls]
-    sleep_stall, spin_stall = stalls
+    # a loaded machine may add a stall of its own (the loop thread not scheduled): look for ours
+    shown = [s.format() for s in stalls]
+    sleep_stalls = [s for s in stalls if s.frame and s.frame.line == "time.sleep(0.4)  # the stall"]
+    spin_stalls = [s for s in stalls if s.frame and s.frame.function == "_spin"]
+    assert len(sleep_stalls) == 1, shown
+    assert len(spin_stalls) == 1, shown
+    (sleep_stall,) = sleep_stalls
     assert sleep_stall.frame is not None
-    assert sleep_stall.frame.line == "time.sleep(0.4)  # the stall"
     assert sleep_stall.frame.filename == __file__
     assert 0.25 < sleep_stall.duration < 2
     assert sleep_stall.samples >= 2
-    assert spin_stall.frame is not None
-    assert spin_stall.frame.function == "_spin"
     metrics = monitor.metrics()
-    assert metrics["stalls"] == 2
+    assert metrics["stalls"] == len(stalls) >= 2
     assert metrics["lag_seconds"]["max"] >= 0.25
     logged = [r.getMessage() for r in caplog.records if "stalled for" in r.getMessage()]
-    assert len(logged) == 2
-    assert "time.sleep(0.4)  # the stall" in logged[0]
+    assert len(logged) == len(stalls)
+    assert any("time.sleep(0.4)  # the stall" in message for message in logged)
 
 
 async def test_stall_reports_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
@@ -70,7 +72,7 @@ async def test_stall_reports_are_rate_limited(caplog: pytest.LogCaptureFixture) 
             await anyio.sleep(0.05)
             time.sleep(0.15)
         await anyio.sleep(0.05)
-    assert monitor.metrics()["stalls"] == 3
+    assert monitor.metrics()["stalls"] >= 3  # a loaded machine may add one
     assert len([r for r in caplog.records if "stalled for" in r.getMessage()]) == 1
 
 
@@ -79,9 +81,9 @@ async def test_lag_metrics_as_dict_and_prometheus_text() -> None:
         await anyio.sleep(0.3)
     metrics = monitor.metrics()
     assert metrics["probes"] >= 5
-    assert metrics["stalls"] == 0
     lag = metrics["lag_seconds"]
-    assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"] < 0.1
+    assert 0 <= lag["p50"] <= lag["p90"] <= lag["p99"] <= lag["max"]
+    assert lag["p50"] < 0.02
     assert metrics["anyio_limiter"]["total"] >= 1
     text = monitor.prometheus()
     assert "# TYPE asyncify_loop_lag_seconds summary" in text
