@@ -33,17 +33,23 @@ _SQL_POOL: tuple[Option[Any], ...] = (
     float_option("close_timeout", 10.0, doc="seconds closing the pool may take"),
 )
 _PG_SSL = choice_option(
-    "ssl", "prefer", ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "ssl",
+    "prefer",
+    ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     doc="TLS mode (libpq sslmode)",
 )
 _PG_APP = str_option("application_name", None, doc="shown in pg_stat_activity")
 _ASYNCPG_OPTIONS: tuple[Option[Any], ...] = (
-    *_SQL_POOL, _PG_SSL, _PG_APP,
+    *_SQL_POOL,
+    _PG_SSL,
+    _PG_APP,
     int_option("statement_cache_size", 100, doc="prepared statements cached per connection"),
     float_option("command_timeout", None, doc="client-side seconds per call (asyncpg)"),
 )
 _PSYCOPG_OPTIONS: tuple[Option[Any], ...] = (
-    *_SQL_POOL, _PG_SSL, _PG_APP,
+    *_SQL_POOL,
+    _PG_SSL,
+    _PG_APP,
     int_option("prepare_threshold", 5, doc="executions before a query is prepared"),
 )
 _PSYCOPG2_OPTIONS: tuple[Option[Any], ...] = (*_SQL_POOL, _PG_SSL, _PG_APP)
@@ -65,8 +71,12 @@ _SQLITE_OPTIONS: tuple[Option[Any], ...] = (
     float_option("statement_timeout", None, doc="seconds before a statement is interrupted"),
     float_option("close_timeout", 10.0, doc="seconds closing the pool may take"),
     float_option("busy_timeout", 5.0, doc="seconds to wait for another writer's lock"),
-    choice_option("journal_mode", "wal", ("wal", "delete", "truncate", "persist", "memory", "off"),
-                  doc="PRAGMA journal_mode for file databases"),
+    choice_option(
+        "journal_mode",
+        "wal",
+        ("wal", "delete", "truncate", "persist", "memory", "off"),
+        doc="PRAGMA journal_mode for file databases",
+    ),
     bool_option("foreign_keys", True, doc="enforce foreign keys (PRAGMA foreign_keys)"),
 )
 
