@@ -213,11 +213,23 @@ def _is_token(text: str) -> bool:
 def _split_userinfo(rest: str) -> tuple[str | None, str]:
     """Split ``user:password@`` off the part of a URL after ``://``.
 
-    The userinfo ends at the last ``@`` of the authority (``//...`` up to the first ``/``,
-    ``?`` or ``#``). Passwords often hold a raw ``/``, ``?`` or ``#`` that should have been
-    percent-encoded; like SQLAlchemy, ``user:pass/word@host`` is still read as a password
-    rather than as host ``user`` and port ``pass``, which would expose part of it.
+    Passwords often hold a raw ``/``, ``?``, ``#`` or ``@`` that should have been
+    percent-encoded. Reading ``user:pass/word@host`` as host ``user`` and port ``pass`` would
+    expose part of the password, so when a password is present (``user:...@``) the userinfo
+    ends at the *last* ``@`` before the query string (the first ``?`` or ``#`` after its first
+    ``@``). Without a password, it ends at the last ``@`` of the authority. The price: a raw
+    ``@`` in the path of a URL with a password is read as part of the password — encode it as
+    ``%40`` (`BackendURL.render` does).
     """
+    match = _RAW_USERINFO.match(rest)
+    if match is not None:
+        query_start = len(rest)
+        for stop in "?#":
+            found = rest.find(stop, match.end())
+            if found != -1:
+                query_start = min(query_start, found)
+        last_at = rest.rfind("@", 0, query_start)
+        return rest[:last_at], rest[last_at + 1 :]
     end = len(rest)
     for stop in "/?#":
         found = rest.find(stop)
@@ -226,18 +238,7 @@ def _split_userinfo(rest: str) -> tuple[str | None, str]:
     userinfo, at, _ = rest[:end].rpartition("@")
     if at:
         return userinfo, rest[len(userinfo) + 1 :]
-    match = _RAW_USERINFO.match(rest)
-    if match is None:
-        return None, rest
-    # the host part after the first '@' holds no '@': a later one still belongs to the password
-    host_end = len(rest)
-    for stop in "/?#":
-        found = rest.find(stop, match.end())
-        if found != -1:
-            host_end = min(host_end, found)
-    last_at = rest.rfind("@", match.end(), host_end)
-    userinfo_end = last_at if last_at != -1 else match.end() - 1
-    return rest[:userinfo_end], rest[userinfo_end + 1 :]
+    return None, rest
 
 
 _RAW_USERINFO = re.compile(r"([^:/?#@\[\]]*:[^@]*)@")
