@@ -11,6 +11,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# The machine running the suite is shared and noisy: no per-example deadline. On CI the
+# examples are derived from the test (derandomize), so a run is reproducible; locally they
+# are random, to keep finding new cases.
+settings.register_profile("default", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+ON_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+settings.load_profile("ci" if ON_CI else "default")
 
 SERVICE_VARS = {
     "postgres": "ASYNCIFY_TEST_POSTGRES_URL",
@@ -26,7 +35,7 @@ def service_url(name: str) -> str:
     if value:
         return value
     message = f"service {name!r} is not running ({var} is unset); start it with `make services`"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+    if ON_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
