@@ -463,6 +463,10 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds / scale:.3g} {unit}"
 
 
+def _ops(count: int) -> str:
+    return f"{count:,} op" if count == 1 else f"{count:,} ops"
+
+
 def _axis_unit(seconds: float) -> tuple[str, float]:
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:
@@ -478,7 +482,7 @@ def _render_section(record: dict[str, Any]) -> list[str]:
     if record["description"]:
         lines += [record["description"], ""]
     scenarios = record["scenarios"]
-    header = ["implementation", *(f"{s['title']} ({s['ops']:,} ops)" for s in scenarios)]
+    header = ["implementation", *(f"{s['title']} ({_ops(s['ops'])})" for s in scenarios)]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|---" + "|---:" * len(scenarios) + "|")
     names: list[str] = []
@@ -570,7 +574,7 @@ def _write_chart(record: dict[str, Any], path: Path) -> None:
                 va="center",
                 fontsize=8,
             )
-        ax.set_title(f"{scenario['title']} ({scenario['ops']:,} ops)", fontsize=10)
+        ax.set_title(f"{scenario['title']} ({_ops(scenario['ops'])})", fontsize=10)
         ax.set_xlabel(f"median {unit} per operation (lower is faster)", fontsize=8)
         ax.set_xlim(0, max(values) * 1.35)
         ax.tick_params(labelsize=8)
