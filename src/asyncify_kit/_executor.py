@@ -175,12 +175,8 @@ def _execute(
         job.state = DONE
     except IndexError:
         abandoned = True
-        with pool._lock:
-            pool._abandoned -= 1
     if counted and completed is not None:
         completed[0] += 1
-    if idle_tokens is not None:
-        idle_tokens.append(None)
     if abandoned:
         if job.error is not None and not isinstance(job.error, CallCancelled):
             logger.warning(
@@ -188,7 +184,12 @@ def _execute(
                 job.describe(),
                 exc_info=job.error,
             )
-    elif job.notify is not None:
+        # only now: stats() shows the call abandoned until its late error is logged
+        with pool._lock:
+            pool._abandoned -= 1
+    if idle_tokens is not None:
+        idle_tokens.append(None)
+    if not abandoned and job.notify is not None:
         job.notify(job)
     return idle_tokens is not None
 
