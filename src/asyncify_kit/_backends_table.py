@@ -183,6 +183,12 @@ _FILE_OPTIONS: tuple[Option[Any], ...] = (
         "pool", None, doc="thread pool of the engine to run in (see configure); default pool"
     ),
 )
+_FILE_ONE_HOP_OPTIONS: tuple[Option[Any], ...] = (
+    *_FILE_OPTIONS,
+    _storage_cfg.bool_option(
+        "atomic", True, doc="false: write files in place (no temp file; readers may see a part)"
+    ),
+)
 _S3_OPTIONS: tuple[Option[Any], ...] = (
     _storage_cfg.str_option(
         "endpoint_url", None, doc="S3-compatible endpoint (else AWS_ENDPOINT_URL or AWS)"
@@ -219,7 +225,7 @@ STORAGE_BACKENDS: list[_Row] = [
             (),
             "",
             "local files, one thread hop per operation",
-            _FILE_OPTIONS,
+            _FILE_ONE_HOP_OPTIONS,
         ),
         (),
     ),

@@ -63,7 +63,7 @@ async def test_cancelled_single_hop_write_keeps_old_or_new_and_no_temp(tmp_path:
 
 
 async def test_options_and_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match=r"'fsink'.*known options: create, fsync, pool"):
+    with pytest.raises(ConfigError, match=r"'fsink'.*known options: atomic, create, fsync, pool"):
         Storage(f"file://{tmp_path}?fsink=1")
     with pytest.raises(ConfigError, match=r"'fsync'.*true or false"):
         Storage(f"file://{tmp_path}?fsync=perhaps")

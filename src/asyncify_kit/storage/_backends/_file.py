@@ -7,6 +7,9 @@ opened component by component relative to a directory descriptor of ROOT with
 `InvalidPath`. Writes go to a temporary file in the target directory, are fsynced (option
 ``fsync``, on by default), then renamed over the key: readers see the old or the new content,
 never a mix, and an exception or a cancellation leaves the old content and no temp file.
+With ``atomic=false`` a write truncates and rewrites the file in place instead (what
+``open(path, "wb")`` does: cheaper, but a reader may see a partial file and an interrupted
+write may leave one); symbolic links are refused the same way.
 
 Needs ``dir_fd`` support in `os` (Linux, macOS, the BSDs).
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
+import itertools
 import mimetypes
 import os
 import secrets
@@ -40,13 +43,15 @@ from ...exceptions import (
 from .._keys import TEMP_PREFIX, split_key, validate_key
 from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend
 
-__all__ = ["FileBackend", "TempFile", "open_beneath"]
+__all__ = ["FileBackend", "InPlaceFile", "TempFile", "open_beneath"]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
 _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+# in place: O_NONBLOCK so that a FIFO at the key fails (ENXIO) or is refused, never blocks
+_IN_PLACE_FLAGS = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _COPY_CHUNK = 1024 * 1024
 _LIST_PAGE = 1000
 
@@ -56,6 +61,10 @@ Runner = Callable[..., Coroutine[Any, Any, Any]]
 
 class _SymlinkRefused(OSError):
     """A path component is a symbolic link; translated to `InvalidPath`."""
+
+
+class _HardLinkRefused(OSError):
+    """An in-place write met a file with other hard links; translated to `InvalidPath`."""
 
 
 def _is_symlink(name: str, dir_fd: int) -> bool:
@@ -106,45 +115,65 @@ def _close_dir(dfd: int, root_fd: int) -> None:
         os.close(dfd)
 
 
-def open_beneath(root_fd: int, parts: list[str], flags: int = _READ_FLAGS) -> int:
-    """Open the regular file ``parts`` under ROOT for reading, refusing symlinks.
-
-    A directory (or anything but a regular file) at that path is `FileNotFoundError`.
-    """
+def _open_regular(root_fd: int, parts: list[str]) -> tuple[int, int]:
+    """``(fd, size)`` of the regular file ``parts`` under ROOT, opened for reading."""
     dfd = parent_fd(root_fd, parts, create=False)
     try:
         try:
-            fd = os.open(parts[-1], flags, dir_fd=dfd)
+            fd = os.open(parts[-1], _READ_FLAGS, dir_fd=dfd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1]) from exc
             raise
     finally:
         _close_dir(dfd, root_fd)
-    if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat_mod.S_ISREG(st.st_mode):
         os.close(fd)
         raise FileNotFoundError(errno.ENOENT, "not a regular file", parts[-1])
-    return fd
+    return fd, st.st_size
 
 
-def _read_all(fd: int, offset: int, length: int | None) -> bytes:
-    with io.FileIO(fd, "rb", closefd=True) as f:
-        if offset:
-            f.seek(offset)
-        if length is None:
-            return f.readall()
-        chunks = []
-        while length > 0:
-            chunk = f.read(length)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            length -= len(chunk)
-        return b"".join(chunks)
+def open_beneath(root_fd: int, parts: list[str]) -> int:
+    """Open the regular file ``parts`` under ROOT for reading, refusing symlinks.
+
+    A directory (or anything but a regular file) at that path is `FileNotFoundError`.
+    """
+    return _open_regular(root_fd, parts)[0]
+
+
+def _read_range(fd: int, size: int, offset: int, length: int | None) -> bytes:
+    """*length* bytes (all with None) from *offset* of the regular file *fd*.
+
+    Asks for one byte more than the size seen by ``fstat``, so a file that did not grow is
+    read in one ``pread``: a short read of a regular file means its end (POSIX), a longer
+    one that it grew, and the loop goes on to the end.
+    """
+    want = max(size - offset, 0) + 1 if length is None else length
+    chunks = []
+    while want > 0:
+        chunk = os.pread(fd, want, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+        if length is not None:
+            want -= len(chunk)
+        elif len(chunk) < want:
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _read_file(root_fd: int, parts: list[str], offset: int, length: int | None) -> bytes:
-    return _read_all(open_beneath(root_fd, parts), offset, length)
+    fd, size = _open_regular(root_fd, parts)
+    try:
+        return _read_range(fd, size, offset, length)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -152,6 +181,29 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+class _TempNames:
+    """Unique temp-file names: a random per-process token and a counter (no syscall per name).
+
+    ``O_EXCL`` still guards every create; a name taken by someone else (a leftover, or one
+    planted by another user of the directory) makes `TempFile` draw a fully random one.
+    """
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.token = secrets.token_hex(6)
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{TEMP_PREFIX}{self.token}-{next(self.counter):x}.tmp"
+
+
+_temp_names = _TempNames()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_temp_names.reseed)
 
 
 class TempFile:
@@ -174,9 +226,13 @@ class TempFile:
                 _close_dir(self.dir_fd, root_fd)
                 self.dir_fd = -1
                 raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
-            self.name = f"{TEMP_PREFIX}{secrets.token_hex(8)}.tmp"
+            self.name = _temp_names.next()
             try:
-                self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
+                try:
+                    self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
+                except FileExistsError:
+                    self.name = f"{TEMP_PREFIX}{secrets.token_hex(12)}.tmp"
+                    self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
                 break
             except FileNotFoundError:
                 # the directory was pruned by a concurrent delete between walk and create
@@ -239,14 +295,110 @@ class TempFile:
             _close_dir(dfd, self.root_fd)
 
 
-def _write_file(
-    root_fd: int, parts: list[str], data: bytes, if_not_exists: bool, fsync: bool
-) -> None:
+class InPlaceFile:
+    """The key's own file, truncated and rewritten in place (``atomic=false``).
+
+    Same interface as `TempFile`. Opened with ``O_NOFOLLOW`` under directories walked
+    without following links, so a symbolic link is refused as with atomic writes. Checked
+    before it is truncated: anything but a regular file at the key (a directory, a FIFO, a
+    device) is refused, and so is a file with other hard links (changing it in place would
+    change them too, maybe outside ROOT). Not atomic: a reader may see the file empty or
+    partly written, and a write that fails or is interrupted leaves it so (`discard` only
+    closes it). With *if_not_exists* the file is created with ``O_EXCL``: an existing key
+    raises `FileExistsError` and is left untouched.
+    """
+
+    def __init__(self, root_fd: int, parts: list[str], fsync: bool, *, if_not_exists: bool):
+        self.root_fd = root_fd
+        self.fsync = fsync
+        self.fd = -1
+        self.dir_fd = -1
+        name = parts[-1]
+        flags = _IN_PLACE_FLAGS | (os.O_EXCL if if_not_exists else 0)
+        for attempt in range(3):
+            self.dir_fd = parent_fd(root_fd, parts, create=True)
+            try:
+                self.fd = os.open(name, flags, 0o666, dir_fd=self.dir_fd)
+                break
+            except FileNotFoundError:
+                # the directory was pruned by a concurrent delete between walk and create
+                self._release_dir()
+                if attempt == 2:
+                    raise
+            except OSError as exc:
+                symlink = exc.errno == errno.ELOOP or (
+                    exc.errno == errno.EEXIST and _is_symlink(name, self.dir_fd)
+                )
+                self._release_dir()
+                if symlink:
+                    raise _SymlinkRefused(errno.ELOOP, "symbolic link", name) from exc
+                if exc.errno == errno.ENXIO:  # a FIFO without a reader
+                    raise IsADirectoryError(errno.EISDIR, "not a regular file", name) from exc
+                raise
+            except BaseException:
+                self._release_dir()
+                raise
+        try:
+            st = os.fstat(self.fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "not a regular file", name)
+            if st.st_nlink > 1:
+                raise _HardLinkRefused(errno.EMLINK, f"{st.st_nlink} hard links", name)
+            if st.st_size:
+                os.ftruncate(self.fd, 0)
+            if not fsync:
+                self._release_dir()
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            _write_all(self.fd, data)
+        except BaseException:
+            self.discard()
+            raise
+
+    def commit(self, *, if_not_exists: bool) -> None:
+        try:
+            if self.fsync:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+            if self.fsync:
+                os.fsync(self.dir_fd)  # the entry of a newly created file
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        if self.fd != -1:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+        self._release_dir()
+
+    def _release_dir(self) -> None:
+        if self.dir_fd != -1:
+            dfd, self.dir_fd = self.dir_fd, -1
+            _close_dir(dfd, self.root_fd)
+
+
+def begin_write(
+    root_fd: int, parts: list[str], *, if_not_exists: bool, fsync: bool, atomic: bool
+) -> TempFile | InPlaceFile:
+    """Start writing *parts*: a `TempFile` (atomic) or the key's file itself (in place)."""
+    if not atomic:
+        return InPlaceFile(root_fd, parts, fsync, if_not_exists=if_not_exists)
     if if_not_exists:
         _refuse_existing(root_fd, parts)
-    temp = TempFile(root_fd, parts, fsync)
-    temp.write(data)
-    temp.commit(if_not_exists=if_not_exists)
+    return TempFile(root_fd, parts, fsync)
+
+
+def _write_file(
+    root_fd: int, parts: list[str], data: bytes, if_not_exists: bool, fsync: bool, atomic: bool
+) -> None:
+    file = begin_write(root_fd, parts, if_not_exists=if_not_exists, fsync=fsync, atomic=atomic)
+    file.write(data)
+    file.commit(if_not_exists=if_not_exists)
 
 
 def _refuse_existing(root_fd: int, parts: list[str]) -> None:
@@ -451,6 +603,12 @@ def translate(exc: OSError, key: str, backend: str, *, writing: bool = False) ->
             "file storage never follows symbolic links",
             orig=exc,
         )
+    if isinstance(exc, _HardLinkRefused):
+        return InvalidPath(
+            f"{where} has {exc.strerror}; an in-place write (atomic=false) would change "
+            "every link to it, so it is refused",
+            orig=exc,
+        )
     code = exc.errno
     if code == errno.ENOENT or (code in (errno.ENOTDIR, errno.EISDIR) and not writing):
         return NotFound(f"no object {where}", orig=exc)
@@ -485,7 +643,9 @@ class _FileReader(ByteReader):
 
 
 class _FileWriter(ByteWriter):
-    def __init__(self, temp: TempFile, key: str, backend: FileBackend, if_not_exists: bool):
+    def __init__(
+        self, temp: TempFile | InPlaceFile, key: str, backend: FileBackend, if_not_exists: bool
+    ):
         self._temp = temp
         self._key = key
         self._backend = backend
@@ -522,6 +682,7 @@ class FileBackend(StorageBackend):
             )
         self.fsync: bool = options.get("fsync", True)
         self.create_root: bool = options.get("create", True)
+        self.atomic: bool = options.get("atomic", True)
         self.pool: str = options.get("pool") or DEFAULT_POOL
         self._root_fd = -1
         self._pooled: Callable[..., Coroutine[Any, Any, object]] = asyncify(pool=self.pool)(_invoke)
@@ -572,7 +733,13 @@ class FileBackend(StorageBackend):
     ) -> None:
         try:
             await self._run(
-                _write_file, self.root_fd, split_key(key), data, if_not_exists, self.fsync
+                _write_file,
+                self.root_fd,
+                split_key(key),
+                data,
+                if_not_exists,
+                self.fsync,
+                self.atomic,
             )
         except OSError as exc:
             raise translate(exc, key, self.describe(), writing=True) from exc
@@ -587,15 +754,15 @@ class FileBackend(StorageBackend):
     async def open_writer(
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
-        parts = split_key(key)
-
-        def begin() -> TempFile:
-            if if_not_exists:
-                _refuse_existing(self.root_fd, parts)
-            return TempFile(self.root_fd, parts, self.fsync)
-
         try:
-            temp = await self._run(begin)
+            temp = await self._run(
+                begin_write,
+                self.root_fd,
+                split_key(key),
+                if_not_exists=if_not_exists,
+                fsync=self.fsync,
+                atomic=self.atomic,
+            )
         except OSError as exc:
             raise translate(exc, key, self.describe(), writing=True) from exc
         return _FileWriter(temp, key, self, if_not_exists)
