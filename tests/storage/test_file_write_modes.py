@@ -1,0 +1,204 @@
+"""``file://`` write modes: atomic (the default: temp file + rename) and ``atomic=false``
+(in place, like ``open(path, "wb")``), which still refuses symbolic links, hard links,
+and anything but a regular file, and still checks keys before any I/O."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import pytest
+
+from asyncify_kit import ConfigError
+from asyncify_kit.storage import AlreadyExists, InvalidPath, Storage, StorageError
+from asyncify_kit.storage._backends import _file
+from asyncify_kit.storage._keys import TEMP_PREFIX
+
+pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
+
+
+def in_place(root: Path, *, fsync: bool = False) -> str:
+    return f"file://{root}?atomic=false&fsync={'true' if fsync else 'false'}"
+
+
+async def inode(path: Path) -> int:
+    return (await anyio.Path(path).stat()).st_ino
+
+
+async def on_disk(fn: Callable[[], T]) -> T:
+    """Run a setup or check on the disk off the event loop (the blocking detector is on)."""
+    return await anyio.to_thread.run_sync(fn)
+
+
+async def leftovers(root: Path) -> list[Path]:
+    return await anyio.to_thread.run_sync(lambda: list(root.rglob(f"{TEMP_PREFIX}*")))
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+async def test_in_place_writes_rewrite_the_same_file(tmp_path: Path, fsync: bool) -> None:
+    root = tmp_path / "root"
+    async with Storage(in_place(root, fsync=fsync)) as st:
+        await st.write("a/b/c.bin", b"x" * 10_000)
+        first = await inode(root / "a" / "b" / "c.bin")
+        await st.write("a/b/c.bin", b"short")  # truncated, not overwritten over the old bytes
+        assert await st.read("a/b/c.bin") == b"short"
+        assert await inode(root / "a" / "b" / "c.bin") == first
+        await st.write_text("a/b/c.bin", "")
+        assert await st.read("a/b/c.bin") == b""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(5):
+                yield bytes([65 + i]) * 70_000
+
+        await st.write("a/b/c.bin", chunks())
+        assert await st.read("a/b/c.bin") == b"".join(bytes([65 + i]) * 70_000 for i in range(5))
+        async with st.open("a/b/c.bin", "wb") as f:
+            await f.write(b"one ")
+            await f.write(b"two")
+        assert await st.read("a/b/c.bin") == b"one two"
+        assert await inode(root / "a" / "b" / "c.bin") == first
+    assert await leftovers(root) == []
+
+
+async def test_atomic_writes_replace_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for url in (f"file://{root}?fsync=false", f"file://{root}?fsync=false&atomic=true"):
+        async with Storage(url) as st:
+            await st.write("k", b"old")
+            first = await inode(root / "k")
+            await st.write("k", b"new")
+            assert await inode(root / "k") != first
+            assert await st.read("k") == b"new"
+    assert await leftovers(root) == []
+
+
+async def test_in_place_if_not_exists(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    async with Storage(in_place(root)) as st:
+        await st.write("d/k", b"first", if_not_exists=True)
+        with pytest.raises(AlreadyExists):
+            await st.write("d/k", b"second", if_not_exists=True)
+        with pytest.raises(AlreadyExists):
+            async with st.open("d/k", "wb", if_not_exists=True) as f:
+                await f.write(b"third")
+        assert await st.read("d/k") == b"first"
+
+
+async def test_in_place_interrupted_write_leaves_a_partial_file(tmp_path: Path) -> None:
+    """The documented price of atomic=false: no old content to fall back to."""
+    root = tmp_path / "root"
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"new-part"
+        raise RuntimeError("source broke")
+
+    async with Storage(in_place(root)) as st:
+        await st.write("k", b"old content, longer")
+        with pytest.raises(RuntimeError, match="source broke"):
+            await st.write("k", failing())
+        assert await st.read("k") == b"new-part"
+    async with Storage(f"file://{root}?fsync=false") as st:  # the atomic default keeps it
+        await st.write("k", b"old content, longer")
+        with pytest.raises(RuntimeError, match="source broke"):
+            await st.write("k", failing())
+        assert await st.read("k") == b"old content, longer"
+    assert await leftovers(root) == []
+
+
+@pytest.mark.parametrize("if_not_exists", [False, True])
+async def test_in_place_refuses_symlinks(tmp_path: Path, if_not_exists: bool) -> None:
+    root = tmp_path / "root"
+    outside = tmp_path / "outside"
+    secret = outside / "secret.txt"
+
+    def prepare() -> None:
+        outside.mkdir()
+        secret.write_bytes(b"keep me")
+        root.mkdir()
+        (root / "link.txt").symlink_to(secret)
+        (root / "dir").symlink_to(outside, target_is_directory=True)
+
+    await on_disk(prepare)
+    async with Storage(in_place(root)) as st:
+        for key in ("link.txt", "dir/secret.txt", "dir/new.txt"):
+            with pytest.raises(InvalidPath, match="symbolic link"):
+                await st.write(key, b"pwned", if_not_exists=if_not_exists)
+            with pytest.raises(InvalidPath, match="symbolic link"):
+                async with st.open(key, "wb", if_not_exists=if_not_exists) as f:
+                    await f.write(b"pwned")
+    assert await on_disk(secret.read_bytes) == b"keep me"
+    assert await on_disk(lambda: sorted(p.name for p in outside.iterdir())) == ["secret.txt"]
+
+
+async def test_in_place_refuses_hard_links_atomic_replaces_them(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    outside = tmp_path / "outside.txt"
+
+    def prepare() -> None:
+        root.mkdir()
+        outside.write_bytes(b"keep me")
+        os.link(outside, root / "linked.txt")
+
+    await on_disk(prepare)
+    async with Storage(in_place(root)) as st:
+        with pytest.raises(InvalidPath, match="2 hard links"):
+            await st.write("linked.txt", b"pwned")
+    assert await on_disk(outside.read_bytes) == b"keep me"
+    assert await on_disk((root / "linked.txt").read_bytes) == b"keep me"  # refused untouched
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("linked.txt", b"mine")  # a new file replaces the entry
+        assert await st.read("linked.txt") == b"mine"
+    assert await on_disk(outside.read_bytes) == b"keep me"
+
+
+async def test_in_place_refuses_directories_and_fifos_without_blocking(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    await on_disk(lambda: (root / "adir").mkdir(parents=True))
+    await on_disk(lambda: os.mkfifo(root / "pipe"))
+    async with Storage(in_place(root)) as st:
+        with anyio.fail_after(10):
+            for key in ("adir", "pipe"):
+                with pytest.raises(StorageError, match="cannot write") as info:
+                    await st.write(key, b"x")
+                assert not isinstance(info.value, (InvalidPath, AlreadyExists))
+
+
+async def test_in_place_checks_keys_before_any_io(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    async with Storage(in_place(root)) as st:
+        for key in ("../escape", "/abs", "a/../../b", "a\\b", "", f"{TEMP_PREFIX}x"):
+            with pytest.raises(InvalidPath):
+                await st.write(key, b"x")
+    assert await on_disk(lambda: sorted(p.name for p in tmp_path.iterdir())) == ["root"]
+    assert await on_disk(lambda: list(root.iterdir())) == []
+
+
+async def test_atomic_option_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'atomic'.*true or false"):
+        Storage(f"file://{tmp_path}?atomic=sometimes")
+    with pytest.raises(ConfigError, match=r"unknown option 'atomic' for the 'file\+aiofiles'"):
+        Storage(f"file+aiofiles://{tmp_path}?atomic=false")
+    async with Storage(f"file://{tmp_path}?atomic=0") as st:
+        assert st.backend.atomic is False  # type: ignore[attr-defined]
+    async with Storage(f"file://{tmp_path}") as st:
+        assert st.backend.atomic is True  # type: ignore[attr-defined]
+
+
+async def test_taken_temp_name_falls_back_to_a_random_one(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("k", b"0")
+        probe = _file._temp_names.next()
+        prefix, _, rest = probe.rpartition("-")
+        planted = root / f"{prefix}-{int(rest.removesuffix('.tmp'), 16) + 1:x}.tmp"
+        await on_disk(lambda: planted.write_bytes(b"someone else's"))
+        await st.write("k", b"1")
+        assert await st.read("k") == b"1"
+        assert await on_disk(planted.read_bytes) == b"someone else's"
+        await on_disk(planted.unlink)
+    assert await leftovers(root) == []
