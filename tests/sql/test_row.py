@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from asyncify_kit.sql import ProgrammingError, Row
-from asyncify_kit.sql._row import convert_row, make_keys
+from asyncify_kit.sql._row import convert_row, converted_rows, make_keys
 
 
 def _row(**values: object) -> Row:
@@ -87,3 +87,38 @@ def test_as_rejects_other_classes() -> None:
         convert_row(_row(a=1), dict)
     with pytest.raises(ProgrammingError, match="cannot build Typed"):
         convert_row(_row(id=str(uuid.uuid4())), Typed)
+
+
+def test_converted_rows_convert_only_the_columns_that_need_it() -> None:
+    keys = make_keys(["id", "flag", "doc", "name"])
+    records = [(1, 0, '{"a": 1}', "x"), (2, None, None, "y"), (3, 1, "[2]", None)]
+    rows = converted_rows(keys, [None, bool, _loads, None], records)
+    assert [r.as_tuple() for r in rows] == [
+        (1, False, {"a": 1}, "x"),
+        (2, None, None, "y"),  # NULL is never converted
+        (3, True, [2], None),
+    ]
+    assert all(type(r.as_tuple()) is tuple for r in rows)
+    assert rows[0]._keys is rows[2]._keys  # one name table per result
+
+
+def test_converted_rows_with_one_converter_keep_records_with_null_as_they_are() -> None:
+    keys = make_keys(["id", "flag"])
+    kept, changed = (1, None), (2, 1)
+    rows = converted_rows(keys, [None, bool], [kept, changed])
+    assert rows[0]._values is kept  # nothing to convert: the driver's record is not copied
+    assert rows[1].as_tuple() == (2, True)
+    assert changed == (2, 1)  # the driver's record is never modified
+
+
+def test_converted_rows_without_converters_keep_the_records() -> None:
+    records = [(1, "a"), (2, "b")]
+    rows = converted_rows(make_keys(["id", "name"]), [None, None], records)
+    assert [r._values for r in rows] == records
+    assert rows[0]._values is records[0]
+
+
+def _loads(value: str) -> object:
+    import json
+
+    return json.loads(value)

@@ -61,6 +61,14 @@ class AiomysqlConnection(MysqlAsyncConnection):
     async def cursor(self, *, unbuffered: bool = False) -> Any:
         return await self._conn.cursor(_SSCursor if unbuffered else _Cursor)
 
+    def buffered_cursor(self) -> Any:
+        # what aiomysql's ``Connection.cursor(_Cursor)`` does, without its future and
+        # context-manager wrapper (a cursor is a local object; nothing to await)
+        conn = self._conn
+        conn._ensure_alive()
+        conn._last_usage = conn._loop.time()
+        return _Cursor(conn, conn._echo)
+
     def is_closed(self) -> bool:
         return bool(self._conn.closed)
 

@@ -31,6 +31,9 @@ class AsyncmyConnection(MysqlAsyncConnection):
     async def cursor(self, *, unbuffered: bool = False) -> Any:
         return self._conn.cursor(asyncmy.cursors.SSCursor if unbuffered else None)
 
+    def buffered_cursor(self) -> Any:
+        return self._conn.cursor()
+
     def is_closed(self) -> bool:
         return not self._conn.connected
 

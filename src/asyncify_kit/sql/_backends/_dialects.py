@@ -22,9 +22,9 @@ from ...exceptions import (
     QueryTimeout,
 )
 from .._compiler import CompiledQuery
-from .._row import Row, make_keys, rows_of
+from .._row import Row, converted_rows, make_keys, rows_of
 from .._types import Json, as_utc, encode_json, timedelta_to_time, to_utc_naive
-from .base import Connection, SyncSession, apply_converters
+from .base import Connection, SyncSession
 
 __all__ = [
     "MysqlAsyncConnection",
@@ -37,6 +37,7 @@ __all__ = [
     "mysql_init_statements",
     "mysql_rows",
     "mysql_session_setup",
+    "mysql_shape",
     "mysql_value",
     "pg_error",
     "pg_session_options",
@@ -249,6 +250,47 @@ def mysql_converter(field: Any) -> Callable[[Any], Any] | None:
     return None
 
 
+Converter = Callable[[Any], Any]
+MysqlShape = tuple[dict[str, int], list[Converter | None] | None]
+
+#: (name-to-position table, converters) per result description, so a query run again
+#: builds neither (see `mysql_shape`); cleared when it reaches _SHAPES_MAX entries
+_SHAPES: dict[tuple[Any, ...], MysqlShape] = {}
+_SHAPES_MAX = 512
+
+
+def _described_fully(description: Sequence[Sequence[Any]]) -> bool:
+    """Whether the DB-API *description* alone decides every column's conversion.
+
+    The description has each column's name, type code and length, but not its flags or
+    character set, which tell a MariaDB ``JSON`` (a ``LONGTEXT``) from a ``LONGBLOB`` and a
+    ``UUID`` from a ``CHAR(36)``: results with such columns are not cached.
+    """
+    for column in description:
+        code = column[1]
+        if code == _STRING or (code == _BLOB and column[3] == _LONG):
+            return False
+    return True
+
+
+def mysql_shape(cur: Any) -> MysqlShape:
+    """The name-to-position table and the converters (`mysql_converters`) of *cur*'s result.
+
+    Cached per description: the name-to-position table is shared by the rows of every
+    result of that shape, and a query run again pays one dictionary lookup.
+    """
+    description = cur.description
+    shape = _SHAPES.get(description)
+    if shape is not None:
+        return shape
+    shape = (make_keys([d[0] for d in description]), mysql_converters(cur._result.fields))
+    if _described_fully(description):
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[description] = shape
+    return shape
+
+
 def mysql_value(cur: Any, record: Sequence[Any] | None, column: int) -> Any:
     """One value of a MySQL *record*, converted like `mysql_rows` converts whole rows."""
     if record is None:
@@ -328,11 +370,10 @@ def mysql_rows(cur: Any, records: Sequence[Any]) -> list[Row]:
     """`Row` objects for a MySQL cursor's *records*, converted to the common types."""
     if cur.description is None:
         raise ProgrammingError("the statement returns no rows; use execute() for it")
-    keys = make_keys([d[0] for d in cur.description])
-    convert = mysql_converters(cur._result.fields)
+    keys, convert = mysql_shape(cur)
     if convert is None:
         return rows_of(keys, records)
-    return [Row(keys, apply_converters(convert, r)) for r in records]
+    return converted_rows(keys, convert, records)
 
 
 class MysqlAsyncConnection(Connection):
@@ -349,10 +390,17 @@ class MysqlAsyncConnection(Connection):
     async def cursor(self, *, unbuffered: bool = False) -> Any:
         raise NotImplementedError
 
+    def buffered_cursor(self) -> Any:
+        """A plain buffered cursor, made without awaiting (one coroutine less per query)."""
+        raise NotImplementedError
+
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
-        cur = await self.cursor()
+        cur = self.buffered_cursor()
         try:
-            await cur.execute(*_mysql_args(query, args))
+            if query.names:
+                await cur.execute(query.text, mysql_adapt(args))
+            else:
+                await cur.execute(query.source)
             if cur.description is None:  # a statement without a result: no rows
                 return []
             return mysql_rows(cur, await cur.fetchall())
@@ -360,7 +408,7 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
-        cur = await self.cursor()
+        cur = self.buffered_cursor()
         try:
             await cur.execute(*_mysql_args(query, args))
             if cur.description is None:
@@ -372,7 +420,7 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
-        cur = await self.cursor()
+        cur = self.buffered_cursor()
         try:
             await cur.execute(*_mysql_args(query, args))
             if cur.description is None:
@@ -382,7 +430,7 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
-        cur = await self.cursor()
+        cur = self.buffered_cursor()
         try:
             await cur.execute(*_mysql_args(query, args))
             return int(cur.rowcount)
@@ -423,7 +471,7 @@ class MysqlAsyncConnection(Connection):
                     raise
 
     async def run(self, statement: str) -> None:
-        cur = await self.cursor()
+        cur = self.buffered_cursor()
         try:
             await cur.execute(statement)
         finally:

@@ -35,7 +35,7 @@ from ...exceptions import (
     ProgrammingError,
 )
 from .._compiler import CompiledQuery, ParamStyle
-from .._row import Row, make_keys, rows_of
+from .._row import Row, converted_rows, make_keys, rows_of
 from .._types import PoolStats
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "SyncSession",
     "ThreadedConnection",
     "ThreadedConnectionPool",
-    "apply_converters",
     "begin_statements",
 ]
 
@@ -510,7 +509,7 @@ class SyncSession:
         convert = self.converters(description)
         if convert is None:
             return rows_of(keys, raw_rows)
-        return [Row(keys, apply_converters(convert, r)) for r in raw_rows]
+        return converted_rows(keys, convert, raw_rows)
 
     def fetch_all(self, text: str, args: Sequence[Any] | None) -> list[Row]:
         cur = self.conn.cursor()
@@ -651,13 +650,6 @@ class _Canceller:
 
 
 _CANCELLER = _Canceller()
-
-
-def apply_converters(convert: list[Converter | None], row: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(
-        value if fn is None or value is None else fn(value)
-        for fn, value in zip(convert, row, strict=True)
-    )
 
 
 class ThreadedConnection(Connection):
