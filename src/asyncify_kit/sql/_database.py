@@ -286,7 +286,9 @@ class Database:
                     raise
                 raise err from exc
             return result
-        conn = await pool.acquire()
+        conn = pool.acquire_idle()  # the usual case, without an await
+        if conn is None:
+            conn = await pool.acquire()
         try:
             try:
                 return await op(conn, *args)
@@ -301,7 +303,8 @@ class Database:
                     conn.broken = True
                 raise
         finally:
-            await pool.release(conn)
+            if not pool.release_now(conn):
+                await pool.release(conn)
         # The pooled connection was found dead before this statement could run on it (the
         # server killed it while it was idle): retry once on a fresh connection.
         await pool.drop_idle()

@@ -291,6 +291,29 @@ class ConnectionPool:
         self._in_use.add(conn)
         return conn
 
+    def acquire_idle(self) -> Connection | None:
+        """An idle connection at once, without awaiting; None when `acquire` must be awaited
+        (no idle connection, or the pool is closed)."""
+        idle = self._idle
+        while idle and not self._closed:
+            conn = idle.pop()
+            if conn.is_closed():
+                conn.terminate()
+                continue
+            conn.reused = True
+            self._in_use.add(conn)
+            return conn
+        return None
+
+    def release_now(self, conn: Connection) -> bool:
+        """Give a healthy *conn* back without awaiting; False (nothing done) when `release`
+        must be awaited (a broken connection, or a closing pool)."""
+        if self._closed or conn.broken or conn.is_closed():
+            return False
+        self._in_use.discard(conn)
+        self._put_back(conn)
+        return True
+
     async def acquire(self, *, fresh: bool = False) -> Connection:
         """A connection for the caller's exclusive use; give it back with `release`."""
         while True:
@@ -934,9 +957,10 @@ class ThreadedConnectionPool:
     async def _call_default(fn: Callable[..., Any], *args: Any) -> Any:
         return await run_sync(fn, *args)
 
-    async def acquire(self, *, fresh: bool = False) -> Connection:
+    def acquire_idle(self) -> Connection | None:
+        """An idle connection at once, or None (then await `acquire`)."""
         with self._cond:
-            if not fresh and not self._closed:
+            if not self._closed:
                 while self._idle:
                     conn = self._idle.pop()
                     if conn.is_closed():
@@ -945,10 +969,18 @@ class ThreadedConnectionPool:
                     conn.reused = True
                     self._in_use.add(conn)
                     return conn
+        return None
+
+    async def acquire(self, *, fresh: bool = False) -> Connection:
+        if not fresh:
+            idle = self.acquire_idle()
+            if idle is not None:
+                return idle
         result: ThreadedConnection = await self._call_default(self._checkout, fresh)
         return result
 
-    async def release(self, conn: Connection) -> None:
+    def release_now(self, conn: Connection) -> bool:
+        """Give *conn* back (here always without awaiting: a dead one closes in a thread)."""
         if not isinstance(conn, ThreadedConnection):  # pragma: no cover - internal misuse
             raise TypeError("not a connection of this pool")
         with self._cond:
@@ -959,6 +991,10 @@ class ThreadedConnectionPool:
             self._cond.notify()
         if not keep:
             conn.terminate()
+        return True
+
+    async def release(self, conn: Connection) -> None:
+        self.release_now(conn)
 
     async def drop_idle(self) -> None:
         with self._cond:
