@@ -202,3 +202,19 @@ async def test_taken_temp_name_falls_back_to_a_random_one(tmp_path: Path) -> Non
         assert await on_disk(planted.read_bytes) == b"someone else's"
         await on_disk(planted.unlink)
     assert await leftovers(root) == []
+
+
+@pytest.mark.parametrize("atomic", ["true", "false"])
+async def test_many_writes_in_flight_in_shared_directories(tmp_path: Path, atomic: str) -> None:
+    """Concurrent writes (renames taking turns per directory, or in place) all land whole."""
+    root = tmp_path / "root"
+    keys = [f"d{i % 3}/k{i % 40}" for i in range(120)]
+    async with Storage(f"file://{root}?fsync=false&atomic={atomic}") as st:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for i, key in enumerate(keys):
+                    tg.start_soon(st.write, key, b"%d:%s" % (i % 40, b"x" * 4096))
+        for key in set(keys):
+            data = await st.read(key)
+            assert data == b"%s:%s" % (key.rpartition("k")[2].encode(), b"x" * 4096)
+    assert await leftovers(root) == []
