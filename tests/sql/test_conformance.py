@@ -215,6 +215,9 @@ async def test_parameters_are_named_and_never_formatted(url: BackendURL) -> None
             await db.fetch_val("select :a", {"a": 1, "c": 2})
         with pytest.raises(ProgrammingError, match="mapping"):
             await db.fetch_val("select :a", [1])  # type: ignore[arg-type]
+        with pytest.raises(ProgrammingError, match=r"missing :a"):
+            await db.fetch_val("select :a")  # no mapping at all
+        assert await db.fetch_val("select 7") == 7  # no placeholders, no mapping: nothing to bind
         assert db.pool_stats().in_use == 0
 
 

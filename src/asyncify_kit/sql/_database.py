@@ -331,6 +331,8 @@ class Database:
 
     def _compile(self, sql: str, params: Params) -> tuple[CompiledQuery, tuple[Any, ...]]:
         query = compile_query(sql, self._dialect, self._style)
+        if params is None and not query.names:  # nothing to bind (or to check)
+            return query, ()
         return query, query.bind(params)
 
     @overload
