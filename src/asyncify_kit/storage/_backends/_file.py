@@ -204,20 +204,22 @@ class _TempNames:
 
 _temp_names = _TempNames()
 
-# Renames into one directory take turns in this process. The kernel serializes them anyway
-# (the directory's lock; ext4 also starts writing the file's data back under it when it
-# replaces a file): with 100 writes in flight, 40 threads contending there cost 2-3x per
-# write, while waiting here they sleep. Striped by directory so others do not wait.
-_RENAME_LOCKS = [threading.Lock() for _ in range(64)]
+# Creating a temp file in a directory and renaming it over a key take turns in this process,
+# per directory. The kernel serializes them anyway (the directory's lock; ext4 also starts
+# writing the file's data back under it when it replaces a file): with 100 writes in flight,
+# 40 threads queued there (and for the GIL between) cost 2-3x per write, while here they
+# sleep until their turn. Striped by directory so writes elsewhere do not wait; the data
+# itself is written outside the lock.
+_DIR_LOCKS = [threading.Lock() for _ in range(64)]
 
 
-def _rename_lock(root_fd: int, parts: list[str]) -> threading.Lock:
-    return _RENAME_LOCKS[hash((root_fd, *parts[:-1])) % len(_RENAME_LOCKS)]
+def _dir_lock(root_fd: int, parts: list[str]) -> threading.Lock:
+    return _DIR_LOCKS[hash((root_fd, *parts[:-1])) % len(_DIR_LOCKS)]
 
 
 def _after_fork_in_child() -> None:
     _temp_names.reseed()
-    _RENAME_LOCKS[:] = [threading.Lock() for _ in _RENAME_LOCKS]  # none held by a lost thread
+    _DIR_LOCKS[:] = [threading.Lock() for _ in _DIR_LOCKS]  # none held by a lost thread
 
 
 if hasattr(os, "register_at_fork"):
@@ -246,11 +248,12 @@ class TempFile:
                 raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
             self.name = _temp_names.next()
             try:
-                try:
-                    self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
-                except FileExistsError:
-                    self.name = f"{TEMP_PREFIX}{secrets.token_hex(12)}.tmp"
-                    self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
+                with _dir_lock(root_fd, parts):
+                    try:
+                        self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
+                    except FileExistsError:
+                        self.name = f"{TEMP_PREFIX}{secrets.token_hex(12)}.tmp"
+                        self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
                 break
             except FileNotFoundError:
                 # the directory was pruned by a concurrent delete between walk and create
@@ -278,7 +281,7 @@ class TempFile:
             self.fd = -1
             check_cancelled()
             target = self.parts[-1]
-            with _rename_lock(self.root_fd, self.parts):
+            with _dir_lock(self.root_fd, self.parts):
                 if if_not_exists:
                     os.link(
                         self.name,
