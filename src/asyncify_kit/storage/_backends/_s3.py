@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
+import anyio
+
 from ..._config import BackendURL
 from ..._offload import run_sync
 from ...exceptions import (
@@ -104,6 +106,9 @@ class _S3Writer(ByteWriter):
         self._content_type = content_type
         self._buf = bytearray()
         self._upload_id: str | None = None
+        # true while create_multipart_upload is in flight: a native asyncio cancellation then
+        # may have left an upload on S3 whose id never reached us (see abort)
+        self._creating = False
         self._parts: list[dict[str, Any]] = []
         self._closed = False
         self._part_size = backend.part_size
@@ -129,8 +134,12 @@ class _S3Writer(ByteWriter):
         backend = self._backend
         if self._upload_id is None:
             extra = {"ContentType": self._content_type} if self._content_type else {}
-            resp = await backend.call("create_multipart_upload", self._key, **extra)
+            self._creating = True
+            # shielded from anyio/trio cancellation so the id of the upload reaches abort()
+            with anyio.CancelScope(shield=True):
+                resp = await backend.call("create_multipart_upload", self._key, **extra)
             self._upload_id = resp["UploadId"]
+            self._creating = False
         number = len(self._parts) + 1
         resp = await backend.call(
             "upload_part", self._key, UploadId=self._upload_id, PartNumber=number, Body=block
@@ -165,9 +174,26 @@ class _S3Writer(ByteWriter):
         self._closed = True
         self._buf = bytearray()
         upload_id, self._upload_id = self._upload_id, None
-        if upload_id is not None:
+        upload_ids = [upload_id] if upload_id is not None else await self._lost_uploads()
+        for lost in upload_ids:
             with contextlib.suppress(NotFound):
-                await self._backend.call("abort_multipart_upload", self._key, UploadId=upload_id)
+                await self._backend.call("abort_multipart_upload", self._key, UploadId=lost)
+
+    async def _lost_uploads(self) -> list[str]:
+        """Uploads of this key that S3 created while the create call was being cancelled.
+
+        Only a native asyncio cancellation (``task.cancel()``, ``asyncio.timeout``) gets through
+        the shield around the create call; the upload may exist on S3 without its id having
+        reached us. Every in-progress upload of this exact key is aborted then: a concurrent
+        writer of the same key, racing this one, loses its upload too (and fails loudly)
+        rather than an upload being left behind unseen.
+        """
+        creating, self._creating = self._creating, False
+        if not creating:
+            return []
+        full_key = self._backend.prefix + self._key
+        resp = await self._backend.call("list_multipart_uploads", None, Prefix=full_key)
+        return [u["UploadId"] for u in resp.get("Uploads", []) if u.get("Key") == full_key]
 
 
 class S3Backend(StorageBackend):
