@@ -200,7 +200,8 @@ class Storage:
         """Store *data* (bytes, or an async iterable of bytes, streamed) under *key*.
 
         The write is all or nothing: readers see the old object until the new one is
-        complete, and an error or cancellation leaves the old one in place. With
+        complete, and an error or cancellation leaves the old one in place (except on a
+        ``file://...?atomic=false`` root, which writes in place). With
         *if_not_exists*, an existing key raises `AlreadyExists` and is left unchanged.
         """
         key = validate_key(key)
