@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import aiomysql
 import pymysql
 
-from ...exceptions import ConnectionLost, DatabaseError
+from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
 from ._asyncmy import TRIO_ALTERNATIVES, mysql_connect_kwargs
-from ._dialects import MysqlAsyncConnection, mysql_error, mysql_session_setup
+from ._dialects import MysqlAsyncConnection, mysql_session_setup, translate_mysql
 from .base import Backend, Connection
 
 __all__ = ["AiomysqlBackend"]
@@ -92,11 +92,4 @@ class AiomysqlBackend(Backend):
         return conn
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
-        if isinstance(exc, pymysql.err.MySQLError):
-            args = exc.args
-            code = args[0] if args and isinstance(args[0], int) else None
-            message = str(args[1]) if len(args) > 1 else str(exc)
-            return mysql_error(code, message, exc, type(exc).__name__)
-        if isinstance(exc, (OSError, ConnectionError, EOFError)):
-            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
-        return None
+        return translate_mysql(exc, pymysql.err.MySQLError)

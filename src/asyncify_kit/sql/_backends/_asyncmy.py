@@ -12,9 +12,9 @@ import asyncmy
 import asyncmy.cursors
 import asyncmy.errors
 
-from ...exceptions import ConnectionLost, DatabaseError
+from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
-from ._dialects import MysqlAsyncConnection, mysql_error, mysql_session_setup, mysql_ssl
+from ._dialects import MysqlAsyncConnection, mysql_session_setup, mysql_ssl, translate_mysql
 from .base import Backend, Connection
 
 __all__ = ["AsyncmyBackend"]
@@ -78,13 +78,4 @@ class AsyncmyBackend(Backend):
         return conn
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
-        if isinstance(exc, asyncmy.errors.MySQLError):
-            args = exc.args
-            code = args[0] if args and isinstance(args[0], int) else None
-            message = str(args[1]) if len(args) > 1 else str(exc)
-            return mysql_error(code, message, exc, type(exc).__name__)
-        if isinstance(exc, (OSError, ConnectionError, EOFError)):
-            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
-        if isinstance(exc, RuntimeError) and "closed" in str(exc).lower():
-            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
-        return None
+        return translate_mysql(exc, asyncmy.errors.MySQLError)

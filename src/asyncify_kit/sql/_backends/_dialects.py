@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import ssl as _ssl
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar
 
+from ..._config import BackendURL
 from ...exceptions import (
     ConnectionLost,
     DatabaseError,
@@ -81,6 +83,23 @@ def libpq_options(settings: dict[str, str]) -> str:
     return " ".join(f"-c {name}={value}" for name, value in settings.items())
 
 
+def libpq_connect_params(url: BackendURL, opts: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The keyword arguments of a libpq connect (psycopg 3 and psycopg2), Nones dropped."""
+    params: dict[str, Any] = {
+        "host": url.host or None,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "dbname": url.database or None,
+        "sslmode": opts["ssl"],
+        "options": libpq_options(pg_session_options(opts)),
+        **extra,
+    }
+    if opts.get("connect_timeout"):
+        params["connect_timeout"] = max(2, math.ceil(opts["connect_timeout"]))
+    return {k: v for k, v in params.items() if v is not None}
+
+
 # -- MySQL / MariaDB --------------------------------------------------------------------------
 
 _MY_INTEGRITY = {1022, 1048, 1062, 1169, 1216, 1217, 1451, 1452, 1557, 1586, 1761, 1762, 3819, 4025}
@@ -114,6 +133,26 @@ _MY_PROGRAMMING = {
 }
 _MY_TIMEOUT = {1969, 3024}
 _MY_LOST = {1053, 1927, 2006, 2013, 2055, 4031, 2014}
+
+
+def translate_mysql(
+    exc: BaseException, driver_error: type[BaseException] | tuple[type[BaseException], ...]
+) -> DatabaseError | None:
+    """Translate an error of a MySQL driver (asyncmy, aiomysql, PyMySQL), or return None.
+
+    *driver_error* is the driver's base exception class: its ``args`` are ``(errno, message)``.
+    A socket or end-of-stream error, and a "closed" RuntimeError, mean the connection is lost.
+    """
+    if isinstance(exc, driver_error):
+        args = exc.args
+        code = args[0] if args and isinstance(args[0], int) else None
+        message = str(args[1]) if len(args) > 1 else str(exc)
+        return mysql_error(code, message, exc, type(exc).__name__)
+    if isinstance(exc, (OSError, ConnectionError, EOFError)) or (
+        isinstance(exc, RuntimeError) and "closed" in str(exc).lower()
+    ):
+        return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
+    return None
 
 
 def mysql_error(code: int | None, message: str, exc: BaseException, kind: str) -> DatabaseError:

@@ -10,7 +10,6 @@ recovery and the bounded close are the same everywhere.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar
 
@@ -22,7 +21,7 @@ from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json
-from ._dialects import PgSyncSession, libpq_options, pg_error, pg_session_options
+from ._dialects import PgSyncSession, libpq_connect_params, pg_error
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PsycopgBackend"]
@@ -164,21 +163,10 @@ class PsycopgBackend(Backend):
     style: ClassVar[ParamStyle] = "format"
 
     def connect_params(self) -> dict[str, Any]:
-        url, opts = self.url, self.options
-        params: dict[str, Any] = {
-            "host": url.host or None,
-            "port": url.port,
-            "user": url.username,
-            "password": url.password,
-            "dbname": url.database or None,
-            "sslmode": opts["ssl"],
-            "options": libpq_options(pg_session_options(opts)),
-            "autocommit": True,
-            "prepare_threshold": opts["prepare_threshold"],
-        }
-        if opts.get("connect_timeout"):
-            params["connect_timeout"] = max(2, math.ceil(opts["connect_timeout"]))
-        return {k: v for k, v in params.items() if v is not None}
+        opts = self.options
+        return libpq_connect_params(
+            self.url, opts, autocommit=True, prepare_threshold=opts["prepare_threshold"]
+        )
 
     def session_factory(self) -> Callable[[], SyncSession] | None:
         if sniffio.current_async_library() == "asyncio":

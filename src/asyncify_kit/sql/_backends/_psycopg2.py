@@ -7,7 +7,6 @@ through `psycopg2.extras.Json`.
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -19,7 +18,7 @@ import psycopg2.extras
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import ParamStyle
 from .._types import Json
-from ._dialects import PgSyncSession, libpq_options, pg_error, pg_session_options
+from ._dialects import PgSyncSession, libpq_connect_params, pg_error
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["Psycopg2Backend"]
@@ -86,19 +85,7 @@ class Psycopg2Backend(Backend):
     style: ClassVar[ParamStyle] = "format"
 
     def connect_params(self) -> dict[str, Any]:
-        url, opts = self.url, self.options
-        params: dict[str, Any] = {
-            "host": url.host or None,
-            "port": url.port,
-            "user": url.username,
-            "password": url.password,
-            "dbname": url.database or None,
-            "sslmode": opts["ssl"],
-            "options": libpq_options(pg_session_options(opts)),
-        }
-        if opts.get("connect_timeout"):
-            params["connect_timeout"] = max(2, math.ceil(opts["connect_timeout"]))
-        return {k: v for k, v in params.items() if v is not None}
+        return libpq_connect_params(self.url, self.options)
 
     def session_factory(self) -> Callable[[], SyncSession]:
         params = self.connect_params()

@@ -11,16 +11,16 @@ from typing import Any, ClassVar
 import pymysql
 import pymysql.cursors
 
-from ...exceptions import ConnectionLost, DatabaseError
+from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
 from .._row import Row
 from ._asyncmy import mysql_connect_kwargs
 from ._dialects import (
     mysql_adapt,
-    mysql_error,
     mysql_init_statements,
     mysql_rows,
     mysql_value,
+    translate_mysql,
 )
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
@@ -102,11 +102,4 @@ class PymysqlBackend(Backend):
         return await ThreadedConnection.open(_PymysqlSession(self._kwargs(), self.options))
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
-        if isinstance(exc, pymysql.err.MySQLError):
-            args = exc.args
-            code = args[0] if args and isinstance(args[0], int) else None
-            message = str(args[1]) if len(args) > 1 else str(exc)
-            return mysql_error(code, message, exc, type(exc).__name__)
-        if isinstance(exc, (OSError, ConnectionError, EOFError)):
-            return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
-        return None
+        return translate_mysql(exc, pymysql.err.MySQLError)

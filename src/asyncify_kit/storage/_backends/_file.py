@@ -226,7 +226,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class TempFile:
+class _OpenFile:
+    """What `TempFile` and `InPlaceFile` share: a file descriptor under an open directory."""
+
+    root_fd: int
+    dir_fd: int
+    fd: int
+
+    def discard(self) -> None:
+        raise NotImplementedError
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            _write_all(self.fd, data)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _release_dir(self) -> None:
+        if self.dir_fd != -1:
+            dfd, self.dir_fd = self.dir_fd, -1
+            _close_dir(dfd, self.root_fd)
+
+
+class TempFile(_OpenFile):
     """A temporary file next to its key; `commit` renames it over the key, `discard` removes it.
 
     Every method runs in a worker thread; `commit` and `discard` are idempotent and leave
@@ -266,13 +289,6 @@ class TempFile:
                 self.dir_fd = -1
                 raise
 
-    def write(self, data: bytes | memoryview) -> None:
-        try:
-            _write_all(self.fd, data)
-        except BaseException:
-            self.discard()
-            raise
-
     def commit(self, *, if_not_exists: bool) -> None:
         try:
             if self.fsync:
@@ -311,13 +327,8 @@ class TempFile:
                 os.unlink(name, dir_fd=self.dir_fd)
         self._release_dir()
 
-    def _release_dir(self) -> None:
-        if self.dir_fd != -1:
-            dfd, self.dir_fd = self.dir_fd, -1
-            _close_dir(dfd, self.root_fd)
 
-
-class InPlaceFile:
+class InPlaceFile(_OpenFile):
     """The key's own file, truncated and rewritten in place (``atomic=false``).
 
     Same interface as `TempFile`. Opened with ``O_NOFOLLOW`` under directories walked
@@ -374,13 +385,6 @@ class InPlaceFile:
             self.discard()
             raise
 
-    def write(self, data: bytes | memoryview) -> None:
-        try:
-            _write_all(self.fd, data)
-        except BaseException:
-            self.discard()
-            raise
-
     def commit(self, *, if_not_exists: bool) -> None:
         try:
             if self.fsync:
@@ -397,11 +401,6 @@ class InPlaceFile:
             fd, self.fd = self.fd, -1
             os.close(fd)
         self._release_dir()
-
-    def _release_dir(self) -> None:
-        if self.dir_fd != -1:
-            dfd, self.dir_fd = self.dir_fd, -1
-            _close_dir(dfd, self.root_fd)
 
 
 def begin_write(
