@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import pickle
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
@@ -165,6 +166,13 @@ async def test_rows_and_as_(url: BackendURL, table: str) -> None:
             assert [r.id for r in rows] == [0, 1, 2, 3, 4]
             first = rows[0]
             assert isinstance(first, Row)
+            assert type(first).__name__ == "Row"
+            assert tuple not in type(first).__mro__  # a mapping, whatever the driver's rows are
+            assert pickle.loads(pickle.dumps(first)) == first
+            one = await db.fetch_one(f"select id, name, price from {table} where id = 0")
+            assert isinstance(one, Row)
+            assert one == first == {"id": 0, "name": "item 0", "price": Decimal("0.50")}
+            assert repr(one).startswith("Row(id=0, name='item 0', price=Decimal(")
             assert first["name"] == first.name == first[1] == "item 0"
             assert list(first) == ["id", "name", "price"]
             assert dict(first) == {"id": 0, "name": "item 0", "price": Decimal("0.50")}
