@@ -31,6 +31,7 @@ TABLE = "bench_sql_rows"
 
 RAW = "raw driver"
 RAW_BY_NAME = "raw driver, DictCursor"
+RAW_RESET = "raw driver, reset on release"
 KIT = "asyncify-kit"
 ENCODE = "encode/databases"
 VAL = "SELECT 1"
@@ -125,7 +126,16 @@ def _kit(env: str, driver: str, sql: str, kind: str, size: int, concurrent: bool
 # -- raw native drivers --------------------------------------------------------------------------
 
 
-def _raw_asyncpg(kind: str) -> Any:
+async def _keep_session(conn: Any) -> None:
+    """asyncpg's pool ``reset=`` hook: leave the session as it is on release (no query)."""
+
+
+def _raw_asyncpg(kind: str, reset_on_release: bool = False) -> Any:
+    """asyncpg's own pool. By default without its reset on release: asyncpg's pool runs
+    ``Connection.reset()`` (one more round trip: ``SELECT pg_advisory_unlock_all(); CLOSE
+    ALL; UNLISTEN *; RESET ALL``) whenever a connection goes back, which asyncify-kit's pool
+    does not do, so the baseline skips it too; *reset_on_release* keeps asyncpg's default."""
+
     @asynccontextmanager
     async def setup() -> AsyncIterator[Runner]:
         import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
@@ -139,6 +149,7 @@ def _raw_asyncpg(kind: str) -> Any:
             database=pg.database,
             min_size=POOL,
             max_size=POOL,
+            reset=None if reset_on_release else _keep_session,
         )
         try:
             if kind == "val":
@@ -307,6 +318,12 @@ def _cases() -> list[Case]:
             ),
             Case(f"my_{kind}", ENCODE, setup=_encode(MY_ENV, "asyncmy", kind)),
         ]
+    # asyncpg's pool as it comes, resetting the session on every release (a reference line
+    # only: the baseline above skips that reset, as asyncify-kit's pool does)
+    cases += [
+        Case(f"pg_{kind}", RAW_RESET, setup=_raw_asyncpg(kind, True), reference=True)
+        for kind in ("val", "rows")
+    ]
     # what the raw driver costs when its rows are readable by column name, like Row (a
     # reference line only: the target stays against the plain tuple cursor)
     cases.append(Case("my_rows", RAW_BY_NAME, setup=_raw_asyncmy("rows", True), reference=True))
@@ -370,7 +387,11 @@ SECTION = Section(
     packages=("asyncpg", "asyncmy", "databases", "psycopg2-binary", "PyMySQL", "SQLAlchemy"),
     notes=(
         "raw driver: asyncpg.create_pool / asyncmy.create_pool (4 connections) for the "
-        "one-at-a-time scenarios; for the threaded ones, asyncio.to_thread around a queue of "
+        "one-at-a-time scenarios, asyncpg's with reset=<a no-op>: by default its pool resets "
+        "the session on every release (one more round trip: pg_advisory_unlock_all, CLOSE ALL, "
+        "UNLISTEN *, RESET ALL), which asyncify-kit's pool does not do; 'raw driver, reset on "
+        "release' is asyncpg's pool as it comes (encode/databases uses that), for reference. "
+        "For the threaded ones, asyncio.to_thread around a queue of "
         "10 connections of the same driver, with the loop's default executor set to 10 threads.",
         "asyncify-kit and encode/databases use pools of the same size. The 100-row table is "
         "(int, varchar, double): raw asyncmy already returns the facade's Python types for "
