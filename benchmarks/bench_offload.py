@@ -273,7 +273,9 @@ SECTION = Section(
         "plumbing: the lower bound of the no-op scenarios for a coroutine API (with 1,000 in "
         "flight, mostly the cost of one asyncio Task per coroutine). "
         f"`{FUTURE_FLOOR}` returns already-done Futures instead of coroutines, so `gather` "
-        "creates no Task: the bound for an API whose calls return Futures. Neither is a peer.",
+        "creates no Task: the bound for an API whose calls return Futures, as asyncify-kit's "
+        "do inside a running asyncio loop (the call is its own Future and also a coroutine; "
+        "`loop.run_in_executor` returns a Future too). Neither is a peer.",
         "Each implementation runs on its own event loop (asyncio unless marked uvloop); "
         "`asyncify-kit` is applied once per function with `@asyncify`, asyncer and asgiref "
         "wrappers likewise.",

@@ -1,7 +1,8 @@
 """The thread hand-off behind `asyncify`: named pools of worker threads.
 
-A call becomes a `Job` put on its pool's queue. A worker thread runs it in a copy of the
-caller's contextvars and then completes the caller itself:
+A call becomes a `Job` put on its pool's queue (on asyncio, the call's own future, an
+``_offload.Call``, is the job). A worker thread runs it in a copy of the caller's contextvars
+and then completes the caller itself:
 
 * on asyncio, the worker appends the job to its loop's `_LoopWaker` and wakes the loop once
   per batch (one ``call_soon_threadsafe`` for however many results arrived meanwhile); the
@@ -27,12 +28,22 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._config import env_setting
 from .exceptions import CallCancelled, ConfigError
 
-__all__ = ["Job", "Lane", "Pool", "PoolStats", "configure", "current_job", "get_pool", "stats"]
+__all__ = [
+    "Job",
+    "Lane",
+    "Pool",
+    "PoolStats",
+    "Work",
+    "configure",
+    "current_job",
+    "get_pool",
+    "stats",
+]
 
 logger = logging.getLogger("asyncify_kit")
 
@@ -47,7 +58,42 @@ IDLE_TIMEOUT: Final = 10.0
 SHUTDOWN_TIMEOUT: Final = 5.0
 
 
-class Job:
+class Work:
+    """What a worker runs: a `Job`, or on asyncio the call's own future (``_offload.Call``).
+
+    Declarations only (no slots of its own): each subclass lays out these attributes.
+    """
+
+    if not TYPE_CHECKING:  # mypy would refuse assignments to attributes missing from slots
+        __slots__ = ()
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    ctx: contextvars.Context
+    notify: Callable[[Work], None] | None
+    state: int
+    value: Any
+    error: BaseException | None
+    abandoned: bool
+    timed_out: bool
+    deadline: float
+    finished: float
+    cancel_requested: bool
+    enqueued: float
+    counted: bool
+    start_claim: list[None]
+    end_claim: list[None]
+
+    def describe(self) -> str:
+        return getattr(self.fn, "__qualname__", None) or repr(self.fn)
+
+    def settle(self) -> None:
+        """Hand the outcome to the waiting caller (on the loop's thread); see `_LoopWaker`."""
+        raise NotImplementedError
+
+
+class Job(Work):
     """One call handed to a worker thread, and its outcome."""
 
     __slots__ = (
@@ -77,7 +123,7 @@ class Job:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         ctx: contextvars.Context,
-        notify: Callable[[Job], None] | None,
+        notify: Callable[[Work], None] | None,
     ) -> None:
         self.fn = fn
         self.args = args
@@ -103,16 +149,16 @@ class Job:
         self.start_claim: list[None] = [None]
         self.end_claim: list[None] = [None]
 
-    def describe(self) -> str:
-        return getattr(self.fn, "__qualname__", None) or repr(self.fn)
+    def settle(self) -> None:
+        settle_future(self)
 
 
 _tls = threading.local()
 
 
-def current_job() -> Job | None:
+def current_job() -> Work | None:
     """The job the calling worker thread is running, if any."""
-    job: Job | None = getattr(_tls, "job", None)
+    job: Work | None = getattr(_tls, "job", None)
     return job
 
 
@@ -129,7 +175,7 @@ def check_cancelled() -> None:
 
 
 def _execute(
-    job: Job,
+    job: Work,
     pool: Pool,
     idle_tokens: list[None] | None = None,
     completed: list[int] | None = None,
@@ -220,7 +266,7 @@ class Lane:
         else:
             self.pool._submit(self)
 
-    def put(self, job: Job) -> None:
+    def put(self, job: Work) -> None:
         self.queue.put(job)
 
     def close(self) -> None:
@@ -288,7 +334,7 @@ class Pool:
         self._workers: list[threading.Thread] = []
         self._serial = 0
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Work) -> None:
         """Queue *job*; it runs as soon as one of the pool's threads is free."""
         job.enqueued = time.perf_counter()
         job.counted = True
@@ -302,8 +348,8 @@ class Pool:
                 pass
         self._spawn_if_room()
 
-    def _submit(self, item: Job | Lane) -> None:
-        if isinstance(item, Job):
+    def _submit(self, item: Work | Lane) -> None:
+        if not isinstance(item, Lane):
             self.submit(item)
             return
         self._queue.put(item)
@@ -327,7 +373,7 @@ class Pool:
             self._workers.append(thread)
         thread.start()
 
-    def _try_withdraw(self, job: Job) -> bool:
+    def _try_withdraw(self, job: Work) -> bool:
         try:
             job.start_claim.pop()
         except IndexError:
@@ -338,11 +384,11 @@ class Pool:
                 self._withdrawn += 1
         return True
 
-    def cancel_pending(self, job: Job) -> bool:
+    def cancel_pending(self, job: Work) -> bool:
         """Withdraw *job* if no thread took it yet; True if withdrawn."""
         return self._try_withdraw(job)
 
-    def abandon(self, job: Job) -> int:
+    def abandon(self, job: Work) -> int:
         """Leave *job*: withdraw it if not started, else let it run on unobserved.
 
         Returns PENDING (withdrawn), RUNNING (now abandoned) or DONE (it had finished).
@@ -359,7 +405,7 @@ class Pool:
             self._abandoned += 1
         return RUNNING
 
-    def request_cancel(self, job: Job) -> int:
+    def request_cancel(self, job: Work) -> int:
         """Ask a job to stop (see `check_cancelled`); withdraw it if it has not started.
 
         Returns PENDING (withdrawn), RUNNING or DONE.
@@ -419,7 +465,7 @@ class Pool:
             # workers add and discard without the lock: iterate a copy (set.copy() is atomic)
             current = self._running.copy()
             running = tuple(
-                item.describe() if isinstance(item, Job) else "<generator/context lane>"
+                "<generator/context lane>" if isinstance(item, Lane) else item.describe()
                 for item in current
             )
             return PoolStats(
@@ -447,7 +493,7 @@ class Pool:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             return [
-                item.describe() if isinstance(item, Job) else "<generator/context lane>"
+                "<generator/context lane>" if isinstance(item, Lane) else item.describe()
                 for item in self._running.copy()
             ]
 
@@ -557,10 +603,10 @@ class _LoopWaker:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.lock = threading.Lock()
-        self.pending: list[Job] = []
+        self.pending: list[Work] = []
         self.scheduled = False
 
-    def __call__(self, job: Job) -> None:
+    def __call__(self, job: Work) -> None:
         with self.lock:
             self.pending.append(job)
             if self.scheduled:
@@ -581,7 +627,7 @@ class _LoopWaker:
         with self.lock:
             jobs, self.pending, self.scheduled = self.pending, [], False
         for job in jobs:
-            settle_future(job)
+            job.settle()
 
 
 def settle_future(job: Job) -> None:
@@ -597,7 +643,7 @@ def settle_future(job: Job) -> None:
         fut.set_result(job.value)
 
 
-def timeout_error(job: Job) -> TimeoutError:
+def timeout_error(job: Work) -> TimeoutError:
     err = TimeoutError(f"{job.describe()} did not finish within its timeout")
     err.__context__ = job.error
     return err

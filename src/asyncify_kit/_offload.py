@@ -14,6 +14,7 @@ has finished; under "abandon", at the deadline). A result that arrives late is n
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextlib
 import contextvars
 import functools
@@ -21,8 +22,9 @@ import inspect
 import logging
 import os
 import time
+import types
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from contextlib import AbstractContextManager
 from types import BuiltinFunctionType, FunctionType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
@@ -34,6 +36,7 @@ from ._executor import (
     Job,
     Lane,
     Pool,
+    Work,
     get_pool,
     loop_waker,
     timeout_error,
@@ -162,19 +165,8 @@ async def _after_cancel_asyncio(
     if pool.request_cancel(job) != RUNNING:
         return
     waiter = job.future = loop.create_future()
-    import anyio
-
-    with anyio.CancelScope(shield=True):  # stops anyio re-delivering its own cancellation
-        while not waiter.done():
-            # a native task.cancel() (asyncio.timeout, wait_for) is not stopped by the scope:
-            # under "wait" the caller still leaves only when the thread has ended; the
-            # call's own outcome is dropped (its error is logged below)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(waiter)
-    if job.error is not None and not isinstance(job.error, CallCancelled):
-        logger.warning(
-            "%s raised after its caller was cancelled", job.describe(), exc_info=job.error
-        )
+    await _wait_shielded(waiter)
+    _log_late_error(job, "its caller was cancelled")
 
 
 async def _run_job_trio(
@@ -185,7 +177,7 @@ async def _run_job_trio(
     token = trio.lowlevel.current_trio_token()
     event = trio.Event()
 
-    def wake(_job: Job) -> None:
+    def wake(_job: Work) -> None:
         with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(event.set)
 
@@ -243,6 +235,280 @@ async def _offload(
     except BaseException as exc:
         _strip_library_frames(exc)
         raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
+
+
+class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any result
+    """One offloaded call on asyncio: the job a worker thread runs *and* the future it completes.
+
+    Calling an `asyncify`-decorated function inside a running asyncio loop submits the call at
+    once and returns this object, so no coroutine and no Task stand between the caller and
+    the thread: ``gather``, ``ensure_future`` and ``wait_for`` take it as the Future it is
+    (with 1,000 calls in flight that saves an asyncio Task per call), and ``await`` goes
+    through `__await__`, which applies the cancel policy. It also implements the coroutine
+    protocol (``send``, ``throw``, ``close``) and is registered as a
+    `collections.abc.Coroutine`, so ``asyncio.create_task(f())`` and anyio's ``start_soon``
+    accept it.
+
+    Cancellation, by how the call is awaited:
+
+    * ``await f()`` (also through ``create_task``): `Future.cancel` cancels this future and
+      the CancelledError reaches `__await__`, which runs the policy (under "wait" it waits for
+      the thread, shielded, then re-raises).
+    * as a plain Future (``gather``, ``wait_for``, ``shield``): `cancel` runs the policy itself;
+      under "wait" a running call is cancelled only when its thread has finished.
+    """
+
+    __slots__ = (
+        "abandoned",
+        "args",
+        "awaited",
+        "cancel_requested",
+        "counted",
+        "ctx",
+        "deadline",
+        "deferred_cancel",
+        "end_claim",
+        "enqueued",
+        "error",
+        "finished",
+        "fn",
+        "handle",
+        "kwargs",
+        "notify",
+        "policy",
+        "pool",
+        "start_claim",
+        "state",
+        "stepper",
+        "timed_out",
+        "value",
+        "waiter",
+    )
+
+    # the call's own
+    pool: Pool
+    policy: str
+    awaited: bool
+    handle: asyncio.TimerHandle | None
+    waiter: asyncio.Future[Any] | None
+    stepper: Generator[Any, None, Any] | None
+    deferred_cancel: tuple[Any, ...] | None
+
+    # -- the worker's outcome, delivered on the loop's thread (see _executor._LoopWaker) --
+
+    def settle(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:  # the caller was cancelled and waits for the thread to end
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.done():
+            return
+        if self.deferred_cancel is not None:  # cancelled as a Future under "wait"
+            _log_late_error(self, "its caller was cancelled")
+            _Future.cancel(self, *self.deferred_cancel)
+        elif self.timed_out or self.finished > self.deadline > 0:
+            self.set_exception(timeout_error(self))
+        elif self.error is not None:
+            self.set_exception(self.error)
+        else:
+            self.set_result(self.value)
+
+    def on_timeout(self) -> None:
+        self.handle = None
+        if self.done() or self.waiter is not None:
+            return
+        abandon = self.policy == "abandon"
+        state = self.pool.abandon(self) if abandon else self.pool.request_cancel(self)
+        if state == PENDING or abandon:
+            self.set_exception(timeout_error(self))
+        elif state == RUNNING:
+            self.timed_out = True
+
+    # -- cancellation --------------------------------------------------------------------------
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if self.awaited or self.done():  # awaited: __await__ applies the policy
+            return _Future.cancel(self, msg)
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.policy == "abandon":
+            self.pool.abandon(self)
+            return _Future.cancel(self, msg)
+        if self.pool.request_cancel(self) != RUNNING:
+            return _Future.cancel(self, msg)
+        self.deferred_cancel = (msg,)  # cancelled by settle(), once the thread has finished
+        return True
+
+    async def _after_cancel(self) -> None:
+        """Under "abandon", leave; under "wait", wait (shielded) for a running thread."""
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.policy == "abandon":
+            self.pool.abandon(self)
+            return
+        if self.pool.request_cancel(self) != RUNNING:
+            return
+        waiter = self.waiter = self.get_loop().create_future()
+        await _wait_shielded(waiter)
+        _log_late_error(self, "its caller was cancelled")
+
+    # -- awaiting ------------------------------------------------------------------------------
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if not self.done():
+            self.awaited = True
+            self._asyncio_future_blocking = True
+            try:
+                yield self
+            except asyncio.CancelledError:
+                if self.cancelled():
+                    yield from self._after_cancel().__await__()
+                raise
+        try:
+            return self.result()
+        except BaseException as exc:
+            _strip_library_frames(exc)
+            raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
+
+    __iter__ = __await__
+
+    # the coroutine protocol, for asyncio.create_task(f()) and anyio's start_soon
+
+    def _stepper(self) -> Generator[Any, None, Any]:
+        stepper = self.stepper
+        if stepper is None:
+            stepper = self.stepper = self.__await__()
+        return stepper
+
+    def send(self, value: None) -> Any:
+        return self._stepper().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        exc = typ if val is None else val
+        if isinstance(exc, type):
+            exc = exc()
+        return self._stepper().throw(exc)
+
+    def close(self) -> None:
+        if self.stepper is not None:
+            self.stepper.close()
+        elif not self.done():
+            self.cancel()
+
+
+collections.abc.Coroutine.register(Call)  # pyright: ignore[reportAttributeAccessIssue]
+_Future = asyncio.Future
+
+
+def _log_late_error(call: Work, why: str) -> None:
+    if call.error is not None and not isinstance(call.error, CallCancelled):
+        logger.warning("%s raised after %s", call.describe(), why, exc_info=call.error)
+
+
+async def _wait_shielded(waiter: asyncio.Future[Any]) -> None:
+    """Wait for *waiter* while the caller is being cancelled (the "wait" policy)."""
+    import anyio
+
+    with anyio.CancelScope(shield=True):  # stops anyio re-delivering its own cancellation
+        while not waiter.done():
+            # a native task.cancel() (asyncio.timeout, wait_for) is not stopped by the scope:
+            # under "wait" the caller still leaves only when the thread has ended; the
+            # call's own outcome is dropped (its error is logged)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(waiter)
+
+
+_get_running_loop = asyncio._get_running_loop
+_copy_context = contextvars.copy_context
+
+
+def start_call(
+    loop: asyncio.AbstractEventLoop,
+    pool: Pool,
+    policy: str,
+    timeout: float | None,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Call:
+    """Submit ``fn(*args, **kwargs)`` to *pool* now; the `Call` future completes with it."""
+    call = Call(loop=loop)
+    call.fn = fn
+    call.args = args
+    call.kwargs = kwargs
+    call.ctx = _copy_context()
+    call.notify = loop_waker(loop)
+    call.state = PENDING
+    call.value = None
+    call.error = None
+    call.abandoned = call.timed_out = call.cancel_requested = call.awaited = False
+    call.deadline = call.finished = 0.0
+    call.start_claim = [None]
+    call.end_claim = [None]
+    call.pool = pool
+    call.policy = policy
+    call.handle = call.waiter = call.stepper = call.deferred_cancel = None
+    if timeout is not None:
+        call.deadline = time.monotonic() + timeout
+        call.handle = loop.call_later(timeout, call.on_timeout)
+    pool.submit(call)
+    return call
+
+
+async def _coroutine_function_code() -> None:
+    """Its code object is what makes an `OffloadedFunction` a coroutine function to inspect."""
+
+
+class OffloadedFunction:
+    """What `asyncify` makes of a plain sync function: call it, await the result.
+
+    Inside a running asyncio loop a call submits the work at once and returns a `Call` (a
+    Future that is also a coroutine); elsewhere (trio, or before a loop runs) it returns a
+    coroutine that submits when awaited. Either way ``await f(...)`` runs ``fn(...)`` in a
+    worker thread of the pool.
+
+    Frameworks decide whether to await an endpoint with ``inspect.iscoroutinefunction`` or
+    ``asyncio.iscoroutinefunction``; both are true for it (it is function-like: name, code,
+    defaults, annotations, and binds to instances like a function).
+    """
+
+    __code__ = _coroutine_function_code.__code__
+    __defaults__ = None
+    __kwdefaults__ = None
+
+    def __init__(self, fn: Callable[..., Any], pool: str, cancel: str, timeout: float | None):
+        functools.update_wrapper(self, fn)
+        self._fn = fn
+        self._pool_name = pool
+        self._policy = cancel
+        self._timeout = timeout
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        loop = _get_running_loop()
+        if loop is None:
+            return _offload(self._pool_name, self._policy, self._timeout, self._fn, args, kwargs)
+        return start_call(
+            loop, get_pool(self._pool_name), self._policy, self._timeout, self._fn, args, kwargs
+        )
+
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return types.MethodType(self, obj)
+
+    def __reduce__(self) -> str:
+        # pickled by reference, like the function it stands for
+        return getattr(self, "__qualname__", None) or repr(self._fn)
+
+    def __repr__(self) -> str:
+        name = getattr(self, "__qualname__", None) or repr(self._fn)
+        return f"<asyncified function {name} at {id(self):#x}>"
 
 
 _ASYNC_CODE_FLAGS = (
@@ -601,11 +867,7 @@ def asyncify(
 
             return manage
 
-        @functools.wraps(fn)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await _offload(pool, cancel, timeout, fn, args, kwargs)
-
-        return call
+        return OffloadedFunction(fn, pool, cancel, timeout)
 
     if fn is None:
         return decorate

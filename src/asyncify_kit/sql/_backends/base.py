@@ -25,7 +25,7 @@ from typing import Any, ClassVar, cast
 import anyio
 
 from ..._config import BackendURL
-from ..._executor import Job, configure, current_job
+from ..._executor import Work, configure, current_job
 from ..._offload import AsyncProxy, asyncify, run_sync, wrap
 from ...exceptions import (
     CallCancelled,
@@ -635,10 +635,10 @@ class _Canceller:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._active: dict[int, tuple[Job, SyncSession]] = {}
+        self._active: dict[int, tuple[Work, SyncSession]] = {}
         self._running = False
 
-    def add(self, job: Job, session: SyncSession) -> None:
+    def add(self, job: Work, session: SyncSession) -> None:
         with self._lock:
             self._active[id(job)] = (job, session)
             if not self._running:
@@ -647,7 +647,7 @@ class _Canceller:
                     target=self._watch, name="asyncify-sql-cancel", daemon=True
                 ).start()
 
-    def remove(self, job: Job) -> None:
+    def remove(self, job: Work) -> None:
         with self._lock:
             self._active.pop(id(job), None)
 
