@@ -649,11 +649,19 @@ def timeout_error(job: Work) -> TimeoutError:
     return err
 
 
+_last_waker: _LoopWaker | None = None
+
+
 def loop_waker(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
-    """The batching waker of *loop*, cached per thread."""
-    waker: _LoopWaker | None = getattr(_tls, "waker", None)
+    """The batching waker of *loop*, cached per thread (and the last one used, globally)."""
+    global _last_waker
+    waker = _last_waker
+    if waker is not None and waker.loop is loop:
+        return waker
+    waker = getattr(_tls, "waker", None)
     if waker is None or waker.loop is not loop:
         waker = _tls.waker = _LoopWaker(loop)
+    _last_waker = waker
     return waker
 
 
@@ -674,8 +682,9 @@ def _shutdown_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _pools_lock
+    global _pools_lock, _last_waker
     _pools_lock = threading.Lock()
+    _last_waker = None
     for pool in _pools.values():
         pool._reset()
     _tls.__dict__.clear()

@@ -387,13 +387,21 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
         return stepper
 
     def send(self, value: None) -> Any:
-        return self._stepper().send(value)
+        try:
+            return self._stepper().send(value)
+        except BaseException:
+            self.stepper = None  # finished: drop the generator (its frame refers to self)
+            raise
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         exc = typ if val is None else val
         if isinstance(exc, type):
             exc = exc()
-        return self._stepper().throw(exc)
+        try:
+            return self._stepper().throw(exc)
+        except BaseException:
+            self.stepper = None
+            raise
 
     def close(self) -> None:
         if self.stepper is not None:
@@ -486,6 +494,7 @@ class OffloadedFunction:
         functools.update_wrapper(self, fn)
         self._fn = fn
         self._pool_name = pool
+        self._pool: Pool | None = None  # looked up at the first call: configure() may come later
         self._policy = cancel
         self._timeout = timeout
 
@@ -493,9 +502,10 @@ class OffloadedFunction:
         loop = _get_running_loop()
         if loop is None:
             return _offload(self._pool_name, self._policy, self._timeout, self._fn, args, kwargs)
-        return start_call(
-            loop, get_pool(self._pool_name), self._policy, self._timeout, self._fn, args, kwargs
-        )
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = get_pool(self._pool_name)
+        return start_call(loop, pool, self._policy, self._timeout, self._fn, args, kwargs)
 
     def __get__(self, obj: object, objtype: type | None = None) -> Any:
         if obj is None:
