@@ -90,7 +90,8 @@ async def test_in_place_if_not_exists(tmp_path: Path) -> None:
 
 
 async def test_in_place_interrupted_write_leaves_a_partial_file(tmp_path: Path) -> None:
-    """The documented price of atomic=false: no old content to fall back to."""
+    """The documented price of atomic=false: no old content to fall back to (and the file
+    is cut after the new bytes, so no old byte follows them either)."""
     root = tmp_path / "root"
 
     async def failing() -> AsyncIterator[bytes]:
@@ -108,6 +109,88 @@ async def test_in_place_interrupted_write_leaves_a_partial_file(tmp_path: Path) 
             await st.write("k", failing())
         assert await st.read("k") == b"old content, longer"
     assert await leftovers(root) == []
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+async def test_in_place_rewrites_leave_exactly_the_new_bytes(tmp_path: Path, fsync: bool) -> None:
+    """Overwritten from offset 0 then cut to the new length: no old byte survives."""
+    root = tmp_path / "root"
+    path = root / "d" / "k.bin"
+    sizes = [100_000, 4096, 4095, 70_001, 1, 0, 8192, 5000]
+    async with Storage(in_place(root, fsync=fsync)) as st:
+        first = None
+        for i, size in enumerate(sizes):
+            data = os.urandom(size)
+            if i % 2:
+                await st.write("d/k.bin", data)
+            else:
+                async with st.open("d/k.bin", "wb") as f:  # several writes, one commit
+                    for start in range(0, size, 3000):
+                        await f.write(data[start : start + 3000])
+            assert await on_disk(path.read_bytes) == data, size
+            assert (await anyio.Path(path).stat()).st_size == size
+            first = first or await inode(path)
+            assert await inode(path) == first
+    assert await leftovers(root) == []
+
+
+async def test_in_place_write_overwrites_before_it_truncates(tmp_path: Path) -> None:
+    """While a write runs, the file holds the new bytes then the old tail (the documented
+    mix), not an emptied file; the commit cuts the tail."""
+    root = tmp_path / "root"
+    async with Storage(in_place(root)) as st:
+        await st.write("k", b"o" * 10)
+        async with st.open("k", "wb") as f:
+            await f.write(b"new")
+            await f.flush()
+            assert await on_disk((root / "k").read_bytes) == b"new" + b"o" * 7
+        assert await st.read("k") == b"new"
+
+
+async def test_in_place_cancelled_write_keeps_only_the_new_prefix(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    written = anyio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"n" * 1000
+        written.set()
+        await anyio.sleep(3600)
+        yield b"never"
+
+    async with Storage(in_place(root)) as st:
+        await st.write("k", b"o" * 100_000)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(st.write, "k", slow())
+            await written.wait()
+            await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        assert await st.read("k") == b"n" * 1000  # cut: none of the old 99,000 bytes after
+        with anyio.move_on_after(0.2):
+            async with st.open("k", "wb") as f:
+                await f.write(b"m" * 10)
+                await f.flush()  # handed to the file: the bytes "written so far"
+                await anyio.sleep(3600)
+        assert await st.read("k") == b"m" * 10
+    assert await leftovers(root) == []
+
+
+async def test_in_place_refused_file_is_left_untouched(tmp_path: Path) -> None:
+    """Nothing is truncated before the checks: a refused hard-linked file keeps every byte."""
+    root = tmp_path / "root"
+
+    def prepare() -> None:
+        root.mkdir()
+        (root / "a").write_bytes(b"keep all of me")
+        os.link(root / "a", root / "b")
+
+    await on_disk(prepare)
+    async with Storage(in_place(root)) as st:
+        with pytest.raises(InvalidPath, match="2 hard links"):
+            await st.write("a", b"x")
+        with pytest.raises(InvalidPath, match="2 hard links"):
+            async with st.open("b", "wb") as f:
+                await f.write(b"x")
+    assert await on_disk((root / "a").read_bytes) == b"keep all of me"
 
 
 @pytest.mark.parametrize("if_not_exists", [False, True])

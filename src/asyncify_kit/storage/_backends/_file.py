@@ -7,9 +7,9 @@ opened component by component relative to a directory descriptor of ROOT with
 `InvalidPath`. Writes go to a temporary file in the target directory, are fsynced (option
 ``fsync``, on by default), then renamed over the key: readers see the old or the new content,
 never a mix, and an exception or a cancellation leaves the old content and no temp file.
-With ``atomic=false`` a write truncates and rewrites the file in place instead (what
-``open(path, "wb")`` does: cheaper, but a reader may see a partial file and an interrupted
-write may leave one); symbolic links are refused the same way.
+With ``atomic=false`` a write overwrites the file in place and cuts it to the new length
+instead (cheaper, but a reader may see a mix of old and new bytes, and an interrupted write
+leaves only the bytes written so far); symbolic links are refused the same way.
 
 Needs ``dir_fd`` support in `os` (Linux, macOS, the BSDs).
 """
@@ -329,16 +329,22 @@ class TempFile(_OpenFile):
 
 
 class InPlaceFile(_OpenFile):
-    """The key's own file, truncated and rewritten in place (``atomic=false``).
+    """The key's own file, overwritten in place and cut to the new length (``atomic=false``).
 
     Same interface as `TempFile`. Opened with ``O_NOFOLLOW`` under directories walked
     without following links, so a symbolic link is refused as with atomic writes. Checked
-    before it is truncated: anything but a regular file at the key (a directory, a FIFO, a
+    before any byte changes: anything but a regular file at the key (a directory, a FIFO, a
     device) is refused, and so is a file with other hard links (changing it in place would
-    change them too, maybe outside ROOT). Not atomic: a reader may see the file empty or
-    partly written, and a write that fails or is interrupted leaves it so (`discard` only
-    closes it). With *if_not_exists* the file is created with ``O_EXCL``: an existing key
-    raises `FileExistsError` and is left untouched.
+    change them too, maybe outside ROOT). The new bytes are written over the old ones from
+    offset 0 and `commit` then truncates the file to their length: the blocks the file
+    already has are reused, where truncating to zero first would free them all and make
+    ext4 write the file back at close. Not atomic: while a write runs a reader may see a mix
+    of new bytes and old ones (the new prefix, then the rest of the old file). A write that
+    fails or is cancelled is cut at the bytes written so far (`discard`, best effort), so the
+    file then holds the start of the new content only; a crash may leave any mix of old and
+    new bytes.
+    With *if_not_exists* the file is created with ``O_EXCL``: an existing key raises
+    `FileExistsError` and is left untouched.
     """
 
     def __init__(self, root_fd: int, parts: list[str], fsync: bool, *, if_not_exists: bool):
@@ -346,6 +352,7 @@ class InPlaceFile(_OpenFile):
         self.fsync = fsync
         self.fd = -1
         self.dir_fd = -1
+        self.size = 0  # bytes written so far, all at the start of the file
         name = parts[-1]
         flags = _IN_PLACE_FLAGS | (os.O_EXCL if if_not_exists else 0)
         for attempt in range(3):
@@ -377,26 +384,52 @@ class InPlaceFile(_OpenFile):
                 raise IsADirectoryError(errno.EISDIR, "not a regular file", name)
             if st.st_nlink > 1:
                 raise _HardLinkRefused(errno.EMLINK, f"{st.st_nlink} hard links", name)
-            if st.st_size:
-                os.ftruncate(self.fd, 0)
             if not fsync:
                 self._release_dir()
+        except BaseException:
+            self._close()
+            raise
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                self.size += written
+                view = view[written:]
         except BaseException:
             self.discard()
             raise
 
     def commit(self, *, if_not_exists: bool) -> None:
         try:
+            os.ftruncate(self.fd, self.size)  # the old bytes past the new end
             if self.fsync:
                 os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1
             if self.fsync:
                 os.fsync(self.dir_fd)  # the entry of a newly created file
-        finally:
+        except BaseException:
             self.discard()
+            raise
+        self._release_dir()
 
     def discard(self) -> None:
+        """Cut the file at the bytes written so far (no old byte is left after them), close.
+
+        Best effort: it runs while another error propagates, so a failing ``ftruncate``
+        (the disk went away) is ignored, and the old bytes after the new ones then remain.
+        """
+        if self.fd != -1:
+            try:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, self.size)
+            finally:
+                self._close()
+        self._release_dir()
+
+    def _close(self) -> None:
         if self.fd != -1:
             fd, self.fd = self.fd, -1
             os.close(fd)
