@@ -2,9 +2,10 @@
 
 Files: read and write 1,000 files of 4 KiB, one at a time and 100 in flight, through
 asyncify-kit's ``file://`` (one thread hop per operation; writes atomic by default, and also
-measured with ``atomic=false``, in place like the peers), aiofiles (the baseline: a hop for
-open, one per read/write, one for close), ``anyio.Path.read_bytes``/``write_bytes`` and
-``asyncio.to_thread`` around ``open().read()``/``write()``.
+measured with ``atomic=false``: in place, overwritten then cut to the new length), aiofiles
+(the baseline: a hop for open, one per read/write, one for close),
+``anyio.Path.read_bytes``/``write_bytes`` and ``asyncio.to_thread`` around
+``open().read()``/``write()``.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def _cases() -> list[Case]:
 
 def _file_targets(write: bool) -> tuple[Target, ...]:
     targets = [Target(KIT_FILE, max_ratio=0.35, faster_than_peers=True)]
-    if write:  # the same job as the peers' (in place): what the one-hop engine gives
+    if write:  # in place like the peers (overwrite + cut, not truncate + rewrite)
         targets.append(Target(KIT_FILE_IN_PLACE, max_ratio=0.35, faster_than_peers=True))
     return tuple(targets)
 
@@ -205,13 +206,18 @@ SECTION = Section(
     packages=("aiofiles", "anyio"),
     notes=(
         "file:// writes run with ?fsync=false, like the peers (none of which fsyncs); they "
-        "still write a temp file and rename it (atomic). '(fsync)' is the default setting.",
-        "The peers overwrite in place (open with O_TRUNC): not atomic, a reader or a crash can "
-        "see a truncated file, but no directory update. An atomic write needs two (create the "
-        "temp file, rename it), serialized by the directory's lock, hence the write ratios.",
-        "'(atomic=false)' is file:// doing the peers' job (?atomic=false&fsync=false: truncate "
-        "and rewrite in place, still without following symlinks): the gap to the default row "
-        "is the price of atomicity, the gap to the peers that of their thread hops.",
+        "still write a temp file and rename it over the key (atomic). '(fsync)' is the "
+        "default setting.",
+        "The peers rewrite in place (open with O_TRUNC, write, close): not atomic, a reader "
+        "or a crash can see an empty or partial file. An atomic write creates a new file "
+        "(a new inode, its blocks written back as ext4 does for a rename over a file) and "
+        "frees the replaced one inside the rename, serialized by the directory's lock: "
+        "hence the default row's ratios, set by the file system, not the thread hop.",
+        "'(atomic=false)' is file:// doing the peers' job without their truncation "
+        "(?atomic=false&fsync=false): it overwrites the existing bytes, then cuts the file to "
+        "the new length, so the file's blocks are reused (no freeing, no write-back forced "
+        "at close); a reader may see a mix of old and new bytes. Still one hop, no symlink "
+        "followed, hard-linked files refused.",
         "Default thread pools everywhere: asyncio's executor (aiofiles, to_thread), anyio's "
         "limiter of 40, asyncify-kit's default pool of 40.",
     ),
