@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import logging
 import os
@@ -72,7 +73,6 @@ class Work:
     kwargs: dict[str, Any]
     ctx: contextvars.Context
     notify: Callable[[Work], None] | None
-    state: int
     value: Any
     error: BaseException | None
     abandoned: bool
@@ -112,7 +112,6 @@ class Job(Work):
         "kwargs",
         "notify",
         "start_claim",
-        "state",
         "timed_out",
         "value",
     )
@@ -131,7 +130,6 @@ class Job(Work):
         self.ctx = ctx
         self.notify = notify
         self.future: Any = None
-        self.state = PENDING
         self.value: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
@@ -154,6 +152,7 @@ class Job(Work):
 
 
 _tls = threading.local()
+_perf_counter = time.perf_counter
 
 
 def current_job() -> Work | None:
@@ -195,10 +194,9 @@ def _execute(
             with pool._lock:
                 pool._withdrawn -= 1
         return False
-    job.state = RUNNING
     if counted:
         pool._running.add(job)
-        pool._waits.append(time.perf_counter() - job.enqueued)
+        pool._waits.append(_perf_counter() - job.enqueued)
     _tls.job = job
     try:
         job.value = job.ctx.run(job.fn, *job.args, **job.kwargs)
@@ -218,7 +216,6 @@ def _execute(
     try:
         job.end_claim.pop()
         abandoned = False
-        job.state = DONE
     except IndexError:
         abandoned = True
     if counted and completed is not None:
@@ -378,7 +375,6 @@ class Pool:
             job.start_claim.pop()
         except IndexError:
             return False
-        job.state = CANCELLED
         if job.counted:
             with self._lock:
                 self._withdrawn += 1
@@ -596,38 +592,46 @@ def all_pools() -> Iterable[Pool]:
 
 
 class _LoopWaker:
-    """Collects finished jobs for one asyncio loop and wakes it once per batch."""
+    """Collects finished jobs for one asyncio loop and wakes it once per batch.
 
-    __slots__ = ("lock", "loop", "pending", "scheduled")
+    Lock-free: ``deque.append``/``popleft`` are atomic. `drain` clears *scheduled* before it
+    empties the queue, so a job appended meanwhile is either taken by this drain or sees the
+    flag down and schedules another (at worst one drain too many, never a lost job).
+    """
+
+    __slots__ = ("loop", "pending", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.lock = threading.Lock()
-        self.pending: list[Work] = []
+        self.pending: deque[Work] = deque()
         self.scheduled = False
 
     def __call__(self, job: Work) -> None:
-        with self.lock:
-            self.pending.append(job)
-            if self.scheduled:
-                return
-            self.scheduled = True
+        self.pending.append(job)
+        if self.scheduled:
+            return
+        self.scheduled = True
         try:
             self.loop.call_soon_threadsafe(self.drain)
         except RuntimeError:
-            with self.lock:
-                lost, self.pending, self.scheduled = self.pending, [], False
-            logger.warning(
-                "the event loop closed before these offloaded calls finished; their results "
-                "were dropped: %s",
-                ", ".join(j.describe() for j in lost),
-            )
+            lost = []
+            with contextlib.suppress(IndexError):
+                while True:
+                    lost.append(self.pending.popleft())
+            self.scheduled = False
+            if lost:
+                logger.warning(
+                    "the event loop closed before these offloaded calls finished; their "
+                    "results were dropped: %s",
+                    ", ".join(j.describe() for j in lost),
+                )
 
     def drain(self) -> None:
-        with self.lock:
-            jobs, self.pending, self.scheduled = self.pending, [], False
-        for job in jobs:
-            job.settle()
+        self.scheduled = False
+        pending = self.pending
+        popleft = pending.popleft
+        while pending:
+            popleft().settle()
 
 
 def settle_future(job: Job) -> None:

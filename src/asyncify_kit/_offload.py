@@ -258,6 +258,8 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
       under "wait" a running call is cancelled only when its thread has finished.
     """
 
+    # Slots, so the hot path pays for few stores: `start_call` sets only what every call
+    # reads; the rest is set where it first matters and read with a default elsewhere.
     __slots__ = (
         "abandoned",
         "args",
@@ -275,10 +277,10 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
         "handle",
         "kwargs",
         "notify",
+        "plain",
         "policy",
         "pool",
         "start_claim",
-        "state",
         "stepper",
         "timed_out",
         "value",
@@ -288,6 +290,7 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
     # the call's own
     pool: Pool
     policy: str
+    plain: bool  # no timeout and not cancelled as a Future: `settle` takes the short way
     awaited: bool
     handle: asyncio.TimerHandle | None
     waiter: asyncio.Future[Any] | None
@@ -297,29 +300,40 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
     # -- the worker's outcome, delivered on the loop's thread (see _executor._LoopWaker) --
 
     def settle(self) -> None:
-        waiter = self.waiter
+        if self.plain and not self.done():
+            if self.error is None:
+                self.set_result(self.value)
+            else:
+                self.set_exception(self.error)
+            return
+        waiter = getattr(self, "waiter", None)
         if waiter is not None:  # the caller was cancelled and waits for the thread to end
             if not waiter.done():
                 waiter.set_result(None)
             return
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
+        self._cancel_timer()
         if self.done():
             return
-        if self.deferred_cancel is not None:  # cancelled as a Future under "wait"
+        deferred = getattr(self, "deferred_cancel", None)
+        if deferred is not None:  # cancelled as a Future under "wait"
             _log_late_error(self, "its caller was cancelled")
-            _Future.cancel(self, *self.deferred_cancel)
-        elif self.timed_out or self.finished > self.deadline > 0:
+            _Future.cancel(self, *deferred)
+        elif self.deadline and (self.timed_out or self.finished > self.deadline):
             self.set_exception(timeout_error(self))
         elif self.error is not None:
             self.set_exception(self.error)
         else:
             self.set_result(self.value)
 
+    def _cancel_timer(self) -> None:
+        handle = getattr(self, "handle", None)
+        if handle is not None:
+            handle.cancel()
+            self.handle = None
+
     def on_timeout(self) -> None:
         self.handle = None
-        if self.done() or self.waiter is not None:
+        if self.done() or getattr(self, "waiter", None) is not None:
             return
         abandon = self.policy == "abandon"
         state = self.pool.abandon(self) if abandon else self.pool.request_cancel(self)
@@ -331,11 +345,10 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
     # -- cancellation --------------------------------------------------------------------------
 
     def cancel(self, msg: Any | None = None) -> bool:
-        if self.awaited or self.done():  # awaited: __await__ applies the policy
+        if getattr(self, "awaited", False) or self.done():  # awaited: __await__ applies it
             return _Future.cancel(self, msg)
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
+        self.plain = False
+        self._cancel_timer()
         if self.policy == "abandon":
             self.pool.abandon(self)
             return _Future.cancel(self, msg)
@@ -346,9 +359,7 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
 
     async def _after_cancel(self) -> None:
         """Under "abandon", leave; under "wait", wait (shielded) for a running thread."""
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
+        self._cancel_timer()
         if self.policy == "abandon":
             self.pool.abandon(self)
             return
@@ -381,7 +392,7 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
     # the coroutine protocol, for asyncio.create_task(f()) and anyio's start_soon
 
     def _stepper(self) -> Generator[Any, None, Any]:
-        stepper = self.stepper
+        stepper = getattr(self, "stepper", None)
         if stepper is None:
             stepper = self.stepper = self.__await__()
         return stepper
@@ -404,8 +415,9 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
             raise
 
     def close(self) -> None:
-        if self.stepper is not None:
-            self.stepper.close()
+        stepper = getattr(self, "stepper", None)
+        if stepper is not None:
+            stepper.close()
         elif not self.done():
             self.cancel()
 
@@ -452,17 +464,19 @@ def start_call(
     call.kwargs = kwargs
     call.ctx = _copy_context()
     call.notify = loop_waker(loop)
-    call.state = PENDING
-    call.value = None
     call.error = None
-    call.abandoned = call.timed_out = call.cancel_requested = call.awaited = False
-    call.deadline = call.finished = 0.0
+    call.cancel_requested = False
     call.start_claim = [None]
     call.end_claim = [None]
     call.pool = pool
     call.policy = policy
-    call.handle = call.waiter = call.stepper = call.deferred_cancel = None
-    if timeout is not None:
+    if timeout is None:
+        call.deadline = 0.0
+        call.plain = True
+    else:
+        call.plain = False
+        call.timed_out = False
+        call.finished = 0.0
         call.deadline = time.monotonic() + timeout
         call.handle = loop.call_later(timeout, call.on_timeout)
     pool.submit(call)
