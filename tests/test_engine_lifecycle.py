@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 import warnings
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,36 @@ def test_loop_closed_with_a_call_in_flight_does_not_break_the_workers(
     assert "event loop closed" in caplog.text
     assert "slow" in caplog.text
     # The pool still serves new loops.
+    assert asyncio.run(run_sync(lambda: 42)) == 42
+
+
+def test_loop_closed_under_a_call_future_logs_it_and_the_workers_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same for the asyncio fast path: a call made inside the loop is its own Future."""
+    started = threading.Event()
+
+    @asyncify
+    def slow_call() -> str:
+        started.set()
+        time.sleep(0.2)
+        return "late"
+
+    async def start() -> Any:
+        return slow_call()  # submitted now, never awaited
+
+    loop = asyncio.new_event_loop()
+    call = loop.run_until_complete(start())
+    assert started.wait(5) and not call.done()
+    loop.close()
+    with caplog.at_level(logging.WARNING, logger="asyncify_kit"):
+        deadline = time.monotonic() + 5
+        while stats().running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+    assert "event loop closed" in caplog.text
+    assert "slow_call" in caplog.text
+    assert not call.done()  # nothing touched the closed loop's future
     assert asyncio.run(run_sync(lambda: 42)) == 42
 
 

@@ -614,6 +614,13 @@ class _LoopWaker:
         try:
             self.loop.call_soon_threadsafe(self.drain)
         except RuntimeError:
+            self._drop_all()
+
+    def _drop_all(self) -> None:
+        """The loop is closed: log and forget what is queued (also what others add meanwhile:
+        a worker that saw the flag up appended before it is lowered, so the re-check sees it).
+        """
+        while True:
             lost = []
             with contextlib.suppress(IndexError):
                 while True:
@@ -625,6 +632,8 @@ class _LoopWaker:
                     "results were dropped: %s",
                     ", ".join(j.describe() for j in lost),
                 )
+            if not self.pending:
+                return
 
     def drain(self) -> None:
         self.scheduled = False
