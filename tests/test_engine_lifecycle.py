@@ -43,6 +43,15 @@ def test_pool_works_in_a_forked_child() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def _wait_for_idle_pool(caplog: pytest.LogCaptureFixture) -> None:
+    """Wait (bounded) until the default pool runs nothing, capturing the library's warnings."""
+    with caplog.at_level(logging.WARNING, logger="asyncify_kit"):
+        deadline = time.monotonic() + 5
+        while stats().running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+
+
 def test_loop_closed_with_a_call_in_flight_does_not_break_the_workers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -61,11 +70,7 @@ def test_loop_closed_with_a_call_in_flight_does_not_break_the_workers(
     task._log_destroy_pending = False  # type: ignore[attr-defined]
     loop.close()
     del task
-    with caplog.at_level(logging.WARNING, logger="asyncify_kit"):
-        deadline = time.monotonic() + 5
-        while stats().running and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)
+    _wait_for_idle_pool(caplog)
     assert "event loop closed" in caplog.text
     assert "slow" in caplog.text
     # The pool still serves new loops.
@@ -91,11 +96,7 @@ def test_loop_closed_under_a_call_future_logs_it_and_the_workers_go_on(
     call = loop.run_until_complete(start())
     assert started.wait(5) and not call.done()
     loop.close()
-    with caplog.at_level(logging.WARNING, logger="asyncify_kit"):
-        deadline = time.monotonic() + 5
-        while stats().running and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)
+    _wait_for_idle_pool(caplog)
     assert "event loop closed" in caplog.text
     assert "slow_call" in caplog.text
     assert not call.done()  # nothing touched the closed loop's future
