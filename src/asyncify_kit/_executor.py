@@ -92,6 +92,15 @@ class Work:
         """Hand the outcome to the waiting caller (on the loop's thread); see `_LoopWaker`."""
         raise NotImplementedError
 
+    def outcome_future(self) -> asyncio.Future[Any]:
+        """The asyncio future that `settle` completes."""
+        raise NotImplementedError
+
+    def redirect(self, waiter: asyncio.Future[Any]) -> None:
+        """From now on `settle` only completes *waiter*: the caller was cancelled and waits
+        for the thread to end (the "wait" policy); the call's own outcome is dropped."""
+        raise NotImplementedError
+
 
 class Job(Work):
     """One call handed to a worker thread, and its outcome."""
@@ -149,6 +158,13 @@ class Job(Work):
 
     def settle(self) -> None:
         settle_future(self)
+
+    def outcome_future(self) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.future
+        return fut
+
+    def redirect(self, waiter: asyncio.Future[Any]) -> None:
+        self.future = waiter
 
 
 _tls = threading.local()

@@ -146,25 +146,28 @@ async def _run_job_asyncio(
             handle.cancel()
 
 
-def _on_timeout_asyncio(job: Job, pool: Pool, cancel: str) -> None:
-    if job.future.done():
+def _on_timeout_asyncio(job: Work, pool: Pool, cancel: str) -> None:
+    fut = job.outcome_future()
+    if fut.done():
         return
     state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
     if state == PENDING or cancel == "abandon":
-        job.future.set_exception(timeout_error(job))
+        fut.set_exception(timeout_error(job))
     elif state == RUNNING:
         job.timed_out = True
 
 
 async def _after_cancel_asyncio(
-    loop: asyncio.AbstractEventLoop, job: Job, pool: Pool, cancel: str
+    loop: asyncio.AbstractEventLoop, job: Work, pool: Pool, cancel: str
 ) -> None:
+    """Under "abandon", leave; under "wait", wait (shielded) for a thread still running."""
     if cancel == "abandon":
         pool.abandon(job)
         return
     if pool.request_cancel(job) != RUNNING:
         return
-    waiter = job.future = loop.create_future()
+    waiter = loop.create_future()
+    job.redirect(waiter)
     await _wait_shielded(waiter)
     _log_late_error(job, "its caller was cancelled")
 
@@ -331,16 +334,15 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
             handle.cancel()
             self.handle = None
 
+    def outcome_future(self) -> asyncio.Future[Any]:
+        return getattr(self, "waiter", None) or self
+
+    def redirect(self, waiter: asyncio.Future[Any]) -> None:
+        self.waiter = waiter
+
     def on_timeout(self) -> None:
         self.handle = None
-        if self.done() or getattr(self, "waiter", None) is not None:
-            return
-        abandon = self.policy == "abandon"
-        state = self.pool.abandon(self) if abandon else self.pool.request_cancel(self)
-        if state == PENDING or abandon:
-            self.set_exception(timeout_error(self))
-        elif state == RUNNING:
-            self.timed_out = True
+        _on_timeout_asyncio(self, self.pool, self.policy)
 
     # -- cancellation --------------------------------------------------------------------------
 
@@ -358,16 +360,8 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
         return True
 
     async def _after_cancel(self) -> None:
-        """Under "abandon", leave; under "wait", wait (shielded) for a running thread."""
         self._cancel_timer()
-        if self.policy == "abandon":
-            self.pool.abandon(self)
-            return
-        if self.pool.request_cancel(self) != RUNNING:
-            return
-        waiter = self.waiter = self.get_loop().create_future()
-        await _wait_shielded(waiter)
-        _log_late_error(self, "its caller was cancelled")
+        await _after_cancel_asyncio(self.get_loop(), self, self.pool, self.policy)
 
     # -- awaiting ------------------------------------------------------------------------------
 
