@@ -13,17 +13,18 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket
 from starlette.requests import HTTPConnection
 
 from asyncify_kit import asyncify
@@ -468,3 +469,39 @@ def test_typing_of_the_lifespan_overloads() -> None:
     FastAPI(lifespan=asyncify_lifespan(database=True))
     FastAPI(lifespan=asyncify_lifespan(storage="memory://", lifespan=stateless))
     FastAPI(lifespan=asyncify_lifespan(http=True, lifespan=stateful))
+
+
+# -- @asyncify functions as endpoints and dependencies ----------------------------------------
+
+
+@asyncify
+def _current_user(token: str = "ada") -> dict[str, object]:
+    return {"name": token, "thread": threading.get_ident()}
+
+
+async def test_asyncify_functions_serve_as_endpoints_and_dependencies() -> None:
+    """FastAPI awaits an ``@asyncify`` function as an ``async def``: both the endpoint and its
+    dependency run in worker threads, off the loop. Taken for a sync function, it would run in
+    FastAPI's own thread pool, outside any loop, and hand back an unawaited coroutine."""
+    app = FastAPI()
+
+    @app.get("/me")
+    @asyncify
+    def me(
+        user: Annotated[dict[str, object], Depends(_current_user)], n: int = 1
+    ) -> dict[str, object]:
+        return {
+            "user": user["name"],
+            "n": n,
+            "thread": threading.get_ident(),
+            "dep": user["thread"],
+        }
+
+    loop_thread = threading.get_ident()
+    async with served(app) as client:
+        response = await client.get("/me", params={"n": 3, "token": "bob"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["user"], body["n"]) == ("bob", 3)
+    assert body["thread"] != loop_thread
+    assert body["dep"] != loop_thread
