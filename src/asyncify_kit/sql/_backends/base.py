@@ -19,8 +19,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, ClassVar, cast
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableSequence, Sequence
+from typing import Any, ClassVar, TypeVar, cast
 
 import anyio
 
@@ -225,6 +225,27 @@ class _Waiter:
                 self.expire()
 
 
+C = TypeVar("C", bound=Connection)
+
+
+def _take_live(idle: MutableSequence[C], in_use: set[C], dead: Callable[[C], object]) -> C | None:
+    """Pop the most recently used idle connection that is still open, mark it in use and
+    return it; hand each closed one met on the way to *dead*. None when none is left."""
+    while idle:
+        conn = idle.pop()
+        if conn.is_closed():
+            dead(conn)
+            continue
+        conn.reused = True
+        in_use.add(conn)
+        return conn
+    return None
+
+
+def _terminate(conn: Connection) -> None:
+    conn.terminate()
+
+
 class ConnectionPool:
     """A bounded pool of `Connection` objects, fair (first come, first served).
 
@@ -294,16 +315,9 @@ class ConnectionPool:
     def acquire_idle(self) -> Connection | None:
         """An idle connection at once, without awaiting; None when `acquire` must be awaited
         (no idle connection, or the pool is closed)."""
-        idle = self._idle
-        while idle and not self._closed:
-            conn = idle.pop()
-            if conn.is_closed():
-                conn.terminate()
-                continue
-            conn.reused = True
-            self._in_use.add(conn)
-            return conn
-        return None
+        if self._closed:
+            return None
+        return _take_live(self._idle, self._in_use, _terminate)
 
     def release_now(self, conn: Connection) -> bool:
         """Give a healthy *conn* back without awaiting; False (nothing done) when `release`
@@ -320,14 +334,9 @@ class ConnectionPool:
             if self._closed:
                 raise OperationalError(f"the database {self._describe} is closed")
             if not fresh:
-                while self._idle:
-                    conn = self._idle.pop()
-                    if conn.is_closed():
-                        conn.terminate()
-                        continue
-                    conn.reused = True
-                    self._in_use.add(conn)
-                    return conn
+                idle_conn = _take_live(self._idle, self._in_use, _terminate)
+                if idle_conn is not None:
+                    return idle_conn
             if self.size < self.max_size:
                 return await self._open_one()
             if fresh and self._idle:
@@ -851,14 +860,11 @@ class ThreadedConnectionPool:
                 while True:
                     if self._closed:
                         raise OperationalError(f"the database {self._describe} is closed")
-                    while self._idle and not fresh:
-                        conn = self._idle.pop()
-                        if conn.is_closed():
-                            stale.append(conn)
-                            continue
-                        conn.reused = True
-                        self._in_use.add(conn)
-                        return conn
+                    if not fresh:
+                        # dead ones are terminated below, outside the lock
+                        live = _take_live(self._idle, self._in_use, stale.append)
+                        if live is not None:
+                            return live
                     if self.size < self.max_size:
                         self._opening += 1
                         break
@@ -960,16 +966,9 @@ class ThreadedConnectionPool:
     def acquire_idle(self) -> Connection | None:
         """An idle connection at once, or None (then await `acquire`)."""
         with self._cond:
-            if not self._closed:
-                while self._idle:
-                    conn = self._idle.pop()
-                    if conn.is_closed():
-                        conn.terminate()
-                        continue
-                    conn.reused = True
-                    self._in_use.add(conn)
-                    return conn
-        return None
+            if self._closed:
+                return None
+            return _take_live(self._idle, self._in_use, _terminate)
 
     async def acquire(self, *, fresh: bool = False) -> Connection:
         if not fresh:
