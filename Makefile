@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-CODE := src tests benchmarks scripts docs/hooks $(wildcard examples)
+CODE := src tests benchmarks scripts docs/hooks setup.py $(wildcard examples)
 
 .PHONY: install demo test check lint typecheck pytest docs bench services services-stop system-deps clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles the optional C base of the SQL Row (pure Python without a compiler)
+$(STAMP): pyproject.toml setup.py src/asyncify_kit/sql/_rowcore.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -58,4 +59,5 @@ services-stop:
 	$(PY) scripts/services.py stop
 
 clean:
-	rm -rf $(VENV) .services .site .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .services .site .mypy_cache .ruff_cache .pytest_cache build
+	find src -name '*.so' -delete

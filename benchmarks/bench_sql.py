@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
+from asyncify_kit.sql._row import SPEEDUPS
 from benchmarks._harness import Case, Runner, Scenario, Section, Target, timed
 
 PG_ENV = "ASYNCIFY_TEST_POSTGRES_URL"
@@ -35,6 +36,8 @@ RAW_RESET = "raw driver, reset on release"
 KIT = "asyncify-kit"
 ENCODE = "encode/databases"
 VAL = "SELECT 1"
+# the C base builds a 100-row result in ~4 µs, the pure-Python one in ~20 µs (docs/sql.md)
+_ROW_BASE = "C" if SPEEDUPS else "pure-Python (ASYNCIFY_KIT_NO_EXTENSIONS)"
 ROWS = f"SELECT id, name, value FROM {TABLE} ORDER BY id"
 
 
@@ -396,7 +399,8 @@ SECTION = Section(
         "asyncify-kit and encode/databases use pools of the same size. The 100-row table is "
         "(int, varchar, double): raw asyncmy already returns the facade's Python types for "
         "those, so the facade converts nothing there; its extra work per row is one Row object "
-        "(readable by name, attribute and position) around the driver's tuple. "
+        "(readable by name, attribute and position) around the driver's tuple, here built by "
+        f"Row's {_ROW_BASE} base. "
         "'raw driver, DictCursor' is asyncmy's own rows-by-name cursor, for reference.",
     ),
 )
