@@ -4,15 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# tested versions of everything '.[dev]' installs (see its header)
+CONSTRAINTS := requirements/dev-constraints.txt
 CODE := src tests benchmarks scripts docs/hooks setup.py $(wildcard examples)
 
 .PHONY: install demo test check lint typecheck pytest docs bench services services-stop system-deps clean
 
 # setup.py compiles the optional C base of the SQL Row (pure Python without a compiler)
-$(STAMP): pyproject.toml setup.py src/asyncify_kit/sql/_rowcore.c
+$(STAMP): pyproject.toml setup.py src/asyncify_kit/sql/_rowcore.c $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
