@@ -533,7 +533,7 @@ def find_moto_server() -> Path:
     for candidate in (beside, venv, Path(found) if found else None):
         if candidate is not None and candidate.exists():
             return candidate
-    raise ServiceError("moto: moto_server not found; run `make install` (it installs moto[s3] with flask)")
+    raise ServiceError("moto: moto_server not found; run `make install`")
 
 
 def moto_version(moto_server: Path) -> str:
