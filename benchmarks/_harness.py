@@ -144,6 +144,10 @@ class Section:
     ``requires``: environment variables (service URLs) without which the section is skipped
     with a printed reason. ``packages``: distributions whose versions go into the JSON.
     ``cases`` is called only when the section runs (after the ``requires`` check).
+    ``repeat_factor``: the section runs ``repeats * repeat_factor`` rounds; give its scenarios
+    that many times fewer ``ops`` and the time stays the same, interleaved more finely. For
+    scenarios that talk to a server sharing the machine's cores, whose per-round ratios swing
+    with the machine's load (here 0.75x-1.36x between rounds of the same two cases).
     """
 
     name: str
@@ -155,6 +159,7 @@ class Section:
     requires: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    repeat_factor: int = 1
 
 
 def discover() -> list[Section]:
@@ -396,6 +401,7 @@ def _measure_scenario(
 def _measure_section(
     section: Section, repeats: int, warmup: int, quick: bool, log: Callable[[str], None]
 ) -> dict[str, Any]:
+    repeats *= section.repeat_factor
     record: dict[str, Any] = {
         "name": section.name,
         "title": section.title,

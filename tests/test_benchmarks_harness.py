@@ -142,6 +142,26 @@ def test_ratios_targets_and_outputs(tmp_path: Path) -> None:
     assert (tmp_path / "fake.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_repeat_factor_multiplies_the_rounds(tmp_path: Path) -> None:
+    clock = FakeClock()
+    rounds = [9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # a warm-up, then 2 x 3 timed rounds
+    section = Section(
+        name="finer",
+        title="Finer rounds",
+        baseline="base",
+        scenarios=(Scenario("work", "the work", ops=10),),
+        cases=lambda: [Case("work", "base", run=clock.fixed("base", rounds))],
+        repeat_factor=3,
+    )
+    report = run_benchmarks([section], repeats=2, warmup=1, out_dir=tmp_path, log=print)
+    [record] = report["sections"]
+    assert record["repeats"] == 6
+    [result] = record["scenarios"][0]["results"]
+    assert result["samples_s"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert clock.calls == ["base"] * 7
+    assert "over 6 interleaved repeats" in render_markdown(report)
+
+
 def test_missing_service_skips_section_and_keeps_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
