@@ -11,15 +11,35 @@ import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from asyncify_kit import asyncify, configure, run_sync, stats
+from asyncify_kit._executor import DEFAULT_POOL, SerialQueue, get_pool
+from asyncify_kit._offload import run_serial
 
 
 def _child_result() -> int:
     return os.getpid()
+
+
+def _exit_code_in_a_forked_child(child: Callable[[], bool]) -> int:
+    """Fork; the child exits 0 if *child()* returns true. The child's exit code."""
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a multi-threaded process may deadlock; the point of
+        # these tests is that ours does not.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = 0 if child() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
@@ -27,20 +47,42 @@ def test_pool_works_in_a_forked_child() -> None:
     # Warm the pool so the parent has live worker threads when it forks.
     assert asyncio.run(run_sync(_child_result)) == os.getpid()
     assert stats().threads >= 1
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a multi-threaded process may deadlock; the point of
-        # this test is that ours does not.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            if asyncio.run(asyncio.wait_for(run_sync(_child_result), 5)) == os.getpid():
-                code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> bool:
+        return asyncio.run(asyncio.wait_for(run_sync(_child_result), 5)) == os.getpid()
+
+    assert _exit_code_in_a_forked_child(child) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_serial_queue_whose_turn_was_running_at_fork_works_in_the_child() -> None:
+    queue = SerialQueue(get_pool(DEFAULT_POOL))
+    release, started = threading.Event(), threading.Event()
+
+    def blocker() -> str:
+        started.set()
+        release.wait(10)
+        return "gate"
+
+    gate: list[str] = []
+
+    def hold_the_turn() -> None:  # from a thread of its own: fork from one without a loop
+        gate.append(asyncio.run(run_serial(queue, blocker)))
+
+    holder = threading.Thread(target=hold_the_turn)
+    holder.start()
+    assert started.wait(5)
+    assert not queue.idle
+
+    def child() -> bool:
+        return asyncio.run(asyncio.wait_for(run_serial(queue, os.getpid), 5)) == os.getpid()
+
+    try:
+        assert _exit_code_in_a_forked_child(child) == 0
+    finally:
+        release.set()
+        holder.join(5)
+    assert gate == ["gate"]
 
 
 def _wait_for_idle_pool(caplog: pytest.LogCaptureFixture) -> None:

@@ -36,6 +36,7 @@ from ._executor import (
     Job,
     Lane,
     Pool,
+    SerialQueue,
     Work,
     get_pool,
     loop_waker,
@@ -224,8 +225,11 @@ async def _offload(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    submit: Callable[[Job], None] | None = None,
 ) -> Any:
     pool = get_pool(pool_name)
+    if submit is None:
+        submit = pool.submit
     job = Job(fn, args, kwargs, contextvars.copy_context(), None)
     try:
         loop = asyncio.get_running_loop()
@@ -233,8 +237,8 @@ async def _offload(
         loop = None  # trio; not awaited in this handler, which would become __context__
     try:
         if loop is None:
-            return await _run_job_trio(job, pool, pool.submit, cancel, timeout)
-        return await _run_job_asyncio(loop, job, pool, pool.submit, cancel, timeout)
+            return await _run_job_trio(job, pool, submit, cancel, timeout)
+        return await _run_job_asyncio(loop, job, pool, submit, cancel, timeout)
     except BaseException as exc:
         _strip_library_frames(exc)
         raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
@@ -901,6 +905,20 @@ async def run_sync(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> 
     """
     _check_sync(fn)
     return await _offload(DEFAULT_POOL, "wait", None, fn, args, kwargs)  # type: ignore[no-any-return]
+
+
+async def run_serial(
+    queue: SerialQueue, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """Run ``fn(*args, **kwargs)`` once, in turn with the other calls of *queue*.
+
+    As `run_sync` (the "wait" cancel policy, no timeout), on the worker that serves *queue*:
+    see `SerialQueue`.
+    """
+    _check_sync(fn)
+    return await _offload(  # type: ignore[no-any-return]
+        queue.pool.name, "wait", None, fn, args, kwargs, queue.submit
+    )
 
 
 class AsyncProxy(Generic[O]):

@@ -5,6 +5,8 @@ and anything but a regular file, and still checks keys before any I/O."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -301,3 +303,86 @@ async def test_many_writes_in_flight_in_shared_directories(tmp_path: Path, atomi
             data = await st.read(key)
             assert data == b"%s:%s" % (key.rpartition("k")[2].encode(), b"x" * 4096)
     assert await leftovers(root) == []
+
+
+class _TurnProbe:
+    """Wraps `_file._write_file`: how many writes run at once, per directory and in all."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.lock = threading.Lock()
+        self.now: dict[tuple[str, ...], int] = {}
+        self.most: dict[tuple[str, ...], int] = {}
+        self.total = 0
+        self.most_total = 0
+        real = _file._write_file
+
+        def probe(root_fd: int, parts: list[str], *args: object) -> None:
+            where = tuple(parts[:-1])
+            with self.lock:
+                self.now[where] = self.now.get(where, 0) + 1
+                self.most[where] = max(self.most.get(where, 0), self.now[where])
+                self.total += 1
+                self.most_total = max(self.most_total, self.total)
+            try:
+                time.sleep(0.003)  # long enough for the other writes to queue up
+                real(root_fd, parts, *args)  # type: ignore[arg-type]
+            finally:
+                with self.lock:
+                    self.now[where] -= 1
+                    self.total -= 1
+
+        monkeypatch.setattr(_file, "_write_file", probe)
+
+
+async def _write_all(st: Storage, writes: list[tuple[str, bytes]]) -> None:
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for key, data in writes:
+                tg.start_soon(st.write, key, data)
+
+
+async def test_small_atomic_writes_take_turns_per_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    probe = _TurnProbe(monkeypatch)
+    root = tmp_path / "root"
+    writes = [(f"{d}/k{i}", b"%d" % i) for i in range(12) for d in ("a", "b", "a/c")]
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await _write_all(st, writes)
+        for key, data in writes:
+            assert await st.read(key) == data
+    assert probe.most == {("a",): 1, ("b",): 1, ("a", "c"): 1}
+    assert probe.most_total > 1  # the directories' turns ran side by side
+    assert await leftovers(root) == []
+
+
+@pytest.mark.parametrize("query", ["atomic=false", "large"])
+async def test_in_place_and_large_writes_run_in_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    probe = _TurnProbe(monkeypatch)
+    root = tmp_path / "root"
+    size = _file._SERIAL_WRITE_MAX + 1 if query == "large" else 10
+    writes = [(f"a/k{i}", bytes([i]) * size) for i in range(8)]
+    url = f"file://{root}?fsync=false" + ("&atomic=false" if query == "atomic=false" else "")
+    async with Storage(url) as st:
+        await _write_all(st, writes)
+        for key, data in writes:
+            assert await st.read(key) == data
+    assert probe.most[("a",)] > 1
+
+
+async def test_idle_directory_queues_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_file, "_SERIAL_QUEUES_KEPT", 4)
+    async with Storage(f"file://{tmp_path}?fsync=false") as st:
+        backend = st.backend
+        assert isinstance(backend, _file.FileBackend)
+        for i in range(10):
+            await st.write(f"d{i}/k", b"x")
+            assert len(backend._serial) <= 4
+            with anyio.fail_after(5):  # a turn ends just after its caller has the result
+                while not all(q.idle for q in backend._serial.values()):
+                    await anyio.sleep(0.001)
+        assert ("d9",) in backend._serial

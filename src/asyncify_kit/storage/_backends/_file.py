@@ -1,7 +1,10 @@
 """``file://ROOT``: local files, one thread hop per operation, atomic writes.
 
 Every operation is one sync function run through the core thread engine (`run_sync`): the
-whole open + read + close of `read` is a single hop, where aiofiles pays three. Paths are
+whole open + read + close of `read` is a single hop, where aiofiles pays three. Small atomic
+writes into one directory take turns on one worker (a `SerialQueue` per directory): their
+creates and renames are serialized by the directory's lock in the kernel anyway, and one
+worker doing them in turn beats 40 workers queued on that lock and on the GIL. Paths are
 opened component by component relative to a directory descriptor of ROOT with
 ``O_NOFOLLOW``, so a symbolic link, wherever it points, is never followed: it is refused with
 `InvalidPath`. Writes go to a temporary file in the target directory, are fsynced (option
@@ -30,8 +33,8 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar, cast
 
 from ..._config import BackendURL
-from ..._executor import DEFAULT_POOL, check_cancelled, get_pool
-from ..._offload import OffloadedIterator, asyncify, run_sync
+from ..._executor import DEFAULT_POOL, SerialQueue, check_cancelled, get_pool
+from ..._offload import OffloadedIterator, asyncify, run_serial, run_sync
 from ...exceptions import (
     AlreadyExists,
     ConfigError,
@@ -55,6 +58,11 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 _IN_PLACE_FLAGS = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _COPY_CHUNK = 1024 * 1024
 _LIST_PAGE = 1000
+# Atomic writes up to this size into one directory take turns on one worker (a SerialQueue):
+# creating and renaming files there is serialized by the kernel anyway. Larger ones run in
+# parallel, their data copy being most of their cost.
+_SERIAL_WRITE_MAX = 256 * 1024
+_SERIAL_QUEUES_KEPT = 256  # per backend; idle ones are dropped beyond this
 
 T = TypeVar("T")
 Runner = Callable[..., Coroutine[Any, Any, Any]]
@@ -209,7 +217,9 @@ _temp_names = _TempNames()
 # writing the file's data back under it when it replaces a file): with 100 writes in flight,
 # 40 threads queued there (and for the GIL between) cost 2-3x per write, while here they
 # sleep until their turn. Striped by directory so writes elsewhere do not wait; the data
-# itself is written outside the lock.
+# itself is written outside the lock. (Small whole writes go further: they take turns on one
+# worker per directory, see FileBackend.write; this lock orders them with streamed writes,
+# copies and large writes.)
 _DIR_LOCKS = [threading.Lock() for _ in range(64)]
 
 
@@ -739,6 +749,7 @@ class FileBackend(StorageBackend):
         self.atomic: bool = options.get("atomic", True)
         self.pool: str = options.get("pool") or DEFAULT_POOL
         self._root_fd = -1
+        self._serial: dict[tuple[str, ...], SerialQueue] = {}
         self._pooled: Callable[..., Coroutine[Any, Any, object]] = asyncify(pool=self.pool)(_invoke)
         self._pages: Callable[..., OffloadedIterator[list[ObjectInfo]]] = asyncify(pool=self.pool)(
             _list_pages
@@ -749,6 +760,18 @@ class FileBackend(StorageBackend):
         if self.pool == DEFAULT_POOL:
             return await run_sync(fn, *args, **kwargs)
         return cast(T, await self._pooled(fn, args, kwargs))
+
+    def _serial_queue(self, parts: list[str]) -> SerialQueue:
+        """The queue of small atomic writes into the directory of *parts*."""
+        key = tuple(parts[:-1])
+        queues = self._serial
+        queue = queues.get(key)
+        if queue is None:
+            if len(queues) >= _SERIAL_QUEUES_KEPT:
+                for idle in [k for k, q in queues.items() if q.idle]:
+                    del queues[idle]
+            queue = queues[key] = SerialQueue(get_pool(self.pool))
+        return queue
 
     @property
     def root_fd(self) -> int:
@@ -785,16 +808,13 @@ class FileBackend(StorageBackend):
     async def write(
         self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
     ) -> None:
+        parts = split_key(key)
+        args = (self.root_fd, parts, data, if_not_exists, self.fsync, self.atomic)
         try:
-            await self._run(
-                _write_file,
-                self.root_fd,
-                split_key(key),
-                data,
-                if_not_exists,
-                self.fsync,
-                self.atomic,
-            )
+            if self.atomic and len(data) <= _SERIAL_WRITE_MAX:
+                await run_serial(self._serial_queue(parts), _write_file, *args)
+            else:
+                await self._run(_write_file, *args)
         except OSError as exc:
             raise translate(exc, key, self.describe(), writing=True) from exc
 

@@ -1,0 +1,244 @@
+"""`SerialQueue`: calls that take turns on one worker, each with its own outcome.
+
+Every async test runs on asyncio and trio. A first call that blocks on a `threading.Event`
+keeps the turn busy, so the calls after it are queued behind it for certain.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncify_kit import CallCancelled, _executor, check_cancelled, configure
+from asyncify_kit._executor import SerialQueue, get_pool
+from asyncify_kit._offload import run_serial
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def queue() -> SerialQueue:
+    """A queue on a fresh pool of 4 threads."""
+    name = f"test-serial-{uuid.uuid4().hex[:8]}"
+    configure(pools={name: 4})
+    return SerialQueue(get_pool(name))
+
+
+class Recorder:
+    """Sync calls that note their order, thread and how many of them run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.order: list[int] = []
+        self.threads: set[int] = set()
+
+    def call(self, n: int, hold: float = 0.002) -> int:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.order.append(n)
+            self.threads.add(threading.get_ident())
+        time.sleep(hold)
+        with self.lock:
+            self.running -= 1
+        return n * 10
+
+
+async def _gate(queue: SerialQueue, release: threading.Event, started: threading.Event) -> str:
+    def blocker() -> str:
+        started.set()
+        release.wait(10)
+        return "gate"
+
+    return await run_serial(queue, blocker)
+
+
+async def _until_idle(queue: SerialQueue) -> None:
+    """The caller has its result just before the turn ends: wait (bounded) for its end."""
+    with anyio.fail_after(5):
+        while not queue.idle or queue.pool.stats().running:
+            await anyio.sleep(0.001)
+
+
+async def _record(queue: SerialQueue, rec: Recorder, n: int) -> None:
+    await run_serial(queue, rec.call, n)
+
+
+async def _wait_thread_event(event: threading.Event) -> None:
+    with anyio.fail_after(10):
+        while not event.is_set():
+            await anyio.sleep(0.001)
+
+
+async def test_calls_take_turns_in_order_on_one_thread(queue: SerialQueue) -> None:
+    rec = Recorder()
+    release, started = threading.Event(), threading.Event()
+    results: dict[int, Any] = {}
+
+    async def one(n: int) -> None:
+        results[n] = await run_serial(queue, rec.call, n)
+
+    async def gate() -> None:
+        results[-1] = await _gate(queue, release, started)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(gate)
+        await _wait_thread_event(started)
+        for n in range(20):
+            tg.start_soon(one, n)
+            await anyio.sleep(0)  # each task submits before the next starts
+        await anyio.sleep(0.01)
+        assert rec.order == []  # all queued behind the gate
+        release.set()
+    assert results == {-1: "gate", **{n: n * 10 for n in range(20)}}
+    assert rec.order == list(range(20))
+    assert rec.most == 1
+    assert len(rec.threads) == 1  # one turn ran them all
+    await _until_idle(queue)
+
+
+async def test_each_call_gets_its_own_outcome(queue: SerialQueue) -> None:
+    def maybe_fail(n: int) -> int:
+        if n % 3 == 0:
+            raise ValueError(f"bad {n}")
+        return n
+
+    outcomes: dict[int, object] = {}
+
+    async def one(n: int) -> None:
+        try:
+            outcomes[n] = await run_serial(queue, maybe_fail, n)
+        except ValueError as exc:
+            outcomes[n] = str(exc)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(9):
+            tg.start_soon(one, n)
+    assert outcomes == {n: (f"bad {n}" if n % 3 == 0 else n) for n in range(9)}
+
+
+async def test_a_call_cancelled_before_its_turn_never_runs(queue: SerialQueue) -> None:
+    rec = Recorder()
+    release, started = threading.Event(), threading.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_gate, queue, release, started)
+        await _wait_thread_event(started)
+        # the gate holds the turn for 10 s: a caller that waited for its turn would time out
+        with anyio.fail_after(5), anyio.CancelScope() as scope:
+            scope.cancel()  # cancels the await: the call is withdrawn from the queue
+            await run_serial(queue, rec.call, 1)
+        tg.start_soon(_record, queue, rec, 2)
+        await anyio.sleep(0.01)
+        release.set()
+    assert scope.cancelled_caught
+    assert rec.order == [2]
+
+
+async def test_a_running_call_sees_its_cancellation_and_the_queue_goes_on(
+    queue: SerialQueue,
+) -> None:
+    rec = Recorder()
+    entered = threading.Event()
+    seen: list[str] = []
+
+    def cooperative() -> None:
+        entered.set()
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                check_cancelled()
+                time.sleep(0.001)
+        except CallCancelled:
+            seen.append("cancelled")
+            raise
+
+    async def victim(scope: anyio.CancelScope) -> None:
+        with scope:
+            await run_serial(queue, cooperative)
+
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(victim, scope)
+        await _wait_thread_event(entered)
+        tg.start_soon(_record, queue, rec, 7)
+        await anyio.sleep(0.01)
+        scope.cancel()
+    assert seen == ["cancelled"]
+    assert rec.order == [7]
+
+
+async def test_separate_queues_run_in_parallel(queue: SerialQueue) -> None:
+    other = SerialQueue(queue.pool)
+    barrier = threading.Barrier(2, timeout=5)
+
+    def meet() -> bool:
+        barrier.wait()  # breaks (raises) unless both queues run at the same time
+        return True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_serial, queue, meet)
+        tg.start_soon(run_serial, other, meet)
+    assert not barrier.broken
+
+
+async def test_a_finished_turn_gives_its_worker_back(queue: SerialQueue) -> None:
+    for n in range(3):
+        assert await run_serial(queue, Recorder().call, n, 0.0) == n * 10
+    await _until_idle(queue)
+
+
+def test_a_worker_failing_between_calls_hands_the_rest_to_a_new_turn(
+    queue: SerialQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done: list[str] = []
+    resubmitted: list[object] = []
+
+    def job(name: str) -> _executor.Job:
+        return _executor.Job(lambda: done.append(name), (), {}, contextvars.copy_context(), None)
+
+    def failing_execute(job: _executor.Work, pool: _executor.Pool) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(queue.pool, "_submit", resubmitted.append)
+    queue.submit(job("a"))  # starts a turn: here, the (stubbed) submission
+    queue.submit(job("b"))
+    assert resubmitted == [queue]
+    monkeypatch.setattr(_executor, "_execute", failing_execute)
+    with pytest.raises(KeyboardInterrupt):
+        queue.serve()
+    assert resubmitted == [queue, queue]  # "b" waits for the new turn
+    assert not queue.idle
+    monkeypatch.undo()
+    queue.serve()
+    assert done == ["b"]
+    assert queue.idle
+
+
+async def test_stats_count_the_calls_that_ran_and_name_the_running_one(
+    queue: SerialQueue,
+) -> None:
+    rec = Recorder()
+    release, started = threading.Event(), threading.Event()
+    pool = queue.pool
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_gate, queue, release, started)
+        await _wait_thread_event(started)
+        assert pool.stats().running_calls == ("_gate.<locals>.blocker",)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await run_serial(queue, rec.call, 1)  # withdrawn: never runs, not counted
+        for n in (2, 3):
+            tg.start_soon(_record, queue, rec, n)
+        await anyio.sleep(0.01)
+        release.set()
+    await _until_idle(queue)
+    assert sorted(rec.order) == [2, 3]
+    assert pool.stats().completed == 3  # the gate and two calls
