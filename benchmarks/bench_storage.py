@@ -11,6 +11,7 @@ measured with ``atomic=false``: in place, overwritten then cut to the new length
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -185,6 +186,33 @@ def _cases() -> list[Case]:
     return cases
 
 
+def describe_file_system(path: str) -> str:
+    """The file system holding *path*, from /proc/self/mountinfo (Linux), e.g. "ext4 (no
+    journal) on /dev/vda"; ext4's journal matters here (see the notes)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return "unknown (no /proc/self/mountinfo)"
+    real = os.path.realpath(path)
+    best: list[str] = []
+    for fields in mounts:
+        point = fields[4].encode().decode("unicode_escape")  # mountinfo escapes spaces as \040
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[4] if best else ""):
+            best = fields
+    if not best:
+        return "unknown"
+    tail = best[best.index("-") + 1 :]
+    fstype, source = tail[0], tail[1]
+    if fstype == "ext4":
+        journal = Path("/sys/fs/ext4", os.path.basename(source), "journal_task")
+        with contextlib.suppress(OSError):
+            has = journal.read_text().strip() != "<none>"
+            fstype = "ext4 (journal)" if has else "ext4 (no journal)"
+    return f"{fstype} on {source}"
+
+
 def _file_targets(write: bool) -> tuple[Target, ...]:
     targets = [Target(KIT_FILE, max_ratio=0.35, faster_than_peers=True)]
     if write:  # in place like the peers (overwrite + cut, not truncate + rewrite)
@@ -211,8 +239,9 @@ SECTION = Section(
         "The peers rewrite in place (open with O_TRUNC, write, close): not atomic, a reader "
         "or a crash can see an empty or partial file. An atomic write creates a new file "
         "(a new inode, its blocks written back as ext4 does for a rename over a file) and "
-        "frees the replaced one inside the rename, serialized by the directory's lock: "
-        "hence the default row's ratios, set by the file system, not the thread hop.",
+        "frees the replaced one inside the rename, serialized by the directory's lock "
+        "(file:// runs them in turn on one worker per directory): hence the default row's "
+        "ratios, set by the file system, not the thread hop.",
         "'(atomic=false)' is file:// doing the peers' job without their truncation "
         "(?atomic=false&fsync=false): it overwrites the existing bytes, then cuts the file to "
         "the new length, so the file's blocks are reused (no freeing, no write-back forced "
@@ -220,5 +249,12 @@ SECTION = Section(
         "followed, hard-linked files refused.",
         "Default thread pools everywhere: asyncio's executor (aiofiles, to_thread), anyio's "
         "limiter of 40, asyncify-kit's default pool of 40.",
+        f"Files in {tempfile.gettempdir()} (set TMPDIR to measure elsewhere): "
+        f"{describe_file_system(tempfile.gettempdir())}. Without a journal, ext4 does not "
+        "reuse an inode freed in the last seconds (minutes while its inode table block is "
+        "dirty) and scans the group's inode bitmap past every such inode on each file "
+        "creation (find_inode_bit/recently_deleted in fs/ext4/ialloc.c): each atomic write "
+        "frees one inode and creates one, so its cost grows with the churn of the last "
+        "minutes. docs/storage.md has figures on a journaled ext4.",
     ),
 )

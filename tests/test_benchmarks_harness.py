@@ -278,3 +278,13 @@ def test_failing_setup_is_reported(tmp_path: Path) -> None:
     (record,) = run_benchmarks([section], repeats=1, out_dir=tmp_path, log=print)["sections"]
     assert record["status"] == "error"
     assert record["reason"] == "ConnectionRefusedError: no server on 127.0.0.1:1"
+
+
+@pytest.mark.skipif(not Path("/proc/self/mountinfo").exists(), reason="Linux /proc only")
+def test_the_storage_benchmark_names_the_file_system_of_a_path() -> None:
+    from benchmarks.bench_storage import describe_file_system
+
+    assert describe_file_system("/proc/self") == "proc on proc"  # the longest mount point wins
+    root = describe_file_system("/")
+    assert " on " in root
+    assert describe_file_system("/no/such/dir/below/root") == root
