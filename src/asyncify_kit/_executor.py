@@ -313,7 +313,9 @@ class SerialQueue:
     first call submitted starts a turn on a pool worker (it waits for capacity like any
     call); calls submitted during the turn join its queue; the turn ends when the queue is
     empty. Each call still has its own caller, outcome, cancellation and timeout: a call
-    withdrawn before its turn is skipped.
+    withdrawn before its turn is skipped. In `stats()`, the calls that ran count as
+    completed and the running one is named; those waiting in a queue are not counted as
+    waiting (the pool sees one turn).
     """
 
     def __init__(self, pool: Pool) -> None:

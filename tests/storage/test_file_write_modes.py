@@ -356,15 +356,16 @@ async def test_small_atomic_writes_take_turns_per_directory(
     assert await leftovers(root) == []
 
 
-@pytest.mark.parametrize("query", ["atomic=false", "large"])
-async def test_in_place_and_large_writes_run_in_parallel(
+@pytest.mark.parametrize("query", ["atomic=false", "large", "fsync=true"])
+async def test_in_place_large_and_fsynced_writes_run_in_parallel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str
 ) -> None:
     probe = _TurnProbe(monkeypatch)
     root = tmp_path / "root"
     size = _file._SERIAL_WRITE_MAX + 1 if query == "large" else 10
     writes = [(f"a/k{i}", bytes([i]) * size) for i in range(8)]
-    url = f"file://{root}?fsync=false" + ("&atomic=false" if query == "atomic=false" else "")
+    options = {"atomic=false": "fsync=false&atomic=false", "large": "fsync=false"}
+    url = f"file://{root}?{options.get(query, query)}"
     async with Storage(url) as st:
         await _write_all(st, writes)
         for key, data in writes:
