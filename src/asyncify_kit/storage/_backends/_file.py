@@ -771,8 +771,10 @@ class FileBackend(StorageBackend):
         queue = queues.get(key)
         if queue is None:
             if len(queues) >= _SERIAL_QUEUES_KEPT:
-                for idle in [k for k, q in queues.items() if q.idle]:
-                    del queues[idle]
+                # a copy: loops in other threads may share this backend
+                for where, old in list(queues.items()):
+                    if old.idle:
+                        queues.pop(where, None)
             queue = queues[key] = SerialQueue(get_pool(self.pool))
         return queue
 
