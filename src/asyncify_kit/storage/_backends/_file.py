@@ -1,19 +1,18 @@
 """``file://ROOT``: local files, one thread hop per operation, atomic writes.
 
-Every operation is one sync function run through the core thread engine (`run_sync`): the
-whole open + read + close of `read` is a single hop, where aiofiles pays three. Small atomic
-writes without fsync into one directory take turns on one worker (a `SerialQueue` per
-directory): their
-creates and renames are serialized by the directory's lock in the kernel anyway, and one
-worker doing them in turn beats 40 workers queued on that lock and on the GIL. Paths are
-opened component by component relative to a directory descriptor of ROOT with
-``O_NOFOLLOW``, so a symbolic link, wherever it points, is never followed: it is refused with
-`InvalidPath`. Writes go to a temporary file in the target directory, are fsynced (option
-``fsync``, on by default), then renamed over the key: readers see the old or the new content,
-never a mix, and an exception or a cancellation leaves the old content and no temp file.
-With ``atomic=false`` a write overwrites the file in place and cuts it to the new length
-instead (cheaper, but a reader may see a mix of old and new bytes, and an interrupted write
-leaves only the bytes written so far); symbolic links are refused the same way.
+Every operation is one sync function run through the core thread engine (`run_sync`): the whole
+open + read + close of `read` is a single hop, where aiofiles pays three. Small atomic writes
+without fsync into one directory take turns on one worker (a `SerialQueue` per directory): their
+creates and renames are serialized by the directory's lock in the kernel anyway, and one worker
+doing them in turn beats 40 workers queued on that lock and on the GIL. Paths are opened
+component by component relative to a directory descriptor of ROOT with ``O_NOFOLLOW``, so a
+symbolic link, wherever it points, is never followed: it is refused with `InvalidPath`. Writes
+go to a temporary file in the target directory, are fsynced (option ``fsync``, on by default),
+then renamed over the key: readers see the old or the new content, never a mix, and an exception
+or a cancellation leaves the old content and no temp file. With ``atomic=false`` a write
+overwrites the file in place and cuts it to the new length instead (cheaper, but a reader may
+see a mix of old and new bytes, and an interrupted write leaves only the bytes written so far);
+symbolic links are refused the same way.
 
 Needs ``dir_fd`` support in `os` (Linux, macOS, the BSDs).
 """
