@@ -288,3 +288,16 @@ def test_the_storage_benchmark_names_the_file_system_of_a_path() -> None:
     root = describe_file_system("/")
     assert " on " in root
     assert describe_file_system("/no/such/dir/below/root") == root
+
+
+def test_the_atomic_write_churn_script_measures_each_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import atomic_write_churn
+
+    table = atomic_write_churn.run(str(tmp_path), files=20, rounds=2)
+    assert [sorted(row) for row in table] == [sorted(atomic_write_churn.WAYS)] * 2
+    assert all(value > 0 for row in table for value in row.values())
+    out = capsys.readouterr().out
+    assert "20 files of 4096 bytes" in out
+    assert list(tmp_path.iterdir()) == []  # its directory is removed
