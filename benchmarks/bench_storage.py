@@ -213,6 +213,25 @@ def describe_file_system(path: str) -> str:
     return f"{fstype} on {source}"
 
 
+_NO_JOURNAL = (
+    "Without a journal, ext4 does not reuse an inode freed in the last seconds (minutes while "
+    "its inode table block is dirty) and scans the group's inode bitmap past every such inode "
+    "on each file creation (find_inode_bit/recently_deleted in fs/ext4/ialloc.c): each atomic "
+    "write frees one inode and creates one, so its cost grows with the churn of the last "
+    "minutes. "
+)
+
+
+def file_system_note(path: str) -> str:
+    """The note naming the file system the files are on, and what it does to atomic writes."""
+    described = describe_file_system(path)
+    why = _NO_JOURNAL if described.startswith("ext4 (no journal)") else ""
+    return (
+        f"Files in {path} (set TMPDIR to measure elsewhere): {described}. {why}"
+        "docs/storage.md has figures on a journaled ext4 and on tmpfs."
+    )
+
+
 def _file_targets(write: bool) -> tuple[Target, ...]:
     targets = [Target(KIT_FILE, max_ratio=0.35, faster_than_peers=True)]
     if write:  # in place like the peers (overwrite + cut, not truncate + rewrite)
@@ -249,12 +268,6 @@ SECTION = Section(
         "followed, hard-linked files refused.",
         "Default thread pools everywhere: asyncio's executor (aiofiles, to_thread), anyio's "
         "limiter of 40, asyncify-kit's default pool of 40.",
-        f"Files in {tempfile.gettempdir()} (set TMPDIR to measure elsewhere): "
-        f"{describe_file_system(tempfile.gettempdir())}. Without a journal, ext4 does not "
-        "reuse an inode freed in the last seconds (minutes while its inode table block is "
-        "dirty) and scans the group's inode bitmap past every such inode on each file "
-        "creation (find_inode_bit/recently_deleted in fs/ext4/ialloc.c): each atomic write "
-        "frees one inode and creates one, so its cost grows with the churn of the last "
-        "minutes. docs/storage.md has figures on a journaled ext4.",
+        file_system_note(tempfile.gettempdir()),
     ),
 )

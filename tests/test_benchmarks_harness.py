@@ -290,6 +290,26 @@ def test_the_storage_benchmark_names_the_file_system_of_a_path() -> None:
     assert describe_file_system("/no/such/dir/below/root") == root
 
 
+@pytest.mark.parametrize(
+    ("file_system", "explains_churn"),
+    [
+        ("ext4 (no journal) on /dev/vda", True),
+        ("ext4 (journal) on /dev/loop0", False),
+        ("tmpfs on tmpfs", False),
+    ],
+)
+def test_the_storage_note_explains_only_the_file_system_in_use(
+    monkeypatch: pytest.MonkeyPatch, file_system: str, explains_churn: bool
+) -> None:
+    from benchmarks import bench_storage
+
+    monkeypatch.setattr(bench_storage, "describe_file_system", lambda path: file_system)
+    note = bench_storage.file_system_note("/some/dir")
+    assert note.startswith(f"Files in /some/dir (set TMPDIR to measure elsewhere): {file_system}.")
+    assert ("recently_deleted" in note) is explains_churn
+    assert note.endswith("docs/storage.md has figures on a journaled ext4 and on tmpfs.")
+
+
 def test_the_atomic_write_churn_script_measures_each_way(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
