@@ -197,6 +197,7 @@ def _execute(
     pool: Pool,
     idle_tokens: list[None] | None = None,
     completed: list[int] | None = None,
+    held: list[Work] | None = None,
 ) -> bool:
     """Run *job* on this thread unless it was withdrawn first, then hand its outcome back.
 
@@ -252,7 +253,10 @@ def _execute(
     if idle_tokens is not None:
         idle_tokens.append(None)
     if not abandoned and job.notify is not None:
-        job.notify(job)
+        if held is None:
+            job.notify(job)
+        else:
+            held.append(job)
     return idle_tokens is not None
 
 
@@ -313,9 +317,11 @@ class SerialQueue:
     first call submitted starts a turn on a pool worker (it waits for capacity like any
     call); calls submitted during the turn join its queue; the turn ends when the queue is
     empty. Each call still has its own caller, outcome, cancellation and timeout: a call
-    withdrawn before its turn is skipped. In `stats()`, the calls that ran count as
-    completed and the running one is named; those waiting in a queue are not counted as
-    waiting (the pool sees one turn).
+    withdrawn before its turn is skipped. While many calls are queued, the outcomes of quick
+    ones are handed over in small batches, so the callers' loop is not woken once per call
+    (see `_HOLD_MAX`). In `stats()`, the calls that ran count as completed and the running
+    one is named; those waiting in a queue are not counted as waiting (the pool sees one
+    turn).
     """
 
     def __init__(self, pool: Pool) -> None:
@@ -345,6 +351,8 @@ class SerialQueue:
     def serve(self, completed: list[int] | None = None) -> None:
         """Run the queued calls until none is left; count those that ran in *completed*."""
         jobs = self._jobs
+        held: list[Work] = []
+        held_since = 0.0
         try:
             while True:
                 with self._lock:
@@ -353,13 +361,25 @@ class SerialQueue:
                         return
                     job = jobs.popleft()
                 self.current = job
-                _execute(job, self.pool)
+                started = _perf_counter()
+                _execute(job, self.pool, held=held)
+                now = _perf_counter()
                 self.current = None
                 # a call withdrawn before its turn keeps its end claim: only those that ran
                 # count, as in the pool's own workers
                 if completed is not None and not job.end_claim:
                     completed[0] += 1
                 del job  # keep no finished call (result, arguments) alive between turns
+                if held:
+                    if len(held) == 1:
+                        held_since = now
+                    if (
+                        len(held) >= _HOLD_MAX
+                        or len(jobs) < _HOLD_MAX
+                        or now - started > _HOLD_SECONDS
+                        or now - held_since > _HOLD_SECONDS
+                    ):
+                        _wake(held)
         except BaseException:
             self.current = None
             # _execute hands every outcome of the call to its caller; this is the worker
@@ -369,9 +389,31 @@ class SerialQueue:
             if jobs:
                 self.pool._submit(self)
             raise
+        finally:
+            _wake(held)
 
 
 _serial_queues: weakref.WeakSet[SerialQueue] = weakref.WeakSet()
+
+# While at least _HOLD_MAX more calls are queued, a SerialQueue's worker holds back the outcomes
+# of quick calls and hands them over in batches of up to _HOLD_MAX. Each hand-off wakes the
+# caller's event loop, and waking it once per call, every few tens of microseconds, cost the
+# loop more CPU than the calls it served: with 100 atomic 4 KiB writes in flight on tmpfs, 1.4-1.7
+# loop iterations and 38-44 µs of the loop's CPU per write, against 0.3 and 20 µs in batches.
+# An outcome waits at most for the calls run within _HOLD_SECONDS of it, plus the one then
+# running; a call slower than that hands over at once what is held. The callers held are few
+# next to those still queued, who wait for all of them anyway.
+_HOLD_MAX = 8
+_HOLD_SECONDS = 0.0005
+
+
+def _wake(held: list[Work]) -> None:
+    """Hand the held outcomes to their callers (each loop is woken once for its batch)."""
+    while held:
+        job = held.pop(0)
+        notify = job.notify
+        if notify is not None:
+            notify(job)
 
 
 def _describe(item: Work | Lane | SerialQueue) -> str:

@@ -204,7 +204,7 @@ def test_a_worker_failing_between_calls_hands_the_rest_to_a_new_turn(
     def job(name: str) -> _executor.Job:
         return _executor.Job(lambda: done.append(name), (), {}, contextvars.copy_context(), None)
 
-    def failing_execute(job: _executor.Work, pool: _executor.Pool) -> bool:
+    def failing_execute(job: _executor.Work, pool: _executor.Pool, **kwargs: object) -> bool:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(queue.pool, "_submit", resubmitted.append)
@@ -242,3 +242,66 @@ async def test_stats_count_the_calls_that_ran_and_name_the_running_one(
     await _until_idle(queue)
     assert sorted(rec.order) == [2, 3]
     assert pool.stats().completed == 3  # the gate and two calls
+
+
+def _counted_jobs(queue: SerialQueue, n: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Queue *n* quick calls on *queue* (its turn not started: the pool's submission is
+    stubbed); each notes how many calls had run when its outcome was handed over."""
+    ran: list[int] = []
+    handed: list[tuple[int, int]] = []  # (call, calls run by then)
+
+    def notify(job: _executor.Work) -> None:
+        handed.append((job.value, len(ran)))
+
+    for i in range(n):
+        queue.submit(
+            _executor.Job(
+                lambda i=i: ran.append(i) or i, (), {}, contextvars.copy_context(), notify
+            )
+        )
+    return ran, handed
+
+
+def test_quick_calls_hand_over_their_outcomes_in_batches_while_many_are_queued(
+    queue: SerialQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue.pool, "_submit", lambda item: None)
+    monkeypatch.setattr(_executor, "_HOLD_SECONDS", 60.0)  # no call counts as slow here
+    ran, handed = _counted_jobs(queue, 40)
+    queue.serve()
+    assert ran == list(range(40))
+    assert [call for call, _ in handed] == list(range(40))  # each once, in order
+    # batches of 8 while at least 8 more wait; then each at once, so none waits for the queue
+    # to run dry
+    expected = [(i, (i // 8 + 1) * 8) for i in range(32)] + [(i, i + 1) for i in range(32, 40)]
+    assert handed == expected
+    assert queue.idle
+
+
+def test_a_slow_call_hands_over_at_once_with_what_is_held(
+    queue: SerialQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue.pool, "_submit", lambda item: None)
+    monkeypatch.setattr(_executor, "_HOLD_SECONDS", 0.0)  # every call is slow
+    _, handed = _counted_jobs(queue, 20)
+    queue.serve()
+    assert handed == [(i, i + 1) for i in range(20)]
+
+
+def test_held_outcomes_reach_their_callers_when_the_worker_fails(
+    queue: SerialQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue.pool, "_submit", lambda item: None)
+    monkeypatch.setattr(_executor, "_HOLD_SECONDS", 60.0)
+    ran, handed = _counted_jobs(queue, 20)
+    real_execute = _executor._execute
+
+    def execute(job: _executor.Work, pool: _executor.Pool, **kwargs: Any) -> bool:
+        if len(ran) == 3:
+            raise KeyboardInterrupt  # the worker itself, between calls
+        return real_execute(job, pool, **kwargs)
+
+    monkeypatch.setattr(_executor, "_execute", execute)
+    with pytest.raises(KeyboardInterrupt):
+        queue.serve()
+    assert handed == [(0, 3), (1, 3), (2, 3)]  # held, then handed over on the way out
