@@ -250,15 +250,15 @@ def _counted_jobs(queue: SerialQueue, n: int) -> tuple[list[int], list[tuple[int
     ran: list[int] = []
     handed: list[tuple[int, int]] = []  # (call, calls run by then)
 
+    def call(i: int) -> int:
+        ran.append(i)
+        return i
+
     def notify(job: _executor.Work) -> None:
         handed.append((job.value, len(ran)))
 
     for i in range(n):
-        queue.submit(
-            _executor.Job(
-                lambda i=i: ran.append(i) or i, (), {}, contextvars.copy_context(), notify
-            )
-        )
+        queue.submit(_executor.Job(call, (i,), {}, contextvars.copy_context(), notify))
     return ran, handed
 
 
