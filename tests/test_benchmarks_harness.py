@@ -321,3 +321,22 @@ def test_the_atomic_write_churn_script_measures_each_way(
     out = capsys.readouterr().out
     assert "20 files of 4096 bytes" in out
     assert list(tmp_path.iterdir()) == []  # its directory is removed
+
+
+def test_the_loop_cost_script_measures_each_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import loop_cost
+
+    from asyncify_kit import _executor
+
+    hold = _executor._HOLD_MAX
+    table = loop_cost.run(str(tmp_path), ops=40, in_flight=10, rounds=1)
+    assert [row["way"] for row in table] == list(loop_cost.WAYS)
+    for row in table:
+        assert row["µs/op"] > 0 and row["loop CPU µs/op"] > 0
+        assert row["loop waits/op"] > 0  # the selector's waits are counted
+    assert hold == _executor._HOLD_MAX  # "one by one" puts the batching back
+    out = capsys.readouterr().out
+    assert "40 operations on 4096-byte files, 10 in flight" in out
+    assert list(tmp_path.iterdir()) == []  # its directories are removed

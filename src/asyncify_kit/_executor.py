@@ -398,8 +398,9 @@ _serial_queues: weakref.WeakSet[SerialQueue] = weakref.WeakSet()
 # While at least _HOLD_MAX more calls are queued, a SerialQueue's worker holds back the outcomes
 # of quick calls and hands them over in batches of up to _HOLD_MAX. Each hand-off wakes the
 # caller's event loop, and waking it once per call, every few tens of microseconds, cost the
-# loop more CPU than the calls it served: with 100 atomic 4 KiB writes in flight on tmpfs, 1.4-1.7
-# loop iterations and 38-44 µs of the loop's CPU per write, against 0.3 and 20 µs in batches.
+# loop more CPU than the calls it served: with 100 atomic 4 KiB writes in flight on tmpfs, 2.0-2.1
+# loop waits and 39-46 µs of the loop's CPU per write, against 0.26-0.29 and 14-19 µs in
+# batches (python -m benchmarks.loop_cost --dir /dev/shm).
 # An outcome waits at most for the calls run within _HOLD_SECONDS of it, plus the one then
 # running; a call slower than that hands over at once what is held. The callers held are few
 # next to those still queued, who wait for all of them anyway.
