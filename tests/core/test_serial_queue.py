@@ -305,3 +305,35 @@ def test_held_outcomes_reach_their_callers_when_the_worker_fails(
     with pytest.raises(KeyboardInterrupt):
         queue.serve()
     assert handed == [(0, 3), (1, 3), (2, 3)]  # held, then handed over on the way out
+
+
+async def test_many_callers_in_flight_get_their_own_outcomes_some_cancelled(
+    queue: SerialQueue,
+) -> None:
+    """Outcomes handed over in batches still reach each caller, on both loops, with callers
+    cancelled while their calls wait or run."""
+    results: dict[int, int] = {}
+    cancelled: list[int] = []
+
+    def call(n: int) -> int:
+        if n % 7 == 0:
+            time.sleep(0.0002)  # a few slower calls mixed in
+        return n * 3
+
+    async def caller(first: int) -> None:
+        for n in range(first, first + 10):
+            with anyio.CancelScope() as scope:
+                if n % 13 == 0:
+                    scope.cancel()  # withdrawn before its turn, or cancelled while it runs
+                results[n] = await run_serial(queue, call, n)
+            if scope.cancelled_caught:
+                cancelled.append(n)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for first in range(0, 2000, 10):  # 200 callers in flight
+                tg.start_soon(caller, first)
+    assert sorted([*results, *cancelled]) == list(range(2000))
+    assert all(results[n] == n * 3 for n in results)
+    assert all(n % 13 == 0 for n in cancelled)
+    await _until_idle(queue)
