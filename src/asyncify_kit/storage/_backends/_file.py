@@ -62,7 +62,8 @@ _LIST_PAGE = 1000
 # SerialQueue): creating and renaming files there is serialized by the kernel anyway. Larger
 # ones run in parallel, their data copy being most of their cost, and so do writes with
 # fsync: each waits for the disk, and parallel ones share the journal's commits (queued, the
-# benchmark's "(fsync)" row with 100 in flight took 1.66x aiofiles' time, in parallel 0.95x).
+# benchmark's "(fsync)" row with 100 in flight took 1.66x aiofiles' time, in parallel
+# 0.95x-1.06x).
 _SERIAL_WRITE_MAX = 256 * 1024
 _SERIAL_QUEUES_KEPT = 256  # per backend; idle ones are dropped beyond this
 
@@ -216,12 +217,12 @@ _temp_names = _TempNames()
 
 # Creating a temp file in a directory and renaming it over a key take turns in this process,
 # per directory. The kernel serializes them anyway (the directory's lock; ext4 also starts
-# writing the file's data back under it when it replaces a file): with 100 writes in flight,
-# 40 threads queued there (and for the GIL between) cost 2-3x per write, while here they
-# sleep until their turn. Striped by directory so writes elsewhere do not wait; the data
-# itself is written outside the lock. (Small whole writes go further: they take turns on one
-# worker per directory, see FileBackend.write; this lock orders them with streamed writes,
-# copies and large writes.)
+# writing the file's data back under it when it replaces a file): 40 threads queued there (and
+# for the GIL between) make each write 1.3-2.8x slower than one at a time (the 'atomic x40'
+# column of python -m benchmarks.atomic_write_churn), while here they sleep until their turn.
+# Striped by directory so writes elsewhere do not wait; the data itself is written outside the
+# lock. (Small whole writes go further: they take turns on one worker per directory, see
+# FileBackend.write; this lock orders them with streamed writes, copies and large writes.)
 _DIR_LOCKS = [threading.Lock() for _ in range(64)]
 
 
