@@ -5,7 +5,9 @@ asyncify-kit's ``file://`` (one thread hop per operation; writes atomic by defau
 measured with ``atomic=false``: in place, overwritten then cut to the new length), aiofiles
 (the baseline: a hop for open, one per read/write, one for close),
 ``anyio.Path.read_bytes``/``write_bytes`` and ``asyncio.to_thread`` around
-``open().read()``/``write()``.
+``open().read()``/``write()``. Two reference rows write one file at a time in the event loop's
+own thread, with no hop: file://'s atomic write code and the peers' open/write/close, the file
+system's cost alone (a floor no thread pool goes below).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ TO_THREAD = "asyncio.to_thread(open)"
 KIT_FILE = "asyncify-kit file://"
 KIT_FILE_FSYNC = "asyncify-kit file:// (fsync)"
 KIT_FILE_IN_PLACE = "asyncify-kit file:// (atomic=false)"
+# The file system's cost alone: the same writes in the event loop's thread, no hop (floors)
+KIT_FILE_NO_HOP = "file:// atomic write, no hop (floor)"
+REWRITE_NO_HOP = "open/write/close, no hop (floor)"
 KIT_URL_QUERY = {
     KIT_FILE: "fsync=false",
     KIT_FILE_FSYNC: "fsync=true",
@@ -97,6 +102,23 @@ def _file_setup(kind: str, write: bool, concurrency: int) -> Callable[[], Any]:
 
                     yield run
                 return
+            if kind == KIT_FILE_NO_HOP:
+                from asyncify_kit.storage._backends._file import _write_file
+
+                root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+
+                    async def op(name: str) -> object:
+                        _write_file(root_fd, [name], PAYLOAD, False, False, True)
+                        return None
+
+                    async def run(ops: int) -> float:
+                        return await _spread(ops, op, concurrency)
+
+                    yield run
+                finally:
+                    os.close(root_fd)
+                return
             if kind == AIOFILES:
                 import aiofiles
 
@@ -132,7 +154,11 @@ def _file_setup(kind: str, write: bool, concurrency: int) -> Callable[[], Any]:
                     with open(path, "wb") as f:
                         return f.write(PAYLOAD)
 
-                if write:
+                if kind == REWRITE_NO_HOP:
+
+                    async def op(name: str) -> object:
+                        return write_(root / name)
+                elif write:
 
                     async def op(name: str) -> object:
                         return await asyncio.to_thread(write_, root / name)
@@ -182,6 +208,11 @@ def _cases() -> list[Case]:
                     reference=True,
                     setup=_file_setup(KIT_FILE_FSYNC, write, concurrency),
                 )
+            )
+        if write and concurrency == 1:
+            cases.extend(
+                Case(scenario, kind, reference=True, setup=_file_setup(kind, write, concurrency))
+                for kind in (KIT_FILE_NO_HOP, REWRITE_NO_HOP)
             )
     return cases
 
@@ -266,6 +297,10 @@ SECTION = Section(
         "the new length, so the file's blocks are reused (no freeing, no write-back forced "
         "at close); a reader may see a mix of old and new bytes. Still one hop, no symlink "
         "followed, hard-linked files refused.",
+        "The '(floor)' rows do a write one at a time in the event loop's own thread, with no "
+        "hop: the file system's cost alone, which no thread pool can go below (and a way to "
+        "block the loop, not to use the library). 'file:// atomic write' is file://'s own "
+        "write code; 'open/write/close' is the peers' rewrite.",
         "Default thread pools everywhere: asyncio's executor (aiofiles, to_thread), anyio's "
         "limiter of 40, asyncify-kit's default pool of 40.",
         file_system_note(tempfile.gettempdir()),
