@@ -340,3 +340,38 @@ def test_the_loop_cost_script_measures_each_way(
     out = capsys.readouterr().out
     assert "40 operations on 4096-byte files, 10 in flight" in out
     assert list(tmp_path.iterdir()) == []  # its directories are removed
+
+
+@pytest.mark.allow_blocking  # the floors write in the loop's thread on purpose
+@pytest.mark.parametrize(
+    "kind", ["file:// atomic write, no hop (floor)", "open/write/close, no hop (floor)"]
+)
+def test_the_storage_floor_rows_write_in_the_loops_own_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    import tempfile
+
+    from benchmarks import bench_storage
+
+    from asyncify_kit import stats
+
+    assert kind in (bench_storage.KIT_FILE_NO_HOP, bench_storage.REWRITE_NO_HOP)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where _directory makes its files
+    completed = stats().completed
+
+    async def main() -> None:
+        async with bench_storage._file_setup(kind, True, 1)() as run:
+            (root,) = tmp_path.iterdir()
+            written = [root / name for name in bench_storage.NAMES[:30]]
+            before = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in written]
+            assert await run(30) > 0
+            after = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in written]
+            assert all(b != a for b, a in zip(before, after, strict=True))  # each written again
+            assert all(p.read_bytes() == bench_storage.PAYLOAD for p in written)
+            assert sorted(p.name for p in root.iterdir()) == bench_storage.NAMES  # no temp file
+            # no hop: neither asyncio's executor (its cleanup uses one) nor our pool ran anything
+            assert asyncio.get_running_loop()._default_executor is None  # type: ignore[attr-defined]
+
+    asyncio.run(main())
+    assert stats().completed == completed
+    assert list(tmp_path.iterdir()) == []  # its directory is removed
