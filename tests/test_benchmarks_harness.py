@@ -375,3 +375,22 @@ def test_the_storage_floor_rows_write_in_the_loops_own_thread(
     asyncio.run(main())
     assert stats().completed == completed
     assert list(tmp_path.iterdir()) == []  # its directory is removed
+
+
+def test_the_hop_cost_script_measures_each_way_and_length(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import hop_cost
+
+    assert hop_cost.buffer_for(0) == b""
+    assert len(hop_cost.buffer_for(50)) > len(hop_cost.buffer_for(5)) > 0
+    table = hop_cost.run([0, 20], calls=5, rounds=1)
+    assert [(row["way"], row["length"]) for row in table] == [
+        (way, length) for way in hop_cost.WAYS for length in (0, 20)
+    ]
+    for row in table:
+        assert 0 < row["call µs"] < row["µs/call"]
+        assert row["hop µs"] == pytest.approx(row["µs/call"] - row["call µs"])
+    for empty, longer in zip(table[::2], table[1::2], strict=True):  # 0 then 20 µs, per way
+        assert longer["call µs"] > empty["call µs"]
+    assert "5 calls one at a time" in capsys.readouterr().out
