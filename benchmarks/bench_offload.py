@@ -121,8 +121,20 @@ IMPLEMENTATIONS: list[tuple[str, Callable[[], Offload], LoopKind, bool]] = [
 if importlib.util.find_spec("uvloop") is not None:
     IMPLEMENTATIONS.insert(1, (f"{SUBJECT} (uvloop)", _asyncify_kit, "uvloop", False))
 
+# asyncify-kit with the loop woken as before it watched a descriptor of its own
+THREADSAFE_WAKE = f"{SUBJECT}, call_soon_threadsafe wake (reference)"
 FLOOR = "floor: no thread (reference)"
 FUTURE_FLOOR = "floor: ready futures (reference)"
+
+
+def _asyncify_kit_threadsafe_wake() -> Offload:
+    """asyncify-kit whose workers wake this loop with ``call_soon_threadsafe``."""
+    from asyncify_kit import _executor
+
+    loop = asyncio.get_running_loop()
+    # this case's loop runs in a thread of its own: its cached waker serves only this loop
+    _executor._tls.waker = _executor._LoopWaker(loop, watch=False)
+    return _asyncify_kit()
 
 
 def _floor() -> Offload:
@@ -213,6 +225,15 @@ def _cases() -> list[Case]:
         for name, make, loop, peer in IMPLEMENTATIONS
     ]
     cases += [
+        Case(
+            scenario,
+            THREADSAFE_WAKE,
+            setup=_setup(_asyncify_kit_threadsafe_wake, scenario),
+            reference=True,
+        )
+        for scenario in SCENARIOS
+    ]
+    cases += [
         Case(scenario, FLOOR, setup=_setup(_floor, scenario), reference=True)
         for scenario in ("one_at_a_time", "in_flight")
     ]
@@ -276,6 +297,10 @@ SECTION = Section(
         "creates no Task: the bound for an API whose calls return Futures, as asyncify-kit's "
         "do inside a running asyncio loop (the call is its own Future and also a coroutine; "
         "`loop.run_in_executor` returns a Future too). Neither is a peer.",
+        f"`{THREADSAFE_WAKE}` is asyncify-kit with its workers waking the loop through "
+        "`loop.call_soon_threadsafe`, as it did before the loop watched a descriptor of the "
+        "library's own (an eventfd; see docs/offload.md, Engine): the gain of that change, "
+        "measured in the same run. Not a peer.",
         "Each implementation runs on its own event loop (asyncio unless marked uvloop); "
         "`asyncify-kit` is applied once per function with `@asyncify`, asyncer and asgiref "
         "wrappers likewise.",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -394,3 +395,34 @@ def test_the_hop_cost_script_measures_each_way_and_length(
     for empty, longer in zip(table[::2], table[1::2], strict=True):  # 0 then 20 µs, per way
         assert longer["call µs"] > empty["call µs"]
     assert "5 calls one at a time" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("threadsafe", [True, False])
+def test_the_offload_reference_row_wakes_its_loop_with_call_soon_threadsafe(
+    threadsafe: bool,
+) -> None:
+    from benchmarks import bench_offload
+
+    make = (
+        bench_offload._asyncify_kit_threadsafe_wake if threadsafe else bench_offload._asyncify_kit
+    )
+    wakes: list[object] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+            wakes.append(callback)
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]
+        async with bench_offload._setup(make, "one_at_a_time")() as run:
+            assert await cast(Awaitable[float], run(20)) > 0
+
+    asyncio.run(main())
+    drains = [w for w in wakes if getattr(w, "__name__", "") == "drain"]
+    if threadsafe:
+        assert len(drains) >= 20  # a wake per call, one at a time
+    else:
+        assert drains == []  # the default: the loop watches the waker's descriptor

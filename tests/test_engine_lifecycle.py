@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
 import logging
 import os
 import subprocess
@@ -11,7 +13,8 @@ import textwrap
 import threading
 import time
 import warnings
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -225,3 +228,114 @@ def test_run_sync_never_calls_repr_of_a_bound_methods_object() -> None:
 
     assert asyncio.run(run_sync(Noisy().value)) == 7
     assert Noisy.reprs == 0
+
+
+# -- waking the loop ----------------------------------------------------------------------------
+
+_FD_DIR = "/proc/self/fd"
+
+
+def _open_fds() -> int:
+    gc.collect()
+    return len(os.listdir(_FD_DIR))
+
+
+def _triple(n: int) -> int:
+    return 3 * n
+
+
+def _calls_one_at_a_time_and_in_flight() -> Callable[[], Coroutine[Any, Any, list[int]]]:
+    """A workload: calls one after another, and 100 in flight (run_sync and `asyncify`)."""
+    triple = asyncify(_triple)
+
+    async def work() -> list[int]:
+        out = [await run_sync(abs, -n) for n in range(20)]
+        out += await asyncio.gather(*(triple(n) for n in range(100)))
+        return out
+
+    return work
+
+
+_EXPECTED = list(range(20)) + [3 * n for n in range(100)]
+
+
+class _CountingThreadsafe:
+    """Counts ``call_soon_threadsafe`` on one loop (set as an attribute of that loop)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.calls = 0
+        self._original = loop.call_soon_threadsafe
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self._original(*args, **kwargs)
+
+
+def test_workers_wake_the_loop_through_its_own_descriptor() -> None:
+    """No ``call_soon_threadsafe`` per batch: the loop watches the waker's descriptor."""
+    work = _calls_one_at_a_time_and_in_flight()
+
+    async def main() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        counter = _CountingThreadsafe(loop)
+        loop.call_soon_threadsafe = counter  # type: ignore[method-assign,assignment]
+        return await work(), counter.calls
+
+    results, threadsafe_calls = asyncio.run(main())
+    assert results == _EXPECTED
+    assert threadsafe_calls == 0
+
+
+class _NoReaderLoop(asyncio.SelectorEventLoop):
+    """A loop that cannot watch a descriptor (as Windows' proactor)."""
+
+    def add_reader(self, *args: Any) -> None:  # type: ignore[override]
+        raise NotImplementedError
+
+
+@pytest.mark.skipif(not os.path.isdir(_FD_DIR), reason="needs /proc/self/fd")
+def test_a_loop_that_cannot_watch_a_descriptor_is_woken_with_call_soon_threadsafe() -> None:
+    work = _calls_one_at_a_time_and_in_flight()
+    asyncio.run(work())  # the pool's threads, and this thread's cached waker, exist before
+    before = _open_fds()
+    loop = _NoReaderLoop()
+    counter = _CountingThreadsafe(loop)
+    loop.call_soon_threadsafe = counter  # type: ignore[method-assign,assignment]
+    try:
+        assert loop.run_until_complete(work()) == _EXPECTED
+    finally:
+        loop.close()
+    assert counter.calls > 0
+    asyncio.run(work())  # replaces the cached waker of the closed loop
+    assert _open_fds() == before  # the descriptor it could not register was closed
+
+
+@pytest.mark.skipif(not os.path.isdir(_FD_DIR), reason="needs /proc/self/fd")
+def test_each_loops_wake_descriptor_is_closed_once_the_loop_is_gone() -> None:
+    work = _calls_one_at_a_time_and_in_flight()
+    asyncio.run(work())
+    before = _open_fds()
+    for _ in range(20):
+        assert asyncio.run(work()) == _EXPECTED
+    assert _open_fds() == before
+
+
+def test_the_wake_descriptor_keeps_no_callers_context_variables_alive() -> None:
+    """The loop's handle for the descriptor lives as long as the loop: it must not hold a
+    copy of the context of the call that happened to create the waker."""
+    var: contextvars.ContextVar[object] = contextvars.ContextVar("request_state")
+
+    class RequestState:
+        pass
+
+    async def main() -> bool:
+        state = RequestState()
+        gone = weakref.ref(state)
+        var.set(state)
+        assert await run_sync(abs, -1) == 1  # the first call on this loop makes its waker
+        var.set(None)
+        del state
+        gc.collect()
+        return gone() is None
+
+    assert asyncio.run(main())

@@ -5,8 +5,9 @@ A call becomes a `Job` put on its pool's queue (on asyncio, the call's own futur
 and then completes the caller itself:
 
 * on asyncio, the worker appends the job to its loop's `_LoopWaker` and wakes the loop once
-  per batch (one ``call_soon_threadsafe`` for however many results arrived meanwhile); the
-  loop then settles each job's future. No per-call checkpoint, no second future.
+  per batch (one write to a descriptor the loop watches, for however many results arrived
+  meanwhile); the loop then settles each job's future. No per-call checkpoint, no second
+  future.
 * on trio, the worker sets a `trio.Event` through the run's `TrioToken`.
 
 A pool never runs more calls at once than it has threads, and a thread whose caller left
@@ -24,6 +25,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -732,27 +734,57 @@ def all_pools() -> Iterable[Pool]:
 class _LoopWaker:
     """Collects finished jobs for one asyncio loop and wakes it once per batch.
 
-    Lock-free: ``deque.append``/``popleft`` are atomic. `drain` clears *scheduled* before it
-    empties the queue, so a job appended meanwhile is either taken by this drain or sees the
-    flag down and schedules another (at worst one drain too many, never a lost job).
+    The loop watches a file descriptor of the waker's own (an eventfd on Linux, a pipe on
+    other POSIX systems): a worker writes to it, and the loop runs `drain` straight from its
+    poll. Against ``call_soon_threadsafe`` this saves, per wake, the handle made by the worker,
+    a write and two reads on the loop's self-pipe, and a callback: about a quarter of a thread
+    hop (``python -m benchmarks.hop_cost``). Where the loop cannot watch a descriptor
+    (Windows, a loop without ``add_reader``), the waker falls back to
+    ``call_soon_threadsafe``.
+
+    Lock-free: ``deque.append``/``popleft`` are atomic. The loop reads the descriptor, then
+    clears *scheduled*, then empties the queue, so a job appended meanwhile is either taken by
+    this drain or sees the flag down and wakes the loop again (at worst one drain too many,
+    never a lost job).
+
+    The descriptor is closed when the waker is collected, which is after the loop's selector
+    let it go (``loop.close()``) and after the last job that could write to it: a worker never
+    writes to a closed (or reused) descriptor.
     """
 
-    __slots__ = ("loop", "pending", "scheduled")
+    __slots__ = ("__weakref__", "_wake_fd", "loop", "pending", "scheduled")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, watch: bool = True) -> None:
+        """*watch*: False wakes *loop* with ``call_soon_threadsafe`` even where it could
+        watch a descriptor (the benchmarks' reference row)."""
         self.loop = loop
         self.pending: deque[Work] = deque()
         self.scheduled = False
+        self._wake_fd = -1  # -1: wake through call_soon_threadsafe
+        fds = _watch_wake_fd(loop, self._on_readable) if watch else None
+        if fds is not None:
+            self._wake_fd = fds[-1]
+            # not at interpreter exit: a call left running ("abandon") may still finish
+            weakref.finalize(self, _close_fds, fds).atexit = False
 
     def __call__(self, job: Work) -> None:
         self.pending.append(job)
         if self.scheduled:
             return
         self.scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self.drain)
-        except RuntimeError:
+        wake_fd = self._wake_fd
+        if wake_fd == -1:
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:
+                self._drop_all()
+            return
+        if self.loop.is_closed():
             self._drop_all()
+            return
+        # BlockingIOError: a full pipe, so a wake is pending already
+        with contextlib.suppress(BlockingIOError):
+            _kick(wake_fd)
 
     def _drop_all(self) -> None:
         """The loop is closed: log and forget what is queued (also what others add meanwhile:
@@ -773,12 +805,67 @@ class _LoopWaker:
             if not self.pending:
                 return
 
+    def _on_readable(self, read_fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):  # a wake already taken by an earlier drain
+            _clear(read_fd)
+        self.drain()
+
     def drain(self) -> None:
         self.scheduled = False
         pending = self.pending
         popleft = pending.popleft
         while pending:
             popleft().settle()
+
+
+if hasattr(os, "eventfd"):  # Linux
+
+    def _open_wake_fds() -> tuple[int, ...]:
+        return (os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC),)
+
+    def _kick(fd: int) -> None:
+        os.eventfd_write(fd, 1)
+
+    def _clear(fd: int) -> None:
+        os.eventfd_read(fd)
+
+else:  # pragma: no cover - other POSIX systems
+
+    def _open_wake_fds() -> tuple[int, ...]:
+        read_fd, write_fd = os.pipe()
+        for fd in (read_fd, write_fd):
+            os.set_blocking(fd, False)
+        return read_fd, write_fd
+
+    def _kick(fd: int) -> None:
+        os.write(fd, b"\0")
+
+    def _clear(fd: int) -> None:
+        os.read(fd, 4096)
+
+
+def _watch_wake_fd(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[int], None]
+) -> tuple[int, ...] | None:
+    """Open a wake descriptor and have *loop* call ``callback(read_fd)`` when it is readable;
+    the descriptors (the write end last), or None where the loop cannot watch one."""
+    if sys.platform == "win32":  # pragma: no cover - select() there takes sockets only
+        return None
+    fds = _open_wake_fds()
+    try:
+        # from an empty context: the loop's handle keeps a copy of the current one for the
+        # loop's whole life, and a caller's context variables must not live that long
+        contextvars.Context().run(loop.add_reader, fds[0], callback, fds[0])
+    except (NotImplementedError, AttributeError, RuntimeError, ValueError, OSError):
+        _close_fds(fds)
+        return None
+    return fds
+
+
+def _close_fds(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def settle_future(job: Job) -> None:
