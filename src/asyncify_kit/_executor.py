@@ -737,8 +737,8 @@ class _LoopWaker:
     The loop watches a file descriptor of the waker's own (an eventfd on Linux, a pipe on
     other POSIX systems): a worker writes to it, and the loop runs `drain` straight from its
     poll. Against ``call_soon_threadsafe`` this saves, per wake, the handle made by the worker,
-    a write and two reads on the loop's self-pipe, and a callback: about a quarter of a thread
-    hop (``python -m benchmarks.hop_cost``). Where the loop cannot watch a descriptor
+    a write and two reads on the loop's self-pipe, and a callback: about an eighth of a no-op
+    hop here (the offload benchmark's reference row). Where the loop cannot watch a descriptor
     (Windows, a loop without ``add_reader``), the waker falls back to
     ``call_soon_threadsafe``.
 
