@@ -310,14 +310,48 @@ def test_a_loop_that_cannot_watch_a_descriptor_is_woken_with_call_soon_threadsaf
     assert _open_fds() == before  # the descriptor it could not register was closed
 
 
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 @pytest.mark.skipif(not os.path.isdir(_FD_DIR), reason="needs /proc/self/fd")
-def test_each_loops_wake_descriptor_is_closed_once_the_loop_is_gone() -> None:
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_each_loops_wake_descriptor_is_closed_once_the_loop_is_gone(kind: str) -> None:
     work = _calls_one_at_a_time_and_in_flight()
-    asyncio.run(work())
+
+    def run_on_a_new_loop() -> list[int]:
+        loop = _new_loop(kind)
+        try:
+            return loop.run_until_complete(work())
+        finally:
+            loop.close()
+
+    run_on_a_new_loop()
+    asyncio.run(work())  # this thread's cached waker now belongs to a loop of its own
     before = _open_fds()
     for _ in range(20):
-        assert asyncio.run(work()) == _EXPECTED
+        assert run_on_a_new_loop() == _EXPECTED
+    asyncio.run(work())
     assert _open_fds() == before
+
+
+def test_uvloop_is_woken_through_the_wakers_descriptor() -> None:
+    """uvloop can watch the waker's descriptor too (its methods cannot be replaced to count
+    ``call_soon_threadsafe``, so the waker itself is checked)."""
+    from asyncify_kit import _executor
+
+    loop = _new_loop("uvloop")
+    try:
+        assert loop.run_until_complete(_calls_one_at_a_time_and_in_flight()()) == _EXPECTED
+        waker = _executor.loop_waker(loop)
+        assert waker.loop is loop
+        assert waker._wake_fd != -1
+    finally:
+        loop.close()
 
 
 def test_the_wake_descriptor_keeps_no_callers_context_variables_alive() -> None:
