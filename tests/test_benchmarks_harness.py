@@ -426,3 +426,122 @@ def test_the_offload_reference_row_wakes_its_loop_with_call_soon_threadsafe(
         assert len(drains) >= 20  # a wake per call, one at a time
     else:
         assert drains == []  # the default: the loop watches the waker's descriptor
+
+
+def _storage_results(path: Path, status: str = "ok") -> Path:
+    """A results.json with one storage scenario, as the harness writes it."""
+
+    def result(name: str, ratio: float, *, peer: bool = True, reference: bool = False) -> Any:
+        return {"implementation": name, "peer": peer, "reference": reference, "ratio": ratio}
+
+    from benchmarks.bench_storage import KIT_FILE, KIT_FILE_NO_HOP
+
+    scenario = {
+        "name": "write-1",
+        "results": [
+            result("aiofiles", 1.0),
+            result("anyio.Path", 0.45),
+            result("asyncio.to_thread(open)", 0.41),
+            result(KIT_FILE, 0.39, peer=False),
+            result(KIT_FILE_NO_HOP, 0.2, peer=False, reference=True),
+            result("a reference peer", 0.01, reference=True),
+        ],
+    }
+    other = {"name": "not-a-matrix-scenario", "results": [result("aiofiles", 1.0)]}
+    section: dict[str, Any] = {"name": "storage", "status": status, "reason": "it broke"}
+    section["scenarios"] = [scenario, other]
+    path.write_text(json.dumps({"sections": [{"name": "offload"}, section]}), encoding="utf-8")
+    return path
+
+
+def test_the_fs_matrix_summary_names_the_best_peer_and_the_floor(tmp_path: Path) -> None:
+    from benchmarks import fs_matrix
+
+    rows = fs_matrix.summarize(2, "ext4", _storage_results(tmp_path / "results.json"))
+    assert rows == [("2", "ext4", "write-1", "0.390x", "0.410x asyncio.to_thread(open)", "0.200x")]
+    lines = fs_matrix.table(rows).splitlines()
+    assert lines[0] == "| " + " | ".join(fs_matrix.COLUMNS) + " |"
+    assert lines[2] == "| 2 | ext4 | write-1 | 0.390x | 0.410x asyncio.to_thread(open) | 0.200x |"
+    broken = _storage_results(tmp_path / "broken.json", status="error")
+    with pytest.raises(fs_matrix.MatrixError, match="did not run: it broke"):
+        fs_matrix.summarize(1, "ext4", broken)
+
+
+def test_the_fs_matrix_refuses_unknown_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import fs_matrix
+
+    with pytest.raises(SystemExit) as exited:
+        fs_matrix.main(["--fs", "tmpfs,xfs"])
+    assert exited.value.code == 2
+    assert (
+        "--fs takes tmpfs, ext4, ext4-nojournal, ext4-nojournal-discard (got 'tmpfs,xfs')"
+        in capsys.readouterr().err
+    )
+
+
+def _mounted_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return [line for line in f if str(path) in line]
+
+
+def _can_mount(kind: str) -> None:
+    from benchmarks import fs_matrix
+
+    try:
+        fs_matrix.check_can_make([fs_matrix.KINDS[kind]])
+    except fs_matrix.MatrixError as exc:
+        pytest.skip(str(exc))
+    if kind != "tmpfs" and not Path("/dev/loop-control").exists():
+        pytest.skip("no loop devices here")
+
+
+@pytest.mark.parametrize(
+    ("kind", "file_system", "discard"),
+    [
+        ("tmpfs", "tmpfs on tmpfs", False),
+        ("ext4", "ext4 (journal) on /dev/loop", False),
+        ("ext4-nojournal", "ext4 (no journal) on /dev/loop", False),
+        ("ext4-nojournal-discard", "ext4 (no journal) on /dev/loop", True),
+    ],
+)
+def test_the_fs_matrix_makes_each_kind_fresh_and_removes_it(
+    tmp_path: Path, kind: str, file_system: str, discard: bool
+) -> None:
+    from benchmarks import fs_matrix
+    from benchmarks.bench_storage import describe_file_system
+
+    _can_mount(kind)
+    with fs_matrix.fresh_file_system(fs_matrix.KINDS[kind], tmp_path, 64) as where:
+        assert describe_file_system(str(where)).startswith(file_system)
+        assert list(where.iterdir()) in ([], [where / "lost+found"])  # a new file system
+        if kind != "tmpfs":
+            (mount,) = _mounted_under(where)
+            super_options = mount.split()[-1].split(",")  # after "- ext4 /dev/loopN"
+            assert ("discard" in super_options) is discard
+    assert list(tmp_path.iterdir()) == []  # image and mount point removed
+    assert _mounted_under(tmp_path) == []
+    assert not where.exists()
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "ext4-nojournal-discard"])
+def test_the_fs_matrix_runs_the_storage_section_on_a_fresh_file_system(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    from benchmarks import fs_matrix
+
+    _can_mount(kind)
+    out, work = tmp_path / "out", tmp_path / "work"
+    work.mkdir()
+    argv = ["--fs", kind, "--runs", "1", "--quick", "--size-mib", "256"]
+    assert fs_matrix.main([*argv, "--output", str(out), "--workdir", str(work)]) == 0
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert capsys.readouterr().out == summary
+    rows = summary.splitlines()[2:]
+    assert [row.split(" | ")[2] for row in rows] == list(fs_matrix.SCENARIOS)
+    assert all(row.startswith(f"| 1 | {kind} | ") for row in rows)
+    results = json.loads((out / f"1-{kind}" / "results.json").read_text(encoding="utf-8"))
+    (section,) = results["sections"]
+    where = "tmpfs on tmpfs" if kind == "tmpfs" else "ext4 (no journal) on /dev/loop"
+    assert any(f": {where}" in note for note in section["notes"])  # TMPDIR was inside it
+    assert list(work.iterdir()) == []  # the image and its mount point removed
+    assert _mounted_under(work) == []
