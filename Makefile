@@ -23,11 +23,15 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/asyncify-kit demo
 
-## Servers the tests use: MariaDB comes from Debian (PostgreSQL is on the image).
+## Servers the tests use: MariaDB comes from Debian (PostgreSQL is on the image); mkfs.ext4
+## (e2fsprogs, on every Debian) for the tests of benchmarks/fs_matrix.py.
 system-deps:
 	@command -v mariadbd >/dev/null 2>&1 || command -v mysqld >/dev/null 2>&1 || { \
 		echo "installing mariadb-server"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null; }
+	@command -v mkfs.ext4 >/dev/null 2>&1 || { \
+		echo "installing e2fsprogs"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs >/dev/null; }
 
 ## Start the services, run every check, stop the services (also on failure or Ctrl-C).
 test: install system-deps
