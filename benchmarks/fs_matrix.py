@@ -64,7 +64,8 @@ KINDS: dict[str, Kind] = {
         Kind("ext4-nojournal-discard", ("-O", "^has_journal"), "loop,discard"),
     )
 }
-RESULTS = Path(__file__).resolve().parent / "results" / "fs_matrix"
+_REPO = Path(__file__).resolve().parent.parent  # where `python -m benchmarks` runs
+RESULTS = _REPO / "benchmarks" / "results" / "fs_matrix"
 SCENARIOS = ("read-1", "read-100", "write-1", "write-100")
 COLUMNS = ("run", "file system", "scenario", "file://", "best peer", "no-hop floor")
 
@@ -116,7 +117,7 @@ def fresh_file_system(kind: Kind, workdir: Path, size_mib: int) -> Iterator[Path
         finally:
             _run(["umount", str(point)])
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # missing, or still mounted: umount's error shows
             point.rmdir()
         image.unlink()
 
@@ -129,7 +130,7 @@ def run_storage_section(where: Path, output: Path, *, quick: bool) -> Path:
         argv.append("--quick")
     env = {**os.environ, "TMPDIR": str(where)}
     with open(output / "stdout.txt", "w", encoding="utf-8") as out:
-        done = subprocess.run(argv, stdout=out, env=env, check=False)
+        done = subprocess.run(argv, stdout=out, env=env, cwd=_REPO, check=False)
     if done.returncode != 0:
         raise MatrixError(f"the storage section failed ({done.returncode}); see {output}")
     return output / "results.json"
