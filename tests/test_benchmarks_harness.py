@@ -533,6 +533,15 @@ def test_the_fs_matrix_makes_each_kind_fresh_and_removes_it(
     assert list(tmp_path.iterdir()) == []  # image and mount point removed
     assert _mounted_under(tmp_path) == []
     assert not where.exists()
+    with (
+        pytest.raises(RuntimeError, match="the run failed"),
+        fs_matrix.fresh_file_system(fs_matrix.KINDS[kind], tmp_path, 64) as where,
+    ):
+        (where / "half-written").write_bytes(b"x")
+        raise RuntimeError("the run failed")
+    assert list(tmp_path.iterdir()) == []  # removed on failure too
+    assert _mounted_under(tmp_path) == []
+    assert not where.exists()
 
 
 @pytest.mark.parametrize("kind", ["tmpfs", "ext4-nojournal-discard"])
