@@ -323,7 +323,7 @@ class SerialQueue:
     ones are handed over in small batches, so the callers' loop is not woken once per call
     (see `_HOLD_MAX`). In `stats()`, the calls that ran count as completed and the running
     one is named; those waiting in a queue are not counted as waiting (the pool sees one
-    turn).
+    turn). A call can leave clean-up work for after its caller has its outcome (`defer`).
     """
 
     def __init__(self, pool: Pool) -> None:
@@ -336,11 +336,17 @@ class SerialQueue:
         self._jobs: deque[Work] = deque()
         self._serving = False
         self.current: Work | None = None  # the call running now, for stats()
+        self._deferred: deque[Callable[[], object]] = deque()
 
     @property
     def idle(self) -> bool:
         """No turn is running or due (the queue can be dropped)."""
         return not self._serving
+
+    @property
+    def waiting(self) -> bool:
+        """Calls are queued for their turn (not counting the one running)."""
+        return bool(self._jobs)
 
     def submit(self, job: Work) -> None:
         with self._lock:
@@ -350,6 +356,27 @@ class SerialQueue:
             self._serving = True
         self.pool._submit(self)
 
+    def defer(self, fn: Callable[[], object]) -> None:
+        """Run *fn* later in this turn, on this worker, once no call is waiting.
+
+        Only from a call running on this queue. The caller already has its outcome when
+        *fn* runs, so work that no caller needs to wait for (closing files whose release
+        is slow) leaves the callers' latency. A call submitted meanwhile joins the turn
+        and runs next, without waking a worker. Deferred work runs before the turn ends,
+        and in any case once `_DEFER_MAX` are pending; what *fn* raises is logged.
+        """
+        self._deferred.append(fn)
+
+    def _run_deferred(self) -> None:
+        deferred = self._deferred
+        while deferred:
+            fn = deferred.popleft()
+            try:
+                fn()
+            except Exception:
+                logger.warning("deferred clean-up %r failed", fn, exc_info=True)
+            del fn
+
     def serve(self, completed: list[int] | None = None) -> None:
         """Run the queued calls until none is left; count those that ran in *completed*."""
         jobs = self._jobs
@@ -357,6 +384,10 @@ class SerialQueue:
         held_since = 0.0
         try:
             while True:
+                if self._deferred and (not jobs or len(self._deferred) >= _DEFER_MAX):
+                    _wake(held)  # the outcomes first: deferred work is what no one waits for
+                    self._run_deferred()
+                    continue
                 with self._lock:
                     if not jobs:
                         self._serving = False
@@ -387,8 +418,8 @@ class SerialQueue:
             # _execute hands every outcome of the call to its caller; this is the worker
             # itself failing (e.g. KeyboardInterrupt): pass the rest to a new turn
             with self._lock:
-                self._serving = bool(jobs)
-            if jobs:
+                self._serving = bool(jobs or self._deferred)
+            if self._serving:
                 self.pool._submit(self)
             raise
         finally:
@@ -408,6 +439,8 @@ _serial_queues: weakref.WeakSet[SerialQueue] = weakref.WeakSet()
 # next to those still queued, who wait for all of them anyway.
 _HOLD_MAX = 8
 _HOLD_SECONDS = 0.0005
+# Deferred clean-ups pending at most, per SerialQueue, while calls keep it busy.
+_DEFER_MAX = 16
 
 
 def _wake(held: list[Work]) -> None:

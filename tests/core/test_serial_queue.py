@@ -337,3 +337,88 @@ async def test_many_callers_in_flight_get_their_own_outcomes_some_cancelled(
     assert all(results[n] == n * 3 for n in results)
     assert all(n % 13 == 0 for n in cancelled)
     await _until_idle(queue)
+
+
+# -- deferred work -------------------------------------------------------------------------------
+
+
+async def test_deferred_work_runs_after_the_caller_has_its_outcome_on_the_same_worker(
+    queue: SerialQueue,
+) -> None:
+    release, deferred_started = threading.Event(), threading.Event()
+    threads: dict[str, int] = {}
+
+    def later() -> None:
+        threads["deferred"] = threading.get_ident()
+        deferred_started.set()
+        release.wait(10)
+
+    def call() -> str:
+        threads["call"] = threading.get_ident()
+        queue.defer(later)
+        return "done"
+
+    rec = Recorder()
+    with anyio.fail_after(5):  # the caller does not wait for the deferred work
+        assert await run_serial(queue, call) == "done"
+    await _wait_thread_event(deferred_started)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_record, queue, rec, 1)
+        await anyio.sleep(0.01)
+        assert rec.order == []  # joined the turn: it runs once the deferred work is done
+        assert not queue.idle
+        release.set()
+    assert rec.order == [1]
+    assert threads["deferred"] == threads["call"] == rec.threads.pop()
+    await _until_idle(queue)
+
+
+async def test_deferred_work_stays_bounded_while_calls_keep_the_turn_busy(
+    queue: SerialQueue,
+) -> None:
+    release, started = threading.Event(), threading.Event()
+    log: list[str] = []
+
+    def call(n: int) -> None:
+        log.append(f"call {n}")
+        queue.defer(lambda: log.append(f"deferred {n}"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_gate, queue, release, started)
+        await _wait_thread_event(started)
+        for n in range(50):
+            tg.start_soon(run_serial, queue, call, n)
+            await anyio.sleep(0)
+        await anyio.sleep(0.01)
+        release.set()
+    await _until_idle(queue)
+    calls = [entry for entry in log if entry.startswith("call")]
+    assert calls == [f"call {n}" for n in range(50)]
+    assert sorted(entry for entry in log if entry.startswith("deferred")) == sorted(
+        f"deferred {n}" for n in range(50)
+    )
+    pending = 0
+    for entry in log:
+        pending += 1 if entry.startswith("call") else -1
+        assert 0 <= pending <= _executor._DEFER_MAX
+    assert log.index("deferred 0") < log.index("call 49")  # not all left to the turn's end
+
+
+async def test_failing_deferred_work_is_logged_and_the_queue_goes_on(
+    queue: SerialQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise ValueError("clean-up broke")
+
+    def call() -> int:
+        queue.defer(broken)
+        return 1
+
+    assert await run_serial(queue, call) == 1
+    await _until_idle(queue)
+    assert await run_serial(queue, abs, -2) == 2
+    await _until_idle(queue)
+    failures = [r for r in caplog.records if r.getMessage().startswith("deferred clean-up")]
+    assert len(failures) == 1
+    assert failures[0].levelname == "WARNING"
+    assert failures[0].exc_info is not None and "clean-up broke" in str(failures[0].exc_info[1])
