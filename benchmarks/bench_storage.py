@@ -7,7 +7,8 @@ measured with ``atomic=false``: in place, overwritten then cut to the new length
 ``anyio.Path.read_bytes``/``write_bytes`` and ``asyncio.to_thread`` around
 ``open().read()``/``write()``. Two reference rows write one file at a time in the event loop's
 own thread, with no hop: file://'s atomic write code and the peers' open/write/close, the file
-system's cost alone (a floor no thread pool goes below).
+system's cost alone (a floor no thread pool goes below; file:// itself leaves part of an atomic
+write's work to after the reply, so it can go below its row).
 """
 
 from __future__ import annotations
@@ -289,9 +290,11 @@ SECTION = Section(
         "The peers rewrite in place (open with O_TRUNC, write, close): not atomic, a reader "
         "or a crash can see an empty or partial file. An atomic write creates a new file "
         "(a new inode, its blocks written back as ext4 does for a rename over a file) and "
-        "frees the replaced one inside the rename, serialized by the directory's lock "
-        "(file:// runs them in turn on one worker per directory): hence the default row's "
-        "ratios, set by the file system, not the thread hop.",
+        "frees the replaced one, its directory updates serialized by the directory's lock "
+        "(file:// runs them in turn on one worker per directory, and on Linux makes the "
+        "next file and frees the replaced one after the reply: docs/storage.md, Spare "
+        "files): hence the default row's ratios, set by the file system more than by the "
+        "thread hop.",
         "'(atomic=false)' is file:// doing the peers' job without their truncation "
         "(?atomic=false&fsync=false): it overwrites the existing bytes, then cuts the file to "
         "the new length, so the file's blocks are reused (no freeing, no write-back forced "
@@ -299,8 +302,10 @@ SECTION = Section(
         "followed, hard-linked files refused.",
         "The '(floor)' rows do a write one at a time in the event loop's own thread, with no "
         "hop: the file system's cost alone, which no thread pool can go below (and a way to "
-        "block the loop, not to use the library). 'file:// atomic write' is file://'s own "
-        "write code; 'open/write/close' is the peers' rewrite.",
+        "block the loop, not to use the library). 'file:// atomic write' is file://'s temp "
+        "file + rename with all of its work in the write (file:// itself leaves part of it "
+        "to after the reply, so it can go below this row); 'open/write/close' is the peers' "
+        "rewrite.",
         "Default thread pools everywhere: asyncio's executor (aiofiles, to_thread), anyio's "
         "limiter of 40, asyncify-kit's default pool of 40.",
         file_system_note(tempfile.gettempdir()),

@@ -8,7 +8,8 @@ it fails: CI must never pass by skipping.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import settings
@@ -64,3 +65,20 @@ def mysql_url() -> str:
 @pytest.fixture
 def s3_endpoint() -> str:
     return service_url("s3")
+
+
+def exit_code_in_a_forked_child(child: Callable[[], bool]) -> int:
+    """Fork; the child exits 0 if *child()* returns true. The child's exit code."""
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a multi-threaded process may deadlock; the point of
+        # the tests that fork is that ours does not.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = 0 if child() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)

@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -22,27 +21,11 @@ import pytest
 from asyncify_kit import asyncify, configure, run_sync, stats
 from asyncify_kit._executor import DEFAULT_POOL, SerialQueue, get_pool
 from asyncify_kit._offload import run_serial
+from tests.conftest import exit_code_in_a_forked_child
 
 
 def _child_result() -> int:
     return os.getpid()
-
-
-def _exit_code_in_a_forked_child(child: Callable[[], bool]) -> int:
-    """Fork; the child exits 0 if *child()* returns true. The child's exit code."""
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a multi-threaded process may deadlock; the point of
-        # these tests is that ours does not.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            code = 0 if child() else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
@@ -54,7 +37,7 @@ def test_pool_works_in_a_forked_child() -> None:
     def child() -> bool:
         return asyncio.run(asyncio.wait_for(run_sync(_child_result), 5)) == os.getpid()
 
-    assert _exit_code_in_a_forked_child(child) == 0
+    assert exit_code_in_a_forked_child(child) == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
@@ -81,7 +64,7 @@ def test_a_serial_queue_whose_turn_was_running_at_fork_works_in_the_child() -> N
         return asyncio.run(asyncio.wait_for(run_serial(queue, os.getpid), 5)) == os.getpid()
 
     try:
-        assert _exit_code_in_a_forked_child(child) == 0
+        assert exit_code_in_a_forked_child(child) == 0
     finally:
         release.set()
         holder.join(5)

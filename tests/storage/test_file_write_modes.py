@@ -4,10 +4,11 @@ and anything but a regular file, and still checks keys before any I/O."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -306,7 +307,8 @@ async def test_many_writes_in_flight_in_shared_directories(tmp_path: Path, atomi
 
 
 class _TurnProbe:
-    """Wraps `_file._write_file`: how many writes run at once, per directory and in all."""
+    """Wraps `_file._write_file` and `_file._write_spare` (a rewrite into a prepared spare
+    file): how many writes run at once, per directory and in all."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.lock = threading.Lock()
@@ -316,22 +318,36 @@ class _TurnProbe:
         self.most_total = 0
         real = _file._write_file
 
+        real_spare = _file._write_spare
+
         def probe(root_fd: int, parts: list[str], *args: object) -> None:
-            where = tuple(parts[:-1])
-            with self.lock:
-                self.now[where] = self.now.get(where, 0) + 1
-                self.most[where] = max(self.most.get(where, 0), self.now[where])
-                self.total += 1
-                self.most_total = max(self.most_total, self.total)
-            try:
-                time.sleep(0.003)  # long enough for the other writes to queue up
+            with self.turn(parts):
                 real(root_fd, parts, *args)  # type: ignore[arg-type]
-            finally:
-                with self.lock:
-                    self.now[where] -= 1
-                    self.total -= 1
+
+        def probe_spare(
+            queue: object, spare: object, root_fd: int, parts: list[str], data: bytes
+        ) -> bool:
+            with self.turn(parts):
+                return real_spare(queue, spare, root_fd, parts, data)  # type: ignore[arg-type]
 
         monkeypatch.setattr(_file, "_write_file", probe)
+        monkeypatch.setattr(_file, "_write_spare", probe_spare)
+
+    @contextlib.contextmanager
+    def turn(self, parts: list[str]) -> Iterator[None]:
+        where = tuple(parts[:-1])
+        with self.lock:
+            self.now[where] = self.now.get(where, 0) + 1
+            self.most[where] = max(self.most.get(where, 0), self.now[where])
+            self.total += 1
+            self.most_total = max(self.most_total, self.total)
+        try:
+            time.sleep(0.003)  # long enough for the other writes to queue up
+            yield
+        finally:
+            with self.lock:
+                self.now[where] -= 1
+                self.total -= 1
 
 
 async def _write_all(st: Storage, writes: list[tuple[str, bytes]]) -> None:
@@ -384,6 +400,6 @@ async def test_idle_directory_queues_are_dropped(
             await st.write(f"d{i}/k", b"x")
             assert len(backend._serial) <= 4
             with anyio.fail_after(5):  # a turn ends just after its caller has the result
-                while not all(q.idle for q in backend._serial.values()):
+                while not all(lane.queue.idle for lane in backend._serial.values()):
                     await anyio.sleep(0.001)
         assert ("d9",) in backend._serial

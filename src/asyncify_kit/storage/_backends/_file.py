@@ -9,7 +9,9 @@ component by component relative to a directory descriptor of ROOT with ``O_NOFOL
 symbolic link, wherever it points, is never followed: it is refused with `InvalidPath`. Writes
 go to a temporary file in the target directory, are fsynced (option ``fsync``, on by default),
 then renamed over the key: readers see the old or the new content, never a mix, and an exception
-or a cancellation leaves the old content and no temp file. With ``atomic=false`` a write
+or a cancellation leaves the old content and no temp file. On Linux, a small write without fsync
+goes into a file prepared ahead for its directory (``O_TMPFILE``, see `SpareFile`), and the file
+it replaces is freed after the caller has its answer. With ``atomic=false`` a write
 overwrites the file in place and cuts it to the new length instead (cheaper, but a reader may
 see a mix of old and new bytes, and an interrupted write leaves only the bytes written so far);
 symbolic links are refused the same way.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import mimetypes
 import os
@@ -30,7 +33,9 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from datetime import datetime, timezone
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
+
+import anyio
 
 from ..._config import BackendURL
 from ..._executor import DEFAULT_POOL, SerialQueue, check_cancelled, get_pool
@@ -231,6 +236,8 @@ def _dir_lock(root_fd: int, parts: list[str]) -> threading.Lock:
 
 
 def _after_fork_in_child() -> None:
+    global _fork_generation
+    _fork_generation += 1  # the spare files made before belong to the parent
     _temp_names.reseed()
     _DIR_LOCKS[:] = [threading.Lock() for _ in _DIR_LOCKS]  # none held by a lost thread
 
@@ -466,6 +473,167 @@ def _write_file(
     file = begin_write(root_fd, parts, if_not_exists=if_not_exists, fsync=fsync, atomic=atomic)
     file.write(data)
     file.commit(if_not_exists=if_not_exists)
+
+
+# Spare files: a small atomic write into a prepared unnamed file (O_TMPFILE), linked under a
+# temp name and renamed over the key, while the file it replaces is held open (O_PATH) so that
+# it is freed when closed, not inside the rename. Preparing the next file and freeing the
+# replaced one are left to its SerialQueue's worker after the caller has its outcome (`defer`):
+# on ext4, creating a file scans the inode bitmap past recently freed inodes, and freeing one
+# returns its blocks (and trims them with -o discard); both can cost more than the rest of the
+# write. Raw loops, 1,000 rewrites of 4 KiB files, µs per write:
+#                                  tmpfs  ext4  ext4 without journal, -o discard
+#   temp file + rename (all)        14     64    72
+#   spare file: the write's part    12     50    46
+#   spare file: deferred part        5     24    42
+# Linux only (O_TMPFILE, O_PATH, /proc/self/fd for linkat); elsewhere, or on a file system
+# without O_TMPFILE, every write makes its temp file as before.
+_TMPFILE_FLAGS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | _CLOEXEC
+_HOLD_FLAGS = getattr(os, "O_PATH", 0) | _NOFOLLOW | _CLOEXEC
+_SPARES = bool(getattr(os, "O_TMPFILE", 0) and getattr(os, "O_PATH", 0))
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, getattr(errno, "ENOTSUP", 0)}
+_fork_generation = 0
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        if fd != -1:
+            os.close(fd)
+
+
+class SpareFile:
+    """The unnamed file prepared for the next small atomic write into one directory.
+
+    Used only by the calls of that directory's `SerialQueue` (one at a time), and by its
+    deferred work.
+    """
+
+    def __init__(self, root_fd: int, dir_parts: list[str]) -> None:
+        self.root_fd = root_fd
+        self.dir_parts = dir_parts
+        self.fd = -1
+        self.dir_id: tuple[int, int] | None = None  # (st_dev, st_ino) of its directory
+        self.generation = _fork_generation
+        self.enabled = _SPARES
+        self.orphans: list[int] = []  # spare files of dropped directories, closed next
+
+    def take(self, dfd: int) -> int:
+        """The prepared file if it was made in the directory *dfd* by this process, else -1."""
+        fd, self.fd = self.fd, -1
+        if fd == -1 or (
+            self.generation == _fork_generation
+            and (dfd == self.root_fd or _dir_id(dfd) == self.dir_id)
+        ):
+            return fd
+        self.orphans.append(fd)  # closed with the next deferred work, off the write's path
+        return -1
+
+    def prepare(self) -> None:
+        """Make the file for the next write (deferred work; a failure only means none)."""
+        orphans, self.orphans = self.orphans, []
+        _close_fds(*orphans)
+        if self.fd != -1 or not self.enabled:
+            return
+        if not _proc_fd():  # linkat needs it
+            self.enabled = False
+            return
+        try:
+            dfd = parent_fd(self.root_fd, [*self.dir_parts, ""], create=False)
+        except OSError:
+            return  # the directory is gone: the next write makes it, and its own temp file
+        try:
+            self.fd = os.open(".", _TMPFILE_FLAGS, 0o666, dir_fd=dfd)
+            self.dir_id = None if dfd == self.root_fd else _dir_id(dfd)
+            self.generation = _fork_generation
+        except OSError as exc:
+            if exc.errno in _NO_TMPFILE:
+                self.enabled = False
+        finally:
+            _close_dir(dfd, self.root_fd)
+
+    def detach(self) -> list[int]:
+        """Give up the files held (to be closed by someone else); no more are prepared."""
+        self.enabled = False
+        fds = [fd for fd in (self.fd, *self.orphans) if fd != -1]
+        self.fd = -1
+        self.orphans = []
+        return fds
+
+    def close(self) -> None:
+        _close_fds(*self.detach())
+
+
+@functools.cache
+def _proc_fd() -> bool:
+    return os.path.isdir("/proc/self/fd")
+
+
+def _dir_id(dfd: int) -> tuple[int, int]:
+    st = os.fstat(dfd)
+    return st.st_dev, st.st_ino
+
+
+def write_small(
+    queue: SerialQueue, spare: SpareFile, root_fd: int, parts: list[str], data: bytes
+) -> None:
+    """An atomic write without fsync, in turn on *queue*: into *spare* when it is ready."""
+    try:
+        if not (spare.fd != -1 and _write_spare(queue, spare, root_fd, parts, data)):
+            _write_file(root_fd, parts, data, False, False, True)
+    finally:
+        if spare.enabled and not queue.waiting:
+            queue.defer(spare.prepare)
+
+
+def _write_spare(
+    queue: SerialQueue, spare: SpareFile, root_fd: int, parts: list[str], data: bytes
+) -> bool:
+    """Write *data* to *parts* through the spare file; False if it cannot serve here."""
+    name = parts[-1]
+    dfd = parent_fd(root_fd, parts, create=True)
+    try:
+        fd = spare.take(dfd)
+        if fd == -1:
+            return False
+        old = -1
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                old = os.open(name, _HOLD_FLAGS, dir_fd=dfd)  # freed when closed, deferred
+            if old != -1 and stat_mod.S_ISLNK(os.fstat(old).st_mode):
+                raise _SymlinkRefused(errno.ELOOP, "symbolic link", name)
+            _write_all(fd, data)
+            check_cancelled()
+            temp = _temp_names.next()
+            source = f"/proc/self/fd/{fd}"
+            with _dir_lock(root_fd, parts):
+                try:
+                    try:
+                        os.link(source, temp, dst_dir_fd=dfd, follow_symlinks=True)
+                    except FileExistsError:  # a leftover, or planted: as in TempFile
+                        temp = f"{TEMP_PREFIX}{secrets.token_hex(12)}.tmp"
+                        os.link(source, temp, dst_dir_fd=dfd, follow_symlinks=True)
+                except OSError as exc:
+                    # ENOENT: the directory was removed meanwhile. Anything else (a file
+                    # system or a policy refusing this link): no more spare files here.
+                    # Either way the write starts over with a temp file of its own, which
+                    # raises what a write there raises.
+                    _close_fds(fd, old)
+                    if exc.errno != errno.ENOENT:
+                        spare.enabled = False
+                    return False
+                try:
+                    os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                except BaseException:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp, dir_fd=dfd)
+                    raise
+        except BaseException:
+            _close_fds(fd, old)
+            raise
+        queue.defer(functools.partial(_close_fds, fd, old))
+        return True
+    finally:
+        _close_dir(dfd, root_fd)
 
 
 def _refuse_existing(root_fd: int, parts: list[str]) -> None:
@@ -735,6 +903,11 @@ class _FileWriter(ByteWriter):
         await self._run(self._temp.discard)
 
 
+class _Lane(NamedTuple):
+    queue: SerialQueue
+    spare: SpareFile
+
+
 class FileBackend(StorageBackend):
     """Files under ROOT (``file://./data``, ``file:///srv/objects?fsync=false``)."""
 
@@ -752,7 +925,7 @@ class FileBackend(StorageBackend):
         self.atomic: bool = options.get("atomic", True)
         self.pool: str = options.get("pool") or DEFAULT_POOL
         self._root_fd = -1
-        self._serial: dict[tuple[str, ...], SerialQueue] = {}
+        self._serial: dict[tuple[str, ...], _Lane] = {}
         self._pooled: Callable[..., Coroutine[Any, Any, object]] = asyncify(pool=self.pool)(_invoke)
         self._pages: Callable[..., OffloadedIterator[list[ObjectInfo]]] = asyncify(pool=self.pool)(
             _list_pages
@@ -764,19 +937,22 @@ class FileBackend(StorageBackend):
             return await run_sync(fn, *args, **kwargs)
         return cast(T, await self._pooled(fn, args, kwargs))
 
-    def _serial_queue(self, parts: list[str]) -> SerialQueue:
-        """The queue of small atomic writes into the directory of *parts*."""
+    def _lane(self, parts: list[str]) -> _Lane:
+        """The queue (and spare file) of small atomic writes into the directory of *parts*."""
         key = tuple(parts[:-1])
-        queues = self._serial
-        queue = queues.get(key)
-        if queue is None:
-            if len(queues) >= _SERIAL_QUEUES_KEPT:
+        lanes = self._serial
+        lane = lanes.get(key)
+        if lane is None:
+            lane = _Lane(SerialQueue(get_pool(self.pool)), SpareFile(self.root_fd, parts[:-1]))
+            if len(lanes) >= _SERIAL_QUEUES_KEPT:
                 # a copy: loops in other threads may share this backend
-                for where, old in list(queues.items()):
-                    if old.idle:
-                        queues.pop(where, None)
-            queue = queues[key] = SerialQueue(get_pool(self.pool))
-        return queue
+                for where, old in list(lanes.items()):
+                    if old.queue.idle:
+                        lanes.pop(where, None)
+                        # its spare file is closed by the new lane's worker, off the loop
+                        lane.spare.orphans.extend(old.spare.detach())
+            lanes[key] = lane
+        return lane
 
     @property
     def root_fd(self) -> int:
@@ -800,9 +976,15 @@ class FileBackend(StorageBackend):
             await self._run(mimetypes.init)
 
     async def aclose(self) -> None:
-        fd, self._root_fd = self._root_fd, -1
-        if fd != -1:
-            await self._run(os.close, fd)
+        # shielded: leaving `async with` in a cancelled task must still close the descriptors
+        with anyio.CancelScope(shield=True):
+            lanes, self._serial = self._serial, {}
+            for lane in lanes.values():
+                # in turn with the lane's work: a spare file may be in use or being prepared
+                await run_serial(lane.queue, lane.spare.close)
+            fd, self._root_fd = self._root_fd, -1
+            if fd != -1:
+                await self._run(os.close, fd)
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
         try:
@@ -814,11 +996,19 @@ class FileBackend(StorageBackend):
         self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
     ) -> None:
         parts = split_key(key)
-        args = (self.root_fd, parts, data, if_not_exists, self.fsync, self.atomic)
         try:
             if self.atomic and not self.fsync and len(data) <= _SERIAL_WRITE_MAX:
-                await run_serial(self._serial_queue(parts), _write_file, *args)
+                lane = self._lane(parts)
+                if if_not_exists:
+                    await run_serial(
+                        lane.queue, _write_file, self.root_fd, parts, data, True, False, True
+                    )
+                else:
+                    await run_serial(
+                        lane.queue, write_small, lane.queue, lane.spare, self.root_fd, parts, data
+                    )
             else:
+                args = (self.root_fd, parts, data, if_not_exists, self.fsync, self.atomic)
                 await self._run(_write_file, *args)
         except OSError as exc:
             raise translate(exc, key, self.describe(), writing=True) from exc

@@ -1,0 +1,354 @@
+"""``file://`` small atomic writes into a prepared spare file (``O_TMPFILE``).
+
+A rewrite lands as a temp file + rename would (old or new content, never a mix, symbolic
+links refused, nothing left behind), while preparing the next file and freeing the replaced
+one happen after the caller has its answer. Also: what happens without ``O_TMPFILE``, in a
+replaced directory, in a forked child, on failure and on cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import pytest
+
+from asyncify_kit import CallCancelled, check_cancelled
+from asyncify_kit.storage import InvalidPath, Storage, StorageError
+from asyncify_kit.storage._backends import _file
+from asyncify_kit.storage._keys import TEMP_PREFIX
+from tests.conftest import exit_code_in_a_forked_child
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(
+        not (_file._SPARES and os.path.isdir("/proc/self/fd")),
+        reason="spare files need O_TMPFILE, O_PATH and /proc/self/fd (Linux)",
+    ),
+]
+
+T = TypeVar("T")
+FD_DIR = "/proc/self/fd"
+
+
+async def on_disk(fn: Callable[[], T]) -> T:
+    """Run a setup or check on the disk off the event loop (the blocking detector is on)."""
+    return await anyio.to_thread.run_sync(fn)
+
+
+def _fd_targets() -> list[str]:
+    targets = []
+    for name in os.listdir(FD_DIR):
+        try:
+            targets.append(os.readlink(f"{FD_DIR}/{name}"))
+        except FileNotFoundError:  # the descriptor listdir itself used
+            continue
+    return targets
+
+
+async def held_under(root: Path) -> list[str]:
+    """The descriptors this process has open on files under *root*, unlinked ones included."""
+    prefix = f"{root}/"
+    return [t for t in await on_disk(_fd_targets) if t.startswith(prefix)]
+
+
+async def leftovers(root: Path) -> list[Path]:
+    return await on_disk(lambda: list(root.rglob(f"{TEMP_PREFIX}*")))
+
+
+def backend_of(st: Storage) -> _file.FileBackend:
+    backend = st.backend
+    assert isinstance(backend, _file.FileBackend)
+    return backend
+
+
+async def settle(st: Storage) -> None:
+    """Wait (bounded) until every directory's turn, deferred work included, has ended."""
+    with anyio.fail_after(5):
+        while not all(lane.queue.idle for lane in backend_of(st)._serial.values()):
+            await anyio.sleep(0.001)
+
+
+def spare(st: Storage, *dirs: str) -> _file.SpareFile:
+    return backend_of(st)._serial[dirs].spare
+
+
+class WriteCounter:
+    """Counts the writes that made their own temp file (`_file._write_file`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = _file._write_file
+
+        def counted(*args: object) -> None:
+            self.calls += 1
+            real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(_file, "_write_file", counted)
+
+
+async def test_rewrites_go_through_the_spare_file_and_free_the_replaced_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = WriteCounter(monkeypatch)
+    root = tmp_path / "root"
+    inodes = []
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("k", b"first")  # no spare yet: a temp file of its own
+        await settle(st)
+        assert spare(st).fd != -1  # prepared after the write was answered
+        mode = (await anyio.Path(root / "k").stat()).st_mode
+        for i in range(5):
+            await st.write("k", b"v%d" % i)
+            assert await st.read("k") == b"v%d" % i
+            stat = await anyio.Path(root / "k").stat()
+            assert stat.st_mode == mode and stat.st_nlink == 1
+            inodes.append(stat.st_ino)
+            await settle(st)
+            # only the next spare file is held: the replaced file was closed, so freed
+            held = await held_under(root)
+            assert len(held) == 1 and held[0].endswith("(deleted)"), held
+        assert counter.calls == 1
+        # each rewrite is a new file renamed over the key (a freed inode's number is reused)
+        assert all(a != b for a, b in itertools.pairwise(inodes))
+        assert await on_disk(lambda: sorted(os.listdir(root))) == ["k"]
+    assert await held_under(root) == []  # closing the storage closes the spare file
+
+
+async def test_rewrites_in_a_subdirectory_and_in_flight_land_whole(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("a/b/k", b"0")
+        await settle(st)
+        assert spare(st, "a", "b").fd != -1
+        await st.write("a/b/k", b"1")
+        assert await st.read("a/b/k") == b"1"
+        async with anyio.create_task_group() as tg:
+            for i in range(60):
+                tg.start_soon(st.write, f"a/b/k{i % 7}", b"%d" % i * 1000)
+        for j in range(7):  # one of the writes, whole (trio starts tasks in any order)
+            assert await st.read(f"a/b/k{j}") in {b"%d" % i * 1000 for i in range(j, 60, 7)}
+        await settle(st)
+        assert len(await held_under(root)) == 1
+    assert await leftovers(root) == []
+    assert await held_under(root) == []
+
+
+async def test_a_symbolic_link_at_the_key_is_refused_by_a_spare_write(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    await on_disk(lambda: outside.write_bytes(b"secret"))
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("k", b"0")
+        await settle(st)
+        assert spare(st).fd != -1
+        await on_disk(lambda: (root / "link").symlink_to(outside))
+        with pytest.raises(InvalidPath, match="symbolic link"):
+            await st.write("link", b"overwritten")
+        assert await on_disk(outside.read_bytes) == b"secret"
+        assert await on_disk((root / "link").is_symlink)
+        await settle(st)
+        assert len(await held_under(root)) == 1  # the used spare file was closed, a new one made
+    assert await leftovers(root) == []
+
+
+async def test_a_failed_spare_write_keeps_the_old_content_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+
+    def half_then_full(fd: int, data: bytes | memoryview) -> None:
+        os.write(fd, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("k", b"old")
+        await settle(st)
+        assert spare(st).fd != -1
+        monkeypatch.setattr(_file, "_write_all", half_then_full)
+        with pytest.raises(StorageError, match="No space left"):
+            await st.write("k", b"new content")
+        monkeypatch.undo()
+        assert await st.read("k") == b"old"
+        await settle(st)
+        assert len(await held_under(root)) <= 1
+    assert await leftovers(root) == []
+    assert await held_under(root) == []
+
+
+async def test_a_cancelled_spare_write_keeps_the_old_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    entered = threading.Event()
+    real = _file._write_all
+
+    def slow(fd: int, data: bytes | memoryview) -> None:
+        real(fd, data)
+        entered.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the caller was cancelled
+            try:
+                check_cancelled()
+            except CallCancelled:
+                return  # the write's own check, before the rename, sees it too
+            time.sleep(0.001)
+
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("k", b"old")
+        await settle(st)
+        assert spare(st).fd != -1
+        monkeypatch.setattr(_file, "_write_all", slow)
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(st.write, "k", b"new")
+                with anyio.fail_after(5):
+                    while not entered.is_set():
+                        await anyio.sleep(0.001)
+                scope.cancel()
+        await settle(st)
+        monkeypatch.undo()
+        assert scope.cancelled_caught
+        assert await st.read("k") == b"old"
+        assert len(await held_under(root)) <= 1
+    assert await leftovers(root) == []
+    assert await held_under(root) == []
+
+
+async def test_without_o_tmpfile_every_write_makes_its_own_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # opening a directory for writing fails with EISDIR: what a kernel or a file system
+    # without O_TMPFILE answers
+    monkeypatch.setattr(_file, "_TMPFILE_FLAGS", os.O_WRONLY | os.O_DIRECTORY)
+    counter = WriteCounter(monkeypatch)
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}?fsync=false") as st:
+        for i in range(4):
+            await st.write("k", b"%d" % i)
+            await settle(st)
+        assert await st.read("k") == b"3"
+        assert not spare(st).enabled and spare(st).fd == -1
+        assert counter.calls == 4
+        assert await held_under(root) == []
+    assert await leftovers(root) == []
+
+
+async def test_a_refused_link_turns_spare_files_off_and_the_write_still_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_link = os.link
+
+    def link(src: str, dst: str, **kwargs: object) -> None:
+        if src.startswith("/proc/self/fd/"):  # as under a policy refusing such links
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        real_link(src, dst, **kwargs)  # type: ignore[arg-type]
+
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("k", b"0")
+        await settle(st)
+        assert spare(st).fd != -1
+        monkeypatch.setattr(os, "link", link)
+        counter = WriteCounter(monkeypatch)
+        await st.write("k", b"1")
+        assert counter.calls == 1  # started over with a temp file of its own
+        assert await st.read("k") == b"1"
+        await settle(st)
+        assert not spare(st).enabled
+        assert await held_under(root) == []
+        await st.write("k", b"2")
+        assert counter.calls == 2
+    assert await leftovers(root) == []
+
+
+async def test_a_spare_file_is_not_used_in_a_directory_replaced_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}?fsync=false") as st:
+        await st.write("a/k", b"0")
+        await settle(st)
+        prepared = spare(st, "a")
+        assert prepared.fd != -1 and prepared.dir_id is not None
+        await st.delete("a/k")  # the emptied directory is removed (as an S3 prefix)
+        assert not await anyio.Path(root / "a").exists()
+        counter = WriteCounter(monkeypatch)
+        await st.write("a/k", b"1")  # a new directory: the old one's spare file is set aside
+        assert counter.calls == 1
+        assert await st.read("a/k") == b"1"
+        await settle(st)
+        assert len(await held_under(root)) == 1  # set aside, closed, and one made in the new
+    assert await leftovers(root) == []
+    assert await held_under(root) == []
+
+
+async def test_dropped_directories_spare_files_are_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_file, "_SERIAL_QUEUES_KEPT", 3)
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}?fsync=false") as st:
+        for i in range(10):
+            await st.write(f"d{i}/k", b"x")
+            await settle(st)
+            assert len(await held_under(root)) <= 3
+        assert len(backend_of(st)._serial) <= 3
+    assert await held_under(root) == []
+
+
+async def test_leaving_a_cancelled_task_still_closes_every_descriptor(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with anyio.CancelScope() as scope:
+        async with Storage(f"file://{root}?fsync=false") as st:
+            for d in ("", "a/", "a/b/"):
+                await st.write(f"{d}k", b"0")
+            await settle(st)
+            assert len(await held_under(root)) == 3  # a spare file in each directory
+            scope.cancel()
+            await anyio.sleep(1)  # cancelled here: the exit runs in a cancelled task
+    assert scope.cancelled_caught
+    assert await held_under(root) == []
+    assert str(root) not in await on_disk(_fd_targets)  # nor ROOT itself
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_forked_child_never_writes_into_its_parents_spare_file(tmp_path: Path) -> None:
+    """The child shares the parent's open spare file (and its offset): were both to use it,
+    the parent's key and the child's would become one file."""
+    root = tmp_path / "root"
+    st = Storage(f"file://{root}?fsync=false")
+
+    async def start() -> None:
+        await st.__aenter__()
+        await st.write("parent", b"0")
+        await settle(st)
+
+    asyncio.run(start())
+    assert spare(st).fd != -1
+
+    def child() -> bool:
+        async def write() -> bytes:
+            await st.write("child", b"from the child")
+            return await st.read("child")
+
+        return asyncio.run(write()) == b"from the child"
+
+    assert exit_code_in_a_forked_child(child) == 0
+
+    async def finish() -> tuple[bytes, bytes]:
+        try:
+            await st.write("parent", b"from the parent")
+            return await st.read("parent"), await st.read("child")
+        finally:
+            await st.__aexit__(None, None, None)
+
+    assert asyncio.run(finish()) == (b"from the parent", b"from the child")
+    assert (root / "parent").stat().st_ino != (root / "child").stat().st_ino
