@@ -304,6 +304,28 @@ async def test_dropped_directories_spare_files_are_closed(
     assert await held_under(root) == []
 
 
+async def test_spare_files_held_are_capped_per_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_file, "_SPARES_KEPT", 2)
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}?fsync=false") as st:
+        for round_ in range(2):
+            for i in range(5):
+                await st.write(f"d{i}/k", b"%d" % round_)
+                await settle(st)
+                assert len(await held_under(root)) <= 2
+        assert len(await held_under(root)) == 2  # the budget is given back as files are used
+        held = [d for d in range(5) if spare(st, f"d{d}").fd != -1]
+        counter = WriteCounter(monkeypatch)
+        for d in held:
+            await st.write(f"d{d}/k", b"spare")  # those holding one still use it
+        assert counter.calls == 0
+        for d in range(5):
+            assert await st.read(f"d{d}/k") == (b"spare" if d in held else b"1")
+    assert await held_under(root) == []
+
+
 async def test_leaving_a_cancelled_task_still_closes_every_descriptor(tmp_path: Path) -> None:
     root = tmp_path / "root"
     with anyio.CancelScope() as scope:

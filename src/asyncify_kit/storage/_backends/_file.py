@@ -493,6 +493,9 @@ _HOLD_FLAGS = getattr(os, "O_PATH", 0) | _NOFOLLOW | _CLOEXEC
 _SPARES = bool(getattr(os, "O_TMPFILE", 0) and getattr(os, "O_PATH", 0))
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, getattr(errno, "ENOTSUP", 0)}
 _fork_generation = 0
+# Spare files held at most per backend (each is an open descriptor and an inode): writes into
+# more directories than this, one after another, make their own temp files beyond it.
+_SPARES_KEPT = 16
 
 
 def _close_fds(*fds: int) -> None:
@@ -508,9 +511,10 @@ class SpareFile:
     deferred work.
     """
 
-    def __init__(self, root_fd: int, dir_parts: list[str]) -> None:
+    def __init__(self, root_fd: int, dir_parts: list[str], budget: threading.Semaphore) -> None:
         self.root_fd = root_fd
         self.dir_parts = dir_parts
+        self.budget = budget  # shared by the backend's spare files: _SPARES_KEPT
         self.fd = -1
         self.dir_id: tuple[int, int] | None = None  # (st_dev, st_ino) of its directory
         self.generation = _fork_generation
@@ -520,6 +524,8 @@ class SpareFile:
     def take(self, dfd: int) -> int:
         """The prepared file if it was made in the directory *dfd* by this process, else -1."""
         fd, self.fd = self.fd, -1
+        if fd != -1:
+            self.budget.release()
         if fd == -1 or (
             self.generation == _fork_generation
             and (dfd == self.root_fd or _dir_id(dfd) == self.dir_id)
@@ -537,15 +543,19 @@ class SpareFile:
         if not _proc_fd():  # linkat needs it
             self.enabled = False
             return
+        if not self.budget.acquire(blocking=False):
+            return  # as many directories have one already
         try:
             dfd = parent_fd(self.root_fd, [*self.dir_parts, ""], create=False)
         except OSError:
+            self.budget.release()
             return  # the directory is gone: the next write makes it, and its own temp file
         try:
             self.fd = os.open(".", _TMPFILE_FLAGS, 0o666, dir_fd=dfd)
             self.dir_id = None if dfd == self.root_fd else _dir_id(dfd)
             self.generation = _fork_generation
         except OSError as exc:
+            self.budget.release()
             if exc.errno in _NO_TMPFILE:
                 self.enabled = False
         finally:
@@ -555,6 +565,8 @@ class SpareFile:
         """Give up the files held (to be closed by someone else); no more are prepared."""
         self.enabled = False
         fds = [fd for fd in (self.fd, *self.orphans) if fd != -1]
+        if self.fd != -1:
+            self.budget.release()
         self.fd = -1
         self.orphans = []
         return fds
@@ -926,6 +938,7 @@ class FileBackend(StorageBackend):
         self.pool: str = options.get("pool") or DEFAULT_POOL
         self._root_fd = -1
         self._serial: dict[tuple[str, ...], _Lane] = {}
+        self._spare_budget = threading.Semaphore(_SPARES_KEPT)
         self._pooled: Callable[..., Coroutine[Any, Any, object]] = asyncify(pool=self.pool)(_invoke)
         self._pages: Callable[..., OffloadedIterator[list[ObjectInfo]]] = asyncify(pool=self.pool)(
             _list_pages
@@ -943,7 +956,8 @@ class FileBackend(StorageBackend):
         lanes = self._serial
         lane = lanes.get(key)
         if lane is None:
-            lane = _Lane(SerialQueue(get_pool(self.pool)), SpareFile(self.root_fd, parts[:-1]))
+            spare = SpareFile(self.root_fd, parts[:-1], self._spare_budget)
+            lane = _Lane(SerialQueue(get_pool(self.pool)), spare)
             if len(lanes) >= _SERIAL_QUEUES_KEPT:
                 # a copy: loops in other threads may share this backend
                 for where, old in list(lanes.items()):
