@@ -519,7 +519,7 @@ class SpareFile:
         self.dir_id: tuple[int, int] | None = None  # (st_dev, st_ino) of its directory
         self.generation = _fork_generation
         self.enabled = _SPARES
-        self.orphans: list[int] = []  # spare files of dropped directories, closed next
+        self.orphans: list[int] = []  # files set aside (not usable here), closed next
 
     def take(self, dfd: int) -> int:
         """The prepared file if it was made in the directory *dfd* by this process, else -1."""
@@ -551,15 +551,20 @@ class SpareFile:
             self.budget.release()
             return  # the directory is gone: the next write makes it, and its own temp file
         try:
-            self.fd = os.open(".", _TMPFILE_FLAGS, 0o666, dir_fd=dfd)
-            self.dir_id = None if dfd == self.root_fd else _dir_id(dfd)
-            self.generation = _fork_generation
+            fd = os.open(".", _TMPFILE_FLAGS, 0o666, dir_fd=dfd)
+            try:
+                dir_id = None if dfd == self.root_fd else _dir_id(dfd)
+            except BaseException:
+                os.close(fd)
+                raise
         except OSError as exc:
             self.budget.release()
             if exc.errno in _NO_TMPFILE:
                 self.enabled = False
+            return
         finally:
             _close_dir(dfd, self.root_fd)
+        self.fd, self.dir_id, self.generation = fd, dir_id, _fork_generation
 
     def detach(self) -> list[int]:
         """Give up the files held (to be closed by someone else); no more are prepared."""
