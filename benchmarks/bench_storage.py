@@ -7,8 +7,8 @@ measured with ``atomic=false``: in place, overwritten then cut to the new length
 ``anyio.Path.read_bytes``/``write_bytes`` and ``asyncio.to_thread`` around
 ``open().read()``/``write()``. Two reference rows write one file at a time in the event loop's
 own thread, with no hop: file://'s atomic write code and the peers' open/write/close, the file
-system's cost alone (a floor no thread pool goes below; file:// itself leaves part of an atomic
-write's work to after the reply, so it can go below its row).
+system's cost of that work done at once (a floor for a thread pool doing the same work; file://
+itself leaves part of an atomic write's work to after the reply, so it can go below its row).
 """
 
 from __future__ import annotations
@@ -301,8 +301,9 @@ SECTION = Section(
         "at close); a reader may see a mix of old and new bytes. Still one hop, no symlink "
         "followed, hard-linked files refused.",
         "The '(floor)' rows do a write one at a time in the event loop's own thread, with no "
-        "hop: the file system's cost alone, which no thread pool can go below (and a way to "
-        "block the loop, not to use the library). 'file:// atomic write' is file://'s temp "
+        "hop: the file system's cost of that work done at once, which a thread pool doing the "
+        "same work cannot go below (and a way to block the loop, not to use the library). "
+        "'file:// atomic write' is file://'s temp "
         "file + rename with all of its work in the write (file:// itself leaves part of it "
         "to after the reply, so it can go below this row); 'open/write/close' is the peers' "
         "rewrite.",

@@ -290,16 +290,24 @@ async def test_a_spare_file_is_not_used_in_a_directory_replaced_since(
     assert await held_under(root) == []
 
 
+async def write_into_directories(
+    st: Storage, root: Path, count: int, data: bytes, *, most_held: int
+) -> None:
+    """Write ``d0/k`` .. ``d{count-1}/k`` one after another; at no point are more than
+    *most_held* files held open under *root*."""
+    for i in range(count):
+        await st.write(f"d{i}/k", data)
+        await settle(st)
+        assert len(await held_under(root)) <= most_held
+
+
 async def test_dropped_directories_spare_files_are_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_file, "_SERIAL_QUEUES_KEPT", 3)
     root = tmp_path / "root"
     async with Storage(f"file://{root}?fsync=false") as st:
-        for i in range(10):
-            await st.write(f"d{i}/k", b"x")
-            await settle(st)
-            assert len(await held_under(root)) <= 3
+        await write_into_directories(st, root, 10, b"x", most_held=3)
         assert len(backend_of(st)._serial) <= 3
     assert await held_under(root) == []
 
@@ -311,10 +319,7 @@ async def test_spare_files_held_are_capped_per_storage(
     root = tmp_path / "root"
     async with Storage(f"file://{root}?fsync=false") as st:
         for round_ in range(2):
-            for i in range(5):
-                await st.write(f"d{i}/k", b"%d" % round_)
-                await settle(st)
-                assert len(await held_under(root)) <= 2
+            await write_into_directories(st, root, 5, b"%d" % round_, most_held=2)
         assert len(await held_under(root)) == 2  # the budget is given back as files are used
         held = [d for d in range(5) if spare(st, f"d{d}").fd != -1]
         counter = WriteCounter(monkeypatch)
