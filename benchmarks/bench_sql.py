@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-from asyncify_kit.sql._row import SPEEDUPS
+from asyncify_kit.sql import SPEEDUPS
 from benchmarks._harness import Case, Runner, Scenario, Section, Target, timed
 
 PG_ENV = "ASYNCIFY_TEST_POSTGRES_URL"

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from asyncify_kit.sql import Row
-from asyncify_kit.sql._row import SPEEDUPS, _speedups_wanted, make_keys, rows_of
+from asyncify_kit.sql import SPEEDUPS, Row, _row
+from asyncify_kit.sql._row import _speedups_wanted, make_keys, rows_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_c_base_is_built_and_used_unless_turned_off() -> None:
     # a build that silently lost its compiler would lose the fetch_all speed without a word
     assert SPEEDUPS is _speedups_wanted()
+    assert _row.SPEEDUPS is SPEEDUPS  # the public name is the flag the row code set
     if SPEEDUPS:
         from asyncify_kit.sql import _rowcore
 
@@ -35,7 +36,7 @@ def test_the_c_base_is_built_and_used_unless_turned_off() -> None:
 def test_the_row_tests_pass_on_the_pure_python_base() -> None:
     env = {**os.environ, "ASYNCIFY_KIT_NO_EXTENSIONS": "1"}
     probe = subprocess.run(
-        [sys.executable, "-c", "from asyncify_kit.sql._row import SPEEDUPS; print(SPEEDUPS)"],
+        [sys.executable, "-c", "from asyncify_kit.sql import SPEEDUPS; print(SPEEDUPS)"],
         env=env,
         capture_output=True,
         text=True,

@@ -14,7 +14,9 @@ Backends (URL schemes): ``postgresql+asyncpg`` (default for ``postgresql``),
 ``postgresql+psycopg``, ``postgresql+psycopg2`` (threaded), ``mysql+asyncmy`` (default for
 ``mysql`` and ``mariadb``), ``mysql+aiomysql``, ``mysql+pymysql`` (threaded) and ``sqlite``.
 Parameters are always ``:name`` with a mapping. Errors are the `DatabaseError` tree of
-`asyncify_kit.exceptions`, re-exported here.
+`asyncify_kit.exceptions`, re-exported here. `SPEEDUPS` is True when `Row` runs on its
+compiled C base, False on the pure-Python one (no compiler at install, or
+``ASYNCIFY_KIT_NO_EXTENSIONS`` set).
 """
 
 from ..exceptions import ConnectionLost as ConnectionLost
@@ -26,12 +28,14 @@ from ..exceptions import QueryTimeout as QueryTimeout
 from ._database import Database as Database
 from ._database import DatabaseConnection as DatabaseConnection
 from ._database import Transaction as Transaction
+from ._row import SPEEDUPS as SPEEDUPS
 from ._row import Row as Row
 from ._types import IsolationLevel as IsolationLevel
 from ._types import Json as Json
 from ._types import PoolStats as PoolStats
 
 __all__ = [
+    "SPEEDUPS",
     "ConnectionLost",
     "Database",
     "DatabaseConnection",
