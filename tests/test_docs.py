@@ -72,6 +72,7 @@ def test_docs_example_runs(block: Block, tmp_path: Path) -> None:
     env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     env["PYTHONWARNINGS"] = "error"
+    env["TMPDIR"] = str(tmp_path)  # the examples' mkdtemp() directories go with tmp_path
     proc = subprocess.run(
         [sys.executable, "-c", block.code],
         cwd=tmp_path,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +46,9 @@ def test_exported_names_are_exact() -> None:
         "asyncify_kit.scan._scanner",
     ],
 )
-def test_docstring_examples(module: str) -> None:
+def test_docstring_examples(module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the examples' mkdtemp() directories go with tmp_path instead of staying in /tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
     assert result.attempted > 0
