@@ -64,6 +64,12 @@ async def leftovers(root: Path) -> list[Path]:
     return await on_disk(lambda: list(root.rglob(f"{TEMP_PREFIX}*")))
 
 
+async def assert_nothing_left(root: Path) -> None:
+    """No temp file under *root*, and no descriptor open on a file there (spare or held)."""
+    assert await leftovers(root) == []
+    assert await held_under(root) == []
+
+
 def backend_of(st: Storage) -> _file.FileBackend:
     backend = st.backend
     assert isinstance(backend, _file.FileBackend)
@@ -138,8 +144,7 @@ async def test_rewrites_in_a_subdirectory_and_in_flight_land_whole(tmp_path: Pat
             assert await st.read(f"a/b/k{j}") in {b"%d" % i * 1000 for i in range(j, 60, 7)}
         await settle(st)
         assert len(await held_under(root)) == 1
-    assert await leftovers(root) == []
-    assert await held_under(root) == []
+    await assert_nothing_left(root)
 
 
 async def test_a_symbolic_link_at_the_key_is_refused_by_a_spare_write(tmp_path: Path) -> None:
@@ -179,8 +184,7 @@ async def test_a_failed_spare_write_keeps_the_old_content_and_leaves_nothing(
         assert await st.read("k") == b"old"
         await settle(st)
         assert len(await held_under(root)) <= 1
-    assert await leftovers(root) == []
-    assert await held_under(root) == []
+    await assert_nothing_left(root)
 
 
 async def test_a_cancelled_spare_write_keeps_the_old_content(
@@ -218,8 +222,7 @@ async def test_a_cancelled_spare_write_keeps_the_old_content(
         assert scope.cancelled_caught
         assert await st.read("k") == b"old"
         assert len(await held_under(root)) <= 1
-    assert await leftovers(root) == []
-    assert await held_under(root) == []
+    await assert_nothing_left(root)
 
 
 async def test_without_o_tmpfile_every_write_makes_its_own_temp_file(
@@ -286,8 +289,7 @@ async def test_a_spare_file_is_not_used_in_a_directory_replaced_since(
         assert await st.read("a/k") == b"1"
         await settle(st)
         assert len(await held_under(root)) == 1  # set aside, closed, and one made in the new
-    assert await leftovers(root) == []
-    assert await held_under(root) == []
+    await assert_nothing_left(root)
 
 
 async def write_into_directories(
