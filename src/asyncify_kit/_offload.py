@@ -76,7 +76,8 @@ C = TypeVar("C")
 
 CancelPolicy = Literal["wait", "abandon"]
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# with the separator: a sibling package named asyncify_kit_* keeps its frames
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _validate(pool: str, cancel: str, timeout: float | None) -> None:
@@ -226,6 +227,7 @@ async def _offload(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     submit: Callable[[Job], None] | None = None,
+    release: Callable[[Any], object] | None = None,
 ) -> Any:
     pool = get_pool(pool_name)
     if submit is None:
@@ -240,8 +242,44 @@ async def _offload(
             return await _run_job_trio(job, pool, submit, cancel, timeout)
         return await _run_job_asyncio(loop, job, pool, submit, cancel, timeout)
     except BaseException as exc:
+        if release is not None and job.error is None and job.value is not None:
+            _release_later(pool, release, job.value)
         _strip_library_frames(exc)
         raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
+
+
+def _release_later(pool: Pool, release: Callable[[Any], object], value: Any) -> None:
+    """Run ``release(value)`` on a worker of *pool*, no caller waiting; log what it raises."""
+
+    def run() -> None:
+        try:
+            release(value)
+        except Exception:
+            logger.warning("releasing an unclaimed %r failed", value, exc_info=True)
+
+    pool.submit(Job(run, (), {}, contextvars.Context(), None))
+
+
+async def run_owned(
+    pool: str,
+    release: Callable[[R], object],
+    fn: Callable[P, R],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """`run_sync` in *pool*, for a call that returns a resource (a file descriptor, an open
+    file): if the caller does not take the result (it was cancelled or timed out while the
+    call ran, under the "wait" policy, so the call has ended), ``release(result)`` runs on a
+    worker of *pool* instead of the resource leaking."""
+    _check_sync(fn)
+    try:
+        return await _offload(  # type: ignore[no-any-return]
+            pool, "wait", None, fn, args, kwargs, release=release
+        )
+    except BaseException as exc:
+        _strip_library_frames(exc)  # this frame too
+        raise
 
 
 class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any result
@@ -379,6 +417,9 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
                 if self.cancelled():
                     yield from self._after_cancel().__await__()
                 raise
+            except BaseException as exc:  # the Task throws the call's error in here
+                _strip_library_frames(exc)
+                raise
         try:
             return self.result()
         except BaseException as exc:
@@ -398,8 +439,12 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
     def send(self, value: None) -> Any:
         try:
             return self._stepper().send(value)
-        except BaseException:
+        except StopIteration:  # the result
             self.stepper = None  # finished: drop the generator (its frame refers to self)
+            raise
+        except BaseException as exc:
+            self.stepper = None
+            _strip_library_frames(exc)  # this frame too
             raise
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
@@ -408,8 +453,12 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
             exc = exc()
         try:
             return self._stepper().throw(exc)
-        except BaseException:
+        except StopIteration:
             self.stepper = None
+            raise
+        except BaseException as error:
+            self.stepper = None
+            _strip_library_frames(error)  # this frame too
             raise
 
     def close(self) -> None:
@@ -581,6 +630,8 @@ _CM_HELPER_CODE = _contextmanager_code()
 
 
 def _is_contextmanager_function(fn: object) -> bool:
+    while isinstance(fn, functools.partial):  # as inspect.isgeneratorfunction does
+        fn = fn.func
     return getattr(fn, "__code__", None) is _CM_HELPER_CODE
 
 
@@ -904,7 +955,11 @@ async def run_sync(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> 
     For a pool, a cancel policy or a timeout, use ``asyncify(fn, ...)`` instead.
     """
     _check_sync(fn)
-    return await _offload(DEFAULT_POOL, "wait", None, fn, args, kwargs)  # type: ignore[no-any-return]
+    try:
+        return await _offload(DEFAULT_POOL, "wait", None, fn, args, kwargs)  # type: ignore[no-any-return]
+    except BaseException as exc:
+        _strip_library_frames(exc)  # this frame too
+        raise
 
 
 async def run_serial(
@@ -916,9 +971,13 @@ async def run_serial(
     see `SerialQueue`.
     """
     _check_sync(fn)
-    return await _offload(  # type: ignore[no-any-return]
-        queue.pool.name, "wait", None, fn, args, kwargs, queue.submit
-    )
+    try:
+        return await _offload(  # type: ignore[no-any-return]
+            queue.pool.name, "wait", None, fn, args, kwargs, queue.submit
+        )
+    except BaseException as exc:
+        _strip_library_frames(exc)  # this frame too
+        raise
 
 
 class AsyncProxy(Generic[O]):
@@ -944,11 +1003,9 @@ class AsyncProxy(Generic[O]):
         self._cancel = cancel
         self._timeout = timeout
         self._lane: Lane | None = None
-        self._ctx: contextvars.Context | None = None
         if sticky:
             lane = self._lane = Lane(get_pool(pool))
             lane.start(dedicated=True, name=type(obj).__name__)
-            self._ctx = contextvars.copy_context()
             weakref.finalize(self, lane.close)
 
     @property
@@ -960,21 +1017,24 @@ class AsyncProxy(Generic[O]):
         attr = getattr(self._obj, name)
         if not callable(attr):
             return attr
+        _check_sync(attr)  # an async method would come back as an un-awaited coroutine
         lane = self._lane
         if lane is None:
             pool, cancel, timeout = self._pool, self._cancel, self._timeout
 
             async def call(*args: Any, **kwargs: Any) -> Any:
-                return await _offload(pool, cancel, timeout, attr, args, kwargs)
+                try:
+                    return await _offload(pool, cancel, timeout, attr, args, kwargs)
+                except BaseException as exc:
+                    _strip_library_frames(exc)  # this frame too
+                    raise
         else:
-            ctx, cancel, timeout = self._ctx, self._cancel, self._timeout
+            cancel, timeout = self._cancel, self._timeout
 
             async def call(*args: Any, **kwargs: Any) -> Any:
                 if lane.closed:
                     raise RuntimeError(f"this sticky proxy of {name!r} was closed")
-                job = Job(
-                    attr, args, kwargs, ctx.copy() if ctx else contextvars.copy_context(), None
-                )
+                job = Job(attr, args, kwargs, contextvars.copy_context(), None)
                 try:
                     return await _run_job(job, lane.pool, lane.put, cancel, timeout)
                 except BaseException as exc:

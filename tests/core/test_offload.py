@@ -41,6 +41,7 @@ from asyncify_kit import (
     stats,
     wrap,
 )
+from asyncify_kit._offload import run_owned
 
 pytestmark = pytest.mark.anyio
 
@@ -233,6 +234,22 @@ async def test_methods_in_both_decorator_orders() -> None:
     assert await Account.static_outer_options(10) == 6
 
 
+async def test_partial_of_a_contextmanager_function_is_an_async_context_manager() -> None:
+    threads: list[int] = []
+
+    @contextmanager
+    def session(name: str) -> Iterator[str]:
+        threads.append(threading.get_ident())
+        yield name.upper()
+        threads.append(threading.get_ident())
+
+    manage = asyncify(functools.partial(session, "partial"))
+    async with manage() as value:
+        assert value == "PARTIAL"
+    assert len(threads) == 2
+    assert threads[0] == threads[1] != threading.get_ident()
+
+
 async def test_callable_object_and_partial() -> None:
     class Adder:
         def __call__(self, a: int, b: int) -> int:
@@ -291,6 +308,21 @@ def test_async_method_rejected_at_class_creation() -> None:
         class Service:
             @asyncify
             async def load(self) -> None: ...
+
+
+async def test_wrap_rejects_async_methods() -> None:
+    class Client:
+        async def fetch(self) -> int:
+            return 1
+
+        def size(self) -> int:
+            return 2
+
+    for sticky in (False, True):
+        async with wrap(Client(), sticky=sticky) as proxy:
+            with pytest.raises(TypeError, match=r"Client\.fetch.*async"):
+                proxy.fetch  # noqa: B018 - the attribute access is what raises
+            assert await proxy.size() == 2
 
 
 def test_non_callable_rejected() -> None:
@@ -812,6 +844,82 @@ async def test_traceback_shows_caller_and_user_frames_only() -> None:
     assert "contextvars" not in "".join(files)
 
 
+class _Failing:
+    def fail(self, x: int) -> int:
+        return _user_function_that_fails(x)
+
+
+def _library_frames(exc: BaseException) -> list[str]:
+    package = os.path.dirname(asyncify_kit.__file__) + os.sep
+    return [
+        f"{os.path.basename(f.filename)}:{f.name}"
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename.startswith(package)
+    ]
+
+
+async def test_no_library_frame_in_a_traceback_whatever_the_path(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """Every way in (a decorated call, run_sync, wrap and sticky wrap, a Task made from the
+    call on asyncio) gives the caller's and the function's frames, none of the library's."""
+    failing = _Failing()
+    sticky = wrap(failing, sticky=True)
+    paths: dict[str, Callable[[], Awaitable[int]]] = {
+        "asyncify": lambda: asyncify(_user_function_that_fails)(7),
+        "run_sync": lambda: run_sync(_user_function_that_fails, 7),
+        "wrap": lambda: wrap(failing).fail(7),
+        "sticky wrap": lambda: sticky.fail(7),
+    }
+    if anyio_backend[0] == "asyncio":
+        paths["create_task"] = lambda: asyncio.ensure_future(asyncify(_user_function_that_fails)(7))
+    try:
+        for path, call in paths.items():
+            with pytest.raises(ZeroDivisionError) as info:
+                await call()
+            assert _library_frames(info.value) == [], path
+            assert traceback.extract_tb(info.value.__traceback__)[-1].name == (
+                "_user_function_that_fails"
+            ), path
+    finally:
+        await sticky.aclose()
+
+
+async def test_frames_of_a_sibling_package_named_like_this_one_are_kept() -> None:
+    """Only this package's directory is stripped, not ``asyncify_kit_plugin/`` beside it."""
+    filename = str(SRC / "asyncify_kit_plugin" / "tasks.py")
+    namespace: dict[str, Any] = {}
+    code = compile("def plugin_task():\n    raise KeyError('plugin')\n", filename, "exec")
+    exec(code, namespace)  # a function whose frames claim that file name
+    for call in (asyncify(namespace["plugin_task"]), lambda: run_sync(namespace["plugin_task"])):
+        with pytest.raises(KeyError) as info:
+            await call()
+        last = traceback.extract_tb(info.value.__traceback__)[-1]
+        assert (last.filename, last.name) == (filename, "plugin_task")
+
+
+async def test_sticky_proxy_copies_the_callers_context_at_each_call() -> None:
+    class Reader:
+        def current(self) -> str:
+            return request_id.get()
+
+    token = request_id.set("at creation")
+    try:
+        proxy = wrap(Reader(), sticky=True)
+    finally:
+        request_id.reset(token)
+    async with proxy:
+        seen = []
+        for i in range(3):
+            token = request_id.set(f"req-{i}")
+            try:
+                seen.append(await proxy.current())
+            finally:
+                request_id.reset(token)
+        assert seen == ["req-0", "req-1", "req-2"]
+        assert await proxy.current() == "-"
+
+
 _EMPTY: dict[str, int] = {}
 
 
@@ -1267,6 +1375,61 @@ async def test_wrap_sticky_keeps_call_order() -> None:
         await proxy.record(i)
     await proxy.aclose()
     assert order == list(range(10))
+
+
+# -- run_owned: a result the caller never took is released ----------------------------------
+
+
+async def _wait_for(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(5):
+        while not condition():
+            await anyio.sleep(0.005)
+
+
+async def test_run_owned_releases_the_result_of_a_cancelled_call(pool: str) -> None:
+    released: list[tuple[list[int], int]] = []
+
+    def make() -> list[int]:
+        time.sleep(0.1)  # the caller is cancelled meanwhile; "wait" lets this finish
+        return [1]
+
+    def release(value: list[int]) -> None:
+        released.append((value, threading.get_ident()))
+
+    with anyio.move_on_after(0.02) as scope:
+        await run_owned(pool, release, make)
+    assert scope.cancelled_caught
+    await _wait_for(lambda: bool(released))
+    assert released[0][0] == [1]
+    assert released[0][1] != threading.get_ident()  # on a worker, not the loop
+
+
+async def test_run_owned_releases_nothing_the_caller_took_or_that_failed(pool: str) -> None:
+    released: list[object] = []
+    assert await run_owned(pool, released.append, lambda: [2]) == [2]
+    with pytest.raises(ZeroDivisionError):
+        await run_owned(pool, released.append, _user_function_that_fails, 1)
+    with anyio.move_on_after(0.02):  # cancelled, but None is nothing to release
+        await run_owned(pool, released.append, time.sleep, 0.1)
+    await anyio.sleep(0.15)
+    assert released == []
+
+
+async def test_run_owned_logs_a_failing_release(
+    pool: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def release(value: object) -> None:
+        raise OSError("cannot close")
+
+    def make() -> str:
+        time.sleep(0.1)
+        return "handle"
+
+    with caplog.at_level(logging.WARNING, logger="asyncify_kit"):
+        with anyio.move_on_after(0.02):
+            await run_owned(pool, release, make)
+        await _wait_for(lambda: "cannot close" in caplog.text)
+    assert "releasing an unclaimed 'handle' failed" in caplog.text
 
 
 # -- stats ---------------------------------------------------------------------------------
