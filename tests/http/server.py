@@ -123,6 +123,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await respond_json(send, {"redirected": True})
     elif head == "redirect-loop":
         await respond(send, 302, b"", [("location", "/redirect-loop")])
+    elif head == "goto":
+        await respond(send, 302, b"", [("location", query["to"])])
     elif head == "bytes":
         size = int(args[0])
         body = (PATTERN * (size // len(PATTERN) + 1))[:size]
@@ -159,6 +161,26 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await asyncio.sleep(0.005)
+        await send({"type": "http.response.body", "body": b""})
+    elif head == "ndjson":
+        # records holding characters str.splitlines() breaks on (U+2028, \x85, \x0b ...), one
+        # "\r\n" split across two chunks, and a "\r" ending the last chunk
+        pieces = [
+            '{"a":"x\u2028y"}\r'.encode(),
+            '\n{"b":"\x85\u2029"}\n'.encode(),
+            b"col1\x0bcol2\x0cx\x1cy\x1dz\x1e\r",
+            b'{"d":1}\r',
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-ndjson; charset=utf-8")],
             }
         )
         for piece in pieces:

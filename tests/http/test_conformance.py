@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import socket
 import time
@@ -21,6 +22,7 @@ from asyncify_kit.http import (
     HTTPStatusError,
     Limits,
     ReadError,
+    Response,
     Retry,
     Timeout,
     TimeoutException,
@@ -65,6 +67,21 @@ async def test_get_with_params(http_server: ServerInfo, backend: str) -> None:
         assert r.url == f"{http_server.url}/echo?q=a+b%26c&n=1&n=2"
         assert r.elapsed.total_seconds() > 0
         assert r.request is not None and r.request.method == "GET"
+
+
+async def test_relative_url_joining(http_server: ServerInfo, backend: str) -> None:
+    # every leading "/" of a relative URL goes, whatever other arguments come with it:
+    # "//items" names base_url + "items", not a host called "items"
+    options: list[dict[str, Any]] = [{}, {"headers": {"X-A": "1"}}, {"params": {"p": "1"}}]
+    async with HttpClient(f"{http_server.url}/echo/", backend=backend, retries=0) as http:
+        for url in ("items", "/items", "//items", "///items"):
+            for extra in options:
+                echo = (await http.get(url, **extra)).json()
+                assert echo["path"] == "/echo/items", (url, extra)
+            async with http.stream("GET", url) as r:
+                assert json.loads(await r.aread())["path"] == "/echo/items"
+        echo = (await http.get("/a//b")).json()
+        assert echo["path"] == "/echo/a//b"  # only the leading slashes go
 
 
 @pytest.mark.parametrize("code", [200, 201, 204, 400, 404, 418, 500])
@@ -116,6 +133,26 @@ async def test_bodies(http_server: ServerInfo, backend: str) -> None:
             await http.post("/echo", json={}, content=b"x")
 
 
+async def test_content_type_only_when_set(http_server: ServerInfo, backend: str) -> None:
+    def content_type(r: Response) -> list[str]:
+        return received(r.json(), "content-type")
+
+    async with client(http_server, backend) as http:
+        assert content_type(await http.post("/echo", content=b"\x00\x01")) == []
+        assert content_type(await http.post("/echo")) == []
+        assert content_type(await http.put("/echo", content=b"")) == []
+        big = await http.post("/echo", content=b"x" * (MiB + 1))
+        assert content_type(big) == []
+        assert len(big.json()["body"]) == MiB + 1
+        text = await http.post("/echo", content="text")
+        assert content_type(text) == ["text/plain; charset=utf-8"]
+        assert content_type(await http.post("/echo", json=[1])) == ["application/json"]
+        r = await http.post("/echo", content=b"x", headers={"Content-Type": "x/y"})
+        assert content_type(r) == ["x/y"]
+    async with client(http_server, backend, headers={"Content-Type": "a/b"}) as http:
+        assert content_type(await http.post("/echo", content=b"x")) == ["a/b"]
+
+
 async def test_headers(http_server: ServerInfo, backend: str) -> None:
     async with client(http_server, backend, headers={"X-Client": "c"}) as http:
         r = await http.get("/echo", headers=[("X-Request", "r1")])
@@ -129,6 +166,34 @@ async def test_headers(http_server: ServerInfo, backend: str) -> None:
     assert "Content-Length" in r.headers
     assert "missing" not in r.headers
     assert r.headers.get("missing") is None
+
+
+def received(echo: dict[str, Any], name: str) -> list[str]:
+    """Every value of header *name* the echo endpoint received, in order."""
+    return [v for k, v in echo["headers"] if k == name]
+
+
+async def test_repeated_request_headers(http_server: ServerInfo, backend: str) -> None:
+    repeated = [("X-Tag", "one"), ("X-Tag", "two"), ("x-tag", "three")]
+    client_headers = [("X-Client", "c1"), ("X-Client", "c2")]
+    async with client(http_server, backend, headers=client_headers) as http:
+        echo = (await http.get("/echo", headers=repeated)).json()
+        assert received(echo, "x-tag") == ["one", "two", "three"]
+        assert received(echo, "x-client") == ["c1", "c2"]
+        # a name the request sets replaces the client's values for that name
+        echo = (await http.post("/echo", headers={"x-client": "mine"}, content=b"x")).json()
+        assert received(echo, "x-client") == ["mine"]
+        echo = (await http.get("/echo", headers=[("X-Client", "r1"), ("X-Client", "r2")])).json()
+        assert received(echo, "x-client") == ["r1", "r2"]
+        # kept across a redirect and on a streamed request
+        r = await http.get("/goto", params={"to": "/echo"}, headers=repeated)
+        assert r.url == f"{http_server.url}/echo"
+        assert received(r.json(), "x-tag") == ["one", "two", "three"]
+        async with http.stream("PUT", "/echo", headers=repeated, content=b"body") as r:
+            echo = json.loads(await r.aread())
+        assert received(echo, "x-tag") == ["one", "two", "three"]
+        assert received(echo, "x-client") == ["c1", "c2"]
+        assert echo["body"] == "body"
 
 
 async def test_redirects(http_server: ServerInfo, backend: str) -> None:
@@ -147,6 +212,15 @@ async def test_redirects(http_server: ServerInfo, backend: str) -> None:
     async with client(http_server, backend, max_redirects=3) as http:
         with pytest.raises(TransportError, match="redirect"):
             await http.get("/redirect-loop")
+
+
+async def test_too_many_redirects(http_server: ServerInfo, backend: str) -> None:
+    async with client(http_server, backend, max_redirects=3) as http:
+        with pytest.raises(TransportError) as info:
+            await http.get("/redirect-loop")
+    assert type(info.value) is TransportError  # not its subclass ReadError
+    assert str(info.value).startswith("too many redirects for GET ")
+    assert info.value.orig is not None and info.value.__cause__ is info.value.orig
 
 
 async def test_large_body(http_server: ServerInfo, backend: str) -> None:
@@ -210,6 +284,18 @@ async def test_lines_and_text(http_server: ServerInfo, backend: str) -> None:
         async with http.stream("GET", "/lines") as r:
             text = "".join([t async for t in r.aiter_text()])
         assert text == "alpha\r\nbeta\ngamma\r\ndelta éè\n€ euro\nlast"
+
+
+async def test_lines_split_on_cr_and_lf_only(http_server: ServerInfo, backend: str) -> None:
+    async with client(http_server, backend) as http, http.stream("GET", "/ndjson") as r:
+        lines = [line async for line in r.aiter_lines()]
+    assert lines == [
+        '{"a":"x\u2028y"}',
+        '{"b":"\x85\u2029"}',
+        "col1\x0bcol2\x0cx\x1cy\x1dz\x1e",
+        '{"d":1}',
+    ]
+    assert [json.loads(line) for line in lines[:2]] == [{"a": "x\u2028y"}, {"b": "\x85\u2029"}]
 
 
 async def test_unicode_and_binary(http_server: ServerInfo, backend: str) -> None:
@@ -464,6 +550,38 @@ async def test_retry_connect_error(backend: str, caplog: pytest.LogCaptureFixtur
     assert len(retries) == 2
     assert all("pw-in-url" not in rec.getMessage() for rec in retries)
     assert "pw-in-url" not in str(info.value)
+
+
+async def test_query_secrets_redacted(
+    http_server: ServerInfo, backend: str, test_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "SECRET-Q-" + test_id
+    texts: list[str] = []
+    async with client(http_server, backend, retries=Retry(1, backoff_factor=0)) as http:
+        # the request sent keeps the secret: only what the library prints loses it
+        r = await http.get("/echo", params={"access_token": secret, "page": 2})
+        assert r.json()["query"] == f"access_token={secret}&page=2"
+        assert r.url.endswith(f"?access_token={secret}&page=2")
+        texts.append(repr(r.request))
+        assert repr(r.request).endswith("?access_token=[redacted]&page=2]>")
+        r = await http.get(f"/retry/{test_id}", params={"fail": 5, "client_secret": secret})
+        with pytest.raises(HTTPStatusError) as status_error:
+            r.raise_for_status()
+        texts += [str(status_error.value), repr(status_error.value)]
+        assert "client_secret=[redacted]" in str(status_error.value)
+        with pytest.raises(TimeoutException) as timeout_error:
+            await http.get("/slow", params={"delay": 2, "api_key": secret}, timeout=0.2)
+        texts += [str(timeout_error.value), repr(timeout_error.value)]
+    async with HttpClient(f"http://127.0.0.1:{unused_port()}", backend=backend, retries=0) as http:
+        with pytest.raises(ConnectError) as connect_error:
+            await http.get(f"/x?token={secret}")
+        texts += [str(connect_error.value), repr(connect_error.value)]
+    own = [rec for rec in caplog.records if rec.name.startswith("asyncify_kit")]
+    assert any(rec.getMessage().startswith("retrying GET") for rec in own)
+    texts += [rec.getMessage() for rec in own]
+    for text in texts:
+        assert secret not in text, text
 
 
 # -- configuration ----------------------------------------------------------------------------

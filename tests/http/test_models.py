@@ -6,12 +6,16 @@ from __future__ import annotations
 import datetime
 import email.utils
 import logging
+from collections.abc import AsyncIterator
 
+import anyio.lowlevel
 import pytest
 
 import asyncify_kit.http as http_module
 from asyncify_kit.exceptions import ConfigError, HTTPStatusError, TimeoutException
 from asyncify_kit.http import (
+    BackendStream,
+    ClientConfig,
     Headers,
     HttpClient,
     Limits,
@@ -161,6 +165,57 @@ async def test_response_from_memory(anyio_backend: str) -> None:
     assert bogus.encoding == "utf-8"
 
 
+class ChunkStream(BackendStream):
+    """A streamed body cut into the given chunks, as a backend would hand them over."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+        self.closed = False
+
+    def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
+        return _ReplayChunks(self._chunks)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _ReplayChunks(AsyncIterator[bytes]):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = iter(chunks)
+
+    async def __anext__(self) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+async def _streamed_lines(chunks: list[bytes]) -> list[str]:
+    stream = ChunkStream(chunks)
+    response = Response(200, headers={"content-type": "text/plain; charset=utf-8"}, stream=stream)
+    lines = await _lines(response)
+    assert stream.closed
+    return lines
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_aiter_lines_line_endings(anyio_backend: str) -> None:
+    body = 'a\r\n{"s":"x\u2028y\u2029z\x85"}\rb\x0bc\x0cd\x1ce\x1df\x1eg\n\r\nh\r'.encode()
+    expected = ["a", '{"s":"x\u2028y\u2029z\x85"}', "b\x0bc\x0cd\x1ce\x1df\x1eg", "", "h"]
+    assert await _streamed_lines([body]) == expected
+    assert await _lines(Response(200, content=body)) == expected
+    # the same lines however the body is cut: one "\r\n" over two chunks is one line ending
+    for cut in range(1, len(body)):
+        assert await _streamed_lines([body[:cut], body[cut:]]) == expected, cut
+    assert await _streamed_lines([body[i : i + 1] for i in range(len(body))]) == expected
+    assert await _streamed_lines([b"one\r", b"\n", b"\r", b"two"]) == ["one", "", "two"]
+    assert await _streamed_lines([b"\r"]) == [""]
+    assert await _streamed_lines([b"x\n"]) == ["x"]
+    assert await _streamed_lines([]) == []
+
+
 def test_redact_functions() -> None:
     assert redact_url("https://ann:pw@example.org/a") == "https://ann:[redacted]@example.org/a"
     assert redact_url("https://example.org/a@b") == "https://example.org/a@b"
@@ -169,6 +224,57 @@ def test_redact_functions() -> None:
     )
     assert "p4ss" not in text and "abc.def" not in text and "sid=1" not in text
     assert redact_text("the topsecret value", ["topsecret"]) == "the [redacted] value"
+
+
+def test_redact_query_parameters() -> None:
+    # the names asyncify_kit._config.is_secret_option calls secret, in any case, %-encoded too
+    url = (
+        "https://h/x?page=2&access_token=t1&Client_Secret=t2;api_key=t3&apikey=t4"
+        "&X-Amz-Security-Token=t5&password=p%26q&access%5Ftoken=t6&key=visible#frag"
+    )
+    assert redact_url(url) == (
+        "https://h/x?page=2&access_token=[redacted]&Client_Secret=[redacted];api_key=[redacted]"
+        "&apikey=[redacted]&X-Amz-Security-Token=[redacted]&password=[redacted]"
+        "&access%5Ftoken=[redacted]&key=visible#frag"
+    )
+    assert redact_url("https://u:pw@h/x?token=abc") == "https://u:[redacted]@h/x?token=[redacted]"
+    assert redact_url("https://h/x?token=&token") == "https://h/x?token=&token"
+    assert redact_url("https://h/x?q=token") == "https://h/x?q=token"
+    # in free text the value ends at a space or a quote too
+    text = redact_text(
+        "Max retries exceeded with url: /x?page=1&token=t1 (Caused by ...); "
+        "url='http://h/y?api_key=t2', <http://h/z?secret=t3>"
+    )
+    assert text == (
+        "Max retries exceeded with url: /x?page=1&token=[redacted] (Caused by ...); "
+        "url='http://h/y?api_key=[redacted]', <http://h/z?secret=[redacted]>"
+    )
+
+
+def test_client_config_repr_redacts_secrets() -> None:
+    http = HttpClient(
+        "https://ann:hunter22@example.org/api",
+        backend="httpx",
+        headers=[("Proxy-Authorization", "Basic proxy-555"), ("X-Trace", "t-1")],
+        cookies={"sid": "sid-777"},
+    )
+    built = http._config  # the ClientConfig the backend is built with (backend.config)
+    config = ClientConfig(
+        Timeout(5),
+        Limits(),
+        headers=[("Authorization", "Bearer tok-999"), ("X-Api-Key", "key-444"), ("X", "y")],
+        cookies={"sid": "sid-777"},
+        secrets=("tok-999", "key-444", "sid-777"),
+    )
+    secrets = ["hunter22", "YW5uOmh1bnRlcjIy", "proxy-555", "sid-777", "tok-999", "key-444"]
+    for value in (built, config):
+        text = repr(value)
+        assert text.startswith("ClientConfig(timeout=Timeout(connect=")
+        for secret in secrets:
+            assert secret not in text, text
+    assert "('X-Trace', 't-1')" in repr(built) and "'sid': '[redacted]'" in repr(built)
+    assert "('X', 'y')" in repr(config) and "max_redirects=20" in repr(config)
+    assert "secrets=('[redacted]', '[redacted]', '[redacted]')" in repr(config)
 
 
 def test_client_repr_and_validation() -> None:

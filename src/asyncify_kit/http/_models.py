@@ -7,6 +7,7 @@ import codecs
 import datetime
 import json as jsonlib
 import math
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
@@ -28,7 +29,9 @@ __all__ = [
     "TimeoutInput",
 ]
 
-_LINE_ENDS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+# the line endings of aiter_lines: only these (str.splitlines also splits on \x0b, \x0c,
+# \x1c-\x1e, \x85, U+2028 and U+2029, which may sit inside an NDJSON record or an SSE field)
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 _REASONS = {
     100: "Continue",
@@ -445,7 +448,7 @@ class Response:
 
     def aiter_lines(self) -> AsyncIterator[str]:
         """The body decoded and split into lines (``\\n``, ``\\r\\n`` or ``\\r``), without the
-        line endings."""
+        line endings. Only those end a line: a U+2028 or a form feed stays in it."""
         return _LineIterator(self.aiter_text())
 
     async def aclose(self) -> None:
@@ -551,16 +554,17 @@ class _LineIterator(AsyncIterator[str]):
                 text = await self._source.__anext__()
             except StopAsyncIteration:
                 self._done = True
-                if self._pending:
-                    self._ready.append(self._pending.splitlines()[0])
+                pending = self._pending
+                if pending:
+                    self._ready.append(pending[:-1] if pending[-1] == "\r" else pending)
                     self._pending = ""
                 continue
-            lines = (self._pending + text).splitlines(keepends=True)
-            self._pending = ""
-            last = len(lines) - 1
-            for i, line in enumerate(lines):
-                if line[-1] not in _LINE_ENDS or (i == last and line[-1] == "\r"):
-                    self._pending = line  # unfinished, or a "\n" may follow this "\r"
-                else:
-                    self._ready.append(line.splitlines()[0])
+            text = self._pending + text
+            start = 0
+            for match in _LINE_END.finditer(text):
+                if match.end() == len(text) and match[0] == "\r":
+                    break  # a "\n" may follow this "\r" in the next chunk: one line ending
+                self._ready.append(text[start : match.start()])
+                start = match.end()
+            self._pending = text[start:]
         return self._ready.pop(0)

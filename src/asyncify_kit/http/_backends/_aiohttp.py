@@ -2,7 +2,8 @@
 
 aiohttp has no write timeout: there the write phase is bounded by the connect and read
 timeouts only. Cookies are accepted from IP-address hosts too (``CookieJar(unsafe=True)``),
-as the other backends do.
+as the other backends do. aiohttp's automatic ``Content-Type: application/octet-stream`` is
+off: a request carries the ``Content-Type`` the facade or the caller set, or none.
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def _payload(content: bytes | None) -> aiohttp.payload.Payload | bytes | None:
         return aiohttp.payload.BytesPayload(content)
 
 
+def _headers(headers: list[tuple[str, str]] | None) -> list[tuple[str, str]] | None:
+    """*headers* with each repeated name spelled as its first occurrence: aiohttp sends only
+    the last value of a name spelled two ways (``X-Tag: a`` then ``x-tag: b``)."""
+    if headers is None or len(headers) < 2:
+        return headers
+    first: dict[str, str] = {}
+    for name, _ in headers:
+        first.setdefault(name.lower(), name)
+    if len(first) == len(headers):
+        return headers
+    return [(first[name.lower()], value) for name, value in headers]
+
+
 class _AiohttpStream(BackendStream):
     def __init__(
         self, backend: AiohttpBackend, response: aiohttp.ClientResponse, request: Request
@@ -114,6 +128,9 @@ class AiohttpBackend(HttpBackend):
             timeout=self._timeout,
             raise_for_status=False,
             auto_decompress=True,
+            # the facade sets Content-Type for the bodies it encodes; for raw bytes and for no
+            # body it sends none, like httpx and requests (aiohttp would add octet-stream)
+            skip_auto_headers=("Content-Type",),
         )
 
     async def aclose(self) -> None:
@@ -134,6 +151,9 @@ class AiohttpBackend(HttpBackend):
             return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
         if isinstance(exc, aiohttp.ClientConnectorError):
             return http_error(ConnectError, "connection failed", request, exc, secrets)
+        # before ClientResponseError, which TooManyRedirects subclasses
+        if isinstance(exc, aiohttp.TooManyRedirects):
+            return http_error(TransportError, "too many redirects", request, exc, secrets)
         if isinstance(
             exc,
             (
@@ -144,13 +164,11 @@ class AiohttpBackend(HttpBackend):
             ),
         ):
             return http_error(ReadError, "connection broken while reading", request, exc, secrets)
-        if isinstance(exc, aiohttp.TooManyRedirects):
-            return http_error(TransportError, "too many redirects", request, exc, secrets)
         return http_error(TransportError, "transport error", request, exc, secrets)
 
     def _kwargs(self, request: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "headers": request.headers,
+            "headers": _headers(request.headers),
             "data": _payload(request.content),
             "allow_redirects": self.follow_for(request),
             "max_redirects": self.config.max_redirects,

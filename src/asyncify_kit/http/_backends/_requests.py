@@ -4,6 +4,11 @@ Each request is one hop to a thread of the default pool; a cancelled caller leav
 (``cancel="abandon"``) while the thread finishes the exchange. A streamed body is read in
 chunk hops: one hop per chunk, the response held by one thread from first chunk to close.
 requests has no write or pool timeout; its connect and read timeouts are enforced.
+
+requests keeps one value per header name. A header given more than once (``headers=[("X-Tag",
+"a"), ("X-Tag", "b")]``, for the client or a request) is therefore sent through urllib3's
+`HTTPHeaderDict`, which writes each value on its own line as httpx and aiohttp do (urllib3
+1.x joins them into one line, ``X-Tag: a, b``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import requests
 import requests.adapters
 import urllib3.exceptions
 
+try:
+    from urllib3 import HTTPHeaderDict
+except ImportError:  # urllib3 1.x exports it from its private module only
+    from urllib3._collections import HTTPHeaderDict
+
 from ..._offload import OffloadedIterator, asyncify, run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response
@@ -24,6 +34,16 @@ from .base import BackendStream, ClientConfig, HttpBackend, http_error
 __all__ = ["RequestsBackend"]
 
 STREAM_CHUNK = 256 * 1024
+
+Repeated = dict[str, list[tuple[str, str]]]
+
+
+def repeated_headers(headers: list[tuple[str, str]]) -> Repeated:
+    """Each header name (lower case) given more than once in *headers*, with all its pairs."""
+    by_name: Repeated = {}
+    for name, value in headers:
+        by_name.setdefault(name.lower(), []).append((name, value))
+    return {name: pairs for name, pairs in by_name.items() if len(pairs) > 1}
 
 
 class _RequestsStream(BackendStream):
@@ -69,6 +89,7 @@ class RequestsBackend(HttpBackend):
     def __init__(self, config: ClientConfig) -> None:
         super().__init__(config)
         self._session: requests.Session | None = None
+        self._repeated = repeated_headers(config.headers)
         self._send = asyncify(cancel="abandon")(self._send_in_thread)
         self._send_stream = asyncify(cancel="abandon")(self._stream_in_thread)
 
@@ -141,26 +162,61 @@ class RequestsBackend(HttpBackend):
             return http_error(TransportError, "too many redirects", request, exc, secrets)
         return http_error(TransportError, "transport error", request, exc, secrets)
 
+    def _repeated_for(self, request: Request) -> Repeated:
+        """The header names sent more than once with *request*, merged as httpx and aiohttp
+        merge them: a name the request sets replaces the client's values for that name."""
+        own = request.headers
+        if not own:
+            return self._repeated
+        names = {name.lower() for name, _ in own}
+        if not self._repeated and len(names) == len(own):
+            return {}
+        inherited = [(k, v) for k, v in self.config.headers if k.lower() not in names]
+        return repeated_headers(inherited + own)
+
+    def _send_repeated(
+        self, session: requests.Session, request: Request, repeated: Repeated, **kwargs: Any
+    ) -> requests.Response:
+        """``session.request`` for a request with repeated headers: prepared by requests (one
+        value per name), then every value of the repeated names put back."""
+        prepared = session.prepare_request(
+            requests.Request(
+                request.method,
+                request.url,
+                headers=dict(request.headers or ()),
+                data=request.content or {},
+                cookies=request.cookies,
+            )
+        )
+        headers = HTTPHeaderDict()
+        for name, value in prepared.headers.items():
+            for pair in repeated.get(name.lower(), [(name, value)]):
+                headers.add(*pair)
+        # not requests' CaseInsensitiveDict, but a mapping requests and urllib3 both handle
+        prepared.headers = headers  # type: ignore[assignment]
+        stream = kwargs.pop("stream")
+        settings = session.merge_environment_settings(prepared.url, {}, stream, None, None)
+        return session.send(prepared, **kwargs, **settings)
+
     def _call(self, request: Request, stream: bool) -> requests.Response:
         session = self._session
         if session is None:
             raise RuntimeError("the requests backend is not open; use `async with HttpClient()`")
         timeout = self.timeout_for(request)
-        kwargs: dict[str, Any] = {}
-        if request.cookies is not None:
-            kwargs["cookies"] = request.cookies
-        if request.headers is not None:
-            kwargs["headers"] = dict(request.headers)
+        kwargs: dict[str, Any] = {
+            "timeout": (timeout.connect, timeout.read),
+            "allow_redirects": self.follow_for(request),
+            "stream": stream,
+        }
+        repeated = self._repeated_for(request)
         try:
-            return session.request(
-                request.method,
-                request.url,
-                data=request.content,
-                timeout=(timeout.connect, timeout.read),
-                allow_redirects=self.follow_for(request),
-                stream=stream,
-                **kwargs,
-            )
+            if repeated:
+                return self._send_repeated(session, request, repeated, **kwargs)
+            if request.cookies is not None:
+                kwargs["cookies"] = request.cookies
+            if request.headers is not None:
+                kwargs["headers"] = dict(request.headers)
+            return session.request(request.method, request.url, data=request.content, **kwargs)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise self.translate(exc, request) from exc
 

@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 
 from ...exceptions import HTTPError, TimeoutException
 from .._models import Limits, Request, Response, Timeout
-from .._redact import redact_text, redact_url
+from .._redact import REDACTED, redact_header, redact_text, redact_url
 
 __all__ = [
     "BackendStream",
@@ -50,9 +50,13 @@ def current_event_loop() -> str:
     return "asyncio"
 
 
-@dataclass
+@dataclass(repr=False)
 class ClientConfig:
-    """The client-wide settings a backend is built with."""
+    """The client-wide settings a backend is built with.
+
+    Its ``repr`` shows no secret: credential headers (`redact_header`), cookie values and the
+    *secrets* (the values backends redact from foreign error messages) are redacted.
+    """
 
     timeout: Timeout
     limits: Limits
@@ -62,6 +66,17 @@ class ClientConfig:
     max_redirects: int = 20
     verify: bool = True
     secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        headers = [(k, redact_text(redact_header(k, v), self.secrets)) for k, v in self.headers]
+        cookies = dict.fromkeys(self.cookies, REDACTED)
+        secrets = (REDACTED,) * len(self.secrets)
+        return (
+            f"ClientConfig(timeout={self.timeout!r}, limits={self.limits!r}, "
+            f"headers={headers!r}, cookies={cookies!r}, "
+            f"follow_redirects={self.follow_redirects!r}, max_redirects={self.max_redirects!r}, "
+            f"verify={self.verify!r}, secrets={secrets!r})"
+        )
 
 
 def http_error(
