@@ -53,6 +53,21 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
+async def respond_in_pieces(send: Send, pieces: list[bytes], content_type: bytes) -> None:
+    """A 200 whose body goes out as *pieces*, one chunk each, 5 ms apart."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", content_type)],
+        }
+    )
+    for piece in pieces:
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await asyncio.sleep(0.005)
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def respond_json(
     send: Send, value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
 ) -> None:
@@ -156,17 +171,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             b"\xac euro\n",
             b"last",
         ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-            }
-        )
-        for piece in pieces:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            await asyncio.sleep(0.005)
-        await send({"type": "http.response.body", "body": b""})
+        await respond_in_pieces(send, pieces, b"text/plain; charset=utf-8")
     elif head == "ndjson":
         # records holding characters str.splitlines() breaks on (U+2028, \x85, \x0b ...), one
         # "\r\n" split across two chunks, and a "\r" ending the last chunk
@@ -176,17 +181,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             b"col1\x0bcol2\x0cx\x1cy\x1dz\x1e\r",
             b'{"d":1}\r',
         ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/x-ndjson; charset=utf-8")],
-            }
-        )
-        for piece in pieces:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            await asyncio.sleep(0.005)
-        await send({"type": "http.response.body", "body": b""})
+        await respond_in_pieces(send, pieces, b"application/x-ndjson; charset=utf-8")
     elif head == "slow":
         await asyncio.sleep(float(query.get("delay", "1")))
         await respond(send, 200, b"slow")
