@@ -191,6 +191,9 @@ class BackendURL:
 
 
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key", "apikey")
+# whole names only: the signature of an S3 presigned URL and of an Azure SAS URL (a word rule
+# would also hide ``signature_version``, which is no secret)
+_SECRET_NAMES = frozenset({"x-amz-signature", "sig", "signature"})
 
 
 def is_secret_option(name: str) -> bool:
@@ -199,7 +202,7 @@ def is_secret_option(name: str) -> bool:
     Such values are redacted like the password: ``***`` in ``str()``, ``repr()`` and errors.
     """
     lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+    return lowered in _SECRET_NAMES or any(word in lowered for word in _SECRET_WORDS)
 
 
 def _is_token(text: str) -> bool:

@@ -273,6 +273,23 @@ def test_password_never_in_option_errors(password: str) -> None:
     assert_no_password(str(invalid.value), password)
 
 
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("aws_secret_access_key", True),
+        ("API_TOKEN", True),
+        ("X-Amz-Signature", True),  # an S3 presigned URL's
+        ("X-Amz-Credential", True),
+        ("sig", True),  # an Azure SAS URL's
+        ("signature_version", False),  # botocore's option, no secret
+        ("region", False),
+        ("design", False),
+    ],
+)
+def test_which_options_are_secret(name: str, secret: bool) -> None:
+    assert is_secret_option(name) is secret
+
+
 def test_secret_options_are_redacted() -> None:
     text = "s3://AKIAEXAMPLE:SEKRETHEADxSEKRETTAIL@bucket/p?aws_secret_access_key=SEKRETHEADoptSEKRETTAIL&region=eu"
     url = BackendURL.parse(text)

@@ -240,6 +240,10 @@ def test_redact_query_parameters() -> None:
     assert redact_url("https://u:pw@h/x?token=abc") == "https://u:[redacted]@h/x?token=[redacted]"
     assert redact_url("https://h/x?token=&token") == "https://h/x?token=&token"
     assert redact_url("https://h/x?q=token") == "https://h/x?q=token"
+    presigned = "https://b.s3/k?X-Amz-Credential=AKIA%2Fx&X-Amz-Signature=ab12&sig=cd34"
+    assert redact_url(presigned) == (
+        "https://b.s3/k?X-Amz-Credential=[redacted]&X-Amz-Signature=[redacted]&sig=[redacted]"
+    )
     # in free text the value ends at a space or a quote too
     text = redact_text(
         "Max retries exceeded with url: /x?page=1&token=t1 (Caused by ...); "
