@@ -227,3 +227,26 @@ def test_driver_args_send_parameterless_queries_as_written() -> None:
     assert plain.driver_args(()) == ("select '10%'", None)
     with_params = compile_query("select '10%', :a", "mysql", "format")
     assert with_params.driver_args((1,)) == ("select '10%%', %s", (1,))
+
+
+@pytest.mark.parametrize(
+    ("dialect", "sql", "names"),
+    [
+        # MySQL/MariaDB: "--" starts a comment only before a space or a control character
+        ("mysql", "select 5--:a", ["a"]),
+        ("mysql", "select 5 --:a, :b", ["a", "b"]),
+        ("mysql", "select 5---:a", ["a"]),
+        ("mysql", "select 5-- :no\n, :ok", ["ok"]),
+        ("mysql", "select 5--\t:no\n, :ok", ["ok"]),
+        ("mysql", "select 5--\n:ok", ["ok"]),
+        ("mysql", "select :ok--", ["ok"]),
+        ("mysql", "select 5---- :no", []),
+        # PostgreSQL and SQLite: any "--"
+        ("postgresql", "select 5--:no\n, :ok", ["ok"]),
+        ("sqlite", "select 5--:no\n, :ok", ["ok"]),
+    ],
+)
+def test_double_dash_comments(dialect: str, sql: str, names: list[str]) -> None:
+    assert list(compile_query(sql, dialect, "format").names) == names
+    pieces = split_query(sql, dialect)  # which give the query back
+    assert "".join(p if isinstance(p, str) else f":{p[0]}" for p in pieces) == sql

@@ -448,3 +448,118 @@ async def test_iterate_keeps_memory_bounded_and_leaves_early_cheaply(url: Backen
         stats = db.pool_stats()
         assert (stats.in_use, stats.waiting) == (0, 0)
         assert await db.fetch_val("select 'still fine'") == "still fine"
+
+
+async def _committed(url: BackendURL, sql: str) -> Any:
+    """*sql*'s value as another connection sees it: only what was committed."""
+    async with Database(url, min_size=1, max_size=1) as other:
+        return await other.fetch_val(sql)
+
+
+async def test_iterate_with_statements_on_its_own_connection(url: BackendURL, table: str) -> None:
+    """Inside a transaction (or a pinned connection) the loop body's statements run on the
+    iteration's connection; every row still comes, on MySQL too (the protocol carries one
+    result at a time: the rest of the iteration's is read into memory first)."""
+    log = f"{table}_log"
+    query = f"select id from {table} order by id"
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer primary key)")
+        await db.execute(f"create table {log} (id integer)")
+        try:
+            await db.execute_many(
+                f"insert into {table} (id) values (:id)", [{"id": i} for i in range(20)]
+            )
+            seen: list[int] = []
+            async with db.transaction():
+                async for row in db.iterate(query, batch_size=5):
+                    seen.append(row.id)
+                    await db.execute(f"insert into {log} (id) values (:id)", {"id": row.id})
+                    if row.id == 7:
+                        async with db.transaction():  # a savepoint inside the loop
+                            await db.execute(f"insert into {log} (id) values (100)")
+                    if row.id == 12:  # an iteration inside the loop
+                        inner = [r.id async for r in db.iterate(query, batch_size=3)]
+                        assert inner == list(range(20))
+            assert seen == list(range(20))
+            assert await _committed(url, f"select count(*) from {log}") == 21
+            seen.clear()
+            async with db.connection():
+                async for row in db.iterate(query, batch_size=6):
+                    seen.append(row.id)
+                    assert await db.fetch_val("select :n", {"n": str(row.id)}) == str(row.id)
+            assert seen == list(range(20))
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")
+            await db.execute(f"drop table {log}")
+
+
+async def test_iterate_left_early_keeps_the_transaction_and_the_connection(
+    url: BackendURL, table: str
+) -> None:
+    query = f"select id from {table} order by id"
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer primary key)")
+        try:
+            await db.execute_many(
+                f"insert into {table} (id) values (:id)", [{"id": i} for i in range(20)]
+            )
+            async with db.transaction():
+                await db.execute(f"insert into {table} (id) values (100)")
+                async with aclosing(db.iterate(query, batch_size=5)) as rows:
+                    async for row in rows:
+                        assert row.id == 0
+                        break
+                await db.execute(f"insert into {table} (id) values (101)")
+                assert await db.fetch_val(f"select count(*) from {table}") == 22
+            assert await _committed(url, f"select count(*) from {table} where id >= 100") == 2
+            async with db.connection():
+                # a temporary table lives on its connection only: it is still there after
+                await db.execute(f"create temporary table {table}_tmp (id integer)")
+                async with aclosing(db.iterate(query, batch_size=5)) as rows:
+                    async for _ in rows:
+                        break
+                assert await db.fetch_val(f"select count(*) from {table}_tmp") == 0
+            assert db.pool_stats().in_use == 0
+            assert await db.fetch_val(f"select count(*) from {table}") == 22
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+async def test_a_transaction_object_used_again(url: BackendURL, table: str) -> None:
+    """One `Transaction` object used in turn as a savepoint and as the outermost transaction
+    (and the other way round) commits each time."""
+    async with Database(url, max_size=1) as db:
+        await db.execute(f"create table {table} (id integer primary key)")
+        try:
+            tx = db.transaction()
+            async with db.transaction(), tx:  # tx is nested: a savepoint
+                await db.execute(f"insert into {table} (id) values (1)")
+            async with tx:  # now the outermost transaction: a COMMIT
+                await db.execute(f"insert into {table} (id) values (2)")
+            assert db.pool_stats().in_use == 0
+            assert await _committed(url, f"select count(*) from {table}") == 2
+            with pytest.raises(_Boom):
+                async with db.transaction():
+                    async with tx:  # a savepoint again: rolled back with its transaction
+                        await db.execute(f"insert into {table} (id) values (3)")
+                    raise _Boom
+            async with tx:
+                await db.execute(f"insert into {table} (id) values (4)")
+            assert await _committed(url, f"select count(*) from {table}") == 3
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+class _Point:
+    """An application object passed as a parameter by mistake."""
+
+
+async def test_a_parameter_of_an_unknown_type_is_refused(url: BackendURL) -> None:
+    async with Database(url) as db:
+        sql = "select :p::text" if db.dialect == "postgresql" else "select :p"
+        with pytest.raises(ProgrammingError):
+            await db.fetch_val(sql, {"p": _Point()})
+        assert await db.fetch_val(sql, {"p": "fine"}) == "fine"
+        assert db.pool_stats().in_use == 0

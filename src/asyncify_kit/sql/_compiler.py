@@ -5,7 +5,8 @@ scans the SQL once per (text, dialect, style), skipping everything that is not c
 
 * string literals (``'...'`` with ``''`` escapes; ``E'...'`` and MySQL strings with
   backslash escapes), quoted identifiers (``"..."``, MySQL/SQLite backticks, SQLite
-  ``[...]``), comments (``-- ...``, ``# ...`` on MySQL, nested ``/* ... */`` on PostgreSQL),
+  ``[...]``), comments (``-- ...``, where MySQL wants a space or control character after
+  the dashes; ``# ...`` on MySQL; nested ``/* ... */`` on PostgreSQL),
   PostgreSQL dollar-quoted bodies (``$tag$ ... $tag$``) and ``::`` casts;
 
 and replaces each remaining ``:name`` by ``$1`` (``numeric``), ``%s`` (``format``) or ``?``
@@ -121,7 +122,7 @@ def split_query(sql: str, dialect: str) -> list[str | tuple[str]]:
         elif c == "[" and sqlite:
             end = sql.find("]", i + 1)
             i = n if end == -1 else end + 1
-        elif (c == "-" and sql.startswith("--", i)) or (c == "#" and mysql):
+        elif (c == "-" and _dash_comment(sql, i, mysql)) or (c == "#" and mysql):
             end = sql.find("\n", i)
             i = n if end == -1 else end + 1
         elif c == "/" and sql.startswith("/*", i):
@@ -156,6 +157,16 @@ def split_query(sql: str, dialect: str) -> list[str | tuple[str]]:
     if start < n:
         out.append(sql[start:])
     return out
+
+
+def _dash_comment(sql: str, i: int, mysql: bool) -> bool:
+    """Whether a ``--`` comment starts at *i*. On MySQL/MariaDB only when a space or a
+    control character (or the end of the text) follows the dashes: ``5--1`` is five minus
+    minus one there."""
+    if not sql.startswith("--", i):
+        return False
+    j = i + 2
+    return not mysql or j >= len(sql) or sql[j] <= " " or sql[j] == "\x7f"
 
 
 def _ident_before(sql: str, i: int) -> bool:

@@ -256,9 +256,7 @@ class Database:
         return pin
 
     def _translate(self, exc: Exception, conn: Connection | None) -> BaseException:
-        if isinstance(exc, AsyncifyError):
-            return exc
-        err = self._backend.translate(exc)
+        err = exc if isinstance(exc, AsyncifyError) else self._backend.translate(exc)
         if err is None:
             return exc
         if conn is not None and isinstance(err, ConnectionLost):
@@ -590,6 +588,9 @@ class Transaction:
         if pin is None:
             pin, self._token = await db._acquire_pin()
         self._pin = pin
+        # this object may have been used before, at another depth: nothing of that use counts
+        self._savepoint = None
+        self._after = []
         try:
             if pin.depth == 0:
                 before, self._after = begin_statements(

@@ -69,7 +69,7 @@ class AiomysqlConnection(MysqlAsyncConnection):
         conn._last_usage = conn._loop.time()
         return _Cursor(conn, conn._echo)
 
-    def is_closed(self) -> bool:
+    def _driver_closed(self) -> bool:
         return bool(self._conn.closed)
 
 

@@ -34,7 +34,7 @@ class AsyncmyConnection(MysqlAsyncConnection):
     def buffered_cursor(self) -> Any:
         return self._conn.cursor()
 
-    def is_closed(self) -> bool:
+    def _driver_closed(self) -> bool:
         return not self._conn.connected
 
 

@@ -11,7 +11,9 @@ import json
 import math
 import ssl as _ssl
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from ..._config import BackendURL
@@ -30,6 +32,7 @@ from .base import Connection, SyncSession
 
 __all__ = [
     "MysqlAsyncConnection",
+    "MysqlStream",
     "PgSyncSession",
     "libpq_options",
     "mysql_adapt",
@@ -198,6 +201,8 @@ def mysql_ssl(options: dict[str, Any]) -> _ssl.SSLContext | None:
 
 
 _MY_PLAIN = (int, str, float, bytes, type(None), bool, _dt.date, _dt.time)
+#: what the drivers send as it is, besides `_MY_PLAIN`
+_MY_SENT = (Decimal, _dt.timedelta, _dt.date, _dt.time)
 
 
 def _mysql_value(value: Any) -> Any:
@@ -207,11 +212,30 @@ def _mysql_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, _dt.datetime):
         return to_utc_naive(value)
-    return value
+    if type(value) in _MY_PLAIN or isinstance(value, _MY_SENT):
+        return value
+    # subclasses (enums, mostly): the drivers pick an encoder by exact type and would send
+    # str(value), so send the plain value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    # the drivers would send str(value) (or fail with a TypeError): refuse, as the
+    # PostgreSQL and SQLite backends do
+    raise ProgrammingError(
+        f"a query parameter of type {type(value).__name__} cannot be sent to MySQL/MariaDB; "
+        "use str, int, float, Decimal, bool, bytes, date, time, datetime, timedelta, UUID, "
+        "a dict or list (sent as JSON), Json(...) or None"
+    )
 
 
 def mysql_adapt(args: Sequence[Any]) -> Sequence[Any]:
-    """Parameters as the MySQL drivers take them (JSON text, UUID text, naive UTC datetimes)."""
+    """Parameters as the MySQL drivers take them (JSON text, UUID text, naive UTC datetimes);
+    `ProgrammingError` for a value of a type they cannot send."""
     for value in args:
         if type(value) not in _MY_PLAIN:
             return tuple(_mysql_value(v) for v in args)
@@ -415,12 +439,117 @@ def mysql_rows(cur: Any, records: Sequence[Any]) -> list[Row]:
     return converted_rows(keys, convert, records)
 
 
+#: the statements that end the outermost transaction (`Connection.run`)
+TRANSACTION_END = frozenset({"COMMIT", "ROLLBACK"})
+
+
+class MysqlStream:
+    """The unbuffered result an `iterate` reads, on MySQL/MariaDB.
+
+    The protocol carries one result at a time: before any other statement runs on the
+    connection, the rest of the result must be read (the driver would read and drop it,
+    and the iteration would end early, silently). So each statement first has the
+    connection "settle" the stream: read the rest into `rest`, from where the iteration goes
+    on; or read and drop it when the iteration was left early (`abandoned`), or when the
+    statement ends the transaction the iteration runs in (`ended`: the iteration cannot go
+    on past it, as on PostgreSQL, and an iteration merely not closed yet keeps no copy).
+    """
+
+    __slots__ = ("abandoned", "cursor", "ended", "error", "rest")
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.rest: deque[Row] | None = None
+        self.abandoned = False
+        self.ended = False
+        self.error: BaseException | None = None
+
+    def keeps_rest(self, statement: str | None) -> bool:
+        """Whether the rest must be kept for the iteration when *statement* (a control
+        statement of `Connection.run`, or None for any other) is to run; else it is dropped
+        (marking the stream `ended` when the iteration was still open)."""
+        if self.abandoned:
+            return False
+        if statement in TRANSACTION_END:
+            self.ended = True
+            return False
+        return True
+
+    def take(self, size: int) -> list[Row]:
+        """The next *size* rows of `rest` (fewer at its end)."""
+        rest = self.rest
+        if rest is None:  # pragma: no cover - only called once the rest was read
+            return []
+        return [rest.popleft() for _ in range(min(size, len(rest)))]
+
+    def check(self) -> None:
+        """Raise if the rest was dropped, or reading it failed (the statement that needed it
+        got that error)."""
+        if self.ended:
+            raise OperationalError(
+                "the transaction that iterate() ran in ended before the iteration did, and the "
+                "rest of its result was dropped; finish (or close) an iteration inside its "
+                "transaction"
+            )
+        if self.error is not None:
+            raise OperationalError(
+                "the rest of the result that iterate() was reading could not be read when "
+                f"another statement ran on its connection ({type(self.error).__name__})",
+                orig=self.error,
+            ) from self.error
+
+
+def mysql_stream_rest(cur: Any, records: Sequence[Any]) -> deque[Row]:
+    """The `MysqlStream.rest` of *records*, the rest of *cur*'s result."""
+    return deque(mysql_rows(cur, records) if records else ())
+
+
+def mysql_check_whole(cur: Any, raw: Any) -> None:
+    """After a short batch of an unbuffered *cur*: raise unless the result really ended.
+
+    A statement sent through the driver's connection *raw* directly (not through us, so
+    nothing read the rest first) makes the driver drop the rest of the result; the cursor
+    then reads as if the result had ended.
+    """
+    if cur._result is not raw._result:
+        raise OperationalError(
+            "another statement ran on the connection while iterate() was reading a result "
+            "from it, and the driver dropped the rest of the result; run statements through "
+            "the Database (or DatabaseConnection), which reads the rest first"
+        )
+
+
 class MysqlAsyncConnection(Connection):
     """One asyncmy or aiomysql connection; subclasses say how to open cursors."""
 
     def __init__(self, conn: Any) -> None:
         super().__init__()
         self._conn = conn
+        self._stream: MysqlStream | None = None  # an iterate() result still being sent
+
+    async def _settle(self, statement: str | None = None) -> None:
+        """Read the rest of an open `iterate` result, so *statement* can run (see
+        `MysqlStream`)."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        cur = stream.cursor
+        try:
+            if stream.keeps_rest(statement):
+                stream.rest = mysql_stream_rest(cur, await cur.fetchall())
+            else:
+                await cur.close()  # reads the rest and drops it
+        except BaseException as exc:
+            stream.error = exc
+            raise
+
+    def is_closed(self) -> bool:
+        # a result left unread (an iteration left early) is not worth reading to reuse the
+        # connection: the pool closes it instead
+        return self._stream is not None or self._driver_closed()
+
+    def _driver_closed(self) -> bool:
+        raise NotImplementedError
 
     @property
     def raw(self) -> Any:
@@ -434,6 +563,8 @@ class MysqlAsyncConnection(Connection):
         raise NotImplementedError
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
+        if self._stream is not None:
+            await self._settle()
         cur = self.buffered_cursor()
         try:
             if query.names:
@@ -447,6 +578,8 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
+        if self._stream is not None:
+            await self._settle()
         cur = self.buffered_cursor()
         try:
             await cur.execute(*_mysql_args(query, args))
@@ -459,6 +592,8 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
+        if self._stream is not None:
+            await self._settle()
         cur = self.buffered_cursor()
         try:
             await cur.execute(*_mysql_args(query, args))
@@ -469,6 +604,8 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        if self._stream is not None:
+            await self._settle()
         cur = self.buffered_cursor()
         try:
             await cur.execute(*_mysql_args(query, args))
@@ -477,6 +614,8 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
+        if self._stream is not None:
+            await self._settle()
         cur = await self.cursor()
         try:
             await cur.executemany(query.text, [mysql_adapt(a) for a in args])
@@ -486,30 +625,45 @@ class MysqlAsyncConnection(Connection):
     async def iterate(
         self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
     ) -> AsyncGenerator[list[Row], None]:
+        if self._stream is not None:  # an iteration inside another one
+            await self._settle()
         cur = await self.cursor(unbuffered=True)
-        finished = False
+        stream = MysqlStream(cur)
         try:
             await cur.execute(query.text, mysql_adapt(args))
+            self._stream = stream
             while True:
-                batch = await cur.fetchmany(batch_size)
-                if batch:
-                    yield mysql_rows(cur, batch)
+                stream.check()
+                if stream.rest is not None:  # another statement ran: the rest is in memory
+                    batch = stream.take(batch_size)
+                    if batch:
+                        yield batch
+                else:
+                    batch = await cur.fetchmany(batch_size)
+                    if len(batch) < batch_size:  # the end of the result
+                        self._stream = None
+                        mysql_check_whole(cur, self._conn)
+                    if batch:
+                        yield mysql_rows(cur, batch)
                 if len(batch) < batch_size:
                     break
-            finished = True
         finally:
-            if not finished:
-                # closing an unbuffered cursor would read the rest of the result (maybe
-                # millions of rows); dropping the connection is cheaper
-                self.broken = True
-            else:
+            if self._stream is stream:
+                # left early with rows unread: closing the cursor would read the rest (maybe
+                # millions of rows), so leave it: the next statement on this connection reads
+                # it (`_settle`), or the pool closes the connection (`is_closed`). Nothing is
+                # awaited here, so this is the same on cancellation.
+                stream.abandoned = True
+            elif stream.error is None:
                 try:
-                    await cur.close()
+                    await cur.close()  # nothing left to read
                 except BaseException:
                     self.broken = True
                     raise
 
     async def run(self, statement: str) -> None:
+        if self._stream is not None:
+            await self._settle(statement)
         cur = self.buffered_cursor()
         try:
             await cur.execute(statement)

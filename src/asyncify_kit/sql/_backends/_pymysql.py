@@ -16,9 +16,12 @@ from .._compiler import ParamStyle
 from .._row import Row
 from ._asyncmy import mysql_connect_kwargs
 from ._dialects import (
+    MysqlStream,
     mysql_adapt,
+    mysql_check_whole,
     mysql_init_statements,
     mysql_rows,
+    mysql_stream_rest,
     mysql_value,
     translate_mysql,
 )
@@ -26,12 +29,39 @@ from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PymysqlBackend"]
 
+#: the operations of an open iteration itself; every other one reads the rest of its result
+#: first (see `MysqlStream`)
+_STREAM_METHODS = frozenset({"fetch_batch", "close_cursor"})
+
 
 class _PymysqlSession(SyncSession):
     def __init__(self, kwargs: dict[str, Any], options: dict[str, Any]) -> None:
         super().__init__()
         self.kwargs = kwargs
         self.options = options
+        self._stream: MysqlStream | None = None  # an iterate() result still being sent
+
+    def call(self, method: str, *args: Any) -> Any:
+        if self._stream is not None and method not in _STREAM_METHODS:
+            self.require_open()
+            self._settle(args[0] if method == "run" else None)
+        return super().call(method, *args)
+
+    def _settle(self, statement: str | None) -> None:
+        """Read the rest of an open `iterate` result, so *statement* (a control statement of
+        `run`, or None for any other) can run; see `MysqlStream`."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        cur = stream.cursor
+        try:
+            if stream.keeps_rest(statement):
+                stream.rest = mysql_stream_rest(cur, cur.fetchall())
+            else:
+                cur.close()  # reads the rest and drops it
+        except BaseException as exc:
+            stream.error = exc
+            raise
 
     def connect(self) -> None:
         conn = pymysql.connect(**self.kwargs)
@@ -61,24 +91,49 @@ class _PymysqlSession(SyncSession):
     def server_cursor(self) -> Any:
         return self.conn.cursor(pymysql.cursors.SSCursor)
 
+    def opened(self, cur: Any) -> MysqlStream:
+        self._stream = stream = MysqlStream(cur)
+        return stream
+
+    def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
+        stream: MysqlStream = self._cursors[cursor_id]
+        stream.check()
+        if stream.rest is not None:  # another statement ran: the rest is in memory
+            return stream.take(size)
+        cur = stream.cursor
+        records = cur.fetchmany(size)
+        if len(records) < size:  # the end of the result
+            self._stream = None
+            mysql_check_whole(cur, self.conn)
+        return mysql_rows(cur, records)
+
     def close_cursor(self, cursor_id: int, finished: bool) -> None:
-        if finished:
-            super().close_cursor(cursor_id, finished)
+        stream: MysqlStream | None = self._cursors.pop(cursor_id, None)
+        if stream is None:
             return
-        # closing an unbuffered cursor would read the rest of the result (maybe millions of
-        # rows); closing the connection is cheaper, and the pool replaces it. The cursor and
-        # its result are detached first: PyMySQL's finalizers would otherwise drain (or fail
-        # to drain) the result when they are collected.
-        cur = self._cursors.pop(cursor_id, None)
-        if cur is not None:
+        if stream is self._stream:
+            # left early with rows unread: closing the cursor would read the rest (maybe
+            # millions of rows), so leave it: the next statement on this connection reads it
+            # (`_settle`), or the pool closes the connection (`is_closed`)
+            stream.abandoned = True
+        elif stream.error is None:
+            stream.cursor.close()  # nothing left to read
+
+    def is_closed(self) -> bool:
+        # a result left unread is not worth reading to reuse the connection: closing is cheaper
+        return self.conn is None or not self.conn.open or self._stream is not None
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            # detach the unread result first: PyMySQL's finalizer would otherwise read the
+            # rest (or fail to, on the closed connection) when it is collected
+            cur = stream.cursor
             result = getattr(cur, "_result", None)
             if result is not None:
                 result.unbuffered_active = False
             cur.connection = None
-        self.close()
-
-    def is_closed(self) -> bool:
-        return self.conn is None or not self.conn.open
+        super().close()
 
 
 class PymysqlBackend(Backend):

@@ -27,6 +27,7 @@ from ..._executor import current_job
 from ...exceptions import (
     CallCancelled,
     ConfigError,
+    ConnectionLost,
     DatabaseError,
     IntegrityError,
     OperationalError,
@@ -161,12 +162,23 @@ class _SqliteSession(SyncSession):
                 return tuple(_adapt_value(v) for v in args)
         return args
 
+    def call(self, method: str, *args: Any) -> Any:
+        if self.closing and self.conn is not None:
+            # thrown away (`_SqliteConnection.terminate`) while still open: close it here, on
+            # its own thread, which rolls back an open transaction; the call then fails
+            with contextlib.suppress(sqlite3.Error):
+                self.close()
+        return super().call(method, *args)
+
     @contextlib.contextmanager
     def _cancellable(self) -> Iterator[None]:
-        """Report a statement interrupted for a cancelled caller as `CallCancelled`."""
+        """Report a statement interrupted for a cancelled caller as `CallCancelled` (or, for
+        a connection thrown away meanwhile, as `ConnectionLost`)."""
         try:
             yield
         except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted" and self.closing:
+                raise ConnectionLost("the connection was closed during the statement") from exc
             if str(exc) == "interrupted" and not self.timed_out:
                 raise CallCancelled(
                     "the caller was cancelled; the statement was interrupted"
@@ -216,9 +228,13 @@ class _SqliteSession(SyncSession):
 
 class _SqliteConnection(ThreadedConnection):
     def terminate(self) -> None:
-        # sqlite3 connections must not be closed from another thread while in use;
-        # interrupt() is the thread-safe way to stop it; the object is closed when collected
-        conn = self._session.conn
+        # sqlite3 connections must not be closed from another thread while in use:
+        # interrupt() is the thread-safe way to stop a statement, and `closing` makes the
+        # next operation close the connection on its own thread and fail (so a transaction
+        # open on it can never commit); otherwise it is closed when collected
+        session = self._session
+        session.closing = True
+        conn = session.conn
         if conn is not None:
             conn.interrupt()
 

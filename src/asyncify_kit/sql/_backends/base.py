@@ -25,8 +25,8 @@ from typing import Any, ClassVar, TypeVar, cast
 import anyio
 
 from ..._config import BackendURL
-from ..._executor import Work, configure, current_job
-from ..._offload import AsyncProxy, asyncify, run_sync, wrap
+from ..._executor import DEFAULT_POOL, Work, check_cancelled, configure, current_job
+from ..._offload import AsyncProxy, asyncify, run_owned, run_sync, wrap
 from ...exceptions import (
     CallCancelled,
     ConnectionLost,
@@ -482,14 +482,19 @@ class SyncSession:
         self.conn: Any = None
         self._cursors: dict[int, Any] = {}
         self.cancel_fired = False
+        #: set (from any thread) when the connection is thrown away: no operation runs on it
+        #: any more, even before the close itself is done
+        self.closing = False
 
     def call(self, method: str, *args: Any) -> Any:
         """Run one operation; if its caller leaves meanwhile, cancel it on the server.
 
         A cancelled caller waits for its thread (asyncify's ``cancel="wait"``); for drivers
         that can cancel a running statement from another thread, `_CANCELLER` does so, and
-        the statement's error becomes `CallCancelled` (nobody is left to read it).
+        the statement's error becomes `CallCancelled` (nobody is left to read it). On a
+        closed connection every operation is `ConnectionLost`.
         """
+        self.require_open()
         fn = getattr(self, method)
         job = current_job() if self.cancellable else None
         if job is None:
@@ -504,6 +509,14 @@ class SyncSession:
             raise
         finally:
             _CANCELLER.remove(job)
+
+    def require_open(self) -> None:
+        """Raise `ConnectionLost` if the connection was closed (or is being closed)."""
+        if self.closing or self.conn is None:
+            raise ConnectionLost(
+                "the connection is closed (the database was disconnected, or the connection "
+                "was discarded)"
+            )
 
     # subclasses -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -615,8 +628,12 @@ class SyncSession:
         except BaseException:
             cur.close()
             raise
-        self._cursors[id(cur)] = cur
+        self._cursors[id(cur)] = self.opened(cur)
         return id(cur)
+
+    def opened(self, cur: Any) -> Any:
+        """What `_cursors` keeps for the server cursor *cur* just opened: *cur* itself here."""
+        return cur
 
     def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
         cur = self._cursors[cursor_id]
@@ -756,7 +773,7 @@ class ThreadedConnection(Connection):
         await self._proxy.call("run", statement)
 
     def is_closed(self) -> bool:
-        return self._session.is_closed()
+        return self._session.closing or self._session.is_closed()
 
     async def close(self) -> None:
         try:
@@ -766,6 +783,7 @@ class ThreadedConnection(Connection):
 
     def terminate(self) -> None:
         session = self._session
+        session.closing = True  # from now on its operations fail, before the close is done
 
         def close_in_background() -> None:
             try:
@@ -786,6 +804,9 @@ def lost(message: str, exc: BaseException) -> ConnectionLost:
 # -- the pool of the blocking drivers: connections change hands inside the worker threads -------
 
 _pool_serial = itertools.count(1)
+
+#: how long a thread waiting for a connection sleeps before it looks whether its caller left
+_WAIT_SLICE = 0.05
 
 
 class ThreadedConnectionPool:
@@ -878,9 +899,14 @@ class ThreadedConnectionPool:
                             f"acquire_timeout={limit:g}s (max_size={self.max_size}; every "
                             "connection is in use)"
                         )
+                    # stop at once if the caller was cancelled or timed out (nothing wakes
+                    # this thread when it leaves, so it looks again after every slice)
+                    check_cancelled()
                     self._waiting += 1
                     try:
-                        self._cond.wait(remaining)
+                        self._cond.wait(
+                            _WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE)
+                        )
                     finally:
                         self._waiting -= 1
         finally:
@@ -975,7 +1001,12 @@ class ThreadedConnectionPool:
             idle = self.acquire_idle()
             if idle is not None:
                 return idle
-        result: ThreadedConnection = await self._call_default(self._checkout, fresh)
+        # A caller cancelled while the thread waits for a connection stops it within a slice
+        # (`_checkout`); one cancelled just as the thread got a connection (or opened one)
+        # never receives it, so it goes back to the pool instead of staying "in use".
+        result: ThreadedConnection = await run_owned(
+            DEFAULT_POOL, self._checkin, self._checkout, fresh
+        )
         return result
 
     def release_now(self, conn: Connection) -> bool:
