@@ -79,6 +79,24 @@ async def test_s3_calls_bodies_and_paginators(backend: Any, client_kwargs: dict[
         assert s3.meta.service_model.service_name == "s3"
 
 
+async def test_body_lines_are_botocores_on_both_backends(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``iter_lines()`` strips the line endings, as botocore's and aiobotocore's do;
+    ``keepends=True`` keeps them."""
+    bucket = f"aws-lines-{uuid.uuid4().hex[:10]}"
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="lines.txt", Body=b"one\ntwo\r\nthree")
+        body = (await s3.get_object(Bucket=bucket, Key="lines.txt"))["Body"]
+        async with body:
+            assert [line async for line in body.iter_lines()] == [b"one", b"two", b"three"]
+        body = (await s3.get_object(Bucket=bucket, Key="lines.txt"))["Body"]
+        async with body:
+            lines = [line async for line in body.iter_lines(4, keepends=True)]
+        assert lines == [b"one\n", b"two\r\n", b"three"]
+
+
 async def test_sqs(backend: Any, client_kwargs: dict[str, Any]) -> None:
     async with aws.client("sqs", backend=backend, **client_kwargs) as sqs:
         queue = await sqs.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")

@@ -12,8 +12,9 @@ Both backends take the keyword arguments of ``session.client(service, ...)`` and
 client with the same call shapes: every operation is awaited, ``get_paginator(name)``
 returns a paginator whose ``paginate(...)`` is an async iterator of pages,
 ``get_waiter(name).wait(...)`` is awaited, and a streaming response body (S3's
-``get_object``) is read with ``await body.read()`` or ``async for chunk in
-body.iter_chunks()``, inside ``async with body:``. aioboto3 runs on asyncio only; the boto3
+``get_object``) is read with ``await body.read()``, ``async for chunk in
+body.iter_chunks()`` or ``async for line in body.iter_lines()`` (lines without their endings,
+as botocore gives them), inside ``async with body:``. aioboto3 runs on asyncio only; the boto3
 backend also runs on trio. Errors are botocore's own (``ClientError``), unchanged.
 """
 
@@ -48,8 +49,10 @@ def _iter_chunks(body: StreamingBodyLike, chunk_size: int) -> Generator[bytes, N
 
 
 @asyncify
-def _iter_lines(body: StreamingBodyLike, chunk_size: int) -> Generator[bytes, None, None]:
-    yield from body.iter_lines(chunk_size, keepends=True)
+def _iter_lines(
+    body: StreamingBodyLike, chunk_size: int, keepends: bool
+) -> Generator[bytes, None, None]:
+    yield from body.iter_lines(chunk_size, keepends=keepends)
 
 
 class AsyncBody:
@@ -66,9 +69,12 @@ class AsyncBody:
         """The remaining content in chunks, one thread hop per chunk."""
         return _iter_chunks(self._body, chunk_size)
 
-    def iter_lines(self, chunk_size: int = 1024 * 1024) -> OffloadedIterator[bytes]:
-        """The remaining content line by line, read one chunk per thread hop."""
-        return _iter_lines(self._body, chunk_size)
+    def iter_lines(
+        self, chunk_size: int = 1024 * 1024, keepends: bool = False
+    ) -> OffloadedIterator[bytes]:
+        """The remaining content line by line, read one chunk per thread hop; without their
+        line endings unless *keepends*, as botocore's and aiobotocore's ``iter_lines``."""
+        return _iter_lines(self._body, chunk_size, keepends)
 
     async def close(self) -> None:
         await run_sync(self._body.close)

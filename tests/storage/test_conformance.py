@@ -31,6 +31,8 @@ from .conftest import S3_SCHEMES, s3_client, storage_url
 
 pytestmark = pytest.mark.anyio
 
+MiB = 1024 * 1024
+
 CASES = [
     ("file", "asyncio"),
     ("file", "trio"),
@@ -120,6 +122,20 @@ async def test_read_range(st: Storage) -> None:
         await st.read("r.bin", length=-2)
 
 
+async def test_read_range_far_past_the_end(st: Storage) -> None:
+    """ "At most *length* bytes": a length or an offset far beyond the object is what is
+    there, never a buffer of that size (MemoryError) or an overflow."""
+    await st.write("small.txt", b"hello")
+    for length in (2**31, 2**40, 2**62, 2**63, 2**64):
+        assert await st.read("small.txt", length=length) == b"hello"
+        assert await st.read("small.txt", offset=2, length=length) == b"llo"
+    for offset in (5, 6, 2**40, 2**63 - 1, 2**63, 2**64):
+        assert await st.read("small.txt", offset=offset) == b""
+        assert await st.read("small.txt", offset=offset, length=2**64) == b""
+    with pytest.raises(NotFound):
+        await st.read("missing", offset=2**64, length=2**64)
+
+
 async def test_overwrite_replaces_and_changes_etag(st: Storage) -> None:
     await st.write("k.txt", b"first version")
     first = await st.stat("k.txt")
@@ -140,6 +156,24 @@ async def test_if_not_exists(st: Storage, tmp_path: Path) -> None:
         async with st.open("once.txt", "wb", if_not_exists=True) as f:
             await f.write(b"z")
     assert await st.read("once.txt") == b"original"
+    assert await leftovers(st, tmp_path) == []
+
+
+async def test_if_not_exists_is_refused_when_opening(st: Storage, tmp_path: Path) -> None:
+    await st.write("once.txt", b"original")
+    with pytest.raises(AlreadyExists):
+        await st.open("once.txt", "wb", if_not_exists=True)  # at open, before any write
+    # and again at close: a key written meanwhile by someone else wins
+    f = await st.open("late.txt", "wb", if_not_exists=True)
+    try:
+        await f.write(b"mine")
+        await st.write("late.txt", b"theirs")
+        with pytest.raises(AlreadyExists):
+            await f.close()
+    finally:
+        await f.abort()
+    assert await st.read("once.txt") == b"original"
+    assert await st.read("late.txt") == b"theirs"
     assert await leftovers(st, tmp_path) == []
 
 
@@ -321,6 +355,43 @@ async def test_list_paginates(st: Storage, monkeypatch: pytest.MonkeyPatch) -> N
     assert [i.key async for i in st.list(recursive=False)] == ["p/"]
 
 
+async def test_list_leaves_content_type_to_stat(st: Storage) -> None:
+    """S3's listing has no content type (one request per object would): no backend's has."""
+    await st.write("r.csv", b"a,b\n")
+    await st.write("blob", b"x", content_type="application/x-custom")
+    listed = [(i.key, i.content_type) async for i in st.list()]
+    assert listed == [("blob", None), ("r.csv", None)]
+    assert (await st.stat("r.csv")).content_type == "text/csv"
+
+
+async def test_failed_writes_leave_no_sub_prefix(st: Storage, tmp_path: Path) -> None:
+    """A write that fails leaves nothing a listing shows: no object, and no sub-prefix (on
+    file://, no directory made for it)."""
+    await st.write("kept/x", b"1")
+    with pytest.raises(ZeroDivisionError):
+        async with st.open("ghost/sub/file.txt", "wb") as f:
+            await f.write(b"data")
+            raise ZeroDivisionError("the failure under test")
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"partial"
+        raise OSError("source broke")
+
+    with pytest.raises(OSError, match="source broke"):
+        await st.write("ghost2/deep/x.bin", failing())
+    with pytest.raises(AlreadyExists):
+        await st.write("kept/x", failing(), if_not_exists=True)
+    with pytest.raises(NotFound):
+        await st.copy("missing", "ghost3/copy")
+    with pytest.raises(NotFound):
+        await st.move("missing", "ghost4/moved")
+    top = [(i.key, i.is_dir) async for i in st.list(recursive=False)]
+    assert top == [("kept/", True)]
+    assert [i.key async for i in st.list("ghost/", recursive=False)] == []
+    assert [i.key async for i in st.list()] == ["kept/x"]
+    assert await leftovers(st, tmp_path) == []
+
+
 # -- streaming and files ---------------------------------------------------------------------
 
 
@@ -383,6 +454,65 @@ async def test_open_write_error_keeps_previous(st: Storage, tmp_path: Path) -> N
         async with st.open("keep.bin", "wb", chunk_size=1024) as f:
             await f.write(b"n" * 6 * 1024 * 1024)  # one S3 part sent already
             1 / 0  # noqa: B018 - the failure under test
+    assert await st.read("keep.bin") == b"previous"
+    assert await leftovers(st, tmp_path) == []
+
+
+async def test_interrupted_file_write_discards_the_file(st: Storage, tmp_path: Path) -> None:
+    """A cancelled (or failed) ``write`` of a "wb" file may have lost the bytes it was handing
+    to the backend, and earlier ones it had buffered: even when the caller catches that and
+    goes on, the file refuses more writes and ``close`` publishes nothing."""
+    await st.write("keep.bin", b"previous")
+    f = await st.open("keep.bin", "wb", chunk_size=64 * 1024)
+    try:
+        await f.write(b"a" * (9 * MiB))  # S3: one part sent, 1 MiB left in its buffer
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # a deadline already past: the next checkpoint is cancelled
+            await f.write(b"b" * (8 * MiB))  # S3: the buffer and 7 MiB make the next part
+        # memory:// hands data over without awaiting anything: nothing to interrupt
+        assert scope.cancelled_caught or st.url.dialect == "memory"
+        if scope.cancelled_caught:
+            with pytest.raises(StorageError, match="interrupted"):
+                await f.write(b"c")
+            with pytest.raises(StorageError, match="interrupted"):
+                await f.flush()
+            with pytest.raises(StorageError, match="interrupted"):
+                await f.close()
+            assert f.closed
+    finally:
+        await f.abort()
+    assert await st.read("keep.bin") == b"previous"
+    assert await leftovers(st, tmp_path) == []
+
+    if st.url.dialect == "memory":
+        return
+    with pytest.raises(StorageError, match="interrupted"):  # the caller carries on: no publish
+        async with st.open("keep.bin", "wb", chunk_size=64 * 1024) as f:
+            await f.write(b"a" * (9 * MiB))
+            with anyio.move_on_after(0):
+                await f.write(b"b" * (8 * MiB))
+            await f.write(b"c")
+    assert await st.read("keep.bin") == b"previous"
+    assert await leftovers(st, tmp_path) == []
+
+
+async def test_writer_refuses_to_commit_after_an_interrupted_write(
+    st: Storage, tmp_path: Path
+) -> None:
+    """The same below `AsyncFile`, for a backend's own `ByteWriter`."""
+    await st.write("keep.bin", b"previous")
+    writer = await st.backend.open_writer("keep.bin", if_not_exists=False, content_type=None)
+    try:
+        await writer.write(b"a" * (9 * MiB))
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await writer.write(b"b" * (8 * MiB))
+        assert scope.cancelled_caught or st.url.dialect == "memory"
+        if scope.cancelled_caught:
+            with pytest.raises(StorageError, match="interrupted"):
+                await writer.commit()
+    finally:
+        await writer.abort()
     assert await st.read("keep.bin") == b"previous"
     assert await leftovers(st, tmp_path) == []
 

@@ -26,6 +26,7 @@ from asyncify_kit.storage import InvalidPath, Storage, StorageError
 from asyncify_kit.storage._backends import _file
 from asyncify_kit.storage._keys import TEMP_PREFIX
 from tests.conftest import exit_code_in_a_forked_child
+from tests.storage.local_helpers import cancel_when, fd_targets, held_under
 
 pytestmark = [
     pytest.mark.anyio,
@@ -36,28 +37,11 @@ pytestmark = [
 ]
 
 T = TypeVar("T")
-FD_DIR = "/proc/self/fd"
 
 
 async def on_disk(fn: Callable[[], T]) -> T:
     """Run a setup or check on the disk off the event loop (the blocking detector is on)."""
     return await anyio.to_thread.run_sync(fn)
-
-
-def _fd_targets() -> list[str]:
-    targets = []
-    for name in os.listdir(FD_DIR):
-        try:
-            targets.append(os.readlink(f"{FD_DIR}/{name}"))
-        except FileNotFoundError:  # the descriptor listdir itself used
-            continue
-    return targets
-
-
-async def held_under(root: Path) -> list[str]:
-    """The descriptors this process has open on files under *root*, unlinked ones included."""
-    prefix = f"{root}/"
-    return [t for t in await on_disk(_fd_targets) if t.startswith(prefix)]
 
 
 async def leftovers(root: Path) -> list[Path]:
@@ -210,16 +194,10 @@ async def test_a_cancelled_spare_write_keeps_the_old_content(
         await settle(st)
         assert spare(st).fd != -1
         monkeypatch.setattr(_file, "_write_all", slow)
-        with anyio.CancelScope() as scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(st.write, "k", b"new")
-                with anyio.fail_after(5):
-                    while not entered.is_set():
-                        await anyio.sleep(0.001)
-                scope.cancel()
+        cancelled = await cancel_when(entered, lambda: st.write("k", b"new"))
         await settle(st)
         monkeypatch.undo()
-        assert scope.cancelled_caught
+        assert cancelled
         assert await st.read("k") == b"old"
         assert len(await held_under(root)) <= 1
     await assert_nothing_left(root)
@@ -345,7 +323,7 @@ async def test_leaving_a_cancelled_task_still_closes_every_descriptor(tmp_path: 
             await anyio.sleep(1)  # cancelled here: the exit runs in a cancelled task
     assert scope.cancelled_caught
     assert await held_under(root) == []
-    assert str(root) not in await on_disk(_fd_targets)  # nor ROOT itself
+    assert str(root) not in await on_disk(fd_targets)  # nor ROOT itself
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")

@@ -1,20 +1,31 @@
 """Behaviour specific to the local backends and to the facade itself: atomic replacement under
-concurrent readers, cancellation of a one-hop write, configuration and options."""
+concurrent readers, cancellation of a one-hop write, configuration and options; cancellation
+while a file opens, writes racing a delete that prunes their directory, failed writes leaving
+no directory, listings without empty directories, reads longer than one system call."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import os
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 import pytest
 
-from asyncify_kit import ConfigError
-from asyncify_kit.storage import NotFound, Storage
+from asyncify_kit import CallCancelled, ConfigError, check_cancelled
+from asyncify_kit.storage import NotFound, Storage, StorageError
 from asyncify_kit.storage._keys import TEMP_PREFIX
+from tests.storage.local_helpers import cancel_when, fd_targets, held_under
 
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 OLD = b"o" * (4 * 1024 * 1024)
 NEW = b"n" * (4 * 1024 * 1024 + 1)
@@ -185,3 +196,277 @@ async def test_one_thread_hop_per_operation(tmp_path: Path) -> None:
         assert count == 10_000
         # open + ceil(88,890 bytes / 64 KiB) = 2 reads + the empty read at the end + close
         assert await settled(before + 4) - before <= 5
+
+
+# -- cancellation, concurrent deletes and failures on the local backends ---------------------
+
+LOCAL = [("file", "asyncio"), ("file", "trio"), ("file+aiofiles", "asyncio")]
+local_cases = pytest.mark.parametrize(
+    ("scheme", "anyio_backend"), LOCAL, ids=[f"{s}-{b}" for s, b in LOCAL]
+)
+
+
+def _returns_late(fn: Callable[..., T], opened: threading.Event) -> Callable[..., T]:
+    """*fn*, whose result is handed back only once its caller was cancelled: the open has
+    happened in the worker thread, the caller will never get what it opened."""
+
+    def late(*args: object, **kwargs: object) -> T:
+        result = fn(*args, **kwargs)
+        opened.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                check_cancelled()
+            except CallCancelled:
+                break
+            time.sleep(0.001)
+        return result
+
+    return late
+
+
+@local_cases
+@pytest.mark.parametrize("what", ["wb", "rb", "stream"])
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+async def test_cancelled_open_leaks_nothing(
+    scheme: str, what: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while its thread opens the file: what was opened (a descriptor, a temp
+    file with its directory's descriptor) is closed and removed for the caller."""
+    from asyncify_kit.storage._backends import _aiofiles, _file
+
+    root = tmp_path / "root"
+    opened = threading.Event()
+    module: Any = _aiofiles if scheme == "file+aiofiles" else _file
+    if what == "wb":
+        name = "TempFile" if scheme == "file+aiofiles" else "begin_write"
+    else:
+        name = "open_beneath"
+    async with Storage(f"{scheme}://{root}") as st:
+        await st.write("k/obj.txt", b"old")
+        monkeypatch.setattr(module, name, _returns_late(getattr(module, name), opened))
+
+        async def use() -> None:
+            if what == "stream":
+                async with st.stream("k/obj.txt") as chunks:
+                    async for _ in chunks:
+                        pass
+            elif what == "wb":
+                async with st.open("k/obj.txt", "wb") as f:
+                    await f.write(b"new")
+            else:
+                async with st.open("k/obj.txt", "rb") as f:
+                    await f.read()
+
+        cancelled = await cancel_when(opened, use)
+        monkeypatch.undo()
+        assert cancelled
+        with anyio.move_on_after(5):  # released by a worker of the pool, not by the caller
+            while await held_under(root) or await temp_files(root):
+                await anyio.sleep(0.01)
+        assert await held_under(root) == []
+        assert await temp_files(root) == []
+        assert await st.read("k/obj.txt") == b"old"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_cancelled_storage_open_leaks_no_root_descriptor(
+    anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncify_kit.storage._backends import _file
+
+    root = tmp_path / "root"
+    opened = threading.Event()
+    monkeypatch.setattr(_file, "_open_root", _returns_late(_file._open_root, opened))
+    storage = Storage(f"file://{root}")
+    task = asyncio.ensure_future(storage.__aenter__())  # a native asyncio cancellation
+    with anyio.fail_after(5):
+        while not opened.is_set():
+            await anyio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with anyio.move_on_after(5):
+        while str(root) in await anyio.to_thread.run_sync(fd_targets):
+            await anyio.sleep(0.01)
+    assert str(root) not in await anyio.to_thread.run_sync(fd_targets)
+
+
+WRITE_PATHS: dict[str, tuple[str, Callable[[Storage], Awaitable[object]]]] = {
+    # small and fsync=false: in turn on the directory's queue (spare file or temp file)
+    "write small": ("?fsync=false", lambda st: st.write("d/e/new", b"data")),
+    "write fsync": ("", lambda st: st.write("d/e/new", b"data")),
+    "write in place": ("?atomic=false", lambda st: st.write("d/e/new", b"data")),
+    "write large": ("?fsync=false", lambda st: st.write("d/e/new", b"data" * 100_000)),
+    "open wb": ("", lambda st: _write_file_object(st)),
+    "copy": ("", lambda st: st.copy("src", "d/e/new")),
+    "move": ("", lambda st: st.move("src", "d/e/new")),
+}
+
+
+async def _write_file_object(st: Storage) -> None:
+    async with st.open("d/e/new", "wb") as f:
+        await f.write(b"data")
+
+
+@pytest.mark.parametrize(
+    ("scheme", "anyio_backend", "path"),
+    [
+        pytest.param(scheme, loop, path, id=f"{scheme}-{loop}-{path}")
+        for scheme, loop in LOCAL
+        for path in WRITE_PATHS
+        if not (scheme == "file+aiofiles" and "?atomic=false" in WRITE_PATHS[path][0])
+    ],
+)
+async def test_a_write_survives_a_sibling_delete_pruning_its_directory(
+    scheme: str, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete prunes the directories it empties (as S3 has no empty prefixes). A write of
+    another key that is making its way down those directories at that moment makes them
+    again, instead of failing with NotFound."""
+    from asyncify_kit.storage._backends import _file
+
+    query, write = WRITE_PATHS[path]
+    root = tmp_path / "root"
+    real_mkdir = os.mkdir
+    pruned: list[str] = []
+
+    async with Storage(f"{scheme}://{root}{query}") as st:
+        root_fd = st.backend.root_fd  # type: ignore[attr-defined]
+
+        def mkdir(name: str, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+            if name == "e" and not pruned:
+                # the delete of d/sibling, run at the worst moment: the write has opened
+                # d and is about to make d/e in it; d, now empty, is removed
+                _file._delete_file(root_fd, ["d", "sibling"], False)
+                pruned.append(name)
+            real_mkdir(name, mode, dir_fd=dir_fd)
+
+        await st.write("src", b"data")
+        await st.write("d/sibling", b"x")
+        if path == "write small" and scheme == "file":
+            # a spare file made for d/e (Linux), whose directory is then pruned: the write
+            # sets it aside and makes d/e again, with a temp file of its own
+            await st.write("d/e/prep", b"x")
+            lanes = st.backend._serial  # type: ignore[attr-defined]
+            with anyio.fail_after(5):
+                while not lanes[("d", "e")].queue.idle:
+                    await anyio.sleep(0.001)
+            await st.delete("d/e/prep")
+        monkeypatch.setattr(os, "mkdir", mkdir)
+        await write(st)
+        monkeypatch.undo()
+        assert pruned == ["e"]
+        assert await st.read("d/e/new") == (b"data" * 100_000 if path == "write large" else b"data")
+        assert not await st.exists("d/sibling")
+    assert await temp_files(root) == []
+
+
+@local_cases
+async def test_failed_writes_remove_the_directories_they_made(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails or is cancelled removes the directories it made (still empty), as
+    a delete prunes them: on S3 no prefix outlives its last object."""
+    from asyncify_kit.storage._backends import _file
+
+    root = tmp_path / "root"
+    async with Storage(f"{scheme}://{root}?fsync=false") as st:
+        await st.write("a/kept", b"1")
+        with pytest.raises(ZeroDivisionError):
+            async with st.open("a/b/c/new.txt", "wb") as f:
+                await f.write(b"data")
+                raise ZeroDivisionError("the failure under test")
+        with anyio.CancelScope() as scope:  # cancelled inside the block, before its publish
+            async with st.open("x/y/new.txt", "wb") as f:
+                await f.write(b"data")
+                scope.cancel()
+                await anyio.sleep(1)
+        assert scope.cancelled_caught
+        if scheme == "file":
+            real_write_all = _file._write_all
+
+            def no_space(fd: int, data: bytes | memoryview) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(_file, "_write_all", no_space)
+            for key in ("f/g/small", "h/i/large"):
+                with pytest.raises(StorageError, match="No space left"):
+                    await st.write(key, b"x" if key.endswith("small") else b"x" * 300_000)
+            monkeypatch.undo()
+
+            entered = threading.Event()
+
+            def until_cancelled(fd: int, data: bytes | memoryview) -> None:
+                real_write_all(fd, data)
+                entered.set()
+                with contextlib.suppress(CallCancelled):
+                    deadline = time.monotonic() + 10
+                    while time.monotonic() < deadline:
+                        check_cancelled()
+                        time.sleep(0.001)
+
+            monkeypatch.setattr(_file, "_write_all", until_cancelled)
+            # a single-hop write, cancelled in its thread
+            cancelled = await cancel_when(entered, lambda: st.write("j/k/new", b"data"))
+            monkeypatch.undo()
+            assert cancelled
+
+            def cross_device(*args: object, **kwargs: object) -> None:
+                raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+            monkeypatch.setattr(os, "rename", cross_device)
+            with pytest.raises(StorageError, match="cross-device"):
+                await st.move("a/kept", "m/n/moved")
+            monkeypatch.undo()
+        listing = await anyio.to_thread.run_sync(
+            lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+        )
+        assert listing == ["a", "a/kept"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("scheme", ["file", "file+aiofiles"])
+async def test_list_shows_no_sub_prefix_for_a_directory_without_objects(
+    anyio_backend: str, scheme: str, tmp_path: Path
+) -> None:
+    """As on S3, a sub-prefix exists only while an object lies under it: an empty directory
+    (made by hand, left by a crash) or one holding only a write's temp file is none."""
+    root = tmp_path / "root"
+
+    def layout() -> None:
+        (root / "empty" / "deeper").mkdir(parents=True)
+        (root / "pending").mkdir()
+        (root / "pending" / f"{TEMP_PREFIX}0-1.tmp").write_bytes(b"half written")
+        (root / "full" / "deep" / "er").mkdir(parents=True)
+        (root / "full" / "deep" / "er" / "obj").write_bytes(b"x")
+
+    await anyio.to_thread.run_sync(layout)
+    async with Storage(f"{scheme}://{root}") as st:
+        top = [(i.key, i.is_dir) async for i in st.list(recursive=False)]
+        assert top == [("full/", True)]
+        assert [i.key async for i in st.list("full/", recursive=False)] == ["full/deep/"]
+        assert [i.key async for i in st.list("empty/", recursive=False)] == []
+        assert [i.key async for i in st.list()] == ["full/deep/er/obj"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_read_goes_on_after_a_capped_read(
+    anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux reads at most 2 GiB - 4 KiB in one call: a short ``pread`` before the end is
+    not the end (here the cap is made 1,000 bytes). file+aiofiles reads through a buffered
+    file object, which goes on by itself."""
+    root = tmp_path / "root"
+    real_pread = os.pread
+
+    def capped(fd: int, n: int, offset: int) -> bytes:
+        return real_pread(fd, min(n, 1000), offset)
+
+    payload = bytes(range(256)) * 20
+    async with Storage(f"file://{root}") as st:
+        await st.write("k", payload)
+        monkeypatch.setattr(os, "pread", capped)
+        assert await st.read("k") == payload
+        assert await st.read("k", offset=100) == payload[100:]
+        assert await st.read("k", offset=100, length=3000) == payload[100:3100]

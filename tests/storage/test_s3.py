@@ -1,15 +1,20 @@
 """S3 specifics: configuration from the standard AWS environment, multipart thresholds,
-objects written by other tools, and the asyncio-only rule of aioboto3."""
+objects written by other tools, and the asyncio-only rule of aioboto3; a connection broken in
+the middle of a body, and an unknown profile, as StorageErrors."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 import pytest
 
-from asyncify_kit.storage import AlreadyExists, Storage
+from asyncify_kit.storage import AlreadyExists, Storage, StorageError
 
 from .conftest import s3_client
 
@@ -95,3 +100,92 @@ async def test_cancelled_large_write_leaves_no_upload(
         lambda: client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
     )
     assert uploads.get("Uploads", []) == []
+
+
+async def start_cutting_proxy(tg: anyio.abc.TaskGroup, endpoint: str, cut: int) -> str:
+    """Start, in *tg*, a TCP proxy to *endpoint* that closes each connection after *cut*
+    bytes of response: a connection breaking in the middle of a body. Returns its URL."""
+    target = urlsplit(endpoint)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def handle(client: anyio.abc.SocketStream) -> None:
+        async with client, await anyio.connect_tcp(target.hostname or "", target.port or 80) as up:
+
+            async def forward() -> None:
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    async for data in client:
+                        await up.send(data)
+
+            async def back() -> None:
+                sent = 0
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    async for data in up:
+                        if sent + len(data) >= cut:
+                            await client.send(data[: cut - sent])
+                            break
+                        sent += len(data)
+                        await client.send(data)
+                pair.cancel_scope.cancel()  # then both sides are closed, mid-body
+
+            async with anyio.create_task_group() as pair:
+                pair.start_soon(forward)
+                pair.start_soon(back)
+
+    async def serve() -> None:
+        async with listener:
+            await listener.serve(handle)
+
+    tg.start_soon(serve)
+    return f"http://127.0.0.1:{port}"
+
+
+async def test_connection_broken_mid_body_is_a_storage_error(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str]
+) -> None:
+    """The body of a read breaks off (the connection closes after 1 MiB of 8): read, stream
+    and open "rb" raise StorageError, the driver's exception chained, as for any S3 error."""
+    endpoint, bucket = s3_bucket
+    prefix = f"cut-{uuid.uuid4().hex[:8]}"
+    client = s3_client(endpoint)
+    put = functools.partial(
+        client.put_object, Bucket=bucket, Key=f"{prefix}/big.bin", Body=b"b" * (8 * MiB)
+    )
+    await anyio.to_thread.run_sync(put)
+
+    async def whole(st: Storage) -> object:
+        return await st.read("big.bin")
+
+    async def streamed(st: Storage) -> object:
+        async with st.stream("big.bin", chunk_size=256 * 1024) as chunks:
+            return [len(chunk) async for chunk in chunks]
+
+    async def file_read(st: Storage) -> object:
+        async with st.open("big.bin", "rb") as f:
+            return await f.read()
+
+    async with anyio.create_task_group() as tg:
+        proxy = await start_cutting_proxy(tg, endpoint, MiB)
+        url = f"{scheme}://{bucket}/{prefix}?endpoint_url={proxy}&max_attempts=1"
+        async with Storage(url) as st:
+            for operation in (whole, streamed, file_read):
+                with pytest.raises(StorageError, match=r"big\.bin") as info:
+                    await operation(st)
+                assert type(info.value) is StorageError
+                assert info.value.__cause__ is info.value.orig is not None
+                assert not isinstance(info.value.orig, StorageError)
+        tg.cancel_scope.cancel()
+
+
+async def test_unknown_profile_is_a_storage_error(
+    scheme: str, anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))  # none: no profiles
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    url = f"{scheme}://bucket/p?endpoint_url=http://127.0.0.1:9&profile=no-such-profile"
+    with pytest.raises(StorageError, match="no-such-profile") as info:
+        async with Storage(url):
+            pass
+    assert type(info.value.__cause__).__name__ == "ProfileNotFound"

@@ -4,7 +4,10 @@ Reading fetches whole chunks (one thread hop or one network read per chunk) and 
 ``read(n)``, ``readline()`` and ``async for line`` from the buffer, so iterating over a
 million short lines costs a few hundred hops, not a million. Writing buffers small writes and
 hands the backend large chunks; the object appears only when the file is closed without an
-error, and an error or a cancellation inside ``async with`` discards it.
+error, and an error or a cancellation inside ``async with`` discards it. So does a `write` or
+`flush` that fails or is interrupted (a timeout, a cancellation), even when the caller catches
+that and goes on: the bytes it was handing over may be lost, so the file refuses any further
+write and its `close` raises instead of publishing an object with a hole.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class AsyncFile:
 
     In ``"wb"`` mode, `close` (or leaving ``async with`` normally) publishes the object
     atomically; `abort` (or an exception or cancellation inside ``async with``) discards it.
+    A `write` or `flush` that raises or is cancelled discards it too: later writes and
+    `close` raise `StorageError`, and the previous object stays.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class AsyncFile:
         self._buf = bytearray()
         self._eof = False
         self._closed = False
+        self._failed: str | None = None  # why writing broke off (the object was discarded)
 
     @property
     def name(self) -> str:
@@ -73,6 +79,21 @@ class AsyncFile:
             raise StorageError(
                 f"file {self.key!r} is open in {self.mode!r} mode; this needs {want!r}"
             )
+        if self._failed is not None:
+            raise self._failure()
+
+    def _failure(self) -> StorageError:
+        return StorageError(
+            f"file {self.key!r} was discarded: an earlier write failed or was interrupted "
+            f"({self._failed}), so it could miss bytes; nothing will be published"
+        )
+
+    async def _break(self, exc: BaseException) -> None:
+        """A write or flush failed or was interrupted: discard the object, refuse the rest."""
+        assert self._writer is not None
+        self._failed = type(exc).__name__
+        self._buf.clear()
+        await shielded(self._writer)
 
     async def _fill(self, want: int) -> bool:
         """Fetch one more chunk (at least *want* bytes asked); False at the end."""
@@ -147,25 +168,39 @@ class AsyncFile:
             self._buf.clear()
         else:
             block = bytes(view)
-        await self._writer.write(block)
+        try:
+            await self._writer.write(block)
+        except BaseException as exc:
+            await self._break(exc)
+            raise
         return n
 
     async def flush(self) -> None:
         """Hand buffered bytes to the backend (still invisible until `close`)."""
         self._check("wb")
         assert self._writer is not None
-        if self._buf:
-            block = bytes(self._buf)
-            self._buf.clear()
-            await self._writer.write(block)
-        await self._writer.flush()
+        try:
+            if self._buf:
+                block = bytes(self._buf)
+                self._buf.clear()
+                await self._writer.write(block)
+            await self._writer.flush()
+        except BaseException as exc:
+            await self._break(exc)
+            raise
 
     async def close(self) -> None:
-        """Finish: a reader is released; a writer publishes the object. Idempotent."""
+        """Finish: a reader is released; a writer publishes the object. Idempotent.
+
+        A writer whose `write` or `flush` failed earlier publishes nothing: `StorageError`.
+        """
         if self._closed:
             return
         if self._writer is not None:
             writer = self._writer
+            if self._failed is not None:  # already discarded by _break
+                self._closed = True
+                raise self._failure()
             try:
                 if self._buf:
                     block = bytes(self._buf)

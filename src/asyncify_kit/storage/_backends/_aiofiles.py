@@ -3,22 +3,60 @@
 Reads and writes of file content go through aiofiles file objects (one thread hop for each
 open, read, write and close, as aiofiles does); paths are still opened without following
 any symbolic link (an ``opener`` doing the ``O_NOFOLLOW`` walk), writes are still atomic,
-and metadata operations run through the core engine like ``file://``. Use it where aiofiles
-is already the house standard; ``file://`` is faster. asyncio only, as aiofiles is.
+and metadata operations run through the core engine like ``file://``. The file objects are
+opened by the core engine too, then wrapped as ``aiofiles.open`` wraps them: a caller
+cancelled while a file opens does not leak it (it is closed, and a temp file removed, for
+it). Use it where aiofiles is already the house standard; ``file://`` is faster. asyncio
+only, as aiofiles is.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import IO, Any
 
-import aiofiles
+import aiofiles.threadpool
+import anyio
 
 from .._keys import split_key
 from ._file import FileBackend, TempFile, _refuse_existing, open_beneath, translate
-from .base import ByteReader, ByteWriter
+from .base import ByteReader, ByteWriter, broken_write, shielded
 
 __all__ = ["AiofilesBackend"]
+
+
+def _open_file(root_fd: int, parts: list[str], key: str) -> tuple[IO[bytes], int]:
+    """The regular file *parts* under ROOT opened for reading, as ``aiofiles.open`` opens it
+    (a buffered file named *key*), and its size when opened."""
+    file = open(key, "rb", opener=lambda _path, _flags: open_beneath(root_fd, parts))  # noqa: SIM115
+    try:
+        return file, os.fstat(file.fileno()).st_size
+    except BaseException:
+        file.close()
+        raise
+
+
+def _close_opened(opened: tuple[IO[bytes], int]) -> None:
+    opened[0].close()
+
+
+def _abandon_writer(opened: tuple[TempFile, IO[bytes]]) -> None:
+    temp, file = opened
+    try:
+        file.close()
+    finally:
+        temp.discard()
+
+
+def _wrap(file: IO[bytes]) -> Any:
+    """The aiofiles object over an open file: what ``await aiofiles.open(...)`` returns."""
+    return aiofiles.threadpool.wrap(file, loop=None, executor=None)
+
+
+async def _close(file: Any) -> None:
+    # shielded: a cancelled caller's file is still closed now, not by the garbage collector
+    with anyio.CancelScope(shield=True):
+        await file.close()
 
 
 class _AiofilesReader(ByteReader):
@@ -34,7 +72,7 @@ class _AiofilesReader(ByteReader):
     async def aclose(self) -> None:
         file, self._file = self._file, None
         if file is not None:
-            await file.close()
+            await _close(file)
 
 
 class _AiofilesWriter(ByteWriter):
@@ -46,18 +84,32 @@ class _AiofilesWriter(ByteWriter):
         self._file: Any = file
         self._key = key
         self._if_not_exists = if_not_exists
+        self._failed = False  # a write raised or was cancelled: its bytes may be missing
 
     async def write(self, data: bytes) -> None:
         try:
             await self._file.write(data)
         except OSError as exc:
-            await self.abort()
+            self._failed = True
+            await shielded(self)
             raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+        except BaseException:
+            self._failed = True
+            raise
 
     async def flush(self) -> None:
-        await self._file.flush()
+        try:
+            await self._file.flush()
+        except OSError as exc:
+            self._failed = True
+            raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+        except BaseException:
+            self._failed = True
+            raise
 
     async def commit(self) -> None:
+        if self._failed:
+            raise broken_write(self._key, self._backend.describe())
         try:
             await self._file.close()
             await self._backend._run(self._temp.commit, if_not_exists=self._if_not_exists)
@@ -75,23 +127,32 @@ class AiofilesBackend(FileBackend):
 
     name = "file+aiofiles"
 
-    def _opener(self, parts: list[str]) -> Any:
-        root_fd = self.root_fd
-
-        def opener(_path: str, _flags: int) -> int:
-            return open_beneath(root_fd, parts)
-
-        return opener
-
-    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+    async def _open(self, key: str) -> tuple[IO[bytes], int]:
         try:
-            async with aiofiles.open(key, "rb", opener=self._opener(split_key(key))) as f:
-                if offset:
-                    await f.seek(offset)
-                data: bytes = await f.read(-1 if length is None else length)
-                return data
+            return await self._run_owned(
+                _close_opened, _open_file, self.root_fd, split_key(key), key
+            )
         except OSError as exc:
             raise translate(exc, key, self.describe()) from exc
+
+    async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        raw, size = await self._open(key)
+        f = _wrap(raw)
+        try:
+            if offset > size:  # past the end (seek and read refuse an offset near 2**63)
+                return b""
+            if offset:
+                await f.seek(offset)
+            if length is not None and length <= size - offset:
+                data: bytes = await f.read(length)
+                return data
+            # to the end, as it is now; never a buffer of *length* bytes that are not there
+            data = await f.read(-1)
+            return data if length is None else data[:length]
+        except OSError as exc:
+            raise translate(exc, key, self.describe()) from exc
+        finally:
+            await _close(f)
 
     async def write(
         self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
@@ -101,36 +162,34 @@ class AiofilesBackend(FileBackend):
             await writer.write(data)
             await writer.commit()
         except BaseException:
-            from .base import shielded
-
             await shielded(writer)
             raise
 
     async def open_reader(self, key: str) -> ByteReader:
-        try:
-            file = await aiofiles.open(key, "rb", opener=self._opener(split_key(key)))
-        except OSError as exc:
-            raise translate(exc, key, self.describe()) from exc
-        return _AiofilesReader(file)
+        raw, _ = await self._open(key)
+        return _AiofilesReader(_wrap(raw))
 
     async def open_writer(
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
         parts = split_key(key)
         root_fd = self.root_fd
+        fsync = self.fsync
 
-        def begin() -> TempFile:
+        def begin() -> tuple[TempFile, IO[bytes]]:
             if if_not_exists:
                 _refuse_existing(root_fd, parts)
-            return TempFile(root_fd, parts, self.fsync)
+            temp = TempFile(root_fd, parts, fsync)
+            try:
+                # a descriptor of its own: closing the file object leaves the temp file's
+                file = open(key, "wb", opener=lambda _path, _flags: os.dup(temp.fd))  # noqa: SIM115
+            except BaseException:
+                temp.discard()
+                raise
+            return temp, file
 
         try:
-            temp = await self._run(begin)
+            temp, file = await self._run_owned(_abandon_writer, begin)
         except OSError as exc:
             raise translate(exc, key, self.describe(), writing=True) from exc
-        try:
-            file = await aiofiles.open(key, "wb", opener=lambda _path, _flags: os.dup(temp.fd))
-        except BaseException:
-            await self._run(temp.discard)
-            raise
-        return _AiofilesWriter(self, temp, file, key, if_not_exists)
+        return _AiofilesWriter(self, temp, _wrap(file), key, if_not_exists)

@@ -50,3 +50,10 @@ class Boto3Backend(S3Backend):
 
     async def body_close(self, body: Any) -> None:
         await run_sync(body.close)
+
+    def body_errors(self) -> tuple[type[Exception], ...]:
+        from botocore.exceptions import BotoCoreError
+        from urllib3.exceptions import HTTPError
+
+        # botocore wraps urllib3's read errors (ResponseStreamingError, ReadTimeoutError)
+        return (BotoCoreError, HTTPError, OSError)

@@ -9,12 +9,16 @@ component by component relative to a directory descriptor of ROOT with ``O_NOFOL
 symbolic link, wherever it points, is never followed: it is refused with `InvalidPath`. Writes
 go to a temporary file in the target directory, are fsynced (option ``fsync``, on by default),
 then renamed over the key: readers see the old or the new content, never a mix, and an exception
-or a cancellation leaves the old content and no temp file. On Linux, a small write without fsync
-goes into a file prepared ahead for its directory (``O_TMPFILE``, see `SpareFile`), and the file
-it replaces is freed after the caller has its answer. With ``atomic=false`` a write
-overwrites the file in place and cuts it to the new length instead (cheaper, but a reader may
-see a mix of old and new bytes, and an interrupted write leaves only the bytes written so far);
-symbolic links are refused the same way.
+or a cancellation leaves the old content, no temp file and no directory made for the key. As on
+S3, where a prefix exists only while an object has it, a delete removes the directories it
+empties, a write racing such a delete makes them again, and a listing shows no directory that
+holds no object. On Linux, a small write without fsync goes into a file prepared ahead for its
+directory (``O_TMPFILE``, see `SpareFile`), and the file it replaces is freed after the caller
+has its answer. With ``atomic=false`` a write overwrites the file in place and cuts it to the
+new length instead (cheaper, but a reader may see a mix of old and new bytes, and an
+interrupted write leaves only the bytes written so far); symbolic links are refused the same
+way. A step that opens something (a descriptor, a temp file) runs through `run_owned`: if its
+caller is cancelled meanwhile, what it opened is closed (and removed) for it.
 
 Needs ``dir_fd`` support in `os` (Linux, macOS, the BSDs).
 """
@@ -39,7 +43,7 @@ import anyio
 
 from ..._config import BackendURL
 from ..._executor import DEFAULT_POOL, SerialQueue, check_cancelled, get_pool
-from ..._offload import OffloadedIterator, asyncify, run_serial, run_sync
+from ..._offload import OffloadedIterator, asyncify, run_owned, run_serial, run_sync
 from ...exceptions import (
     AlreadyExists,
     ConfigError,
@@ -50,7 +54,7 @@ from ...exceptions import (
     Unsupported,
 )
 from .._keys import TEMP_PREFIX, split_key, validate_key
-from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write
 
 __all__ = ["FileBackend", "InPlaceFile", "TempFile", "open_beneath"]
 
@@ -63,6 +67,9 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 _IN_PLACE_FLAGS = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _COPY_CHUNK = 1024 * 1024
 _LIST_PAGE = 1000
+# Walks that make a write's directories, before a delete pruning them meanwhile wins: each
+# lost race means a concurrent delete emptied and removed one of them within microseconds.
+_DIR_WALKS = 5
 # Atomic writes without fsync up to this size into one directory take turns on one worker (a
 # SerialQueue): creating and renaming files there is serialized by the kernel anyway. Larger
 # ones run in parallel, their data copy being most of their cost, and so do writes with
@@ -100,22 +107,44 @@ def _open_dir(name: str, dir_fd: int) -> int:
         raise
 
 
-def parent_fd(root_fd: int, parts: list[str], *, create: bool) -> int:
+def parent_fd(
+    root_fd: int, parts: list[str], *, create: bool, made: list[int] | None = None
+) -> int:
     """A descriptor of the directory holding ``parts[-1]`` (maybe *root_fd* itself).
 
     Walks from ROOT without following any symbolic link; with *create*, missing
-    directories are made. The caller closes the result unless it is *root_fd*.
+    directories are made, and the depth (index in *parts*) of each one made is appended to
+    *made*. A delete of another key prunes the directories it empties (`_prune`), maybe
+    one this walk is in or has just made: the walk then starts over, a few times
+    (`_DIR_WALKS`). The caller closes the result unless it is *root_fd*.
     """
+    if not create:
+        return _walk_parents(root_fd, parts, None)
+    for _ in range(_DIR_WALKS - 1):
+        try:
+            return _walk_parents(root_fd, parts, made if made is not None else [])
+        except FileNotFoundError:
+            continue  # pruned meanwhile: make it again
+    return _walk_parents(root_fd, parts, made if made is not None else [])
+
+
+def _walk_parents(root_fd: int, parts: list[str], made: list[int] | None) -> int:
+    """`parent_fd`, one walk: a missing directory is made when *made* is a list (and its
+    depth appended to it), else it is `FileNotFoundError`."""
     dfd = root_fd
     try:
-        for name in parts[:-1]:
+        for depth, name in enumerate(parts[:-1]):
             try:
                 nfd = _open_dir(name, dfd)
             except FileNotFoundError:
-                if not create:
+                if made is None:
                     raise
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(name, 0o777, dir_fd=dfd)
+                except FileExistsError:
+                    pass
+                else:
+                    made.append(depth)
                 nfd = _open_dir(name, dfd)
             if dfd != root_fd:
                 os.close(dfd)
@@ -164,24 +193,34 @@ def open_beneath(root_fd: int, parts: list[str]) -> int:
 
 
 def _read_range(fd: int, size: int, offset: int, length: int | None) -> bytes:
-    """*length* bytes (all with None) from *offset* of the regular file *fd*.
+    """At most *length* bytes (all with None) from *offset* of the regular file *fd*.
 
-    Asks for one byte more than the size seen by ``fstat``, so a file that did not grow is
-    read in one ``pread``: a short read of a regular file means its end (POSIX), a longer
-    one that it grew, and the loop goes on to the end.
+    Asks for one byte more than the size seen by ``fstat`` (or *length*, if less), so a file
+    that did not grow is read in one ``pread``: a short read that reaches that size is the
+    end of a regular file (POSIX), a full one means that it grew, and the loop goes on to the
+    end. A short read before that size is Linux's cap on one read (2 GiB - 4 KiB): the loop
+    goes on too. A *length* far past the end allocates nothing for bytes that are not there,
+    and an *offset* past it reads nothing (``pread`` would refuse one near 2**63).
     """
-    want = max(size - offset, 0) + 1 if length is None else length
+    if offset > size:
+        return b""
+    want = size - offset + 1
+    if length is not None and length < want:
+        want = length
     chunks = []
     while want > 0:
         chunk = os.pread(fd, want, offset)
         if not chunk:
             break
         chunks.append(chunk)
-        offset += len(chunk)
-        if length is not None:
-            want -= len(chunk)
-        elif len(chunk) < want:
+        got = len(chunk)
+        offset += got
+        if got < want and offset >= size:
             break
+        if length is not None:
+            length -= got
+            if length < want:
+                want = length
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -252,6 +291,8 @@ class _OpenFile:
     root_fd: int
     dir_fd: int
     fd: int
+    parts: list[str]
+    made: list[int]  # depths in parts of the directories this write made (`parent_fd`)
 
     def discard(self) -> None:
         raise NotImplementedError
@@ -268,12 +309,19 @@ class _OpenFile:
             dfd, self.dir_fd = self.dir_fd, -1
             _close_dir(dfd, self.root_fd)
 
+    def _unmake(self) -> None:
+        """Remove the directories this write made while they are empty, deepest first, as
+        `_delete_file` prunes: a failed write leaves no directory behind (S3 has none)."""
+        if self.made:
+            top, self.made = min(self.made), []
+            _prune(self.root_fd, self.parts, top)
+
 
 class TempFile(_OpenFile):
     """A temporary file next to its key; `commit` renames it over the key, `discard` removes it.
 
     Every method runs in a worker thread; `commit` and `discard` are idempotent and leave
-    nothing behind on failure.
+    nothing behind on failure: no temp file, and no directory made for it (if still empty).
     """
 
     def __init__(self, root_fd: int, parts: list[str], fsync: bool) -> None:
@@ -283,31 +331,36 @@ class TempFile(_OpenFile):
         self.dir_fd = -1
         self.fd = -1
         self.name = ""
-        for attempt in range(3):
-            self.dir_fd = parent_fd(root_fd, parts, create=True)
-            if _is_symlink(parts[-1], self.dir_fd):
-                _close_dir(self.dir_fd, root_fd)
-                self.dir_fd = -1
-                raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
-            self.name = _temp_names.next()
-            try:
-                with _dir_lock(root_fd, parts):
-                    try:
-                        self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
-                    except FileExistsError:
-                        self.name = f"{TEMP_PREFIX}{secrets.token_hex(12)}.tmp"
-                        self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
-                break
-            except FileNotFoundError:
-                # the directory was pruned by a concurrent delete between walk and create
-                _close_dir(self.dir_fd, root_fd)
-                self.dir_fd = -1
-                if attempt == 2:
+        self.made = []
+        try:
+            for attempt in range(3):
+                self.dir_fd = parent_fd(root_fd, parts, create=True, made=self.made)
+                if _is_symlink(parts[-1], self.dir_fd):
+                    _close_dir(self.dir_fd, root_fd)
+                    self.dir_fd = -1
+                    raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
+                self.name = _temp_names.next()
+                try:
+                    with _dir_lock(root_fd, parts):
+                        try:
+                            self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
+                        except FileExistsError:
+                            self.name = f"{TEMP_PREFIX}{secrets.token_hex(12)}.tmp"
+                            self.fd = os.open(self.name, _TEMP_FLAGS, 0o666, dir_fd=self.dir_fd)
+                    break
+                except FileNotFoundError:
+                    # the directory was pruned by a concurrent delete between walk and create
+                    _close_dir(self.dir_fd, root_fd)
+                    self.dir_fd = -1
+                    if attempt == 2:
+                        raise
+                except BaseException:
+                    _close_dir(self.dir_fd, root_fd)
+                    self.dir_fd = -1
                     raise
-            except BaseException:
-                _close_dir(self.dir_fd, root_fd)
-                self.dir_fd = -1
-                raise
+        except BaseException:
+            self._unmake()  # the directories made for it, if still empty
+            raise
 
     def commit(self, *, if_not_exists: bool) -> None:
         try:
@@ -346,6 +399,7 @@ class TempFile(_OpenFile):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=self.dir_fd)
         self._release_dir()
+        self._unmake()
 
 
 class InPlaceFile(_OpenFile):
@@ -369,35 +423,41 @@ class InPlaceFile(_OpenFile):
 
     def __init__(self, root_fd: int, parts: list[str], fsync: bool, *, if_not_exists: bool):
         self.root_fd = root_fd
+        self.parts = parts
         self.fsync = fsync
         self.fd = -1
         self.dir_fd = -1
         self.size = 0  # bytes written so far, all at the start of the file
+        self.made = []
         name = parts[-1]
         flags = _IN_PLACE_FLAGS | (os.O_EXCL if if_not_exists else 0)
-        for attempt in range(3):
-            self.dir_fd = parent_fd(root_fd, parts, create=True)
-            try:
-                self.fd = os.open(name, flags, 0o666, dir_fd=self.dir_fd)
-                break
-            except FileNotFoundError:
-                # the directory was pruned by a concurrent delete between walk and create
-                self._release_dir()
-                if attempt == 2:
+        try:
+            for attempt in range(3):
+                self.dir_fd = parent_fd(root_fd, parts, create=True, made=self.made)
+                try:
+                    self.fd = os.open(name, flags, 0o666, dir_fd=self.dir_fd)
+                    break
+                except FileNotFoundError:
+                    # the directory was pruned by a concurrent delete between walk and create
+                    self._release_dir()
+                    if attempt == 2:
+                        raise
+                except OSError as exc:
+                    symlink = exc.errno == errno.ELOOP or (
+                        exc.errno == errno.EEXIST and _is_symlink(name, self.dir_fd)
+                    )
+                    self._release_dir()
+                    if symlink:
+                        raise _SymlinkRefused(errno.ELOOP, "symbolic link", name) from exc
+                    if exc.errno == errno.ENXIO:  # a FIFO without a reader
+                        raise IsADirectoryError(errno.EISDIR, "not a regular file", name) from exc
                     raise
-            except OSError as exc:
-                symlink = exc.errno == errno.ELOOP or (
-                    exc.errno == errno.EEXIST and _is_symlink(name, self.dir_fd)
-                )
-                self._release_dir()
-                if symlink:
-                    raise _SymlinkRefused(errno.ELOOP, "symbolic link", name) from exc
-                if exc.errno == errno.ENXIO:  # a FIFO without a reader
-                    raise IsADirectoryError(errno.EISDIR, "not a regular file", name) from exc
-                raise
-            except BaseException:
-                self._release_dir()
-                raise
+                except BaseException:
+                    self._release_dir()
+                    raise
+        except BaseException:
+            self._unmake()  # no file was made: nor are the directories made for it kept
+            raise
         try:
             st = os.fstat(self.fd)
             if not stat_mod.S_ISREG(st.st_mode):
@@ -465,6 +525,11 @@ def begin_write(
     if if_not_exists:
         _refuse_existing(root_fd, parts)
     return TempFile(root_fd, parts, fsync)
+
+
+def _discard(file: TempFile | InPlaceFile) -> None:
+    """Discard a write whose caller never got its file (cancelled while it was opened)."""
+    file.discard()
 
 
 def _write_file(
@@ -566,6 +631,13 @@ class SpareFile:
             _close_dir(dfd, self.root_fd)
         self.fd, self.dir_id, self.generation = fd, dir_id, _fork_generation
 
+    def set_aside(self) -> None:
+        """Give up the prepared file (its directory is gone); it is closed next."""
+        fd, self.fd = self.fd, -1
+        if fd != -1:
+            self.budget.release()
+            self.orphans.append(fd)
+
     def detach(self) -> list[int]:
         """Give up the files held (to be closed by someone else); no more are prepared."""
         self.enabled = False
@@ -607,7 +679,13 @@ def _write_spare(
 ) -> bool:
     """Write *data* to *parts* through the spare file; False if it cannot serve here."""
     name = parts[-1]
-    dfd = parent_fd(root_fd, parts, create=True)
+    try:
+        dfd = parent_fd(root_fd, parts, create=False)
+    except FileNotFoundError:
+        # no such directory (the spare file's was removed): the write makes it, with a temp
+        # file of its own, which also removes it again if the write fails
+        spare.set_aside()
+        return False
     try:
         fd = spare.take(dfd)
         if fd == -1:
@@ -693,13 +771,14 @@ def _stat_file(root_fd: int, parts: list[str], key: str) -> ObjectInfo:
     return _info(key, st, mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream")
 
 
-def _prune(root_fd: int, parts: list[str]) -> None:
-    """Remove the directories of *parts* that became empty, deepest first (as S3 prefixes)."""
+def _prune(root_fd: int, parts: list[str], top: int = 0) -> None:
+    """Remove the directories of *parts* that became empty, deepest first (as S3 prefixes),
+    up to the one at depth *top* (``parts[top]``)."""
     fds = [root_fd]
     try:
         for name in parts[:-2]:
             fds.append(_open_dir(name, fds[-1]))
-        for depth in range(len(parts) - 2, -1, -1):
+        for depth in range(len(parts) - 2, top - 1, -1):
             try:
                 os.rmdir(parts[depth], dir_fd=fds[depth])
             except OSError:
@@ -752,20 +831,40 @@ def _copy_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> Non
 def _move_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> None:
     os.close(open_beneath(root_fd, src))
     sfd = parent_fd(root_fd, src, create=False)
+    made: list[int] = []
     try:
-        dfd = parent_fd(root_fd, dst, create=True)
-        try:
-            if _is_symlink(dst[-1], dfd):
-                raise _SymlinkRefused(errno.ELOOP, "symbolic link", dst[-1])
-            os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
-            if fsync:
-                os.fsync(dfd)
-        finally:
-            _close_dir(dfd, root_fd)
+        for attempt in range(3):
+            dfd = parent_fd(root_fd, dst, create=True, made=made)
+            try:
+                if _is_symlink(dst[-1], dfd):
+                    raise _SymlinkRefused(errno.ELOOP, "symbolic link", dst[-1])
+                os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+                if fsync:
+                    os.fsync(dfd)
+                break
+            except FileNotFoundError:
+                # the source is gone, or a concurrent delete pruned the target's directory
+                # (between walk and rename): then walk again
+                if attempt == 2 or not _is_present(src[-1], sfd):
+                    raise
+            finally:
+                _close_dir(dfd, root_fd)
+    except BaseException:
+        if made:
+            _prune(root_fd, dst, min(made))
+        raise
     finally:
         _close_dir(sfd, root_fd)
     if src[:-1] != dst[:-1]:
         _prune(root_fd, src)
+
+
+def _is_present(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _valid_name(name: str) -> bool:
@@ -794,7 +893,8 @@ def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectIn
         key = base + name
         if is_dir:
             if not recursive:
-                yield ObjectInfo(key + "/", 0, is_dir=True)
+                if _holds_objects(name, dfd):
+                    yield ObjectInfo(key + "/", 0, is_dir=True)
                 continue
             try:
                 sub = _open_dir(name, dfd)
@@ -811,6 +911,29 @@ def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectIn
                 continue
             if stat_mod.S_ISREG(st.st_mode):
                 yield _info(key, st, None)
+
+
+def _holds_objects(name: str, dfd: int) -> bool:
+    """Whether the directory *name* of *dfd* holds an object at some depth: S3 shows a
+    sub-prefix only then, and an empty directory (left by a crash, made by hand, or holding
+    only a write's temp file) is none."""
+    try:
+        sub = _open_dir(name, dfd)
+    except OSError:
+        return False
+    try:
+        subdirs = []
+        with os.scandir(sub) as it:
+            for entry in it:
+                if not _valid_name(entry.name):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    return True
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+        return any(_holds_objects(subdir, sub) for subdir in subdirs)
+    finally:
+        os.close(sub)
 
 
 def _list_pages(
@@ -903,14 +1026,20 @@ class _FileWriter(ByteWriter):
         self._backend = backend
         self._if_not_exists = if_not_exists
         self._run = backend._run
+        self._failed = False  # a write raised or was cancelled: its bytes may be missing
 
     async def write(self, data: bytes) -> None:
         try:
             await self._run(self._temp.write, data)
-        except OSError as exc:
-            raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+        except BaseException as exc:
+            self._failed = True
+            if isinstance(exc, OSError):
+                raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+            raise
 
     async def commit(self) -> None:
+        if self._failed:
+            raise broken_write(self._key, self._backend.describe())
         try:
             await self._run(self._temp.commit, if_not_exists=self._if_not_exists)
         except OSError as exc:
@@ -955,6 +1084,13 @@ class FileBackend(StorageBackend):
             return await run_sync(fn, *args, **kwargs)
         return cast(T, await self._pooled(fn, args, kwargs))
 
+    async def _run_owned(
+        self, release: Callable[[T], object], fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> T:
+        """`_run` for a step that opens something (a descriptor, a temp file): if the caller
+        is cancelled while it runs, *release* closes what it opened, in the same pool."""
+        return await run_owned(self.pool, release, fn, *args, **kwargs)
+
     def _lane(self, parts: list[str]) -> _Lane:
         """The queue (and spare file) of small atomic writes into the directory of *parts*."""
         key = tuple(parts[:-1])
@@ -988,7 +1124,7 @@ class FileBackend(StorageBackend):
                 "on this platform use 'file+aiofiles://' or 'memory://'"
             )
         try:
-            self._root_fd = await self._run(_open_root, self.root, self.create_root)
+            self._root_fd = await self._run_owned(os.close, _open_root, self.root, self.create_root)
         except OSError as exc:
             raise translate(exc, ".", self.describe()) from exc
         if not mimetypes.inited:
@@ -1034,7 +1170,7 @@ class FileBackend(StorageBackend):
 
     async def open_reader(self, key: str) -> ByteReader:
         try:
-            fd = await self._run(open_beneath, self.root_fd, split_key(key))
+            fd = await self._run_owned(os.close, open_beneath, self.root_fd, split_key(key))
         except OSError as exc:
             raise translate(exc, key, self.describe()) from exc
         return _FileReader(fd, self._run)
@@ -1043,7 +1179,8 @@ class FileBackend(StorageBackend):
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
         try:
-            temp = await self._run(
+            temp = await self._run_owned(
+                _discard,
                 begin_write,
                 self.root_fd,
                 split_key(key),

@@ -120,6 +120,9 @@ class MemoryBackend(StorageBackend):
     async def open_writer(
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
+        # refused at open, as the other backends do; commit checks again (a race)
+        if if_not_exists and key in self._store:
+            raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
         return _MemoryWriter(self, key, if_not_exists, content_type)
 
     async def stat(self, key: str) -> ObjectInfo:
@@ -158,4 +161,5 @@ class MemoryBackend(StorageBackend):
                     last_dir = sub
                     yield ObjectInfo(sub, 0, is_dir=True)
                 continue
-            yield ObjectInfo(key, len(blob.data), blob.modified, blob.etag, blob.content_type)
+            # no content_type, as on the other backends (S3's listing has none): stat() has it
+            yield ObjectInfo(key, len(blob.data), blob.modified, blob.etag)

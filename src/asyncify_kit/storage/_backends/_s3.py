@@ -31,7 +31,7 @@ from ...exceptions import (
     StorageError,
 )
 from .._keys import validate_key, validate_prefix
-from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write
 
 __all__ = ["S3Backend", "translate_botocore"]
 
@@ -53,7 +53,7 @@ _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
 def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> StorageError:
-    """The StorageError for a botocore exception met while working on *key*."""
+    """The StorageError for a botocore (or HTTP client) exception met while working on *key*."""
     from botocore.exceptions import ClientError
 
     where = f"{key!r} in {backend.describe()}" if key else backend.describe()
@@ -79,14 +79,15 @@ def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> S
 
 
 class _S3Reader(ByteReader):
-    def __init__(self, backend: S3Backend, body: Any) -> None:
+    def __init__(self, backend: S3Backend, body: Any, key: str) -> None:
         self._backend = backend
         self._body: Any = body
+        self._key = key
 
     async def read(self, size: int) -> bytes:
         if self._body is None:
             raise ValueError("read from a closed reader")
-        return await self._backend.body_read(self._body, size)
+        return await self._backend.read_body(self._body, size, self._key)
 
     async def aclose(self) -> None:
         body, self._body = self._body, None
@@ -111,11 +112,20 @@ class _S3Writer(ByteWriter):
         self._creating = False
         self._parts: list[dict[str, Any]] = []
         self._closed = False
+        # a write raised or was cancelled: a part it took from the buffer may be lost
+        self._failed = False
         self._part_size = backend.part_size
 
     async def write(self, data: bytes) -> None:
         if self._closed:
             raise ValueError(f"writer of {self._key!r} is closed")
+        try:
+            await self._write(data)
+        except BaseException:
+            self._failed = True
+            raise
+
+    async def _write(self, data: bytes) -> None:
         size = self._part_size
         if not self._buf and len(data) >= size:
             view = memoryview(data)
@@ -149,6 +159,8 @@ class _S3Writer(ByteWriter):
     async def commit(self) -> None:
         if self._closed:
             raise ValueError(f"writer of {self._key!r} is closed")
+        if self._failed:
+            raise broken_write(self._key, self._backend.describe())
         if self._upload_id is None:
             data = bytes(self._buf)
             self._buf = bytearray()
@@ -258,11 +270,12 @@ class S3Backend(StorageBackend):
         return aioboto3.Session(botocore_session=core)
 
     async def aopen(self) -> None:
-        session = await run_sync(self._make_session)
-        self._client_cm = session.client("s3", **self.client_kwargs())
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
+            # an unknown ?profile= is botocore's ProfileNotFound, raised here
+            session = await run_sync(self._make_session)
+            self._client_cm = session.client("s3", **self.client_kwargs())
             self._client = await self._client_cm.__aenter__()
         except (ClientError, BotoCoreError) as exc:
             self._client_cm = None
@@ -289,6 +302,22 @@ class S3Backend(StorageBackend):
 
     async def body_close(self, body: Any) -> None:
         body.close()
+
+    def body_errors(self) -> tuple[type[Exception], ...]:
+        """What `body_read` raises when the connection breaks (or times out) mid-body."""
+        import aiohttp
+        from botocore.exceptions import BotoCoreError
+
+        # aiobotocore turns some of aiohttp's errors into botocore's, not all of them
+        # (ClientPayloadError: the body ended before its Content-Length)
+        return (BotoCoreError, aiohttp.ClientError, OSError)
+
+    async def read_body(self, body: Any, size: int | None, key: str) -> bytes:
+        """`body_read`, its driver errors translated (to `StorageError`) and chained."""
+        try:
+            return await self.body_read(body, size)
+        except self.body_errors() as exc:
+            raise translate_botocore(exc, key, self) from exc
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -330,7 +359,7 @@ class S3Backend(StorageBackend):
             raise
         body = resp["Body"]
         try:
-            return await self.body_read(body, None)
+            return await self.read_body(body, None, key)
         finally:
             await self.body_close(body)
 
@@ -352,7 +381,7 @@ class S3Backend(StorageBackend):
 
     async def open_reader(self, key: str) -> ByteReader:
         resp = await self.call("get_object", key)
-        return _S3Reader(self, resp["Body"])
+        return _S3Reader(self, resp["Body"], key)
 
     async def open_writer(
         self, key: str, *, if_not_exists: bool, content_type: str | None

@@ -22,9 +22,16 @@ from typing import Any
 import anyio
 
 from ..._config import BackendURL
-from ...exceptions import NotFound, Unsupported
+from ...exceptions import NotFound, StorageError, Unsupported
 
-__all__ = ["ByteReader", "ByteWriter", "ObjectInfo", "StorageBackend", "shielded"]
+__all__ = [
+    "ByteReader",
+    "ByteWriter",
+    "ObjectInfo",
+    "StorageBackend",
+    "broken_write",
+    "shielded",
+]
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,8 @@ class ObjectInfo:
     """What `Storage.stat` and `Storage.list` report about one object.
 
     `etag` changes whenever the content changes (an MD5 on memory://, S3's ETag, and
-    ``mtime-size`` on file://); `content_type` is None where a backend does not know it.
+    ``mtime-size`` on file://). `content_type` comes from `Storage.stat`: `Storage.list`
+    leaves it None on every backend (S3's listing does not return it).
     A non-recursive listing also yields one entry per sub-"directory", with ``is_dir=True``,
     a key ending in ``/`` and ``size == 0``.
     """
@@ -69,11 +77,23 @@ class ByteWriter(abc.ABC):
 
     @abc.abstractmethod
     async def commit(self) -> None:
-        """Publish the object atomically; after this the writer is closed."""
+        """Publish the object atomically; after this the writer is closed.
+
+        After a `write` that raised or was cancelled it publishes nothing and raises
+        `StorageError` (see `broken_write`): that write's bytes may be missing.
+        """
 
     @abc.abstractmethod
     async def abort(self) -> None:
         """Discard everything written (idempotent); the previous object is untouched."""
+
+
+def broken_write(key: str, where: str) -> StorageError:
+    """What `ByteWriter.commit` raises when an earlier `write` failed or was interrupted."""
+    return StorageError(
+        f"cannot publish {key!r} in {where}: an earlier write to it failed or was "
+        "interrupted, so the object could miss bytes; abort it"
+    )
 
 
 async def shielded(writer: ByteWriter) -> None:
