@@ -26,7 +26,7 @@ import types
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from contextlib import AbstractContextManager
-from types import BuiltinFunctionType, FunctionType, TracebackType
+from types import BuiltinFunctionType, FunctionType, MethodType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 from ._executor import (
@@ -593,6 +593,9 @@ def _check_sync(fn: object) -> None:
     if kind is FunctionType:
         if fn.__code__.co_flags & _ASYNC_CODE_FLAGS:  # type: ignore[attr-defined]
             _reject_async(fn)
+    elif kind is MethodType and type(fn.__func__) is FunctionType:  # type: ignore[attr-defined]
+        if fn.__func__.__code__.co_flags & _ASYNC_CODE_FLAGS:  # type: ignore[attr-defined]
+            _reject_async(fn)  # a proxy's methods (`wrap`) come this way
     elif kind is not BuiltinFunctionType:
         _reject_async(fn)
 
