@@ -97,6 +97,34 @@ async def test_body_lines_are_botocores_on_both_backends(
         assert lines == [b"one\n", b"two\r\n", b"three"]
 
 
+async def test_async_with_body_gives_the_body_on_both_backends(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``async with response["Body"] as body`` gives the body itself on both backends (with
+    aiobotocore's own the raw aiohttp response came out, with another ``read``, no
+    ``iter_chunks`` nor ``iter_lines``), and ``await body.close()`` closes it on both."""
+    bucket = f"aws-with-{uuid.uuid4().hex[:10]}"
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=b"one\ntwo\nthree\n")
+        response = await s3.get_object(Bucket=bucket, Key="k")
+        async with response["Body"] as body:
+            assert body is response["Body"]
+            assert await body.read(4) == b"one\n"
+            chunks = [chunk async for chunk in body.iter_chunks(3)]
+            assert b"".join(chunks) == b"two\nthree\n" and all(len(c) <= 3 for c in chunks)
+        async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
+            assert [line async for line in body.iter_lines()] == [b"one", b"two", b"three"]
+        body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+        assert await body.read(3) == b"one"
+        await body.close()
+        if backend == "aioboto3":
+            assert body.closed  # aiohttp's response, released with its connection
+            body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+            body.close()  # as aiobotocore's: closed at once, without being awaited
+            assert body.closed
+
+
 async def test_sqs(backend: Any, client_kwargs: dict[str, Any]) -> None:
     async with aws.client("sqs", backend=backend, **client_kwargs) as sqs:
         queue = await sqs.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")

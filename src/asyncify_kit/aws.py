@@ -14,8 +14,10 @@ returns a paginator whose ``paginate(...)`` is an async iterator of pages,
 ``get_waiter(name).wait(...)`` is awaited, and a streaming response body (S3's
 ``get_object``) is read with ``await body.read()``, ``async for chunk in
 body.iter_chunks()`` or ``async for line in body.iter_lines()`` (lines without their endings,
-as botocore gives them), inside ``async with body:``. aioboto3 runs on asyncio only; the boto3
-backend also runs on trio. Errors are botocore's own (``ClientError``), unchanged.
+as botocore gives them), inside ``async with response["Body"] as body:`` (which gives the
+body itself on both backends) or followed by ``await body.close()``. aioboto3 runs on asyncio
+only; the boto3 backend also runs on trio. Errors are botocore's own (``ClientError``),
+unchanged.
 """
 
 from __future__ import annotations
@@ -87,6 +89,64 @@ class AsyncBody:
 
     def __repr__(self) -> str:
         return f"<AsyncBody of {type(self._body).__name__}>"
+
+
+class _Closed:
+    """What `_AioBody.close` returns: the body is closed already; awaiting this is optional."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator function: awaiting it finishes at once
+
+
+_CLOSED = _Closed()
+
+
+class _AioBody:
+    """An aiobotocore ``StreamingBody`` whose ``async with ... as body`` gives the body.
+
+    aiobotocore's ``__aenter__`` gives the raw aiohttp response instead (whose ``read`` takes
+    no size, with no ``iter_chunks`` nor ``iter_lines``), and its ``close()`` cannot be
+    awaited: with this wrapper both are as on the boto3 backend's `AsyncBody`. Every other
+    attribute (``read``, ``iter_chunks``, ``iter_lines``, ``content``...) is the body's own,
+    and ``close()`` still closes at once, so code that does not await it works as before.
+    """
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def close(self) -> _Closed:
+        """Close the body (its connection) now; ``await body.close()`` works too."""
+        self._body.close()
+        return _CLOSED
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks: AsyncIterator[bytes] = self._body.__aiter__()
+        return chunks
+
+    async def __aenter__(self) -> _AioBody:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # aiobotocore's own exit: the connection goes back to the pool if the body was read
+        await self._body.__aexit__(*exc_info)
+
+    def __repr__(self) -> str:
+        return f"<aws body of {type(self._body).__name__}>"
+
+
+def _aio_bodies(parsed: Any = None, **kwargs: Any) -> None:
+    """Replace every aiobotocore ``StreamingBody`` at the top of a response by an `_AioBody`
+    (an ``after-call`` handler: it runs before the response reaches the caller)."""
+    if isinstance(parsed, dict):
+        from aiobotocore.response import StreamingBody
+
+        for name, value in parsed.items():
+            if isinstance(value, StreamingBody):
+                parsed[name] = _AioBody(value)
 
 
 def _async_bodies(response: Any) -> Any:
@@ -262,6 +322,7 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
 
         session = await run_sync(make_session)
         async with session.client(service, **kwargs) as native:
+            native.meta.events.register("after-call", _aio_bodies)
             yield native
     elif backend == "boto3":
         try:

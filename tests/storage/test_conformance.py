@@ -5,8 +5,10 @@ Each test runs on every backend, on asyncio and (where the backend supports it) 
 
 from __future__ import annotations
 
+import importlib
+import threading
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from asyncify_kit import Unsupported
 from asyncify_kit.exceptions import AsyncifyError
 from asyncify_kit.storage import (
     AlreadyExists,
+    ByteReader,
     InvalidPath,
     NotFound,
     ObjectInfo,
@@ -28,6 +31,7 @@ from asyncify_kit.storage._backends import _file, _s3
 from asyncify_kit.storage._keys import TEMP_PREFIX
 
 from .conftest import S3_SCHEMES, s3_client, storage_url
+from .local_helpers import cancel_when
 
 pytestmark = pytest.mark.anyio
 
@@ -429,6 +433,120 @@ async def test_open_read_lines(st: Storage) -> None:
     assert f2.closed
     with pytest.raises(ValueError, match="closed"):
         await f2.read()
+
+
+# each backend's ByteReader (module in asyncify_kit.storage._backends, class)
+READERS = {
+    "file": ("_file", "_FileReader"),
+    "file+aiofiles": ("_aiofiles", "_AiofilesReader"),
+    "s3": ("_s3", "_S3Reader"),
+    "s3+boto3": ("_s3", "_S3Reader"),
+    "memory": ("_memory", "_MemoryReader"),
+}
+
+
+class BrokenRead:
+    """Breaks the next read of *scheme*'s readers once `arm`ed: it fetches its chunk for real,
+    then never hands it over. It waits to be cancelled (*how* "cancelled": a timeout around a
+    read whose thread had read, or whose network read had returned) or raises (*how*
+    "failed": a connection that broke)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, scheme: str, how: str) -> None:
+        module, name = READERS[scheme]
+        cls = getattr(importlib.import_module(f"asyncify_kit.storage._backends.{module}"), name)
+        self.real: Callable[[ByteReader, int], Awaitable[bytes]] = cls.read
+        self.how = how
+        self.reached = threading.Event()
+        self.reader: ByteReader | None = None
+        self.armed = False
+
+        async def read(reader: ByteReader, size: int) -> bytes:
+            data = await self.real(reader, size)
+            if self.armed:
+                self.armed = False
+                self.reader = reader
+                self.reached.set()
+                if how == "failed":
+                    raise StorageError("the connection broke (injected)")
+                await anyio.sleep_forever()
+            return data
+
+        monkeypatch.setattr(cls, "read", read)
+
+    async def interrupt(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run *fn*, whose read breaks."""
+        self.armed = True
+        self.reached.clear()
+        if self.how == "cancelled":
+            assert await cancel_when(self.reached, fn)
+        else:
+            with pytest.raises(StorageError, match="injected"):
+                await fn()
+
+    async def released(self) -> bool:
+        """Whether the broken reader was closed (a closed reader reads nothing or refuses)."""
+        assert self.reader is not None
+        try:
+            return await self.real(self.reader, 1) == b""
+        except ValueError:  # "read from a closed reader"
+            return True
+
+
+PAYLOAD = bytes(range(256)) * 64
+
+
+@pytest.mark.parametrize("how", ["cancelled", "failed"])
+async def test_file_read_on_after_a_broken_read_raises(
+    st: Storage, scheme: str, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of an "rb" file that fails or is interrupted may have lost the chunk it was
+    fetching: a caller that catches that and reads on must not get the bytes after the gap.
+    The reader is released at once, and every later read raises."""
+    await st.write("r.bin", PAYLOAD)
+    broken = BrokenRead(monkeypatch, scheme, how)
+    async with st.open("r.bin", "rb", chunk_size=4096) as f:
+        assert await f.read(4096) == PAYLOAD[:4096]
+        await broken.interrupt(lambda: f.read(4096))
+        reads_on: list[Callable[[], Awaitable[bytes]]] = [
+            lambda: f.read(10),
+            f.readline,
+            f.__anext__,
+            f.read,
+        ]
+        for read_on in reads_on:
+            with pytest.raises(StorageError, match="earlier read failed or was interrupted"):
+                await read_on()
+        assert await broken.released()
+    assert f.closed
+    assert await st.read("r.bin") == PAYLOAD  # other reads are unaffected
+
+
+@pytest.mark.parametrize("how", ["cancelled", "failed"])
+async def test_stream_after_a_broken_chunk_raises(
+    st: Storage, scheme: str, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a chunk fetch that fails or is interrupted, a stream must not end as if the
+    object were complete (nor go on after a gap): it releases its reader at once and every
+    later fetch raises, also after leaving ``async with``; so does one whose open failed."""
+    await st.write("r.bin", PAYLOAD)
+    broken = BrokenRead(monkeypatch, scheme, how)
+    async with st.stream("r.bin", chunk_size=4096) as stream:
+        assert PAYLOAD.startswith(await stream.__anext__())
+        await broken.interrupt(stream.__anext__)
+        with pytest.raises(StorageError, match="earlier read failed or was interrupted"):
+            await stream.__anext__()
+        with pytest.raises(StorageError, match="earlier read failed or was interrupted"):
+            async for _ in stream:
+                pass
+        assert await broken.released()
+    with pytest.raises(StorageError, match="earlier read failed or was interrupted"):
+        await stream.__anext__()
+
+    stream = st.stream("missing")
+    with pytest.raises(NotFound):
+        await stream.__anext__()
+    with pytest.raises(StorageError, match=r"earlier read .*\(NotFound\)"):
+        await stream.__anext__()
 
 
 async def test_open_write(st: Storage, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import pytest
@@ -21,11 +21,9 @@ import pytest
 from asyncify_kit import CallCancelled, ConfigError, check_cancelled
 from asyncify_kit.storage import NotFound, Storage, StorageError
 from asyncify_kit.storage._keys import TEMP_PREFIX
-from tests.storage.local_helpers import cancel_when, fd_targets, held_under
+from tests.storage.local_helpers import cancel_when, fd_targets, held_under, returns_late
 
 pytestmark = pytest.mark.anyio
-
-T = TypeVar("T")
 
 OLD = b"o" * (4 * 1024 * 1024)
 NEW = b"n" * (4 * 1024 * 1024 + 1)
@@ -206,25 +204,6 @@ local_cases = pytest.mark.parametrize(
 )
 
 
-def _returns_late(fn: Callable[..., T], opened: threading.Event) -> Callable[..., T]:
-    """*fn*, whose result is handed back only once its caller was cancelled: the open has
-    happened in the worker thread, the caller will never get what it opened."""
-
-    def late(*args: object, **kwargs: object) -> T:
-        result = fn(*args, **kwargs)
-        opened.set()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                check_cancelled()
-            except CallCancelled:
-                break
-            time.sleep(0.001)
-        return result
-
-    return late
-
-
 @local_cases
 @pytest.mark.parametrize("what", ["wb", "rb", "stream"])
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
@@ -244,7 +223,7 @@ async def test_cancelled_open_leaks_nothing(
         name = "open_beneath"
     async with Storage(f"{scheme}://{root}") as st:
         await st.write("k/obj.txt", b"old")
-        monkeypatch.setattr(module, name, _returns_late(getattr(module, name), opened))
+        monkeypatch.setattr(module, name, returns_late(getattr(module, name), opened))
 
         async def use() -> None:
             if what == "stream":
@@ -277,7 +256,7 @@ async def test_cancelled_storage_open_leaks_no_root_descriptor(
 
     root = tmp_path / "root"
     opened = threading.Event()
-    monkeypatch.setattr(_file, "_open_root", _returns_late(_file._open_root, opened))
+    monkeypatch.setattr(_file, "_open_root", returns_late(_file._open_root, opened))
     storage = Storage(f"file://{root}")
     task = asyncio.ensure_future(storage.__aenter__())  # a native asyncio cancellation
     with anyio.fail_after(5):

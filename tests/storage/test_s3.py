@@ -174,6 +174,19 @@ async def test_connection_broken_mid_body_is_a_storage_error(
                 assert type(info.value) is StorageError
                 assert info.value.__cause__ is info.value.orig is not None
                 assert not isinstance(info.value.orig, StorageError)
+            # a caller that catches the error and reads on is refused, not handed a truncated
+            # object as if it were complete
+            async with st.stream("big.bin", chunk_size=256 * 1024) as chunks:
+                with pytest.raises(StorageError, match=r"big\.bin"):
+                    async for _ in chunks:
+                        pass
+                with pytest.raises(StorageError, match="earlier read failed"):
+                    await chunks.__anext__()
+            async with st.open("big.bin", "rb") as f:
+                with pytest.raises(StorageError, match=r"big\.bin"):
+                    await f.read()
+                with pytest.raises(StorageError, match="earlier read failed"):
+                    await f.read()
         tg.cancel_scope.cancel()
 
 

@@ -7,7 +7,9 @@ hands the backend large chunks; the object appears only when the file is closed 
 error, and an error or a cancellation inside ``async with`` discards it. So does a `write` or
 `flush` that fails or is interrupted (a timeout, a cancellation), even when the caller catches
 that and goes on: the bytes it was handing over may be lost, so the file refuses any further
-write and its `close` raises instead of publishing an object with a hole.
+write and its `close` raises instead of publishing an object with a hole. A read that fails
+or is interrupted may likewise have lost the chunk it was fetching: the file releases its
+reader at once and refuses any further read, rather than return the bytes after a gap.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..exceptions import StorageError
-from ._backends.base import ByteReader, ByteWriter, shielded
+from ._backends.base import ByteReader, ByteWriter, broken_read, shielded
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -41,7 +43,9 @@ class AsyncFile:
     In ``"wb"`` mode, `close` (or leaving ``async with`` normally) publishes the object
     atomically; `abort` (or an exception or cancellation inside ``async with``) discards it.
     A `write` or `flush` that raises or is cancelled discards it too: later writes and
-    `close` raise `StorageError`, and the previous object stays.
+    `close` raise `StorageError`, and the previous object stays. In ``"rb"`` mode, after a
+    `read` or `readline` that raises or is cancelled, the position is unknown: the reader is
+    released, and later reads raise `StorageError`.
     """
 
     def __init__(
@@ -61,7 +65,8 @@ class AsyncFile:
         self._buf = bytearray()
         self._eof = False
         self._closed = False
-        self._failed: str | None = None  # why writing broke off (the object was discarded)
+        # why writing broke off (the object was discarded), or reading (the position is lost)
+        self._failed: str | None = None
 
     @property
     def name(self) -> str:
@@ -83,6 +88,8 @@ class AsyncFile:
             raise self._failure()
 
     def _failure(self) -> StorageError:
+        if self.mode == "rb":
+            return broken_read(self.key, self._failed or "")
         return StorageError(
             f"file {self.key!r} was discarded: an earlier write failed or was interrupted "
             f"({self._failed}), so it could miss bytes; nothing will be published"
@@ -95,12 +102,24 @@ class AsyncFile:
         self._buf.clear()
         await shielded(self._writer)
 
+    async def _lose(self, exc: BaseException) -> None:
+        """A read failed or was interrupted: its chunk may be lost; release the reader now and
+        refuse the rest (reading on would return the bytes after a gap)."""
+        assert self._reader is not None
+        self._failed = type(exc).__name__
+        self._buf.clear()
+        await shielded(self._reader)
+
     async def _fill(self, want: int) -> bool:
         """Fetch one more chunk (at least *want* bytes asked); False at the end."""
         assert self._reader is not None  # mode 'rb' guarantees it
         if self._eof:
             return False
-        data = await self._reader.read(max(self._chunk, want))
+        try:
+            data = await self._reader.read(max(self._chunk, want))
+        except BaseException as exc:
+            await self._lose(exc)
+            raise
         if not data:
             self._eof = True
             return False

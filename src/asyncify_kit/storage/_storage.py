@@ -13,7 +13,7 @@ from .._offload import run_sync
 from .._registry import BackendSpec, load_backend, lookup
 from ..exceptions import ConfigError, Unsupported
 from ._async_file import DEFAULT_CHUNK, FileOpener, Mode
-from ._backends.base import ByteReader, ObjectInfo, StorageBackend
+from ._backends.base import ByteReader, ObjectInfo, StorageBackend, broken_read, shielded
 from ._keys import validate_key, validate_prefix
 
 if TYPE_CHECKING:
@@ -64,7 +64,9 @@ class ObjectStream(AsyncIterator[bytes]):
     """The chunks of one object, read with bounded memory (see `Storage.stream`).
 
     Iterate it to the end, or use it with ``async with`` (or call `aclose`) to release the
-    open file or connection early.
+    open file or connection early. A chunk fetch that raises or is cancelled releases it at
+    once, and every later one raises `StorageError`: the stream never looks complete, nor
+    goes on after a gap, when a chunk may have been lost.
     """
 
     def __init__(self, backend: StorageBackend, key: str, chunk_size: int) -> None:
@@ -73,19 +75,26 @@ class ObjectStream(AsyncIterator[bytes]):
         self._chunk = chunk_size
         self._reader: ByteReader | None = None
         self._done = False
+        self._failed: str | None = None  # why a chunk fetch broke off
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> bytes:
         if self._done:
+            if self._failed is not None:
+                raise broken_read(self._key, self._failed)
             raise StopAsyncIteration
         try:
             if self._reader is None:
                 self._reader = await self._backend.open_reader(self._key)
             data = await self._reader.read(self._chunk)
-        except BaseException:
-            await self.aclose()
+        except BaseException as exc:
+            self._failed = type(exc).__name__
+            self._done = True
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                await shielded(reader)
             raise
         if not data:
             await self.aclose()

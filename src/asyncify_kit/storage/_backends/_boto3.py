@@ -2,17 +2,30 @@
 
 The same behaviour as the ``s3`` backend (it shares its code), with every client call made
 through the core engine (`wrap`), so it works on asyncio and on trio and needs no aiohttp.
-Response bodies are read one chunk per thread hop.
+Response bodies are read one chunk per thread hop. A client or a response body that arrives
+from its thread after the caller was cancelled is closed for it (`run_owned`), and closing
+one is shielded from the caller's cancellation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..._offload import run_sync, wrap
+import anyio
+
+from ..._executor import DEFAULT_POOL
+from ..._offload import run_owned, run_sync, wrap
 from ._s3 import S3Backend, translate_botocore
 
 __all__ = ["Boto3Backend"]
+
+
+def _close_client(client: Any) -> None:
+    client.close()
+
+
+def _close_body(response: Any) -> None:
+    response["Body"].close()
 
 
 class Boto3Backend(S3Backend):
@@ -33,7 +46,7 @@ class Boto3Backend(S3Backend):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            client = await run_sync(self._make_client)
+            client = await run_owned(DEFAULT_POOL, _close_client, self._make_client)
         except (ClientError, BotoCoreError) as exc:
             raise translate_botocore(exc, None, self) from exc
         self._client_cm = client
@@ -42,14 +55,26 @@ class Boto3Backend(S3Backend):
     async def aclose(self) -> None:
         client, self._client_cm, self._client = self._client_cm, None, None
         if client is not None:
-            await run_sync(client.close)
+            # shielded: leaving `async with` in a cancelled task must still close its connections
+            with anyio.CancelScope(shield=True):
+                await run_sync(client.close)
+
+    async def send(self, operation: str, kwargs: dict[str, Any]) -> Any:
+        if operation != "get_object":
+            return await super().send(operation, kwargs)
+        # the response's body is an open connection: if the caller is cancelled while boto3
+        # fetches it, it is closed for the caller instead of being dropped open
+        get_object = self._client.wrapped.get_object
+        return await run_owned(DEFAULT_POOL, _close_body, get_object, Bucket=self.bucket, **kwargs)
 
     async def body_read(self, body: Any, size: int | None) -> bytes:
         data: bytes = await run_sync(body.read, size)
         return data
 
     async def body_close(self, body: Any) -> None:
-        await run_sync(body.close)
+        # shielded: a read cancelled in the middle of a body still closes its connection
+        with anyio.CancelScope(shield=True):
+            await run_sync(body.close)
 
     def body_errors(self) -> tuple[type[Exception], ...]:
         from botocore.exceptions import BotoCoreError

@@ -330,9 +330,19 @@ class S3Backend(StorageBackend):
         if key is not None:
             kwargs["Key"] = self.prefix + key
         try:
-            return await getattr(self._client, operation)(Bucket=self.bucket, **kwargs)
+            return await self.send(operation, kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise translate_botocore(exc, key, self) from exc
+
+    async def send(self, operation: str, kwargs: dict[str, Any]) -> Any:
+        """The client's *operation* on this bucket, errors untranslated (see `call`).
+
+        A ``get_object`` response holds an open connection (its body) that the caller must
+        close. Once aiobotocore returns it, nothing awaits before `read`, `open_reader` and
+        their callers hold it, so a cancellation cannot strand it on the way (on asyncio it
+        is delivered only where a task waits); the boto3 backend's thread needs `run_owned`.
+        """
+        return await getattr(self._client, operation)(Bucket=self.bucket, **kwargs)
 
     async def put(
         self, key: str, data: bytes, if_not_exists: bool, content_type: str | None

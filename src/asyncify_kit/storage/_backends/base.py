@@ -29,6 +29,7 @@ __all__ = [
     "ByteWriter",
     "ObjectInfo",
     "StorageBackend",
+    "broken_read",
     "broken_write",
     "shielded",
 ]
@@ -96,10 +97,21 @@ def broken_write(key: str, where: str) -> StorageError:
     )
 
 
-async def shielded(writer: ByteWriter) -> None:
-    """Abort *writer* even while the caller is being cancelled."""
+async def shielded(stream: ByteWriter | ByteReader) -> None:
+    """Abort a writer, or close a reader, even while the caller is being cancelled."""
     with anyio.CancelScope(shield=True):
-        await writer.abort()
+        if isinstance(stream, ByteReader):
+            await stream.aclose()
+        else:
+            await stream.abort()
+
+
+def broken_read(key: str, why: str) -> StorageError:
+    """What reading on raises after a read of *key* failed or was interrupted (*why*)."""
+    return StorageError(
+        f"cannot read on from {key!r}: an earlier read failed or was interrupted ({why}), so "
+        "the position in the object is unknown (bytes could be skipped); open it again"
+    )
 
 
 class StorageBackend(abc.ABC):
