@@ -412,12 +412,42 @@ async def test_install_detection_can_raise_and_be_turned_off() -> None:
     assert BlockingMiddleware.of(quiet).detector is None
 
 
+async def test_the_apps_log_mode_detector_does_not_hide_a_call_from_a_raise_mode_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    install_detection(app, monitor=False)  # detect="log", the production setup
+
+    @app.get("/blocking")
+    async def blocking() -> dict[str, bool]:
+        time.sleep(0.01)
+        return {"ok": True}
+
+    caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
+    with detect_blocking(mode="raise") as test_level:  # what pytest --detect-blocking runs
+        async with served(app) as client:
+            assert (await client.get("/blocking")).status_code == 500  # BlockingCallError
+            middleware = BlockingMiddleware.of(app)
+    assert middleware.detector is not None
+    assert [r.route for r in middleware.detector.reports] == ["GET /blocking"]  # and logged
+    assert test_level.reports == middleware.detector.reports
+    assert any("blocking call time.sleep" in r.getMessage() for r in caplog.records)
+
+
 def test_install_detection_checks_its_options_at_once() -> None:
     app = FastAPI()
     with pytest.raises(ConfigError, match="invalid mode"):
         install_detection(app, detect="loud")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         install_detection(app, stall_threshold=-1)
+    for allow in ("kind:DNS", "kind:network"):
+        with pytest.raises(ConfigError, match="accepted: kind:aws, kind:dns"):
+            install_detection(app, allow=[allow])
+        with pytest.raises(ConfigError, match="accepted: kind:aws"):
+            install_detection(app, detect=None, allow=[allow])
+    with pytest.raises(ConfigError, match="invalid monitor 'yes'"):
+        install_detection(app, monitor="yes")  # type: ignore[arg-type]
+    assert app.user_middleware == []
     install_detection(app, allow="time.sleep")
     with pytest.raises(ConfigError, match="already installed"):
         install_detection(app)

@@ -38,6 +38,7 @@ from typing import Annotated, Any, TypeVar, overload
 
 from ._offload import run_sync
 from .detect import BlockingMiddleware, LoopMonitor, Mode, detect_blocking
+from .detect._middleware import chosen_monitor
 from .exceptions import BackendNotInstalled, ConfigError
 from .http import HttpClient
 from .sql import Database
@@ -278,7 +279,8 @@ def install_detection(
 
     Returns the monitor (None without one), for ``monitor.metrics()``; the per-route counters
     are ``BlockingMiddleware.of(app).metrics()``. Options are checked here: a bad mode,
-    allow pattern or threshold raises `ConfigError` at once, not at startup.
+    allow pattern (``kind:`` names one of the kinds detected), monitor or threshold raises
+    `ConfigError` at once, not at startup.
 
     ```python
     from fastapi import FastAPI
@@ -293,15 +295,9 @@ def install_detection(
     if BlockingMiddleware in installed:
         raise ConfigError(f"blocking detection is already installed on {app!r}")
     patterns = (allow,) if isinstance(allow, str) else tuple(allow)
-    if detect is not None:
-        detect_blocking(mode=detect, allow=patterns)  # validates; the middleware builds its own
-    chosen: LoopMonitor | None
-    if monitor is True:
-        chosen = LoopMonitor(stall_threshold=stall_threshold)
-    elif monitor is False:
-        chosen = None
-    else:
-        chosen = monitor
+    # validates the mode and patterns (even unused ones); the middleware builds its own
+    detect_blocking(mode="log" if detect is None else detect, allow=patterns)
+    chosen = chosen_monitor(monitor, stall_threshold)
     app.add_middleware(
         BlockingMiddleware,
         monitor=chosen if chosen is not None else False,

@@ -302,6 +302,7 @@ async def test_raise_mode_does_not_run_the_call() -> None:
     assert time.perf_counter() - started < 1
 
 
+@pytest.mark.allow_blocking("time.sleep")  # a warn/log detector passes calls on to the plugin
 async def test_warn_mode_warns_at_the_user_line() -> None:
     with detect_blocking(mode="warn") as detector, pytest.warns(BlockingCallWarning) as record:
         time.sleep(0.001)
@@ -311,6 +312,7 @@ async def test_warn_mode_warns_at_the_user_line() -> None:
     assert issubclass(BlockingCallWarning, RuntimeWarning)
 
 
+@pytest.mark.allow_blocking("time.sleep")  # a warn/log detector passes calls on to the plugin
 async def test_log_mode_logs_once_per_line(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
     with detect_blocking(mode="log") as detector:
@@ -338,6 +340,11 @@ def test_invalid_configuration_is_a_config_error() -> None:
         detect_blocking(mode="loud")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="invalid allow pattern"):
         detect_blocking(allow=[""])
+    for kind in ("DNS", "network", ""):  # a kind that does not exist would allow nothing
+        with pytest.raises(ConfigError, match=f"no kind '{kind}'; accepted: kind:aws, kind:dns"):
+            detect_blocking(allow=[f"kind:{kind}"])
+    with pytest.raises(ConfigError, match="kind:subprocess"):
+        allow_blocking("kind:sleeping")
 
 
 # -- allow-lists -------------------------------------------------------------------------------
@@ -402,6 +409,57 @@ async def test_innermost_detector_gets_the_report() -> None:
     assert len(outer.reports) == 1
 
 
+async def test_log_and_warn_detectors_pass_the_call_on_to_the_detectors_around_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncify_kit.detect")
+    with detect_blocking(mode="collect") as outermost:
+        with detect_blocking(mode="raise") as test_level:
+            with detect_blocking(mode="log") as app, pytest.raises(BlockingCallError):
+                time.sleep(0.001)  # logged by the app's detector, raised by the test's
+            with (
+                detect_blocking(mode="warn", allow=["time.sleep"]) as quiet,
+                pytest.raises(BlockingCallError),
+            ):
+                time.sleep(0.001)  # the warn detector allows it; the raise one does not
+        with detect_blocking(mode="raise", allow=["time.sleep"]) as deciding:
+            time.sleep(0.001)  # allowed by a detector that decides: nobody further out sees it
+    assert [r.function for r in app.reports] == ["time.sleep"]
+    assert quiet.reports == [] and deciding.reports == []
+    assert len(test_level.reports) == 2 and test_level.reports[0] is app.reports[0]
+    assert outermost.reports == []  # the raise detector inside decided every call
+    assert [r.name for r in caplog.records] == ["asyncify_kit.detect"]
+
+
+# sync: each thread's loop is watched by the detector activated on it, not by this test's
+def test_a_detector_on_a_loop_watches_that_loop_only() -> None:
+    a_active, b_active, a_blocked = threading.Event(), threading.Event(), threading.Event()
+    detectors: dict[str, list[str]] = {}
+
+    async def loop_a() -> None:
+        with detect_blocking(mode="collect") as detector:
+            a_active.set()
+            assert b_active.wait(10)
+            time.sleep(0.001)  # blocks loop A while B's detector is the latest activated
+            a_blocked.set()
+        detectors["a"] = [r.function for r in detector.reports]
+
+    async def loop_b() -> None:
+        assert a_active.wait(10)
+        with detect_blocking(mode="collect") as detector:
+            b_active.set()
+            while not a_blocked.is_set():
+                await asyncio.sleep(0.001)
+        detectors["b"] = [r.function for r in detector.reports]
+
+    threads = [threading.Thread(target=asyncio.run, args=(main(),)) for main in (loop_a, loop_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert detectors == {"a": ["time.sleep"], "b": []}
+
+
 # checks the global patch state: the plugin's own detector would keep the patches in
 @pytest.mark.allow_blocking
 async def test_decorator_on_sync_and_async_functions() -> None:
@@ -462,6 +520,7 @@ def test_concurrent_activations_from_many_threads() -> None:
     assert time.sleep.__module__ == "time"
 
 
+@pytest.mark.allow_blocking("time.sleep")  # a warn/log detector passes calls on to the plugin
 async def test_warning_filter_error_turns_warn_mode_into_exceptions() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", BlockingCallWarning)
@@ -570,6 +629,32 @@ async def test_file_object_calls_on_the_loop_are_reported_wherever_opened(
     assert [r.function for r in detector.reports] == [function]
     assert detector.reports[0].user_frame is not None
     assert detector.reports[0].user_frame.filename == __file__
+
+
+async def test_close_is_checked_under_its_own_name_on_files_open_for_writing_only(
+    env: Env,
+) -> None:
+    with detect_blocking(mode="raise", track_files=True) as detector:
+        for mode in ("r", "rb"):
+            handle = await run_sync(open, env.path, mode)
+            await run_sync(handle.read)
+            with handle:  # reading only: flush() and close() write nothing
+                handle.flush()
+            assert handle.closed
+        handle = await run_sync(open, env.path, "a")
+        await run_sync(handle.write, " world")
+        try:
+            with pytest.raises(BlockingCallError, match=r"io\.TextIOWrapper\.close "):
+                handle.close()  # writes out " world": reported once, as close
+        finally:
+            await run_sync(handle.close)
+    assert [r.function for r in detector.reports] == ["io.TextIOWrapper.close"]
+    with detect_blocking(mode="collect", track_files=True) as detector:
+        binary = await run_sync(open, env.path, "ab")
+        await run_sync(binary.write, b"!")
+        binary.close()
+    assert [r.function for r in detector.reports] == ["io.BufferedWriter.close"]
+    assert await run_sync(env.path.read_text) == "hello world!"
 
 
 @pytest.mark.allow_blocking  # compares file contents with plain open() on purpose

@@ -20,8 +20,14 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from asyncify_kit import asyncify
-from asyncify_kit.detect import BlockingMiddleware, LoopMonitor, detect_blocking, route_label
+from asyncify_kit import ConfigError, asyncify
+from asyncify_kit.detect import (
+    BlockingMiddleware,
+    LoopMonitor,
+    _middleware,
+    detect_blocking,
+    route_label,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -158,8 +164,35 @@ async def test_the_facades_in_a_request_cycle_report_nothing(tmp_path: pathlib.P
 
 
 def test_route_label() -> None:
-    assert route_label({"type": "http", "method": "GET", "path": "/x/1"}) == "GET /x/1"
-    assert route_label({"type": "websocket", "path": "/ws"}) == "WEBSOCKET /ws"
+    route = build_app().routes[-1]  # GET /sync
+    assert route_label({"type": "http", "method": "GET", "route": route}) == "GET /sync"
+    assert route_label({"type": "http", "method": "POST", "route": route}) == "<unmatched>"  # 405
+    assert route_label({"type": "http", "method": "GET", "path": "/x/1"}) == "<unmatched>"
+    assert route_label({"type": "websocket", "path": "/ws"}) == "<unmatched>"
+
+
+async def test_requests_no_route_serves_share_one_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = build_app(detect=None, monitor=False, metrics_path="/metrics")
+    async with served(app) as client:
+        for n in range(50):  # a scanner: every URL a new one
+            assert (await client.get(f"/wp-admin/{n}.php")).status_code == 404
+        assert (await client.request("BREW", "/items/1")).status_code == 405
+        assert (await client.get("/")).status_code == 200
+        text = (await client.get("/metrics")).text
+    middleware = BlockingMiddleware.of(app)
+    routes = middleware.metrics()["routes"]
+    assert sorted(routes) == ["<unmatched>", "GET /"]
+    assert routes["<unmatched>"]["requests"] == 51
+    assert 'asyncify_route_requests_total{route="<unmatched>"} 51.0' in text
+    monkeypatch.setattr(_middleware, "MAX_ROUTES", 3)  # a backstop, whatever the labels
+    for label in ("GET /a", "GET /b", "GET /c"):
+        middleware._count(label, "requests", 1)
+    assert sorted(middleware.metrics()["routes"]) == ["<other>", "<unmatched>", "GET /", "GET /a"]
+
+
+def test_a_monitor_of_the_wrong_type_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="invalid monitor 'yes'; accepted: True"):
+        BlockingMiddleware(build_app(), monitor="yes")  # type: ignore[arg-type]
 
 
 async def test_monitor_can_be_shared_and_is_not_stopped_by_the_middleware() -> None:

@@ -98,3 +98,60 @@ def test_ini_option_turns_it_on(pytester: pytest.Pytester) -> None:
 def test_no_detect_blocking_overrides(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--detect-blocking", "--no-detect-blocking")
     result.assert_outcomes(passed=17)
+
+
+APP_TESTS = """
+import asyncio
+import socket
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from asyncify_kit.fastapi import install_detection
+
+app = FastAPI()
+install_detection(app, monitor=False)  # the production setup: a log-mode detector
+
+
+@app.get("/slow")
+async def slow() -> dict:
+    time.sleep(0.01)
+    return {"ok": True}
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_handler_blocks():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            await client.get("/slow")  # whatever the status: the plugin fails the test
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+"""
+
+
+def test_an_apps_log_mode_detector_does_not_hide_a_call_from_the_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_app=APP_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:asyncio", "--detect-blocking")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*1 blocking call on the event loop during call:*", "*in slow: time.sleep(0.01)*"]
+    )

@@ -6,7 +6,8 @@ loop?" (``asyncio._get_running_loop()``, a C call that never raises, then sniffi
 that trio sets for the duration of ``trio.run``) and calls the original. On the loop thread it
 skips calls that cannot block (non-blocking sockets, zero timeouts), walks the stack to find
 the first frame of user code, applies the allow-lists and hands a `BlockingReport` to the
-innermost active detector, which raises, warns, logs or collects it.
+active detectors that watch this thread (see `_receivers`), which raise, warn, log or collect
+it.
 
 Activations are reference-counted under a lock: the patches go in with the first activation
 and come out with the last, whatever the thread. A blocking call that is reported (or allowed)
@@ -38,7 +39,7 @@ from types import FrameType, TracebackType
 from typing import Any, Final, Literal, TypeVar, cast
 
 from ..exceptions import BlockingCallError, ConfigError
-from ._rules import RULES, Rule, fix_for, socket_nonblocking
+from ._rules import FIXES, RULES, Rule, fix_for, socket_nonblocking
 
 _sniffio_thread_local: Any
 try:  # trio sets sniffio's thread-local to "trio" for the whole of trio.run()
@@ -61,6 +62,8 @@ logger = logging.getLogger("asyncify_kit.detect")
 
 Mode = Literal["raise", "warn", "log", "collect"]
 _MODES: Final = ("raise", "warn", "log", "collect")
+#: modes whose detector decides the fate of a call; "warn" and "log" ones pass it on outward
+_DECIDING: Final = ("raise", "collect")
 F = TypeVar("F", bound=Callable[..., Any])
 
 # asyncio._get_running_loop is in asyncio.events.__all__ (the low-level API for custom loops):
@@ -291,6 +294,8 @@ class BlockingReport:
 # -- allow-lists ---------------------------------------------------------------------------------
 
 _SITE = re.compile(r"^(?P<file>.+):(?P<line>\d+|\*)$")
+#: what ``kind:<kind>`` accepts: the kinds of `RULES` (and of the checked sqlite3 and files)
+KINDS: Final = frozenset(FIXES) | {rule.kind for rule in RULES}
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,13 @@ class AllowList:
             elif pattern.startswith("module:"):
                 modules.append(pattern[len("module:") :])
             elif pattern.startswith("kind:"):
-                kinds.append(pattern[len("kind:") :])
+                kind = pattern[len("kind:") :]
+                if kind not in KINDS:
+                    raise ConfigError(
+                        f"invalid allow pattern {pattern!r}: no kind {kind!r}; accepted: "
+                        + ", ".join(f"kind:{k}" for k in sorted(KINDS))
+                    )
+                kinds.append(kind)
             elif (match := _SITE.match(pattern)) is not None:
                 line = match["line"]
                 file = match["file"].replace("\\", "/")
@@ -448,7 +459,18 @@ class _Local(threading.local):
 
 _local = _Local()
 _state_lock = threading.Lock()
-_sessions: list[BlockingDetector] = []
+
+
+@dataclass(frozen=True)
+class _Activation:
+    """One activation of a detector: *thread* is the loop thread it watches, None for all."""
+
+    detector: BlockingDetector
+    thread: int | None
+
+
+#: active detectors, outermost first
+_sessions: list[_Activation] = []
 _listeners: list[Callable[[BlockingReport], None]] = []
 _active = False
 _tracking = 0  # active detectors with track_files=True
@@ -530,11 +552,19 @@ class BlockingDetector:
 
     def handle(self, report: BlockingReport, user: FrameType | None) -> None:
         """Record *report*, then raise, warn, log or just keep it, by mode."""
+        self.keep(report)
+        self.act(report, user)
+
+    def keep(self, report: BlockingReport) -> None:
+        """Record *report* in `reports` (up to *max_reports*; then count it as dropped)."""
         with self._lock:
             if len(self.reports) < self.max_reports:
                 self.reports.append(report)
             else:
                 self.dropped += 1
+
+    def act(self, report: BlockingReport, user: FrameType | None) -> None:
+        """Raise, warn or log *report*, by mode (collect: nothing)."""
         if self.mode == "raise":
             raise BlockingCallError(report.format())
         if self.mode == "warn":
@@ -587,11 +617,16 @@ def detect_blocking(
     and call sites ``"<file>:<line>"`` (``"app/legacy.py:42"``, ``"app/legacy.py:*"``).
     *allow_known* adds `KNOWN_ALLOW`: small by-design blocking calls of third-party libraries
     (asyncpg reading its ~/.postgresql files on connect). *track_files* also checks reads,
-    writes and flushes of the file objects ``open()`` returns while it is active, wherever
-    they were opened (they are rebuilt as subclasses of their usual io classes).
+    writes, flushes and closes of the file objects ``open()`` returns while it is active,
+    wherever they were opened (they are rebuilt as subclasses of their usual io classes;
+    flushes and closes only of files open for writing).
 
     Calls made in worker threads (``asyncify``, ``run_in_executor``, ``to_thread``) are never
-    reported: only the thread that runs the loop is watched.
+    reported: only the thread that runs the loop is watched. Detectors nest: one activated on
+    a thread running a loop watches that loop only, one activated elsewhere every loop; a
+    ``"log"`` or ``"warn"`` detector passes each call on to the detectors around it, a
+    ``"raise"`` or ``"collect"`` one decides it (the pytest plugin's is not defeated by an
+    app's log-mode detector).
 
     ```python
     import asyncio
@@ -619,10 +654,16 @@ def detect_blocking(
     )
 
 
+def _watched_thread() -> int | None:
+    """This thread, if it runs an event loop: what a detector activated now watches."""
+    return threading.get_ident() if current_loop_kind() is not None else None
+
+
 def _activate(session: BlockingDetector) -> None:
     global _active, _tracking
+    activation = _Activation(session, _watched_thread())
     with _state_lock:
-        _sessions.append(session)
+        _sessions.append(activation)
         _tracking += session.track_files
         if len(_sessions) == 1:
             try:
@@ -637,12 +678,14 @@ def _activate(session: BlockingDetector) -> None:
 
 def _deactivate(session: BlockingDetector) -> None:
     global _active, _tracking
+    thread = _watched_thread()
     with _state_lock:
-        for index in range(len(_sessions) - 1, -1, -1):
-            if _sessions[index] is session:
-                del _sessions[index]
-                _tracking -= session.track_files
-                break
+        # the latest activation of *session* made here, else its latest (stopped elsewhere)
+        found = [i for i, a in enumerate(_sessions) if a.detector is session]
+        same = [i for i in found if _sessions[i].thread == thread]
+        if found:
+            del _sessions[(same or found)[-1]]
+            _tracking -= session.track_files
         if not _sessions and _active:
             _active = False
             _uninstall()
@@ -700,6 +743,31 @@ def _responsible(frames: list[FrameType]) -> FrameType:
     return frames[0]
 
 
+def _receivers(rule_name: str, kind: str, frames: list[FrameType]) -> list[BlockingDetector]:
+    """The active detectors that take a report of this call, the one that decides last.
+
+    A detector activated on a thread running an event loop watches that thread only; one
+    activated elsewhere (around ``asyncio.run``, in a sync test) watches every thread. Those
+    watching this thread are asked innermost first, those of this thread before the others;
+    each that does not allow the call takes the report. A ``"log"`` or ``"warn"`` detector
+    only observes: the call goes on to the next one out, so an app's production detector never
+    hides it from a stricter one around it (the pytest plugin's). A ``"collect"`` or
+    ``"raise"`` detector decides, by its allow-list: no detector further out is asked.
+    """
+    thread = threading.get_ident()
+    active = _sessions[:]  # a copy: other threads activate and deactivate meanwhile
+    order = [a for a in reversed(active) if a.thread == thread]
+    order += [a for a in reversed(active) if a.thread is None]
+    receivers: list[BlockingDetector] = []
+    for activation in order:
+        detector = activation.detector
+        if detector not in receivers and not detector.allow.allows(rule_name, kind, frames):
+            receivers.append(detector)
+        if detector.mode in _DECIDING:
+            break
+    return receivers
+
+
 def blocking_call(
     rule_name: str,
     kind: str,
@@ -713,18 +781,13 @@ def blocking_call(
     _local.depth += 1
     try:
         report: BlockingReport | None = None
-        try:
-            session: BlockingDetector | None = _sessions[-1]
-        except IndexError:  # the last detector left meanwhile (another thread)
-            session = None
-        walked = _walk(start) if session is not None else None
-        if session is not None and walked is not None and walked[0]:
+        walked = _walk(start) if _sessions else None
+        if walked is not None and walked[0]:
             frames, user = walked
             extra = _allowed.get()
-            allowed = session.allow.allows(rule_name, kind, frames) or (
-                extra is not None and extra.allows(rule_name, kind, frames)
-            )
-            if not allowed:
+            allowed = extra is not None and extra.allows(rule_name, kind, frames)
+            receivers = [] if allowed else _receivers(rule_name, kind, frames)
+            if receivers:
                 provider = route_provider.get()
                 report = BlockingReport(
                     function=rule_name,
@@ -743,7 +806,10 @@ def blocking_call(
                         listener(report)
                     except Exception:  # a listener must never break the call it observes
                         logger.exception("blocking-call listener %r failed", listener)
-                session.handle(report, user)
+                for detector in receivers:  # each keeps it, even if a warning raises
+                    detector.keep(report)
+                for detector in receivers:
+                    detector.act(report, user)
         if report is None:
             return call()
         started = time.perf_counter()

@@ -4,9 +4,15 @@ A file object's ``read``/``write`` are methods of C types that cannot be patched
 opened in a worker thread and then read on the loop escapes the ``open()`` check. With
 *track_files*, ``open()`` (while a tracking detector is active) returns the same object it
 always would, rebuilt as a subclass of its own type (`io.TextIOWrapper`, `io.BufferedReader`,
-`io.BufferedWriter`, `io.BufferedRandom`) whose reads, writes and flushes are checked: still an
-instance of the class callers expect, over the same descriptor and buffer sizes. Unbuffered
-``FileIO`` (``buffering=0``) is returned as is.
+`io.BufferedWriter`, `io.BufferedRandom`) whose reads, writes, flushes and closes are checked:
+still an instance of the class callers expect, over the same descriptor and buffer sizes.
+Unbuffered ``FileIO`` (``buffering=0``) is returned as is.
+
+``flush()`` and ``close()`` are checked on a file open for writing only: they write out what is
+buffered. On a file open for reading they do no I/O (``close()`` is the descriptor's
+``close(2)``, as for a socket), and the close that finalizes a forgotten file is the garbage
+collector's, not a call of yours. ``close()`` is reported under its own name: the ``flush()`` it
+makes is part of it.
 
 Off the loop a checked call costs one Python-level method call more; the objects keep their
 checks after the detector stops, and then only test a flag.
@@ -25,19 +31,42 @@ from . import _detector
 
 __all__ = ["tracked_open"]
 
-_TEXT_METHODS: Final = ("read", "readline", "readlines", "write", "writelines", "flush", "__next__")
+_TEXT_METHODS: Final = (
+    "read",
+    "readline",
+    "readlines",
+    "write",
+    "writelines",
+    "flush",
+    "close",
+    "__next__",
+)
 _READ_METHODS: Final = ("read", "read1", "readinto", "readinto1", "readline", "readlines", "peek")
-_WRITE_METHODS: Final = ("write", "writelines", "flush")
+_WRITE_METHODS: Final = ("write", "writelines", "flush", "close")
+#: methods that do I/O only on a file open for writing (and not being finalized)
+_WRITING_ONLY: Final = frozenset({"flush", "close"})
+
+
+def _writing(file: Any) -> bool:
+    """True if *file* is open for writing, and not being closed by its finalizer."""
+    try:
+        return not file.closed and file.writable() and not getattr(file, "_finalizing", False)
+    except ValueError:  # detached
+        return False
 
 
 def _checked(base: type[Any], name: str) -> Callable[..., Any]:
     method = getattr(base, name)
     qualified = f"io.{base.__name__}.{name}"
+    writing_only = name in _WRITING_ONLY
 
     def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
         if not _detector._active or _detector.current_loop_kind() is None:
             return method(self, *args, **kwargs)
+        if writing_only and not _writing(self):
+            with _detector.suspended():  # nor what it calls: a finalizer's flush and close
+                return method(self, *args, **kwargs)
         return _detector.guarded(
             qualified, "file", functools.partial(method, self, *args, **kwargs)
         )

@@ -2,10 +2,11 @@
 
 Raw ASGI, so it wraps any ASGI app (Starlette, FastAPI, others) with no dependency. For each
 HTTP/websocket request it publishes the route being served to the detector (reports get
-``route="GET /items/{item_id}"``, the route template when the framework recorded one in
-``scope["route"]``, else the path), and its frame is what a `LoopMonitor` finds on the loop
-thread's stack during a stall. Counters per route are kept in `metrics()`, and served as
-Prometheus text at *metrics_path* if given.
+``route="GET /items/{item_id}"``, the route template the framework recorded in
+``scope["route"]``, or `UNMATCHED` for a request no route serves), and its frame is what a
+`LoopMonitor` finds on the loop thread's stack during a stall. Counters per route are kept in
+`metrics()` (at most `MAX_ROUTES` labels), and served as Prometheus text at *metrics_path* if
+given.
 
 The monitor and (by default log-mode) detector start with the app's lifespan, or with its first
 request when the server runs no lifespan, and stop at lifespan shutdown.
@@ -17,8 +18,9 @@ import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
+from ..exceptions import ConfigError
 from ._detector import (
     BlockingDetector,
     BlockingReport,
@@ -39,14 +41,42 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+#: the route label of a request no route serves: one label whatever the path (scanners and bots
+#: send endless distinct 404 URLs), the method (405) or the framework (one that records no
+#: ``scope["route"]``)
+UNMATCHED: Final = "<unmatched>"
+#: at most this many route labels are counted; the requests of any further one count under
+#: ``"<other>"``
+MAX_ROUTES: Final = 1000
+_OTHER: Final = "<other>"
+
+
 def route_label(scope: Scope) -> str:
-    """``"GET /items/{item_id}"``: the method and the route template (else the raw path)."""
+    """``"GET /items/{item_id}"``: the method and the route template, else `UNMATCHED`.
+
+    The template is the one the framework recorded in ``scope["route"]`` (Starlette and
+    FastAPI do); a request that matched no route, or whose method the route does not take, is
+    `UNMATCHED`: never the raw path, so the labels are as few as the app's routes.
+    """
     method = scope.get("method") or ("WEBSOCKET" if scope.get("type") == "websocket" else "")
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    path = template if isinstance(template, str) else scope.get("path", "")
-    prefix = scope.get("root_path", "") if isinstance(template, str) else ""
-    return f"{method} {prefix}{path}".strip()
+    methods = getattr(route, "methods", None)
+    if not isinstance(template, str) or (scope.get("method") and methods and method not in methods):
+        return UNMATCHED
+    return f"{method} {scope.get('root_path', '')}{template}".strip()
+
+
+def chosen_monitor(monitor: object, stall_threshold: float) -> LoopMonitor | None:
+    """The monitor the *monitor* option asks for (True: a new one); `ConfigError` if invalid."""
+    if monitor is True:
+        return LoopMonitor(stall_threshold=stall_threshold)
+    if monitor is False or monitor is None or isinstance(monitor, LoopMonitor):
+        return monitor or None
+    raise ConfigError(
+        f"invalid monitor {monitor!r}; accepted: True (a new LoopMonitor), a LoopMonitor "
+        "of your own, or False"
+    )
 
 
 class BlockingMiddleware:
@@ -96,10 +126,7 @@ class BlockingMiddleware:
         metrics_path: str | None = None,
     ) -> None:
         self.app = app
-        if monitor is True:
-            self.monitor: LoopMonitor | None = LoopMonitor(stall_threshold=stall_threshold)
-        else:
-            self.monitor = monitor or None
+        self.monitor = chosen_monitor(monitor, stall_threshold)
         self.detector: BlockingDetector | None = (
             detect_blocking(mode=detect, allow=allow) if detect is not None else None
         )
@@ -211,6 +238,8 @@ class BlockingMiddleware:
 
     def _count(self, route: str, field: str, amount: float) -> None:
         with self._lock:
+            if route not in self._routes and len(self._routes) >= MAX_ROUTES:
+                route = _OTHER  # a backstop: route_label() keeps to the app's routes
             counters = self._routes.setdefault(
                 route, {"requests": 0, "blocking_calls": 0, "stalls": 0, "stall_seconds": 0.0}
             )

@@ -12,6 +12,8 @@ error (a server answering 500, a bare ``except``) still fails with the report.
   every test.
 - The ``blocking_detector`` fixture gives the test its own collect-mode detector (enabled or
   not), to assert on reports instead of failing.
+- An app's own log- or warn-mode detector (``install_detection``, `BlockingMiddleware`) passes
+  the calls it reports on to the test's: the test still fails.
 
 ```text
 $ pytest --detect-blocking
