@@ -69,6 +69,45 @@ def test_exit_2_on_a_bad_configuration(tmp_path: Path, capsys: pytest.CaptureFix
     assert "unknown key(s) ignores in [tool.asyncify-kit.scan]" in err
 
 
+@pytest.mark.parametrize(
+    ("pyproject", "table"),
+    [
+        ("tool = 3\n", "[tool]"),
+        ('[tool]\nasyncify-kit = "scan"\n', "[tool.asyncify-kit]"),
+        ("[tool.asyncify-kit]\nscan = 3\n", "[tool.asyncify-kit.scan]"),
+    ],
+)
+def test_exit_2_when_the_configuration_is_not_a_table(
+    pyproject: str, table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "pyproject.toml", pyproject)
+    write(tmp_path / "app.py", "async def f():\n    pass\n")
+    assert main([str(tmp_path)]) == 2
+    assert f"pyproject.toml: {table} must be a table" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["project", "parent", "elsewhere"])
+def test_exclude_patterns_are_relative_to_the_project_root(
+    where: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same pyproject.toml excludes the same files from wherever the scan is run."""
+    project = tmp_path / "repo" / "service"
+    write(project / "pyproject.toml", '[tool.asyncify-kit.scan]\nexclude = ["tests/fixtures/*"]\n')
+    write(project / "app.py", "async def f():\n    pass\n")
+    write(
+        project / "tests" / "fixtures" / "sample.py",
+        "import time\nasync def g():\n    time.sleep(1)\n",
+    )
+    (tmp_path / "elsewhere").mkdir()
+    cwd = {"project": project, "parent": project.parent, "elsewhere": tmp_path / "elsewhere"}[where]
+    monkeypatch.chdir(cwd)
+    assert main([str(project)]) == 0
+    assert "No blocking calls found (1 file" in capsys.readouterr().out
+
+
 def test_pyproject_is_found_above_the_scanned_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,6 +177,7 @@ def test_config_validation(tmp_path: Path) -> None:
         ignore=frozenset({"ASY104", "ASY107"}),
         exclude=("migrations",),
         offload_decorators=frozenset({"mylib.threaded"}),
+        project_root=tmp_path.resolve(),
     )
     bad_toml = write(tmp_path / "bad.toml", "[tool.asyncify-kit.scan\n")
     with pytest.raises(ConfigError, match="invalid TOML"):

@@ -728,6 +728,104 @@ CORPUS = [
         },
         ["ASY111 b.py:5 run -> b.py:3 later -> a.py:4 now -> time.sleep"],
     ),
+    Snippet(
+        "class-level-none-default-then-instance-attribute",
+        """
+        import psycopg2
+        import requests
+        class Repo:
+            conn = None
+            def connect(self):
+                self.conn = psycopg2.connect("dbname=app")
+            def save(self):
+                self.conn.commit()
+        class Api:
+            session = None
+            def __init__(self):
+                self.session = requests.Session()
+            def get(self, path):
+                return self.session.get(path)
+        async def handler(repo: Repo):
+            repo.save()
+            return Api().get("/users")
+        """,
+        [
+            f"ASY108 {S}:17 handler -> {S}:9 Repo.save -> psycopg2.connection.commit",
+            f"ASY101 {S}:18 handler -> {S}:15 Api.get -> requests.Session.get",
+        ],
+    ),
+    Snippet(
+        "class-level-none-default-then-instance-attribute-in-base-class",
+        """
+        import sqlite3
+        class Base:
+            def __init__(self):
+                self.conn = sqlite3.connect("app.db")
+        class Repo(Base):
+            conn = None
+            def count(self):
+                return self.conn.execute("select 1")
+        async def handler():
+            return Repo().count()
+        """,
+        [
+            f"ASY110 {S}:11 handler -> {S}:5 Base.__init__ -> sqlite3.connect",
+            f"ASY110 {S}:11 handler -> {S}:9 Repo.count -> sqlite3.Connection.execute",
+        ],
+    ),
+    Snippet(
+        "external-class-with-rules-called-directly",
+        """
+        import sqlite3
+        conn = sqlite3.Connection("app.db")
+        async def handler():
+            return conn.execute("select 1")
+        """,
+        [f"ASY110 {S}:5 handler -> sqlite3.Connection.execute"],
+    ),
+    Snippet(
+        "lambda-assigned-then-called",
+        """
+        import requests
+        async def handler(url):
+            fetch = lambda: requests.get(url)
+            return fetch()
+        """,
+        [f"ASY101 {S}:5 handler -> {S}:4 handler.<locals>.<lambda> -> requests.get"],
+    ),
+    Snippet(
+        "lambda-called-immediately",
+        """
+        import time
+        async def handler():
+            return (lambda: time.sleep(1))()
+        """,
+        [f"ASY111 {S}:4 handler -> {S}:4 handler.<locals>.<lambda> -> time.sleep"],
+    ),
+    Snippet(
+        "lambda-at-module-level-called",
+        """
+        import pathlib
+        load = lambda name: pathlib.Path(name).read_text()
+        async def handler():
+            return load("settings.json")
+        """,
+        [f"ASY106 {S}:5 handler -> {S}:3 <lambda> -> pathlib.Path.read_text"],
+    ),
+    Snippet(
+        "lambda-only-passed-around-is-safe",
+        """
+        import asyncio
+        import requests
+        from asyncify_kit import run_sync
+        async def handler(url, urls):
+            fetch = lambda: requests.get(url)
+            await run_sync(fetch)
+            await asyncio.to_thread(lambda: requests.get(url))
+            return sorted(urls, key=lambda u: requests.get(u).status_code)
+        """,
+        [],
+    ),
     # -- offloaded calls are safe ----------------------------------------------------
     Snippet(
         "offload-sync-to-async-and-asyncer",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asyncify_kit.scan import RULES, scan_paths
+from asyncify_kit.scan import RULES, ScanConfig, scan_paths
 from asyncify_kit.scan._rules import (
     ANY_METHOD_TYPES,
     BLOCKING_CALLS,
@@ -169,3 +169,75 @@ def test_the_benchmark_project_has_the_findings_it_is_built_for(tmp_path: Path) 
     assert len(result.findings) == modules * 4 * 4
     assert {f.rule_id for f in result.findings} == {"ASY101", "ASY106", "ASY110"}
     assert {f.function for f in result.findings} == {f"handler_{j}" for j in (0, 3, 6, 9)}
+
+
+def test_extra_rules_on_a_method_find_objects_made_by_calling_the_class(tmp_path: Path) -> None:
+    write(
+        tmp_path / "app.py",
+        """\
+        import legacy
+        from legacy import Client
+        client = legacy.Client()
+        async def local():
+            c = legacy.Client()
+            return c.fetch()
+        async def inline():
+            return Client().fetch()
+        async def module_level():
+            return client.fetch()
+        async def annotated(c: legacy.Client):
+            return c.fetch()
+        """,
+    )
+    config = ScanConfig(extra_rules={"legacy.Client.fetch": "use legacy.AsyncClient.fetch"})
+    found = [(f.line, f.blocking_call) for f in scan_paths([tmp_path], config).findings]
+    assert found == [(line, "legacy.Client.fetch") for line in (6, 8, 10, 12)]
+
+
+def test_long_chains_do_not_stop_the_scan(tmp_path: Path) -> None:
+    """600 chained method calls, 1,000 chained attributes, a 1,000-branch elif."""
+    write(tmp_path / "builder.py", "async def handler(query):\n")
+    with (tmp_path / "builder.py").open("a") as fh:
+        fh.write("    return query" + ".filter(x=1)" * 600 + ".all()\n")
+        fh.write("async def settings(cfg):\n    return cfg" + ".sub" * 1000 + ".value\n")
+        fh.write("async def dispatch(x):\n    if x == 0:\n        pass\n")
+        fh.writelines(f"    elif x == {i}:\n        pass\n" for i in range(1, 1000))
+    write(tmp_path / "ok.py", "import time\nasync def h():\n    time.sleep(1)\n")
+    found = [(f.rule_id, f.path) for f in scan_paths([tmp_path], root=tmp_path).findings]
+    assert found == [("ASY111", "ok.py")]
+
+
+def test_names_too_deeply_nested_to_resolve_are_reported_and_the_scan_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Each name defined through the one before, thousands deep: an ASY001, not a crash."""
+    lines = ["import requests", "x0 = requests.Session()"]
+    lines += [f"x{i} = x{i - 1}" for i in range(1, 3000)]
+    lines += ["async def handler():", "    return x2999.get('u')", ""]
+    write(tmp_path / "deep.py", "\n".join(lines))
+    write(tmp_path / "ok.py", "import time\nasync def h():\n    time.sleep(1)\n")
+    found = [
+        (f.rule_id, f.path, f.line, f.message)
+        for f in scan_paths([tmp_path], root=tmp_path).findings
+    ]
+    assert found == [
+        (
+            "ASY001",
+            "deep.py",
+            3002,
+            "handler: names too deeply nested to resolve; its calls were not scanned",
+        ),
+        ("ASY111", "ok.py", 3, "blocking call time.sleep() in async def h"),
+    ]
+
+
+def test_a_linked_file_is_scanned_once(tmp_path: Path) -> None:
+    write(tmp_path / "app" / "api.py", "import time\nasync def h():\n    time.sleep(1)\n")
+    (tmp_path / "compat").mkdir()
+    (tmp_path / "compat" / "api.py").symlink_to("../app/api.py")
+    (tmp_path / "a_link.py").symlink_to("z_real.py")
+    write(tmp_path / "z_real.py", "import os\nasync def g():\n    os.system('x')\n")
+    result = scan_paths([tmp_path], root=tmp_path)
+    assert result.files == 2
+    # the first path in the walk's sorted order is kept
+    assert [f.path for f in result.findings] == ["a_link.py", "app/api.py"]

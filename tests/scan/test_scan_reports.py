@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,42 @@ def test_columns_count_characters_not_bytes(tmp_path: Path) -> None:
     )
     (finding,) = scan_paths([tmp_path], root=tmp_path).findings
     assert (finding.line, finding.column) == (3, 14)  # 16 if bytes were counted
+
+
+def test_columns_count_characters_in_any_source_encoding(tmp_path: Path) -> None:
+    (tmp_path / "latin1.py").write_bytes(
+        b"# -*- coding: latin-1 -*-\n"
+        b"import time\nasync def f():\n    x = '\xe9\xe9'; time.sleep(1)\n"
+    )
+    (tmp_path / "bom.py").write_bytes(
+        "\ufeffimport time\nasync def g(): time.sleep(1)\n".encode("utf-8")
+    )
+    found = [(f.path, f.line, f.column) for f in scan_paths([tmp_path], root=tmp_path).findings]
+    assert found == [("bom.py", 2, 16), ("latin1.py", 4, 15)]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'x = "éé"; y = (\n'.encode(),
+        '# -*- coding: utf-8 -*-\nx = "éé"; y = (\n'.encode(),
+        '# -*- coding: latin-1 -*-\nx = "éé"; y = (\n'.encode("latin-1"),
+        '# -*- coding: euc-jp -*-\nx = "日本"; y = (\n'.encode("euc-jp"),
+    ],
+)
+def test_syntax_error_columns_count_characters(source: bytes, tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_bytes(source)
+    (finding,) = scan_paths([tmp_path], root=tmp_path).findings
+    assert finding.rule_id == "ASY001"
+    assert finding.column == 15  # the "(" that is never closed
+
+
+def test_sarif_of_a_file_name_that_is_not_utf8(tmp_path: Path, schema: dict[str, Any]) -> None:
+    name = os.path.join(os.fsencode(tmp_path), b"legacy\xff.py")
+    with open(name, "wb") as fh:
+        fh.write(b"import time\nasync def f():\n    time.sleep(1)\n")
+    result = scan_paths([tmp_path], root=tmp_path)
+    document = json.loads(render_sarif(result))
+    validate(document, schema)
+    location = document["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"]["uri"] == "legacy%FF.py"

@@ -39,7 +39,8 @@ class ScanConfig:
     in ``.*``) to the fix to suggest; `ignore` holds rule ids; `exclude` holds glob patterns
     matched against paths relative to the project root (a pattern without ``/`` matches any
     path component); `offload_decorators` names extra decorators that run a function in a
-    thread.
+    thread; `project_root` is the directory `exclude` patterns are relative to (`load_config`
+    sets the directory of the pyproject.toml; default: the scan's root).
 
     Example:
         >>> sorted(ScanConfig(ignore=frozenset({"ASY104"})).with_ignored(["time-sleep"]).ignore)
@@ -50,6 +51,7 @@ class ScanConfig:
     ignore: frozenset[str] = frozenset()
     exclude: tuple[str, ...] = ()
     offload_decorators: frozenset[str] = frozenset()
+    project_root: Path | None = None
 
     def with_ignored(self, keys: Iterable[str]) -> ScanConfig:
         """A copy that also ignores `keys` (rule ids or names)."""
@@ -124,7 +126,11 @@ def load_config(pyproject: Path | None) -> ScanConfig:
         raise ConfigError(f"cannot read {pyproject}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{pyproject}: invalid TOML: {exc}") from exc
-    table = data.get("tool", {}).get("asyncify-kit", {}).get("scan", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{pyproject}: [tool.asyncify-kit.scan] must be a table")
-    return ScanConfig.from_mapping(table, source=str(pyproject))
+    table: Any = data
+    for depth, key in enumerate(("tool", "asyncify-kit", "scan"), 1):
+        table = table.get(key, {})
+        if not isinstance(table, dict):
+            name = ".".join(("tool", "asyncify-kit", "scan")[:depth])
+            raise ConfigError(f"{pyproject}: [{name}] must be a table")
+    config = ScanConfig.from_mapping(table, source=str(pyproject))
+    return replace(config, project_root=pyproject.resolve().parent)

@@ -20,7 +20,10 @@ blocking call it reaches.
 from __future__ import annotations
 
 import ast
+import contextlib
 import heapq
+import io
+import tokenize
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,12 +139,15 @@ class ModuleInfo(Scope):
     """One parsed file."""
 
     __slots__ = (
+        "_encoding",
         "_lines",
         "classes",
         "display",
         "functions",
         "is_package",
+        "lambdas",
         "path",
+        "root",
         "source",
         "stars",
     )
@@ -152,22 +158,34 @@ class ModuleInfo(Scope):
         super().__init__(name, None, None)
         self.module = self
         self._lines: list[bytes] | None = None
+        self._encoding = "utf-8"
         self.path = path
+        self.root: Path | None = None  # the import root (`Project.imported`)
         self.display = display
         self.is_package = is_package
         self.source = source
         self.functions: list[FunctionInfo] = []
         self.classes: list[ClassInfo] = []
+        self.lambdas: dict[ast.Lambda, FunctionInfo] = {}
         self.stars: list[str] = []
 
     def line_column(self, line: int, col_offset: int) -> int:
-        """The 1-based character column of a UTF-8 byte offset on `line`."""
+        """The 1-based character column of a UTF-8 byte offset on `line`.
+
+        `ast` offsets count the UTF-8 bytes of the decoded line, whatever the file's encoding
+        (a PEP 263 ``coding:`` line): other encodings are converted first.
+        """
         if self._lines is None:
             self._lines = self.source.splitlines()
+            with contextlib.suppress(SyntaxError):  # parsed already: the declaration is valid
+                self._encoding = tokenize.detect_encoding(io.BytesIO(self.source).readline)[0]
         lines = self._lines
         if not 0 < line <= len(lines):
             return col_offset + 1
-        return len(lines[line - 1][:col_offset].decode("utf-8", "replace")) + 1
+        text = lines[line - 1]
+        if self._encoding != "utf-8":
+            text = text.decode(self._encoding, "replace").encode("utf-8", "surrogatepass")
+        return len(text[:col_offset].decode("utf-8", "replace")) + 1
 
 
 class ClassInfo(Scope):
@@ -386,9 +404,16 @@ class _Walker:
         elif isinstance(stmt, ast.Expr):
             self.expression(stmt.value, scope, func)
         elif isinstance(stmt, ast.If):
-            self.expression(stmt.test, scope, func)
-            self.statements(stmt.body, scope, func)
-            self.statements(stmt.orelse, scope, func)
+            branch = stmt
+            while True:  # a long elif chain is a deep tree: walk it without recursion
+                self.expression(branch.test, scope, func)
+                self.statements(branch.body, scope, func)
+                orelse = branch.orelse
+                if len(orelse) == 1 and isinstance(orelse[0], ast.If):
+                    branch = orelse[0]
+                    continue
+                self.statements(orelse, scope, func)
+                break
         elif isinstance(stmt, ast.Try):
             start = len(func.calls) if func is not None else 0
             self.statements(stmt.body, scope, func)
@@ -442,6 +467,8 @@ class _Walker:
             if annotation is not None:
                 binding = Binding(scope, line, _ANNOT, annotation, extra=value)
             elif value is not None:
+                if func is None and isinstance(value, ast.Lambda):
+                    self.lambda_(value, scope, None)  # ``fetch = lambda: ...`` at module level
                 binding = Binding(scope, line, _EXPR, value)
             else:
                 binding = Binding(scope, line, _UNKNOWN)
@@ -469,7 +496,7 @@ class _Walker:
             self.expression(target, scope, func)
 
     def expression(self, node: ast.expr, scope: Scope, func: FunctionInfo | None) -> None:
-        """Record the calls (and attribute loads) of `node`; lambdas are not entered.
+        """Record the calls (and attribute loads) of `node`; a lambda is a function of its own.
 
         Module and class level code runs at import time, never inside async code, so only
         function bodies are walked. This loop is the scanner's hot path: leaves are skipped
@@ -485,7 +512,11 @@ class _Walker:
         while stack:
             sub = pop()
             kind = type(sub)
-            if kind is ast.Name or kind is ast.Constant or kind is ast.Lambda:
+            if kind is ast.Name or kind is ast.Constant:
+                continue
+            if kind is ast.Lambda:
+                assert isinstance(sub, ast.Lambda)
+                self.lambda_(sub, scope, func)
                 continue
             if type(sub) is ast.Call:
                 calls.append(sub)
@@ -521,16 +552,8 @@ class _Walker:
         outer: FunctionInfo | None,
     ) -> None:
         cls = scope if isinstance(scope, ClassInfo) else None
-        parent = _lexical(scope)
-        if outer is not None:
-            key = f"{outer.key}.<locals>.{node.name}"
-            display = f"{outer.display}.<locals>.{node.name}"
-        else:
-            key = f"{scope.key}.{node.name}"
-            display = f"{cls.name}.{node.name}" if cls is not None else node.name
-            if isinstance(scope, ClassInfo) and scope.parent is not self.module:
-                display = key[len(self.module.key) + 1 :]
-        func = FunctionInfo(key, display, self.module, parent, node, cls)
+        key, display = self._qualified(node.name, scope, outer)
+        func = FunctionInfo(key, display, self.module, _lexical(scope), node, cls)
         self.module.functions.append(func)
         if not any(
             isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter")
@@ -566,6 +589,39 @@ class _Walker:
             if star is not None:
                 func.bind(star.arg, Binding(func, node.lineno, _UNKNOWN))
         self.statements(node.body, func, func)
+
+    def _qualified(self, name: str, scope: Scope, outer: FunctionInfo | None) -> tuple[str, str]:
+        """The project key and the display name of function `name` defined in `scope`."""
+        if outer is not None:
+            return f"{outer.key}.<locals>.{name}", f"{outer.display}.<locals>.{name}"
+        key = f"{scope.key}.{name}"
+        if not isinstance(scope, ClassInfo):
+            return key, name
+        if scope.parent is not self.module:
+            return key, key[len(self.module.key) + 1 :]
+        return key, f"{scope.name}.{name}"
+
+    def lambda_(self, node: ast.Lambda, scope: Scope, outer: FunctionInfo | None) -> None:
+        """A lambda, as the function it is: called, it is followed like a nested ``def``."""
+        if node in self.module.lambdas:
+            return
+        key, display = self._qualified("<lambda>", scope, outer)
+        body: list[ast.stmt] = [ast.copy_location(ast.Return(value=node.body), node)]
+        definition = ast.copy_location(
+            ast.FunctionDef(
+                name="<lambda>", args=node.args, body=body, decorator_list=[], returns=None
+            ),
+            node,
+        )
+        key = f"{key}@{node.lineno}:{node.col_offset}"  # a scope may hold several
+        func = FunctionInfo(key, display, self.module, _lexical(scope), definition, None)
+        self.module.functions.append(func)
+        self.module.lambdas[node] = func
+        args = node.args
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if arg is not None:
+                func.bind(arg.arg, Binding(func, node.lineno, _UNKNOWN))
+        self.statements(definition.body, func, func)
 
     def klass(self, node: ast.ClassDef, scope: Scope, outer: FunctionInfo | None) -> None:
         if outer is not None:
@@ -620,18 +676,21 @@ def _decorator_name(node: ast.expr) -> str:
 
 
 def _call_text(node: ast.expr) -> str:
-    """The callee as written: ``self.repo.get``, ``requests.get``, ``make(...).run``."""
+    """The callee as written: ``self.repo.get``, ``make(...).run``, ``(lambda)``."""
     parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    elif isinstance(node, ast.Call):
-        parts.append(_call_text(node.func) + "(...)")
-    else:
-        parts.append("<expr>")
-    return ".".join(reversed(parts))
+    while True:
+        if isinstance(node, ast.Attribute):
+            parts.append(f".{node.attr}")
+            node = node.value
+        elif isinstance(node, ast.Call):
+            parts.append("(...)")
+            node = node.func
+        else:
+            if isinstance(node, ast.Name):
+                parts.append(node.id)
+            else:
+                parts.append("(lambda)" if isinstance(node, ast.Lambda) else "<expr>")
+            return "".join(reversed(parts))
 
 
 # -- resolution -------------------------------------------------------------------------
@@ -647,9 +706,11 @@ class Project:
         extra_rules: Mapping[str, str],
         offload_decorators: frozenset[str],
         ignores: Mapping[ModuleInfo, Mapping[int, frozenset[str] | None]] | None = None,
+        local_names: Mapping[tuple[Path, str], ModuleInfo] | None = None,
     ) -> None:
         self.modules = modules
         self.ignores = ignores or {}
+        self.local_names = local_names or {}
         self.registry: dict[str, Scope] = {}
         for module in modules:
             self.registry.setdefault(module.key, module)
@@ -661,6 +722,10 @@ class Project:
             self.registry.setdefault(alias, module)
         self.extra_exact = {k: v for k, v in extra_rules.items() if not k.endswith(".*")}
         self.extra_prefixes = tuple((k[:-1], v) for k, v in extra_rules.items() if k.endswith(".*"))
+        # external classes with a rule on a method: calling one makes an instance
+        self.rule_types = frozenset(
+            name.rpartition(".")[0] for name in (*BLOCKING_CALLS, *self.extra_exact)
+        ) | frozenset(prefix[:-1] for prefix, _ in self.extra_prefixes)
         self.offload_decorators = OFFLOAD_DECORATORS | offload_decorators
         self.property_names = frozenset(
             func.node.name for module in modules for func in module.functions if func.is_property
@@ -669,6 +734,8 @@ class Project:
         self._ref_pending: set[str] = set()
         self._reach: dict[FunctionInfo, dict[Blocking, Chain]] = {}
         self._mro: dict[ClassInfo, tuple[list[ClassInfo], list[str]]] = {}
+        # functions whose calls could not be resolved (RecursionError): reported as ASY001
+        self.too_deep: list[FunctionInfo] = []
 
     # values
 
@@ -689,6 +756,21 @@ class Project:
                 self._ref_pending.discard(dotted)
         self._ref_cache[dotted] = value
         return value
+
+    def imported(self, module: ModuleInfo, dotted: str) -> str:
+        """The project name of the absolute import `dotted` in `module`.
+
+        A module importable only from its own import root (a script next to `module`) is
+        found here; every other name is resolved by `ref` alone.
+        """
+        if not self.local_names or module.root is None:
+            return dotted
+        parts = dotted.split(".")
+        for i in range(len(parts), 0, -1):
+            found = self.local_names.get((module.root, ".".join(parts[:i])))
+            if found is not None:
+                return ".".join([found.key, *parts[i:]])
+        return dotted
 
     def _ref_walk(self, dotted: str) -> Value:
         parts = dotted.split(".")
@@ -715,7 +797,7 @@ class Project:
             here = False
         module = scope.module
         for star in module.stars:
-            value = self.ref(f"{star}.{name}")
+            value = self.ref(self.imported(module, f"{star}.{name}"))
             if isinstance(value, Ref) and value.name not in self.registry:
                 if _known_external(value.name):
                     return value
@@ -741,7 +823,7 @@ class Project:
                 if value is None and binding.node is not None:
                     value = self.annotation(binding.node, binding.scope, binding.line)
             elif kind == _IMPORT:
-                value = self.ref(binding.target)
+                value = self.ref(self.imported(binding.scope.module, binding.target))
             elif kind == _DEF:
                 value = Ref(binding.target)
             elif kind == _SELF:
@@ -793,10 +875,22 @@ class Project:
         """The value of expression `node` in `scope` (None when it cannot be known)."""
         if isinstance(node, ast.Name):
             return self.lookup(scope, node.id, line)
-        if isinstance(node, ast.Attribute):
-            return self.attr(self.eval(node.value, scope, line), node.attr)
-        if isinstance(node, ast.Call):
-            return self.call_value(self.eval(node.func, scope, line), node, scope, line)
+        if isinstance(node, ast.Attribute | ast.Call):
+            # a chain ``a.b(...).c(...)``, however long, from its start and without recursion
+            links: list[ast.Attribute | ast.Call] = []
+            start: ast.expr = node
+            while isinstance(start, ast.Attribute | ast.Call):
+                links.append(start)
+                start = start.value if isinstance(start, ast.Attribute) else start.func
+            value = self.eval(start, scope, line)
+            for link in reversed(links):
+                if value is None:
+                    return None
+                if isinstance(link, ast.Attribute):
+                    value = self.attr(value, link.attr)
+                else:
+                    value = self.call_value(value, link, scope, line)
+            return value
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             left = self.eval(node.left, scope, line)
             return left if left == _PATH else None
@@ -810,6 +904,9 @@ class Project:
             return None
         if isinstance(node, ast.NamedExpr):
             return self.eval(node.value, scope, line)
+        if isinstance(node, ast.Lambda):
+            func = scope.module.lambdas.get(node)
+            return Ref(func.key) if func is not None else None
         return None
 
     def attr(self, value: Value, name: str) -> Value:
@@ -829,7 +926,7 @@ class Project:
                 if submodule in self.registry:
                     return Ref(submodule)
                 for star in target.stars:
-                    found = self.ref(f"{star}.{name}")
+                    found = self.ref(self.imported(target, f"{star}.{name}"))
                     if found is not None and not (
                         isinstance(found, Ref)
                         and found.name not in self.registry
@@ -890,25 +987,35 @@ class Project:
         return project, external
 
     def member(self, cls: ClassInfo, name: str, *, instance: bool) -> Value:
+        """``cls.name``, or ``instance.name``: the first known value along the MRO.
+
+        For an instance every binding counts, the class body's (``conn = None``) and the
+        ``self.name = ...`` of the methods, so a ``None`` default does not hide the rest.
+        """
         project, external = self.mro(cls)
+        found = False
         for current in project:
             bindings = current.bindings.get(name)
             if bindings:
+                found = True
                 binding = _pick(bindings, 0)
                 value = self.binding_value(binding)
                 if instance and binding.kind == _DEF and isinstance(value, Ref):
                     func = self.registry.get(value.name)
                     if isinstance(func, FunctionInfo) and func.is_property:
                         return self.returns(func)
-                return value
+                if value is not None or not instance:
+                    return value
             if instance:
                 attrs = current.attrs.get(name)
                 if attrs:
+                    found = True
                     for binding in reversed(attrs):
                         value = self.binding_value(binding)
                         if value is not None:
                             return value
-                    return None
+        if found:
+            return None
         for base in external:
             if instance:
                 return self.attr(Inst(base), name)
@@ -935,6 +1042,8 @@ class Project:
                 return Inst(produced)
             if name.startswith("boto3.resource."):
                 return Inst("boto3.resource")
+            if name in self.rule_types:
+                return Inst(name)
             return None
         if isinstance(target, ClassInfo):
             return Inst(name)
@@ -999,6 +1108,21 @@ class Project:
         if func.sites is not None:
             return func.sites
         sites: list[Site] = []
+        try:
+            self._call_sites(func, sites)
+            self._property_sites(func, sites)
+        except RecursionError:  # names defined through thousands of others: give up on `func`
+            self.too_deep.append(func)
+            sites = []
+        comments = self.ignores.get(func.module)
+        if comments:
+            sites = [site for site in sites if not self._silence(site, comments)]
+        sites.sort(key=lambda site: (site.line, site.col))
+        func.sites = sites
+        return sites
+
+    def _call_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
+        """The calls `func` makes that block or enter sync project code."""
         for node in func.calls:
             callee = self.eval(node.func, func, node.lineno)
             while isinstance(callee, Partial):
@@ -1013,31 +1137,27 @@ class Project:
             ):
                 continue
             sites.append(site)
-        if self.property_names:
-            for attr_node in func.attr_loads:
-                if attr_node.attr not in self.property_names or not isinstance(
-                    attr_node.ctx, ast.Load
-                ):
-                    continue
-                owner = self.eval(attr_node.value, func, attr_node.lineno)
-                if not isinstance(owner, Inst):
-                    continue
-                cls = self.registry.get(owner.type)
-                if not isinstance(cls, ClassInfo):
-                    continue
-                for current in self.mro(cls)[0]:
-                    bindings = current.bindings.get(attr_node.attr)
-                    if bindings:
-                        target = self.registry.get(_pick(bindings, 0).target)
-                        if isinstance(target, FunctionInfo) and target.is_property:
-                            sites.append(self._edge(target, attr_node, attr_node))
-                        break
-        comments = self.ignores.get(func.module)
-        if comments:
-            sites = [site for site in sites if not self._silence(site, comments)]
-        sites.sort(key=lambda site: (site.line, site.col))
-        func.sites = sites
-        return sites
+
+    def _property_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
+        """Reading a property of a project class calls it."""
+        if not self.property_names:
+            return
+        for attr_node in func.attr_loads:
+            if attr_node.attr not in self.property_names or not isinstance(attr_node.ctx, ast.Load):
+                continue
+            owner = self.eval(attr_node.value, func, attr_node.lineno)
+            if not isinstance(owner, Inst):
+                continue
+            cls = self.registry.get(owner.type)
+            if not isinstance(cls, ClassInfo):
+                continue
+            for current in self.mro(cls)[0]:
+                bindings = current.bindings.get(attr_node.attr)
+                if bindings:
+                    target = self.registry.get(_pick(bindings, 0).target)
+                    if isinstance(target, FunctionInfo) and target.is_property:
+                        sites.append(self._edge(target, attr_node, attr_node))
+                    break
 
     @staticmethod
     def _silence(site: Site, comments: Mapping[int, frozenset[str] | None]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -90,7 +91,8 @@ def render_json(result: ScanResult) -> str:
 def _artifact(path: str) -> dict[str, str]:
     if Path(path).is_absolute():
         return {"uri": Path(path).as_uri()}
-    return {"uri": quote(path), "uriBaseId": "%SRCROOT%"}
+    # os.fsencode: the original bytes of a file name that is not valid UTF-8
+    return {"uri": quote(os.fsencode(path)), "uriBaseId": "%SRCROOT%"}
 
 
 def _physical(path: str, line: int, column: int) -> dict[str, Any]:
@@ -124,7 +126,7 @@ def render_sarif(result: ScanResult) -> str:
                     "|".join(
                         [finding.rule_id, finding.function, finding.blocking_call]
                         + [f"{hop.path}:{hop.function}:{hop.call}" for hop in finding.chain]
-                    ).encode()
+                    ).encode("utf-8", "surrogateescape")
                 ).hexdigest()[:32]
             },
             "properties": {"fix": finding.fix, "blockingCall": finding.blocking_call},

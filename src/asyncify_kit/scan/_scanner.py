@@ -54,9 +54,11 @@ def scan_paths(
 
     Directories are searched recursively for ``*.py`` files (hidden directories, virtual
     environments, ``__pycache__``, ``build`` and ``dist`` are skipped, and so is every path
-    matched by ``config.exclude``; files named explicitly are always scanned). Paths in the
-    findings are relative to `root` (default: the current directory). A file that does not
-    parse is reported as an ``ASY001`` finding and the scan goes on. A path that does not exist
+    matched by ``config.exclude``, relative to ``config.project_root`` (default: `root`); files
+    named explicitly are always scanned; a linked file is scanned once). Paths in the findings
+    are relative to `root` (default: the current directory). A file that does not parse, or
+    code nested too deeply to analyse, is reported as an ``ASY001`` finding and the scan goes
+    on. A path that does not exist
     raises `ConfigError`. The cyclic garbage collector is paused while the scan runs: the
     syntax trees of a large project are millions of objects, and collecting them over and
     over would triple the time.
@@ -91,15 +93,17 @@ def _scan(
     started = time.perf_counter()
     base = Path(root) if root is not None else Path.cwd()
     base = base.resolve()
-    files = list(_discover([Path(p) for p in paths], base, config.exclude))
+    anchor = config.project_root.resolve() if config.project_root is not None else base
+    files = list(_discover([Path(p) for p in paths], anchor, config.exclude))
 
+    names = _ImportNames(base, {scan_base for _, scan_base in files})
     modules: list[ModuleInfo] = []
     aliases: dict[str, ModuleInfo] = {}
+    local_names: dict[tuple[Path, str], ModuleInfo] = {}
     ignores: dict[ModuleInfo, dict[int, frozenset[str] | None]] = {}
     findings: list[Finding] = []
     lines = 0
-    init_cache: dict[Path, bool] = {}
-    for file, scan_base in files:
+    for file, _ in files:
         display = _display(file, base)
         try:
             source = file.read_bytes()
@@ -110,9 +114,8 @@ def _scan(
         try:
             tree = ast.parse(source, filename=str(file))
         except SyntaxError as exc:
-            findings.append(
-                _unparsable(display, exc.lineno or 1, exc.offset or 1, f"syntax error: {exc.msg}")
-            )
+            line, column = _error_position(source, exc)
+            findings.append(_unparsable(display, line, column, f"syntax error: {exc.msg}"))
             continue
         except ValueError as exc:  # null bytes, undecodable source
             findings.append(_unparsable(display, 1, 1, f"cannot parse the file: {exc}"))
@@ -120,19 +123,39 @@ def _scan(
         except (RecursionError, MemoryError):
             findings.append(_unparsable(display, 1, 1, "too deeply nested to parse"))
             continue
-        name, alias, is_package = _module_names(file, scan_base, init_cache)
-        module = build_module(name, file, display, is_package, source, tree)
+        root, name, is_package = names.own(file)
+        importable = names.importable(root, name)
+        key = importable[0] if importable else name
+        try:
+            module = build_module(key, file, display, is_package, source, tree)
+        except RecursionError:
+            findings.append(_unparsable(display, 1, 1, "too deeply nested to scan"))
+            continue
+        module.root = root
         modules.append(module)
-        if alias and alias != name:
+        local_names.setdefault((root, name), module)
+        for alias in importable[1:]:
             aliases.setdefault(alias, module)
         if b"asyncify:" in source:
             ignores[module] = _ignore_comments(source)
 
-    project = Project(modules, aliases, config.extra_rules, config.offload_decorators, ignores)
+    project = Project(
+        modules, aliases, config.extra_rules, config.offload_decorators, ignores, local_names
+    )
     for module in modules:
         for func in module.functions:
             if func.is_async:
                 findings.extend(_findings_of(project, func, ignores))
+    for func in project.too_deep:
+        findings.append(
+            _unparsable(
+                func.module.display,
+                func.line,
+                func.module.line_column(func.line, func.node.col_offset),
+                f"{func.display}: names too deeply nested to resolve",
+                "its calls were not scanned",
+            )
+        )
 
     findings = [f for f in findings if f.rule_id not in config.ignore]
     findings.sort(key=lambda f: (f.path, f.line, f.column, f.rule_id, f.chain_text()))
@@ -242,19 +265,37 @@ def _ignore_comments(source: bytes) -> dict[int, frozenset[str] | None]:
     return found
 
 
-def _unparsable(display: str, line: int, column: int, message: str) -> Finding:
+def _unparsable(
+    display: str, line: int, column: int, message: str, outcome: str = "the file was not scanned"
+) -> Finding:
     return Finding(
         rule_id=SYNTAX_ERROR_RULE.id,
         rule_name=SYNTAX_ERROR_RULE.name,
         path=display,
         line=line,
         column=column,
-        message=f"{message}; the file was not scanned",
+        message=f"{message}; {outcome}",
         fix=SYNTAX_ERROR_RULE.fix,
         blocking_call="",
         function="",
         chain=(),
     )
+
+
+def _error_position(source: bytes, exc: SyntaxError) -> tuple[int, int]:
+    """The line and 1-based character column of a syntax error in `source`.
+
+    Parsing bytes, the offset counts UTF-8 bytes or characters depending on the encoding
+    declaration; parsing the decoded text, it always counts characters.
+    """
+    try:
+        encoding = tokenize.detect_encoding(io.BytesIO(source).readline)[0]
+        ast.parse(source.decode(encoding))
+    except SyntaxError as again:
+        exc = again
+    except (ValueError, LookupError, RecursionError, MemoryError):
+        pass  # not decodable: keep the first error's position
+    return exc.lineno or 1, exc.offset or 1
 
 
 def _display(file: Path, base: Path) -> str:
@@ -265,9 +306,13 @@ def _display(file: Path, base: Path) -> str:
 
 
 def _discover(
-    paths: list[Path], base: Path, exclude: tuple[str, ...]
+    paths: list[Path], anchor: Path, exclude: tuple[str, ...]
 ) -> Iterable[tuple[Path, Path]]:
-    """``(file, directory it was found under)`` for every Python file to scan, once each."""
+    """``(file, directory it was found under)`` for every Python file to scan, once each.
+
+    `exclude` patterns match paths relative to `anchor` (the project root), else, for a path
+    outside it, relative to the directory being searched.
+    """
     seen: set[Path] = set()
     for given in paths:
         path = given.resolve()
@@ -286,15 +331,18 @@ def _discover(
                 if not name.startswith(".")
                 and name not in _SKIP_DIRS
                 and not name.endswith(".egg-info")
-                and not _excluded(current / name, base, path, exclude)
+                and not _excluded(current / name, anchor, path, exclude)
             )
             for filename in sorted(filenames):
                 if not filename.endswith(".py"):
                     continue
                 file = current / filename
-                if file in seen or _excluded(file, base, path, exclude):
+                # the walk is below a resolved directory and does not enter linked ones:
+                # only a linked file can be met again under another name
+                real = file.resolve() if file.is_symlink() else file
+                if real in seen or _excluded(file, anchor, path, exclude):
                     continue
-                seen.add(file)
+                seen.add(real)
                 yield file, path
 
 
@@ -318,33 +366,81 @@ def _excluded(path: Path, base: Path, scanned: Path, patterns: tuple[str, ...]) 
     return False
 
 
-def _module_names(file: Path, scanned: Path, cache: dict[Path, bool]) -> tuple[str, str, bool]:
-    """The module's import name, another name it may be imported by, and whether a package.
+class _ImportNames:
+    """The names a scanned file is imported by, found the way Python finds them.
 
-    The import name follows ``__init__.py`` files upwards; the other name is the path below
-    the scanned directory (``src.`` dropped), which covers namespace packages.
+    A module's own import root is the nearest directory above its package without an
+    ``__init__.py`` (a script's own directory); from that root it has its own name
+    (``app.api`` for ``src/app/api.py``, ``requests`` for ``examples/requests.py``). That name
+    is importable from everywhere only when the root is a source root (on ``sys.path`` when the
+    project runs): the scan's root (``--root``, default the current directory) and a directory
+    scanned outside it, a directory holding ``pyproject.toml``, ``setup.py`` or ``setup.cfg``,
+    and any ``src`` directory. Otherwise it is importable only by the modules of the same
+    import root (the scripts of ``examples/``), and from everywhere by its path below a source
+    root (``examples.requests``, a namespace package). So a project file named like a library
+    does not hide the library from the rest of the project, and an absolute ``import time``
+    in a package never means the package's own ``time.py``.
     """
-    is_package = file.name == "__init__.py"
-    parts: list[str] = [] if is_package else [file.stem]
-    directory = file.parent
-    while True:
-        has_init = cache.get(directory)
-        if has_init is None:
-            has_init = cache[directory] = (directory / "__init__.py").is_file()
-        if not has_init or directory.parent == directory:
-            break
-        parts.append(directory.name)
-        directory = directory.parent
-    name = ".".join(reversed(parts)) or file.parent.name
-    try:
-        relative = file.relative_to(scanned).with_suffix("").parts
-    except ValueError:
-        relative = ()
-    if relative and relative[-1] == "__init__":
-        relative = relative[:-1]
-    if relative and relative[0] == "src":
-        relative = relative[1:]
-    alias = ".".join(relative)
-    if alias and alias.endswith(f".{name}"):
-        name, alias = alias, name
-    return name, alias, is_package
+
+    _MARKERS = ("pyproject.toml", "setup.py", "setup.cfg")
+
+    def __init__(self, base: Path, scanned: set[Path]) -> None:
+        self._init: dict[Path, bool] = {}
+        self._source: dict[Path, bool] = {}
+        self._prefixes: dict[Path, list[str]] = {}
+        self._explicit = {base, base / "src"}
+        for directory in scanned:
+            if not directory.is_relative_to(base):
+                root = self._import_root(directory)
+                self._explicit.update((root, root / "src"))
+
+    def own(self, file: Path) -> tuple[Path, str, bool]:
+        """The file's import root, its name from there, and whether it is a package."""
+        is_package = file.name == "__init__.py"
+        parts: list[str] = [] if is_package else [file.stem]
+        directory = file.parent
+        while self._has_init(directory) and directory.parent != directory:
+            parts.append(directory.name)
+            directory = directory.parent
+        return directory, ".".join(reversed(parts)) or file.parent.name, is_package
+
+    def importable(self, root: Path, name: str) -> list[str]:
+        """The names a module of import root `root` is importable by from everywhere."""
+        prefixes = self._prefixes.get(root)
+        if prefixes is None:
+            prefixes = self._prefixes[root] = self._source_prefixes(root)
+        return [f"{prefix}.{name}" if prefix else name for prefix in prefixes]
+
+    def _source_prefixes(self, root: Path) -> list[str]:
+        """The path of `root` below each source root holding it, innermost first."""
+        prefixes: list[str] = []
+        parts: list[str] = []
+        directory = root
+        while True:
+            if self._is_source_root(directory):
+                prefixes.append(".".join(reversed(parts)))
+            if directory.parent == directory:
+                return prefixes
+            parts.append(directory.name)
+            directory = directory.parent
+
+    def _is_source_root(self, directory: Path) -> bool:
+        known = self._source.get(directory)
+        if known is None:
+            known = self._source[directory] = (
+                directory in self._explicit
+                or directory.name == "src"
+                or any((directory / marker).is_file() for marker in self._MARKERS)
+            )
+        return known
+
+    def _import_root(self, directory: Path) -> Path:
+        while self._has_init(directory) and directory.parent != directory:
+            directory = directory.parent
+        return directory
+
+    def _has_init(self, directory: Path) -> bool:
+        known = self._init.get(directory)
+        if known is None:
+            known = self._init[directory] = (directory / "__init__.py").is_file()
+        return known
