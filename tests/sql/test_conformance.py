@@ -456,42 +456,49 @@ async def _committed(url: BackendURL, sql: str) -> Any:
         return await other.fetch_val(sql)
 
 
+@asynccontextmanager
+async def numbered_table(db: Database, name: str) -> AsyncIterator[str]:
+    """*name* with the ids 0 to 19, and an empty ``{name}_log`` for loop bodies to write to
+    (its name is yielded); both dropped after."""
+    log = f"{name}_log"
+    await db.execute(f"create table {name} (id integer primary key)")
+    await db.execute(f"create table {log} (id integer primary key)")
+    try:
+        await db.execute_many(
+            f"insert into {name} (id) values (:id)", [{"id": i} for i in range(20)]
+        )
+        yield log
+    finally:
+        await db.execute(f"drop table {name}")
+        await db.execute(f"drop table {log}")
+
+
 async def test_iterate_with_statements_on_its_own_connection(url: BackendURL, table: str) -> None:
     """Inside a transaction (or a pinned connection) the loop body's statements run on the
     iteration's connection; every row still comes, on MySQL too (the protocol carries one
     result at a time: the rest of the iteration's is read into memory first)."""
-    log = f"{table}_log"
     query = f"select id from {table} order by id"
-    async with Database(url) as db:
-        await db.execute(f"create table {table} (id integer primary key)")
-        await db.execute(f"create table {log} (id integer)")
-        try:
-            await db.execute_many(
-                f"insert into {table} (id) values (:id)", [{"id": i} for i in range(20)]
-            )
-            seen: list[int] = []
-            async with db.transaction():
-                async for row in db.iterate(query, batch_size=5):
-                    seen.append(row.id)
-                    await db.execute(f"insert into {log} (id) values (:id)", {"id": row.id})
-                    if row.id == 7:
-                        async with db.transaction():  # a savepoint inside the loop
-                            await db.execute(f"insert into {log} (id) values (100)")
-                    if row.id == 12:  # an iteration inside the loop
-                        inner = [r.id async for r in db.iterate(query, batch_size=3)]
-                        assert inner == list(range(20))
-            assert seen == list(range(20))
-            assert await _committed(url, f"select count(*) from {log}") == 21
-            seen.clear()
-            async with db.connection():
-                async for row in db.iterate(query, batch_size=6):
-                    seen.append(row.id)
-                    assert await db.fetch_val("select :n", {"n": str(row.id)}) == str(row.id)
-            assert seen == list(range(20))
-            assert db.pool_stats().in_use == 0
-        finally:
-            await db.execute(f"drop table {table}")
-            await db.execute(f"drop table {log}")
+    async with Database(url) as db, numbered_table(db, table) as log:
+        seen: list[int] = []
+        async with db.transaction():
+            async for row in db.iterate(query, batch_size=5):
+                seen.append(row.id)
+                await db.execute(f"insert into {log} (id) values (:id)", {"id": row.id})
+                if row.id == 7:
+                    async with db.transaction():  # a savepoint inside the loop
+                        await db.execute(f"insert into {log} (id) values (100)")
+                if row.id == 12:  # an iteration inside the loop
+                    inner = [r.id async for r in db.iterate(query, batch_size=3)]
+                    assert inner == list(range(20))
+        assert seen == list(range(20))
+        assert await _committed(url, f"select count(*) from {log}") == 21
+        seen.clear()
+        async with db.connection():
+            async for row in db.iterate(query, batch_size=6):
+                seen.append(row.id)
+                assert await db.fetch_val("select :n", {"n": str(row.id)}) == str(row.id)
+        assert seen == list(range(20))
+        assert db.pool_stats().in_use == 0
 
 
 async def test_iterate_left_early_keeps_the_transaction_and_the_connection(
@@ -524,6 +531,123 @@ async def test_iterate_left_early_keeps_the_transaction_and_the_connection(
             assert await db.fetch_val(f"select count(*) from {table}") == 22
         finally:
             await db.execute(f"drop table {table}")
+
+
+async def test_iterate_in_a_pinned_connection_leaves_the_loop_body_in_autocommit(
+    url: BackendURL, table: str
+) -> None:
+    """In a `db.connection()` block without a transaction, each statement of the loop body is
+    committed as it would be without the iteration, however the iteration ends (PostgreSQL's
+    cursor needs a transaction: the body's statements must not end up inside it), and
+    iterations nest."""
+    query = f"select id from {table} order by id"
+    async with Database(url) as db, numbered_table(db, table) as log:
+        logged = f"select count(*) from {log}"
+        add = f"insert into {log} (id) values (:id)"
+        async with db.connection():
+            async for row in db.iterate(query, batch_size=5):  # to the end
+                if row.id < 3:
+                    await db.execute(add, {"id": row.id})
+            assert await _committed(url, logged) == 3
+            async with aclosing(db.iterate(query, batch_size=5)) as rows:  # left early
+                async for row in rows:
+                    await db.execute(add, {"id": 100 + row.id})
+                    if row.id == 1:
+                        break
+            assert await _committed(url, logged) == 5
+            with pytest.raises(_Boom):  # the loop body raises
+                async with aclosing(db.iterate(query, batch_size=5)) as rows:
+                    async for _ in rows:
+                        await db.execute(add, {"id": 200})
+                        raise _Boom
+            assert await _committed(url, logged) == 6
+            seen: list[int] = []
+            async for row in db.iterate(query, batch_size=5):
+                seen.append(row.id)
+                with pytest.raises(IntegrityError):  # fails alone; the loop goes on
+                    await db.execute(add, {"id": 200})
+                if row.id == 7:
+                    await db.execute(add, {"id": 300})
+                if row.id == 8:
+                    with pytest.raises(_Boom):  # a transaction decides about its own
+                        async with db.transaction():
+                            await db.execute(add, {"id": 400})
+                            raise _Boom
+                if row.id == 9:
+                    await db.execute_many(add, [{"id": 401}, {"id": 402}])
+            assert seen == list(range(20))
+            assert await _committed(url, logged) == 9
+            seen.clear()
+            async for row in db.iterate(query, batch_size=5):
+                seen.append(row.id)
+                if row.id == 4:  # iterations inside the loop
+                    inner = [r.id async for r in db.iterate(query, batch_size=3)]
+                    assert inner == list(range(20))
+                    async with aclosing(db.iterate(query, batch_size=3)) as rows:
+                        async for inner_row in rows:
+                            await db.execute(add, {"id": 500 + inner_row.id})
+                            if inner_row.id == 1:
+                                break
+            assert seen == list(range(20))
+            assert await _committed(url, logged) == 11
+        assert db.pool_stats().in_use == 0
+        with pytest.raises(_Boom):  # in a transaction, the transaction decides
+            async with db.transaction():
+                async with aclosing(db.iterate(query, batch_size=5)) as rows:
+                    async for _ in rows:
+                        await db.execute(add, {"id": 600})
+                        break
+                raise _Boom
+        assert await db.fetch_val(logged) == 11
+
+
+async def test_an_iteration_left_open_in_a_pinned_connection_stays_with_it(
+    url: BackendURL, table: str
+) -> None:
+    """An iteration still open when its `db.connection()` block ends (a loop left without
+    `aclosing`) hands neither its transaction nor its cursor to the connection's next user."""
+    async with Database(url, min_size=1, max_size=1) as db, numbered_table(db, table):
+        rows = db.iterate(f"select id from {table} order by id", batch_size=5)
+        async with db.connection():
+            assert (await rows.__anext__()).id == 0
+        await db.execute(f"insert into {table} (id) values (100)")  # the pool's next user
+        assert await _committed(url, f"select count(*) from {table} where id = 100") == 1
+        if db.dialect == "postgresql":
+            assert await db.fetch_val("select count(*) from pg_cursors where name <> ''") == 0
+        await rows.aclose()
+        assert db.pool_stats().in_use == 0
+
+
+async def test_a_cancelled_iteration_in_a_pinned_connection_is_closed_and_loses_nothing(
+    url: BackendURL, table: str
+) -> None:
+    """Cancelled while its loop body waits, an iteration in a `db.connection()` block keeps
+    the body's statements, and its cleanup (closing the cursor, ending its transaction) is
+    done at once and in full: the connection goes on in autocommit, with no cursor left, and
+    goes back to the pool."""
+    async with Database(url, min_size=1, max_size=1) as db, numbered_table(db, table) as log:
+        logged = f"select count(*) from {log}"
+        add = f"insert into {log} (id) values (:id)"
+        for writes in (True, False):
+            async with db.connection():
+                started = anyio.current_time()
+                with anyio.move_on_after(0.5) as scope:
+                    query = f"select id from {table} order by id"
+                    async with aclosing(db.iterate(query, batch_size=5)) as rows:
+                        async for row in rows:
+                            if writes:
+                                await db.execute(add, {"id": row.id})
+                            if row.id == 3:
+                                await anyio.sleep(30)
+                assert scope.cancelled_caught
+                assert anyio.current_time() - started < 5
+                await db.execute(add, {"id": 100 if writes else 101})
+                assert await _committed(url, logged) == (5 if writes else 6)
+                if db.dialect == "postgresql":
+                    named = "select count(*) from pg_cursors where name <> ''"
+                    assert await db.fetch_val(named) == 0
+            stats = db.pool_stats()
+            assert (stats.size, stats.in_use) == (1, 0)  # kept, not discarded
 
 
 async def test_a_transaction_object_used_again(url: BackendURL, table: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import anyio
 import pytest
 
@@ -11,6 +13,8 @@ from asyncify_kit.sql import ConnectionLost, Database, OperationalError
 from .conftest import CASES, SERVER_CASES
 
 pytestmark = pytest.mark.anyio
+
+PG_CASES = [p for p in SERVER_CASES if p.values[0][0].startswith("postgresql")]  # type: ignore[index]
 
 CONNECTION_ID = {"postgresql": "select pg_backend_pid()", "mysql": "select connection_id()"}
 KILL = {"postgresql": "select pg_terminate_backend(:id)", "mysql": "kill :id"}
@@ -116,6 +120,30 @@ async def test_cancellation_mid_transaction_leaves_no_transaction_and_no_leak(
             assert db.pool_stats().in_use == 0
         finally:
             await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("case", PG_CASES, indirect=True)
+async def test_a_statement_cancelled_while_it_settles_a_pinned_iteration_stops_at_once(
+    url: BackendURL,
+) -> None:
+    """In a `db.connection()` block, PostgreSQL commits an iteration's own transaction before
+    the first other statement runs; that computes the rest of the result (here, slowly).
+    Cancelling the statement stops it at once and leaves no cursor behind."""
+    query = (
+        "select i, pg_sleep(case when i = 8 then 30 else 0 end)::text as slept"
+        " from generate_series(1, 10) i"
+    )
+    async with Database(url, min_size=1, max_size=1) as db:
+        started = anyio.current_time()
+        async with db.connection():
+            with anyio.move_on_after(0.5) as scope:
+                async with aclosing(db.iterate(query, batch_size=2)) as rows:
+                    async for _ in rows:
+                        await db.fetch_val("select 1")
+        assert scope.cancelled_caught
+        assert anyio.current_time() - started < 5
+        assert db.pool_stats().in_use == 0
+        assert await db.fetch_val("select count(*) from pg_cursors where name <> ''") == 0
 
 
 async def test_cancelled_plain_query_returns_its_connection(url: BackendURL) -> None:

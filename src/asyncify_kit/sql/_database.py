@@ -419,6 +419,10 @@ class Database:
             async with aclosing(db.iterate("select * from events")) as rows:
                 async for row in rows:
                     ...
+
+        Inside ``db.transaction()`` the loop body's statements belong to the transaction; in a
+        ``db.connection()`` block without one, each commits on its own, as it would without
+        the iteration, however the loop ends.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ProgrammingError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
@@ -442,7 +446,7 @@ class Database:
             conn = await pool.acquire()
             in_tx = False
         try:
-            batches = conn.iterate(query, args, batch_size, in_tx)
+            batches = conn.iterate(query, args, batch_size, in_tx, pin is not None)
             async with aclosing(batches):
                 try:
                     async for batch in batches:
@@ -454,7 +458,9 @@ class Database:
                         raise
                     raise err from exc
         except BaseException as exc:
-            if not isinstance(exc, Exception) and not conn.cancel_safe:
+            # cancelled in the middle of an operation: the connection's state is unknown. (A
+            # loop left early closes the iteration with GeneratorExit, between operations.)
+            if not isinstance(exc, (Exception, GeneratorExit)) and not conn.cancel_safe:
                 conn.broken = True
             raise
         finally:

@@ -7,8 +7,9 @@ UUID subclass would otherwise leak out).
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
@@ -17,7 +18,7 @@ from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError, Query
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json, decode_json, encode_json
-from ._dialects import pg_error, pg_session_options
+from ._dialects import PgAsyncConnection, pg_error, pg_session_options
 from .base import Backend, Connection
 
 __all__ = ["AsyncpgBackend"]
@@ -46,7 +47,7 @@ def _rows(records: list[Any]) -> list[Row]:
     return rows_of(keys, records)
 
 
-class AsyncpgConnection(Connection):
+class AsyncpgConnection(PgAsyncConnection):
     """One asyncpg connection."""
 
     def __init__(self, conn: Any) -> None:
@@ -58,57 +59,74 @@ class AsyncpgConnection(Connection):
         return self._conn
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
+        if self._own is not None:
+            await self._settle()
         return _rows(await self._conn.fetch(query.text, *_adapt(args)))
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
+        if self._own is not None:
+            await self._settle()
         record = await self._conn.fetchrow(query.text, *_adapt(args))
         if record is None:
             return None
         return Row(make_keys(list(record.keys())), record)
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
+        if self._own is not None:
+            await self._settle()
         return await self._conn.fetchval(query.text, *_adapt(args), column=column)
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        if self._own is not None:
+            await self._settle()
         return _status_count(await self._conn.execute(query.text, *_adapt(args)))
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
+        if self._own is not None:
+            await self._settle()
         await self._conn.executemany(query.text, [_adapt(a) for a in args])
 
     async def iterate(
-        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+        self,
+        query: CompiledQuery,
+        args: Sequence[Any],
+        batch_size: int,
+        in_transaction: bool,
+        shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
         conn = self._conn
-        began = False
-        if not in_transaction and not conn.is_in_transaction():
-            await conn.execute("BEGIN")
-            began = True
-        done = False
+        cursor = await self._start(in_transaction, shared)
+        finished = False
         try:
-            cursor = await conn.cursor(query.text, *_adapt(args))
+            next_batch: Callable[[], Awaitable[list[Any]]]
+            if cursor.hold:
+                # a cursor of SQL's: asyncpg's own (a portal) ends with its transaction. Its
+                # statements name this one cursor: prepared, not kept in the statement cache
+                declare = await conn.prepare(cursor.declare(query.text))
+                await declare.fetch(*_adapt(args))
+                next_batch = (await conn.prepare(cursor.fetch(batch_size))).fetch
+            else:
+                portal = await conn.cursor(query.text, *_adapt(args))
+                next_batch = functools.partial(portal.fetch, batch_size)
             while True:
-                batch = await cursor.fetch(batch_size)
+                cursor.check()
+                batch = await next_batch()
                 if batch:
                     yield _rows(batch)
                 if len(batch) < batch_size:
                     break
-            done = True
+            finished = True
         finally:
-            if began:
-                if conn.is_closed():
-                    self.broken = True
-                else:
-                    try:
-                        await conn.execute("COMMIT" if done else "ROLLBACK")
-                    except BaseException:
-                        self.broken = True
-                        raise
+            await self._end(cursor, finished)
 
-    async def run(self, statement: str) -> None:
+    async def _send(self, statement: str) -> None:
         await self._conn.execute(statement)
 
-    def is_closed(self) -> bool:
+    def _driver_closed(self) -> bool:
         return bool(self._conn.is_closed())
+
+    def _in_transaction(self) -> bool:
+        return bool(self._conn.is_in_transaction())
 
     async def close(self) -> None:
         await self._conn.close()

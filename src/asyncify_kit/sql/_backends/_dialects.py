@@ -7,6 +7,7 @@ driver module only finds the code in its own exception type and calls these.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import math
 import ssl as _ssl
@@ -17,6 +18,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from ..._config import BackendURL
+from ..._executor import check_cancelled
 from ...exceptions import (
     ConnectionLost,
     DatabaseError,
@@ -28,11 +30,13 @@ from ...exceptions import (
 from .._compiler import CompiledQuery
 from .._row import Row, converted_rows, make_keys, rows_of
 from .._types import Json, as_utc, encode_json, timedelta_to_time, to_utc_naive
-from .base import Connection, SyncSession
+from .base import STREAM_METHODS, Connection, SyncSession, ending_iteration
 
 __all__ = [
     "MysqlAsyncConnection",
     "MysqlStream",
+    "PgAsyncConnection",
+    "PgCursor",
     "PgSyncSession",
     "libpq_options",
     "mysql_adapt",
@@ -365,57 +369,218 @@ def mysql_value(cur: Any, record: Sequence[Any] | None, column: int) -> Any:
     return value if fn is None else fn(value)
 
 
-# -- blocking PostgreSQL drivers: streaming with DECLARE / FETCH ------------------------------
+# -- PostgreSQL streaming: a server-side cursor (DECLARE / FETCH) -----------------------------
+
+_pg_cursor_names = itertools.count(1)
+
+
+class PgCursor:
+    """The server-side cursor of one `iterate` on PostgreSQL, and the transaction it needs.
+
+    A cursor lives in a transaction: in the caller's when one is open, else in one of its
+    own (`began`). On a connection that other statements may use while the iteration is
+    open (``db.connection()``, `shared`), that transaction must not take them in: leaving the
+    loop early would roll them back, and one failing statement would abort it. There the
+    cursor is declared ``WITH HOLD`` (`hold`), and the connection "settles" the iteration
+    before it runs any other statement: it commits the iteration's transaction, so the
+    statement runs in autocommit as it would without the iteration, and the cursor goes on
+    outside any transaction (the server keeps the rest of its result). Until then nothing
+    is copied, and an iteration left early is rolled back (it changed nothing).
+    """
+
+    __slots__ = ("began", "declared", "error", "hold", "name")
+
+    def __init__(self, in_transaction: bool, shared: bool) -> None:
+        self.name = f"asyncify_cursor_{next(_pg_cursor_names)}"
+        self.began = not in_transaction
+        self.hold = shared and not in_transaction
+        self.declared = False  # a cursor of SQL's (asyncpg streams with a portal of its own)
+        #: why the cursor is gone: its transaction could not commit when it was settled
+        self.error: BaseException | None = None
+
+    def declare(self, text: str) -> str:
+        self.declared = True
+        hold = " WITH HOLD" if self.hold else ""
+        return f"DECLARE {self.name} NO SCROLL CURSOR{hold} FOR {text}"
+
+    def fetch(self, size: int) -> str:
+        return f"FETCH FORWARD {int(size)} FROM {self.name}"
+
+    def settled(self, error: BaseException | None) -> None:
+        """Its transaction was committed early (*error*: the commit failed, which ended the
+        transaction and the cursor; computing the rest of the result can fail there)."""
+        self.began = False
+        self.error = error
+
+    def check(self) -> None:
+        """Raise the error that ended the cursor when it was settled, if any."""
+        if self.error is not None:
+            raise self.error
+
+    def end(self, finished: bool) -> list[str]:
+        """The statements that end the iteration (*finished*: it read the whole result)."""
+        if self.error is not None:
+            return []
+        if self.began:
+            if not finished:
+                return ["ROLLBACK"]
+            return [f"CLOSE {self.name}", "COMMIT"] if self.hold else ["COMMIT"]
+        if self.declared and (finished or self.hold):
+            return [f"CLOSE {self.name}"]
+        return []  # left early inside the caller's transaction: it ends with it
+
+
+class PgAsyncConnection(Connection):
+    """What the async PostgreSQL connections (asyncpg, psycopg 3) share: their iterations'
+    transactions and cursors (see `PgCursor`). Subclasses settle (`_settle`) before each
+    statement while `_own` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._own: PgCursor | None = None  # an iteration whose own transaction is open
+        self._iterations = 0  # iterations open on this connection
+
+    async def _send(self, statement: str) -> None:
+        """Run *statement* on the driver's connection."""
+        raise NotImplementedError
+
+    def _driver_closed(self) -> bool:
+        raise NotImplementedError
+
+    def _in_transaction(self) -> bool:
+        """Whether the driver knows of an open transaction (one begun through ``raw``)."""
+        return False
+
+    def is_closed(self) -> bool:
+        # an iteration never closed (a loop left without `aclosing`) keeps its cursor, maybe
+        # its transaction, on the connection: the pool closes it instead of handing it on
+        return self._iterations > 0 or self._driver_closed()
+
+    async def run(self, statement: str) -> None:
+        if self._own is not None:
+            await self._settle()
+        await self._send(statement)
+
+    async def _settle(self) -> None:
+        """Commit the transaction an open iteration began, so that the next statement runs
+        outside it (see `PgCursor`)."""
+        cursor, self._own = self._own, None
+        if cursor is None:
+            return
+        error: BaseException | None = None
+        try:
+            await self._send("COMMIT")
+        except Exception as exc:
+            error = exc
+        cursor.settled(error)
+
+    async def _start(self, in_transaction: bool, shared: bool) -> PgCursor:
+        """The cursor of a new iteration, with its transaction begun when it needs one."""
+        if self._own is not None:  # an iteration inside another one
+            await self._settle()
+        cursor = PgCursor(in_transaction or self._in_transaction(), shared)
+        if cursor.began:
+            await self._send("BEGIN")
+        self._iterations += 1
+        if cursor.hold:
+            self._own = cursor
+        return cursor
+
+    async def _end(self, cursor: PgCursor, finished: bool) -> None:
+        """Close *cursor* and end its transaction (see `ending_iteration`)."""
+        self._iterations -= 1
+        if self._own is cursor:
+            self._own = None
+        statements = cursor.end(finished)
+        if not statements:
+            return
+        if self._driver_closed():
+            self.broken = True
+            return
+        with ending_iteration(self):
+            for statement in statements:
+                await self._send(statement)
 
 
 class PgSyncSession(SyncSession):
     """A blocking PostgreSQL session (psycopg2, psycopg 3 sync) that streams with a cursor.
 
-    `iterate` declares a server-side cursor, inside a transaction of its own when none is
-    open, and fetches it *batch_size* rows at a time.
+    `iterate` declares a server-side cursor (see `PgCursor`) and fetches it *batch_size*
+    rows at a time; any other operation first settles an iteration whose transaction is open.
     """
 
-    _serial = 0
     cancellable: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._own: PgCursor | None = None  # an iteration whose own transaction is open
+
+    def call(self, method: str, *args: Any) -> Any:
+        if self._own is not None and method not in STREAM_METHODS:
+            # in the same thread hop, and as part of the operation: a caller that leaves
+            # while the commit computes the rest of the result cancels it too
+            return super().call("settle_then", method, *args)
+        return super().call(method, *args)
+
+    def settle_then(self, method: str, *args: Any) -> Any:
+        """Commit the transaction an open iteration began (see `PgCursor`), then run the
+        operation *method* (unless its caller left meanwhile)."""
+        cursor, self._own = self._own, None
+        if cursor is not None:
+            error: BaseException | None = None
+            try:
+                self.run("COMMIT")
+            except Exception as exc:
+                error = exc
+            cursor.settled(error)
+        check_cancelled()
+        return getattr(self, method)(*args)
 
     def cancel_query(self) -> None:
         conn = self.conn
         if conn is not None:
             conn.cancel()
 
-    def open_cursor(self, text: str, args: Sequence[Any] | None, in_transaction: bool) -> int:
-        PgSyncSession._serial += 1
-        name = f"asyncify_cursor_{PgSyncSession._serial}"
-        began = False
-        if not in_transaction:
+    def is_closed(self) -> bool:
+        # an iteration never closed keeps its cursor, maybe its transaction, on the
+        # connection: the pool closes it instead of handing it on
+        return bool(self._cursors) or self.conn is None or bool(self.conn.closed)
+
+    def open_cursor(
+        self, text: str, args: Sequence[Any] | None, in_transaction: bool, shared: bool
+    ) -> int:
+        cursor = PgCursor(in_transaction, shared)
+        if cursor.began:
             self.run("BEGIN")
-            began = True
         cur = self.conn.cursor()
         try:
-            self._execute(cur, f"DECLARE {name} NO SCROLL CURSOR FOR {text}", args)
+            self._execute(cur, cursor.declare(text), args)
         except BaseException:
             cur.close()
-            if began:
+            if cursor.began:
                 self.run("ROLLBACK")
             raise
-        self._cursors[id(cur)] = (cur, name, began)
+        if cursor.hold:
+            self._own = cursor
+        self._cursors[id(cur)] = (cur, cursor)
         return id(cur)
 
     def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
-        cur, name, _ = self._cursors[cursor_id]
-        cur.execute(f"FETCH FORWARD {int(size)} FROM {name}")
+        cur, cursor = self._cursors[cursor_id]
+        cursor.check()
+        cur.execute(cursor.fetch(size))
         return self._rows(cur, cur.fetchall())
 
     def close_cursor(self, cursor_id: int, finished: bool) -> None:
         entry = self._cursors.pop(cursor_id, None)
         if entry is None:
             return
-        cur, name, began = entry
+        cur, cursor = entry
+        if self._own is cursor:
+            self._own = None
         try:
-            if began:
-                self.run("COMMIT" if finished else "ROLLBACK")
-            else:
-                cur.execute(f"CLOSE {name}")
+            for statement in cursor.end(finished):
+                cur.execute(statement)
         finally:
             cur.close()
 
@@ -623,7 +788,12 @@ class MysqlAsyncConnection(Connection):
             await cur.close()
 
     async def iterate(
-        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+        self,
+        query: CompiledQuery,
+        args: Sequence[Any],
+        batch_size: int,
+        in_transaction: bool,
+        shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
         if self._stream is not None:  # an iteration inside another one
             await self._settle()

@@ -9,7 +9,6 @@ recovery and the bounded close are the same everywhere.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar
 
@@ -21,7 +20,7 @@ from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json
-from ._dialects import PgSyncSession, libpq_connect_params, pg_error
+from ._dialects import PgAsyncConnection, PgSyncSession, libpq_connect_params, pg_error
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PsycopgBackend"]
@@ -47,10 +46,7 @@ def _rows(cur: Any, records: list[Any]) -> list[Row]:
     return rows_of(keys, records)
 
 
-_cursor_names = itertools.count(1)
-
-
-class PsycopgAsyncConnection(Connection):
+class PsycopgAsyncConnection(PgAsyncConnection):
     """One `psycopg.AsyncConnection` (asyncio)."""
 
     def __init__(self, conn: Any) -> None:
@@ -62,12 +58,16 @@ class PsycopgAsyncConnection(Connection):
         return self._conn
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
+        if self._own is not None:
+            await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         if cur.description is None:  # a statement without a result: no rows
             return []
         return _rows(cur, await cur.fetchall())
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
+        if self._own is not None:
+            await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         if cur.description is None:
             return None
@@ -77,6 +77,8 @@ class PsycopgAsyncConnection(Connection):
         return _rows(cur, [record])[0]
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
+        if self._own is not None:
+            await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         if cur.description is None:
             return None
@@ -84,26 +86,33 @@ class PsycopgAsyncConnection(Connection):
         return None if record is None else record[column]
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
+        if self._own is not None:
+            await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         return int(cur.rowcount)
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
+        if self._own is not None:
+            await self._settle()
         async with self._conn.cursor() as cur:
             await cur.executemany(query.text, args)
 
     async def iterate(
-        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+        self,
+        query: CompiledQuery,
+        args: Sequence[Any],
+        batch_size: int,
+        in_transaction: bool,
+        shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
         conn = self._conn
-        name = f"asyncify_cursor_{next(_cursor_names)}"
-        began = not in_transaction
-        if began:
-            await conn.execute("BEGIN")
+        cursor = await self._start(in_transaction, shared)
         finished = False
         try:
-            await conn.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {query.text}", args)
+            await conn.execute(cursor.declare(query.text), args)
             while True:
-                cur = await conn.execute(f"FETCH FORWARD {int(batch_size)} FROM {name}")
+                cursor.check()
+                cur = await conn.execute(cursor.fetch(batch_size))
                 batch = await cur.fetchall()
                 if batch:
                     yield _rows(cur, batch)
@@ -111,19 +120,12 @@ class PsycopgAsyncConnection(Connection):
                     break
             finished = True
         finally:
-            try:
-                if began:
-                    await conn.execute("COMMIT" if finished else "ROLLBACK")
-                elif finished:
-                    await conn.execute(f"CLOSE {name}")
-            except BaseException:
-                self.broken = True
-                raise
+            await self._end(cursor, finished)
 
-    async def run(self, statement: str) -> None:
+    async def _send(self, statement: str) -> None:
         await self._conn.execute(statement)
 
-    def is_closed(self) -> bool:
+    def _driver_closed(self) -> bool:
         return bool(self._conn.closed)
 
     async def close(self) -> None:
@@ -146,9 +148,6 @@ class _PsycopgSession(PgSyncSession):
         conn = psycopg.Connection.connect(**self.params)
         _configure(conn)
         self.conn = conn
-
-    def is_closed(self) -> bool:
-        return self.conn is None or bool(self.conn.closed)
 
     def cancel_query(self) -> None:
         conn = self.conn

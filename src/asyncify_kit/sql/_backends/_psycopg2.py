@@ -74,9 +74,6 @@ class _Psycopg2Session(PgSyncSession):
                 return tuple(_value(v) for v in args)
         return args
 
-    def is_closed(self) -> bool:
-        return self.conn is None or bool(self.conn.closed)
-
 
 class Psycopg2Backend(Backend):
     """PostgreSQL through psycopg2, run in worker threads."""

@@ -25,13 +25,9 @@ from ._dialects import (
     mysql_value,
     translate_mysql,
 )
-from .base import Backend, Connection, SyncSession, ThreadedConnection
+from .base import STREAM_METHODS, Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PymysqlBackend"]
-
-#: the operations of an open iteration itself; every other one reads the rest of its result
-#: first (see `MysqlStream`)
-_STREAM_METHODS = frozenset({"fetch_batch", "close_cursor"})
 
 
 class _PymysqlSession(SyncSession):
@@ -42,7 +38,7 @@ class _PymysqlSession(SyncSession):
         self._stream: MysqlStream | None = None  # an iterate() result still being sent
 
     def call(self, method: str, *args: Any) -> Any:
-        if self._stream is not None and method not in _STREAM_METHODS:
+        if self._stream is not None and method not in STREAM_METHODS:
             self.require_open()
             self._settle(args[0] if method == "run" else None)
         return super().call(method, *args)

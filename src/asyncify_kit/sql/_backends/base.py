@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableSequence, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterator,
+    MutableSequence,
+    Sequence,
+)
 from typing import Any, ClassVar, TypeVar, cast
 
 import anyio
@@ -39,6 +47,7 @@ from .._row import Row, converted_rows, make_keys, rows_of
 from .._types import PoolStats
 
 __all__ = [
+    "STREAM_METHODS",
     "Backend",
     "Connection",
     "ConnectionPool",
@@ -46,6 +55,7 @@ __all__ = [
     "ThreadedConnection",
     "ThreadedConnectionPool",
     "begin_statements",
+    "ending_iteration",
 ]
 
 Converter = Callable[[Any], Any]
@@ -92,9 +102,19 @@ class Connection(abc.ABC):
 
     @abc.abstractmethod
     def iterate(
-        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+        self,
+        query: CompiledQuery,
+        args: Sequence[Any],
+        batch_size: int,
+        in_transaction: bool,
+        shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
-        """Yield the result in batches of at most *batch_size* rows (bounded memory)."""
+        """Yield the result in batches of at most *batch_size* rows (bounded memory).
+
+        *in_transaction*: the caller's transaction is open. *shared*: other statements may
+        run on this connection while the iteration is open (it is pinned, by a transaction
+        or ``connection()``); outside a transaction each of them must commit on its own.
+        """
 
     @abc.abstractmethod
     async def run(self, statement: str) -> None:
@@ -111,6 +131,26 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     def terminate(self) -> None:
         """Close at once without waiting for the server (never blocks the loop)."""
+
+
+#: how long ending an iteration (closing its cursor, ending its transaction) may take
+ITERATION_END_TIMEOUT = 10.0
+
+
+@contextlib.contextmanager
+def ending_iteration(conn: Connection) -> Iterator[None]:
+    """Around the statements that end an iteration on *conn*: shielded from cancellation, so
+    they are never skipped, but bounded (`ITERATION_END_TIMEOUT`); *conn* is discarded when
+    they fail or time out."""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(ITERATION_END_TIMEOUT) as scope:
+            try:
+                yield
+            except BaseException:
+                conn.broken = True
+                raise
+        if scope.cancelled_caught:
+            conn.broken = True
 
 
 class Backend(abc.ABC):
@@ -466,6 +506,11 @@ class ConnectionPool:
 
 # -- blocking drivers, one thread hop per operation --------------------------------------------
 
+#: the `SyncSession` operations of an open iteration itself; a session whose iteration must
+#: be dealt with before any other statement runs (MySQL's unread result, PostgreSQL's
+#: transaction) does so in `SyncSession.call` for every other operation
+STREAM_METHODS = frozenset({"fetch_batch", "close_cursor"})
+
 
 class SyncSession:
     """A blocking DB-API connection plus the conversions of its backend; runs in a thread.
@@ -621,7 +666,9 @@ class SyncSession:
         finally:
             cur.close()
 
-    def open_cursor(self, text: str, args: Sequence[Any] | None, in_transaction: bool) -> int:
+    def open_cursor(
+        self, text: str, args: Sequence[Any] | None, in_transaction: bool, shared: bool
+    ) -> int:
         cur = self.server_cursor()
         try:
             self._execute(cur, text, args)
@@ -748,10 +795,15 @@ class ThreadedConnection(Connection):
         await self._proxy.call("execute_many", query.text, args)
 
     async def iterate(
-        self, query: CompiledQuery, args: Sequence[Any], batch_size: int, in_transaction: bool
+        self,
+        query: CompiledQuery,
+        args: Sequence[Any],
+        batch_size: int,
+        in_transaction: bool,
+        shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
         cursor_id: int = await self._proxy.call(
-            "open_cursor", *query.driver_args(tuple(args)), in_transaction
+            "open_cursor", *query.driver_args(tuple(args)), in_transaction, shared
         )
         finished = False
         try:
@@ -763,11 +815,8 @@ class ThreadedConnection(Connection):
                     break
             finished = True
         finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._proxy.call("close_cursor", cursor_id, finished)
-                except Exception:
-                    self.broken = True
+            with contextlib.suppress(Exception), ending_iteration(self):
+                await self._proxy.call("close_cursor", cursor_id, finished)
 
     async def run(self, statement: str) -> None:
         await self._proxy.call("run", statement)
