@@ -533,6 +533,28 @@ async def test_iterate_left_early_keeps_the_transaction_and_the_connection(
             await db.execute(f"drop table {table}")
 
 
+async def _outcome(db: Database, query: str) -> object:
+    """What iterating *query* to the end gives: the number of rows, or the error's class."""
+    try:
+        return len([row async for row in db.iterate(query, batch_size=2)])
+    except DatabaseError as exc:
+        return type(exc)
+
+
+async def test_pinning_changes_nothing_iterate_accepts(url: BackendURL, table: str) -> None:
+    """Inside `db.connection()` `iterate` takes what it takes outside: a statement returning
+    rows that PostgreSQL's DECLARE refuses (INSERT ... RETURNING, EXPLAIN) still streams on
+    asyncpg, and fails alike both ways where the driver always declares a cursor."""
+    async with Database(url) as db, numbered_table(db, table) as log:
+        insert = f"insert into {log} (id) values ({{0}}), ({{0}} + 1) returning id"
+        explain = f"explain select id from {table} where id > {{0}}"
+        for query in (insert, explain):
+            unpinned = await _outcome(db, query.format(100))
+            async with db.connection():
+                pinned = await _outcome(db, query.format(200))
+            assert pinned == unpinned
+
+
 async def test_iterate_in_a_pinned_connection_leaves_the_loop_body_in_autocommit(
     url: BackendURL, table: str
 ) -> None:

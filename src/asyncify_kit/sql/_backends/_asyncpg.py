@@ -18,7 +18,7 @@ from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError, Query
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json, decode_json, encode_json
-from ._dialects import PgAsyncConnection, pg_error, pg_session_options
+from ._dialects import PgAsyncConnection, pg_declarable, pg_error, pg_session_options
 from .base import Backend, Connection
 
 __all__ = ["AsyncpgBackend"]
@@ -95,7 +95,9 @@ class AsyncpgConnection(PgAsyncConnection):
         shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
         conn = self._conn
-        cursor = await self._start(in_transaction, shared)
+        # a statement DECLARE does not take (INSERT ... RETURNING) streams through a portal,
+        # in the iteration's own transaction, as before WITH HOLD cursors: see PgCursor
+        cursor = await self._start(in_transaction, shared and pg_declarable(query.text))
         finished = False
         try:
             next_batch: Callable[[], Awaitable[list[Any]]]

@@ -10,6 +10,7 @@ import datetime as _dt
 import itertools
 import json
 import math
+import re
 import ssl as _ssl
 import uuid
 from collections import deque
@@ -48,6 +49,7 @@ __all__ = [
     "mysql_session_setup",
     "mysql_shape",
     "mysql_value",
+    "pg_declarable",
     "pg_error",
     "pg_session_options",
 ]
@@ -372,6 +374,19 @@ def mysql_value(cur: Any, record: Sequence[Any] | None, column: int) -> Any:
 # -- PostgreSQL streaming: a server-side cursor (DECLARE / FETCH) -----------------------------
 
 _pg_cursor_names = itertools.count(1)
+
+
+_DECLARABLE = frozenset({"select", "values", "table", "with"})
+_LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
+
+
+def pg_declarable(text: str) -> bool:
+    """Whether ``DECLARE ... CURSOR FOR`` takes *text*: a SELECT, VALUES or TABLE command
+    (a WITH query too, unless a CTE modifies data, which the server refuses). ``INSERT ...
+    RETURNING`` or ``EXPLAIN`` return rows, but only a protocol-level portal streams them."""
+    start = _LEADING_NOISE.match(text)
+    word = text[start.end() if start else 0 :].split(None, 1)
+    return bool(word) and word[0].lower() in _DECLARABLE
 
 
 class PgCursor:
