@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 
 from asyncify_kit import cli
-from asyncify_kit._demo import DemoResult, Variant, VariantResult, percentile
+from asyncify_kit._demo import (
+    VARIANTS,
+    DemoResult,
+    Variant,
+    VariantResult,
+    format_table,
+    percentile,
+)
 
 # N x d = 3 s of serialized blocking: the @asyncify p99 must stay under 300 ms, a margin that
 # holds on a 2-core machine loaded with other work (its p99 is ~5-70 ms there)
@@ -144,6 +151,75 @@ def test_verdict_names_the_ratio() -> None:
     )
     assert demo.blocking_ratio() == pytest.approx(percentile([1000.0, 2000.0], 99) / 19.9)
     assert "100x the @asyncify variant" in demo.verdict()
+
+
+def _demo_result(blocking: list[float], offloaded: list[float]) -> DemoResult:
+    results = [
+        VariantResult(variant, probes_ms=probes, bursts_ms=[1.0] if probes else [])
+        for variant, probes in zip(VARIANTS, [blocking, offloaded, [1.0], [1.0]], strict=True)
+    ]
+    return DemoResult(concurrency=1, duration=0.001, window=0.05, results=results)
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    ("blocking", "offloaded"), [([1.0, 2.0], []), ([], [1.0]), ([], []), ([0.0], [0.0])]
+)
+def test_json_report_stays_strict_json_when_a_variant_was_not_measured(
+    blocking: list[float], offloaded: list[float]
+) -> None:
+    demo = _demo_result(blocking, offloaded)
+    report = _strict_json(demo.to_json())
+    assert report["blocking_vs_asyncify_p99"] is None
+    for item in report["variants"]:
+        if not item["probes"]:
+            assert (item["p50_ms"], item["p99_ms"], item["max_ms"], item["burst_ms"]) == (None,) * 4
+    verdict = demo.verdict()
+    assert verdict == report["verdict"]
+    assert verdict.startswith("blocking call in async def: no verdict (")
+    assert "nan" not in verdict and "inf" not in verdict and "stalls" not in verdict
+    table = format_table(demo)
+    assert "nan" not in table
+
+
+def test_verdict_claims_a_stall_only_from_the_ratio_the_tests_require() -> None:
+    slight = _demo_result([1.0, 1.2], [1.0, 1.1])
+    assert slight.blocking_ratio() < 10
+    assert "stalls" not in slight.verdict()
+    assert "under 10x" in slight.verdict()
+    clear = _demo_result([1000.0, 2000.0], [10.0, 20.0])
+    assert clear.blocking_ratio() >= 10
+    assert clear.verdict().endswith("stalls every other request on the loop.")
+
+
+@pytest.mark.parametrize("where", ["missing-dir", "directory"])
+def test_unwritable_plot_path_is_a_one_line_error_before_the_run(
+    tmp_path: Path, where: str
+) -> None:
+    target = tmp_path / "no-such-dir" / "demo.png" if where == "missing-dir" else tmp_path
+    done = run_cli("demo", "-n", "1", "-d", "0.001", "--window", "0.05", "--plot", str(target))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"asyncify-kit demo: error: cannot write {target}: "
+        + ("No such file or directory" if where == "missing-dir" else "Is a directory")
+    ]
+    assert done.stdout == ""  # refused before the experiment ran
+
+
+def test_writable_plot_path_check_leaves_no_file_behind(tmp_path: Path) -> None:
+    fresh = tmp_path / "chart.png"
+    assert cli._unwritable(str(fresh)) is None
+    assert not fresh.exists()
+    kept = tmp_path / "old.png"
+    kept.write_bytes(b"old chart")
+    assert cli._unwritable(str(kept)) is None
+    assert kept.read_bytes() == b"old chart"
 
 
 def test_missing_demo_extra_names_the_pip_line() -> None:

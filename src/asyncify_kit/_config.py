@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus
 
 from .exceptions import ConfigError
 
@@ -32,6 +32,7 @@ __all__ = [
     "resolve_url",
     "str_option",
     "validate_options",
+    "whole_number",
 ]
 
 T = TypeVar("T")
@@ -96,11 +97,14 @@ class BackendURL:
             user, colon, pw = userinfo.partition(":")
             username = unquote(user) or None
             password = unquote(pw) if colon else None
-        host, port = _split_host_port(authority, url)
+        # an '@' left after the userinfo: what follows it may be a piece of a raw password
+        doubtful = "@" in rest or "@" in query
+        host, port = _split_host_port(authority, url, doubtful=doubtful)
         options: dict[str, str] = {}
         for key, value in parse_qsl(query, keep_blank_values=True):
             if key in options:
-                raise ConfigError(f"option {key!r} is given twice in {_redact_raw(url)!r}")
+                shown = _REDACTED if doubtful else repr(key)
+                raise ConfigError(f"option {shown} is given twice in {_redact_raw(url)!r}")
             options[key] = value
         return cls(
             dialect=dialect,
@@ -143,13 +147,20 @@ class BackendURL:
             out.append(f":{self.port}")
         out.append(quote(self.path, safe="/.-_~!$&'()*+,;=:"))  # '@' encoded: see _split_userinfo
         if self.options:
-            options = dict(self.options)
-            if hide_password:
-                options = {
-                    key: _REDACTED if is_secret_option(key) else value
-                    for key, value in options.items()
-                }
-            out.append("?" + urlencode(options))
+            # as urlencode() writes them, but a hidden value stays a readable ``***``
+            out.append(
+                "?"
+                + "&".join(
+                    quote_plus(key, safe="")
+                    + "="
+                    + (
+                        _REDACTED
+                        if hide_password and is_secret_option(key)
+                        else quote_plus(value, safe="")
+                    )
+                    for key, value in self.options.items()
+                )
+            )
         return "".join(out)
 
     def replace(self, **changes: Any) -> BackendURL:
@@ -216,38 +227,58 @@ def _is_token(text: str) -> bool:
 def _split_userinfo(rest: str) -> tuple[str | None, str]:
     """Split ``user:password@`` off the part of a URL after ``://``.
 
-    Passwords often hold a raw ``/``, ``?``, ``#`` or ``@`` that should have been
+    Passwords often hold a raw ``/``, ``?``, ``#``, ``[`` or ``@`` that should have been
     percent-encoded. Reading ``user:pass/word@host`` as host ``user`` and port ``pass`` would
-    expose part of the password, so when a password is present (``user:...@``) the userinfo
-    ends at the *last* ``@`` before the query string (the first ``?`` or ``#`` after its first
-    ``@``). Without a password, it ends at the last ``@`` of the authority. The price: a raw
-    ``@`` in the path of a URL with a password is read as part of the password — encode it as
-    ``%40`` (`BackendURL.render` does).
+    expose part of the password, so when a password is present (``user:...@``, the user
+    without ``:/?#@`` and not starting with ``[``) the userinfo ends at the *last* ``@``
+    before the query string:
+
+    * when the text after the last ``@`` has a path (``...@db/shop``), at that ``@``:
+      ``app:p@ss?word@db/shop`` is user ``app`` and password ``p@ss?word``;
+    * otherwise at the last ``@`` before the first ``?`` or ``#`` that follows a ``/`` after
+      the first ``@``: ``app:pw@db/shop?to=a@b`` keeps ``to=a@b`` as its option.
+
+    Without a password, the userinfo ends at the last ``@`` of the authority. The price: a raw
+    ``@`` in the path of a URL with a password, in a query string that follows the host
+    directly (``app:pw@db?to=a@b``) or followed by a ``/`` (``?to=a@b/c``) is read as part of
+    the password; a password holding ``@``, then ``/``, then ``?`` in a URL with no path is
+    cut at its first ``@``. Encode such characters (``%40``; `BackendURL.render` does).
+    Errors never show what comes before the last ``@`` (see `_redact_raw`).
     """
     match = _RAW_USERINFO.match(rest)
     if match is not None:
-        query_start = len(rest)
-        for stop in "?#":
-            found = rest.find(stop, match.end())
-            if found != -1:
-                query_start = min(query_start, found)
-        last_at = rest.rfind("@", 0, query_start)
+        last_at = rest.rfind("@")
+        if not rest.startswith("/", _authority_end(rest, last_at + 1)):
+            query_start = len(rest)
+            path_start = rest.find("/", match.end())
+            if path_start != -1:
+                for stop in "?#":
+                    found = rest.find(stop, path_start)
+                    if found != -1:
+                        query_start = min(query_start, found)
+            last_at = rest.rfind("@", 0, query_start)
         return rest[:last_at], rest[last_at + 1 :]
-    end = len(rest)
-    for stop in "/?#":
-        found = rest.find(stop)
-        if found != -1:
-            end = min(end, found)
-    userinfo, at, _ = rest[:end].rpartition("@")
+    userinfo, at, _ = rest[: _authority_end(rest, 0)].rpartition("@")
     if at:
         return userinfo, rest[len(userinfo) + 1 :]
     return None, rest
 
 
-_RAW_USERINFO = re.compile(r"([^:/?#@\[\]]*:[^@]*)@")
+def _authority_end(rest: str, start: int) -> int:
+    """Where the authority that begins at *start* ends: its first ``/``, ``?`` or ``#``."""
+    end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop, start)
+        if found != -1:
+            end = min(end, found)
+    return end
 
 
-def _split_host_port(authority: str, url: str) -> tuple[str, int | None]:
+_RAW_USERINFO = re.compile(r"((?!\[)[^:/?#@]*):[^@]*@")
+
+
+def _split_host_port(authority: str, url: str, *, doubtful: bool) -> tuple[str, int | None]:
+    """*doubtful*: the authority may be a piece of a raw password; errors do not quote it."""
     if authority.startswith("["):
         end = authority.find("]")
         if end == -1:
@@ -260,20 +291,28 @@ def _split_host_port(authority: str, url: str) -> tuple[str, int | None]:
         host, _, port_text = authority.partition(":")
     if not port_text:
         return host, None
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"invalid port {port_text!r} in {_redact_raw(url)!r}; expected 1-65535")
-    return host, int(port_text)
+    port = whole_number(port_text)
+    if port is None or not 0 < port < 65536:
+        shown = "" if doubtful else f" {port_text!r}"
+        raise ConfigError(f"invalid port{shown} in {_redact_raw(url)!r}; expected 1-65535")
+    return host, port
 
 
 def _redact_raw(url: str) -> str:
-    """Hide the password of a URL that may not even parse."""
+    """Hide the password of a URL that may not even parse.
+
+    Whatever lies between ``://`` and the *last* ``@`` is shown as ``***`` (after the user
+    name, when the text starts with a plain ``user:``), however the URL was meant to be split:
+    a raw password may hold ``@``, ``/``, ``?`` or ``[``. Secret options are hidden as well.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep or "@" in scheme:
         return url if "@" not in url else _REDACTED
-    userinfo, tail = _split_userinfo(rest)
-    if userinfo is not None:
-        user, colon, _ = userinfo.partition(":")
-        tail = f"{user}{':' + _REDACTED if colon else ''}@{tail}"
+    _, at, tail = rest.rpartition("@")
+    if at:
+        match = _RAW_USERINFO.match(rest)
+        user = f"{match.group(1)}:" if match is not None else ""
+        tail = f"{user}{_REDACTED}@{tail}"
     head, question, query = tail.partition("?")
     if question:
         pairs = []
@@ -309,16 +348,34 @@ class Option(Generic[T]):
             ) from None
 
 
+# below 2**63: a value every driver and C API takes
+MAX_DIGITS = 18
+
+
+def whole_number(raw: str) -> int | None:
+    """*raw* as a whole number if it is one written plainly, else None.
+
+    Plainly: ASCII digits only (no sign, space, ``_`` or digits of other scripts, which
+    ``int()`` would take), at most `MAX_DIGITS` of them. The rule of ``ASYNCIFY_THREADS``, URL
+    ports and integer URL options.
+    """
+    if raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS:
+        return int(raw)
+    return None
+
+
 def int_option(name: str, default: int, *, minimum: int = 0, doc: str = "") -> Option[int]:
-    """An integer option with a lower bound."""
+    """An integer option with a lower bound, in ASCII digits (see `whole_number`)."""
 
     def parse(raw: str) -> int:
-        value = int(raw)
-        if value < minimum:
+        value = whole_number(raw)
+        if value is None or value < minimum:
             raise ValueError(raw)
         return value
 
-    return Option(name, parse, default, f"a whole number >= {minimum}", doc)
+    return Option(
+        name, parse, default, f"a whole number >= {minimum}, up to {MAX_DIGITS} digits", doc
+    )
 
 
 def float_option(

@@ -24,18 +24,19 @@ import atexit
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import sys
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Final
 
-from ._config import env_setting
+from ._config import env_setting, whole_number
 from .exceptions import CallCancelled, ConfigError
 
 __all__ = [
@@ -263,6 +264,8 @@ def _execute(
 
 
 _STOP: Final = object()
+# a worker that takes this leaves if its pool has more threads than its size (see Pool.resize)
+_RETIRE: Final = object()
 
 
 class Lane:
@@ -501,6 +504,7 @@ class Pool:
         self._threads = 0
         self._withdrawn = 0
         self._abandoned = 0
+        self._markers = 0  # _RETIRE markers in the queue, not counted as waiting
         self._completed: list[list[int]] = []  # one cell per worker thread, summed by stats()
         self._running: set[Any] = set()
         self._waits: deque[float] = deque(maxlen=2048)
@@ -545,6 +549,41 @@ class Pool:
             self._workers = [t for t in self._workers if t.is_alive()]
             self._workers.append(thread)
         thread.start()
+
+    def resize(self, size: int) -> None:
+        """Apply a new *size* now, to calls already queued as to those to come.
+
+        Growing starts a thread for each call waiting (up to *size*). Shrinking puts one
+        `_RETIRE` marker per thread too many ahead of the queued work: each thread beyond
+        *size* leaves when it finishes its current call, so the pool soon runs at most *size*
+        calls at once. Nothing of this touches a call's own path.
+        """
+        with self._spawn_lock:
+            old = self.size
+            self.size = size
+            extra = self._threads - size
+        if size > old:
+            waiting = self._queue.qsize() - self._withdrawn - self._markers - len(self._idle_tokens)
+            for _ in range(min(waiting, size - old)):
+                self._spawn_if_room()
+        elif extra > 0:
+            # Take the queued items out and put them back behind the markers, so the extra
+            # threads do not serve them first. A marker taken once the pool is back at or
+            # under its size is ignored (the taker goes on as after any item); an item
+            # submitted meanwhile may go ahead of those taken out.
+            queue = self._queue
+            queued: list[Any] = []
+            try:
+                with contextlib.suppress(Empty):
+                    while True:
+                        queued.append(queue.get_nowait())
+                with self._lock:
+                    self._markers += extra
+                for _ in range(extra):
+                    queue.put(_RETIRE)
+            finally:
+                for item in queued:
+                    queue.put(item)
 
     def _try_withdraw(self, job: Work) -> bool:
         try:
@@ -619,9 +658,19 @@ class Pool:
                 except IndexError:
                     pass  # a submitter took this worker's token already
                 announced = False
-            if item is _STOP:
+            # calls first: one isinstance() is the whole dispatch cost of a call
+            if isinstance(item, Work):
+                announced = _execute(item, self, tokens, completed)
+            elif item is _STOP:
                 return
-            if isinstance(item, (Lane, SerialQueue)):
+            elif item is _RETIRE:
+                with self._lock:
+                    self._markers -= 1
+                with self._spawn_lock:
+                    if self._threads > self.size:
+                        self._threads -= 1
+                        return
+            else:
                 self._running.add(item)
                 try:
                     if isinstance(item, Lane):
@@ -630,8 +679,6 @@ class Pool:
                         item.serve(completed)
                 finally:
                     self._running.discard(item)
-            else:
-                announced = _execute(item, self, tokens, completed)
             del item  # an idle worker keeps no finished job (result, arguments) alive
 
     def stats(self) -> PoolStats:
@@ -645,7 +692,7 @@ class Pool:
                 size=self.size,
                 threads=self._threads,
                 running=len(current),
-                waiting=max(0, self._queue.qsize() - self._withdrawn),
+                waiting=max(0, self._queue.qsize() - self._withdrawn - self._markers),
                 abandoned=self._abandoned,
                 completed=sum(cell[0] for cell in self._completed),
                 queue_wait_p50=_percentile(waits, 0.50),
@@ -662,7 +709,8 @@ class Pool:
             self._queue.put(_STOP)
         deadline = time.monotonic() + timeout
         for thread in list(self._workers):
-            thread.join(max(0.0, deadline - time.monotonic()))
+            # a finite but huge timeout is more than a lock can wait: as good as forever
+            thread.join(min(threading.TIMEOUT_MAX, max(0.0, deadline - time.monotonic())))
         with self._lock:
             return [_describe(item) for item in self._running.copy()]
 
@@ -682,11 +730,12 @@ def _default_size() -> int:
     raw = env_setting("ASYNCIFY_THREADS")
     if raw is None:
         return DEFAULT_THREADS
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+    size = whole_number(raw)
+    if size is None or size < 1:
         raise ConfigError(
             f"invalid value {raw!r} for ASYNCIFY_THREADS; accepted: a whole number >= 1"
         )
-    return int(raw)
+    return size
 
 
 def get_pool(name: str) -> Pool:
@@ -721,30 +770,52 @@ def configure(
     >>> configure(pools={"db": 8})
 
     *default_threads* sizes the default pool (otherwise ``ASYNCIFY_THREADS`` or 40). A resized
-    pool applies its new size to threads it starts from now on. *shutdown_timeout* bounds how
-    long interpreter exit waits for running calls (default 5 s) before it warns and leaves.
+    pool applies its new size at once: a grown one starts threads for the calls waiting; in a
+    shrunk one, each thread beyond the new size leaves when its current call returns.
+    *shutdown_timeout* bounds how long interpreter exit waits for running calls (default 5 s)
+    before it warns and leaves.
     """
+    # everything is checked before anything changes
+    seconds = None
     if shutdown_timeout is not None:
-        if isinstance(shutdown_timeout, bool) or not shutdown_timeout >= 0:
+        seconds = _seconds(shutdown_timeout)
+        if seconds is None:
             raise ConfigError(
-                f"invalid shutdown_timeout {shutdown_timeout!r}; accepted: a number of seconds >= 0"
+                f"invalid shutdown_timeout {shutdown_timeout!r}; "
+                "accepted: a finite number of seconds >= 0"
             )
-        _settings["shutdown_timeout"] = float(shutdown_timeout)
+    if pools is not None and not isinstance(pools, Mapping):
+        raise ConfigError(f"invalid pools {pools!r}; accepted: a dict of pool names to sizes")
     sizes = dict(pools or {})
     if default_threads is not None:
         sizes[DEFAULT_POOL] = default_threads
     for name, size in sizes.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"invalid pool name {name!r}; accepted: a non-empty string")
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigError(
                 f"invalid size {size!r} for pool {name!r}; accepted: a whole number >= 1"
             )
+    if seconds is not None:
+        _settings["shutdown_timeout"] = seconds
     with _pools_lock:
         for name, size in sizes.items():
             pool = _pools.get(name)
             if pool is None:
                 _pools[name] = Pool(name, size)
             else:
-                pool.size = size
+                pool.resize(size)
+
+
+def _seconds(value: object) -> float | None:
+    """*value* as a finite number of seconds >= 0, or None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return seconds if 0.0 <= seconds < math.inf else None
 
 
 def stats(pool: str = DEFAULT_POOL) -> PoolStats:

@@ -14,6 +14,9 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +42,28 @@ def _bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[s
     return parse
 
 
+def _unwritable(path: str) -> str | None:
+    """Why *path* cannot be written (the OS's message), or None; creates no file that stays."""
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "ab"):  # appending: an existing file keeps its bytes
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not existed:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    return None
+
+
+def _plot_problem(path: str) -> str | None:
+    """Why ``--plot PATH`` would fail after the experiment, found before it runs."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "--plot needs matplotlib, which is not installed: pip install matplotlib"
+    problem = _unwritable(path)
+    return None if problem is None else f"asyncify-kit demo: error: cannot write {path}: {problem}"
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     try:
         import httpx
@@ -52,6 +77,11 @@ def _run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.plot:
+        problem = _plot_problem(args.plot)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 2
     if not args.json:
         print(
             f"asyncify-kit demo: {args.concurrency} concurrent slow requests of "
@@ -76,6 +106,12 @@ def _run_demo(args: argparse.Namespace) -> int:
         except ImportError:
             print(
                 "--plot needs matplotlib, which is not installed: pip install matplotlib",
+                file=sys.stderr,
+            )
+            return 2
+        except OSError as exc:  # the path changed during the run
+            print(
+                f"asyncify-kit demo: error: cannot write {args.plot}: {exc.strerror or exc}",
                 file=sys.stderr,
             )
             return 2

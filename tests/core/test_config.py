@@ -133,6 +133,60 @@ def test_password_with_raw_reserved_characters_stays_a_password() -> None:
     assert "pa/s" not in str(url)
 
 
+@pytest.mark.parametrize(
+    ("text", "username", "password", "port"),
+    [
+        ("postgresql://app:p@ss?word@db/shop", "app", "p@ss?word", None),
+        ("postgresql://app:p@ss/w?rd@db/shop", "app", "p@ss/w?rd", None),
+        ("postgresql://app:p@ss?wo#rd@db:5433/shop", "app", "p@ss?wo#rd", 5433),
+        ("postgresql://a[p:s3/cret@db/shop", "a[p", "s3/cret", None),
+        ("postgresql://app:s3cr]t/x@db/shop", "app", "s3cr]t/x", None),
+        ("postgresql://app:[s3]@db:5433/shop", "app", "[s3]", 5433),
+    ],
+)
+def test_raw_at_then_query_or_bracket_stays_in_the_password(
+    text: str, username: str, password: str, port: int | None
+) -> None:
+    url = BackendURL.parse(text)
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        username,
+        password,
+        "db",
+        port,
+        "shop",
+    )
+    netloc = "db" if port is None else f"db:{port}"
+    assert str(url) == f"postgresql://{quote(username, safe='')}:***@{netloc}/shop"
+    assert repr(url) == f"BackendURL({str(url)!r})"
+
+
+def test_an_at_in_the_query_after_a_path_stays_an_option() -> None:
+    url = BackendURL.parse("postgresql://app:pw@db/shop?application_name=me@laptop")
+    assert (url.password, url.host, url.database) == ("pw", "db", "shop")
+    assert dict(url.options) == {"application_name": "me@laptop"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql://app:SEKRETHEAD@x?ySEKRETTAIL@db:bad/shop",
+        "postgresql://a[p:SEKRETHEAD/xSEKRETTAIL@db:bad/shop",
+        "postgresql://app:SEKRETHEAD@x/y?zSEKRETTAIL@db/shop#frag",
+        "postgresql://app:SEKRETHEAD@x/y:1?zSEKRETTAIL@db/shop?a=1&a=2",
+        "postgresql://app:SEKRETHEAD@x:1/y?z=1&z=2SEKRETTAIL@db",
+        "postgresql://app:SEKRETHEAD@xSEKRETTAIL@[::1/shop",
+        "post gres://app:SEKRETHEAD@x?ySEKRETTAIL@db/shop",
+        "postgresql://SEKRETHEAD@x:99999/ySEKRETTAIL@db/shop",
+    ],
+)
+def test_parse_errors_never_show_what_comes_before_the_last_at(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        BackendURL.parse(text)
+    message = str(info.value)
+    assert "SEKRET" not in message
+    assert "***@" in message
+
+
 def test_replace() -> None:
     url = BackendURL.parse("postgresql://u:p@h/db")
     assert url.replace(driver="psycopg").scheme == "postgresql+psycopg"
@@ -232,6 +286,7 @@ def _broken_variants(url: BackendURL) -> list[str]:
         # the password written raw, unencoded, as people paste it
         f"{scheme}://user:{raw_pw}@h:bad/db",
         f"{scheme}://user:{raw_pw}@h/db#frag",
+        f"{scheme}://user:{raw_pw}@h/db",  # parses: the whole raw password stays one
         f"bad scheme://user:{raw_pw}@h/db",
     ]
 
@@ -375,6 +430,37 @@ def test_bad_option_value_names_option_and_accepted_values(query: str, accepted:
     assert "'postgresql+asyncpg'" in message
     assert "hunter2" not in message
     assert info.value.__cause__ is None  # the parser's own ValueError is noise
+
+
+def test_secret_option_values_render_as_three_stars() -> None:
+    url = BackendURL.parse("s3://bucket/p?aws_secret_access_key=SEKRETHEADxSEKRETTAIL&region=eu")
+    assert str(url) == "s3://bucket/p?aws_secret_access_key=***&region=eu"
+    assert repr(url) == "BackendURL('s3://bucket/p?aws_secret_access_key=***&region=eu')"
+    with pytest.raises(ConfigError) as info:
+        validate_options(url, [str_option("region", None)], backend="s3")
+    assert "in s3://bucket/p?aws_secret_access_key=***&region=eu;" in str(info.value)
+    assert BackendURL.parse(url.render(hide_password=False)) == url
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["1_0", "%D9%A3", "%EF%BC%95", "%2B5", "%205", "5%20", "-0", "1e3", "1" * 19, "9" * 20],
+)
+def test_integer_options_take_plain_ascii_digits_only(raw: str) -> None:
+    url = BackendURL.parse(f"postgresql://h/db?max_size={raw}")
+    with pytest.raises(ConfigError, match="accepted: a whole number >= 1, up to 18 digits"):
+        validate_options(url, OPTIONS, backend="pg")
+
+
+def test_integer_options_take_eighteen_digits() -> None:
+    url = BackendURL.parse("postgresql://h/db?max_size=" + "9" * 18)
+    assert validate_options(url, OPTIONS, backend="pg")["max_size"] == 10**18 - 1
+    assert (
+        validate_options(url.replace(options={"max_size": "007"}), OPTIONS, backend="pg")[
+            "max_size"
+        ]
+        == 7
+    )
 
 
 def test_unknown_option_lists_the_known_ones() -> None:

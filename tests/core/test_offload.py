@@ -21,8 +21,8 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from asyncify_kit import (
     CallCancelled,
     CancelPolicy,
     ConfigError,
+    _executor,
     asyncify,
     check_cancelled,
     configure,
@@ -366,6 +367,113 @@ async def test_unknown_pool_is_a_config_error() -> None:
 def test_configure_rejects_bad_sizes(size: Any) -> None:
     with pytest.raises(ConfigError, match=r"invalid size .* accepted: a whole number >= 1"):
         configure(pools={"sized": size})
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [float("inf"), float("nan"), -1, "5", True, None, pytest.param(10**400, id="10**400")],
+)
+def test_configure_rejects_bad_shutdown_timeouts(seconds: Any) -> None:
+    before = dict(_executor._settings)
+    if seconds is None:  # None leaves the setting as it is
+        configure(shutdown_timeout=seconds)
+    else:
+        with pytest.raises(ConfigError, match=r"invalid shutdown_timeout .*; accepted: a finite"):
+            configure(shutdown_timeout=seconds)
+    assert _executor._settings == before
+
+
+@pytest.mark.parametrize("name", [3, "", None, b"db"])
+def test_configure_rejects_bad_pool_names(name: Any) -> None:
+    with pytest.raises(ConfigError, match=r"invalid pool name .*; accepted: a non-empty string"):
+        configure(pools={name: 2})
+    # nothing was created, so an unknown pool is still reported as such
+    with pytest.raises(ConfigError, match="unknown pool 'no-such-pool'"):
+        stats("no-such-pool")
+
+
+def test_configure_rejects_a_non_mapping_and_changes_nothing_when_it_rejects() -> None:
+    with pytest.raises(ConfigError, match="invalid pools 'db'; accepted: a dict"):
+        configure(pools="db")  # type: ignore[arg-type]
+    before = dict(_executor._settings)
+    name = f"unmade-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ConfigError, match="invalid size 0"):
+        configure(pools={name: 2, "zero": 0}, shutdown_timeout=before["shutdown_timeout"] + 1)
+    assert _executor._settings == before
+    with pytest.raises(ConfigError, match="unknown pool"):
+        stats(name)
+
+
+def test_a_huge_shutdown_timeout_does_not_break_interpreter_exit() -> None:
+    out = _run_python(
+        "import asyncio\n"
+        "from asyncify_kit import configure, run_sync\n"
+        "configure(shutdown_timeout=1e300)\n"
+        "print(asyncio.run(run_sync(int, '7')))\n"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "7"
+    assert out.stderr == ""
+
+
+@asynccontextmanager
+async def held_calls(pool: str, count: int) -> AsyncIterator[anyio.abc.TaskGroup]:
+    """*count* calls on *pool* that each hold their thread until the block ends."""
+    release = threading.Event()
+    hold = asyncify(pool=pool)(release.wait)
+    async with anyio.create_task_group() as tg:
+        try:
+            for _ in range(count):
+                tg.start_soon(hold, 5)
+            yield tg
+        finally:
+            release.set()
+
+
+async def test_growing_a_pool_starts_threads_for_the_calls_waiting() -> None:
+    name = f"grow-{uuid.uuid4().hex[:8]}"
+    configure(pools={name: 2})
+    async with held_calls(name, 6):
+        await _wait_for(lambda: stats(name).waiting == 4)
+        configure(pools={name: 6})
+        await _wait_for(lambda: stats(name).running == 6)
+        s = stats(name)
+        assert (s.size, s.threads, s.running, s.waiting) == (6, 6, 6, 0)
+
+
+async def test_shrinking_a_pool_lets_extra_threads_go_after_their_current_call() -> None:
+    name = f"shrink-{uuid.uuid4().hex[:8]}"
+    configure(pools={name: 4})
+    counter = Concurrency()
+    queued = asyncify(pool=name)(counter.run)
+    async with held_calls(name, 4) as tg:
+        await _wait_for(lambda: stats(name).running == 4)
+        for _ in range(4):
+            tg.start_soon(queued, 0.02)
+        await _wait_for(lambda: stats(name).waiting == 4)
+        configure(pools={name: 1})
+        s = stats(name)
+        assert (s.size, s.running, s.waiting) == (1, 4, 4)
+    # the calls queued before the resize ran one at a time, on the one thread left
+    assert (counter.peak, counter.finished) == (1, 4)
+    await _wait_for(lambda: stats(name).threads == 1)
+
+
+async def test_shrinking_a_pool_lets_idle_threads_go_at_once() -> None:
+    name = f"shrink-idle-{uuid.uuid4().hex[:8]}"
+    configure(pools={name: 4})
+    async with held_calls(name, 4):
+        await _wait_for(lambda: stats(name).running == 4)
+    await settle(name)
+    assert stats(name).threads == 4  # idle, each would stay for IDLE_TIMEOUT
+    configure(pools={name: 1})
+    await _wait_for(lambda: stats(name).threads == 1)
+    counter = Concurrency()
+    work = asyncify(pool=name)(counter.run)
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(work, 0.01)
+    assert (counter.peak, counter.finished, stats(name).threads) == (1, 4, 1)
 
 
 async def test_named_pool_has_its_own_threads() -> None:
