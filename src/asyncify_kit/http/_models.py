@@ -8,6 +8,7 @@ import datetime
 import json as jsonlib
 import math
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
@@ -540,31 +541,44 @@ class _TextIterator(AsyncIterator[str]):
 
 
 class _LineIterator(AsyncIterator[str]):
+    """The lines of a text stream. The unfinished line is kept in pieces and each chunk is
+    scanned once, so a long line over many chunks, or many lines in one, cost linear time."""
+
     def __init__(self, source: AsyncIterator[str]) -> None:
         self._source = source
-        self._ready: list[str] = []
-        self._pending = ""
+        self._ready: deque[str] = deque()
+        self._parts: list[str] = []  # the unfinished line; the last may end with a held "\r"
         self._done = False
 
     async def __anext__(self) -> str:
-        while not self._ready:
+        ready, parts = self._ready, self._parts
+        while not ready:
             if self._done:
                 raise StopAsyncIteration
             try:
                 text = await self._source.__anext__()
             except StopAsyncIteration:
                 self._done = True
-                pending = self._pending
-                if pending:
-                    self._ready.append(pending[:-1] if pending[-1] == "\r" else pending)
-                    self._pending = ""
+                if parts:
+                    line = "".join(parts)
+                    parts.clear()
+                    ready.append(line[:-1] if line[-1:] == "\r" else line)
                 continue
-            text = self._pending + text
+            if not text:
+                continue
+            if parts and parts[-1][-1:] == "\r":  # held back: "\r" + "\n" is one ending
+                held = parts.pop()
+                if len(held) > 1:
+                    parts.append(held[:-1])
+                text = "\r" + text
             start = 0
             for match in _LINE_END.finditer(text):
                 if match.end() == len(text) and match[0] == "\r":
                     break  # a "\n" may follow this "\r" in the next chunk: one line ending
-                self._ready.append(text[start : match.start()])
+                parts.append(text[start : match.start()])
+                ready.append("".join(parts))
+                parts.clear()
                 start = match.end()
-            self._pending = text[start:]
-        return self._ready.pop(0)
+            if start < len(text):
+                parts.append(text[start:])
+        return ready.popleft()
