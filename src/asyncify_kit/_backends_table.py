@@ -27,10 +27,17 @@ from ._config import (  # noqa: E402 - kept inside the SQL section, which the SQ
 _SQL_POOL: tuple[Option[Any], ...] = (
     int_option("min_size", 1, minimum=0, doc="connections opened up front and kept"),
     int_option("max_size", 10, minimum=1, doc="most connections open at once"),
-    float_option("acquire_timeout", 30.0, doc="seconds to wait for a free connection"),
-    float_option("connect_timeout", 10.0, doc="seconds to open one connection"),
-    float_option("statement_timeout", None, doc="seconds a statement may run (server-side)"),
-    float_option("close_timeout", 10.0, doc="seconds closing the pool may take"),
+    float_option(
+        "acquire_timeout", 30.0, no_limit=True, doc="seconds to wait for a free connection"
+    ),
+    float_option("connect_timeout", 10.0, positive=True, doc="seconds to open one connection"),
+    float_option(
+        "statement_timeout",
+        None,
+        no_limit=True,
+        doc="seconds a statement may run (server-side); 0 also means no limit",
+    ),
+    float_option("close_timeout", 10.0, positive=True, doc="seconds closing the pool may take"),
 )
 _PG_SSL = choice_option(
     "ssl",
@@ -44,7 +51,13 @@ _ASYNCPG_OPTIONS: tuple[Option[Any], ...] = (
     _PG_SSL,
     _PG_APP,
     int_option("statement_cache_size", 100, doc="prepared statements cached per connection"),
-    float_option("command_timeout", None, doc="client-side seconds per call (asyncpg)"),
+    float_option(
+        "command_timeout",
+        None,
+        positive=True,
+        no_limit=True,
+        doc="client-side seconds per call (asyncpg)",
+    ),
 )
 _PSYCOPG_OPTIONS: tuple[Option[Any], ...] = (
     *_SQL_POOL,
@@ -62,15 +75,30 @@ _ASYNCMY_OPTIONS: tuple[Option[Any], ...] = _MYSQL_COMMON
 _AIOMYSQL_OPTIONS: tuple[Option[Any], ...] = _MYSQL_COMMON
 _PYMYSQL_OPTIONS: tuple[Option[Any], ...] = (
     *_MYSQL_COMMON,
-    float_option("read_timeout", None, doc="seconds to wait for the server (PyMySQL)"),
+    float_option(
+        "read_timeout",
+        None,
+        positive=True,
+        no_limit=True,
+        doc="seconds to wait for the server (PyMySQL)",
+    ),
 )
 _SQLITE_OPTIONS: tuple[Option[Any], ...] = (
     int_option("min_size", 1, minimum=0, doc="connections opened up front"),
     int_option("max_size", 5, minimum=1, doc="connections (one thread each); 1 for :memory:"),
-    float_option("acquire_timeout", 30.0, doc="seconds to wait for a free connection"),
-    float_option("statement_timeout", None, doc="seconds before a statement is interrupted"),
-    float_option("close_timeout", 10.0, doc="seconds closing the pool may take"),
-    float_option("busy_timeout", 5.0, doc="seconds to wait for another writer's lock"),
+    float_option(
+        "acquire_timeout", 30.0, no_limit=True, doc="seconds to wait for a free connection"
+    ),
+    float_option(
+        "statement_timeout",
+        None,
+        no_limit=True,
+        doc="seconds before a statement is interrupted; 0 also means no limit",
+    ),
+    float_option("close_timeout", 10.0, positive=True, doc="seconds closing the pool may take"),
+    float_option(
+        "busy_timeout", 5.0, doc="seconds to wait for another writer's lock (SQLite: no 'inf')"
+    ),
     choice_option(
         "journal_mode",
         "wal",
@@ -206,8 +234,8 @@ _S3_OPTIONS: tuple[Option[Any], ...] = (
         "addressing_style", "auto", ("auto", "path", "virtual"), doc="bucket in path or host"
     ),
     _storage_cfg.int_option("max_attempts", 3, minimum=1, doc="tries per call (standard mode)"),
-    _storage_cfg.float_option("connect_timeout", 60.0, doc="seconds to connect"),
-    _storage_cfg.float_option("read_timeout", 60.0, doc="seconds to wait for data"),
+    _storage_cfg.float_option("connect_timeout", 60.0, positive=True, doc="seconds to connect"),
+    _storage_cfg.float_option("read_timeout", 60.0, positive=True, doc="seconds to wait for data"),
     _storage_cfg.choice_option(
         "checksums",
         "when_supported",

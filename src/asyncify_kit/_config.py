@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus
 from .exceptions import ConfigError
 
 __all__ = [
+    "MAX_SECONDS",
     "BackendURL",
     "Option",
     "bool_option",
@@ -86,7 +87,18 @@ class BackendURL:
                 f"invalid scheme {shown} in backend URL {_redact_raw(url)!r}; expected "
                 "'dialect' or 'dialect+driver', for example 'postgresql+asyncpg'"
             )
+        whole = rest
         userinfo, rest = _split_userinfo(rest)
+        if "@" in rest and _may_hold_password(whole):
+            # An '@' left after the userinfo, in a URL that may hold a password: either an
+            # option value or a path holds a raw '@', or the password holds '@', then '/',
+            # then '?' or '#' (``app:p@ss/w?rd@db``). Both read alike, and guessing wrong
+            # would show pieces of the password in str(): ask for the '@' to be encoded.
+            raise ConfigError(
+                f"ambiguous backend URL {_redact_raw(url)!r}: it has a user and password and "
+                "another raw '@' after them; percent-encode '@' as %40 in the password and in "
+                "option values"
+            )
         rest, _, query = rest.partition("?")
         if "#" in query or "#" in rest:
             raise ConfigError(f"a backend URL takes no fragment: {_redact_raw(url)!r}")
@@ -241,8 +253,11 @@ def _split_userinfo(rest: str) -> tuple[str | None, str]:
     Without a password, the userinfo ends at the last ``@`` of the authority. The price: a raw
     ``@`` in the path of a URL with a password, in a query string that follows the host
     directly (``app:pw@db?to=a@b``) or followed by a ``/`` (``?to=a@b/c``) is read as part of
-    the password; a password holding ``@``, then ``/``, then ``?`` in a URL with no path is
-    cut at its first ``@``. Encode such characters (``%40``; `BackendURL.render` does).
+    the password. When the second rule leaves an ``@`` after the userinfo (``app:pw@db/shop?
+    to=a@b``, or a password holding ``@``, then ``/``, then ``?`` in a URL with no path:
+    ``app:p@ss/w?rd@db``), the two readings cannot be told apart and `BackendURL.parse`
+    raises `ConfigError` rather than guess (a wrong guess would show pieces of the password
+    as host, path or options). Encode such characters (``%40``; `BackendURL.render` does).
     Errors never show what comes before the last ``@`` (see `_redact_raw`).
     """
     match = _RAW_USERINFO.match(rest)
@@ -262,6 +277,12 @@ def _split_userinfo(rest: str) -> tuple[str | None, str]:
     if at:
         return userinfo, rest[len(userinfo) + 1 :]
     return None, rest
+
+
+def _may_hold_password(rest: str) -> bool:
+    """Whether the part of a URL after ``://`` may start with ``user:password@``: a ``:``
+    before its first ``/``, ``?`` or ``#`` (a user name holds none of those)."""
+    return ":" in rest[: _authority_end(rest, 0)]
 
 
 def _authority_end(rest: str, start: int) -> int:
@@ -378,20 +399,45 @@ def int_option(name: str, default: int, *, minimum: int = 0, doc: str = "") -> O
     )
 
 
+# INT_MAX milliseconds, about 24.8 days: the longest timeout every driver takes (SQLite's
+# busy timeout and PostgreSQL's statement_timeout are C ints of milliseconds; a longer one
+# overflows, and SQLite then does not wait at all)
+MAX_SECONDS = 2_147_483
+
+_PLAIN_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+
+
 def float_option(
-    name: str, default: float | None, *, minimum: float = 0.0, doc: str = ""
+    name: str,
+    default: float | None,
+    *,
+    positive: bool = False,
+    no_limit: bool = False,
+    doc: str = "",
 ) -> Option[float | None]:
-    """A float option (seconds, say) with a lower bound; ``none`` means no value."""
+    """A number of seconds: from 0 (above 0 if *positive*) to `MAX_SECONDS`.
+
+    Written as a plain ASCII decimal (``2``, ``0.5``, ``1e3``; not ``nan``, ``-1``, ``1_0``
+    or other scripts' digits). With *no_limit*, ``none`` and ``inf`` are accepted and parse
+    to None, which the backend reads as "no limit"; without it they are errors, as is any
+    value past `MAX_SECONDS` (``1e309`` included).
+    """
 
     def parse(raw: str) -> float | None:
-        if raw.lower() == "none":
+        if no_limit and raw.lower() in ("none", "inf", "infinity"):
             return None
+        if not raw.isascii() or _PLAIN_NUMBER.fullmatch(raw) is None:
+            raise ValueError(raw)
         value = float(raw)
-        if not value >= minimum:
+        if not (value > 0 if positive else value >= 0) or not value <= MAX_SECONDS:
             raise ValueError(raw)
         return value
 
-    return Option(name, parse, default, f"a number >= {minimum:g}, or 'none'", doc)
+    low = "above 0, up" if positive else "from 0"
+    accepted = f"a number of seconds {low} to {MAX_SECONDS} (about 24.8 days)"
+    if no_limit:
+        accepted += ", or 'none' or 'inf' for no limit"
+    return Option(name, parse, default, accepted, doc)
 
 
 def bool_option(name: str, default: bool, *, doc: str = "") -> Option[bool]:

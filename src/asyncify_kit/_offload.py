@@ -85,10 +85,17 @@ def _validate(pool: str, cancel: str, timeout: float | None) -> None:
         raise ConfigError(f"pool must be a non-empty pool name, not {pool!r}")
     if cancel not in ("wait", "abandon"):
         raise ConfigError(f"invalid cancel policy {cancel!r}; accepted: 'wait' or 'abandon'")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
-    ):
-        raise ConfigError(f"invalid timeout {timeout!r}; accepted: a number of seconds > 0 or None")
+    if timeout is None:
+        return
+    accepted = "accepted: a number of seconds > 0 (math.inf: no limit) or None"
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ConfigError(f"invalid timeout {timeout!r}; {accepted}")
+    try:
+        seconds = float(timeout)  # what the deadline arithmetic does with it at each call
+    except OverflowError:
+        raise ConfigError(f"invalid timeout: a whole number too large; {accepted}") from None
+    if not seconds > 0:
+        raise ConfigError(f"invalid timeout {timeout!r}; {accepted}")
 
 
 def _strip_library_frames(exc: BaseException) -> BaseException:

@@ -712,6 +712,37 @@ async def test_timeout_keeps_a_prompt_result(policy: CancelPolicy) -> None:
     assert await call(0.01) == "late result"
 
 
+@pytest.mark.parametrize("seconds", [10**400, -(10**400)], ids=["10**400", "-10**400"])
+def test_a_timeout_too_large_for_a_float_is_a_config_error(seconds: int) -> None:
+    # accepted before, then every call failed with OverflowError computing its deadline
+    for make in (lambda: asyncify(timeout=seconds), lambda: wrap(object(), timeout=seconds)):
+        with pytest.raises(ConfigError, match=r"invalid timeout.*accepted: a number of seconds"):
+            make()
+
+
+@POLICIES
+@pytest.mark.parametrize("seconds", [float("inf"), 1e300, 10**300])
+async def test_an_infinite_timeout_is_no_limit(policy: CancelPolicy, seconds: float) -> None:
+    """``timeout=math.inf`` (or a huge finite one) means no limit, for every form."""
+
+    def numbers() -> Iterator[int]:
+        yield 1
+        yield 2
+
+    @contextmanager
+    def held() -> Iterator[str]:
+        yield "in"
+
+    assert await asyncify(cancel=policy, timeout=seconds)(slow)(0.01) == "late result"
+    async with asyncify(cancel=policy, timeout=seconds)(numbers)() as items:
+        assert [item async for item in items] == [1, 2]
+    async with asyncify(cancel=policy, timeout=seconds)(held)() as value:
+        assert value == "in"
+    for sticky in (False, True):
+        async with wrap([3, 1, 2], sticky=sticky, cancel=policy, timeout=seconds) as proxy:
+            assert await proxy.index(1) == 1
+
+
 @POLICIES
 async def test_timeout_race_never_hands_back_a_late_result(policy: CancelPolicy) -> None:
     """Around the deadline a call may time out or finish, but a result is only ever

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -347,6 +347,29 @@ def test_invalid_configuration_is_a_config_error() -> None:
         allow_blocking("kind:sleeping")
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("log_interval", float("nan")),  # every call was logged: no rate limit at all
+        ("log_interval", -1.0),
+        ("log_interval", True),
+        ("log_interval", "60"),
+        ("max_reports", -5),  # every report was dropped
+        ("max_reports", 2.5),
+        ("max_reports", True),
+    ],
+)
+def test_bad_report_limits_are_config_errors(option: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"invalid {option} .* for detect_blocking; accepted"):
+        detect_blocking(**{option: value})  # type: ignore[arg-type]
+
+
+def test_report_limits_take_zero_and_inf() -> None:
+    assert detect_blocking(log_interval=0).log_interval == 0
+    assert detect_blocking(log_interval=float("inf")).log_interval == float("inf")
+    assert detect_blocking(max_reports=0).max_reports == 0
+
+
 # -- allow-lists -------------------------------------------------------------------------------
 
 
@@ -478,6 +501,111 @@ async def test_decorator_on_sync_and_async_functions() -> None:
     time.sleep(0.001)  # not active any more
     assert len(detector.reports) == 2
     assert not is_active()
+
+
+# checks the global patch state: the plugin's own detector would keep the patches in
+@pytest.mark.allow_blocking
+async def test_decorator_watches_each_step_of_a_generator_and_nothing_between() -> None:
+    # the decorator used to return the generator at once and stop watching: nothing reported
+    detector = detect_blocking(mode="collect")
+
+    @detector
+    async def watched_items() -> AsyncIterator[int]:
+        time.sleep(0.001)
+        yield 1
+        time.sleep(0.001)
+        yield 2
+
+    @detector
+    def watched_sync_items() -> Iterator[int]:
+        time.sleep(0.001)
+        yield 3
+
+    items = []
+    async for item in watched_items():
+        time.sleep(0.001)  # the consumer, between the steps: not watched
+        items.append(item)
+    for item in watched_sync_items():
+        time.sleep(0.001)
+        items.append(item)
+    assert items == [1, 2, 3]
+    assert [r.site.function for r in detector.reports] == [
+        "watched_items",
+        "watched_items",
+        "watched_sync_items",
+    ]
+    assert not is_active()
+
+
+async def test_allow_blocking_decorator_on_generators() -> None:
+    # the scope used to end when the generator was created, before its body ran
+    @allow_blocking("time.sleep")
+    async def tolerated_items() -> AsyncGenerator[int, None]:
+        time.sleep(0.001)
+        yield 1
+        time.sleep(0.001)
+        yield 2
+
+    @allow_blocking("time.sleep")
+    def tolerated_sync_items() -> Iterator[int]:
+        time.sleep(0.001)
+        yield 3
+
+    with detect_blocking(mode="raise") as detector:
+        assert [item async for item in tolerated_items()] == [1, 2]
+        assert list(tolerated_sync_items()) == [3]
+        items = tolerated_items()
+        assert await items.__anext__() == 1
+        with pytest.raises(BlockingCallError):
+            time.sleep(0.001)  # between two steps: not allowed
+        await items.aclose()
+    assert [r.function for r in detector.reports] == ["time.sleep"]
+
+
+def test_decorated_generators_keep_send_throw_close_and_return() -> None:
+    closed: list[str] = []
+
+    @allow_blocking()
+    def echo() -> Generator[int, int, str]:
+        try:
+            received = yield 1
+            try:
+                yield received * 10
+            except KeyError:
+                yield -1
+            return "done"
+        finally:
+            closed.append("echo")
+
+    gen = echo()
+    assert next(gen) == 1
+    assert gen.send(4) == 40
+    assert gen.throw(KeyError("k")) == -1
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done"
+    assert closed == ["echo"]
+    gen = echo()
+    next(gen)
+    gen.close()
+    assert closed == ["echo", "echo"]
+
+    @allow_blocking()
+    async def numbers() -> AsyncGenerator[int, int]:
+        try:
+            got = yield 1
+            yield got + 1
+        finally:
+            closed.append("numbers")
+
+    async def drive() -> list[int]:
+        agen = numbers()
+        out = [await agen.__anext__(), await agen.asend(5)]
+        await agen.aclose()
+        return out
+
+    assert anyio.run(drive) == [1, 6]
+    assert closed[-1] == "numbers"
 
 
 # checks the global patch state: the plugin's own detector would keep the patches in

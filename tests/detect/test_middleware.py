@@ -11,8 +11,9 @@ import asyncio
 import pathlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx
@@ -28,6 +29,8 @@ from asyncify_kit.detect import (
     detect_blocking,
     route_label,
 )
+from asyncify_kit.detect._detector import is_active
+from asyncify_kit.fastapi import install_detection
 
 pytestmark = pytest.mark.anyio
 
@@ -188,6 +191,78 @@ async def test_requests_no_route_serves_share_one_label(monkeypatch: pytest.Monk
     for label in ("GET /a", "GET /b", "GET /c"):
         middleware._count(label, "requests", 1)
     assert sorted(middleware.metrics()["routes"]) == ["<other>", "<unmatched>", "GET /", "GET /a"]
+
+
+# checks the global patch state: the plugin's own detector would keep the patches in
+@pytest.mark.allow_blocking
+@pytest.mark.parametrize("raises", [True, False], ids=["app-raises", "app-reports-failure"])
+async def test_a_failed_startup_stops_the_detector_and_the_monitor(raises: bool) -> None:
+    """No shutdown follows a failed startup: the detector's patches and the monitor's thread
+    used to stay on for good (a test's TestClient, a server that retries)."""
+
+    async def failing_lifespan(scope: object, receive: Callable[..., Any], send: Any) -> None:
+        assert (await receive())["type"] == "lifespan.startup"
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+        if raises:
+            raise RuntimeError("no database")
+
+    middleware = BlockingMiddleware(failing_lifespan, detect="log", stall_threshold=0.1)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    if raises:
+        with pytest.raises(RuntimeError, match="no database"):
+            await middleware({"type": "lifespan"}, receive, send)
+    else:
+        await middleware({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    monitor = middleware.monitor
+    assert monitor is not None
+    assert not is_active()
+    assert not _running(monitor)
+    # a later start (the next lifespan, or the first request) starts them again
+    middleware.start()
+    assert is_active()
+    assert _running(monitor)
+    middleware.stop()
+    assert not is_active()
+
+
+def _running(monitor: LoopMonitor) -> bool:
+    return monitor.running
+
+
+# checks the global patch state: the plugin's own detector would keep the patches in
+@pytest.mark.allow_blocking
+async def test_a_fastapi_app_whose_lifespan_fails_leaves_nothing_running() -> None:
+    failing = True
+
+    @asynccontextmanager
+    async def broken(app: FastAPI) -> AsyncIterator[None]:
+        if failing:
+            raise RuntimeError("startup failed")
+        yield
+
+    app = FastAPI(lifespan=broken)
+    monitor = install_detection(app)
+    sent: list[str] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(str(message["type"]))
+
+    with pytest.raises(RuntimeError, match="startup failed"):
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert sent == ["lifespan.startup.failed"]
+    assert not is_active()
+    assert monitor is not None and not monitor.running
 
 
 def test_a_monitor_of_the_wrong_type_is_a_config_error() -> None:

@@ -7,6 +7,7 @@ so they carry ``allow_blocking`` for the project's ``--detect-blocking`` runs.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -14,9 +15,11 @@ import time
 import anyio
 import anyio.to_thread
 import pytest
+from fastapi import FastAPI
 
 from asyncify_kit import ConfigError, asyncify, configure
 from asyncify_kit.detect import LoopMonitor, StallReport
+from asyncify_kit.fastapi import install_detection
 
 pytestmark = [pytest.mark.anyio, pytest.mark.allow_blocking]
 
@@ -137,6 +140,44 @@ def test_start_needs_a_running_loop_and_valid_settings() -> None:
         LoopMonitor().start()
     with pytest.raises(ConfigError, match="stall_threshold"):
         LoopMonitor(stall_threshold=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("interval", math.nan),  # the watchdog spun at 100% CPU and never probed
+        ("interval", math.inf),  # the watchdog thread died of OverflowError
+        ("interval", True),
+        pytest.param("interval", 10**400, id="interval-10**400"),
+        ("interval", -1),
+        ("stall_threshold", math.nan),  # never a stall: a monitor that reports nothing
+        ("stall_threshold", math.inf),
+        ("sample_interval", 0),  # sampled in a busy loop during a stall
+        ("sample_interval", -1),
+        ("sample_interval", math.nan),
+        ("ongoing_after", math.nan),
+        ("report_interval", math.nan),
+        ("report_interval", -1),
+        ("window", 0),
+        ("window", True),
+    ],
+)
+def test_bad_settings_are_config_errors(name: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"invalid {name} .* for LoopMonitor; accepted: "):
+        LoopMonitor(**{name: value})  # type: ignore[arg-type]
+
+
+def test_bad_stall_threshold_is_refused_by_install_detection() -> None:
+    app = FastAPI()
+    with pytest.raises(ConfigError, match="invalid stall_threshold nan"):
+        install_detection(app, stall_threshold=math.nan)
+    assert app.user_middleware == []
+
+
+def test_report_interval_takes_zero_and_inf() -> None:
+    assert LoopMonitor(report_interval=0).report_interval == 0
+    assert LoopMonitor(report_interval=math.inf).report_interval == math.inf
+    assert LoopMonitor(interval=1, sample_interval=0.5).sample_interval == 0.5
 
 
 def _watchdogs() -> int:

@@ -100,6 +100,25 @@ def test_no_detect_blocking_overrides(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=17)
 
 
+def test_no_detect_blocking_in_addopts_overrides_the_ini_option(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # only a --no-detect-blocking typed on the command line used to count: from addopts or
+    # PYTEST_ADDOPTS it was ignored and the ini option kept detection on
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+    pytester.makeini("[pytest]\ndetect_blocking = true\naddopts = --no-detect-blocking\n")
+    run(pytester).assert_outcomes(passed=17)
+    pytester.makeini("[pytest]\ndetect_blocking = true\n")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--no-detect-blocking")
+    run(pytester).assert_outcomes(passed=17)
+    # and the command line still wins over addopts, both ways
+    run(pytester, "--detect-blocking").assert_outcomes(passed=9, failed=6, errors=2)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--detect-blocking")
+    pytester.makeini("[pytest]\n")
+    run(pytester, "--no-detect-blocking").assert_outcomes(passed=17)
+    run(pytester).assert_outcomes(passed=9, failed=6, errors=2)
+
+
 APP_TESTS = """
 import asyncio
 import socket

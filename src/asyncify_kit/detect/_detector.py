@@ -26,13 +26,14 @@ import importlib
 import inspect
 import linecache
 import logging
+import math
 import os
 import re
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
@@ -433,6 +434,66 @@ def _merge(a: AllowList, b: AllowList) -> AllowList:
 
 
 def _decorate(fn: F, scope: Callable[[], contextlib.AbstractContextManager[Any]]) -> F:
+    """*fn* run inside ``scope()``. For a generator function (sync or async), each step of
+    the generator runs inside it, and nothing between the steps: the code consuming the items
+    is not in the scope, and the body is, however long after the call it runs."""
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async_gen(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            steps = cast(AsyncGenerator[Any, Any], fn(*args, **kwargs))
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    with scope():
+                        try:
+                            if thrown is None:
+                                item = await steps.asend(sent)
+                            else:
+                                item = await steps.athrow(thrown)
+                        except StopAsyncIteration:
+                            return
+                    sent = thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # athrow(): the body gets it
+                        thrown = exc
+            finally:
+                with scope():
+                    await steps.aclose()
+
+        return cast(F, run_async_gen)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def run_gen(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            steps = cast(Generator[Any, Any, Any], fn(*args, **kwargs))
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    with scope():
+                        try:
+                            item = steps.send(sent) if thrown is None else steps.throw(thrown)
+                        except StopIteration as stop:
+                            return stop.value
+                    sent = thrown = None
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # throw(): the body gets it
+                        thrown = exc
+            finally:
+                with scope():
+                    steps.close()
+
+        return cast(F, run_gen)
+
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
@@ -514,6 +575,20 @@ class BlockingDetector:
         if mode not in _MODES:
             raise ConfigError(
                 f"invalid mode {mode!r} for detect_blocking; accepted: {', '.join(_MODES)}"
+            )
+        if isinstance(max_reports, bool) or not isinstance(max_reports, int) or max_reports < 0:
+            raise ConfigError(
+                f"invalid max_reports {max_reports!r} for detect_blocking; accepted: a whole "
+                "number >= 0"
+            )
+        if (
+            isinstance(log_interval, bool)
+            or not isinstance(log_interval, (int, float))
+            or not 0 <= log_interval <= math.inf  # nan: every call logged, no rate limit
+        ):
+            raise ConfigError(
+                f"invalid log_interval {log_interval!r} for detect_blocking; accepted: seconds "
+                ">= 0 (math.inf: once per line)"
             )
         if isinstance(allow, str):
             allow = (allow,)

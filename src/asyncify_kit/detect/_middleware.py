@@ -184,7 +184,13 @@ class BlockingMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
         if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
+            try:
+                await self.app(scope, self._lifespan_receive(receive), self._lifespan_send(send))
+            except BaseException:
+                # a startup that failed (Starlette re-raises after "lifespan.startup.failed")
+                # gets no shutdown: stop here, or the patches and the monitor thread stay on
+                self.stop()
+                raise
             return
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -219,6 +225,14 @@ class BlockingMiddleware:
             return message
 
         return lifespan_receive
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message.get("type") == "lifespan.startup.failed":
+                self.stop()
+            await send(message)
+
+        return lifespan_send
 
     async def _serve_metrics(self, send: Send) -> None:
         body = self.prometheus().encode()

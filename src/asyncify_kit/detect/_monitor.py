@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import sys
 import threading
 import time
@@ -93,6 +94,25 @@ class _Gauge:
     last_log: float = 0.0
 
 
+def _seconds(name: str, value: object, *, zero_or_inf: bool = False) -> float:
+    """*value* as seconds: a finite number > 0 (``nan``, ``inf`` and bools are errors: the
+    watchdog would spin, crash or never see a stall). *zero_or_inf* also accepts 0 and inf."""
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # a whole number too large for a float
+            seconds = None
+    if seconds is not None and (
+        0 <= seconds <= math.inf if zero_or_inf else 0 < seconds < math.inf
+    ):
+        return seconds
+    accepted = "seconds >= 0, or math.inf" if zero_or_inf else "a finite number of seconds > 0"
+    too_large = isinstance(value, int) and not isinstance(value, bool) and seconds is None
+    shown = "(a whole number too large)" if too_large else repr(value)
+    raise ConfigError(f"invalid {name} {shown} for LoopMonitor; accepted: {accepted}")
+
+
 class LoopMonitor:
     """Watch the running loop: lag percentiles, stalls with stacks, thread-pool saturation.
 
@@ -131,29 +151,20 @@ class LoopMonitor:
         on_stall: Callable[[StallReport], None] | None = None,
         log: logging.Logger | None = None,
     ) -> None:
-        for name, value in (
-            ("interval", interval),
-            ("stall_threshold", stall_threshold),
-            ("report_interval", report_interval),
-            ("ongoing_after", ongoing_after),
-        ):
-            if (
-                not isinstance(value, (int, float))
-                or value < 0
-                or (value == 0 and name != "report_interval")
-            ):
-                raise ConfigError(
-                    f"invalid {name} {value!r} for LoopMonitor; accepted: seconds > 0"
-                )
-        self.interval = float(interval)
-        self.stall_threshold = float(stall_threshold)
+        self.interval = _seconds("interval", interval)
+        self.stall_threshold = _seconds("stall_threshold", stall_threshold)
         self.sample_interval = (
-            float(sample_interval)
+            _seconds("sample_interval", sample_interval)
             if sample_interval is not None
             else max(0.001, min(self.stall_threshold / 5, 0.02))
         )
-        self.report_interval = float(report_interval)
-        self.ongoing_after = float(ongoing_after)
+        # 0: log every report; inf: the first one only
+        self.report_interval = _seconds("report_interval", report_interval, zero_or_inf=True)
+        self.ongoing_after = _seconds("ongoing_after", ongoing_after)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ConfigError(
+                f"invalid window {window!r} for LoopMonitor; accepted: a whole number >= 1"
+            )
         self.logger = log or logger
         self._listeners: list[Callable[[StallReport], None]] = (
             [] if on_stall is None else [on_stall]

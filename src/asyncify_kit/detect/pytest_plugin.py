@@ -44,7 +44,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--detect-blocking",
         action="store_true",
-        default=False,
+        default=None,  # None: not given, the ini option decides
         dest="detect_blocking",
         help="fail tests that make a blocking call on the event-loop thread (asyncio or trio)",
     )
@@ -77,10 +77,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _enabled(config: pytest.Config) -> bool:
-    option = config.getoption("detect_blocking", default=False)
-    if option is False and "--no-detect-blocking" in config.invocation_params.args:
-        return False
-    return bool(option) or bool(config.getini("detect_blocking"))
+    # the last of --detect-blocking / --no-detect-blocking wins, wherever it was given (the
+    # command line, ini addopts, PYTEST_ADDOPTS); without either, the ini option decides
+    option = config.getoption("detect_blocking", default=None)
+    if option is not None:
+        return bool(option)
+    return bool(config.getini("detect_blocking"))
 
 
 def _detector_for(item: pytest.Item) -> BlockingDetector | None:
