@@ -136,6 +136,7 @@ class Database:
         self._dialect: str = self._backend.dialect
         self._style: ParamStyle = self._backend.style
         self._pool: ConnectionPool | ThreadedConnectionPool | None = None
+        self._connecting: anyio.Event | None = None  # set when a connect() in progress ends
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -155,9 +156,20 @@ class Database:
         return self._dialect
 
     async def connect(self) -> None:
-        """Open the pool (``async with`` does it for you)."""
+        """Open the pool (``async with`` does it for you). Concurrent calls open one pool:
+        the others wait for it."""
+        while self._connecting is not None:
+            await self._connecting.wait()
         if self._pool is not None:
             return
+        self._connecting = anyio.Event()
+        try:
+            await self._open_pool()
+        finally:
+            connecting, self._connecting = self._connecting, None
+            connecting.set()
+
+    async def _open_pool(self) -> None:
         if not self._spec.trio and sniffio.current_async_library() != "asyncio":
             raise Unsupported(
                 f"the {self._spec.scheme!r} backend runs on asyncio only; under trio use "
@@ -258,7 +270,24 @@ class Database:
     def _translate(self, exc: Exception, conn: Connection | None) -> BaseException:
         err = exc if isinstance(exc, AsyncifyError) else self._backend.translate(exc)
         if err is None:
-            return exc
+            # not an error the driver reports: it failed in the middle of its own work (a
+            # parameter or a result value it could not encode, decode or convert). A native
+            # async connection may then be halfway through a result: never reuse it.
+            if conn is not None and not conn.cancel_safe:
+                conn.broken = True
+                if conn.driver_closed():  # closed under it (by disconnect(), say)
+                    return ConnectionLost(
+                        f"the connection was closed during the operation "
+                        f"({type(exc).__name__}: {exc})",
+                        orig=exc,
+                    )
+            if not isinstance(exc, (ValueError, ArithmeticError)):
+                return exc
+            err = ProgrammingError(
+                f"a value could not be sent to or read from the database: "
+                f"{type(exc).__name__}: {exc}",
+                orig=exc,
+            )
         if conn is not None and isinstance(err, ConnectionLost):
             conn.broken = True
         return err
@@ -313,10 +342,20 @@ class Database:
             await pool.release(conn)
 
     async def _on(self, conn: Connection, op: Callable[..., Awaitable[R]], *args: Any) -> R:
+        if conn.rolled_back:
+            raise OperationalError(
+                "the server rolled back this transaction (after a deadlock); no statement runs "
+                "in it any more: leave the `db.transaction()` block, and run it again"
+            )
         try:
             return await op(conn, *args)
         except Exception as exc:
             err = self._translate(exc, conn)
+            if self._backend.ends_transaction(exc):
+                pin = self._pin()
+                if pin is not None and pin.conn is conn and pin.depth > 0:
+                    # the rest of the block must not run (and commit) outside a transaction
+                    conn.rolled_back = True
             if err is exc:
                 raise
             raise err from exc
@@ -378,7 +417,8 @@ class Database:
         """Run one statement once per parameter mapping, all or nothing.
 
         Outside a transaction the batch runs in one of its own, so a failure applies none of
-        it (and SQLite writes it with one commit instead of one per row).
+        it (and SQLite writes it with one commit instead of one per row); inside one it runs
+        in a savepoint, so a failure undoes the whole batch and the transaction goes on.
         """
         if isinstance(params, Mapping) or not isinstance(params, Sequence):
             raise ProgrammingError(
@@ -388,10 +428,9 @@ class Database:
         args = [query.bind(p) for p in params]
         if not args:
             return
-        pin = self._pin()
-        if pin is not None and pin.depth > 0:
-            await self._on(pin.conn, _execute_many, query, args)
-            return
+        # a transaction of its own, or a savepoint in the caller's: a row that fails undoes
+        # the rows before it (the drivers run one statement per row, or MySQL's one
+        # multi-row INSERT), and on PostgreSQL the caller's transaction is not aborted
         async with self.transaction():
             await self._run(_execute_many, query, query, args)
 
@@ -594,6 +633,8 @@ class Transaction:
         if pin is None:
             pin, self._token = await db._acquire_pin()
         self._pin = pin
+        if pin.depth == 0:
+            pin.conn.rolled_back = False
         # this object may have been used before, at another depth: nothing of that use counts
         self._savepoint = None
         self._after = []
@@ -612,7 +653,12 @@ class Transaction:
                     )
                 self._savepoint = f"asyncify_sp_{pin.depth}"
                 await db._on(pin.conn, _run_statement, f"SAVEPOINT {self._savepoint}")
-        except BaseException:
+        except BaseException as exc:
+            if pin.depth == 0 and not isinstance(exc, Exception):
+                # cancelled while the transaction was being opened: on a threaded connection
+                # the statements still ran to their end (SQLite's BEGIN IMMEDIATE waits for
+                # the write lock), so the transaction may be open: never hand it on
+                await self._rollback(pin, opening=True)
             await self._unpin()
             raise
         pin.depth += 1
@@ -640,6 +686,12 @@ class Transaction:
 
     async def _commit(self, pin: _Pin) -> None:
         db = self._db
+        if pin.conn.rolled_back:
+            # the server rolled the transaction back: nothing to commit (as on PostgreSQL,
+            # whose COMMIT of an aborted transaction rolls back); end it on our side too
+            if self._savepoint is None:
+                await self._rollback(pin)
+            return
         if self._savepoint is not None:
             await db._on(pin.conn, _run_statement, f"RELEASE SAVEPOINT {self._savepoint}")
             return
@@ -650,11 +702,16 @@ class Transaction:
             raise
         await self._run_after(pin)
 
-    async def _rollback(self, pin: _Pin) -> None:
-        """Roll back, shielded from cancellation but bounded; a failure discards the conn."""
+    async def _rollback(self, pin: _Pin, *, opening: bool = False) -> None:
+        """Roll back, shielded from cancellation but bounded; a failure discards the conn
+        (*opening*: the transaction may not be open, so a failure is no news)."""
         conn = pin.conn
         if conn.broken:
             return
+        if conn.rolled_back:
+            if self._savepoint is not None:
+                return  # the savepoint went with the transaction
+            conn.rolled_back = False
         if self._savepoint is not None:
             statements = [
                 f"ROLLBACK TO SAVEPOINT {self._savepoint}",
@@ -671,6 +728,8 @@ class Transaction:
                         await conn.run(statement)
                 except Exception:
                     conn.broken = True
+                    if opening:
+                        return
                     logger.warning(
                         "rollback failed on %s; the connection is discarded (the server rolls "
                         "back when it closes)",

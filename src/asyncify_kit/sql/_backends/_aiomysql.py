@@ -14,7 +14,12 @@ import pymysql
 from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
 from ._asyncmy import TRIO_ALTERNATIVES, mysql_connect_kwargs
-from ._dialects import MysqlAsyncConnection, mysql_session_setup, translate_mysql
+from ._dialects import (
+    MysqlAsyncConnection,
+    mysql_rolled_back,
+    mysql_session_setup,
+    translate_mysql,
+)
 from .base import Backend, Connection
 
 __all__ = ["AiomysqlBackend"]
@@ -90,6 +95,9 @@ class AiomysqlBackend(Backend):
             raw.close()
             raise
         return conn
+
+    def ends_transaction(self, exc: BaseException) -> bool:
+        return mysql_rolled_back(exc)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         return translate_mysql(exc, pymysql.err.MySQLError)

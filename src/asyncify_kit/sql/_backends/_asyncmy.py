@@ -14,7 +14,13 @@ import asyncmy.errors
 
 from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
-from ._dialects import MysqlAsyncConnection, mysql_session_setup, mysql_ssl, translate_mysql
+from ._dialects import (
+    MysqlAsyncConnection,
+    mysql_rolled_back,
+    mysql_session_setup,
+    mysql_ssl,
+    translate_mysql,
+)
 from .base import Backend, Connection
 
 __all__ = ["AsyncmyBackend"]
@@ -38,8 +44,18 @@ class AsyncmyConnection(MysqlAsyncConnection):
         return not self._conn.connected
 
 
+#: the protocol's CLIENT_FOUND_ROWS capability (the same number in every driver)
+CLIENT_FOUND_ROWS = 2
+
+
 def mysql_connect_kwargs(backend: Backend) -> dict[str, Any]:
-    """Connection keywords shared by the MySQL drivers."""
+    """Connection keywords shared by the MySQL drivers.
+
+    ``CLIENT_FOUND_ROWS``: an UPDATE reports the rows it matched, as on PostgreSQL and
+    SQLite, not only those whose values it changed (so ``execute`` counts the same rows on
+    every backend, and ``update ... where version = :v`` finds its row even when nothing
+    changes in it).
+    """
     url, opts = backend.url, backend.options
     kwargs: dict[str, Any] = {
         "host": url.host or "localhost",
@@ -49,6 +65,7 @@ def mysql_connect_kwargs(backend: Backend) -> dict[str, Any]:
         "charset": opts["charset"],
         "autocommit": True,
         "connect_timeout": opts["connect_timeout"] or 10,
+        "client_flag": CLIENT_FOUND_ROWS,
     }
     if url.database:
         kwargs["db"] = url.database
@@ -76,6 +93,9 @@ class AsyncmyBackend(Backend):
             raw.close()
             raise
         return conn
+
+    def ends_transaction(self, exc: BaseException) -> bool:
+        return mysql_rolled_back(exc)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         return translate_mysql(exc, asyncmy.errors.MySQLError)

@@ -2,12 +2,14 @@
 
 Every connection runs in UTC with the ``statement_timeout`` option applied server-side;
 ``json``/``jsonb`` are decoded to Python values and ``uuid`` to `uuid.UUID` (asyncpg's own
-UUID subclass would otherwise leak out).
+UUID subclass would otherwise leak out). A `str` sent to a ``json``/``jsonb`` parameter is
+JSON text, as with the other drivers; ``Json(...)`` and other values are encoded.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar
@@ -28,6 +30,10 @@ _TRIO_ALTERNATIVES = (
 )
 
 
+#: a statement of nothing but blanks, semicolons and comments
+_EMPTY_STATEMENT = re.compile(r"(?:\s+|;|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+
+
 def _status_count(status: str) -> int:
     tail = status.rpartition(" ")[2]
     return int(tail) if tail.isdigit() else -1
@@ -36,8 +42,16 @@ def _status_count(status: str) -> int:
 def _adapt(args: Sequence[Any]) -> Sequence[Any]:
     for value in args:
         if type(value) is Json:
-            return [v.value if type(v) is Json else v for v in args]
+            return [encode_json(v) if type(v) is Json else v for v in args]
     return args
+
+
+def _encode_json(value: Any) -> str:
+    """A ``json``/``jsonb`` parameter: a `str` is JSON text already (as on every other
+    backend), anything else (a dict, a list, a number...) is encoded; `Json` arrives encoded."""
+    if isinstance(value, str):
+        return value
+    return encode_json(value)
 
 
 def _rows(records: list[Any]) -> list[Row]:
@@ -79,6 +93,10 @@ class AsyncpgConnection(PgAsyncConnection):
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
         if self._own is not None:
             await self._settle()
+        if not args and _EMPTY_STATEMENT.fullmatch(query.text):
+            # asyncpg fails (AttributeError) on the server's answer to an empty statement;
+            # psycopg gets it, and no row count: -1
+            return -1
         return _status_count(await self._conn.execute(query.text, *_adapt(args)))
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
@@ -161,7 +179,7 @@ class AsyncpgBackend(Backend):
         try:
             for name in ("json", "jsonb"):
                 await conn.set_type_codec(
-                    name, encoder=encode_json, decoder=decode_json, schema="pg_catalog"
+                    name, encoder=_encode_json, decoder=decode_json, schema="pg_catalog"
                 )
             await conn.set_type_codec(
                 "uuid", encoder=str, decoder=uuid.UUID, schema="pg_catalog", format="text"

@@ -87,9 +87,15 @@ def pg_session_options(options: dict[str, Any]) -> dict[str, str]:
     return settings
 
 
+def _libpq_escape(value: str) -> str:
+    """*value* for the libpq ``options`` string, which splits at unescaped white space."""
+    return "".join(f"\\{c}" if c == "\\" or c.isspace() else c for c in value)
+
+
 def libpq_options(settings: dict[str, str]) -> str:
-    """The libpq ``options`` string (``-c name=value``) for *settings*."""
-    return " ".join(f"-c {name}={value}" for name, value in settings.items())
+    """The libpq ``options`` string (``-c name=value``) for *settings*, each value escaped
+    (an ``application_name`` of two words reaches the server whole, as with asyncpg)."""
+    return " ".join(f"-c {name}={_libpq_escape(value)}" for name, value in settings.items())
 
 
 def libpq_connect_params(url: BackendURL, opts: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -162,6 +168,17 @@ def translate_mysql(
     ):
         return ConnectionLost(f"{type(exc).__name__}: {exc}", orig=exc)
     return None
+
+
+#: errors after which MySQL/MariaDB has rolled back the whole transaction (a deadlock)
+_MY_ROLLED_BACK = {1213}
+
+
+def mysql_rolled_back(exc: BaseException) -> bool:
+    """Whether the MySQL driver exception *exc* means the server rolled back the transaction
+    (it then goes on in autocommit: the rest of the block would commit statement by statement)."""
+    args = exc.args
+    return bool(args) and args[0] in _MY_ROLLED_BACK
 
 
 def mysql_error(code: int | None, message: str, exc: BaseException, kind: str) -> DatabaseError:
@@ -471,6 +488,9 @@ class PgAsyncConnection(Connection):
         # its transaction, on the connection: the pool closes it instead of handing it on
         return self._iterations > 0 or self._driver_closed()
 
+    def driver_closed(self) -> bool:
+        return self._driver_closed()
+
     async def run(self, statement: str) -> None:
         if self._own is not None:
             await self._settle()
@@ -727,6 +747,9 @@ class MysqlAsyncConnection(Connection):
         # a result left unread (an iteration left early) is not worth reading to reuse the
         # connection: the pool closes it instead
         return self._stream is not None or self._driver_closed()
+
+    def driver_closed(self) -> bool:
+        return self._driver_closed()
 
     def _driver_closed(self) -> bool:
         raise NotImplementedError

@@ -1,8 +1,8 @@
 """``postgresql+psycopg2``: the legacy blocking psycopg2, one thread hop per operation.
 
 Works on asyncio and trio. Each connection gets, on itself only (nothing global), a
-``uuid`` -> `uuid.UUID` and a ``bytea`` -> `bytes` typecaster; JSON parameters are sent
-through `psycopg2.extras.Json`.
+``uuid`` -> `uuid.UUID` and a ``bytea`` -> `bytes` typecaster (and one for their arrays);
+JSON parameters are sent through `psycopg2.extras.Json`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def _bytea(value: str | bytes | None, cur: Any) -> bytes | None:
 
 _UUID_TYPE = psycopg2.extensions.new_type((2950,), "ASYNCIFY_UUID", _uuid)
 _BYTEA_TYPE = psycopg2.extensions.new_type((17,), "ASYNCIFY_BYTEA", _bytea)
+# and their arrays, which psycopg2 would return as text ('{...}') and memoryviews
+_UUID_ARRAY_TYPE = psycopg2.extensions.new_array_type((2951,), "ASYNCIFY_UUID[]", _UUID_TYPE)
+_BYTEA_ARRAY_TYPE = psycopg2.extensions.new_array_type((1001,), "ASYNCIFY_BYTEA[]", _BYTEA_TYPE)
 
 _PLAIN = (int, str, float, bytes, type(None), bool)
 
@@ -63,6 +66,8 @@ class _Psycopg2Session(PgSyncSession):
             conn.autocommit = True
             psycopg2.extensions.register_type(_UUID_TYPE, conn)
             psycopg2.extensions.register_type(_BYTEA_TYPE, conn)
+            psycopg2.extensions.register_type(_UUID_ARRAY_TYPE, conn)
+            psycopg2.extensions.register_type(_BYTEA_ARRAY_TYPE, conn)
         except BaseException:
             conn.close()
             raise

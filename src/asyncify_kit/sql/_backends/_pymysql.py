@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pymysql
 import pymysql.cursors
 
-from ...exceptions import DatabaseError
+from ...exceptions import ConnectionLost, DatabaseError, QueryTimeout
 from .._compiler import ParamStyle
 from .._row import Row
 from ._asyncmy import mysql_connect_kwargs
@@ -20,6 +20,7 @@ from ._dialects import (
     mysql_adapt,
     mysql_check_whole,
     mysql_init_statements,
+    mysql_rolled_back,
     mysql_rows,
     mysql_stream_rest,
     mysql_value,
@@ -101,6 +102,8 @@ class _PymysqlSession(SyncSession):
         if len(records) < size:  # the end of the result
             self._stream = None
             mysql_check_whole(cur, self.conn)
+        if cur.description is None:  # a statement without a result: no rows, as fetch_all
+            return []
         return mysql_rows(cur, records)
 
     def close_cursor(self, cursor_id: int, finished: bool) -> None:
@@ -152,5 +155,18 @@ class PymysqlBackend(Backend):
     async def connect(self) -> Connection:
         return await ThreadedConnection.open(_PymysqlSession(self._kwargs(), self.options))
 
+    def ends_transaction(self, exc: BaseException) -> bool:
+        return mysql_rolled_back(exc)
+
     def translate(self, exc: BaseException) -> DatabaseError | None:
-        return translate_mysql(exc, pymysql.err.MySQLError)
+        err = translate_mysql(exc, pymysql.err.MySQLError)
+        if isinstance(err, ConnectionLost) and isinstance(exc.__context__, TimeoutError):
+            # ``read_timeout`` expired: PyMySQL closed the connection while the server was
+            # still at the statement. Not a connection found dead before the statement was
+            # sent, so never replayed (it may well have run, or still be running).
+            return QueryTimeout(
+                f"no answer from the server within read_timeout={self.options['read_timeout']}s;"
+                " the connection was closed, and the statement may have run on the server",
+                orig=exc,
+            )
+        return err

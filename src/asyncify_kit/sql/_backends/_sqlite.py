@@ -19,7 +19,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -70,11 +70,29 @@ _CONVERTERS: dict[str, Any] = {
 _registered = False
 
 
+def _checked(name: str, fn: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """*fn*, failing with a `ValueError` that says which declared type did not match the
+    stored value (SQLite stores anything in any column; the `Database` reports it as a
+    `ProgrammingError`)."""
+
+    def convert(raw: bytes) -> Any:
+        try:
+            return fn(raw)
+        except (ValueError, ArithmeticError) as exc:
+            raise ValueError(
+                f"a value stored in a column declared {name} cannot be read as {name}: "
+                f"{raw[:40]!r}; cast the column in the query (cast(... as text)) to read "
+                "it as it is stored"
+            ) from exc
+
+    return convert
+
+
 def _register_converters() -> None:
     global _registered
     if not _registered:
         for name, fn in _CONVERTERS.items():
-            sqlite3.register_converter(name, fn)
+            sqlite3.register_converter(name, _checked(name, fn))
         _registered = True
 
 
@@ -203,7 +221,8 @@ class _SqliteSession(SyncSession):
             try:
                 self._execute(cur, text, args)
                 if cur.description is not None:
-                    cur.fetchall()
+                    # sqlite3 counts no rows for a query: count them, as the servers do
+                    return len(cur.fetchall())
                 return int(cur.rowcount)
             finally:
                 cur.close()

@@ -78,6 +78,9 @@ class Connection(abc.ABC):
     def __init__(self) -> None:
         self.broken = False
         self.reused = False
+        #: the server rolled back the open transaction on its own (a MySQL deadlock): no
+        #: statement may run in it any more, until it ends
+        self.rolled_back = False
 
     @property
     @abc.abstractmethod
@@ -123,6 +126,11 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     def is_closed(self) -> bool:
         """Whether the driver already knows this connection is gone."""
+
+    def driver_closed(self) -> bool:
+        """Whether the driver's connection itself is closed (`is_closed` may also count a
+        connection not worth reusing, such as one with an unfinished iteration)."""
+        return self.is_closed()
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -172,6 +180,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def translate(self, exc: BaseException) -> DatabaseError | None:
         """The `DatabaseError` for a driver exception, or None if *exc* is not the driver's."""
+
+    def ends_transaction(self, exc: BaseException) -> bool:
+        """Whether the server rolled back the whole open transaction with the statement that
+        raised the driver exception *exc* (PostgreSQL never does: it aborts it, and refuses
+        every statement until it ends)."""
+        return False
 
     def session_factory(self) -> Callable[[], SyncSession] | None:
         """For blocking drivers: a factory of unconnected sessions (then the pool is a
@@ -684,6 +698,8 @@ class SyncSession:
 
     def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
         cur = self._cursors[cursor_id]
+        if cur.description is None:  # a statement without a result: no rows, as fetch_all
+            return []
         return self._rows(cur, cur.fetchmany(size))
 
     def close_cursor(self, cursor_id: int, finished: bool) -> None:
@@ -1019,7 +1035,7 @@ class ThreadedConnectionPool:
 
     def _open_min(self) -> None:
         opened: list[ThreadedConnection] = []
-        while self.size + len(opened) < self.min_size:
+        while self.size < self.min_size:  # (the connections opened so far count as in use)
             conn = self._checkout(fresh=True)
             opened.append(conn)
         for conn in opened:
