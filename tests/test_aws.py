@@ -5,7 +5,9 @@ Against the moto server: S3 (with a streaming body and a paginator) and SQS.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -14,8 +16,10 @@ from botocore.exceptions import ClientError
 
 from asyncify_kit import ConfigError, aws
 from tests.conftest import service_url
+from tests.storage.local_helpers import cancel_when, returns_late
 
 CASES = [("aioboto3", "asyncio"), ("boto3", "asyncio"), ("boto3", "trio")]
+BOTO3 = [case for case in CASES if case[0] == "boto3"]
 
 pytestmark = pytest.mark.anyio
 
@@ -164,3 +168,117 @@ async def test_unknown_backend(client_kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="'aioboto3' or 'boto3'"):
         async with aws.client("s3", backend="nope", **client_kwargs):  # type: ignore[arg-type]
             pass
+
+
+def pooled(client: Any) -> int:
+    """The connection pools a boto3 client holds (none once it is closed)."""
+    return len(client._endpoint.http_session._manager.pools)
+
+
+def body_closed(body: Any) -> bool:
+    """Whether a streaming body of either backend was closed with its connection."""
+    raw = body._body  # AsyncBody (boto3) or _AioBody (aioboto3)
+    return bool(getattr(raw, "_raw_stream", raw).closed)
+
+
+async def eventually(check: Callable[[], bool]) -> bool:
+    """*check()*, waited for up to 5 s: a release runs on a worker, after the caller left."""
+    with anyio.move_on_after(5):
+        while not check():
+            await anyio.sleep(0.01)
+    return bool(check())
+
+
+async def test_leaving_a_client_in_a_cancelled_task_closes_it(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """Leaving ``async with aws.client(...)`` because the task is cancelled still closes the
+    client and its pooled connections (the boto3 backend's close was itself cancelled)."""
+    bucket = f"aws-cancel-{uuid.uuid4().hex[:10]}"
+    with anyio.CancelScope() as scope:
+        async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+            await s3.create_bucket(Bucket=bucket)  # a pooled connection
+            scope.cancel()
+            await anyio.sleep(5)
+    assert scope.cancelled_caught
+    if backend == "boto3":
+        assert pooled(s3.wrapped) == 0
+    else:
+        assert all(s.closed for s in s3._endpoint.http_session._sessions.values())
+
+
+async def test_a_body_left_in_a_cancelled_task_is_closed(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``async with response["Body"]`` left because the task is cancelled, or ``await
+    body.close()`` in a cancelled task, closes the body's connection on both backends."""
+    bucket = f"aws-body-{uuid.uuid4().hex[:10]}"
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=b"x" * (1024 * 1024))
+        with anyio.CancelScope() as scope:
+            body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+            async with body:
+                assert await body.read(10) == b"x" * 10
+                scope.cancel()
+                await anyio.sleep(5)
+        assert scope.cancelled_caught
+        assert body_closed(body)
+        body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+        assert await body.read(10) == b"x" * 10
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await body.close()
+        assert body_closed(body)
+
+
+@pytest.mark.parametrize("case", BOTO3, ids=[f"{b}-{loop}" for b, loop in BOTO3])
+async def test_a_boto3_client_arriving_for_a_cancelled_caller_is_closed(
+    backend: Any, client_kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """boto3's client is made in a thread: when the caller is cancelled meanwhile, the client
+    it will never get is closed for it, with the connection it already holds."""
+    made: list[Any] = []
+    real = aws._boto3_client
+
+    def make_client(service: str, kwargs: dict[str, Any]) -> Any:
+        client = real(service, kwargs)
+        client.list_buckets()  # one pooled connection
+        made.append(client)
+        return client
+
+    arrived = threading.Event()
+    monkeypatch.setattr(aws, "_boto3_client", returns_late(make_client, arrived))
+
+    async def enter() -> None:
+        async with aws.client("s3", backend=backend, **client_kwargs):
+            pass
+
+    assert await cancel_when(arrived, enter)
+    monkeypatch.undo()
+    assert await eventually(lambda: pooled(made[0]) == 0)
+
+
+@pytest.mark.parametrize("case", BOTO3, ids=[f"{b}-{loop}" for b, loop in BOTO3])
+async def test_a_body_arriving_for_a_cancelled_caller_is_closed(
+    backend: Any, client_kwargs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``get_object`` runs in a thread: when its caller is cancelled meanwhile, the response's
+    body (an open connection) that nobody will get is closed for it."""
+    bucket = f"aws-late-{uuid.uuid4().hex[:10]}"
+    responses: list[Any] = []
+    arrived = threading.Event()
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=b"x" * (1024 * 1024))
+        real = s3.wrapped.get_object
+
+        def get_object(**kwargs: Any) -> Any:
+            responses.append(real(**kwargs))
+            return responses[-1]
+
+        monkeypatch.setattr(s3.wrapped, "get_object", returns_late(get_object, arrived))
+        assert await cancel_when(arrived, lambda: s3.get_object(Bucket=bucket, Key="k"))
+        monkeypatch.undo()
+        body = responses[0]["Body"]
+        assert await eventually(lambda: bool(body._raw_stream.closed))

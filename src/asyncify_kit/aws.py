@@ -28,7 +28,10 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
-from ._offload import OffloadedIterator, asyncify, run_sync, wrap
+import anyio
+
+from ._executor import DEFAULT_POOL
+from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
 from .exceptions import BackendNotInstalled, ConfigError, Unsupported
 
 __all__ = ["AsyncBody", "Boto3Client", "botocore_session", "client"]
@@ -79,7 +82,9 @@ class AsyncBody:
         return _iter_lines(self._body, chunk_size, keepends)
 
     async def close(self) -> None:
-        await run_sync(self._body.close)
+        # shielded: a body left in a cancelled task still closes its connection now
+        with anyio.CancelScope(shield=True):
+            await run_sync(self._body.close)
 
     async def __aenter__(self) -> AsyncBody:
         return self
@@ -149,6 +154,21 @@ def _aio_bodies(parsed: Any = None, **kwargs: Any) -> None:
                 parsed[name] = _AioBody(value)
 
 
+def _close_bodies(response: Any) -> None:
+    """Close every ``StreamingBody`` at the top of a response nobody will get (its caller
+    was cancelled while the call ran in its thread): each holds an open connection."""
+    if isinstance(response, dict):
+        from botocore.response import StreamingBody
+
+        for value in response.values():
+            if isinstance(value, StreamingBody):
+                value.close()
+
+
+def _close_client(client: Any) -> None:
+    client.close()
+
+
 def _async_bodies(response: Any) -> Any:
     """Replace every ``StreamingBody`` at the top of a response dict by an `AsyncBody`."""
     if isinstance(response, dict):
@@ -195,7 +215,6 @@ class Boto3Client:
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._proxy = wrap(client)
 
     @property
     def wrapped(self) -> Any:
@@ -215,10 +234,11 @@ class Boto3Client:
         attr = getattr(self._client, name)
         if not callable(attr):
             return attr
-        call = getattr(self._proxy, name)
 
         async def operation(*args: Any, **kwargs: Any) -> Any:
-            return _async_bodies(await call(*args, **kwargs))
+            # a response that arrives for a cancelled caller has its bodies closed for it
+            response = await run_owned(DEFAULT_POOL, _close_bodies, attr, *args, **kwargs)
+            return _async_bodies(response)
 
         operation.__name__ = name
         return operation
@@ -329,10 +349,13 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
             import boto3  # noqa: F401 - only checks that it is installed
         except ModuleNotFoundError as exc:
             raise BackendNotInstalled("boto3", "boto3", "s3") from exc
-        sync_client = await run_sync(_boto3_client, service, kwargs)
+        # a client that arrives for a cancelled caller is closed for it
+        sync_client = await run_owned(DEFAULT_POOL, _close_client, _boto3_client, service, kwargs)
         try:
             yield Boto3Client(sync_client)
         finally:
-            await run_sync(sync_client.close)
+            # shielded: leaving the block in a cancelled task still closes the connections
+            with anyio.CancelScope(shield=True):
+                await run_sync(sync_client.close)
     else:
         raise ConfigError(f"unknown AWS backend {backend!r}; accepted: 'aioboto3' or 'boto3'")

@@ -5,10 +5,13 @@ Each test runs on every backend, on asyncio and (where the backend supports it) 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import resource
+import signal
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from asyncify_kit.storage._backends import _file, _s3
 from asyncify_kit.storage._keys import TEMP_PREFIX
 
 from .conftest import S3_SCHEMES, s3_client, storage_url
-from .local_helpers import cancel_when
+from .local_helpers import cancel_when, held_under
 
 pytestmark = pytest.mark.anyio
 
@@ -110,6 +113,12 @@ async def test_write_then_read(st: Storage) -> None:
     assert await st.read("empty") == b""
     await st.write("view", memoryview(b"from a view"))
     assert await st.read("view") == b"from a view"
+
+
+async def test_write_text_refuses_bytes_before_any_io(st: Storage) -> None:
+    with pytest.raises(TypeError, match=r"write_text\(\) takes a str, not bytes"):
+        await st.write_text("t.txt", b"bytes")  # type: ignore[arg-type]
+    assert not await st.exists("t.txt")
 
 
 async def test_read_range(st: Storage) -> None:
@@ -203,6 +212,27 @@ async def test_large_object_round_trip(st: Storage) -> None:
             assert 0 < len(chunk) <= 3 * 1024 * 1024
             got += chunk
     assert got == payload
+
+
+@pytest.mark.parametrize("size", [2**40, 2**63], ids=["2**40", "2**63"])
+async def test_huge_chunk_and_read_sizes_allocate_nothing_more(st: Storage, size: int) -> None:
+    """A chunk or read size far beyond the object is served like any other, as ``read(key,
+    length=2**62)`` is: the file backends asked the file for that many bytes at once
+    (`MemoryError`, `OverflowError` from 2**63) where S3 and memory:// returned the object."""
+    await st.write("k", b"hello\nworld")
+    await st.write("empty", b"")
+    async with st.stream("k", chunk_size=size) as chunks:
+        assert [chunk async for chunk in chunks] == [b"hello\nworld"]
+    async with st.stream("empty", chunk_size=size) as chunks:
+        assert [chunk async for chunk in chunks] == []
+    async with st.open("k", "rb", chunk_size=size) as f:
+        assert await f.readline() == b"hello\n"
+        assert [line async for line in f] == [b"world"]
+    async with st.open("k", "rb") as f:
+        assert await f.read(size) == b"hello\nworld"
+        assert await f.read(size) == b""
+    async with st.open("empty", "rb") as f:
+        assert await f.read(size) == b""
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -366,6 +396,29 @@ async def test_list_leaves_content_type_to_stat(st: Storage) -> None:
     listed = [(i.key, i.content_type) async for i in st.list()]
     assert listed == [("blob", None), ("r.csv", None)]
     assert (await st.stat("r.csv")).content_type == "text/csv"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["", "text/plain\r\nX-Injected: 1", "tëxt/plain", " text/plain", "text/plain ", 123, b"a/b"],
+)
+async def test_bad_content_types_are_refused_before_any_io(st: Storage, content_type: Any) -> None:
+    """A content type no backend can store as given is refused before any I/O, the same on
+    every backend (memory:// kept it, file:// ignored it, S3 failed or altered it)."""
+    error = TypeError if not isinstance(content_type, str) else ValueError
+    await st.write("k", b"old", content_type="text/plain; charset=utf-8")
+    with pytest.raises(error, match="content_type"):
+        await st.write("k", b"new", content_type=content_type)
+    with pytest.raises(error, match="content_type"):
+        await st.write_text("k2", "new", content_type=content_type)
+    with pytest.raises(error, match="content_type"):
+        async with st.open("k3", "wb", content_type=content_type) as f:
+            await f.write(b"new")
+    assert await st.read("k") == b"old"
+    assert [i.key async for i in st.list()] == ["k"]
+    info = await st.stat("k")
+    if st.url.dialect != "file":
+        assert info.content_type == "text/plain; charset=utf-8"
 
 
 async def test_failed_writes_leave_no_sub_prefix(st: Storage, tmp_path: Path) -> None:
@@ -633,6 +686,51 @@ async def test_writer_refuses_to_commit_after_an_interrupted_write(
         await writer.abort()
     assert await st.read("keep.bin") == b"previous"
     assert await leftovers(st, tmp_path) == []
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Files of this process cannot grow past *limit* bytes (``RLIMIT_FSIZE``): a write past it
+    fails with ``EFBIG``, a real error of the file system call, as a full disk's ``ENOSPC``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the process is killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+FILE_CASES = [case for case in CASES if case[0].startswith("file")]
+
+
+@pytest.mark.parametrize("case", FILE_CASES, ids=[f"{s}-{loop}" for s, loop in FILE_CASES])
+async def test_a_flush_refused_by_the_disk_is_a_storage_error_and_leaves_nothing(
+    st: Storage, tmp_path: Path
+) -> None:
+    """The bytes a flush hands over are refused (``EFBIG`` here; ``ENOSPC`` alike): a
+    StorageError, the old object kept, and no temp file left open or on disk, even when the
+    caller closes the file itself. On file+aiofiles, discarding the temp file closed it first,
+    which flushed again, failed the same way, and skipped its removal: a raw OSError, and a
+    ``.~asyncify-*`` file and its descriptor left behind."""
+    await st.write("k", b"old")
+    for closing in ("async with", "close()"):
+        f = await st.open("k", "wb", chunk_size=64 * 1024)
+        await f.write(b"x" * MiB)  # handed to the backend: on disk
+        await f.write(b"y" * 100)  # kept in a buffer
+        with pytest.raises(StorageError, match="too large") as info, file_size_limit(MiB):
+            await f.flush()
+        assert isinstance(info.value.__cause__, OSError)
+        with pytest.raises(StorageError, match="discarded"):
+            if closing == "close()":
+                await f.close()
+            else:
+                async with f:
+                    pass
+        assert await st.read("k") == b"old"
+        assert await leftovers(st, tmp_path) == []
+        assert [t for t in await held_under(tmp_path) if TEMP_PREFIX in t] == []
 
 
 async def test_stream_write_failure_keeps_previous(st: Storage, tmp_path: Path) -> None:

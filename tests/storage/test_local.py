@@ -449,3 +449,34 @@ async def test_read_goes_on_after_a_capped_read(
         assert await st.read("k") == payload
         assert await st.read("k", offset=100) == payload[100:]
         assert await st.read("k", offset=100, length=3000) == payload[100:3100]
+
+
+async def test_a_key_cannot_also_be_a_prefix_on_file(tmp_path: Path) -> None:
+    """Keys are files and prefixes directories: ``a`` and ``a/b`` cannot both be objects (S3
+    and memory:// allow it). The refusal is a plain `StorageError` that says why, the object
+    already there is kept, and nothing is left behind."""
+    await refused_key_and_prefix(tmp_path / "root", "file")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # aiofiles runs on asyncio only
+async def test_a_key_cannot_also_be_a_prefix_on_file_aiofiles(tmp_path: Path) -> None:
+    await refused_key_and_prefix(tmp_path / "root", "file+aiofiles")
+
+
+async def refused_key_and_prefix(root: Path, scheme: str) -> None:
+    why = "a path component is a file, or the key is a directory"
+    async with Storage(f"{scheme}://{root}?fsync=false") as st:
+        await st.write("a/b", b"under a")
+        await st.write("f", b"a file")
+        for key, into in (("a", "a directory"), ("f/g", "under a file")):
+            for attempt in (st.write(key, b"x"), st.copy("a/b" if key != "a/b" else "f", key)):
+                with pytest.raises(StorageError, match=why) as caught:
+                    await attempt
+                assert type(caught.value) is StorageError, into
+        with pytest.raises(StorageError, match=why):
+            async with st.open("f/g", "wb") as out:
+                await out.write(b"x")
+        assert await st.read("a/b") == b"under a"
+        assert await st.read("f") == b"a file"
+        assert sorted([info.key async for info in st.list("")]) == ["a/b", "f"]
+    assert await temp_files(root) == []

@@ -1,4 +1,6 @@
-"""A 200 MB streamed upload and a 200 MB streamed read each grow peak RSS by < 64 MB.
+"""Memory: a 200 MB streamed upload and a 200 MB streamed read each grow peak RSS by < 64 MB;
+the ``memory://NAME`` store, shared by event loops in several threads; and the first
+Storages of a process, opened at once, which never load the MIME types on the event loop.
 
 Each backend is measured in a fresh interpreter (`tests/storage/rss_probe.py`), so the
 numbers are this library's and nothing else's.
@@ -6,13 +8,23 @@ numbers are this library's and nothing else's.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import mimetypes
 import os
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
+
+from asyncify_kit.storage import AlreadyExists, Storage
 
 from .conftest import storage_url
 
@@ -42,3 +54,127 @@ def test_200_mb_streams_in_bounded_memory(
     assert report["intact"]
     assert report["write"]["growth_mb"] < LIMIT_MB, report
     assert report["read"]["growth_mb"] < LIMIT_MB, report
+
+
+@contextlib.contextmanager
+def frequent_thread_switches() -> Iterator[None]:
+    """Threads take turns every microsecond, so that races show within a few thousand calls."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def in_threads(count: int, fn: Callable[[int], Coroutine[Any, Any, None]]) -> list[BaseException]:
+    """Run ``fn(i)`` for each i in *count* threads, each in an event loop of its own (asyncio
+    and trio in turn); the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            anyio.run(fn, i, backend=("asyncio", "trio")[i % 2])
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_a_named_store_lists_while_other_threads_write() -> None:
+    """``memory://NAME`` is shared by every Storage of the process, event loops in other
+    threads included: a listing while another thread writes and deletes keys never fails
+    (iterating the dict itself raised "dictionary keys changed during iteration")."""
+    url = f"memory://threads-{uuid.uuid4().hex[:8]}"
+    ready, done = threading.Event(), threading.Event()
+
+    async def churn_or_list(i: int) -> None:
+        async with Storage(url) as st:
+            if i == 0:
+                n = 0
+                while not done.is_set():
+                    await st.write(f"k/{n:08d}", b"x")
+                    if n >= 1000:
+                        await st.delete(f"k/{n - 1000:08d}")
+                        ready.set()
+                    n += 1
+                return
+            try:
+                assert ready.wait(30)
+                for _ in range(200):
+                    keys = [info.key async for info in st.list("k/")]
+                    assert keys == sorted(keys)
+            finally:
+                done.set()
+
+    with frequent_thread_switches():
+        errors = in_threads(2, churn_or_list)
+    assert errors == []
+
+
+def test_if_not_exists_holds_across_threads() -> None:
+    """Writers in several threads racing for the same keys with ``if_not_exists``: exactly one
+    wins each key (the check and the write were two steps another thread could come
+    between), and two moves of one key move it once."""
+    url = f"memory://threads-{uuid.uuid4().hex[:8]}"
+    keys = 3000
+    wins: collections.Counter[int] = collections.Counter()
+    moves: collections.Counter[int] = collections.Counter()
+    start = threading.Barrier(4)
+
+    async def race(i: int) -> None:
+        async with Storage(url) as st:
+            start.wait()
+            for n in range(keys):
+                try:
+                    await st.write(f"k{n}", b"%d" % i, if_not_exists=True)
+                except AlreadyExists:
+                    continue
+                wins[n] += 1
+            start.wait()
+            for n in range(keys):
+                try:
+                    await st.move(f"k{n}", f"moved/{n}/{i}")
+                except FileNotFoundError:
+                    continue
+                moves[n] += 1
+
+    with frequent_thread_switches():
+        errors = in_threads(4, race)
+    assert errors == []
+    assert sorted(wins.values()) == [1] * keys
+    assert sorted(moves.values()) == [1] * keys
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_first_opens_at_once_never_load_mime_types_on_the_loop(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first Storages of a process, opened at once: those that found the MIME types being
+    loaded by another (``mimetypes.inited`` is set when loading starts) went on, and their
+    first ``write`` loaded the types again, on the event loop (``os.stat`` and reads of the
+    ``mime.types`` files: blocking calls, which the test suite's detector raises). A long
+    types file (50,000 lines, ~0.1 s to load) keeps the first loading going meanwhile."""
+    types = tmp_path / "mime.types"
+    text = "".join(f"application/x-t{i} t{i} u{i}\n" for i in range(50_000))
+    await anyio.to_thread.run_sync(types.write_text, text)
+    monkeypatch.setattr(mimetypes, "knownfiles", [str(types)])
+    monkeypatch.setattr(mimetypes, "inited", False)
+    monkeypatch.setattr(mimetypes, "_db", None)
+
+    async def open_and_write(i: int) -> None:
+        async with Storage("memory://") as st:
+            await st.write(f"first/{i}.csv", b"a,b\n")
+            assert (await st.stat(f"first/{i}.csv")).content_type == "text/csv"
+            await st.write(f"first/{i}.t7", b"x")  # a type from the long file: it was loaded
+            assert (await st.stat(f"first/{i}.t7")).content_type == "application/x-t7"
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(open_and_write, i)

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import urllib.request
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import anyio.abc
 import pytest
 
+from asyncify_kit import ConfigError
 from asyncify_kit.storage import AlreadyExists, Storage, StorageError
 
 from .conftest import s3_client
@@ -202,3 +204,64 @@ async def test_unknown_profile_is_a_storage_error(
         async with Storage(url):
             pass
     assert type(info.value.__cause__).__name__ == "ProfileNotFound"
+
+
+@pytest.mark.parametrize(
+    ("query", "option"),
+    [
+        ("endpoint_url=not-a-url", "endpoint_url"),
+        ("endpoint_url=http://[::1", "endpoint_url"),
+        ("endpoint_url=ftp://127.0.0.1:9", "endpoint_url"),
+        ("endpoint_url=http://127.0.0.1:9&region=not%20a%20region!", "region"),
+    ],
+)
+async def test_bad_endpoint_or_region_is_a_config_error(
+    scheme: str, anyio_backend: str, aws_env: None, query: str, option: str
+) -> None:
+    """An endpoint or region botocore refuses is the ConfigError naming the option that any
+    bad option value is, not botocore's bare ValueError, nor a StorageError at the first
+    request (``ftp://``)."""
+    with pytest.raises(ConfigError, match=f"option '{option}'"):
+        async with Storage(f"{scheme}://bucket/p?{query}") as st:
+            await st.write("k", b"x")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("AWS_ENDPOINT_URL_S3", "not-a-url"), ("AWS_DEFAULT_REGION", "not a region!")],
+)
+async def test_bad_endpoint_or_region_from_the_environment_is_a_config_error(
+    scheme: str,
+    anyio_backend: str,
+    aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match="invalid S3 client configuration") as info:
+        async with Storage(f"{scheme}://bucket/p") as st:
+            await st.write("k", b"x")
+    assert value in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+async def test_presigned_urls_use_signature_v4(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str]
+) -> None:
+    """botocore presigns with the legacy Signature Version 2 unless told otherwise, which S3
+    refuses for buckets created since June 2020 and in regions opened since 2014; the
+    ``expires`` limit of `Storage.presign` (7 days) is SigV4's. The links work here too."""
+    endpoint, bucket = s3_bucket
+    async with Storage(
+        f"{scheme}://{bucket}/v4-{uuid.uuid4().hex[:8]}?endpoint_url={endpoint}"
+    ) as st:
+        await st.write("k.txt", b"signed")
+        for method in ("GET", "PUT"):
+            link = await st.presign("k.txt", method=method, expires=600)
+            query = parse_qs(urlsplit(link).query)
+            assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"], link
+            assert query["X-Amz-Expires"] == ["600"]
+            assert "Signature" not in query and "AWSAccessKeyId" not in query
+        get = functools.partial(urllib.request.urlopen, await st.presign("k.txt"), timeout=10)
+        assert await anyio.to_thread.run_sync(lambda: get().read()) == b"signed"

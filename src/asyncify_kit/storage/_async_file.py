@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..exceptions import StorageError
-from ._backends.base import ByteReader, ByteWriter, broken_read, shielded
+from ._backends.base import MAX_READ, ByteReader, ByteWriter, broken_read, shielded
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -116,7 +116,8 @@ class AsyncFile:
         if self._eof:
             return False
         try:
-            data = await self._reader.read(max(self._chunk, want))
+            # never more than MAX_READ at once: a file read allocates what it is asked for
+            data = await self._reader.read(min(max(self._chunk, want), MAX_READ))
         except BaseException as exc:
             await self._lose(exc)
             raise

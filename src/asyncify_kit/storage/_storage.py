@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import re
+import threading
 from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -13,7 +15,14 @@ from .._offload import run_sync
 from .._registry import BackendSpec, load_backend, lookup
 from ..exceptions import ConfigError, Unsupported
 from ._async_file import DEFAULT_CHUNK, FileOpener, Mode
-from ._backends.base import ByteReader, ObjectInfo, StorageBackend, broken_read, shielded
+from ._backends.base import (
+    MAX_READ,
+    ByteReader,
+    ObjectInfo,
+    StorageBackend,
+    broken_read,
+    shielded,
+)
 from ._keys import validate_key, validate_prefix
 
 if TYPE_CHECKING:
@@ -37,11 +46,52 @@ def _check_range(offset: int, length: int | None) -> None:
         raise ValueError(f"length must be an int >= 0 or None, not {length!r}")
 
 
+# what an HTTP header value (S3 stores the content type as one) may hold: visible ASCII,
+# with spaces inside (``text/plain; charset=utf-8``), never at either end
+_CONTENT_TYPE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+
+
 def guess_content_type(key: str, given: str | None) -> str:
-    """*given*, else the type the key's extension suggests, else application/octet-stream."""
+    """*given*, else the type the key's extension suggests, else application/octet-stream.
+
+    A *given* type that no backend could store as it is (not a str, empty, not ASCII, a
+    control character such as a line break, spaces at either end) is refused before any I/O:
+    S3 would reject or alter it, memory:// would keep it, file:// would ignore it.
+    """
     if given is not None:
+        if not isinstance(given, str):
+            raise TypeError(f"content_type must be a str or None, not {type(given).__name__}")
+        if not _CONTENT_TYPE.fullmatch(given):
+            raise ValueError(
+                f"content_type must be a non-empty MIME type in printable ASCII, without "
+                f"line breaks or spaces at either end, such as 'text/csv', not {given!r}"
+            )
         return given
     return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
+
+
+_mime_lock = threading.Lock()
+
+
+def _mime_types_loaded() -> bool:
+    """Whether `mimetypes` has its database, so that `guess_content_type` reads no file.
+
+    Not ``mimetypes.inited``: `mimetypes.init` sets it as it *starts* loading, so a Storage
+    opened while another one's loading ran in a worker thread went on, and its first write
+    loaded the types again on the event loop (``guess_type`` loads them while the database
+    is not there yet).
+    """
+    db: object = getattr(mimetypes, "_db", mimetypes)  # (the module itself: no such attribute)
+    if db is mimetypes:  # not CPython's module: its own flag is all there is
+        return mimetypes.inited
+    return db is not None
+
+
+def _load_mime_types() -> None:
+    """Load the MIME types (blocking: in a worker thread), once for Storages opened at once."""
+    with _mime_lock:
+        if not _mime_types_loaded():
+            mimetypes.init()
 
 
 def _check_chunk(chunk_size: int) -> None:
@@ -72,7 +122,7 @@ class ObjectStream(AsyncIterator[bytes]):
     def __init__(self, backend: StorageBackend, key: str, chunk_size: int) -> None:
         self._backend = backend
         self._key = key
-        self._chunk = chunk_size
+        self._chunk = min(chunk_size, MAX_READ)  # smaller chunks are allowed; never a huge buffer
         self._reader: ByteReader | None = None
         self._done = False
         self._failed: str | None = None  # why a chunk fetch broke off
@@ -160,8 +210,8 @@ class Storage:
                 "under trio use 'file://' or 's3+boto3://' instead",
             )
         _, cls = await run_sync(load_backend, "storage", self.url)
-        if not mimetypes.inited:
-            await run_sync(mimetypes.init)
+        if not _mime_types_loaded():
+            await run_sync(_load_mime_types)
         backend = cls(self.url, self._options)
         if not isinstance(backend, StorageBackend):
             raise ConfigError(f"{self._spec.target} is not a StorageBackend")
@@ -238,6 +288,10 @@ class Storage:
         content_type: str | None = None,
     ) -> None:
         """Store *text* encoded with *encoding* under *key* (see `write`)."""
+        if not isinstance(text, str):
+            raise TypeError(
+                f"write_text() takes a str, not {type(text).__name__}; use write() for bytes"
+            )
         await self.write(
             key, text.encode(encoding), if_not_exists=if_not_exists, content_type=content_type
         )

@@ -12,6 +12,7 @@ only, as aiofiles is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import IO, Any
 
@@ -117,9 +118,15 @@ class _AiofilesWriter(ByteWriter):
             raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
 
     async def abort(self) -> None:
-        if not self._file.closed:
-            await self._file.close()
-        await self._backend._run(self._temp.discard)
+        try:
+            if not self._file.closed:
+                # closing flushes the file's buffer, which can fail as the write or flush that
+                # led here did (ENOSPC, EFBIG): those bytes are discarded anyway, and the temp
+                # file must go (the file is closed even then)
+                with contextlib.suppress(OSError):
+                    await self._file.close()
+        finally:
+            await self._backend._run(self._temp.discard)
 
 
 class AiofilesBackend(FileBackend):

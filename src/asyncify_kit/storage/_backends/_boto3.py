@@ -15,7 +15,8 @@ import anyio
 
 from ..._executor import DEFAULT_POOL
 from ..._offload import run_owned, run_sync, wrap
-from ._s3 import S3Backend, translate_botocore
+from ...exceptions import ConfigError
+from ._s3 import S3Backend
 
 __all__ = ["Boto3Backend"]
 
@@ -38,6 +39,7 @@ class Boto3Backend(S3Backend):
 
         from ...aws import botocore_session
 
+        self.check_client_options()
         core = botocore_session("s3", aio=False, profile=self.options.get("profile") or None)
         session = boto3.session.Session(botocore_session=core)
         return session.client("s3", **self.client_kwargs())
@@ -47,8 +49,10 @@ class Boto3Backend(S3Backend):
 
         try:
             client = await run_owned(DEFAULT_POOL, _close_client, self._make_client)
-        except (ClientError, BotoCoreError) as exc:
-            raise translate_botocore(exc, None, self) from exc
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise self.client_error(exc) from exc
         self._client_cm = client
         self._client = wrap(client)
 

@@ -1,8 +1,10 @@
 """``memory://``: objects in a dict of this process, for tests and prototypes.
 
 ``memory://`` gives each `Storage` its own empty store; ``memory://NAME`` shares one store
-per name across every `Storage` of the process (cleared by nobody but you). Nothing here
-does I/O, so no thread is involved; writes are still all or nothing.
+per name across every `Storage` of the process (cleared by nobody but you), event loops in
+other threads included: each store has a lock, taken for the instant of each change (and of
+a listing's snapshot of the keys), so ``if_not_exists``, ``move`` and ``list`` hold there
+too. Nothing here does I/O, so no thread is involved; writes are still all or nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ class _Blob:
     content_type: str | None
 
 
-_named_stores: dict[str, dict[str, _Blob]] = {}
+class _Store:
+    """The objects of one store, and the lock its changes take (a named store is shared by
+    every thread of the process)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, _Blob] = {}
+        self.lock = threading.Lock()
+
+
+_named_stores: dict[str, _Store] = {}
 _named_lock = threading.Lock()
 
 
@@ -89,9 +100,11 @@ class MemoryBackend(StorageBackend):
         store_name = url.location.strip("/")
         if store_name:
             with _named_lock:
-                self._store = _named_stores.setdefault(store_name, {})
+                self._shared = _named_stores.setdefault(store_name, _Store())
         else:
-            self._store = {}
+            self._shared = _Store()
+        self._store = self._shared.blobs
+        self._lock = self._shared.lock
 
     def _get(self, key: str) -> _Blob:
         blob = self._store.get(key)
@@ -100,9 +113,11 @@ class MemoryBackend(StorageBackend):
         return blob
 
     def _put(self, key: str, data: bytes, if_not_exists: bool, content_type: str | None) -> None:
-        if if_not_exists and key in self._store:
-            raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
-        self._store[key] = _blob(data, content_type)
+        blob = _blob(data, content_type)
+        with self._lock:  # the check and the change at once, whatever the other threads do
+            if if_not_exists and key in self._store:
+                raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
+            self._store[key] = blob
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
         data = self._get(key).data
@@ -133,22 +148,28 @@ class MemoryBackend(StorageBackend):
         return key in self._store
 
     async def delete(self, key: str, *, missing_ok: bool) -> None:
-        if self._store.pop(key, None) is None and not missing_ok:
+        with self._lock:
+            blob = self._store.pop(key, None)
+        if blob is None and not missing_ok:
             raise NotFound(f"no object {key!r} in {self.describe()}")
 
     async def copy(self, src: str, dst: str) -> None:
-        self._store[dst] = _blob(self._get(src).data, self._get(src).content_type)
+        blob = self._get(src)
+        copied = _blob(blob.data, blob.content_type)
+        with self._lock:
+            self._store[dst] = copied
 
     async def move(self, src: str, dst: str) -> None:
-        blob = self._get(src)
-        self._store[dst] = blob
-        if dst != src:
-            del self._store[src]
+        with self._lock:  # two moves of one key: one moves it, the other finds it gone
+            blob = self._get(src)
+            self._store[dst] = blob
+            if dst != src:
+                del self._store[src]
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
-        keys = sorted(
-            (k for k in self._store if k.startswith(prefix)), key=lambda k: k.encode("utf-8")
-        )
+        with self._lock:  # a snapshot: iterating the dict itself fails if a thread changes it
+            names = list(self._store)
+        keys = sorted((k for k in names if k.startswith(prefix)), key=lambda k: k.encode("utf-8"))
         last_dir = None
         for key in keys:
             blob = self._store.get(key)

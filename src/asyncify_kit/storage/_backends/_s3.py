@@ -241,6 +241,10 @@ class S3Backend(StorageBackend):
         if opts.get("addressing_style") not in (None, "auto"):
             s3_config["addressing_style"] = opts["addressing_style"]
         config = Config(
+            # requests are signed with SigV4 anyway; without this botocore *presigns* with the
+            # legacy SigV2, which S3 refuses for buckets made since June 2020 (and in regions
+            # opened since 2014)
+            signature_version="s3v4",
             retries={"mode": "standard", "max_attempts": int(opts.get("max_attempts", 3))},
             max_pool_connections=int(opts.get("max_pool_connections", 10)),
             connect_timeout=opts.get("connect_timeout") or 60,
@@ -259,12 +263,59 @@ class S3Backend(StorageBackend):
             kwargs["aws_secret_access_key"] = self.url.password or ""
         return kwargs
 
+    def check_client_options(self) -> None:
+        """Refuse an ``endpoint_url`` or a ``region`` that botocore would refuse, as the
+        `ConfigError` naming the option that a bad option value is (botocore raises a bare
+        ``ValueError`` for an endpoint, and an endpoint with another scheme fails only at the
+        first request). Blocking (imports botocore): call it in a worker thread."""
+        from botocore.exceptions import InvalidRegionError
+        from botocore.utils import (
+            is_valid_endpoint_url,
+            is_valid_ipv6_endpoint_url,
+            validate_region_name,
+        )
+
+        endpoint = self.options.get("endpoint_url")
+        if endpoint:
+            try:
+                valid = endpoint.split("://", 1)[0].lower() in ("http", "https") and bool(
+                    is_valid_endpoint_url(endpoint) or is_valid_ipv6_endpoint_url(endpoint)
+                )
+            except ValueError:  # urlsplit's "Invalid IPv6 URL"
+                valid = False
+            if not valid:
+                raise ConfigError(
+                    f"invalid value {endpoint!r} for option 'endpoint_url' of the {self.name!r} "
+                    "backend; accepted: an http:// or https:// URL"
+                )
+        region = self.options.get("region")
+        if region:
+            try:
+                validate_region_name(region)
+            except InvalidRegionError:
+                raise ConfigError(
+                    f"invalid value {region!r} for option 'region' of the {self.name!r} backend; "
+                    "accepted: a region name such as 'us-east-1'"
+                ) from None
+
+    def client_error(self, exc: Exception) -> Exception:
+        """The error for *exc*, raised while the client was made (see `aopen`)."""
+        from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
+
+        if isinstance(exc, InvalidRegionError) or not isinstance(exc, (ClientError, BotoCoreError)):
+            # a bad endpoint or region from the environment or the profile: botocore raises
+            # a bare ValueError (or InvalidRegionError) when the client is made
+            return ConfigError(f"invalid S3 client configuration for {self.describe()}: {exc}")
+        return translate_botocore(exc, None, self)
+
     def _make_session(self) -> Any:
         """Create the session and load the S3 service data in a worker thread (botocore reads
         JSON files from disk, which would otherwise block the event loop)."""
         import aioboto3
 
         from ...aws import botocore_session
+
+        self.check_client_options()
 
         core = botocore_session("s3", aio=True, profile=self.options.get("profile") or None)
         return aioboto3.Session(botocore_session=core)
@@ -277,9 +328,11 @@ class S3Backend(StorageBackend):
             session = await run_sync(self._make_session)
             self._client_cm = session.client("s3", **self.client_kwargs())
             self._client = await self._client_cm.__aenter__()
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ValueError) as exc:
             self._client_cm = None
-            raise translate_botocore(exc, None, self) from exc
+            if isinstance(exc, ConfigError):
+                raise
+            raise self.client_error(exc) from exc
 
     async def aclose(self) -> None:
         cm, self._client_cm, self._client = self._client_cm, None, None

@@ -25,6 +25,7 @@ from ..._config import BackendURL
 from ...exceptions import NotFound, StorageError, Unsupported
 
 __all__ = [
+    "MAX_READ",
     "ByteReader",
     "ByteWriter",
     "ObjectInfo",
@@ -33,6 +34,13 @@ __all__ = [
     "broken_write",
     "shielded",
 ]
+
+
+MAX_READ = 16 * 1024 * 1024
+"""The most `Storage.stream` and `AsyncFile` ask of one `ByteReader.read`, whatever the chunk
+or read size: a file read allocates its whole size up front (``os.read``, a buffered
+``read``), so a ``chunk_size`` of ``2**40`` would otherwise fail with `MemoryError` (or
+`OverflowError` from ``2**63``) on a 10-byte object, where S3 and memory:// return it."""
 
 
 @dataclass(frozen=True)
