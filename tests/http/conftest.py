@@ -67,6 +67,17 @@ def http_server() -> Iterator[ServerInfo]:
         stop_server(server)
 
 
+@pytest.fixture(scope="session")
+def other_http_server() -> Iterator[ServerInfo]:
+    """A second server: another origin (same scheme and host, another port) for the tests
+    of what a cross-origin redirect carries."""
+    server = start_server()
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
 @pytest.fixture(params=COMBOS, ids=[f"{b}-{loop}" for b, loop in COMBOS])
 def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param  # type: ignore[no-any-return]

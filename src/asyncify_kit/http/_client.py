@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -20,7 +21,7 @@ from ..exceptions import ConfigError, HTTPError, Unsupported
 from ._backends.base import ClientConfig, HttpBackend, current_event_loop
 from ._content import FilesInput, FormInput, encode_body
 from ._models import Headers, HeadersInput, Limits, Request, Response, Timeout, TimeoutInput
-from ._redact import redact_url
+from ._redact import redact_text, redact_url
 from ._retry import Retry, RetryInput
 
 __all__ = ["DEFAULT_BACKEND", "ENV_BACKEND", "HttpClient"]
@@ -57,14 +58,85 @@ def _basic(username: str, password: str) -> str:
     return f"Basic {token}"
 
 
+# RFC 9110 5.1 and 5.5, RFC 6265 4.1.1: what every backend sends byte for byte. The libraries
+# differ on anything else (httpx raises UnicodeEncodeError for non-ASCII, aiohttp a ValueError
+# for a line break, requests sends Latin-1; aiohttp quotes a cookie value with a space or a
+# ";" where the others send it as is, so "1; admin=1" would add a cookie)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?")
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+# the attribute names of Set-Cookie, which aiohttp (http.cookies) refuses as cookie names
+_COOKIE_ATTRIBUTES = frozenset(
+    {"comment", "domain", "expires", "httponly", "max-age", "partitioned", "path", "samesite"}
+    | {"secure", "version"}
+)
+
+
 def _header_items(headers: HeadersInput | None) -> list[tuple[str, str]]:
+    """*headers* as pairs; a `ConfigError` for a name or value no backend may send as is
+    (the message names the header, never its value)."""
     if headers is None:
         return []
+    items: list[tuple[str, str]]
     if isinstance(headers, Headers):
-        return headers.multi_items()
-    if isinstance(headers, Mapping):
-        return [(str(k), str(v)) for k, v in headers.items()]
-    return [(str(k), str(v)) for k, v in headers]
+        items = headers.multi_items()
+    elif isinstance(headers, Mapping):
+        items = [(str(k), str(v)) for k, v in headers.items()]
+    else:
+        items = [(str(k), str(v)) for k, v in headers]
+    for name, value in items:
+        if not _TOKEN.fullmatch(name):
+            raise ConfigError(
+                f"invalid header name {redact_text(repr(name))}: a name is letters, digits and "
+                "!#$%&'*+-.^_`|~"
+            )
+        if not _FIELD_VALUE.fullmatch(value):
+            raise ConfigError(
+                f"invalid value for header {name!r}: a value may hold printable ASCII, spaces "
+                "and tabs only, and neither starts nor ends with a space or tab (no line break, "
+                "control or non-ASCII character; percent-encode other text)"
+            )
+    return items
+
+
+def _method(method: str) -> str:
+    """*method* in upper case; a `ConfigError` unless it is a token (``GET``, ``PROPFIND``):
+    aiohttp raised a raw ValueError, httpx a TypeError for non-ASCII, and aiohttp and
+    requests sent an empty method."""
+    if not isinstance(method, str) or not _TOKEN.fullmatch(method):
+        raise ConfigError(
+            f"invalid HTTP method {redact_text(repr(method))}: a method is a word of letters, "
+            "digits and !#$%&'*+-.^_`|~, such as 'GET'"
+        )
+    return method.upper()
+
+
+def _cookie_dict(cookies: Mapping[str, str] | None) -> dict[str, str]:
+    """*cookies* as a dict; a `ConfigError` naming a cookie (never its value) whose name or
+    value the backends would send differently, or not at all."""
+    if cookies is None:
+        return {}
+    if not isinstance(cookies, Mapping):
+        raise ConfigError(f"invalid cookies {type(cookies).__name__}; accepted: a mapping")
+    result: dict[str, str] = {}
+    for name, value in cookies.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigError(
+                f"invalid cookie name {redact_text(repr(name))}: a name is letters, digits and "
+                "!#$%&'*+-.^_`|~"
+            )
+        if name.lower() in _COOKIE_ATTRIBUTES:
+            raise ConfigError(
+                f"invalid cookie name {name!r}: it is a cookie attribute name "
+                f"({', '.join(sorted(_COOKIE_ATTRIBUTES))})"
+            )
+        if not isinstance(value, str) or not _COOKIE_VALUE.fullmatch(value):
+            raise ConfigError(
+                f"invalid value for cookie {name!r}: a value may hold printable ASCII except "
+                "space, '\"', ',', ';' and '\\' (percent-encode other text)"
+            )
+        result[name] = value
+    return result
 
 
 def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -88,6 +160,28 @@ def _check_scheme(url: str) -> None:
             f"cannot send a request to {redact_url(url)!r}: the URL must be absolute and start "
             "with http:// or https:// (or give the client a base_url)"
         )
+
+
+def _check_authority(url: str) -> None:
+    """A `ConfigError` for an absolute http(s) *url* whose host or port cannot be sent to
+    (each library failed its own way: a raw ``ValueError``, ``httpx.InvalidURL``, an
+    ``ExceptionGroup`` or a `TransportError`)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed lazily: raises for a port that is not 0-65535
+        host = parts.hostname
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        # urlsplit drops tabs and newlines: look at the authority as given
+        authority = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0].rpartition("@")[2]
+        if not host:
+            reason = "it has no host"
+        elif any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in authority):
+            reason = "its host contains a space or a control character"
+        else:
+            return
+    raise ConfigError(f"invalid URL {redact_url(url)!r}: {reason}")
 
 
 def resolve_backend(name: str | None) -> BackendSpec:
@@ -153,6 +247,7 @@ class HttpClient:
         credentials = None
         if base_url is not None:
             _check_scheme(base_url)
+            _check_authority(base_url)
             clean, credentials = _split_userinfo(base_url)
             parts = urlsplit(clean)
             if parts.query or parts.fragment:
@@ -173,13 +268,14 @@ class HttpClient:
         for name, value in default_headers:
             if name.lower() in ("authorization", "proxy-authorization", "cookie"):
                 secrets.append(value.split(" ", 1)[-1])
-        secrets.extend(v for v in (cookies or {}).values())
+        client_cookies = _cookie_dict(cookies)
+        secrets.extend(client_cookies.values())
         self._secrets = tuple(s for s in secrets if s)
         self._config = ClientConfig(
             timeout=self._timeout,
             limits=limits or Limits(),
             headers=default_headers,
-            cookies=dict(cookies or {}),
+            cookies=client_cookies,
             follow_redirects=bool(follow_redirects),
             max_redirects=max_redirects,
             verify=verify,
@@ -243,6 +339,7 @@ class HttpClient:
         credentials = None
         head = url[:8].lower()
         if head.startswith("http://") or head.startswith("https://"):
+            _check_authority(url)
             if "@" in url:
                 url, credentials = _split_userinfo(url)
         elif self._base:
@@ -297,11 +394,11 @@ class HttpClient:
             extra = [(k, v) for k, v in extra or () if k.lower() != "authorization"]
             extra.append(("Authorization", _basic(*credentials)))
         return Request(
-            method.upper(),
+            _method(method),
             full_url,
             headers=extra,
             content=body,
-            cookies=dict(cookies) if cookies is not None else None,
+            cookies=_cookie_dict(cookies) if cookies is not None else None,
             timeout=None if timeout is _UNSET else Timeout.coerce(timeout),
             follow_redirects=follow_redirects,
         )
@@ -355,7 +452,7 @@ class HttpClient:
             and self._base
         ):
             # the common case, fast; joined like _url: every leading "/" goes ("//items" too)
-            req = Request(method.upper(), self._base + url.lstrip("/"))
+            req = Request(_method(method), self._base + url.lstrip("/"))
         else:
             req = await self._prepare(
                 method,

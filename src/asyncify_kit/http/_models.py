@@ -433,6 +433,12 @@ class Response:
     def aiter_bytes(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """The body in chunks as they arrive (of *chunk_size* bytes, except the last, if
         given); a body already read is replayed from memory."""
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            # 0 or less made a streamed body an endless run of empty chunks, and a read one
+            # empty (-1); a float failed inside each library with its own TypeError
+            raise ConfigError(f"invalid chunk_size {chunk_size!r}; accepted: an integer >= 1")
         if self._content is not None:
             step = chunk_size or max(len(self._content), 1)
             chunks = [self._content[i : i + step] for i in range(0, len(self._content), step)]

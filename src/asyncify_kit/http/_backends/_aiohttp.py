@@ -2,7 +2,8 @@
 
 aiohttp has no write timeout: there the write phase is bounded by the connect and read
 timeouts only. Cookies are accepted from IP-address hosts too (``CookieJar(unsafe=True)``),
-as the other backends do. aiohttp's automatic ``Content-Type: application/octet-stream`` is
+as the other backends do, and sent as set, never wrapped in double quotes
+(``quote_cookie=False``). aiohttp's automatic ``Content-Type: application/octet-stream`` is
 off: a request carries the ``Content-Type`` the facade or the caller set, or none.
 """
 
@@ -74,6 +75,19 @@ def _headers(headers: list[tuple[str, str]] | None) -> list[tuple[str, str]] | N
     return [(first[name.lower()], value) for name, value in headers]
 
 
+class _Chunks(TranslatingIterator):
+    """The chunks of a body; aiohttp's ``RuntimeError("Connection closed.")`` (a read after
+    the session closed the connection) is a `ReadError` too, as on httpx."""
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await super().__anext__()
+        except RuntimeError as exc:
+            if not str(exc).startswith("Connection closed"):
+                raise  # a misuse, such as two readers at once, stays a RuntimeError
+            raise self._translate(exc) from exc
+
+
 class _AiohttpStream(BackendStream):
     def __init__(
         self, backend: AiohttpBackend, response: aiohttp.ClientResponse, request: Request
@@ -85,7 +99,7 @@ class _AiohttpStream(BackendStream):
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
         content = self._response.content
         source = content.iter_any() if chunk_size is None else content.iter_chunked(chunk_size)
-        return TranslatingIterator(
+        return _Chunks(
             source,
             (aiohttp.ClientError, asyncio.TimeoutError),
             lambda exc: self._backend.translate(exc, self._request),
@@ -124,7 +138,9 @@ class AiohttpBackend(HttpBackend):
             connector=connector,
             headers=config.headers,
             cookies=config.cookies,
-            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            # unquoted: aiohttp would send a value holding "=", "/", "?" ... (base64, say)
+            # in double quotes, which httpx and requests do not, and servers may not strip
+            cookie_jar=aiohttp.CookieJar(unsafe=True, quote_cookie=False),
             timeout=self._timeout,
             raise_for_status=False,
             auto_decompress=True,
@@ -149,6 +165,8 @@ class AiohttpBackend(HttpBackend):
             return http_error(TimeoutException, "read timeout", request, exc, secrets, phase="read")
         if isinstance(exc, asyncio.TimeoutError):
             return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
+        if isinstance(exc, RuntimeError):  # "Connection closed.", from _Chunks
+            return http_error(ReadError, "connection broken while reading", request, exc, secrets)
         if isinstance(exc, aiohttp.ClientConnectorError):
             return http_error(ConnectError, "connection failed", request, exc, secrets)
         # before ClientResponseError, which TooManyRedirects subclasses
@@ -171,7 +189,10 @@ class AiohttpBackend(HttpBackend):
             "headers": _headers(request.headers),
             "data": _payload(request.content),
             "allow_redirects": self.follow_for(request),
-            "max_redirects": self.config.max_redirects,
+            # aiohttp counts the redirect that fails (its max_redirects=3 follows two) and
+            # reads 0 as "no limit": one more follows exactly max_redirects, as httpx and
+            # requests do, and 0 follows none
+            "max_redirects": self.config.max_redirects + 1,
         }
         if request.cookies is not None:
             kwargs["cookies"] = request.cookies

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,6 +15,34 @@ from .._models import Request, Response, Timeout
 from .base import BackendStream, ClientConfig, HttpBackend, TranslatingIterator, http_error
 
 __all__ = ["HttpxBackend"]
+
+# the request extension that carries a request's redirect state through httpx's redirects
+_REDIRECTS = "asyncify_kit.redirects"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _has_header(headers: list[tuple[str, str]] | None, name: str) -> bool:
+    """Whether *headers* hold *name* (lower case)."""
+    return bool(headers) and any(k.lower() == name for k, _ in headers or ())
+
+
+class _InvalidLocation(httpx.TransportError):
+    """A redirect to a URL httpx accepts but cannot connect to (a port above 65535)."""
+
+
+@dataclass
+class _RedirectState:
+    """The origin of a request, the cookies given for it alone, and how far along its
+    redirects it is (httpx copies a request's extensions into each redirect it builds)."""
+
+    origin: tuple[str, str, int | None]
+    cookies: dict[str, str] | None
+    hops: int = 0
+    left: bool = False
 
 
 def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
@@ -65,7 +94,10 @@ class HttpxBackend(HttpBackend):
     def __init__(self, config: ClientConfig) -> None:
         super().__init__(config)
         self._clients: list[httpx.AsyncClient] = []
+        self._jar = httpx.Cookies()  # the one jar every client shares, set by aopen()
         self._next = 0
+        self._proxy_authorization = _has_header(config.headers, "proxy-authorization")
+        self._cookie_header = _has_header(config.headers, "cookie")
 
     def _make_clients(self) -> list[httpx.AsyncClient]:
         config = self.config
@@ -87,12 +119,14 @@ class HttpxBackend(HttpBackend):
                 follow_redirects=config.follow_redirects,
                 max_redirects=config.max_redirects,
                 verify=ssl_context,
+                event_hooks={"request": [self._on_request]},
             )
             for _ in range(shards)
         ]
         jar = clients[0].cookies.jar
         for client in clients[1:]:
             client.cookies.jar = jar  # one cookie jar for the whole HttpClient
+        self._jar = clients[0].cookies
         return clients
 
     async def aopen(self) -> None:
@@ -121,11 +155,53 @@ class HttpxBackend(HttpBackend):
             return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
         if isinstance(exc, httpx.ConnectError):
             return http_error(ConnectError, "connection failed", request, exc, secrets)
+        if isinstance(exc, _InvalidLocation) or (
+            isinstance(exc, httpx.RemoteProtocolError)
+            and str(exc).startswith("Invalid URL in location header")
+        ):
+            # the server's Location cannot be followed: TransportError, as on aiohttp
+            return http_error(TransportError, "transport error", request, exc, secrets)
         if isinstance(exc, (httpx.ReadError, httpx.RemoteProtocolError, httpx.DecodingError)):
             return http_error(ReadError, "connection broken while reading", request, exc, secrets)
         if isinstance(exc, httpx.TooManyRedirects):
             return http_error(TransportError, "too many redirects", request, exc, secrets)
         return http_error(TransportError, "transport error", request, exc, secrets)
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        """Give each redirect of a request what aiohttp and requests give it: the request's
+        own cookies while the redirects stay on its origin (httpx builds a redirect's
+        ``Cookie`` header from the client's jar alone), and no ``Proxy-Authorization`` from
+        the first redirect to another origin on (httpx drops only ``Authorization``). A
+        redirect to a port above 65535 fails here, as a `TransportError`, not deep in the
+        connection code (a raw ``ExceptionGroup`` on asyncio)."""
+        port = request.url.port  # the request's own URL was checked: this is a redirect's
+        if port is not None and port > 65535:
+            raise _InvalidLocation(
+                f"Invalid URL in location header: port {port} out of range 0-65535",
+                request=request,
+            )
+        state: _RedirectState | None = request.extensions.get(_REDIRECTS)
+        if state is None or state.left:
+            return
+        state.hops += 1
+        if state.hops == 1:
+            return  # the request itself: _build set its Cookie header
+        if _origin(request.url) != state.origin:
+            state.left = True  # for good: the later hops copy this one's headers
+            request.headers.pop("Proxy-Authorization", None)
+            return
+        if state.cookies:
+            self._set_cookie_header(request, state.cookies)
+
+    def _set_cookie_header(self, request: httpx.Request, cookies: dict[str, str]) -> None:
+        """The ``Cookie`` header of *request*: the jar's cookies for its URL, those named in
+        *cookies* replaced by them (httpx's own merge sends both, the jar's value first)."""
+        merged = httpx.Cookies(self._jar)
+        for name in cookies:
+            merged.delete(name)
+        merged.update(cookies)
+        request.headers.pop("Cookie", None)
+        merged.set_cookie_header(request)
 
     def _client_or_fail(self) -> httpx.AsyncClient:
         clients = self._clients
@@ -138,14 +214,22 @@ class HttpxBackend(HttpBackend):
         extensions: dict[str, Any] = {}
         if request.timeout is not None:
             extensions["timeout"] = _httpx_timeout(request.timeout).as_dict()
-        return client.build_request(
+        # a Cookie header given (for the client or the request) is sent as httpx sends it
+        cookie_header = self._cookie_header or _has_header(request.headers, "cookie")
+        own = request.cookies if not cookie_header else None
+        built = client.build_request(
             request.method,
             request.url,
             headers=request.headers,
             content=request.content,
-            cookies=request.cookies,
+            cookies=request.cookies if cookie_header else None,
             extensions=extensions or None,
         )
+        if own:
+            self._set_cookie_header(built, own)
+        if own or "proxy-authorization" in built.headers:
+            built.extensions[_REDIRECTS] = _RedirectState(_origin(built.url), own)
+        return built
 
     def _response(
         self,
@@ -175,7 +259,12 @@ class HttpxBackend(HttpBackend):
             else (request.follow_redirects)
         )
         try:
-            if request.cookies is None and request.timeout is None:
+            if (
+                request.cookies is None
+                and request.timeout is None
+                and not self._proxy_authorization
+                and not _has_header(request.headers, "proxy-authorization")
+            ):
                 r = await client.request(
                     request.method,
                     request.url,

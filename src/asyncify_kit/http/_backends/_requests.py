@@ -13,9 +13,14 @@ requests keeps one value per header name. A header given more than once (``heade
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import AsyncIterator, Generator
-from typing import Any
+import weakref
+from collections.abc import AsyncIterator, Generator, Iterator
+from contextlib import contextmanager
+from http.cookiejar import CookieJar
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
@@ -46,6 +51,85 @@ def repeated_headers(headers: list[tuple[str, str]]) -> Repeated:
     return {name: pairs for name, pairs in by_name.items() if len(pairs) > 1}
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str | None) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url or "")
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+class _Session(requests.Session):
+    """A `requests.Session` whose requests and redirects carry what aiohttp's and httpx's
+    carry.
+
+    A request's own cookies (``cookies=``) replace the session's cookies of the same names
+    (requests sends both, the session's first) and follow the redirects that stay on the
+    request's origin (scheme, host, port) only: requests copies them, as domain-less cookies,
+    to any host a redirect leads to. They reach `prepare_request` and `rebuild_auth` through
+    `own_cookies` (a thread-local: each request runs on one thread, redirects included).
+    And requests drops ``Proxy-Authorization`` on every redirect (it re-derives it from the
+    proxy settings, and this session has none): here it follows the redirects that stay on
+    the origin, like ``Authorization``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._own = threading.local()
+
+    @contextmanager
+    def own_cookies(self, cookies: dict[str, str] | None) -> Iterator[None]:
+        """Send *cookies* with the request this thread sends in the block."""
+        own = self._own
+        own.cookies, own.left = cookies, False
+        try:
+            yield
+        finally:
+            own.cookies = None
+
+    def _set_cookies(
+        self, prepared: requests.PreparedRequest, cookies: dict[str, str] | None
+    ) -> None:
+        jar = self.cookies.copy()  # holds what the responses so far set too
+        if cookies:
+            for cookie in list(cast("CookieJar", jar)):  # Cookie objects, not names
+                if cookie.name in cookies:
+                    jar.clear(cookie.domain, cookie.path, cookie.name)
+            for name, value in cookies.items():
+                jar.set(name, value)
+        prepared.headers.pop("Cookie", None)
+        prepared._cookies = jar  # type: ignore[attr-defined]  # copied by each redirect
+        prepared.prepare_cookies(jar)
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        prepared = super().prepare_request(request)
+        cookies = getattr(self._own, "cookies", None)
+        if (
+            cookies
+            and "Cookie" not in self.headers
+            and not any(k.lower() == "cookie" for k in request.headers or ())
+        ):
+            self._set_cookies(prepared, cookies)  # a Cookie header given wins, as before
+        return prepared
+
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        previous = response.request
+        cookies = getattr(self._own, "cookies", None)
+        if _origin(prepared_request.url) != _origin(previous.url):
+            self._own.left = True
+            self._set_cookies(prepared_request, None)  # the session's cookies only, for good
+        else:
+            proxy_authorization = previous.headers.get("Proxy-Authorization")
+            if proxy_authorization is not None:
+                prepared_request.headers["Proxy-Authorization"] = proxy_authorization
+            if cookies and not self._own.left:
+                self._set_cookies(prepared_request, cookies)
+
+
 class _RequestsStream(BackendStream):
     def __init__(
         self, backend: RequestsBackend, response: requests.Response, request: Request
@@ -54,16 +138,46 @@ class _RequestsStream(BackendStream):
         self._response = response
         self._request = request
         self._closed = False
+        self._aborted = False  # the client was closed before this body was read
         self._chunks: OffloadedIterator[bytes] | None = None
+
+    def _aborted_error(self, exc: BaseException) -> HTTPError:
+        return http_error(
+            ReadError,
+            "connection broken while reading",
+            self._request,
+            exc,
+            self._backend.config.secrets,
+        )
 
     def _chunks_in_thread(self, chunk_size: int) -> Generator[bytes, None, None]:
         try:
-            yield from self._response.iter_content(chunk_size)
+            for chunk in self._response.iter_content(chunk_size):
+                if self._aborted:
+                    break
+                yield chunk
+            if self._aborted:
+                gone = ConnectionAbortedError("the HttpClient was closed")
+                raise self._aborted_error(gone) from gone
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if self._aborted:
+                raise self._aborted_error(exc) from exc
             raise self._backend.translate(exc, self._request) from exc
+        except (OSError, ValueError, AttributeError) as exc:
+            # what a read raises when aclose() closes the response under it
+            if not self._aborted:
+                raise
+            raise self._aborted_error(exc) from exc
         finally:
             self._response.close()
             self._closed = True
+
+    async def abort(self) -> None:
+        """Close the connection for the client's aclose(): the rest of the body, if read,
+        raises `ReadError` (requests would leave the connection open and go on reading)."""
+        if not self._closed:
+            self._aborted = True
+            await run_sync(self._response.close)
 
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
         self._chunks = asyncify(cancel="abandon")(self._chunks_in_thread)(
@@ -88,14 +202,15 @@ class RequestsBackend(HttpBackend):
 
     def __init__(self, config: ClientConfig) -> None:
         super().__init__(config)
-        self._session: requests.Session | None = None
+        self._session: _Session | None = None
+        self._streams: weakref.WeakSet[_RequestsStream] = weakref.WeakSet()
         self._repeated = repeated_headers(config.headers)
         self._send = asyncify(cancel="abandon")(self._send_in_thread)
         self._send_stream = asyncify(cancel="abandon")(self._stream_in_thread)
 
-    def _make_session(self) -> requests.Session:
+    def _make_session(self) -> _Session:
         config = self.config
-        session = requests.Session()
+        session = _Session()
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=10, pool_maxsize=config.limits.max_connections, max_retries=0
         )
@@ -123,6 +238,9 @@ class RequestsBackend(HttpBackend):
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
+        streams, self._streams = list(self._streams), weakref.WeakSet()
+        for stream in streams:  # closing the session leaves the connections in use open
+            await stream.abort()
         if session is not None:
             await run_sync(session.close)
 
@@ -175,7 +293,7 @@ class RequestsBackend(HttpBackend):
         return repeated_headers(inherited + own)
 
     def _send_repeated(
-        self, session: requests.Session, request: Request, repeated: Repeated, **kwargs: Any
+        self, session: _Session, request: Request, repeated: Repeated, **kwargs: Any
     ) -> requests.Response:
         """``session.request`` for a request with repeated headers: prepared by requests (one
         value per name), then every value of the repeated names put back."""
@@ -185,7 +303,6 @@ class RequestsBackend(HttpBackend):
                 request.url,
                 headers=dict(request.headers or ()),
                 data=request.content or {},
-                cookies=request.cookies,
             )
         )
         headers = HTTPHeaderDict()
@@ -210,15 +327,20 @@ class RequestsBackend(HttpBackend):
         }
         repeated = self._repeated_for(request)
         try:
-            if repeated:
-                return self._send_repeated(session, request, repeated, **kwargs)
-            if request.cookies is not None:
-                kwargs["cookies"] = request.cookies
-            if request.headers is not None:
-                kwargs["headers"] = dict(request.headers)
-            return session.request(request.method, request.url, data=request.content, **kwargs)
+            with session.own_cookies(request.cookies):
+                if repeated:
+                    return self._send_repeated(session, request, repeated, **kwargs)
+                if request.headers is not None:
+                    kwargs["headers"] = dict(request.headers)
+                return session.request(request.method, request.url, data=request.content, **kwargs)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise self.translate(exc, request) from exc
+        except ValueError as exc:
+            # urllib.parse on a redirect's Location ("Invalid IPv6 URL", "Port out of range");
+            # the request's own URL and headers were checked by the client
+            raise http_error(
+                TransportError, "transport error", request, exc, self.config.secrets
+            ) from exc
 
     def _response(
         self,
@@ -253,10 +375,13 @@ class RequestsBackend(HttpBackend):
     async def send(self, request: Request) -> Response:
         return await self._send(request)
 
-    def _stream_in_thread(self, request: Request) -> Response:
+    def _stream_in_thread(self, request: Request) -> tuple[Response, _RequestsStream]:
         started = time.perf_counter()
         r = self._call(request, stream=True)
-        return self._response(r, request, started, None, _RequestsStream(self, r, request))
+        stream = _RequestsStream(self, r, request)
+        return self._response(r, request, started, None, stream), stream
 
     async def send_stream(self, request: Request) -> Response:
-        return await self._send_stream(request)
+        response, stream = await self._send_stream(request)
+        self._streams.add(stream)  # on the event loop: aclose() closes what is still open
+        return response
