@@ -168,7 +168,7 @@ class BackendURL:
                     + (
                         _REDACTED
                         if hide_password and is_secret_option(key)
-                        else quote_plus(value, safe="")
+                        else quote_plus(str(value), safe="")  # as urlencode: 4 -> "4"
                     )
                     for key, value in self.options.items()
                 )

@@ -542,6 +542,17 @@ def test_secret_option_values_render_as_three_stars() -> None:
     assert BackendURL.parse(url.render(hide_password=False)) == url
 
 
+def test_options_given_as_numbers_render_as_urlencode_writes_them() -> None:
+    """``replace(options=...)`` is untyped at run time: numbers render as their text, as
+    ``urlencode`` wrote them (benchmarks/bench_sql.py passes pool sizes so)."""
+    url = BackendURL.parse("postgresql://app:pw@db/shop").replace(
+        options={"min_size": 4, "acquire_timeout": 2.5}
+    )
+    rendered = url.render(hide_password=False)
+    assert rendered == "postgresql://app:pw@db/shop?min_size=4&acquire_timeout=2.5"
+    assert BackendURL.parse(rendered).options == {"min_size": "4", "acquire_timeout": "2.5"}
+
+
 @pytest.mark.parametrize(
     "raw",
     ["1_0", "%D9%A3", "%EF%BC%95", "%2B5", "%205", "5%20", "-0", "1e3", "1" * 19, "9" * 20],
