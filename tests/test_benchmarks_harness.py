@@ -566,3 +566,25 @@ def test_the_fs_matrix_runs_the_storage_section_on_a_fresh_file_system(
     assert any(f": {where}" in note for note in section["notes"])  # TMPDIR was inside it
     assert list(work.iterdir()) == []  # the image and its mount point removed
     assert _mounted_under(work) == []
+
+
+# the baselines connect as the raw drivers do, resolving names on the loop (outside the timing)
+@pytest.mark.allow_blocking
+def test_every_sql_benchmark_case_opens_and_runs_against_the_servers(
+    postgres_url: str, mysql_url: str
+) -> None:
+    """Each case of `make bench`'s sql section sets up (pools, encode/databases with the URL
+    it renders, threads) and runs a few operations: a broken setup fails here, not only in
+    a 9-minute benchmark run."""
+    from benchmarks import bench_sql
+
+    async def run_once(case: Case) -> float:
+        assert case.setup is not None
+        async with case.setup() as runner:
+            elapsed = runner(bench_sql.CONCURRENCY)
+            return await elapsed if not isinstance(elapsed, float) else elapsed
+
+    cases = list(bench_sql.SECTION.cases())
+    assert {case.implementation for case in cases} >= {bench_sql.KIT, bench_sql.ENCODE}
+    for case in cases:
+        assert asyncio.run(run_once(case)) > 0, case
