@@ -104,3 +104,45 @@ def test_configuration_reference_lists_every_backend() -> None:
         assert f"`{spec.scheme}`" in table
         for option in spec.options:
             assert f"`{option.name}`" in table
+
+
+# An example followed by a paragraph "prints" and a ```text block shows its output there.
+PRINTS = re.compile(
+    r"^```python\n(?P<code>.*?)^```\n\nprints\n\n```text\n(?P<output>.*?)^```", re.S | re.M
+)
+# run-to-run noise: measured durations, and where the docs put the script (/app/main.py)
+NOISE = (re.compile(r"\d+(?:\.\d+)? ms\b"), re.compile(r"(?<![\w/])/app/"))
+
+
+def _normalized(text: str) -> str:
+    text = NOISE[0].sub("<N> ms", text)
+    return NOISE[1].sub("", text).strip()
+
+
+PRINTED = [
+    pytest.param(match["code"], match["output"], id=f"{path.relative_to(ROOT)}:{line}")
+    for path in sorted((ROOT / "docs").rglob("*.md"))
+    for match in PRINTS.finditer(path.read_text(encoding="utf-8"))
+    for line in [path.read_text(encoding="utf-8").count("\n", 0, match.start()) + 1]
+]
+
+
+@pytest.mark.parametrize(("code", "output"), PRINTED)
+def test_docs_printed_output_matches(code: str, output: str, tmp_path: Path) -> None:
+    # run as main.py (not -c) so that reports quote the source line, as the docs show
+    (tmp_path / "main.py").write_text(code, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _normalized(proc.stdout) == _normalized(output)
+
+
+def test_docs_printed_outputs_are_checked() -> None:
+    assert PRINTED

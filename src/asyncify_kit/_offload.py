@@ -24,10 +24,12 @@ import os
 import time
 import types
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from contextlib import AbstractContextManager
 from types import BuiltinFunctionType, FunctionType, MethodType, TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, final, overload
+
+from typing_extensions import deprecated
 
 from ._executor import (
     DEFAULT_POOL,
@@ -861,7 +863,25 @@ class OffloadedContextManager(Generic[T_co]):
             lane.close()
 
 
+@final
+class AsyncDefRefused:
+    """What type checkers see for ``asyncify(fn)`` when *fn* is an ``async def`` function or
+    an async generator function: not callable, so each use is an error. At run time
+    `asyncify` raises `TypeError` there (an async function needs no offloading: await it)."""
+
+    def __init__(self) -> None:  # pragma: no cover - never made
+        raise TypeError("never made")
+
+
+_ASYNC_DEF = "asyncify() takes sync callables; an async def function needs no thread: await it"
+
+
 class _Decorator(Protocol):
+    @overload
+    @deprecated(_ASYNC_DEF)
+    def __call__(  # type: ignore[overload-overlap]  # async first: refused
+        self, fn: Callable[..., Awaitable[Any]] | Callable[..., AsyncIterator[Any]], /
+    ) -> AsyncDefRefused: ...
     @overload
     def __call__(
         self, fn: classmethod[C, P, R], /
@@ -882,6 +902,11 @@ class _Decorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
 
+@overload
+@deprecated(_ASYNC_DEF)
+def asyncify(  # type: ignore[overload-overlap]  # async first: refused
+    fn: Callable[..., Awaitable[Any]] | Callable[..., AsyncIterator[Any]], /
+) -> AsyncDefRefused: ...
 @overload
 def asyncify(fn: classmethod[C, P, R], /) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
 @overload

@@ -146,8 +146,10 @@ def lookup(family: str, url: BackendURL) -> BackendSpec:
             known = sorted(
                 {s for f, s in _table if f == family} | {d for f, d in _defaults if f == family}
             )
+            # a backend named alone (HttpClient(backend="nope")) has no URL worth showing
+            where = "" if str(url) == f"{url.scheme}://" else f" in {url}"
             raise ConfigError(
-                f"unknown {family} backend {url.scheme!r} in {url}; known: {', '.join(known)}"
+                f"unknown {family} backend {url.scheme!r}{where}; known: {', '.join(known)}"
             )
         return spec
 

@@ -121,6 +121,16 @@ def test_unknown_dialect_is_never_a_silent_fallback() -> None:
         lookup("storage", url("ftp://h/x"))
 
 
+def test_unknown_backend_named_alone_shows_no_made_up_url() -> None:
+    from asyncify_kit.http import HttpClient
+
+    with pytest.raises(ConfigError) as info:
+        HttpClient(backend="nope")
+    assert str(info.value) == "unknown http backend 'nope'; known: aiohttp, httpx, requests"
+    with pytest.raises(ConfigError, match=r"unknown storage backend 'ftp' in ftp://h/x; known"):
+        lookup("storage", url("ftp://h/x"))  # a real URL is still shown
+
+
 def test_unknown_family_lists_the_families() -> None:
     with pytest.raises(ConfigError, match=r"unknown backend family 'sqll'; known: .*sql"):
         lookup("sqll", url("sqlite://"))

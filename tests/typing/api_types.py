@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Coroutine, Generator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from asyncify_kit import (
     stats,
     wrap,
 )
+from asyncify_kit._offload import AsyncDefRefused  # not exported: only in type errors
 
 
 class Row:
@@ -224,3 +225,35 @@ def check_pools() -> None:
     assert_type(stats().running, int)
     assert_type(check_cancelled(), None)
     asyncify(cancel="later")  # type: ignore[call-overload]
+
+
+# -- a plain function that returns an iterator ------------------------------------------------
+
+
+def cursor_of(sql: str) -> sqlite3.Cursor:
+    return sqlite3.connect(":memory:").execute(sql)
+
+
+async def check_iterator_results() -> None:
+    # asyncify types any `-> Iterator[T]` function as an async iterator (see docs/offload.md);
+    # run_sync keeps the return type of a plain function that returns an iterator
+    assert_type(await run_sync(cursor_of, "select 1"), sqlite3.Cursor)
+    await run_sync(cursor_of, 1)  # type: ignore[arg-type]
+
+
+# -- async functions are refused ------------------------------------------------------------
+
+
+async def _fetch_async() -> int:
+    return 1
+
+
+async def _rows_async() -> AsyncIterator[int]:
+    yield 1
+
+
+refused = asyncify(_fetch_async)
+assert_type(refused, AsyncDefRefused)
+refused()  # type: ignore[operator]  # not callable: at run time asyncify raised TypeError
+assert_type(asyncify(_rows_async), AsyncDefRefused)
+assert_type(asyncify(pool="default")(_fetch_async), AsyncDefRefused)
