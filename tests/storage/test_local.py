@@ -480,3 +480,319 @@ async def refused_key_and_prefix(root: Path, scheme: str) -> None:
         assert await st.read("f") == b"a file"
         assert sorted([info.key async for info in st.list("")]) == ["a/b", "f"]
     assert await temp_files(root) == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+async def test_file_delete_missing_ok_of_a_key_under_an_object(
+    anyio_backend: str, scheme: str, tmp_path: Path
+) -> None:
+    """``f/g`` is no object while ``f`` is one: ``delete(missing_ok=True)`` does nothing, as
+    on memory:// (file:// raised `NotFound`: the walk met a file where a directory was)."""
+    url = f"file://{tmp_path / 'root'}" if scheme == "file" else "memory://"
+    async with Storage(url) as st:
+        await st.write("f", b"an object")
+        await st.delete("f/g", missing_ok=True)
+        await st.delete("f/g/h", missing_ok=True)
+        with pytest.raises(NotFound):
+            await st.delete("f/g")
+        assert await st.read("f") == b"an object"
+
+
+def _remove_deep(path: Path) -> None:
+    """Remove the directory *path* and all under it, depth first without recursion, through
+    descriptors: `shutil.rmtree` (and so pytest's cleanup of old ``tmp_path`` directories)
+    recurses once per level and fails on a tree 1,500 levels deep."""
+    names: list[str] = []
+    try:
+        fds = [os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)]
+    except FileNotFoundError:  # the layout failed before making it
+        return
+    try:
+        while fds:
+            sub = None
+            with os.scandir(fds[-1]) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fds[-1])
+            if sub is not None:
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                fds.append(os.open(sub, flags, dir_fd=fds[-1]))
+                names.append(sub)
+                continue
+            os.close(fds.pop())
+            if fds:
+                os.rmdir(names.pop(), dir_fd=fds[-1])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    os.rmdir(path)
+
+
+def _nested(root: Path, names: list[str], leaf: str) -> None:
+    """Make the directories *names* under *root*, one inside the other (through descriptors:
+    the whole path may be longer than PATH_MAX), and an empty file *leaf* in the last one."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, dir_fd=fd)
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        os.close(os.open(leaf, os.O_WRONLY | os.O_CREAT, 0o666, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_file_list_of_deep_trees_and_over_long_keys(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    """A key of 1,023 bytes can be 512 segments deep: listing it, recursively or not, works
+    (a non-recursive listing raised `RecursionError` looking for an object below ``a/``).
+    Files under keys longer than 1,024 bytes (left by another tool) are skipped, as on S3,
+    never listed as keys that every other call refuses; a directory holding nothing else is
+    no sub-prefix; and a tree deeper than any key raised `RecursionError` too."""
+    root = tmp_path / "root"
+    deep = ["a"] * 511  # "a/" * 511 + "x": 1,023 bytes
+    wide = ["long", "c" * 250, "d" * 250, "e" * 250, "f" * 250]  # + "/y": 1,010 bytes
+    over = ["over", "c" * 250, "d" * 250, "e" * 250, "f" * 250]  # + "/" + 250: 1,260 bytes
+
+    def layout() -> None:
+        root.mkdir()
+        _nested(root, deep, "x")
+        _nested(root, ["b"] * 1500, "x")
+        _nested(root, wide, "y")
+        _nested(root, [*wide, "g" * 250], "z")
+        _nested(root, over, "g" * 250)
+
+    try:
+        await anyio.to_thread.run_sync(layout)
+        await list_deep_trees(root, deep, wide)
+    finally:
+        await anyio.to_thread.run_sync(_remove_deep, root)
+
+
+async def list_deep_trees(root: Path, deep: list[str], wide: list[str]) -> None:
+    deep_key = "/".join([*deep, "x"])
+    wide_key = "/".join([*wide, "y"])
+    async with Storage(f"file://{root}") as st:
+        assert [i.key async for i in st.list()] == [deep_key, wide_key]
+        top = [(i.key, i.is_dir) async for i in st.list(recursive=False)]
+        assert top == [("a/", True), ("long/", True)]
+        assert [i.key async for i in st.list("/".join(wide) + "/", recursive=False)] == [wide_key]
+        assert [i.key async for i in st.list("a/a/", recursive=False)] == ["a/a/a/"]
+        assert [i.key async for i in st.list("b")] == []
+        assert [i.key async for i in st.list("over/", recursive=False)] == []
+        assert await st.read(deep_key) == b""
+        assert (await st.stat(wide_key)).size == 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_file_move_onto_a_hard_link_of_the_same_file(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    """Two keys that are hard links of one file (made by another tool): a move of one onto
+    the other leaves only the destination, as on memory:// (``rename`` of two links of one
+    file does nothing, so both stayed)."""
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}") as st:
+        await st.write("d/one", b"shared")
+        await st.write("other", b"unrelated")
+        await anyio.to_thread.run_sync(os.link, root / "d" / "one", root / "two")
+        await st.move("d/one", "two")
+        assert not await st.exists("d/one")
+        assert await st.read("two") == b"shared"
+        assert [i.key async for i in st.list()] == ["other", "two"]
+        assert await anyio.to_thread.run_sync(lambda: sorted(os.listdir(root))) == [
+            "other",
+            "two",
+        ]
+        assert (await anyio.to_thread.run_sync(os.stat, root / "two")).st_nlink == 1
+
+
+def _reuse_descriptor(number: int, directory: Path) -> None:
+    """Open *directory* under the descriptor *number* (just closed): what the next open of
+    the process, another `Storage` opening its ROOT for one, gets."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if fd != number:
+        with pytest.raises(OSError) as free:
+            os.fstat(number)
+        assert free.value.errno == errno.EBADF
+        os.dup2(fd, number, inheritable=False)
+        os.close(fd)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_file_listing_and_writes_that_outlive_their_storage_stay_in_its_root(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    """A listing paused between pages and a file open for writing, used on after their
+    `Storage` was closed and the number of its descriptor of ROOT given to another
+    directory: they go on in their own ROOT (the listing reported the other directory's
+    files and skipped its own; a write's rename looked for its temp file in the other
+    directory, raised `NotFound` and left the temp file behind)."""
+    mine, other = tmp_path / "mine", tmp_path / "other"
+
+    def fill() -> None:
+        mine.mkdir()
+        other.mkdir()
+        for i in range(1500):
+            (mine / f"k{i:05}").write_bytes(b"one")
+            if i >= 1200:
+                (other / f"k{i:05}").write_bytes(b"other store")
+        (other / "new").write_bytes(b"the other store's own")
+
+    await anyio.to_thread.run_sync(fill)
+    async with Storage(f"file://{mine}") as st:
+        number = backend_fd(st)
+        listing = st.list()
+        first = [await listing.__anext__() for _ in range(1000)]
+        atomic = await st.open("new", "wb")
+        await atomic.write(b"written after")
+        nested = await st.open("made/for/it", "wb")
+        await nested.write(b"discarded")
+    await anyio.to_thread.run_sync(_reuse_descriptor, number, other)
+    try:
+        rest = [info async for info in listing]
+        await atomic.close()
+        await nested.abort()
+    finally:
+        await anyio.to_thread.run_sync(os.close, number)
+    assert [i.key for i in first + rest] == [f"k{i:05}" for i in range(1500)]
+    assert {i.size for i in first + rest} == {3}
+    assert (await anyio.to_thread.run_sync((mine / "new").read_bytes)) == b"written after"
+    assert (await anyio.to_thread.run_sync((other / "new").read_bytes)) == (
+        b"the other store's own"
+    )
+    assert not await anyio.to_thread.run_sync((mine / "made").exists)
+    assert await temp_files(tmp_path) == []
+    assert str(mine) not in await anyio.to_thread.run_sync(fd_targets)
+
+
+def backend_fd(st: Storage) -> int:
+    from asyncify_kit.storage._backends import _file
+
+    backend = st.backend
+    assert isinstance(backend, _file.FileBackend)
+    return backend.root_fd
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+@pytest.mark.parametrize("op", ["copy", "move"])
+async def test_file_copy_or_move_from_a_key_under_an_object_is_not_found(
+    anyio_backend: str, scheme: str, op: str, tmp_path: Path
+) -> None:
+    """``f/g`` is no object while ``f`` is one: copying or moving it raises `NotFound` naming
+    it, as on memory:// (file:// raised a plain `StorageError`, "cannot write" the
+    destination, treating the source's walk as the destination's)."""
+    url = f"file://{tmp_path / 'root'}" if scheme == "file" else "memory://"
+    async with Storage(url) as st:
+        await st.write("f", b"an object")
+        with pytest.raises(NotFound, match="'f/g'"):
+            await getattr(st, op)("f/g", "d/x")
+        assert [i.key async for i in st.list()] == ["f"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("op", ["copy", "move"])
+async def test_file_copy_and_move_errors_name_the_key_at_fault(
+    anyio_backend: str, op: str, tmp_path: Path
+) -> None:
+    """A destination refused (a symbolic link there, a directory holding other objects)
+    is named in the error, not the source, even when both end with the same segment; a
+    missing source is named as the source."""
+    from asyncify_kit.storage import InvalidPath
+
+    root = tmp_path / "root"
+    async with Storage(f"file://{root}") as st:
+        await st.write("a/f", b"source")
+        await st.write("k/x", b"under k")
+
+        def plant() -> None:
+            (root / "b").mkdir()
+            (root / "b" / "f").symlink_to(root / "a" / "f")
+
+        await anyio.to_thread.run_sync(plant)
+        run = getattr(st, op)
+        with pytest.raises(InvalidPath, match=r"^'b/f' in .* symbolic link"):
+            await run("a/f", "b/f")
+        with pytest.raises(StorageError, match=r"^cannot write 'k' in .*the key is a directory"):
+            await run("a/f", "k")
+        with pytest.raises(NotFound, match=r"^no object 'a/missing' in "):
+            await run("a/missing", "k/y")
+        assert await st.read("a/f") == b"source"
+        assert await st.read("k/x") == b"under k"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_file_cancelled_copy_stops_at_the_next_chunk(
+    anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy cancelled while it runs stops before its next chunk, leaving the old
+    destination and no temp file: it used to copy the whole source (minutes for a large
+    one, with the caller waiting), then throw the copy away."""
+    from asyncify_kit.storage._backends import _file
+
+    root = tmp_path / "root"
+    monkeypatch.setattr(_file, "_COPY_CHUNK", 1024)
+    started = threading.Event()
+    chunks = []
+    real_write = _file.TempFile.write
+
+    def write(self: _file.TempFile, data: bytes | memoryview) -> None:
+        """Write, and the first time return only once the copy's caller is cancelled."""
+        chunks.append(len(data))
+        real_write(self, data)
+        if started.is_set():
+            return
+        started.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                check_cancelled()
+            except CallCancelled:
+                return
+            time.sleep(0.001)
+
+    async with Storage(f"file://{root}") as st:
+        await st.write("src", b"s" * 64 * 1024)
+        await st.write("dst", b"old")
+        monkeypatch.setattr(_file.TempFile, "write", write)
+        assert await cancel_when(started, lambda: st.copy("src", "dst"))
+        monkeypatch.undo()
+        assert chunks == [1024]
+        assert await st.read("dst") == b"old"
+        assert await temp_files(root) == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("query", ["?fsync=false", "", "?atomic=false"])
+async def test_file_if_not_exists_onto_a_prefix_is_refused_as_without_it(
+    anyio_backend: str, query: str, tmp_path: Path
+) -> None:
+    """With ``a/b`` stored, ``a`` is no object (``exists`` says so): writing it with
+    ``if_not_exists=True`` is refused as any write to it is, with the plain `StorageError`
+    the docs give, not `AlreadyExists` ("object 'a' already exists"). So is an empty
+    directory at the key."""
+    root = tmp_path / "root"
+    why = "a path component is a file, or the key is a directory"
+    async with Storage(f"file://{root}{query}") as st:
+        await st.write("a/b", b"under a")
+        await anyio.to_thread.run_sync((root / "empty").mkdir)
+        for key in ("a", "empty"):
+            assert not await st.exists(key)
+            for data in (b"small", b"large" * 100_000):
+                with pytest.raises(StorageError, match=why) as caught:
+                    await st.write(key, data, if_not_exists=True)
+                assert type(caught.value) is StorageError
+            with pytest.raises(StorageError, match=why) as caught:
+                async with st.open(key, "wb", if_not_exists=True) as out:
+                    await out.write(b"x")
+            assert type(caught.value) is StorageError
+        assert [i.key async for i in st.list()] == ["a/b"]
+    assert await temp_files(root) == []

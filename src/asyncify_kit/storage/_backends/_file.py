@@ -53,7 +53,7 @@ from ...exceptions import (
     StorageError,
     Unsupported,
 )
-from .._keys import TEMP_PREFIX, split_key, validate_key
+from .._keys import MAX_KEY_BYTES, TEMP_PREFIX, split_key, validate_key
 from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write
 
 __all__ = ["FileBackend", "InPlaceFile", "TempFile", "open_beneath"]
@@ -89,6 +89,14 @@ class _SymlinkRefused(OSError):
 
 class _HardLinkRefused(OSError):
     """An in-place write met a file with other hard links; translated to `InvalidPath`."""
+
+
+def _lstat_mode(name: str, dir_fd: int) -> int:
+    """The ``st_mode`` of *name* in *dir_fd*, not following a link (0 if it cannot be had)."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return 0
 
 
 def _is_symlink(name: str, dir_fd: int) -> bool:
@@ -293,6 +301,7 @@ class _OpenFile:
     fd: int
     parts: list[str]
     made: list[int]  # depths in parts of the directories this write made (`parent_fd`)
+    owns_root = False  # root_fd is a descriptor of ROOT of its own (`begin_stream`)
 
     def discard(self) -> None:
         raise NotImplementedError
@@ -315,6 +324,12 @@ class _OpenFile:
         if self.made:
             top, self.made = min(self.made), []
             _prune(self.root_fd, self.parts, top)
+
+    def _drop_root(self) -> None:
+        """Close the descriptor of ROOT this write owns, once it is over (`begin_stream`)."""
+        if self.owns_root:
+            self.owns_root = False
+            os.close(self.root_fd)
 
 
 class TempFile(_OpenFile):
@@ -389,17 +404,21 @@ class TempFile(_OpenFile):
             self.discard()
             raise
         self._release_dir()
+        self._drop_root()
 
     def discard(self) -> None:
-        if self.fd != -1:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
-        if self.name and self.dir_fd != -1:
-            name, self.name = self.name, ""
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=self.dir_fd)
-        self._release_dir()
-        self._unmake()
+        try:
+            if self.fd != -1:
+                fd, self.fd = self.fd, -1
+                os.close(fd)
+            if self.name and self.dir_fd != -1:
+                name, self.name = self.name, ""
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=self.dir_fd)
+            self._release_dir()
+            self._unmake()
+        finally:
+            self._drop_root()
 
 
 class InPlaceFile(_OpenFile):
@@ -443,12 +462,13 @@ class InPlaceFile(_OpenFile):
                     if attempt == 2:
                         raise
                 except OSError as exc:
-                    symlink = exc.errno == errno.ELOOP or (
-                        exc.errno == errno.EEXIST and _is_symlink(name, self.dir_fd)
-                    )
+                    there = _lstat_mode(name, self.dir_fd) if exc.errno == errno.EEXIST else 0
+                    symlink = exc.errno == errno.ELOOP or stat_mod.S_ISLNK(there)
                     self._release_dir()
                     if symlink:
                         raise _SymlinkRefused(errno.ELOOP, "symbolic link", name) from exc
+                    if stat_mod.S_ISDIR(there):  # a prefix, or an empty directory: no object
+                        raise IsADirectoryError(errno.EISDIR, "a directory", name) from exc
                     if exc.errno == errno.ENXIO:  # a FIFO without a reader
                         raise IsADirectoryError(errno.EISDIR, "not a regular file", name) from exc
                     raise
@@ -494,6 +514,7 @@ class InPlaceFile(_OpenFile):
             self.discard()
             raise
         self._release_dir()
+        self._drop_root()
 
     def discard(self) -> None:
         """Cut the file at the bytes written so far (no old byte is left after them), close.
@@ -501,13 +522,16 @@ class InPlaceFile(_OpenFile):
         Best effort: it runs while another error propagates, so a failing ``ftruncate``
         (the disk went away) is ignored, and the old bytes after the new ones then remain.
         """
-        if self.fd != -1:
-            try:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self.fd, self.size)
-            finally:
-                self._close()
-        self._release_dir()
+        try:
+            if self.fd != -1:
+                try:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(self.fd, self.size)
+                finally:
+                    self._close()
+            self._release_dir()
+        finally:
+            self._drop_root()
 
     def _close(self) -> None:
         if self.fd != -1:
@@ -525,6 +549,23 @@ def begin_write(
     if if_not_exists:
         _refuse_existing(root_fd, parts)
     return TempFile(root_fd, parts, fsync)
+
+
+def begin_stream(
+    root_fd: int, parts: list[str], *, if_not_exists: bool, fsync: bool, atomic: bool
+) -> TempFile | InPlaceFile:
+    """`begin_write` for a write spread over several hops (``open(key, "wb")``), on a
+    descriptor of ROOT of its own, closed when the write is committed or discarded: the
+    `Storage` may be closed meanwhile, and the number of its descriptor of ROOT given to
+    another directory, where the rest of the write (rename, unlink, prune) would then go."""
+    own = os.open(".", _DIR_FLAGS, dir_fd=root_fd)
+    try:
+        file = begin_write(own, parts, if_not_exists=if_not_exists, fsync=fsync, atomic=atomic)
+    except BaseException:
+        os.close(own)
+        raise
+    file.owns_root = True
+    return file
 
 
 def _discard(file: TempFile | InPlaceFile) -> None:
@@ -745,6 +786,10 @@ def _refuse_existing(root_fd: int, parts: list[str]) -> None:
         _close_dir(dfd, root_fd)
     if stat_mod.S_ISLNK(st.st_mode):
         raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
+    if stat_mod.S_ISDIR(st.st_mode):
+        # no object there (a prefix, or an empty directory): the refusal of any write to it,
+        # not AlreadyExists
+        raise IsADirectoryError(errno.EISDIR, "a directory", parts[-1])
     raise FileExistsError(errno.EEXIST, "exists", parts[-1])
 
 
@@ -793,7 +838,9 @@ def _prune(root_fd: int, parts: list[str], top: int = 0) -> None:
 def _delete_file(root_fd: int, parts: list[str], missing_ok: bool) -> None:
     try:
         dfd = parent_fd(root_fd, parts, create=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # a missing directory, or an object where the key has a directory ("f" for "f/g"):
+        # either way no such key
         if missing_ok:
             return
         raise
@@ -813,12 +860,32 @@ def _delete_file(root_fd: int, parts: list[str], missing_ok: bool) -> None:
     _prune(root_fd, parts)
 
 
+def _source_error(exc: OSError) -> OSError:
+    """Mark *exc* as met on the source of a copy or move, for `FileBackend._moved`."""
+    exc.asyncify_source = True  # type: ignore[attr-defined]
+    return exc
+
+
+def _open_source(root_fd: int, src: list[str]) -> int:
+    try:
+        return open_beneath(root_fd, src)
+    except OSError as exc:
+        raise _source_error(exc) from None
+
+
 def _copy_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> None:
-    fd = open_beneath(root_fd, src)
+    fd = _open_source(root_fd, src)
     try:
         temp = TempFile(root_fd, dst, fsync)
         try:
-            while chunk := os.read(fd, _COPY_CHUNK):
+            while True:
+                try:
+                    chunk = os.read(fd, _COPY_CHUNK)
+                except OSError as exc:
+                    raise _source_error(exc) from None
+                if not chunk:
+                    break
+                check_cancelled()  # a cancelled copy of a large file stops here, not at its end
                 temp.write(chunk)
         except BaseException:
             temp.discard()
@@ -828,24 +895,55 @@ def _copy_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> Non
         os.close(fd)
 
 
+def _same_file(name: str, dir_fd: int, st: os.stat_result) -> bool:
+    """Whether *name* in *dir_fd* is (still) the file *st* describes (not following links)."""
+    try:
+        other = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
 def _move_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> None:
-    os.close(open_beneath(root_fd, src))
-    sfd = parent_fd(root_fd, src, create=False)
+    fd = _open_source(root_fd, src)
+    try:
+        moved = os.fstat(fd)
+    finally:
+        os.close(fd)
+    try:
+        sfd = parent_fd(root_fd, src, create=False)
+    except OSError as exc:
+        raise _source_error(exc) from None
     made: list[int] = []
     try:
         for attempt in range(3):
             dfd = parent_fd(root_fd, dst, create=True, made=made)
             try:
-                if _is_symlink(dst[-1], dfd):
+                try:
+                    there = os.stat(dst[-1], dir_fd=dfd, follow_symlinks=False)
+                except OSError:
+                    there = None
+                if there is not None and stat_mod.S_ISLNK(there.st_mode):
                     raise _SymlinkRefused(errno.ELOOP, "symbolic link", dst[-1])
+                if there is not None and (there.st_dev, there.st_ino) == (
+                    moved.st_dev,
+                    moved.st_ino,
+                ):
+                    # two hard links of one file (made by another tool): rename() would do
+                    # nothing and leave both; the key dst already holds the content
+                    if _same_file(src[-1], sfd, moved):
+                        os.unlink(src[-1], dir_fd=sfd)
+                    break
                 os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
                 if fsync:
                     os.fsync(dfd)
                 break
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 # the source is gone, or a concurrent delete pruned the target's directory
                 # (between walk and rename): then walk again
-                if attempt == 2 or not _is_present(src[-1], sfd):
+                if not _is_present(src[-1], sfd):
+                    raise _source_error(exc) from None
+                if attempt == 2:
                     raise
             finally:
                 _close_dir(dfd, root_fd)
@@ -877,23 +975,31 @@ def _valid_name(name: str) -> bool:
 
 def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectInfo]:
     """Objects under the open directory *dfd* (key prefix *base*) whose name starts with
-    *start*, in key order, never following a symbolic link."""
+    *start*, in key order, never following a symbolic link.
+
+    Only keys that `Storage` accepts are listed: a file or directory left on disk under a
+    longer key than ``MAX_KEY_BYTES`` (made by another tool) is skipped, as on S3, which
+    also bounds the depth of the walk (each level adds two bytes to the key at least).
+    """
+    room = MAX_KEY_BYTES - len(base.encode("utf-8"))  # bytes left for the rest of a key
     entries = []
     with os.scandir(dfd) as it:
         for entry in it:
             name = entry.name
             if not name.startswith(start) or not _valid_name(name):
                 continue
+            encoded = name.encode("utf-8")
             if entry.is_dir(follow_symlinks=False):
-                entries.append((name + "/", name, True))
-            elif entry.is_file(follow_symlinks=False):
-                entries.append((name, name, False))
-    entries.sort(key=lambda e: e[0].encode("utf-8", "surrogateescape"))
-    for _, name, is_dir in entries:
+                if len(encoded) + 2 <= room:  # "/" and one byte at least below it
+                    entries.append((encoded + b"/", name, True))
+            elif entry.is_file(follow_symlinks=False) and len(encoded) <= room:
+                entries.append((encoded, name, False))
+    entries.sort(key=lambda e: e[0])
+    for encoded, name, is_dir in entries:
         key = base + name
         if is_dir:
             if not recursive:
-                if _holds_objects(name, dfd):
+                if _holds_objects(name, dfd, room - len(encoded)):
                     yield ObjectInfo(key + "/", 0, is_dir=True)
                 continue
             try:
@@ -913,27 +1019,60 @@ def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectIn
                 yield _info(key, st, None)
 
 
-def _holds_objects(name: str, dfd: int) -> bool:
+def _scan_for_objects(dfd: int, room: int, subdirs: list[tuple[str, int]]) -> bool:
+    """Whether the directory *dfd* directly holds an object whose name fits in *room*
+    bytes; its sub-directories that could hold one are appended to *subdirs* (with the
+    room left below them)."""
+    with os.scandir(dfd) as it:
+        for entry in it:
+            if not _valid_name(entry.name):
+                continue
+            size = len(entry.name.encode("utf-8"))
+            if entry.is_file(follow_symlinks=False):
+                if size <= room:
+                    return True
+            elif entry.is_dir(follow_symlinks=False) and size + 2 <= room:
+                subdirs.append((entry.name, room - size - 1))
+    return False
+
+
+def _holds_objects(name: str, dfd: int, room: int) -> bool:
     """Whether the directory *name* of *dfd* holds an object at some depth: S3 shows a
     sub-prefix only then, and an empty directory (left by a crash, made by hand, or holding
-    only a write's temp file) is none."""
+    only a write's temp file) is none. *room* is what is left of ``MAX_KEY_BYTES`` below it
+    (a key longer than that is no object). Depth first, without recursion (a tree 500
+    levels deep is a valid key), holding open only the directories of the current path."""
     try:
         sub = _open_dir(name, dfd)
     except OSError:
         return False
+    # the open directories of the path being explored, each with the sub-directories of
+    # it that are still to be looked into
+    path: list[tuple[int, list[tuple[str, int]]]] = []
     try:
-        subdirs = []
-        with os.scandir(sub) as it:
-            for entry in it:
-                if not _valid_name(entry.name):
-                    continue
-                if entry.is_file(follow_symlinks=False):
-                    return True
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.name)
-        return any(_holds_objects(subdir, sub) for subdir in subdirs)
+        todo: list[tuple[str, int]] = []
+        path.append((sub, todo))
+        if _scan_for_objects(sub, room, todo):
+            return True
+        while path:
+            fd, todo = path[-1]
+            if not todo:
+                path.pop()
+                os.close(fd)
+                continue
+            child, left = todo.pop()
+            try:
+                cfd = _open_dir(child, fd)
+            except OSError:
+                continue
+            below: list[tuple[str, int]] = []
+            path.append((cfd, below))
+            if _scan_for_objects(cfd, left, below):
+                return True
+        return False
     finally:
-        os.close(sub)
+        for fd, _ in path:
+            os.close(fd)
 
 
 def _list_pages(
@@ -943,6 +1082,10 @@ def _list_pages(
     parts = [*split_key(base), ""] if base else [""]
     try:
         dfd = parent_fd(root_fd, parts, create=False)
+        if dfd == root_fd:
+            # a descriptor of its own: the listing pauses between pages, and ROOT's may be
+            # closed meanwhile (the Storage left) and its number given to another directory
+            dfd = os.open(".", _DIR_FLAGS, dir_fd=root_fd)
     except (FileNotFoundError, NotADirectoryError, _SymlinkRefused):
         return
     page: list[ObjectInfo] = []
@@ -953,7 +1096,7 @@ def _list_pages(
                 yield page
                 page = []
     finally:
-        _close_dir(dfd, root_fd)
+        os.close(dfd)
     if page:
         yield page
 
@@ -1181,7 +1324,7 @@ class FileBackend(StorageBackend):
         try:
             temp = await self._run_owned(
                 _discard,
-                begin_write,
+                begin_stream,
                 self.root_fd,
                 split_key(key),
                 if_not_exists=if_not_exists,
@@ -1204,16 +1347,19 @@ class FileBackend(StorageBackend):
         except OSError as exc:
             raise translate(exc, key, self.describe()) from exc
 
+    def _moved(self, exc: OSError, src: str, dst: str) -> StorageError:
+        """The StorageError for *exc*, met by a copy or a move: about *src* when it was met
+        reading the source (a missing one is `NotFound`, as on every backend, even where a
+        component of it is a file), else about *dst*, which it was writing."""
+        if getattr(exc, "asyncify_source", False):
+            return translate(exc, src, self.describe())
+        return translate(exc, dst, self.describe(), writing=True)
+
     async def copy(self, src: str, dst: str) -> None:
         try:
             await self._run(_copy_file, self.root_fd, split_key(src), split_key(dst), self.fsync)
         except OSError as exc:
-            raise translate(
-                exc,
-                src if exc.filename == split_key(src)[-1] else dst,
-                self.describe(),
-                writing=True,
-            ) from exc
+            raise self._moved(exc, src, dst) from exc
 
     async def move(self, src: str, dst: str) -> None:
         if src == dst:
@@ -1222,12 +1368,7 @@ class FileBackend(StorageBackend):
         try:
             await self._run(_move_file, self.root_fd, split_key(src), split_key(dst), self.fsync)
         except OSError as exc:
-            raise translate(
-                exc,
-                src if exc.filename == split_key(src)[-1] else dst,
-                self.describe(),
-                writing=True,
-            ) from exc
+            raise self._moved(exc, src, dst) from exc
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
         pages = self._pages(self.root_fd, prefix, recursive)
