@@ -673,6 +673,37 @@ async def test_file_listing_and_writes_that_outlive_their_storage_stay_in_its_ro
     assert str(mine) not in await anyio.to_thread.run_sync(fd_targets)
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # aiofiles runs on asyncio only
+async def test_file_aiofiles_writer_that_outlives_its_storage_stays_in_its_root(
+    tmp_path: Path,
+) -> None:
+    """As above for ``file+aiofiles://``'s ``open(key, "wb")``: its temp file and rename stay
+    in its own ROOT when the `Storage`'s descriptor number goes to another directory."""
+    mine, other = tmp_path / "mine", tmp_path / "other"
+
+    def fill() -> None:
+        mine.mkdir()
+        other.mkdir()
+        (other / "new").write_bytes(b"the other store's own")
+
+    await anyio.to_thread.run_sync(fill)
+    async with Storage(f"file+aiofiles://{mine}") as st:
+        number = backend_fd(st)
+        written = await st.open("new", "wb")
+        await written.write(b"written after")
+    await anyio.to_thread.run_sync(_reuse_descriptor, number, other)
+    try:
+        await written.close()
+    finally:
+        await anyio.to_thread.run_sync(os.close, number)
+    assert (await anyio.to_thread.run_sync((mine / "new").read_bytes)) == b"written after"
+    assert (await anyio.to_thread.run_sync((other / "new").read_bytes)) == (
+        b"the other store's own"
+    )
+    assert await temp_files(tmp_path) == []
+    assert str(mine) not in await anyio.to_thread.run_sync(fd_targets)
+
+
 def backend_fd(st: Storage) -> int:
     from asyncify_kit.storage._backends import _file
 

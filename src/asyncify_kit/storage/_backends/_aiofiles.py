@@ -20,7 +20,7 @@ import aiofiles.threadpool
 import anyio
 
 from .._keys import split_key
-from ._file import FileBackend, TempFile, _refuse_existing, open_beneath, translate
+from ._file import FileBackend, TempFile, begin_stream, open_beneath, translate
 from .base import ByteReader, ByteWriter, broken_write, shielded
 
 __all__ = ["AiofilesBackend"]
@@ -184,9 +184,12 @@ class AiofilesBackend(FileBackend):
         fsync = self.fsync
 
         def begin() -> tuple[TempFile, IO[bytes]]:
-            if if_not_exists:
-                _refuse_existing(root_fd, parts)
-            temp = TempFile(root_fd, parts, fsync)
+            # on a descriptor of ROOT of its own: the Storage may be closed before the write
+            # ends, and its descriptor's number given to another directory (`begin_stream`)
+            temp = begin_stream(
+                root_fd, parts, if_not_exists=if_not_exists, fsync=fsync, atomic=True
+            )
+            assert isinstance(temp, TempFile)  # atomic=True
             try:
                 # a descriptor of its own: closing the file object leaves the temp file's
                 file = open(key, "wb", opener=lambda _path, _flags: os.dup(temp.fd))  # noqa: SIM115
