@@ -180,7 +180,7 @@ def test_bind_checks_names_and_never_touches_the_text(
         ("postgresql", "select :a::int, :b", ["a", "b"]),
         ("postgresql", "select x::text, '::y', $$ :z $$, $f$ :z $f$ from t where id = :id", ["id"]),
         ("postgresql", "select E'it\\'s :no', 'a''b :no', \"col :no\" where :yes", ["yes"]),
-        ("postgresql", "select $1, a$b, :c", ["c"]),
+        ("postgresql", "select a$b, a$1, '$1', $$ $1 $$, :c", ["c"]),
         ("postgresql", "/* a /* nested :no */ still comment :no */ select :ok", ["ok"]),
         ("postgresql", "select arr[1:2], x:y from t where a = :a", ["a"]),
         ("mysql", "select 'it\\'s :no', \"dq :no\", `bt :no` # :no\n where :ok", ["ok"]),

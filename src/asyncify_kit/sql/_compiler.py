@@ -7,7 +7,9 @@ scans the SQL once per (text, dialect, style), skipping everything that is not c
   backslash escapes), quoted identifiers (``"..."``, MySQL/SQLite backticks, SQLite
   ``[...]``), comments (``-- ...``, where MySQL wants a space or control character after
   the dashes; ``# ...`` on MySQL; nested ``/* ... */`` on PostgreSQL),
-  PostgreSQL dollar-quoted bodies (``$tag$ ... $tag$``) and ``::`` casts;
+  PostgreSQL dollar-quoted bodies (``$tag$ ... $tag$``) and ``::`` casts (a PostgreSQL
+  ``$1`` or a SQLite ``?`` in the code is a `ProgrammingError`: only ``:name`` placeholders
+  are bound);
 
 and replaces each remaining ``:name`` by ``$1`` (``numeric``), ``%s`` (``format``) or ``?``
 (``qmark``). In the ``format`` style every literal ``%`` is doubled, because those drivers
@@ -128,7 +130,15 @@ def split_query(sql: str, dialect: str) -> list[str | tuple[str]]:
         elif c == "/" and sql.startswith("/*", i):
             i = _skip_block_comment(sql, i, nested=postgres)
         elif c == "$" and postgres:
+            if i + 1 < n and sql[i + 1].isdigit() and not (i > 0 and sql[i - 1] in _IDENT_CHARS):
+                # the numbering of ``:name`` placeholders would collide with it (asyncpg and
+                # psycopg would bind ``$1`` to the first named value)
+                _positional(sql[i : i + 2])
             i = _skip_dollar(sql, i)
+        elif c == "?" and sqlite:
+            # the ``?`` the compiler writes would share a number with it: ``?1`` took the
+            # value of the first ``:name``
+            _positional(sql[i : i + 2] if sql[i + 1 : i + 2].isdigit() else "?")
         elif c == ":":
             if i + 1 < n and sql[i + 1] == ":":
                 i += 2
@@ -157,6 +167,13 @@ def split_query(sql: str, dialect: str) -> list[str | tuple[str]]:
     if start < n:
         out.append(sql[start:])
     return out
+
+
+def _positional(placeholder: str) -> None:
+    raise ProgrammingError(
+        f"positional placeholders like {placeholder} are not supported; write :name "
+        "placeholders and pass a mapping"
+    )
 
 
 def _dash_comment(sql: str, i: int, mysql: bool) -> bool:

@@ -406,7 +406,10 @@ class Database:
     async def fetch_val(self, sql: str, params: Params = None, *, column: int = 0) -> Any:
         """One value: *column* of the first row, or None when there is no row."""
         query, args = self._compile(sql, params)
-        return await self._run(_fetch_val, query, query, args, column)
+        try:
+            return await self._run(_fetch_val, query, query, args, column)
+        except IndexError as exc:  # the drivers' records raise a bare IndexError
+            raise _no_column(column, exc) from exc
 
     async def execute(self, sql: str, params: Params = None) -> int:
         """Run one statement; return how many rows it changed (-1 when the driver cannot say)."""
@@ -465,6 +468,9 @@ class Database:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ProgrammingError(f"batch_size must be a whole number >= 1, not {batch_size!r}")
+        # PostgreSQL's FETCH, asyncpg and sqlite3 take a 32-bit count: a larger batch is the
+        # largest one they take (the MySQL drivers take any), so every backend streams alike
+        batch_size = min(batch_size, _MAX_BATCH)
         query, args = self._compile(sql, params)
         return self._iterate(query, args, batch_size, as_)
 
@@ -554,6 +560,17 @@ async def _fetch_all(conn: Connection, query: CompiledQuery, args: tuple[Any, ..
 
 async def _fetch_one(conn: Connection, query: CompiledQuery, args: tuple[Any, ...]) -> Row | None:
     return await conn.fetch_one(query, args)
+
+
+_MAX_BATCH = 2**31 - 1
+
+
+def _no_column(column: int, exc: IndexError) -> ProgrammingError:
+    return ProgrammingError(
+        f"fetch_val(column={column}): the result has no column {column} "
+        f"({type(exc).__name__}: {exc})",
+        orig=exc,
+    )
 
 
 async def _fetch_val(
@@ -800,7 +817,10 @@ class DatabaseConnection:
     async def fetch_val(self, sql: str, params: Params = None, *, column: int = 0) -> Any:
         """Like `Database.fetch_val`, on this connection."""
         query, args = self._db._compile(sql, params)
-        return await self._db._on(self._conn(), _fetch_val, query, args, column)
+        try:
+            return await self._db._on(self._conn(), _fetch_val, query, args, column)
+        except IndexError as exc:
+            raise _no_column(column, exc) from exc
 
     async def execute(self, sql: str, params: Params = None) -> int:
         """Like `Database.execute`, on this connection."""

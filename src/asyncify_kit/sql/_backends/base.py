@@ -250,7 +250,8 @@ class _Waiter:
         return self.event is not None and self.event.is_set()
 
     def wake(self) -> None:
-        self.queued = False
+        # (``queued`` stays as it is: an expired waiter is still in the queue, and leaves it
+        # in `ConnectionPool._wait`)
         if self.future is not None:
             if not self.future.done():
                 self.future.set_result(None)
@@ -500,6 +501,7 @@ class ConnectionPool:
         self._closed = True
         for waiter in self._waiters:
             waiter.error = OperationalError(f"the database {self._describe} was closed")
+            waiter.queued = False
             waiter.wake()
         self._waiters.clear()
         with anyio.CancelScope(shield=True):
@@ -913,6 +915,7 @@ class ThreadedConnectionPool:
         self._in_use: set[ThreadedConnection] = set()
         self._opening = 0
         self._waiting = 0
+        self._running = 0  # run_unpinned calls on the worker threads (touched on the loop only)
         self._closed = False
         self._threads = f"asyncify-sql-{next(_pool_serial)}"
         configure(pools={self._threads: max_size})
@@ -1003,7 +1006,11 @@ class ThreadedConnectionPool:
             _close_session(conn._session)
 
     def _run_sync(self, method: str, args: tuple[Any, ...]) -> Any:
-        conn = self._checkout()
+        return self._run_on(self._checkout(), method, args)
+
+    def _run_on(self, conn: ThreadedConnection, method: str, args: tuple[Any, ...]) -> Any:
+        """Run *method* on *conn* (checked out for it), give it back, and replay once on a
+        fresh connection if *conn* was found dead before the statement reached the server."""
         try:
             return conn._session.call(method, *args)
         except Exception as exc:
@@ -1045,7 +1052,18 @@ class ThreadedConnectionPool:
 
     async def run_unpinned(self, method: str, *args: Any) -> Any:
         """Run the session's *method* on any idle connection, in one thread hop."""
-        return await self._call(method, args)
+        if self._running < self.max_size:
+            self._running += 1
+            try:
+                return await self._call(method, args)
+            finally:
+                self._running -= 1
+        # Every worker thread is busy: queued behind them, the call would wait for a thread
+        # without limit (no acquire_timeout) and unseen by stats(). Wait for a connection
+        # as a transaction does (bounded, counted, cancellable), then run on it.
+        conn = await self.acquire()
+        assert isinstance(conn, ThreadedConnection)
+        return await run_sync(self._run_on, conn, method, args)
 
     async def open(self) -> None:
         await self._call_default(self._open_min)

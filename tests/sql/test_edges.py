@@ -1,0 +1,122 @@
+"""Edge cases of the facade's API on every backend, against the real servers.
+
+Each test here reproduces a raw exception or a silently wrong result that the conformance
+suite did not cover.
+"""
+
+from __future__ import annotations
+
+import re
+
+import anyio
+import pytest
+
+from asyncify_kit import BackendURL
+from asyncify_kit.sql import Database, OperationalError, ProgrammingError
+
+from .conftest import CASES, SERVER_CASES
+
+pytestmark = pytest.mark.anyio
+
+PG_CASES = [p for p in SERVER_CASES if p.values[0][0].startswith("postgresql")]  # type: ignore[index]
+SQLITE_CASES = [p for p in CASES if p.values[0][0] == "sqlite"]  # type: ignore[index]
+
+
+async def _until(check: object) -> None:
+    with anyio.fail_after(10):  # a bound for a broken build, not a timing assertion
+        while not check():  # type: ignore[operator]
+            await anyio.sleep(0.01)
+
+
+@pytest.fixture
+def anyio_backend(case: tuple[str, str]) -> tuple[str, dict[str, object]]:
+    return (case[1], {})
+
+
+async def test_fetch_val_of_a_missing_column_is_a_programming_error(url: BackendURL) -> None:
+    async with Database(url) as db:
+        with pytest.raises(ProgrammingError, match="no column 2"):
+            await db.fetch_val("select 1, 2", column=2)
+        async with db.connection() as conn:
+            with pytest.raises(ProgrammingError, match="no column 5"):
+                await conn.fetch_val("select 1", column=5)
+            with pytest.raises(ProgrammingError, match="no column 3"):
+                await db.fetch_val("select 1", column=3)
+            assert await conn.fetch_val("select 7") == 7  # the connection is still usable
+        assert await db.fetch_val("select 1, 2", column=1) == 2
+        assert await db.fetch_val("select 1 where 1 = 0", column=3) is None
+        assert db.pool_stats().in_use == 0
+
+
+@pytest.mark.parametrize("case", PG_CASES + SQLITE_CASES)
+async def test_a_positional_placeholder_is_refused_not_bound_to_a_name(url: BackendURL) -> None:
+    # the compiler numbers :a as $1 (asyncpg, psycopg) or as the first ? (SQLite), so a $1 or
+    # ?1 written in the query silently took the value of :a
+    mark = "$1" if url.dialect == "postgresql" else "?1"
+    cast = "::int" if url.dialect == "postgresql" else ""
+    async with Database(url) as db:
+        with pytest.raises(ProgrammingError, match=re.escape(mark)):
+            await db.fetch_val(f"select {mark}{cast} + :a{cast}", {"a": 5})
+        assert await db.fetch_val(f"select '{mark}' || :a", {"a": "x"}) == f"{mark}x"
+
+
+@pytest.mark.parametrize("batch_size", [2**31, 2**63])
+async def test_iterate_takes_any_batch_size(url: BackendURL, batch_size: int) -> None:
+    # MySQL streamed these; PostgreSQL's FETCH, asyncpg and sqlite3 refused a count past 32
+    # bits (a server syntax error, or an OverflowError reported as a value not sendable)
+    sql = "select 1 as a union all select 2 as a"
+    async with Database(url) as db:
+        assert [r.a async for r in db.iterate(sql, batch_size=batch_size)] == [1, 2]
+        async with db.connection():
+            assert [r.a async for r in db.iterate(sql, batch_size=batch_size)] == [1, 2]
+        assert db.pool_stats().in_use == 0
+
+
+@pytest.mark.parametrize("case", SERVER_CASES)
+async def test_a_query_waiting_for_a_busy_pool_is_counted_and_times_out(url: BackendURL) -> None:
+    # psycopg2, PyMySQL and psycopg on trio queued it behind the busy worker threads: not
+    # counted as waiting, and waiting for good instead of acquire_timeout
+    postgres = url.dialect == "postgresql"
+    lock = "select pg_advisory_lock(4242)" if postgres else "select get_lock('aud_4242', 60)"
+    unlock = "select pg_advisory_unlock(4242)" if postgres else "select release_lock('aud_4242')"
+    async with Database(url) as holder, holder.connection():
+        await holder.fetch_val(lock)
+        async with Database(url, max_size=1, acquire_timeout=0.2) as db:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(db.fetch_val, lock)  # holds the only connection, blocked
+                    await _until(lambda: db.pool_stats().in_use == 1)
+                    failed = anyio.Event()
+
+                    async def second() -> None:
+                        with pytest.raises(OperationalError, match="acquire_timeout"):
+                            await db.fetch_val("select 1")
+                        failed.set()
+
+                    tg.start_soon(second)
+                    await _until(lambda: db.pool_stats().waiting == 1 or failed.is_set())
+                    await failed.wait()
+                    assert db.pool_stats().waiting == 0
+                    await holder.fetch_val(unlock)
+            finally:
+                await holder.fetch_val(unlock)
+            assert await db.fetch_val("select 1") == 1
+            assert db.pool_stats().in_use == 0
+
+
+async def test_a_caller_that_timed_out_waiting_is_no_longer_counted(url: BackendURL) -> None:
+    # the native pools kept an expired waiter in their queue: stats() counted it as waiting
+    # until a connection came back (and the queue grew with every timeout meanwhile)
+    async with Database(url, max_size=1, acquire_timeout=0.05) as db:
+        async with db.connection():  # holds the only connection
+
+            async def other_task() -> None:  # a child task: not on the pinned connection
+                for _ in range(3):
+                    with pytest.raises(OperationalError, match="acquire_timeout"):
+                        await db.fetch_val("select 1")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(other_task)
+            assert db.pool_stats().waiting == 0
+        assert db.pool_stats().waiting == 0
+        assert await db.fetch_val("select 1") == 1
