@@ -26,6 +26,7 @@ from asyncify_kit.sql import (
     Database,
     DatabaseError,
     IntegrityError,
+    IsolationLevel,
     Json,
     ProgrammingError,
     QueryTimeout,
@@ -359,7 +360,7 @@ async def test_transactions(url: BackendURL, table: str) -> None:
 
 async def test_isolation_levels(url: BackendURL) -> None:
     async with Database(url) as db:
-        levels = (
+        levels: list[IsolationLevel] = (
             ["serializable"]
             if db.dialect == "sqlite"
             else ["read_uncommitted", "read_committed", "repeatable_read", "serializable"]

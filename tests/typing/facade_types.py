@@ -46,6 +46,7 @@ async def check_database() -> None:
                 assert_type(item, Item)
         async with db.transaction(isolation="serializable", read_only=True) as tx:
             assert_type(tx, Transaction)
+        db.transaction(isolation="serialisable")  # type: ignore[arg-type]  # a typo: a ConfigError
         async with db.connection() as conn:
             assert_type(conn, DatabaseConnection)
             assert_type(await conn.fetch_all("select 1"), list[Row])

@@ -41,7 +41,7 @@ from ._backends.base import (
 )
 from ._compiler import CompiledQuery, ParamStyle, compile_query
 from ._row import Row, convert_row
-from ._types import ISOLATION_LEVELS, PoolStats
+from ._types import ISOLATION_LEVELS, IsolationLevel, PoolStats
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec, Self
@@ -514,7 +514,9 @@ class Database:
 
     # -- transactions and pinned connections ----------------------------------------------
 
-    def transaction(self, *, isolation: str | None = None, read_only: bool = False) -> Transaction:
+    def transaction(
+        self, *, isolation: IsolationLevel | None = None, read_only: bool = False
+    ) -> Transaction:
         """A transaction: ``async with db.transaction():`` or ``@db.transaction()``.
 
         Commits when the block ends normally; rolls back on an exception *and* on
@@ -610,14 +612,14 @@ class Transaction:
     """
 
     def __init__(
-        self, db: Database, *, isolation: str | None = None, read_only: bool = False
+        self, db: Database, *, isolation: IsolationLevel | None = None, read_only: bool = False
     ) -> None:
         if isolation is not None and isolation not in ISOLATION_LEVELS:
             raise ConfigError(
                 f"invalid isolation level {isolation!r}; accepted: {', '.join(ISOLATION_LEVELS)}"
             )
         self._db = db
-        self._isolation = isolation
+        self._isolation: IsolationLevel | None = isolation
         self._read_only = bool(read_only)
         self._pin: _Pin | None = None
         self._token: contextvars.Token[Mapping[Database, _Pin]] | None = None
@@ -827,6 +829,8 @@ class DatabaseConnection:
         query, args = self._db._compile(sql, params)
         return await self._db._on(self._conn(), _execute, query, args)
 
-    def transaction(self, *, isolation: str | None = None, read_only: bool = False) -> Transaction:
+    def transaction(
+        self, *, isolation: IsolationLevel | None = None, read_only: bool = False
+    ) -> Transaction:
         """A transaction on this connection (use it in the task that pinned it)."""
         return Transaction(self._db, isolation=isolation, read_only=read_only)
