@@ -218,7 +218,7 @@ async def test_cancelled_open_leaks_nothing(
     opened = threading.Event()
     module: Any = _aiofiles if scheme == "file+aiofiles" else _file
     if what == "wb":
-        name = "TempFile" if scheme == "file+aiofiles" else "begin_write"
+        name = "begin_stream" if scheme == "file+aiofiles" else "begin_write"
     else:
         name = "open_beneath"
     async with Storage(f"{scheme}://{root}") as st:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import aiofiles.threadpool
 import anyio
@@ -186,10 +186,10 @@ class AiofilesBackend(FileBackend):
         def begin() -> tuple[TempFile, IO[bytes]]:
             # on a descriptor of ROOT of its own: the Storage may be closed before the write
             # ends, and its descriptor's number given to another directory (`begin_stream`)
-            temp = begin_stream(
-                root_fd, parts, if_not_exists=if_not_exists, fsync=fsync, atomic=True
+            temp = cast(  # atomic: a TempFile
+                TempFile,
+                begin_stream(root_fd, parts, if_not_exists=if_not_exists, fsync=fsync, atomic=True),
             )
-            assert isinstance(temp, TempFile)  # atomic=True
             try:
                 # a descriptor of its own: closing the file object leaves the temp file's
                 file = open(key, "wb", opener=lambda _path, _flags: os.dup(temp.fd))  # noqa: SIM115
