@@ -1005,11 +1005,9 @@ class ThreadedConnectionPool:
             _close_session(conn._session)
 
     def _run_sync(self, method: str, args: tuple[Any, ...]) -> Any:
-        return self._run_on(self._checkout(), method, args)
-
-    def _run_on(self, conn: ThreadedConnection, method: str, args: tuple[Any, ...]) -> Any:
-        """Run *method* on *conn* (checked out for it), give it back, and replay once on a
-        fresh connection if *conn* was found dead before the statement reached the server."""
+        """Run *method* on an idle connection, give it back, and replay once on a fresh
+        connection if that one was found dead before the statement reached the server."""
+        conn = self._checkout()
         try:
             return conn._session.call(method, *args)
         except Exception as exc:
