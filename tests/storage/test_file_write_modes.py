@@ -243,8 +243,10 @@ async def test_in_place_refuses_hard_links_atomic_replaces_them(tmp_path: Path) 
 
 
 async def test_in_place_refuses_directories_and_fifos_without_blocking(tmp_path: Path) -> None:
+    """A directory holding something (an empty one makes way, as for atomic writes: see
+    test_local's ``test_file_an_empty_directory_at_a_key_makes_way_for_a_write``), a FIFO."""
     root = tmp_path / "root"
-    await on_disk(lambda: (root / "adir").mkdir(parents=True))
+    await on_disk(lambda: (root / "adir" / "inner").mkdir(parents=True))
     await on_disk(lambda: os.mkfifo(root / "pipe"))
     async with Storage(in_place(root)) as st:
         with anyio.fail_after(10):

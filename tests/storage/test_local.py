@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import threading
 import time
@@ -19,7 +20,8 @@ import anyio
 import pytest
 
 from asyncify_kit import CallCancelled, ConfigError, check_cancelled
-from asyncify_kit.storage import NotFound, Storage, StorageError
+from asyncify_kit.storage import AlreadyExists, NotFound, Storage, StorageError
+from asyncify_kit.storage._backends import _file
 from asyncify_kit.storage._keys import TEMP_PREFIX
 from tests.storage.local_helpers import cancel_when, fd_targets, held_under, returns_late
 
@@ -317,7 +319,7 @@ async def test_a_write_survives_a_sibling_delete_pruning_its_directory(
             if name == "e" and not pruned:
                 # the delete of d/sibling, run at the worst moment: the write has opened
                 # d and is about to make d/e in it; d, now empty, is removed
-                _file._delete_file(root_fd, ["d", "sibling"], False)
+                _file._delete_file(root_fd, ["d", "sibling"], False, False)
                 pruned.append(name)
             real_mkdir(name, mode, dir_fd=dir_fd)
 
@@ -808,14 +810,15 @@ async def test_file_if_not_exists_onto_a_prefix_is_refused_as_without_it(
 ) -> None:
     """With ``a/b`` stored, ``a`` is no object (``exists`` says so): writing it with
     ``if_not_exists=True`` is refused as any write to it is, with the plain `StorageError`
-    the docs give, not `AlreadyExists` ("object 'a' already exists"). So is an empty
-    directory at the key."""
+    the docs give, not `AlreadyExists` ("object 'a' already exists"). So is a directory
+    holding only an empty directory. (An empty directory makes way: see
+    `test_file_an_empty_directory_at_a_key_makes_way_for_a_write`.)"""
     root = tmp_path / "root"
     why = "a path component is a file, or the key is a directory"
     async with Storage(f"file://{root}{query}") as st:
         await st.write("a/b", b"under a")
-        await anyio.to_thread.run_sync((root / "empty").mkdir)
-        for key in ("a", "empty"):
+        await anyio.to_thread.run_sync(lambda: (root / "nested" / "empty").mkdir(parents=True))
+        for key in ("a", "nested"):
             assert not await st.exists(key)
             for data in (b"small", b"large" * 100_000):
                 with pytest.raises(StorageError, match=why) as caught:
@@ -827,3 +830,161 @@ async def test_file_if_not_exists_onto_a_prefix_is_refused_as_without_it(
             assert type(caught.value) is StorageError
         assert [i.key async for i in st.list()] == ["a/b"]
     assert await temp_files(root) == []
+
+
+@pytest.mark.parametrize(
+    ("scheme", "query", "anyio_backend"),
+    [
+        ("file", "?fsync=false", "asyncio"),
+        ("file", "?fsync=false", "trio"),
+        ("file", "", "asyncio"),
+        ("file", "?atomic=false", "asyncio"),
+        ("file", "?atomic=false&fsync=false", "trio"),
+        ("file+aiofiles", "?fsync=false", "asyncio"),
+        ("file+aiofiles", "", "asyncio"),
+    ],
+)
+async def test_file_an_empty_directory_at_a_key_makes_way_for_a_write(
+    scheme: str, query: str, anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty directory at a key (left by a crash or made by another tool) holds no
+    object: ``exists`` is False and listings leave it out, as S3 shows no prefix without an
+    object. Every way of writing the key (small and large writes, into a spare file or
+    not, ``if_not_exists``, ``open(key, "wb")``, ``copy``, ``move``) removes it and puts the
+    object there; it used to fail with "the key is a directory"."""
+    root = tmp_path / "root"
+    spare_met: list[BaseException] = []  # what the spare-file writes met
+    real_write_spare = _file._write_spare
+
+    def write_spare(*args: Any) -> bool:
+        try:
+            return real_write_spare(*args)
+        except BaseException as exc:
+            spare_met.append(exc)
+            raise
+
+    monkeypatch.setattr(_file, "_write_spare", write_spare)
+
+    def mkdirs(*names: str) -> None:
+        for name in names:
+            (root / name).mkdir()
+
+    async with Storage(f"{scheme}://{root}{query}") as st:
+        await st.write("src", b"source")  # a spare file is made for ROOT's next small write
+        await st.write("d/src", b"in d")  # and for d/'s
+        ways: dict[str, Callable[[str], Awaitable[object]]] = {
+            "small": lambda key: st.write(key, b"new"),
+            "large": lambda key: st.write(key, b"L" * 400_000),  # past the queued writes' size
+            "if_not_exists": lambda key: st.write(key, b"new", if_not_exists=True),
+            "copy": lambda key: st.copy("src", key),
+        }
+        for name, write in ways.items():
+            for key in (name, f"d/{name}"):
+                await anyio.to_thread.run_sync(mkdirs, key)
+                assert not await st.exists(key)
+                await write(key)
+                assert (await st.stat(key)).size > 0, key
+        for key in ("open", "d/open-if-not-exists"):
+            await anyio.to_thread.run_sync(mkdirs, key)
+            async with st.open(key, "wb", if_not_exists=key != "open") as f:
+                await f.write(b"streamed")
+            assert await st.read(key) == b"streamed"
+        await anyio.to_thread.run_sync(mkdirs, "moved")
+        await st.move("d/src", "moved")
+        assert await st.read("moved") == b"in d"
+        with pytest.raises(AlreadyExists):  # an object is no empty directory
+            await st.write("small", b"again", if_not_exists=True)
+        assert await st.read("small") == b"new"
+    assert await temp_files(root) == []
+    if scheme == "file" and query == "?fsync=false" and _file._SPARES:
+        # the small writes met the directory in their spare file's rename, then made way
+        assert [type(e) for e in spare_met] == [IsADirectoryError, IsADirectoryError]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("query", ["?fsync=false", "", "?atomic=false"])
+async def test_file_a_directory_holding_anything_is_never_removed_by_a_write(
+    anyio_backend: str, query: str, tmp_path: Path
+) -> None:
+    """Only an empty directory makes way: one holding a file of another tool, a write's temp
+    file or an empty directory refuses every write as before, and is left as it was."""
+    root = tmp_path / "root"
+    why = "a path component is a file, or the key is a directory"
+
+    def make() -> None:
+        (root / "foreign").mkdir(parents=True)
+        (root / "foreign" / "notes.txt").write_bytes(b"not mine")
+        (root / "temp").mkdir()
+        (root / "temp" / f"{TEMP_PREFIX}x.tmp").write_bytes(b"")
+        (root / "nested" / "empty").mkdir(parents=True)
+
+    await anyio.to_thread.run_sync(make)
+    async with Storage(f"file://{root}{query}") as st:
+        await st.write("src", b"source")
+        for key in ("foreign", "temp", "nested"):
+            attempts: list[Callable[[], Awaitable[object]]] = [
+                functools.partial(st.write, key, b"x"),
+                functools.partial(st.write, key, b"x", if_not_exists=True),
+                functools.partial(st.copy, "src", key),
+                functools.partial(st.move, "src", key),
+            ]
+            for attempt in attempts:
+                with pytest.raises(StorageError, match=why) as caught:
+                    await attempt()
+                assert type(caught.value) is StorageError
+            with pytest.raises(StorageError, match=why):
+                async with st.open(key, "wb") as f:
+                    await f.write(b"x")
+        assert await st.read("src") == b"source"
+    on_disk = await anyio.to_thread.run_sync(
+        lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    )
+    assert on_disk == [
+        "foreign",
+        "foreign/notes.txt",
+        "nested",
+        "nested/empty",
+        "src",
+        "temp",
+        f"temp/{TEMP_PREFIX}x.tmp",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "anyio_backend"),
+    [("file", "asyncio"), ("file", "trio"), ("file+aiofiles", "asyncio")],
+)
+async def test_file_move_and_delete_with_fsync_sync_the_directories(
+    anyio_backend: str, scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``fsync=true`` (the default) a move fsyncs the target's directory (the new name)
+    and then, when it is another one, the source's (the old name's removal): without the
+    second, a crash could bring the source back. A delete fsyncs the directory it removed
+    the name from. A crash cannot be simulated here; the fsyncs are recorded by the paths of
+    the descriptors they get."""
+    root = Path(await anyio.to_thread.run_sync(os.path.realpath, tmp_path)) / "root"
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: Any) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    async with Storage(f"{scheme}://{root}") as st:
+        await st.write("a/k", b"moved")
+        await st.write("a/stays", b"keeps a/")
+        await st.write("same", b"moved in ROOT")
+        monkeypatch.setattr(os, "fsync", fsync)
+        await st.move("a/k", "b/k")
+        assert synced == [str(root / "b"), str(root / "a")]
+        synced.clear()
+        await st.move("b/k", "k")  # b/ is left empty: removed after the fsyncs
+        assert synced == [str(root), str(root / "b")]
+        synced.clear()
+        await st.move("same", "same2")  # one directory: one fsync
+        assert synced == [str(root)]
+        synced.clear()
+        await st.delete("a/stays")  # the directory of the name removed
+        assert synced == [str(root / "a")]
+        monkeypatch.undo()
+        assert [i.key async for i in st.list()] == ["k", "same2"]

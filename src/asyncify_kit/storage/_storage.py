@@ -368,7 +368,9 @@ class Storage:
         """The objects whose key starts with *prefix*, in key order, fetched page by page.
 
         ``recursive=False`` stops at the next ``/``: deeper keys are summarised by one
-        ``ObjectInfo(is_dir=True)`` per sub-prefix, as S3's delimiter does.
+        ``ObjectInfo(is_dir=True)`` per sub-prefix, as S3's delimiter does. What the listing
+        is not allowed to see is never left out silently: S3's refusal, or (on ``file://``)
+        a directory that cannot be read or entered, is `PermissionDenied`.
 
         >>> async for info in storage.list("reports/", recursive=False):
         ...     print(info.key, info.size)

@@ -11,14 +11,17 @@ go to a temporary file in the target directory, are fsynced (option ``fsync``, o
 then renamed over the key: readers see the old or the new content, never a mix, and an exception
 or a cancellation leaves the old content, no temp file and no directory made for the key. As on
 S3, where a prefix exists only while an object has it, a delete removes the directories it
-empties, a write racing such a delete makes them again, and a listing shows no directory that
-holds no object. On Linux, a small write without fsync goes into a file prepared ahead for its
-directory (``O_TMPFILE``, see `SpareFile`), and the file it replaces is freed after the caller
-has its answer. With ``atomic=false`` a write overwrites the file in place and cuts it to the
-new length instead (cheaper, but a reader may see a mix of old and new bytes, and an
-interrupted write leaves only the bytes written so far); symbolic links are refused the same
-way. A step that opens something (a descriptor, a temp file) runs through `run_owned`: if its
-caller is cancelled meanwhile, what it opened is closed (and removed) for it.
+empties, a write racing such a delete makes them again, a listing shows no directory that
+holds no object, and a write to a key where an empty directory sits removes it (`_free_dir`,
+only once the rename has failed on it). A listing that meets a directory it cannot read or
+enter raises `PermissionDenied` naming it, rather than hide what it holds. On Linux, a small
+write without fsync goes into a file prepared ahead for its directory (``O_TMPFILE``, see
+`SpareFile`), and the file it replaces is freed after the caller has its answer. With
+``atomic=false`` a write overwrites the file in place and cuts it to the new length instead
+(cheaper, but a reader may see a mix of old and new bytes, and an interrupted write leaves
+only the bytes written so far); symbolic links are refused the same way. A step that opens
+something (a descriptor, a temp file) runs through `run_owned`: if its caller is cancelled
+meanwhile, what it opened is closed (and removed) for it.
 
 Needs ``dir_fd`` support in `os` (Linux, macOS, the BSDs).
 """
@@ -104,6 +107,43 @@ def _is_symlink(name: str, dir_fd: int) -> bool:
         return stat_mod.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
+
+
+def _free_dir(name: str, dir_fd: int) -> bool:
+    """Remove *name* of *dir_fd* if it is an empty directory, so that a write can put its file
+    there: an empty directory holds no object (on S3 a prefix exists only while an object has
+    it; a delete prunes such directories too). Only called once a rename, link or open at the
+    key has failed because of a directory there, never on the common path.
+
+    ``rmdir`` is the test: it removes a directory only while it is empty (not even a temp
+    file in it), never a file or a symbolic link, and not a mount point. True: the name is
+    free now (also when it was removed meanwhile); False: no directory is there (a file or
+    a link, so the caller's error stands); a directory that stays raises `IsADirectoryError`.
+    """
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return True
+    except NotADirectoryError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY):
+            raise IsADirectoryError(errno.EISDIR, "a directory that is not empty", name) from exc
+        raise
+    return True
+
+
+def _empty_dir(name: str, dir_fd: int) -> bool:
+    """Whether *name* of *dir_fd* is a directory holding no entry (not following links)."""
+    try:
+        fd = _open_dir(name, dir_fd)
+    except OSError:
+        return False
+    try:
+        with os.scandir(fd) as it:
+            return next(it, None) is None
+    finally:
+        os.close(fd)
 
 
 def _open_dir(name: str, dir_fd: int) -> int:
@@ -387,16 +427,19 @@ class TempFile(_OpenFile):
             target = self.parts[-1]
             with _dir_lock(self.root_fd, self.parts):
                 if if_not_exists:
-                    os.link(
-                        self.name,
-                        target,
-                        src_dir_fd=self.dir_fd,
-                        dst_dir_fd=self.dir_fd,
-                        follow_symlinks=False,
-                    )
+                    try:
+                        self._link(target)
+                    except FileExistsError:
+                        if not _free_dir(target, self.dir_fd):  # an empty directory makes way
+                            raise
+                        self._link(target)
                     os.unlink(self.name, dir_fd=self.dir_fd)
                 else:
-                    os.rename(self.name, target, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+                    try:
+                        os.rename(self.name, target, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+                    except IsADirectoryError:
+                        _free_dir(target, self.dir_fd)  # an empty directory makes way
+                        os.rename(self.name, target, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
             self.name = ""
             if self.fsync:
                 os.fsync(self.dir_fd)
@@ -405,6 +448,11 @@ class TempFile(_OpenFile):
             raise
         self._release_dir()
         self._drop_root()
+
+    def _link(self, target: str) -> None:
+        os.link(
+            self.name, target, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd, follow_symlinks=False
+        )
 
     def discard(self) -> None:
         try:
@@ -462,7 +510,17 @@ class InPlaceFile(_OpenFile):
                     if attempt == 2:
                         raise
                 except OSError as exc:
-                    there = _lstat_mode(name, self.dir_fd) if exc.errno == errno.EEXIST else 0
+                    there = (
+                        _lstat_mode(name, self.dir_fd)
+                        if exc.errno in (errno.EEXIST, errno.EISDIR)
+                        else 0
+                    )
+                    if stat_mod.S_ISDIR(there) and attempt < 2:
+                        try:
+                            _free_dir(name, self.dir_fd)  # an empty directory makes way
+                        finally:
+                            self._release_dir()
+                        continue
                     symlink = exc.errno == errno.ELOOP or stat_mod.S_ISLNK(there)
                     self._release_dir()
                     if symlink:
@@ -708,7 +766,11 @@ def write_small(
 ) -> None:
     """An atomic write without fsync, in turn on *queue*: into *spare* when it is ready."""
     try:
-        if not (spare.fd != -1 and _write_spare(queue, spare, root_fd, parts, data)):
+        try:
+            done = spare.fd != -1 and _write_spare(queue, spare, root_fd, parts, data)
+        except IsADirectoryError:  # a directory at the key: a temp file's write deals with it
+            done = False
+        if not done:
             _write_file(root_fd, parts, data, False, False, True)
     finally:
         if spare.enabled and not queue.waiting:
@@ -780,6 +842,8 @@ def _refuse_existing(root_fd: int, parts: list[str]) -> None:
         return
     try:
         st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        if stat_mod.S_ISDIR(st.st_mode) and _empty_dir(parts[-1], dfd):
+            return  # no object: the write's commit removes it (`_free_dir`)
     except FileNotFoundError:
         return
     finally:
@@ -787,8 +851,7 @@ def _refuse_existing(root_fd: int, parts: list[str]) -> None:
     if stat_mod.S_ISLNK(st.st_mode):
         raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
     if stat_mod.S_ISDIR(st.st_mode):
-        # no object there (a prefix, or an empty directory): the refusal of any write to it,
-        # not AlreadyExists
+        # no object there (a prefix): the refusal of any write to it, not AlreadyExists
         raise IsADirectoryError(errno.EISDIR, "a directory", parts[-1])
     raise FileExistsError(errno.EEXIST, "exists", parts[-1])
 
@@ -835,7 +898,7 @@ def _prune(root_fd: int, parts: list[str], top: int = 0) -> None:
             os.close(fd)
 
 
-def _delete_file(root_fd: int, parts: list[str], missing_ok: bool) -> None:
+def _delete_file(root_fd: int, parts: list[str], missing_ok: bool, fsync: bool) -> None:
     try:
         dfd = parent_fd(root_fd, parts, create=False)
     except (FileNotFoundError, NotADirectoryError):
@@ -851,6 +914,8 @@ def _delete_file(root_fd: int, parts: list[str], missing_ok: bool) -> None:
         if not stat_mod.S_ISREG(st.st_mode):
             raise FileNotFoundError(errno.ENOENT, "not a regular file", parts[-1])
         os.unlink(parts[-1], dir_fd=dfd)
+        if fsync:
+            os.fsync(dfd)  # else, after a crash, the deleted object could come back
     except FileNotFoundError:
         if not missing_ok:
             raise
@@ -933,10 +998,20 @@ def _move_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> Non
                     # nothing and leave both; the key dst already holds the content
                     if _same_file(src[-1], sfd, moved):
                         os.unlink(src[-1], dir_fd=sfd)
+                        if fsync:
+                            os.fsync(sfd)
                     break
-                os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+                try:
+                    os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+                except IsADirectoryError:
+                    _free_dir(dst[-1], dfd)  # an empty directory at the key makes way
+                    os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
                 if fsync:
+                    # the new name first, then the old one's removal: a crash between the two
+                    # can leave both names, never neither
                     os.fsync(dfd)
+                    if src[:-1] != dst[:-1]:
+                        os.fsync(sfd)
                 break
             except FileNotFoundError as exc:
                 # the source is gone, or a concurrent delete pruned the target's directory
@@ -980,6 +1055,9 @@ def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectIn
     Only keys that `Storage` accepts are listed: a file or directory left on disk under a
     longer key than ``MAX_KEY_BYTES`` (made by another tool) is skipped, as on S3, which
     also bounds the depth of the walk (each level adds two bytes to the key at least).
+    A directory that cannot be read or entered (its permissions) is never skipped: that
+    would hide the objects in it, so the walk raises, naming it (`_unlistable`). One removed
+    or replaced meanwhile (a delete pruning it) holds nothing to list.
     """
     room = MAX_KEY_BYTES - len(base.encode("utf-8"))  # bytes left for the rest of a key
     entries = []
@@ -999,13 +1077,15 @@ def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectIn
         key = base + name
         if is_dir:
             if not recursive:
-                if _holds_objects(name, dfd, room - len(encoded)):
+                if _holds_objects(name, dfd, room - len(encoded), key + "/"):
                     yield ObjectInfo(key + "/", 0, is_dir=True)
                 continue
             try:
                 sub = _open_dir(name, dfd)
-            except OSError:
-                continue
+            except OSError as exc:
+                if _vanished(exc) or _lost_and_found(name, dfd):
+                    continue
+                raise _unlistable(exc, _blocked(dfd, base, key + "/")) from None
             try:
                 yield from _walk(sub, key + "/", "", True)
             finally:
@@ -1015,8 +1095,50 @@ def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectIn
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # a directory that can be read but not entered
+                raise _unlistable(exc, base) from None
             if stat_mod.S_ISREG(st.st_mode):
                 yield _info(key, st, None)
+
+
+def _vanished(exc: OSError) -> bool:
+    """Whether *exc*, met opening a directory found by a listing, means that it is gone, or
+    is no directory any more (a delete pruned it, a write replaced it): nothing to list."""
+    return isinstance(exc, _SymlinkRefused) or exc.errno in (errno.ENOENT, errno.ENOTDIR)
+
+
+def _lost_and_found(name: str, dfd: int) -> bool:
+    """Whether *name*, a directory of *dfd* that could not be opened, is the ``lost+found`` of
+    a file system whose top *dfd* is (``mke2fs`` makes it, readable by root only): fsck's
+    own, holding no objects, so a listing leaves it out rather than fail on every volume
+    mounted at ROOT or under it."""
+    if name != "lost+found":
+        return False
+    try:
+        here = os.stat(".", dir_fd=dfd)
+        parent = os.stat("..", dir_fd=dfd)
+    except OSError:
+        return False
+    return here.st_dev != parent.st_dev or here.st_ino == parent.st_ino
+
+
+def _unlistable(exc: OSError, dir_key: str) -> OSError:
+    """Mark *exc* as met listing the directory of *dir_key* ("" for ROOT), which the listing
+    cannot read or enter, for `FileBackend.list`: skipping it would hide its objects."""
+    exc.asyncify_listing = dir_key  # type: ignore[attr-defined]
+    return exc
+
+
+def _blocked(dfd: int, dir_key: str, child_key: str) -> str:
+    """Which of the directory *dfd* (*dir_key*) and its child (*child_key*), which could not
+    be opened, is at fault: *dfd* itself when it can be read but not entered."""
+    try:
+        os.stat(".", dir_fd=dfd)
+    except PermissionError:
+        return dir_key
+    except OSError:
+        pass
+    return child_key
 
 
 def _scan_for_objects(dfd: int, room: int, subdirs: list[tuple[str, int]]) -> bool:
@@ -1036,26 +1158,32 @@ def _scan_for_objects(dfd: int, room: int, subdirs: list[tuple[str, int]]) -> bo
     return False
 
 
-def _holds_objects(name: str, dfd: int, room: int) -> bool:
-    """Whether the directory *name* of *dfd* holds an object at some depth: S3 shows a
-    sub-prefix only then, and an empty directory (left by a crash, made by hand, or holding
-    only a write's temp file) is none. *room* is what is left of ``MAX_KEY_BYTES`` below it
-    (a key longer than that is no object). Depth first, without recursion (a tree 500
-    levels deep is a valid key), holding open only the directories of the current path."""
+def _holds_objects(name: str, dfd: int, room: int, key: str) -> bool:
+    """Whether the directory *name* of *dfd* (key prefix *key*) holds an object at some
+    depth: S3 shows a sub-prefix only then, and an empty directory (left by a crash, made by
+    hand, or holding only a write's temp file) is none. *room* is what is left of
+    ``MAX_KEY_BYTES`` below it (a key longer than that is no object). Depth first, without
+    recursion (a tree 500 levels deep is a valid key), holding open only the directories of
+    the current path. A directory below that cannot be read (its permissions) could hold
+    an object: when no other one is found, that is an error naming it (`_unlistable`),
+    not a "no"."""
     try:
         sub = _open_dir(name, dfd)
-    except OSError:
-        return False
-    # the open directories of the path being explored, each with the sub-directories of
-    # it that are still to be looked into
-    path: list[tuple[int, list[tuple[str, int]]]] = []
+    except OSError as exc:
+        if _vanished(exc) or _lost_and_found(name, dfd):
+            return False
+        raise _unlistable(exc, key) from None
+    # the open directories of the path being explored (and their keys), each with the
+    # sub-directories of it that are still to be looked into
+    path: list[tuple[int, str, list[tuple[str, int]]]] = []
+    unreadable: OSError | None = None
     try:
         todo: list[tuple[str, int]] = []
-        path.append((sub, todo))
+        path.append((sub, key, todo))
         if _scan_for_objects(sub, room, todo):
             return True
         while path:
-            fd, todo = path[-1]
+            fd, where, todo = path[-1]
             if not todo:
                 path.pop()
                 os.close(fd)
@@ -1063,15 +1191,19 @@ def _holds_objects(name: str, dfd: int, room: int) -> bool:
             child, left = todo.pop()
             try:
                 cfd = _open_dir(child, fd)
-            except OSError:
+            except OSError as exc:
+                if not (_vanished(exc) or _lost_and_found(child, fd)) and unreadable is None:
+                    unreadable = _unlistable(exc, _blocked(fd, where, f"{where}{child}/"))
                 continue
             below: list[tuple[str, int]] = []
-            path.append((cfd, below))
+            path.append((cfd, f"{where}{child}/", below))
             if _scan_for_objects(cfd, left, below):
                 return True
+        if unreadable is not None:
+            raise unreadable
         return False
     finally:
-        for fd, _ in path:
+        for fd, _, _ in path:
             os.close(fd)
 
 
@@ -1343,7 +1475,7 @@ class FileBackend(StorageBackend):
 
     async def delete(self, key: str, *, missing_ok: bool) -> None:
         try:
-            await self._run(_delete_file, self.root_fd, split_key(key), missing_ok)
+            await self._run(_delete_file, self.root_fd, split_key(key), missing_ok, self.fsync)
         except OSError as exc:
             raise translate(exc, key, self.describe()) from exc
 
@@ -1377,6 +1509,22 @@ class FileBackend(StorageBackend):
                 for info in page:
                     yield info
         except OSError as exc:
-            raise translate(exc, prefix, self.describe()) from exc
+            raise self._list_error(exc, prefix) from exc
         finally:
             await pages.aclose()
+
+    def _list_error(self, exc: OSError, prefix: str) -> StorageError:
+        """The StorageError for *exc*, met listing *prefix*; a directory under it that could
+        not be read or entered is named (`_unlistable`)."""
+        dir_key = getattr(exc, "asyncify_listing", None)
+        if dir_key is None:
+            return translate(exc, prefix, self.describe())
+        where = f"directory {dir_key!r}" if dir_key else "ROOT"
+        why = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else exc.strerror
+        message = (
+            f"cannot list {prefix!r} in {self.describe()}: {why} reading its {where}; a "
+            "listing does not skip a directory it cannot read, which could hold objects"
+        )
+        if isinstance(exc, PermissionError):
+            return PermissionDenied(message, orig=exc)
+        return StorageError(message, orig=exc)

@@ -13,6 +13,7 @@ asyncio only (aiobotocore is built on aiohttp); ``s3+boto3://`` works on trio to
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -107,9 +108,10 @@ class _S3Writer(ByteWriter):
         self._content_type = content_type
         self._buf = bytearray()
         self._upload_id: str | None = None
-        # true while create_multipart_upload is in flight: a native asyncio cancellation then
-        # may have left an upload on S3 whose id never reached us (see abort)
-        self._creating = False
+        # on asyncio, the create_multipart_upload call runs as a task of its own until its id
+        # is ours: a native cancellation of the writer does not cancel it, and abort() waits
+        # for it to learn the id of the upload it made (see _create_upload)
+        self._creating: asyncio.Future[Any] | None = None
         self._parts: list[dict[str, Any]] = []
         self._closed = False
         # a write raised or was cancelled: a part it took from the buffer may be lost
@@ -143,13 +145,7 @@ class _S3Writer(ByteWriter):
     async def _send_part(self, block: bytes) -> None:
         backend = self._backend
         if self._upload_id is None:
-            extra = {"ContentType": self._content_type} if self._content_type else {}
-            self._creating = True
-            # shielded from anyio/trio cancellation so the id of the upload reaches abort()
-            with anyio.CancelScope(shield=True):
-                resp = await backend.call("create_multipart_upload", self._key, **extra)
-            self._upload_id = resp["UploadId"]
-            self._creating = False
+            self._upload_id = await self._create_upload()
         number = len(self._parts) + 1
         resp = await backend.call(
             "upload_part", self._key, UploadId=self._upload_id, PartNumber=number, Body=block
@@ -182,30 +178,51 @@ class _S3Writer(ByteWriter):
         self._upload_id = None
         self._closed = True
 
+    async def _create_upload(self) -> str:
+        """Create this writer's multipart upload; its id, which only `abort` ever aborts.
+
+        Shielded from anyio/trio cancellation, so the id reaches the writer. A native asyncio
+        cancellation (``task.cancel()``, ``asyncio.timeout``, ``wait_for``) gets through such a
+        shield, so on asyncio the call runs as a task of its own, which that cancellation does
+        not reach: `abort` then waits for it and aborts the upload it made, by its id. If the
+        call itself fails (the response is lost after S3 made the upload), the id is unknown
+        and that upload is left to the bucket's lifecycle rule: listing the key's uploads
+        and aborting them would also abort those of other writers of the same key.
+        """
+        extra = {"ContentType": self._content_type} if self._content_type else {}
+        call = self._backend.call("create_multipart_upload", self._key, **extra)
+        with anyio.CancelScope(shield=True):
+            if not _on_asyncio():
+                resp = await call
+            else:
+                self._creating = asyncio.ensure_future(call)
+                resp = await asyncio.shield(self._creating)
+                self._creating = None
+        upload_id: str = resp["UploadId"]
+        return upload_id
+
     async def abort(self) -> None:
         self._closed = True
         self._buf = bytearray()
         upload_id, self._upload_id = self._upload_id, None
-        upload_ids = [upload_id] if upload_id is not None else await self._lost_uploads()
-        for lost in upload_ids:
+        if upload_id is None:
+            upload_id = await self._created_meanwhile()
+        if upload_id is not None:
             with contextlib.suppress(NotFound):
-                await self._backend.call("abort_multipart_upload", self._key, UploadId=lost)
+                await self._backend.call("abort_multipart_upload", self._key, UploadId=upload_id)
 
-    async def _lost_uploads(self) -> list[str]:
-        """Uploads of this key that S3 created while the create call was being cancelled.
-
-        Only a native asyncio cancellation (``task.cancel()``, ``asyncio.timeout``) gets through
-        the shield around the create call; the upload may exist on S3 without its id having
-        reached us. Every in-progress upload of this exact key is aborted then: a concurrent
-        writer of the same key, racing this one, loses its upload too (and fails loudly)
-        rather than an upload being left behind unseen.
-        """
-        creating, self._creating = self._creating, False
-        if not creating:
-            return []
-        full_key = self._backend.prefix + self._key
-        resp = await self._backend.call("list_multipart_uploads", None, Prefix=full_key)
-        return [u["UploadId"] for u in resp.get("Uploads", []) if u.get("Key") == full_key]
+    async def _created_meanwhile(self) -> str | None:
+        """The id of the upload that the create call, cancelled natively on asyncio while
+        it ran, made meanwhile (it goes on as a task of its own: waited for here); None if
+        there was no such call, or it failed."""
+        creating, self._creating = self._creating, None
+        if creating is None:
+            return None
+        await asyncio.wait([creating])  # a cancellation of abort itself still propagates
+        if creating.cancelled() or creating.exception() is not None:
+            return None  # (retrieved: no "exception was never retrieved" warning)
+        upload_id: str = creating.result()["UploadId"]
+        return upload_id
 
 
 class S3Backend(StorageBackend):
@@ -517,6 +534,15 @@ class S3Backend(StorageBackend):
         except (ClientError, BotoCoreError) as exc:
             raise translate_botocore(exc, key, self) from exc
         return url
+
+
+def _on_asyncio() -> bool:
+    """Whether an asyncio event loop runs this task (not trio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _utc(value: datetime | None) -> datetime | None:
