@@ -28,6 +28,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 ATTEMPTS: Counter[str] = Counter()
+# the password /goto-userinfo puts in its Location: it appears in no request a test sends
+REDIRECT_PASSWORD = "pw-from-the-server-4711"
 PATTERN = bytes(range(256)) * 4096  # 1 MiB, every byte value
 
 
@@ -136,6 +138,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await respond(send, 302, b"", [("location", f"/redirect/{hops - 1}")])
         else:
             await respond_json(send, {"redirected": True})
+    elif head == "goto-userinfo":
+        # 302 to /echo on 127.0.0.1:<port> with user info in the Location: "user" or the
+        # default "user:password"
+        userinfo = "bob" if query.get("userinfo") == "user" else f"bob:{REDIRECT_PASSWORD}"
+        location = f"http://{userinfo}@127.0.0.1:{query['port']}/echo"
+        await respond(send, 302, b"", [("location", location)])
     elif head == "redirect-loop":
         await respond(send, 302, b"", [("location", "/redirect-loop")])
     elif head == "goto":
@@ -273,6 +281,9 @@ async def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    # listening before the port is printed: a client may connect before uvicorn has started
+    # (the connection waits in the backlog); uvicorn's own listen() only sets the backlog again
+    sock.listen(2048)
     drop = await asyncio.start_server(drop_connection, "127.0.0.1", 0)
     port = sock.getsockname()[1]
     drop_port = drop.sockets[0].getsockname()[1]

@@ -25,6 +25,7 @@ from asyncify_kit.http import (
     Timeout,
     parse_retry_after,
 )
+from asyncify_kit.http._backends.base import without_userinfo
 from asyncify_kit.http._redact import redact_text, redact_url
 
 from .conftest import ServerInfo
@@ -68,6 +69,30 @@ def test_headers_repr_redacts_credentials() -> None:
     for secret in ("tok-123", "sid=abc", "cHJveHk="):
         assert secret not in text
     assert "x/y" in text
+
+
+def test_headers_repr_redacts_url_passwords() -> None:
+    h = Headers([("Location", "http://bob:pw-555@example.org/x?token=tok-6&page=2")])
+    assert "pw-555" not in repr(h) and "tok-6" not in repr(h) and "page=2" in repr(h)
+    assert h["location"] == "http://bob:pw-555@example.org/x?token=tok-6&page=2"
+
+
+@pytest.mark.parametrize(
+    ("location", "followed"),
+    [
+        ("http://bob:pw@example.org:8080/x?y=1#z", "http://example.org:8080/x?y=1#z"),
+        ("HTTPS://bob@example.org/x", "HTTPS://example.org/x"),
+        ("//bob:pw@example.org/x", "//example.org/x"),
+        ("http://a@b:pw@example.org/x", "http://example.org/x"),  # to the last "@"
+        ("http://bob:pw@[::1]:8080/", "http://[::1]:8080/"),
+        ("http://example.org/a@b", "http://example.org/a@b"),  # "@" in the path
+        ("http://example.org?to=a@b", "http://example.org?to=a@b"),  # and in the query
+        ("/next@x", "/next@x"),
+        ("next", "next"),
+    ],
+)
+def test_redirect_location_without_userinfo(location: str, followed: str) -> None:
+    assert without_userinfo(location) == followed
 
 
 def test_timeout() -> None:

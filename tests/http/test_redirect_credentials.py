@@ -5,14 +5,17 @@ different ports)."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
-from asyncify_kit.http import HttpClient, TransportError
+from asyncify_kit.http import ConnectError, HttpClient, ReadError, TransportError
 
 from .conftest import ServerInfo
+from .server import REDIRECT_PASSWORD
 
 pytestmark = pytest.mark.anyio
 
@@ -148,3 +151,72 @@ async def test_redirect_to_an_invalid_url(
                 pass
         assert type(info.value) is TransportError
         assert (await http.get("/ok")).text == "ok"
+
+
+def port_of(server: ServerInfo) -> int:
+    port = urlsplit(server.url).port
+    assert port is not None
+    return port
+
+
+def drop_port(server: ServerInfo) -> int:
+    """The port of the server that closes each connection without answering."""
+    port = urlsplit(server.drop_url).port
+    assert port is not None
+    return port
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("userinfo", ["user:password", "user"])
+async def test_redirect_to_a_url_with_userinfo(
+    http_server: ServerInfo,
+    other_http_server: ServerInfo,
+    backend: str,
+    userinfo: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a Location of http://bob:<password>@host/... is followed to http://host/... and its
+    # credentials (the server's, not the caller's) are never sent: aiohttp sent them as Basic
+    # auth (or raised a raw ValueError when the request had an Authorization header); httpx
+    # and requests kept them in the URL, so in Response.url and in httpx's log of the request
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    for auth in (None, ("ann", "ann-pw")):
+        async with HttpClient(http_server.url, backend=backend, retries=0, auth=auth) as http:
+            for server, same_origin in ((http_server, True), (other_http_server, False)):
+                params = {"port": port_of(server), "userinfo": userinfo}
+                r = await http.get("/goto-userinfo", params=params)
+                assert r.url == f"{server.url}/echo"
+                # the caller's own Authorization follows the origin rule, as on any redirect
+                expected = ["Basic YW5uOmFubi1wdw=="] if auth and same_origin else []
+                assert received(r.json(), "authorization") == expected, (auth, server.url)
+                async with http.stream("GET", "/goto-userinfo", params=params) as streamed:
+                    body = json.loads(await streamed.aread())
+                assert streamed.url == r.url
+                assert received(body, "authorization") == expected
+                texts += [r.url, repr(r), repr(r.headers), repr(r.request)]
+            # not followed: the Location as received, though no repr shows its password
+            r = await http.get("/goto-userinfo", params=params, follow_redirects=False)
+            assert r.status_code == 302
+            assert r.headers["location"].startswith("http://bob")
+            texts += [r.url, repr(r.headers)]
+            # the errors of a redirect's request show no password either
+            for port, error in ((unused_port(), ConnectError), (drop_port(http_server), ReadError)):
+                params = {"port": port, "userinfo": userinfo}
+                with pytest.raises(error) as info:
+                    await http.get("/goto-userinfo", params=params)
+                texts += [str(info.value), repr(info.value)]
+                with pytest.raises(error) as info:
+                    async with http.stream("GET", "/goto-userinfo", params=params):
+                        pass
+                texts += [str(info.value), repr(info.value)]
+    # httpcore's DEBUG trace shows every response header as received, the Location included
+    texts += [r.getMessage() for r in caplog.records if not r.name.startswith("httpcore")]
+    for text in texts:
+        assert REDIRECT_PASSWORD not in text, text

@@ -139,6 +139,45 @@ def _cookie_dict(cookies: Mapping[str, str] | None) -> dict[str, str]:
     return result
 
 
+def _cookie_header_cookies(value: str, into: dict[str, str]) -> None:
+    """The cookies of one ``Cookie`` header *value* (``a=1; b=2``) added to *into*; a
+    `ConfigError` (that shows no value) for what is not a list of valid name=value pairs, or
+    names a cookie twice."""
+    for pair in value.split(";"):
+        pair = pair.strip(" \t")
+        if not pair:
+            continue
+        name, eq, cookie = pair.partition("=")
+        name, cookie = name.rstrip(" \t"), cookie.lstrip(" \t")
+        if not eq or not _TOKEN.fullmatch(name):
+            raise ConfigError(
+                "invalid Cookie header: it must be name=value pairs separated by '; ', each "
+                "name letters, digits and !#$%&'*+-.^_`|~ (or pass cookies={name: value})"
+            )
+        if name in into:
+            raise ConfigError(f"invalid Cookie header: it gives the cookie {name!r} twice")
+        into.update(_cookie_dict({name: cookie}))
+
+
+def _split_cookie_header(
+    items: list[tuple[str, str]],
+) -> tuple[list[tuple[str, str]], dict[str, str] | None]:
+    """*items* without their ``Cookie`` headers, and the cookies those gave (``None`` when
+    there was no ``Cookie`` header). A ``Cookie`` header is not handed to the backends as a
+    header: each library treats it its own way (httpx and requests send it instead of the
+    jar's cookies and drop it on redirects, aiohttp merges it with the jar's, the jar winning)."""
+    if not any(name.lower() == "cookie" for name, _ in items):
+        return items, None
+    cookies: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for name, value in items:
+        if name.lower() == "cookie":
+            _cookie_header_cookies(value, cookies)
+        else:
+            rest.append((name, value))
+    return rest, cookies
+
+
 def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     """*url* without ``user:password@``, and the credentials it carried."""
     parts = urlsplit(url)
@@ -241,8 +280,11 @@ class HttpClient:
             or (max_redirects < 0)
         ):
             raise ConfigError(f"invalid max_redirects {max_redirects!r}; accepted: integer >= 0")
-        default_headers = _header_items(headers)
-        secrets: list[str] = []
+        # a Cookie header (of the client or of a request) is sent as cookies given for each
+        # request: with the jar's, replacing those of the same names (see _prepare)
+        default_headers, header_cookies = _split_cookie_header(_header_items(headers))
+        self._header_cookies = header_cookies or {}
+        secrets: list[str] = list(self._header_cookies.values())
         self._base = ""
         credentials = None
         if base_url is not None:
@@ -266,7 +308,7 @@ class HttpClient:
             default_headers = [(k, v) for k, v in default_headers if k.lower() != "authorization"]
             default_headers.append(("Authorization", _basic(*credentials)))
         for name, value in default_headers:
-            if name.lower() in ("authorization", "proxy-authorization", "cookie"):
+            if name.lower() in ("authorization", "proxy-authorization"):
                 secrets.append(value.split(" ", 1)[-1])
         client_cookies = _cookie_dict(cookies)
         secrets.extend(client_cookies.values())
@@ -380,6 +422,16 @@ class HttpClient:
     ) -> Request:
         full_url, credentials = self._url(url, params)
         extra = _header_items(headers) if headers is not None else None
+        # the cookies sent besides the jar's: those of the request's Cookie header, else of
+        # the client's, then cookies= (which win over a header naming the same cookie)
+        header_cookies = None
+        if extra:
+            extra, header_cookies = _split_cookie_header(extra)
+        if header_cookies is None:
+            header_cookies = self._header_cookies
+        own_cookies: dict[str, str] | None = None
+        if cookies is not None or header_cookies:
+            own_cookies = {**header_cookies, **_cookie_dict(cookies)}
         if content is not None or data is not None or files is not None or json is not None:
             body, content_type = await encode_body(
                 content=content, data=data, files=files, json=json
@@ -398,7 +450,7 @@ class HttpClient:
             full_url,
             headers=extra,
             content=body,
-            cookies=_cookie_dict(cookies) if cookies is not None else None,
+            cookies=own_cookies,
             timeout=None if timeout is _UNSET else Timeout.coerce(timeout),
             follow_redirects=follow_redirects,
         )
@@ -452,7 +504,11 @@ class HttpClient:
             and self._base
         ):
             # the common case, fast; joined like _url: every leading "/" goes ("//items" too)
-            req = Request(_method(method), self._base + url.lstrip("/"))
+            req = Request(
+                _method(method),
+                self._base + url.lstrip("/"),
+                cookies=dict(self._header_cookies) if self._header_cookies else None,
+            )
         else:
             req = await self._prepare(
                 method,

@@ -137,7 +137,8 @@ class Headers(Mapping[str, str]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        shown = [(k, redact_header(k, v)) for k, v in self._items]
+        # a Location (say) may hold a password or a secret query parameter too
+        shown = [(k, redact_url(redact_header(k, v))) for k, v in self._items]
         return f"Headers({shown!r})"
 
 

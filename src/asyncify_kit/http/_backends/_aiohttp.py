@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import aiohttp.payload
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ...exceptions import (
     ConnectError,
@@ -34,6 +35,7 @@ from .base import (
     TranslatingIterator,
     current_event_loop,
     http_error,
+    without_userinfo,
 )
 
 __all__ = ["AiohttpBackend"]
@@ -73,6 +75,36 @@ def _headers(headers: list[tuple[str, str]] | None) -> list[tuple[str, str]] | N
     if len(first) == len(headers):
         return headers
     return [(first[name.lower()], value) for name, value in headers]
+
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_LOCATION_HEADERS = ("location", "uri")  # aiohttp follows either
+
+
+class _ClientResponse(aiohttp.ClientResponse):
+    """A response whose ``headers``, for a redirect, hold its ``Location`` (and ``URI``)
+    without ``user:password@``: aiohttp reads the redirect target there, and would send those
+    credentials (from the server) as Basic auth to the next URL, or raise a raw ``ValueError``
+    when the request had an ``Authorization`` header. `received_headers` are the headers as
+    received, which the facade's `Response` shows."""
+
+    @property
+    def received_headers(self) -> CIMultiDictProxy[str]:
+        """The headers as received."""
+        return super().headers
+
+    @property  # over aiohttp's reify: read-only, as that one is
+    def headers(self) -> CIMultiDictProxy[str]:
+        headers = super().headers
+        if self.status not in _REDIRECT_STATUSES or not any(
+            "@" in value for name in _LOCATION_HEADERS for value in headers.getall(name, ())
+        ):
+            return headers
+        cleaned = CIMultiDict(
+            (name, without_userinfo(value) if name.lower() in _LOCATION_HEADERS else value)
+            for name, value in headers.items()
+        )
+        return CIMultiDictProxy(cleaned)
 
 
 class _Chunks(TranslatingIterator):
@@ -147,6 +179,7 @@ class AiohttpBackend(HttpBackend):
             # the facade sets Content-Type for the bodies it encodes; for raw bytes and for no
             # body it sends none, like httpx and requests (aiohttp would add octet-stream)
             skip_auto_headers=("Content-Type",),
+            response_class=_ClientResponse,
         )
 
     async def aclose(self) -> None:
@@ -214,9 +247,10 @@ class AiohttpBackend(HttpBackend):
         content: bytes | None,
         stream: BackendStream | None = None,
     ) -> Response:
+        headers = r.received_headers if isinstance(r, _ClientResponse) else r.headers
         return Response.from_backend(
             r.status,
-            r.headers.items,
+            headers.items,
             content,
             str(r.url),
             request,

@@ -97,7 +97,6 @@ class HttpxBackend(HttpBackend):
         self._jar = httpx.Cookies()  # the one jar every client shares, set by aopen()
         self._next = 0
         self._proxy_authorization = _has_header(config.headers, "proxy-authorization")
-        self._cookie_header = _has_header(config.headers, "cookie")
 
     def _make_clients(self) -> list[httpx.AsyncClient]:
         config = self.config
@@ -173,7 +172,11 @@ class HttpxBackend(HttpBackend):
         ``Cookie`` header from the client's jar alone), and no ``Proxy-Authorization`` from
         the first redirect to another origin on (httpx drops only ``Authorization``). A
         redirect to a port above 65535 fails here, as a `TransportError`, not deep in the
-        connection code (a raw ``ExceptionGroup`` on asyncio)."""
+        connection code (a raw ``ExceptionGroup`` on asyncio). A redirect to a URL with user
+        info goes to that URL without it (httpx sends no credentials from it, but kept it in
+        the URL: in ``Response.url`` and in the log line of each request)."""
+        if request.url.userinfo:  # the request's own URL has none: this is a redirect's
+            request.url = request.url.copy_with(userinfo=b"")
         port = request.url.port  # the request's own URL was checked: this is a redirect's
         if port is not None and port > 65535:
             raise _InvalidLocation(
@@ -214,15 +217,12 @@ class HttpxBackend(HttpBackend):
         extensions: dict[str, Any] = {}
         if request.timeout is not None:
             extensions["timeout"] = _httpx_timeout(request.timeout).as_dict()
-        # a Cookie header given (for the client or the request) is sent as httpx sends it
-        cookie_header = self._cookie_header or _has_header(request.headers, "cookie")
-        own = request.cookies if not cookie_header else None
+        own = request.cookies
         built = client.build_request(
             request.method,
             request.url,
             headers=request.headers,
             content=request.content,
-            cookies=request.cookies if cookie_header else None,
             extensions=extensions or None,
         )
         if own:

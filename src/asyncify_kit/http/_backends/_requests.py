@@ -13,11 +13,12 @@ requests keeps one value per header name. A header given more than once (``heade
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.cookiejar import CookieJar
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ except ImportError:  # urllib3 1.x exports it from its private module only
 from ..._offload import OffloadedIterator, asyncify, run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response
-from .base import BackendStream, ClientConfig, HttpBackend, http_error
+from .base import BackendStream, ClientConfig, HttpBackend, http_error, without_userinfo
 
 __all__ = ["RequestsBackend"]
 
@@ -105,13 +106,16 @@ class _Session(requests.Session):
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         prepared = super().prepare_request(request)
         cookies = getattr(self._own, "cookies", None)
-        if (
-            cookies
-            and "Cookie" not in self.headers
-            and not any(k.lower() == "cookie" for k in request.headers or ())
-        ):
-            self._set_cookies(prepared, cookies)  # a Cookie header given wins, as before
+        if cookies:
+            self._set_cookies(prepared, cookies)
         return prepared
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """The Location of a redirect without its user info: requests followed it with the
+        ``user:password@`` in the URL (so in ``Response.url``), though it sent no credentials
+        from it."""
+        location = super().get_redirect_target(resp)
+        return None if location is None else without_userinfo(location)
 
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
@@ -130,14 +134,46 @@ class _Session(requests.Session):
                 self._set_cookies(prepared_request, cookies)
 
 
+def _wake_reader(raw: Any) -> None:
+    """Shut down the socket under *raw* (a urllib3 response), from any thread: a read blocked
+    on it returns at once. Closing the response instead would race the reading thread inside
+    http.client, which is not thread-safe (``AttributeError: 'NoneType' object has no
+    attribute ...``), and would not wake it: the read would go on until the read timeout."""
+    shutdown = getattr(raw, "shutdown", None)  # urllib3 >= 2.3
+    if shutdown is not None:
+        try:
+            shutdown()
+        except (NotImplementedError, ValueError, RuntimeError, OSError):
+            pass  # already closed or released: nothing reads from it any more
+        else:
+            return
+    connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class _RequestsStream(BackendStream):
+    """A streamed body read on a worker thread, one chunk per hop.
+
+    The response is only ever used by one thread at a time. While a chunk is being read
+    (``_reading``), nothing else closes it: `aclose` (a cancelled reader, a block left early)
+    and `abort` (the client closed) shut the socket down, which wakes the read, and the
+    reading thread closes the response itself. Between chunks they close it directly, and the
+    reader, if resumed, reads no more. ``_lock`` makes "start a read" and "close" exclusive.
+    """
+
     def __init__(
         self, backend: RequestsBackend, response: requests.Response, request: Request
     ) -> None:
         self._backend = backend
         self._response = response
         self._request = request
+        self._lock = threading.Lock()
+        self._reading = False  # a worker thread is inside a read of this body
         self._closed = False
+        self._done = False  # the caller is done with the body: a read in progress ends quietly
         self._aborted = False  # the client was closed before this body was read
         self._chunks: OffloadedIterator[bytes] | None = None
 
@@ -150,33 +186,63 @@ class _RequestsStream(BackendStream):
             self._backend.config.secrets,
         )
 
+    def _claim_close(self) -> bool:
+        """Whether the caller is the one to close the response: not while a chunk is being
+        read, and only once."""
+        with self._lock:
+            if self._closed or self._reading:
+                return False
+            self._closed = True
+            return True
+
+    def _read_chunks(self, chunk_size: int) -> Generator[bytes, None, None]:
+        chunks = self._response.iter_content(chunk_size)
+        while True:
+            with self._lock:
+                if self._done or self._aborted or self._closed:
+                    break
+                self._reading = True
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                with self._lock:
+                    self._reading = False
+            yield chunk
+        if self._aborted and not self._done:
+            gone = ConnectionAbortedError("the HttpClient was closed")
+            raise self._aborted_error(gone) from gone
+
     def _chunks_in_thread(self, chunk_size: int) -> Generator[bytes, None, None]:
         try:
-            for chunk in self._response.iter_content(chunk_size):
-                if self._aborted:
-                    break
-                yield chunk
-            if self._aborted:
-                gone = ConnectionAbortedError("the HttpClient was closed")
-                raise self._aborted_error(gone) from gone
+            yield from self._read_chunks(chunk_size)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if self._done:
+                return  # the socket was shut down under the read of a body no one reads
             if self._aborted:
                 raise self._aborted_error(exc) from exc
             raise self._backend.translate(exc, self._request) from exc
         except (OSError, ValueError, AttributeError) as exc:
-            # what a read raises when aclose() closes the response under it
+            # what a read raises when the socket is shut down or the response closed under it
+            if self._done:
+                return
             if not self._aborted:
                 raise
             raise self._aborted_error(exc) from exc
         finally:
-            self._response.close()
-            self._closed = True
+            if self._claim_close():
+                self._response.close()
 
     async def abort(self) -> None:
         """Close the connection for the client's aclose(): the rest of the body, if read,
         raises `ReadError` (requests would leave the connection open and go on reading)."""
-        if not self._closed:
+        with self._lock:
             self._aborted = True
+            reading = self._reading
+        if reading:
+            _wake_reader(self._response.raw)  # the reading thread closes the response
+        elif self._claim_close():
             await run_sync(self._response.close)
 
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
@@ -186,11 +252,16 @@ class _RequestsStream(BackendStream):
         return self._chunks
 
     async def aclose(self) -> None:
+        with self._lock:
+            self._done = True
+            reading = self._reading
+        if reading:
+            # a reader cancelled in the middle of a chunk: its thread is still in the read
+            _wake_reader(self._response.raw)
         chunks, self._chunks = self._chunks, None
         if chunks is not None:
-            await chunks.aclose()  # runs the generator's finally: the response is closed
-        if not self._closed:
-            self._closed = True
+            await chunks.aclose()  # runs the generator's finally on its thread, if still open
+        if self._claim_close():
             await run_sync(self._response.close)
 
 

@@ -1,9 +1,10 @@
 """The interface every HTTP backend implements, and the error translation they share.
 
 A backend receives fully prepared `Request` objects (absolute URL without user info, body
-already encoded, extra headers) and returns `Response` objects. The client-wide settings
-arrive once, as a `ClientConfig`. Foreign exceptions are translated here, at the boundary,
-into the facade's tree and chained (``raise ... from exc``, ``.orig``)::
+already encoded, extra headers but never a ``Cookie`` header: the cookies of one, the client's
+or the request's, come in ``Request.cookies``) and returns `Response` objects. The client-wide
+settings arrive once, as a `ClientConfig`. Foreign exceptions are translated here, at the
+boundary, into the facade's tree and chained (``raise ... from exc``, ``.orig``)::
 
     HTTPError
     ├── TransportError          anything else that broke the exchange
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,9 +35,33 @@ __all__ = [
     "TranslatingIterator",
     "current_event_loop",
     "http_error",
+    "without_userinfo",
 ]
 
 TimeoutPhase = Literal["connect", "read", "write", "pool"]
+
+
+# ``scheme://user:password@`` or ``//user:password@`` at the start of a Location: the user
+# info runs to the last "@" before the path, query or fragment (as urllib.parse reads it)
+_LOCATION_USERINFO = re.compile(r"^(?P<head>[ \t]*(?:[A-Za-z][A-Za-z0-9+.-]*:)?//)[^/?#]*@")
+
+
+def without_userinfo(location: str) -> str:
+    """A redirect's *location* without the ``user:password@`` of its authority, if any.
+
+    Every backend follows such a redirect to the URL without its user info, and sends no
+    credentials made from it (aiohttp sent them as Basic auth; httpx and requests kept them in
+    the URL, hence in ``Response.url`` and httpx's log of each request). Unlike a URL the
+    caller gives, these credentials come from the server.
+
+    >>> without_userinfo("http://ann:s3cret@example.org:8080/x?y=1")
+    'http://example.org:8080/x?y=1'
+    >>> without_userinfo("/relative@path")
+    '/relative@path'
+    """
+    if "@" not in location:
+        return location
+    return _LOCATION_USERINFO.sub(r"\g<head>", location, count=1)
 
 
 def current_event_loop() -> str:
