@@ -106,6 +106,20 @@ _SQLITE_OPTIONS: tuple[Option[Any], ...] = (
         doc="PRAGMA journal_mode for file databases",
     ),
     bool_option("foreign_keys", True, doc="enforce foreign keys (PRAGMA foreign_keys)"),
+    choice_option(
+        "mode",
+        "rwc",
+        ("ro", "rw", "rwc", "memory"),
+        doc="open mode (SQLite URI mode): ro read-only, rw existing file, rwc create it, "
+        "memory a named in-memory database",
+    ),
+    choice_option(
+        "cache",
+        "private",
+        ("private", "shared"),
+        doc="SQLite URI cache: shared lets this process's connections to one database share "
+        "a cache (and table locks)",
+    ),
 )
 
 SQL_BACKENDS: list[_Row] = [

@@ -76,11 +76,14 @@ def _current_task() -> object:
 class _Pin:
     """A connection pinned to one task (by a transaction or ``connection()``)."""
 
-    __slots__ = ("conn", "depth", "task")
+    __slots__ = ("conn", "depth", "pool", "task")
 
-    def __init__(self, task: object, conn: Connection) -> None:
+    def __init__(
+        self, task: object, conn: Connection, pool: ConnectionPool | ThreadedConnectionPool
+    ) -> None:
         self.task = task
         self.conn = conn
+        self.pool = pool  # the pool the connection goes back to (even once it is closing)
         self.depth = 0  # open transactions (1 = the transaction, >1 = savepoints)
 
 
@@ -136,6 +139,8 @@ class Database:
         self._dialect: str = self._backend.dialect
         self._style: ParamStyle = self._backend.style
         self._pool: ConnectionPool | ThreadedConnectionPool | None = None
+        # the pool `disconnect` closes (or closed): `pool_stats` still reports it
+        self._closed_pool: ConnectionPool | ThreadedConnectionPool | None = None
         self._connecting: anyio.Event | None = None  # set when a connect() in progress ends
 
     def __repr__(self) -> str:
@@ -189,6 +194,7 @@ class Database:
                 close_timeout=close_timeout,
                 describe=str(self.url),
                 is_lost=self._is_lost,
+                connect_error=self._connect_error,
             )
         else:
             pool = ConnectionPool(
@@ -208,11 +214,13 @@ class Database:
             await pool.close()
             raise self._connect_error(exc) from exc
         self._pool = pool
+        self._closed_pool = None
 
     async def disconnect(self) -> None:
         """Close the pool; bounded by the ``close_timeout`` option and safe to cancel."""
         pool, self._pool = self._pool, None
         if pool is not None:
+            self._closed_pool = pool
             await pool.close()
 
     async def __aenter__(self) -> Self:
@@ -228,19 +236,39 @@ class Database:
         await self.disconnect()
 
     def pool_stats(self) -> PoolStats:
-        """Open, idle, lent-out connections and waiting tasks of the pool."""
-        return self._require_pool().stats()
+        """Open, idle, lent-out connections and waiting tasks of the pool.
+
+        It never raises: before `connect` the pool is empty (all zeros but *max_size*), and
+        after `disconnect` it shows the closed pool, which holds no connection once the close
+        has ended (during the close, the connections not yet closed).
+        """
+        pool = self._pool if self._pool is not None else self._closed_pool
+        if pool is not None:
+            return pool.stats()
+        return PoolStats(
+            size=0, idle=0, in_use=0, waiting=0, max_size=self._backend.pool_limits()[1]
+        )
 
     def _is_lost(self, exc: BaseException) -> bool:
         return isinstance(self._backend.translate(exc), ConnectionLost)
 
     def _connect_error(self, exc: Exception) -> DatabaseError:
-        err = self._backend.translate(exc) or OperationalError(
-            f"could not connect to {self.url}: {type(exc).__name__}", orig=exc
+        """The error of a connect that failed: always an `OperationalError` naming the target
+        (host, port, database and user; the file for SQLite), never the password. Also called
+        on the worker threads of a threaded pool."""
+        err = self._backend.translate(exc)
+        if isinstance(exc, TimeoutError) and "connect_timeout" in self._backend.options:
+            detail = (
+                f"no connection within connect_timeout="
+                f"{self._backend.options['connect_timeout']:g}s ({type(exc).__name__})"
+            )
+        elif err is None:
+            detail = type(exc).__name__  # not the driver's: its text may not be safe to show
+        else:
+            detail = str(err)
+        return OperationalError(
+            f"could not connect to {self._backend.target()}: {detail}", orig=exc
         )
-        if isinstance(err, ConnectionLost):
-            err = OperationalError(str(err), orig=exc)
-        return err
 
     async def _connect_translated(self) -> Connection:
         try:
@@ -534,8 +562,9 @@ class Database:
         return DatabaseConnection(self)
 
     async def _acquire_pin(self) -> tuple[_Pin, contextvars.Token[Mapping[Database, _Pin]]]:
-        conn = await self._require_pool().acquire()
-        pin = _Pin(_current_task(), conn)
+        pool = self._require_pool()
+        conn = await pool.acquire()
+        pin = _Pin(_current_task(), conn, pool)
         pins = dict(_PINS.get())
         pins[self] = pin
         return pin, _PINS.set(pins)
@@ -549,11 +578,9 @@ class Database:
             pins = dict(_PINS.get())
             pins.pop(self, None)
             _PINS.set(pins)
-        pool = self._pool
-        if pool is not None:
-            await pool.release(pin.conn)
-        else:
-            pin.conn.terminate()
+        # back to its own pool, closed or not: a closing pool closes it, and `disconnect`
+        # stops waiting for it (never into the pool of a later `connect`)
+        await pin.pool.release(pin.conn)
 
 
 async def _fetch_all(conn: Connection, query: CompiledQuery, args: tuple[Any, ...]) -> list[Row]:

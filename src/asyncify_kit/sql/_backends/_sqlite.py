@@ -4,6 +4,10 @@
 ``sqlite:///:memory:`` (one in-memory database shared by the whole `Database`: the pool
 holds a single connection). Every operation is one hop to the connection's own thread.
 
+The ``mode`` (``ro``, ``rw``, ``rwc``, ``memory``) and ``cache`` (``private``, ``shared``)
+options are SQLite's URI parameters: when either differs from SQLite's default (``rwc``,
+``private``) the file is opened as a URI filename, ``file:PATH?mode=ro&cache=shared``.
+
 SQLite has no column types of its own, so values are typed by the column's *declared* type,
 like the server backends: ``BOOLEAN``, ``DATE``, ``TIME``, ``TIMESTAMP``/``DATETIME``/
 ``TIMESTAMPTZ`` (timezone-aware, UTC), ``UUID``, ``JSON``/``JSONB``, ``DECIMAL``/``NUMERIC``.
@@ -22,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from ..._executor import current_job
 from ...exceptions import (
@@ -110,29 +115,62 @@ def _adapt_value(value: Any) -> Any:
 
 _PLAIN = (int, str, float, bytes, type(None), bool)
 
+#: SQLite's own defaults for the URI parameters: with these, the path is opened as it is
+_DEFAULT_MODE = "rwc"
+_DEFAULT_CACHE = "private"
+
+
+def _uri_params(options: dict[str, Any]) -> list[str]:
+    """``mode=...``/``cache=...`` for the options that differ from SQLite's defaults."""
+    return [
+        f"{name}={options[name]}"
+        for name, default in (("mode", _DEFAULT_MODE), ("cache", _DEFAULT_CACHE))
+        if options.get(name, default) != default
+    ]
+
+
+def sqlite_target(path: str, options: dict[str, Any]) -> tuple[str, bool]:
+    """What `sqlite3.connect` opens for *path* and the ``mode``/``cache`` options, and whether
+    it is a URI filename: *path* itself unless an option differs from SQLite's default, else
+    ``file:PATH?mode=...&cache=...`` (the path percent-encoded, so a ``?``, ``#`` or ``%`` in
+    a file name stays part of it)."""
+    params = _uri_params(options)
+    if path.startswith("file:"):  # a URI filename already (sqlite:///file:app.db)
+        if not params:
+            return path, True
+        return path + ("&" if "?" in path else "?") + "&".join(params), True
+    if not params:
+        return path, False
+    name = ":memory:" if path == ":memory:" else quote(path, safe="/")
+    return f"file:{name}?" + "&".join(params), True
+
 
 class _SqliteSession(SyncSession):
-    def __init__(self, path: str, options: dict[str, Any]) -> None:
+    def __init__(self, path: str, options: dict[str, Any], *, memory: bool = False) -> None:
         super().__init__()
         self.path = path
         self.options = options
+        self.target, self.uri = sqlite_target(path, options)
+        # the journal mode is stored in the file: a read-only connection cannot change it,
+        # and an in-memory database has its own
+        self.set_journal = not memory and options.get("mode") != "ro" and path != ":memory:"
         self.deadline = 0.0
         self.timed_out = False
 
     def connect(self) -> None:
         opts = self.options
         conn = sqlite3.connect(
-            self.path,
+            self.target,
             timeout=float(opts["busy_timeout"]),
             detect_types=sqlite3.PARSE_DECLTYPES,
             isolation_level=None,
             check_same_thread=False,
-            uri=self.path.startswith("file:"),
+            uri=self.uri,
         )
         try:
             if opts["foreign_keys"]:
                 conn.execute("PRAGMA foreign_keys = ON")
-            if self.path != ":memory:" and opts["journal_mode"]:
+            if self.set_journal and opts["journal_mode"]:
                 self._set_journal_mode(conn, opts["journal_mode"], float(opts["busy_timeout"]))
             conn.set_progress_handler(self._progress, 1000)
         except BaseException:
@@ -272,9 +310,14 @@ class SqliteBackend(Backend):
                 "sqlite:////absolute/path.db"
             )
         path = url.database or ":memory:"
-        self.memory = path == ":memory:" or "mode=memory" in path
+        self.memory = path == ":memory:" or options.get("mode") == "memory" or "mode=memory" in path
         self.path = path
         _register_converters()
+
+    def target(self) -> str:
+        where = f"the SQLite database {self.path!r}"
+        extra = _uri_params(self.options)
+        return f"{where} ({', '.join(extra)})" if extra else where
 
     def pool_limits(self) -> tuple[int, int]:
         if self.memory:
@@ -282,7 +325,8 @@ class SqliteBackend(Backend):
         return super().pool_limits()
 
     async def connect(self) -> Connection:
-        return await _SqliteConnection.open(_SqliteSession(self.path, self.options), sticky=True)
+        session = _SqliteSession(self.path, self.options, memory=self.memory)
+        return await _SqliteConnection.open(session, sticky=True)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         if not isinstance(exc, sqlite3.Error):
@@ -300,6 +344,8 @@ class SqliteBackend(Backend):
             text = str(exc)
             if text.startswith(("no such", "near ", "syntax error")) or "has no column" in text:
                 return ProgrammingError(message, orig=exc)
+            if "readonly database" in text and self.options.get("mode") == "ro":
+                message += " (the URL opens it read-only: mode=ro)"
             return OperationalError(message, orig=exc)
         if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
             return ProgrammingError(message, orig=exc)

@@ -141,6 +141,9 @@ class Connection(abc.ABC):
         """Close at once without waiting for the server (never blocks the loop)."""
 
 
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+_DIALECT_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB"}
+
 #: how long ending an iteration (closing its cursor, ending its transaction) may take
 ITERATION_END_TIMEOUT = 10.0
 
@@ -195,6 +198,21 @@ class Backend(abc.ABC):
     def pool_limits(self) -> tuple[int, int]:
         """(min_size, max_size) for the pool."""
         return int(self.options["min_size"]), int(self.options["max_size"])
+
+    def target(self) -> str:
+        """Where connections go, for the error of a failed connect: host, port, database and
+        user (never the password, nor the URL's options)."""
+        url = self.url
+        port = url.port or _DEFAULT_PORTS.get(self.dialect)
+        database = repr(url.database) if url.database else "(the server's default)"
+        host = url.host or "(the driver's default)"
+        text = (
+            f"{_DIALECT_NAMES.get(self.dialect, self.dialect)} at host {host}, port {port}, "
+            f"database {database}"
+        )
+        if url.username:
+            text += f", user {url.username!r}"
+        return text
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
@@ -902,8 +920,10 @@ class ThreadedConnectionPool:
         close_timeout: float,
         describe: str,
         is_lost: Callable[[BaseException], bool],
+        connect_error: Callable[[Exception], BaseException] | None = None,
     ) -> None:
         self._make_session = make_session
+        self._connect_error = connect_error
         self.min_size = min_size
         self.max_size = max_size
         self.acquire_timeout = acquire_timeout
@@ -982,10 +1002,14 @@ class ThreadedConnectionPool:
         try:
             session = self._make_session()
             session.connect()
-        except BaseException:
+        except BaseException as exc:
             with self._cond:
                 self._opening -= 1
                 self._cond.notify()
+            if self._connect_error is not None and isinstance(exc, Exception):
+                # the same error as a native pool's failed connect (naming the target),
+                # whether the pool opens or grows, for a query or a transaction
+                raise self._connect_error(exc) from exc
             raise
         conn = ThreadedConnection(session, wrap(session))
         with self._cond:
