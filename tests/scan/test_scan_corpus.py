@@ -880,6 +880,178 @@ CORPUS = [
         """,
         [],
     ),
+    # -- found by the second audit -----------------------------------------------------
+    Snippet(
+        "with-calls-enter-and-exit",
+        """
+        import time
+        import requests
+        class Transaction:
+            def __enter__(self):
+                time.sleep(1)
+                return self
+            def __exit__(self, *exc):
+                requests.post("https://example.com/commit")
+        async def handler():
+            with Transaction():
+                pass
+        async def handler_named():
+            tx = Transaction()
+            with tx:
+                pass
+        """,
+        [
+            f"ASY101 {S}:11 handler -> {S}:9 Transaction.__exit__ -> requests.post",
+            f"ASY111 {S}:11 handler -> {S}:6 Transaction.__enter__ -> time.sleep",
+            f"ASY101 {S}:15 handler_named -> {S}:9 Transaction.__exit__ -> requests.post",
+            f"ASY111 {S}:15 handler_named -> {S}:6 Transaction.__enter__ -> time.sleep",
+        ],
+    ),
+    Snippet(
+        "async-with-does-not-call-enter",
+        """
+        import time
+        class Both:
+            def __enter__(self):
+                time.sleep(1)
+            def __exit__(self, *exc):
+                time.sleep(1)
+            async def __aenter__(self):
+                return self
+            async def __aexit__(self, *exc):
+                return None
+        async def handler():
+            async with Both():
+                pass
+        """,
+        [],
+    ),
+    Snippet(
+        "dataclass-post-init",
+        """
+        from dataclasses import dataclass
+        @dataclass
+        class Settings:
+            path: str
+            text: str = ""
+            def __post_init__(self):
+                self.text = open(self.path).read()
+        async def handler():
+            return Settings("app.toml").text
+        """,
+        [f"ASY105 {S}:10 handler -> {S}:8 Settings.__post_init__ -> builtins.open"],
+    ),
+    Snippet(
+        "global-set-in-another-function",
+        """
+        import psycopg2
+        _conn = None
+        def init(dsn):
+            global _conn
+            _conn = psycopg2.connect(dsn)
+        def count():
+            cur = _conn.cursor()
+            cur.execute("select count(*) from items")
+            return cur.fetchone()
+        async def handler():
+            return count()
+        """,
+        [
+            f"ASY108 {S}:12 handler -> {S}:10 count -> psycopg2.cursor.fetchone",
+            f"ASY108 {S}:12 handler -> {S}:9 count -> psycopg2.cursor.execute",
+        ],
+    ),
+    Snippet(
+        "nonlocal-set-in-a-nested-function",
+        """
+        import requests
+        def load():
+            session = None
+            def connect():
+                nonlocal session
+                session = requests.Session()
+            connect()
+            return session.get("https://example.com")
+        async def handler():
+            return load()
+        """,
+        [f"ASY101 {S}:11 handler -> {S}:9 load -> requests.Session.get"],
+    ),
+    Snippet(
+        "class-attribute-set-through-cls",
+        """
+        import boto3
+        class Store:
+            _client = None
+            @classmethod
+            def client(cls):
+                if cls._client is None:
+                    cls._client = boto3.client("s3")
+                return cls._client
+            @classmethod
+            def get(cls, key):
+                return cls._client.get_object(Bucket="b", Key=key)
+        async def handler():
+            Store.get("k")
+            return Store.client().list_buckets()
+        """,
+        [
+            f"ASY104 {S}:14 handler -> {S}:12 Store.get -> boto3.client.get_object",
+            f"ASY104 {S}:15 handler -> boto3.client.list_buckets",
+        ],
+    ),
+    Snippet(
+        "tuple-assignment-pairs-values",
+        """
+        import sqlite3
+        class Repo:
+            def __init__(self, path):
+                self.conn, self.path = sqlite3.connect(path), path
+            def all(self):
+                return self.conn.execute("select * from items").fetchall()
+        async def handler():
+            return Repo("app.db").all()
+        """,
+        [
+            f"ASY110 {S}:9 handler -> {S}:5 Repo.__init__ -> sqlite3.connect",
+            f"ASY110 {S}:9 handler -> {S}:7 Repo.all -> sqlite3.Connection.execute",
+            f"ASY110 {S}:9 handler -> {S}:7 Repo.all -> sqlite3.Cursor.fetchall",
+        ],
+    ),
+    Snippet(
+        "offload-configured-decorator-and-project-wrappers",
+        """
+        import time
+        from asyncify_kit import asyncify
+        db_thread = asyncify(pool="db", timeout=5)
+        def threaded(fn):
+            return asyncify(fn, pool="io")
+        def in_pool(pool):
+            def decorate(fn):
+                return asyncify(fn, pool=pool)
+            return decorate
+        def logged(fn):
+            return fn
+        @db_thread
+        def one():
+            time.sleep(1)
+        @threaded
+        def two():
+            time.sleep(1)
+        @in_pool("io")
+        def three():
+            time.sleep(1)
+        @logged
+        def four():
+            time.sleep(1)
+        async def handler():
+            await one()
+            await two()
+            await three()
+            four()
+        """,
+        [f"ASY111 {S}:29 handler -> {S}:24 four -> time.sleep"],
+    ),
 ]
 
 

@@ -160,6 +160,19 @@ def test_text_report_without_findings(tmp_path: Path) -> None:
     assert text.startswith("No blocking calls found (1 file, 2 lines in ")
 
 
+def test_text_summary_counts_unscanned_files_apart(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("def (\n")
+    text = render_text(scan_paths([tmp_path], root=tmp_path))
+    assert text.splitlines()[-1].startswith(
+        "No blocking calls found, 1 place not scanned (ASY001) (1 file, 1 line in "
+    )
+    (tmp_path / "app.py").write_text("import time\nasync def f():\n    time.sleep(1)\n")
+    text = render_text(scan_paths([tmp_path], root=tmp_path))
+    assert text.splitlines()[-1].startswith(
+        "Found 1 blocking call, 1 place not scanned (ASY001) (2 files, 4 lines in "
+    )
+
+
 def test_columns_count_characters_not_bytes(tmp_path: Path) -> None:
     (tmp_path / "u.py").write_text(
         "import time\nasync def f():\n    é = 'ü'; time.sleep(1)\n", encoding="utf-8"

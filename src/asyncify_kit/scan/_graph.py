@@ -189,9 +189,13 @@ class ModuleInfo(Scope):
 
 
 class ClassInfo(Scope):
-    """A class body; `attrs` holds the ``self.name = ...`` bindings of its methods."""
+    """A class body; `attrs` holds the ``self.name = ...`` bindings of its methods.
 
-    __slots__ = ("attrs", "base_nodes", "bases", "line", "name")
+    `class_attrs` holds those made through ``cls`` in a classmethod (``cls.name = ...``),
+    which set the class's own attribute (they are in `attrs` too: instances see them).
+    """
+
+    __slots__ = ("attrs", "base_nodes", "bases", "class_attrs", "line", "name")
 
     def __init__(
         self, key: str, name: str, module: ModuleInfo, parent: Scope, node: ast.ClassDef
@@ -202,6 +206,7 @@ class ClassInfo(Scope):
         self.base_nodes = node.bases
         self.bases: list[Value] | None = None
         self.attrs: dict[str, list[Binding]] = {}
+        self.class_attrs: dict[str, list[Binding]] = {}
 
 
 class FunctionInfo(Scope):
@@ -213,6 +218,7 @@ class FunctionInfo(Scope):
         "cls",
         "decorators",
         "display",
+        "elsewhere",
         "is_async",
         "is_property",
         "line",
@@ -223,6 +229,7 @@ class FunctionInfo(Scope):
         "ret_value",
         "returns",
         "sites",
+        "withs",
     )
 
     def __init__(
@@ -245,11 +252,21 @@ class FunctionInfo(Scope):
         self.calls: list[ast.Call] = []
         self.nonblocking: set[int] = set()
         self.attr_loads: list[ast.Attribute] = []
+        self.withs: list[ast.expr] = []  # context managers of ``with`` (not ``async with``)
         self.returns: list[ast.expr] = []
         self.offloaded: bool | None = None
         self.ret_state = 0
         self.ret_value: Value = None
         self.sites: list[Site] | None = None
+        # names declared ``global`` or ``nonlocal``: the scope their bindings belong to
+        self.elsewhere: dict[str, Scope] | None = None
+
+    def bind(self, name: str, binding: Binding) -> None:
+        elsewhere = self.elsewhere
+        if elsewhere is not None and name in elsewhere:
+            elsewhere[name].bind(name, binding)  # evaluated here (`binding.scope`), bound there
+        else:
+            self.bindings.setdefault(name, []).append(binding)
 
 
 # -- call sites and chains --------------------------------------------------------------
@@ -391,6 +408,8 @@ class _Walker:
         elif isinstance(stmt, ast.With | ast.AsyncWith):
             for item in stmt.items:
                 self.expression(item.context_expr, scope, func)
+                if func is not None and isinstance(stmt, ast.With):
+                    func.withs.append(item.context_expr)
                 if item.optional_vars is not None:
                     self.assign(
                         item.optional_vars, item.context_expr, None, scope, func, stmt.lineno
@@ -424,10 +443,28 @@ class _Walker:
                 self.handler(handler, scope, func)
             self.statements(stmt.orelse, scope, func)
             self.statements(stmt.finalbody, scope, func)
-        elif isinstance(stmt, ast.Global | ast.Nonlocal | ast.Pass | ast.Break | ast.Continue):
+        elif isinstance(stmt, ast.Global | ast.Nonlocal):
+            if func is not None:
+                self.declare(stmt, func)
+        elif isinstance(stmt, ast.Pass | ast.Break | ast.Continue):
             return
         else:
             self.generic(stmt, scope, func)
+
+    def declare(self, stmt: ast.Global | ast.Nonlocal, func: FunctionInfo) -> None:
+        """``global x`` / ``nonlocal x``: assignments to ``x`` in `func` bind it out there."""
+        for name in stmt.names:
+            owner: Scope | None = self.module
+            if isinstance(stmt, ast.Nonlocal):
+                owner = func.parent
+                while owner is not None and not (
+                    isinstance(owner, FunctionInfo) and name in owner.bindings
+                ):
+                    owner = owner.parent
+            if owner is not None:
+                if func.elsewhere is None:
+                    func.elsewhere = {}
+                func.elsewhere[name] = owner
 
     def handler(self, item: ast.ExceptHandler, scope: Scope, func: FunctionInfo | None) -> None:
         if item.type is not None:
@@ -474,8 +511,15 @@ class _Walker:
                 binding = Binding(scope, line, _UNKNOWN)
             scope.bind(target.id, binding)
         elif isinstance(target, ast.Tuple | ast.List):
-            for element in target.elts:
-                self.assign(element, None, None, scope, func, line)
+            values: list[ast.expr | None] = [None] * len(target.elts)
+            if (  # ``a, b = x, y``: pairwise
+                isinstance(value, ast.Tuple | ast.List)
+                and len(value.elts) == len(target.elts)
+                and not any(isinstance(node, ast.Starred) for node in (*target.elts, *value.elts))
+            ):
+                values = [*value.elts]
+            for element, element_value in zip(target.elts, values, strict=True):
+                self.assign(element, element_value, None, scope, func, line)
         elif isinstance(target, ast.Starred):
             self.assign(target.value, None, None, scope, func, line)
         elif isinstance(target, ast.Attribute):
@@ -492,6 +536,8 @@ class _Walker:
                 node = annotation if annotation is not None else value
                 binding = Binding(func, line, kind, node, extra=value)
                 cls.attrs.setdefault(target.attr, []).append(binding)
+                if func.bindings[target.value.id][0].kind == _CLS:
+                    cls.class_attrs.setdefault(target.attr, []).append(binding)
         elif isinstance(target, ast.Subscript):
             self.expression(target, scope, func)
 
@@ -989,8 +1035,9 @@ class Project:
     def member(self, cls: ClassInfo, name: str, *, instance: bool) -> Value:
         """``cls.name``, or ``instance.name``: the first known value along the MRO.
 
-        For an instance every binding counts, the class body's (``conn = None``) and the
-        ``self.name = ...`` of the methods, so a ``None`` default does not hide the rest.
+        Every binding counts, the class body's (``conn = None``) and, for an instance, the
+        ``self.name = ...`` of the methods, for the class the ``cls.name = ...`` of its
+        classmethods, so a ``None`` default does not hide the rest.
         """
         project, external = self.mro(cls)
         found = False
@@ -1004,16 +1051,15 @@ class Project:
                     func = self.registry.get(value.name)
                     if isinstance(func, FunctionInfo) and func.is_property:
                         return self.returns(func)
-                if value is not None or not instance:
+                if value is not None:
                     return value
-            if instance:
-                attrs = current.attrs.get(name)
-                if attrs:
-                    found = True
-                    for binding in reversed(attrs):
-                        value = self.binding_value(binding)
-                        if value is not None:
-                            return value
+            attrs = (current.attrs if instance else current.class_attrs).get(name)
+            if attrs:
+                found = True
+                for binding in reversed(attrs):
+                    value = self.binding_value(binding)
+                    if value is not None:
+                        return value
         if found:
             return None
         for base in external:
@@ -1037,6 +1083,9 @@ class Project:
                 return None
             if name == "builtins.super":
                 return self._super(scope)
+            if name in self.offload_decorators:
+                # ``asyncify(pool="db")``, or ``asyncify(fn)``: still an offloading decorator
+                return callee
             produced = FACTORIES.get(name)
             if produced is not None:
                 return Inst(produced)
@@ -1095,11 +1144,26 @@ class Project:
             scope = func.cls if func.cls is not None else func.parent
             for decorator in func.decorators:
                 node = decorator.func if isinstance(decorator, ast.Call) else decorator
-                value = self.eval(node, scope, func.line)
-                if isinstance(value, Ref) and value.name in self.offload_decorators:
+                if self._offloads(self.eval(node, scope, func.line)) or (
+                    node is not decorator and self._offloads(self.eval(decorator, scope, func.line))
+                ):
                     func.offloaded = True
                     break
         return func.offloaded
+
+    def _offloads(self, decorator: Value) -> bool:
+        """An offloading decorator (``asyncify``, ``db_thread = asyncify(pool="db")``), or a
+        project function that returns one applied (``def threaded(fn): return asyncify(fn)``).
+        """
+        if not isinstance(decorator, Ref):
+            return False
+        if decorator.name in self.offload_decorators:
+            return True
+        target = self.registry.get(decorator.name)
+        if isinstance(target, FunctionInfo) and not target.is_async:
+            applied = self.returns(target)
+            return isinstance(applied, Ref) and applied.name in self.offload_decorators
+        return False
 
     # call sites
 
@@ -1110,6 +1174,7 @@ class Project:
         sites: list[Site] = []
         try:
             self._call_sites(func, sites)
+            self._with_sites(func, sites)
             self._property_sites(func, sites)
         except RecursionError:  # names defined through thousands of others: give up on `func`
             self.too_deep.append(func)
@@ -1137,6 +1202,26 @@ class Project:
             ):
                 continue
             sites.append(site)
+
+    def _with_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
+        """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class."""
+        for node in func.withs:
+            owner = self.eval(node, func, node.lineno)
+            if not isinstance(owner, Inst):
+                continue
+            cls = self.registry.get(owner.type)
+            if not isinstance(cls, ClassInfo):
+                continue
+            text = f"with {_call_text(node)}"
+            for name in ("__enter__", "__exit__"):
+                method = self.member(cls, name, instance=False)
+                target = self.registry.get(method.name) if isinstance(method, Ref) else None
+                if (
+                    isinstance(target, FunctionInfo)
+                    and not target.is_async
+                    and not self.is_offloaded(target)
+                ):
+                    sites.append(self._edge(target, node, node, text))
 
     def _property_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
         """Reading a property of a project class calls it."""
@@ -1176,11 +1261,16 @@ class Project:
         site.ignored = frozenset(keys)
         return False
 
-    def _edge(self, target: FunctionInfo, func_node: ast.expr, node: ast.expr) -> Edge:
-        text = _call_text(func_node)
+    def _edge(
+        self, target: FunctionInfo, func_node: ast.expr, node: ast.expr, text: str = ""
+    ) -> Edge:
+        if not text:
+            text = _call_text(func_node)
+            if isinstance(node, ast.Call):
+                text = f"{text}(...)"
         return Edge(
             target,
-            f"{text}(...)" if isinstance(node, ast.Call) else text,
+            text,
             node.lineno,
             node.end_lineno or node.lineno,
             node.col_offset,
@@ -1222,9 +1312,13 @@ class Project:
                 node.col_offset,
             )
         if isinstance(target, ClassInfo):
-            init = self.member(target, "__init__", instance=False)
-            if isinstance(init, Ref):
-                target = self.registry.get(init.name)
+            cls = target
+            init = self.member(cls, "__init__", instance=False)
+            target = self.registry.get(init.name) if isinstance(init, Ref) else None
+            if not isinstance(target, FunctionInfo):
+                # no ``__init__`` of the project: a dataclass's own calls ``__post_init__``
+                post = self.member(cls, "__post_init__", instance=False)
+                target = self.registry.get(post.name) if isinstance(post, Ref) else None
         if (
             isinstance(target, FunctionInfo)
             and not target.is_async

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._findings import Finding, ScanResult
-from ._rules import RULES
+from ._rules import RULES, SYNTAX_ERROR_RULE
 
 __all__ = ["FORMATS", "render", "render_json", "render_sarif", "render_text"]
 
@@ -39,14 +39,19 @@ def render_text(result: ScanResult) -> str:
         out.append(f"    fix: {finding.fix}")
     scanned = (
         f"{result.files} file{'s' if result.files != 1 else ''}, "
-        f"{result.lines} lines in {result.seconds:.2f} s"
+        f"{result.lines} line{'s' if result.lines != 1 else ''} in {result.seconds:.2f} s"
     )
-    if result.findings:
-        count = len(result.findings)
-        out.append("")
-        out.append(f"Found {count} blocking call{'s' if count != 1 else ''} ({scanned}).")
+    unscanned = sum(finding.rule_id == SYNTAX_ERROR_RULE.id for finding in result.findings)
+    count = len(result.findings) - unscanned
+    if count:
+        summary = f"Found {count} blocking call{'s' if count != 1 else ''}"
     else:
-        out.append(f"No blocking calls found ({scanned}).")
+        summary = "No blocking calls found"
+    if unscanned:  # ASY001: a file that does not parse, or code too deep to analyse
+        summary += f", {unscanned} place{'s' if unscanned != 1 else ''} not scanned (ASY001)"
+    if result.findings:
+        out.append("")
+    out.append(f"{summary} ({scanned}).")
     return "\n".join(out) + "\n"
 
 
