@@ -5,16 +5,19 @@ Against the moto server: S3 (with a streaming body and a paginator) and SQS.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from botocore.exceptions import ClientError
 
-from asyncify_kit import ConfigError, aws
+from asyncify_kit import ConfigError, asyncify, aws
 from tests.conftest import service_url
 from tests.storage.local_helpers import cancel_when, returns_late
 
@@ -282,3 +285,100 @@ async def test_a_body_arriving_for_a_cancelled_caller_is_closed(
         monkeypatch.undo()
         body = responses[0]["Body"]
         assert await eventually(lambda: bool(body._raw_stream.closed))
+
+
+async def test_a_body_and_an_event_stream_are_async_iterables_on_both_backends(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``async for chunk in response["Body"]`` (aiobotocore's 1 KiB chunks) and ``async for
+    event in response["Payload"]`` (an event stream: S3 Select) work on both backends; with
+    boto3 neither had ``__aiter__``, and iterating the sync event stream blocked the loop."""
+    bucket = f"aws-iter-{uuid.uuid4().hex[:10]}"
+    data = b"name,n\n" + b"".join(f"row{i},{i}\n".encode() for i in range(300))
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="t.csv", Body=data)
+        body = (await s3.get_object(Bucket=bucket, Key="t.csv"))["Body"]
+        async with body:
+            chunks = [chunk async for chunk in body]
+        assert b"".join(chunks) == data and len(chunks) > 1
+        assert all(len(chunk) <= 1024 for chunk in chunks)
+        response = await s3.select_object_content(
+            Bucket=bucket,
+            Key="t.csv",
+            Expression="select s.name from s3object s where s.n = '7'",
+            ExpressionType="SQL",
+            InputSerialization={"CSV": {"FileHeaderInfo": "USE"}},
+            OutputSerialization={"CSV": {}},
+        )
+        payload = response["Payload"]
+        events = [event async for event in payload]
+        records = b"".join(e["Records"]["Payload"] for e in events if "Records" in e)
+        assert records == b"row7\n"
+        assert "End" in events[-1]
+        await payload.close()
+
+
+async def test_paginators_build_full_results_and_search_on_both_backends(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``paginate(...)`` gives aiobotocore's page iterator shape on both backends: with boto3
+    ``build_full_result()`` and ``search()`` were missing."""
+    bucket = f"aws-pages-{uuid.uuid4().hex[:10]}"
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        for i in range(5):
+            await s3.put_object(Bucket=bucket, Key=f"k/{i}", Body=b"x")
+        paginator = s3.get_paginator("list_objects_v2")
+        config = {"PageSize": 2}
+        full = await paginator.paginate(Bucket=bucket, PaginationConfig=config).build_full_result()
+        assert [o["Key"] for o in full["Contents"]] == [f"k/{i}" for i in range(5)]
+        pages = paginator.paginate(Bucket=bucket, PaginationConfig=config)
+        keys = [key async for key in pages.search("Contents[].Key")]
+        assert keys == [f"k/{i}" for i in range(5)]
+
+
+async def test_a_client_used_after_its_block_refuses_to_call(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """A call on a client after its ``async with`` block ended raises, on both backends: it
+    used to succeed, opening a connection (with aioboto3 an aiohttp session) nobody closed."""
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.list_buckets()
+    with pytest.raises(RuntimeError, match="ListBuckets inside the block"):
+        await s3.list_buckets()
+    with pytest.raises(RuntimeError, match="client is closed"):
+        async for _ in s3.get_paginator("list_buckets").paginate():
+            pass
+    if backend == "boto3":
+        assert pooled(s3.wrapped) == 0
+
+
+@asyncify
+def open_sockets() -> int:
+    """The sockets this process holds open (read from /proc, in a worker thread)."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+async def test_a_body_left_unread_is_closed_with_its_client(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """A body neither read to its end nor closed when the ``async with aws.client(...)`` block
+    ends is closed with the client, on both backends: with boto3 its connection (out of the
+    pool, so closing the client did not close it) stayed open."""
+    bucket = f"aws-unread-{uuid.uuid4().hex[:10]}"
+    before = await open_sockets()
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=b"x" * (2 * 1024 * 1024))
+        body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+        assert await body.read(10) == b"x" * 10
+        assert await open_sockets() > before  # the body's connection at least
+    with anyio.move_on_after(5):
+        while await open_sockets() > before:  # every connection of the client closed
+            await anyio.sleep(0.01)
+    assert await open_sockets() <= before

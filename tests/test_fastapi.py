@@ -338,12 +338,12 @@ async def test_a_dependency_without_the_lifespan_says_what_to_do() -> None:
     assert "ASGITransport" in str(caught.value)
 
 
-def test_get_database_names_the_missing_argument() -> None:
+async def test_get_database_names_the_missing_argument() -> None:
     app = FastAPI()
     app.state.asyncify = Facades()
     scope = {"type": "http", "app": app, "headers": []}
     with pytest.raises(ConfigError, match=r"opened no database; pass database=True"):
-        get_database(HTTPConnection(scope))
+        await get_database(HTTPConnection(scope))
 
 
 # -- detection ---------------------------------------------------------------------------------

@@ -13,18 +13,22 @@ client with the same call shapes: every operation is awaited, ``get_paginator(na
 returns a paginator whose ``paginate(...)`` is an async iterator of pages,
 ``get_waiter(name).wait(...)`` is awaited, and a streaming response body (S3's
 ``get_object``) is read with ``await body.read()``, ``async for chunk in
-body.iter_chunks()`` or ``async for line in body.iter_lines()`` (lines without their endings,
-as botocore gives them), inside ``async with response["Body"] as body:`` (which gives the
-body itself on both backends) or followed by ``await body.close()``. aioboto3 runs on asyncio
-only; the boto3 backend also runs on trio. Errors are botocore's own (``ClientError``),
-unchanged.
+body.iter_chunks()`` (or ``async for chunk in body``) or ``async for line in
+body.iter_lines()`` (lines without their endings, as botocore gives them), inside ``async
+with response["Body"] as body:`` (which gives the body itself on both backends) or followed
+by ``await body.close()``. aioboto3 runs on asyncio only; the boto3 backend also runs on
+trio. ``paginate(...)`` also has aiobotocore's ``build_full_result()`` and ``search()``, and
+an event stream (S3 Select's ``Payload``) is read with ``async for event in payload``, on
+both. A call made after the ``async with`` block raises ``RuntimeError``. Errors are
+botocore's own (``ClientError``), unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
@@ -45,7 +49,7 @@ class StreamingBodyLike(Protocol):
 
 
 class PaginatorLike(Protocol):
-    def paginate(self, **kwargs: object) -> Iterator[Any]: ...
+    def paginate(self, **kwargs: object) -> Any: ...  # a botocore PageIterator
 
 
 @asyncify
@@ -58,6 +62,39 @@ def _iter_lines(
     body: StreamingBodyLike, chunk_size: int, keepends: bool
 ) -> Generator[bytes, None, None]:
     yield from body.iter_lines(chunk_size, keepends=keepends)
+
+
+_DEFAULT_CHUNK_SIZE = 1024  # botocore's and aiobotocore's StreamingBody._DEFAULT_CHUNK_SIZE
+
+
+def _sync_events(stream: Iterable[Any]) -> Generator[Any, None, None]:
+    yield from stream
+
+
+# an event is Any, which makes the overloads of asyncify ambiguous: name the type
+_iter_events: Callable[[Iterable[Any]], OffloadedIterator[Any]] = asyncify(_sync_events)
+
+
+class _AsyncEventStream:
+    """A boto3 ``EventStream`` (S3's ``select_object_content`` payload...) made async:
+    ``async for event in stream``, one thread hop per event, as aiobotocore's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> OffloadedIterator[Any]:
+        return _iter_events(self._stream)
+
+    async def get_initial_response(self) -> Any:
+        return await run_sync(self._stream.get_initial_response)
+
+    async def close(self) -> None:
+        # shielded: a stream left in a cancelled task still closes its connection now
+        with anyio.CancelScope(shield=True):
+            await run_sync(self._stream.close)
+
+    def __repr__(self) -> str:
+        return f"<AsyncEventStream of {type(self._stream).__name__}>"
 
 
 class AsyncBody:
@@ -80,6 +117,10 @@ class AsyncBody:
         """The remaining content line by line, read one chunk per thread hop; without their
         line endings unless *keepends*, as botocore's and aiobotocore's ``iter_lines``."""
         return _iter_lines(self._body, chunk_size, keepends)
+
+    def __aiter__(self) -> OffloadedIterator[bytes]:
+        """``async for chunk in body``: botocore's default chunks (1 KiB), as aiobotocore's."""
+        return _iter_chunks(self._body, _DEFAULT_CHUNK_SIZE)
 
     async def close(self) -> None:
         # shielded: a body left in a cancelled task still closes its connection now
@@ -143,25 +184,58 @@ class _AioBody:
         return f"<aws body of {type(self._body).__name__}>"
 
 
-def _aio_bodies(parsed: Any = None, **kwargs: Any) -> None:
-    """Replace every aiobotocore ``StreamingBody`` at the top of a response by an `_AioBody`
-    (an ``after-call`` handler: it runs before the response reaches the caller)."""
-    if isinstance(parsed, dict):
-        from aiobotocore.response import StreamingBody
+class _AioEventStream:
+    """An aiobotocore ``AioEventStream`` whose ``close()`` can be awaited, as on the boto3
+    backend's `_AsyncEventStream` (it still closes at once without ``await``)."""
 
-        for name, value in parsed.items():
-            if isinstance(value, StreamingBody):
-                parsed[name] = _AioBody(value)
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def close(self) -> _Closed:
+        self._stream.close()
+        return _CLOSED
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        events: AsyncIterator[Any] = self._stream.__aiter__()
+        return events
+
+    def __repr__(self) -> str:
+        return f"<aws event stream of {type(self._stream).__name__}>"
+
+
+def _aio_bodies(handed_out: weakref.WeakSet[Any]) -> Callable[..., None]:
+    """An ``after-call`` handler (it runs before the response reaches the caller) replacing
+    every aiobotocore ``StreamingBody`` (``AioEventStream``) at the top of a response by an
+    `_AioBody` (`_AioEventStream`), remembered in *handed_out* (closed with the client)."""
+
+    def wrap_bodies(parsed: Any = None, **kwargs: Any) -> None:
+        if isinstance(parsed, dict):
+            from aiobotocore.eventstream import AioEventStream
+            from aiobotocore.response import StreamingBody
+
+            for name, value in parsed.items():
+                if isinstance(value, StreamingBody):
+                    parsed[name] = _AioBody(value)
+                    handed_out.add(value)
+                elif isinstance(value, AioEventStream):
+                    parsed[name] = _AioEventStream(value)
+                    handed_out.add(value)
+
+    return wrap_bodies
 
 
 def _close_bodies(response: Any) -> None:
     """Close every ``StreamingBody`` at the top of a response nobody will get (its caller
     was cancelled while the call ran in its thread): each holds an open connection."""
     if isinstance(response, dict):
+        from botocore.eventstream import EventStream
         from botocore.response import StreamingBody
 
         for value in response.values():
-            if isinstance(value, StreamingBody):
+            if isinstance(value, (StreamingBody, EventStream)):
                 value.close()
 
 
@@ -169,14 +243,31 @@ def _close_client(client: Any) -> None:
     client.close()
 
 
-def _async_bodies(response: Any) -> Any:
-    """Replace every ``StreamingBody`` at the top of a response dict by an `AsyncBody`."""
+def _refuse_closed(model: Any = None, **kwargs: Any) -> None:
+    """A ``before-call`` handler registered when the ``async with aws.client(...)`` block
+    ends: a call made later would open a connection (aiohttp session) nobody closes."""
+    service = model.service_model.service_name if model is not None else "AWS"
+    operation = model.name if model is not None else "this operation"
+    raise RuntimeError(
+        f"this {service} client is closed (its `async with aws.client(...)` block has ended); "
+        f"call {operation} inside the block"
+    )
+
+
+def _async_bodies(response: Any, handed_out: weakref.WeakSet[Any]) -> Any:
+    """Replace every ``StreamingBody`` (``EventStream``) at the top of a response dict by an
+    `AsyncBody` (`_AsyncEventStream`), remembered in *handed_out* (closed with the client)."""
     if isinstance(response, dict):
+        from botocore.eventstream import EventStream
         from botocore.response import StreamingBody
 
         for name, value in response.items():
             if isinstance(value, StreamingBody):
                 response[name] = AsyncBody(value)
+                handed_out.add(value)
+            elif isinstance(value, EventStream):
+                response[name] = _AsyncEventStream(value)
+                handed_out.add(value)
     return response
 
 
@@ -184,18 +275,59 @@ def _sync_pages(paginator: PaginatorLike, kwargs: dict[str, object]) -> Generato
     yield from paginator.paginate(**kwargs)
 
 
+def _sync_search(
+    paginator: PaginatorLike, kwargs: dict[str, object], expression: str
+) -> Generator[Any, None, None]:
+    yield from paginator.paginate(**kwargs).search(expression)
+
+
+def _full_result(paginator: PaginatorLike, kwargs: dict[str, object]) -> dict[str, Any]:
+    result: dict[str, Any] = paginator.paginate(**kwargs).build_full_result()
+    return result
+
+
 # a page is a dict of Any, which makes the overloads of asyncify ambiguous: name the type
 _pages: Callable[[PaginatorLike, dict[str, object]], OffloadedIterator[dict[str, Any]]]
 _pages = asyncify(_sync_pages)
+_search: Callable[[PaginatorLike, dict[str, object], str], OffloadedIterator[Any]]
+_search = asyncify(_sync_search)
+
+
+class _PageIterator:
+    """What ``paginate()`` gives on the boto3 backend, with aiobotocore's call shapes:
+    ``async for page in ...``, ``await ....build_full_result()``, ``async for x in
+    ....search(expression)``; one thread hop per page."""
+
+    def __init__(self, paginator: PaginatorLike, kwargs: dict[str, object]) -> None:
+        self._paginator = paginator
+        self._kwargs = kwargs
+        self._pages = _pages(paginator, kwargs)
+
+    def __aiter__(self) -> _PageIterator:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._pages.__anext__()
+
+    async def aclose(self) -> None:
+        await self._pages.aclose()
+
+    async def build_full_result(self) -> dict[str, Any]:
+        """Every page merged into one response (botocore's ``build_full_result``)."""
+        return await run_sync(_full_result, self._paginator, self._kwargs)
+
+    def search(self, expression: str) -> OffloadedIterator[Any]:
+        """The JMESPath *expression* applied to each page, its results one by one."""
+        return _search(self._paginator, self._kwargs, expression)
 
 
 class _Paginator:
     def __init__(self, paginator: Any) -> None:
         self._paginator = paginator
 
-    def paginate(self, **kwargs: Any) -> OffloadedIterator[dict[str, Any]]:
+    def paginate(self, **kwargs: Any) -> _PageIterator:
         """The pages, fetched one per thread hop."""
-        return _pages(self._paginator, kwargs)
+        return _PageIterator(self._paginator, kwargs)
 
 
 class _Waiter:
@@ -215,6 +347,15 @@ class Boto3Client:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        # the bodies and event streams handed out: each may hold a connection out of the
+        # pool, which closing the client does not close (aiobotocore's session close does)
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _close(self) -> None:
+        """Close the bodies still open, then the client (blocking: run it in a thread)."""
+        for stream in list(self._streams):
+            stream.close()
+        self._client.close()
 
     @property
     def wrapped(self) -> Any:
@@ -238,7 +379,7 @@ class Boto3Client:
         async def operation(*args: Any, **kwargs: Any) -> Any:
             # a response that arrives for a cancelled caller has its bodies closed for it
             response = await run_owned(DEFAULT_POOL, _close_bodies, attr, *args, **kwargs)
-            return _async_bodies(response)
+            return _async_bodies(response, self._streams)
 
         operation.__name__ = name
         return operation
@@ -341,9 +482,16 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
             return aioboto3.Session(botocore_session=botocore_session(service, aio=True))
 
         session = await run_sync(make_session)
+        # the bodies handed out: one left open at the end would keep its aiohttp connection
+        streams: weakref.WeakSet[Any] = weakref.WeakSet()
         async with session.client(service, **kwargs) as native:
-            native.meta.events.register("after-call", _aio_bodies)
-            yield native
+            native.meta.events.register("after-call", _aio_bodies(streams))
+            try:
+                yield native
+            finally:
+                native.meta.events.register("before-call", _refuse_closed)
+                for stream in list(streams):
+                    stream.close()  # aiobotocore's close: at once, not awaitable
     elif backend == "boto3":
         try:
             import boto3  # noqa: F401 - only checks that it is installed
@@ -351,11 +499,13 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
             raise BackendNotInstalled("boto3", "boto3", "s3") from exc
         # a client that arrives for a cancelled caller is closed for it
         sync_client = await run_owned(DEFAULT_POOL, _close_client, _boto3_client, service, kwargs)
+        wrapper = Boto3Client(sync_client)
         try:
-            yield Boto3Client(sync_client)
+            yield wrapper
         finally:
+            sync_client.meta.events.register("before-call", _refuse_closed)
             # shielded: leaving the block in a cancelled task still closes the connections
             with anyio.CancelScope(shield=True):
-                await run_sync(sync_client.close)
+                await run_sync(wrapper._close)
     else:
         raise ConfigError(f"unknown AWS backend {backend!r}; accepted: 'aioboto3' or 'boto3'")

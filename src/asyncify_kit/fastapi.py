@@ -68,6 +68,10 @@ __all__ = [
 STATE_ATTRIBUTE = "asyncify"
 """The attribute of ``app.state`` that holds the open `Facades`."""
 
+# the open Facades by id of their app's router, which Starlette leaves in the scope of every
+# request as scope["router"]: a sub-application mounted in the app finds them through it
+_by_router: dict[int, tuple[object, Facades]] = {}
+
 #: A lifespan that yields nothing (``@asynccontextmanager async def lifespan(app): yield``).
 StatelessLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 #: A lifespan that yields a state mapping (copied into each ``request.state``).
@@ -185,8 +189,11 @@ def asyncify_lifespan(
             client = await _facade(http, HttpClient)
             if client is not None:
                 await stack.enter_async_context(client)
-            setattr(app.state, STATE_ATTRIBUTE, Facades(db, st, client))
+            facades = Facades(db, st, client)
+            setattr(app.state, STATE_ATTRIBUTE, facades)
             stack.callback(delattr, app.state, STATE_ATTRIBUTE)
+            _by_router[id(app.router)] = (app.router, facades)
+            stack.callback(_by_router.pop, id(app.router), None)
             if lifespan is None:
                 yield None
             else:
@@ -199,6 +206,9 @@ def asyncify_lifespan(
 def get_facades(app_or_connection: FastAPI | HTTPConnection) -> Facades:
     """The facades the app's `asyncify_lifespan` opened (from the app or a request).
 
+    A request served by a sub-application mounted in that app (``app.mount("/v2", sub)``)
+    gets the app's facades: Starlette runs the lifespan of the outermost app only.
+
     Raises `ConfigError` when the app has none open: it was created without
     ``lifespan=asyncify_lifespan(...)``, or is being served without lifespan events (httpx's
     ``ASGITransport`` sends none: wrap it in ``async with app.router.lifespan_context(app):``),
@@ -208,6 +218,13 @@ def get_facades(app_or_connection: FastAPI | HTTPConnection) -> Facades:
     if isinstance(app_or_connection, HTTPConnection):
         app = app_or_connection.app
     facades = getattr(getattr(app, "state", None), STATE_ATTRIBUTE, None)
+    if not isinstance(facades, Facades) and isinstance(app_or_connection, HTTPConnection):
+        # a sub-application mounted in the app (app.mount("/v2", FastAPI())) serves this
+        # request: Starlette runs only the outermost app's lifespan, whose router is here
+        router = app_or_connection.scope.get("router")
+        owner, facades = _by_router.get(id(router), (None, None))
+        if owner is not router:
+            facades = None
     if not isinstance(facades, Facades):
         raise ConfigError(
             "this app has no asyncify facades open: create it with "
@@ -225,15 +242,18 @@ def _missing(name: str) -> ConfigError:
     )
 
 
-def get_database(connection: HTTPConnection) -> Database:
-    """The app's open `Database`, for ``Depends(get_database)`` (or use `DatabaseDep`)."""
+async def get_database(connection: HTTPConnection) -> Database:
+    """The app's open `Database`, for ``Depends(get_database)`` (or use `DatabaseDep`).
+
+    A coroutine function, like `get_storage` and `get_http`: FastAPI resolves it on the event
+    loop (it would run a plain function in its thread pool, one hop per request)."""
     database = get_facades(connection).database
     if database is None:
         raise _missing("database")
     return database
 
 
-def get_storage(connection: HTTPConnection) -> Storage:
+async def get_storage(connection: HTTPConnection) -> Storage:
     """The app's open `Storage`, for ``Depends(get_storage)`` (or use `StorageDep`)."""
     storage = get_facades(connection).storage
     if storage is None:
@@ -241,7 +261,7 @@ def get_storage(connection: HTTPConnection) -> Storage:
     return storage
 
 
-def get_http(connection: HTTPConnection) -> HttpClient:
+async def get_http(connection: HTTPConnection) -> HttpClient:
     """The app's open `HttpClient`, for ``Depends(get_http)`` (or use `HttpDep`)."""
     http = get_facades(connection).http
     if http is None:
