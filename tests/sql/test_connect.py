@@ -1,14 +1,22 @@
-"""Opening and closing a `Database` on every backend: what a failed connect says, and what
-`pool_stats()` reports before `connect()` and after `disconnect()`."""
+"""Opening and closing a `Database` on every backend: what a failed connect says, how
+``connect_timeout`` bounds a connect to a server that never answers, and what `pool_stats()`
+reports before `connect()` and after `disconnect()`."""
 
 from __future__ import annotations
 
 import secrets
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import anyio
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
-from asyncify_kit import BackendURL
+from asyncify_kit import BackendURL, run_sync
 from asyncify_kit.sql import Database, OperationalError, PoolStats
 
 from .conftest import CASES, SERVER_CASES
@@ -114,3 +122,159 @@ async def test_a_failed_connect_names_host_port_and_database(url: BackendURL, fa
         check(caught.value)
         stats = lazy.pool_stats()
         assert (stats.size, stats.in_use, stats.waiting) == (0, 0, 0)
+
+
+class SilentServer:
+    """A TCP listener on 127.0.0.1 that accepts every connection and never writes a byte (a
+    hung server, or a wrong port that accepts and stays silent).
+
+    A thread accepts the connections and holds them, reading (and ignoring) what the client
+    sends, and counts the connections the client closed. One still open after *hang_up*
+    seconds is closed from this side, so that a client that would wait for ever ends too.
+    """
+
+    def __init__(self, hang_up: float = 6.0) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port: int = self._listener.getsockname()[1]
+        self._hang_up = hang_up
+        self._lock = threading.Lock()
+        self.accepted = 0
+        self.closed_by_client = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        held: dict[socket.socket, float] = {}
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([self._listener, *held], [], [], 0.02)
+                for sock in ready:
+                    if sock is self._listener:
+                        conn, _ = self._listener.accept()
+                        held[conn] = time.monotonic()
+                        with self._lock:
+                            self.accepted += 1
+                        continue
+                    try:
+                        data = sock.recv(4096)
+                    except OSError:  # reset by the client: closed too
+                        data = b""
+                    if not data:
+                        del held[sock]
+                        sock.close()
+                        with self._lock:
+                            self.closed_by_client += 1
+                now = time.monotonic()
+                for sock, since in list(held.items()):
+                    if now - since > self._hang_up:
+                        del held[sock]
+                        sock.close()
+        finally:
+            for sock in held:
+                sock.close()
+
+    def counts(self) -> tuple[int, int]:
+        with self._lock:
+            return self.accepted, self.closed_by_client
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _sockets_to(port: int) -> list[Any]:
+    """This process's TCP sockets connected to *port* (none once the client closed them)."""
+    return [
+        c for c in psutil.Process().net_connections(kind="tcp") if c.raddr and c.raddr.port == port
+    ]
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
+async def test_connect_timeout_bounds_a_connect_to_a_server_that_never_answers(
+    case: tuple[str, str], silent_server: SilentServer
+) -> None:
+    """The server accepts the TCP connection and never sends its greeting: ``connect_timeout``
+    bounds the whole connect (on MySQL the drivers' own timeout covers the TCP connect only),
+    at startup and when the pool grows later, for a query and for a transaction. It is the
+    named `OperationalError`, and no socket to the server is left open."""
+    backend = case[0]
+    port = silent_server.port
+    url = BackendURL.parse(f"{backend}://app:{secrets.token_hex(6)}@127.0.0.1:{port}/shop")
+    target = ["host 127.0.0.1", f"port {port}", "database 'shop'", "user 'app'"]
+
+    def check(exc: BaseException, elapsed: float) -> None:
+        assert isinstance(exc, OperationalError), repr(exc)
+        message = str(exc)
+        assert message.startswith("could not connect to "), message
+        assert all(part in message for part in target), message
+        if backend.startswith("mysql"):  # as asyncpg's; libpq says it in its own words
+            assert "no connection within connect_timeout=1s (TimeoutError)" in message
+        # connect_timeout=1 (libpq waits 2 s at the least), not the server hanging up (6 s)
+        assert 0.9 <= elapsed < 3.5, f"{backend}: failed after {elapsed:.2f}s: {message}"
+
+    async def attempt(opening: Any) -> None:
+        started = anyio.current_time()
+        with anyio.fail_after(15):  # (the server hangs up after 6 s in any case)
+            with pytest.raises(Exception) as caught:
+                await opening()
+        check(caught.value, anyio.current_time() - started)
+
+    # at startup: connect() opens min_size connections
+    db = Database(url, min_size=1, connect_timeout=1)
+    await attempt(db.connect)
+    assert db.pool_stats() == PoolStats(size=0, idle=0, in_use=0, waiting=0, max_size=10)
+
+    # later, when the pool opens connections for a query and a transaction at the same time
+    async def in_transaction() -> None:
+        async with lazy.transaction():
+            pass  # pragma: no cover - the connect fails
+
+    async with Database(url, min_size=0, max_size=2, connect_timeout=1) as lazy:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(attempt, lambda: lazy.fetch_val("select 1"))
+            tg.start_soon(attempt, in_transaction)
+        stats = lazy.pool_stats()
+        assert (stats.size, stats.in_use, stats.waiting) == (0, 0, 0)
+
+    # every connection the drivers made to the server, they closed (none is left half-made)
+    accepted, closed = silent_server.counts()
+    for _ in range(100):
+        if closed == accepted and not await run_sync(_sockets_to, port):
+            break
+        await anyio.sleep(0.02)
+        accepted, closed = silent_server.counts()
+    assert accepted >= 3, accepted  # the startup connect, the query's and the transaction's
+    assert closed == accepted, f"{backend}: {accepted - closed} of {accepted} left open"
+    assert await run_sync(_sockets_to, port) == []
+
+
+MYSQL_CASES = [p for p in SERVER_CASES if p.values[0][0].startswith("mysql")]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("case", MYSQL_CASES, indirect=True)
+async def test_connect_timeout_ends_with_the_connect(url: BackendURL) -> None:
+    """The connect deadline does not outlive the connect: a statement that runs longer than
+    ``connect_timeout`` after it is not cut short, and PyMySQL's socket is back to its
+    ``read_timeout`` (the connect bounded its reads by the time left)."""
+    extra = {"read_timeout": 30} if url.driver == "pymysql" else {}
+    async with Database(url, min_size=1, max_size=2, connect_timeout=1, **extra) as db:
+        await anyio.sleep(1.1)  # the connect's deadline has passed
+        assert await db.fetch_val("select sleep(1.2)") == 0
+        async with db.connection() as conn:  # a second connection, opened later
+            assert await conn.fetch_val("select sleep(1.2)") == 0
+            if url.driver == "pymysql":
+                raw = conn.raw
+                assert raw._read_timeout == 30 and raw._write_timeout is None
+                assert raw._sock.gettimeout() == 30
+                assert "_read_packet" not in vars(raw) and "_write_bytes" not in vars(raw)

@@ -16,8 +16,8 @@ from .._compiler import ParamStyle
 from ._asyncmy import TRIO_ALTERNATIVES, mysql_connect_kwargs
 from ._dialects import (
     MysqlAsyncConnection,
+    mysql_open,
     mysql_rolled_back,
-    mysql_session_setup,
     translate_mysql,
 )
 from .base import Backend, Connection
@@ -86,15 +86,12 @@ class AiomysqlBackend(Backend):
     trio_alternatives: ClassVar[str] = TRIO_ALTERNATIVES
 
     async def connect(self) -> Connection:
-        raw = await aiomysql.connect(**mysql_connect_kwargs(self))
+        # what `aiomysql.connect` does (it has no public way to connect a `Connection`), with
+        # the connection at hand to close: aiomysql closes its socket on an error, not on a
+        # cancellation (the connect_timeout deadline)
+        raw: Any = aiomysql.Connection(**mysql_connect_kwargs(self))
         raw.escape = _escape_with_bytes(raw)
-        conn = AiomysqlConnection(raw)
-        try:
-            await mysql_session_setup(conn, self.options)
-        except BaseException:
-            raw.close()
-            raise
-        return conn
+        return await mysql_open(raw, raw._connect, AiomysqlConnection(raw), self.options)
 
     def ends_transaction(self, exc: BaseException) -> bool:
         return mysql_rolled_back(exc)

@@ -16,8 +16,8 @@ from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
 from ._dialects import (
     MysqlAsyncConnection,
+    mysql_open,
     mysql_rolled_back,
-    mysql_session_setup,
     mysql_ssl,
     translate_mysql,
 )
@@ -85,14 +85,9 @@ class AsyncmyBackend(Backend):
     async def connect(self) -> Connection:
         kwargs = mysql_connect_kwargs(self)
         kwargs["database"] = kwargs.pop("db", None)
-        raw = await asyncmy.connect(**kwargs)
-        conn = AsyncmyConnection(raw)
-        try:
-            await mysql_session_setup(conn, self.options)
-        except BaseException:
-            raw.close()
-            raise
-        return conn
+        # what `asyncmy.connect` does, with the connection at hand to close on a timeout
+        raw = asyncmy.Connection(**kwargs)  # type: ignore[no-untyped-call]  # (its stub's)
+        return await mysql_open(raw, raw.connect, AsyncmyConnection(raw), self.options)
 
     def ends_transaction(self, exc: BaseException) -> bool:
         return mysql_rolled_back(exc)

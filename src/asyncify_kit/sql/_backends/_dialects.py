@@ -14,9 +14,11 @@ import re
 import ssl as _ssl
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
+
+import anyio
 
 from ..._config import BackendURL
 from ..._executor import check_cancelled
@@ -41,10 +43,13 @@ __all__ = [
     "PgSyncSession",
     "libpq_options",
     "mysql_adapt",
+    "mysql_connect_limit",
+    "mysql_connect_timed_out",
     "mysql_converter",
     "mysql_converters",
     "mysql_error",
     "mysql_init_statements",
+    "mysql_open",
     "mysql_rows",
     "mysql_session_setup",
     "mysql_shape",
@@ -894,3 +899,50 @@ async def mysql_session_setup(conn: MysqlAsyncConnection, options: dict[str, Any
             if fallback is None:
                 raise
             await conn.run(fallback)
+
+
+def mysql_connect_limit(options: dict[str, Any]) -> float:
+    """The seconds one whole MySQL connect may take: the TCP connect, the server's greeting,
+    the authentication and the session statements. (The drivers' own ``connect_timeout``
+    covers the TCP connect only: a server that accepts the connection and never sends its
+    greeting would hold them for ever.)"""
+    return float(options.get("connect_timeout") or 10)
+
+
+def mysql_connect_timed_out(limit: float) -> TimeoutError:
+    """The error of a MySQL connect that ran out of *limit* seconds: a `TimeoutError`, which
+    `Database` reports as "no connection within connect_timeout=...", as on PostgreSQL."""
+    return TimeoutError(
+        f"the server did not complete the connect within connect_timeout={limit:g}s"
+    )
+
+
+async def mysql_open(
+    raw: Any,
+    handshake: Callable[[], Awaitable[object]],
+    conn: MysqlAsyncConnection,
+    options: dict[str, Any],
+) -> MysqlAsyncConnection:
+    """Connect *raw* (the driver's connection, by awaiting *handshake*) and set up the session
+    of *conn* (which wraps it), all within `mysql_connect_limit`.
+
+    A connect that fails, is cancelled or runs out of time closes *raw*, however far it got
+    (aiomysql leaves the socket of a cancelled handshake open). Running out of time is a
+    `TimeoutError`, also when the driver's own TCP-connect timeout wrapped it in its error.
+    """
+    limit = mysql_connect_limit(options)
+    deadline = anyio.current_time() + limit
+    try:
+        with anyio.fail_after(limit):
+            await handshake()
+            await mysql_session_setup(conn, options)
+    except BaseException as exc:
+        raw.close()
+        if (
+            isinstance(exc, Exception)
+            and not isinstance(exc, TimeoutError)
+            and anyio.current_time() >= deadline
+        ):
+            raise mysql_connect_timed_out(limit) from exc
+        raise
+    return conn

@@ -9,6 +9,7 @@ recovery and the bounded close are the same everywhere.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar
 
@@ -36,6 +37,17 @@ class _JsonMarkerDumper(JsonbDumper):
 def _configure(conn: Any) -> None:
     conn.adapters.register_dumper(dict, JsonbDumper)
     conn.adapters.register_dumper(Json, _JsonMarkerDumper)
+
+
+def _drop_half_made(exc: BaseException) -> None:
+    """Let the half-made connection of psycopg's failed connect *exc* go now.
+
+    When a connect runs out of ``connect_timeout``, psycopg raises without closing the
+    connection it was making: the frames of *exc*'s traceback keep it (its socket open,
+    the server still waiting) for as long as the error lives. Clearing their local variables
+    (the traceback's lines stay) frees it at once, and libpq closes its socket.
+    """
+    traceback.clear_frames(exc.__traceback__)
 
 
 def _rows(cur: Any, records: list[Any]) -> list[Row]:
@@ -145,7 +157,11 @@ class _PsycopgSession(PgSyncSession):
         self.params = params
 
     def connect(self) -> None:
-        conn = psycopg.Connection.connect(**self.params)
+        try:
+            conn = psycopg.Connection.connect(**self.params)
+        except BaseException as exc:
+            _drop_half_made(exc)
+            raise
         _configure(conn)
         self.conn = conn
 
@@ -177,7 +193,11 @@ class PsycopgBackend(Backend):
         params = self.connect_params()
         if sniffio.current_async_library() != "asyncio":
             return await ThreadedConnection.open(_PsycopgSession(params))
-        conn = await psycopg.AsyncConnection.connect(**params)
+        try:
+            conn = await psycopg.AsyncConnection.connect(**params)
+        except BaseException as exc:
+            _drop_half_made(exc)
+            raise
         _configure(conn)
         return PsycopgAsyncConnection(conn)
 

@@ -5,10 +5,13 @@ Works on asyncio and trio. Same session settings and types as the async MySQL ba
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pymysql
+import pymysql.connections
 import pymysql.cursors
 
 from ...exceptions import ConnectionLost, DatabaseError, QueryTimeout
@@ -19,6 +22,8 @@ from ._dialects import (
     MysqlStream,
     mysql_adapt,
     mysql_check_whole,
+    mysql_connect_limit,
+    mysql_connect_timed_out,
     mysql_init_statements,
     mysql_rolled_back,
     mysql_rows,
@@ -29,6 +34,47 @@ from ._dialects import (
 from .base import STREAM_METHODS, Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PymysqlBackend"]
+
+
+@contextlib.contextmanager
+def _within(conn: Any, deadline: float) -> Iterator[None]:
+    """Bound every socket operation of the PyMySQL connection *conn* by the time left until
+    *deadline* (`time.monotonic`); afterwards its own timeouts are back, on it and its socket.
+
+    PyMySQL's ``connect_timeout`` covers the TCP connect only: before each packet it reads
+    (the server's greeting, the authentication, every result) it gives the socket its
+    ``read_timeout``, and before each write its ``write_timeout``, both None (no limit) by
+    default. Here each packet read and each write gets what is left instead (a `TimeoutError`
+    once nothing is), however many packets the connect takes (a TLS handshake runs under
+    what was left at the write before it).
+    """
+    read_timeout, write_timeout = conn._read_timeout, conn._write_timeout
+    cls = type(conn)
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("connect_timeout expired")
+        return remaining
+
+    def read_packet(*args: Any, **kwargs: Any) -> Any:
+        conn._read_timeout = left()  # PyMySQL sets it on the socket, as it differs
+        return cls._read_packet(conn, *args, **kwargs)
+
+    def write_bytes(data: bytes) -> None:
+        conn._write_timeout = left()
+        cls._write_bytes(conn, data)
+
+    conn._read_packet, conn._write_bytes = read_packet, write_bytes
+    try:
+        yield
+    finally:
+        del conn._read_packet, conn._write_bytes  # the class's own again: no cost per query
+        conn._read_timeout, conn._write_timeout = read_timeout, write_timeout
+        sock = conn._sock
+        if sock is not None:
+            sock.settimeout(read_timeout)
+        conn._current_timeout = read_timeout
 
 
 class _PymysqlSession(SyncSession):
@@ -61,18 +107,29 @@ class _PymysqlSession(SyncSession):
             raise
 
     def connect(self) -> None:
-        conn = pymysql.connect(**self.kwargs)
+        """Connect and set the session up, all within ``connect_timeout`` (`_within`): a
+        connect that runs out of time is a `TimeoutError`, and leaves nothing open."""
+        limit = mysql_connect_limit(self.options)
+        deadline = time.monotonic() + limit
+        conn: Any = pymysql.connections.Connection(**self.kwargs, defer_connect=True)
         try:
-            with conn.cursor() as cur:
-                for statement, fallback in mysql_init_statements(self.options):
-                    try:
-                        cur.execute(statement)
-                    except pymysql.err.MySQLError:
-                        if fallback is None:
-                            raise
-                        cur.execute(fallback)
-        except BaseException:
-            conn.close()
+            with _within(conn, deadline):
+                conn.connect()  # (closes its socket itself when it fails)
+                with conn.cursor() as cur:
+                    for statement, fallback in mysql_init_statements(self.options):
+                        try:
+                            cur.execute(statement)
+                        except pymysql.err.MySQLError:
+                            if fallback is None:
+                                raise
+                            cur.execute(fallback)
+        except BaseException as exc:
+            if conn.open:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            if isinstance(exc, Exception) and time.monotonic() >= deadline:
+                # PyMySQL wraps a socket timeout in its OperationalError ("Lost connection")
+                raise mysql_connect_timed_out(limit) from exc
             raise
         self.conn = conn
 
