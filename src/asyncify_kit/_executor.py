@@ -280,9 +280,11 @@ class Lane:
         self.queue: SimpleQueue[Any] = SimpleQueue()
         self.started = False
         self.closed = False
+        self.lost = False  # started before os.fork(), in the child: its thread is not there
 
     def start(self, *, dedicated: bool = False, name: str = "") -> None:
         self.started = True
+        _lanes.add(self)
         if dedicated:
             thread = threading.Thread(
                 target=self.serve, name=f"asyncify-{self.pool.name}-{name or 'sticky'}", daemon=True
@@ -292,6 +294,11 @@ class Lane:
             self.pool._submit(self)
 
     def put(self, job: Work) -> None:
+        if self.lost:  # the job would wait forever
+            raise RuntimeError(
+                "this generator, context manager or sticky proxy was opened before os.fork(); "
+                "its thread does not exist in this process: open it again in the child"
+            )
         self.queue.put(job)
 
     def close(self) -> None:
@@ -430,6 +437,7 @@ class SerialQueue:
 
 
 _serial_queues: weakref.WeakSet[SerialQueue] = weakref.WeakSet()
+_lanes: weakref.WeakSet[Lane] = weakref.WeakSet()  # started ones, for the fork handler
 
 # While at least _HOLD_MAX more calls are queued, a SerialQueue's worker holds back the outcomes
 # of quick calls and hands them over in batches of up to _HOLD_MAX. Each hand-off wakes the
@@ -695,9 +703,9 @@ class Pool:
                 waiting=max(0, self._queue.qsize() - self._withdrawn - self._markers),
                 abandoned=self._abandoned,
                 completed=sum(cell[0] for cell in self._completed),
-                queue_wait_p50=_percentile(waits, 0.50),
-                queue_wait_p90=_percentile(waits, 0.90),
-                queue_wait_p99=_percentile(waits, 0.99),
+                queue_wait_p50=_percentile(waits, 50),
+                queue_wait_p90=_percentile(waits, 90),
+                queue_wait_p99=_percentile(waits, 99),
                 running_calls=running,
             )
 
@@ -715,11 +723,13 @@ class Pool:
             return [_describe(item) for item in self._running.copy()]
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
+def _percentile(sorted_values: list[float], percent: int) -> float:
+    """The nearest-rank percentile: the smallest value that *percent* % of them do not pass
+    (of 10 values, p90 is the 9th smallest, not the largest)."""
     if not sorted_values:
         return 0.0
-    index = min(len(sorted_values) - 1, int(q * len(sorted_values)))
-    return sorted_values[index]
+    rank = -(-percent * len(sorted_values) // 100)  # ceil, in whole numbers
+    return sorted_values[max(rank, 1) - 1]
 
 
 _pools: dict[str, Pool] = {}
@@ -1031,6 +1041,9 @@ def _after_fork_in_child() -> None:
         pool._reset()
     for queue in list(_serial_queues):
         queue._reset()  # its turn ran on a thread the child does not have
+    for lane in list(_lanes):
+        lane.lost = True  # likewise: its steps would wait forever
+    _lanes.clear()
     _tls.__dict__.clear()
 
 

@@ -144,8 +144,9 @@ async def _run_job_asyncio(
     handle = None
     if timeout is not None:
         job.deadline = time.monotonic() + timeout
+    submit(job)  # before the timer: a lane lost in a fork refuses the job (Lane.put)
+    if timeout is not None:
         handle = loop.call_later(timeout, _on_timeout_asyncio, job, pool, cancel)
-    submit(job)
     try:
         return await fut
     except asyncio.CancelledError:
@@ -743,7 +744,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
         if self._finalizer is not None:
             self._finalizer.detach()
         if self._lane is not None:
-            if run_close:
+            if run_close and not self._lane.lost:
                 self._lane.put(Job(self._close_in_thread, (), {}, self._ctx, None))
             self._lane.close()
 
@@ -755,7 +756,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
         if self._finalizer is not None:
             self._finalizer.detach()
         lane = self._lane
-        if lane is None:
+        if lane is None or lane.lost:  # lost: its generator cannot run in this process
             return
         try:
             await _run_step(lane, self._ctx, self._close_in_thread, (), "wait", None)
@@ -779,7 +780,8 @@ def _close_generator(holder: list[Iterator[Any]]) -> None:
 
 def _close_lane_later(lane: Lane, ctx: contextvars.Context, holder: list[Iterator[Any]]) -> None:
     """Finalizer of an iterator dropped unfinished: close its generator on its own thread."""
-    lane.put(Job(_close_generator, (holder,), {}, ctx, None))
+    if not lane.lost:
+        lane.put(Job(_close_generator, (holder,), {}, ctx, None))
     lane.close()
 
 
@@ -1049,6 +1051,8 @@ class AsyncProxy(Generic[O]):
         return self._obj
 
     def __getattr__(self, name: str) -> Any:
+        if name in _PROXY_OWN:  # not set yet (a copy or an unpickling under way): no recursion
+            raise AttributeError(name)
         attr = getattr(self._obj, name)
         if not callable(attr):
             return attr
@@ -1065,9 +1069,12 @@ class AsyncProxy(Generic[O]):
                     raise
         else:
             cancel, timeout = self._cancel, self._timeout
+            # the method keeps the proxy alive: its finalizer would close the lane under it
+            # (``await wrap(obj, sticky=True).method()`` drops the proxy before the call)
+            owner = self
 
             async def call(*args: Any, **kwargs: Any) -> Any:
-                if lane.closed:
+                if lane.closed or owner._lane is not lane:
                     raise RuntimeError(f"this sticky proxy of {name!r} was closed")
                 job = Job(attr, args, kwargs, contextvars.copy_context(), None)
                 try:
@@ -1091,9 +1098,25 @@ class AsyncProxy(Generic[O]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._lane is not None:
+            raise TypeError(
+                "a sticky AsyncProxy owns a thread and cannot be copied or pickled; "
+                "wrap the copied object again"
+            )
+        return (_rewrap, (self._obj, self._pool, self._cancel, self._timeout))
+
     def __repr__(self) -> str:
         kind = "sticky " if self._lane is not None else ""
         return f"<AsyncProxy {kind}of {type(self._obj).__name__} in pool {self._pool!r}>"
+
+
+_PROXY_OWN = frozenset({"_obj", "_pool", "_cancel", "_timeout", "_lane"})
+
+
+def _rewrap(obj: O, pool: str, cancel: CancelPolicy, timeout: float | None) -> AsyncProxy[O]:
+    """Unpickle (or copy) a non-sticky proxy: a new one of the same object and options."""
+    return AsyncProxy(obj, pool=pool, cancel=cancel, timeout=timeout)
 
 
 def wrap(

@@ -1,0 +1,169 @@
+"""Less-trodden corners of the offload engine: `wrap` proxies made and dropped in one
+expression, copied or pickled; queue-wait percentiles; lanes inherited by a forked child."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import os
+import pickle
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+
+import anyio
+import pytest
+
+from asyncify_kit import asyncify, configure, stats, wrap
+
+pytestmark = pytest.mark.anyio
+
+
+class Counter:
+    """Module level, so pickle finds it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def bump(self) -> tuple[int, int]:
+        self.count += 1
+        return self.count, threading.get_ident()
+
+
+# -- a sticky proxy used in the expression that made it --------------------------------------
+
+
+async def test_a_method_of_a_sticky_proxy_keeps_the_proxy_open() -> None:
+    # the proxy is dropped once `.bump` is read: its thread must stay until the call is made
+    assert (await wrap(Counter(), sticky=True).bump())[0] == 1
+
+    bump = wrap(Counter(), sticky=True).bump
+    gc.collect()
+    first, home = await bump()
+    second, again = await bump()
+    assert (first, second) == (1, 2)
+    assert again == home
+
+    # once the method is dropped too, the thread leaves
+    (thread,) = [t for t in threading.enumerate() if t.ident == home]
+    del bump
+    gc.collect()
+    with anyio.fail_after(2):
+        while thread.is_alive():
+            await anyio.sleep(0.01)
+
+
+async def test_a_method_of_a_closed_sticky_proxy_is_refused() -> None:
+    proxy = wrap(Counter(), sticky=True)
+    bump = proxy.bump
+    await proxy.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await bump()
+
+
+# -- copy and pickle ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [copy.copy, copy.deepcopy, lambda proxy: pickle.loads(pickle.dumps(proxy))],
+    ids=["copy", "deepcopy", "pickle"],
+)
+async def test_a_proxy_can_be_copied_and_pickled(duplicate: Callable[[object], object]) -> None:
+    proxy = wrap(Counter(), cancel="abandon", timeout=5)
+    twin = duplicate(proxy)
+    assert repr(twin) == repr(proxy)
+    assert await twin.bump() is not None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [copy.copy, copy.deepcopy, pickle.dumps],
+    ids=["copy", "deepcopy", "pickle"],
+)
+async def test_a_sticky_proxy_cannot_be_copied_or_pickled(
+    duplicate: Callable[[object], object],
+) -> None:
+    async with wrap(Counter(), sticky=True) as proxy:
+        with pytest.raises(TypeError, match="sticky"):
+            duplicate(proxy)
+
+
+# -- queue-wait percentiles --------------------------------------------------------------------
+
+
+async def test_queue_wait_p50_of_two_calls_is_the_shorter_wait() -> None:
+    name = f"edges-{uuid.uuid4().hex[:8]}"
+    configure(pools={name: 1})
+    nap = asyncify(pool=name)(time.sleep)
+    async with anyio.create_task_group() as tg:  # one thread: the second waits ~0.2 s
+        tg.start_soon(nap, 0.2)
+        await anyio.sleep(0.02)
+        tg.start_soon(nap, 0)
+    with anyio.fail_after(2):
+        while stats(name).completed < 2:
+            await anyio.sleep(0.01)
+    s = stats(name)
+    # nearest rank: half the calls waited no longer than p50 (the quick one)
+    assert s.queue_wait_p50 < 0.05
+    assert s.queue_wait_p90 == s.queue_wait_p99 >= 0.1
+
+
+# -- fork ---------------------------------------------------------------------------------------
+
+
+def _exit_code_in_a_forked_child(child: Callable[[], bool]) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: threads and fork
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = 0 if child() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@asyncify
+def _two_items() -> Iterator[int]:
+    yield 1
+    yield 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_lanes_opened_before_fork_are_refused_in_the_child_not_hung() -> None:
+    async def open_in_parent() -> tuple[object, object]:
+        proxy = wrap(Counter(), sticky=True)
+        await proxy.bump()
+        items = _two_items()
+        assert await items.__anext__() == 1
+        return proxy, items
+
+    proxy, items = asyncio.run(open_in_parent())
+
+    def child() -> bool:
+        async def use() -> bool:
+            refused = 0
+            for step in (proxy.bump, items.__anext__):  # type: ignore[attr-defined]
+                try:
+                    await asyncio.wait_for(step(), 5)
+                except RuntimeError as exc:
+                    refused += "os.fork()" in str(exc)
+            await items.aclose()  # type: ignore[attr-defined]  # nothing to close here: quiet
+            # and what the child opens itself works
+            async with wrap(Counter(), sticky=True) as fresh:
+                assert (await fresh.bump())[0] == 1
+            return refused == 2
+
+        return asyncio.run(use())
+
+    try:
+        assert _exit_code_in_a_forked_child(child) == 0
+    finally:
+        asyncio.run(items.aclose())  # type: ignore[attr-defined]
+        asyncio.run(proxy.aclose())  # type: ignore[attr-defined]
