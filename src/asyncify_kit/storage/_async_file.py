@@ -127,10 +127,10 @@ class AsyncFile:
         self._buf += data
         return True
 
-    async def read(self, size: int = -1) -> bytes:
-        """Up to *size* bytes (everything left when negative); ``b""`` at the end."""
+    async def read(self, size: int | None = -1) -> bytes:
+        """Up to *size* bytes (everything left when negative or None); ``b""`` at the end."""
         self._check("rb")
-        if size < 0:
+        if size is None or size < 0:
             while await self._fill(self._chunk):
                 pass
             out = bytes(self._buf)
@@ -142,9 +142,12 @@ class AsyncFile:
         del self._buf[:size]
         return out
 
-    async def readline(self, size: int = -1) -> bytes:
-        """One line, with its ``\\n`` (not on the last line if the object lacks it)."""
+    async def readline(self, size: int | None = -1) -> bytes:
+        """One line, with its ``\\n`` (not on the last line if the object lacks it), of at
+        most *size* bytes when that is >= 0 (None: no limit, as for a built-in file)."""
         self._check("rb")
+        if size is None:
+            size = -1
         start = 0
         while True:
             end = self._buf.find(b"\n", start)

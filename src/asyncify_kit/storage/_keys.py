@@ -13,6 +13,7 @@ refuses them while it opens the path (``O_NOFOLLOW`` on every component).
 
 from __future__ import annotations
 
+import mimetypes
 import re
 
 from ..exceptions import InvalidPath
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_SEGMENT_BYTES",
     "TEMP_PREFIX",
     "split_key",
+    "type_from_key",
     "validate_key",
     "validate_prefix",
 ]
@@ -104,3 +106,26 @@ def validate_prefix(prefix: object) -> str:
 def split_key(key: str) -> list[str]:
     """The segments of an already validated key."""
     return key.split("/")
+
+
+# the type of a compressed file: `mimetypes` gives the type of what was compressed and the
+# compression apart (``x.csv.gz``: text/csv, gzip), and a store keeps one type, no encoding
+_COMPRESSED_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
+
+
+def type_from_key(key: str) -> str:
+    """The content type the key's extension suggests, else ``application/octet-stream``.
+
+    A compressed file is of its compression's type (``x.csv.gz``: ``application/gzip``), not
+    of what it holds: S3 would serve gzip bytes as ``text/csv`` with no ``Content-Encoding``.
+    """
+    guessed, encoding = mimetypes.guess_type(key, strict=False)
+    if encoding is not None:
+        return _COMPRESSED_TYPES.get(encoding, "application/octet-stream")
+    return guessed or "application/octet-stream"

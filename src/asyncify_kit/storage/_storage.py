@@ -23,7 +23,7 @@ from ._backends.base import (
     broken_read,
     shielded,
 )
-from ._keys import validate_key, validate_prefix
+from ._keys import type_from_key, validate_key, validate_prefix
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -67,7 +67,7 @@ def guess_content_type(key: str, given: str | None) -> str:
                 f"line breaks or spaces at either end, such as 'text/csv', not {given!r}"
             )
         return given
-    return mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream"
+    return type_from_key(key)
 
 
 _mime_lock = threading.Lock()

@@ -56,7 +56,7 @@ from ...exceptions import (
     StorageError,
     Unsupported,
 )
-from .._keys import MAX_KEY_BYTES, TEMP_PREFIX, split_key, validate_key
+from .._keys import MAX_KEY_BYTES, TEMP_PREFIX, split_key, type_from_key, validate_key
 from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write
 
 __all__ = ["FileBackend", "InPlaceFile", "TempFile", "open_beneath"]
@@ -876,7 +876,7 @@ def _stat_file(root_fd: int, parts: list[str], key: str) -> ObjectInfo:
         raise _SymlinkRefused(errno.ELOOP, "symbolic link", parts[-1])
     if not stat_mod.S_ISREG(st.st_mode):
         raise FileNotFoundError(errno.ENOENT, "not a regular file", parts[-1])
-    return _info(key, st, mimetypes.guess_type(key, strict=False)[0] or "application/octet-stream")
+    return _info(key, st, type_from_key(key))
 
 
 def _prune(root_fd: int, parts: list[str], top: int = 0) -> None:

@@ -105,8 +105,20 @@ class MemoryBackend(StorageBackend):
             self._shared = _Store()
         self._store = self._shared.blobs
         self._lock = self._shared.lock
+        self._closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        """Refuse an operation begun after the Storage was closed (a stream, listing or file
+        opener made before), as the other backends do: `RuntimeError`. A file already open
+        reads (or commits) on, as on ``file://``."""
+        if self._closed:
+            raise RuntimeError(f"{self.describe()} is not open")
 
     def _get(self, key: str) -> _Blob:
+        self._check_open()
         blob = self._store.get(key)
         if blob is None:
             raise NotFound(f"no object {key!r} in {self.describe()}")
@@ -127,6 +139,7 @@ class MemoryBackend(StorageBackend):
     async def write(
         self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
     ) -> None:
+        self._check_open()
         self._put(key, data, if_not_exists, content_type)
 
     async def open_reader(self, key: str) -> ByteReader:
@@ -135,6 +148,7 @@ class MemoryBackend(StorageBackend):
     async def open_writer(
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
+        self._check_open()
         # refused at open, as the other backends do; commit checks again (a race)
         if if_not_exists and key in self._store:
             raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
@@ -145,9 +159,11 @@ class MemoryBackend(StorageBackend):
         return ObjectInfo(key, len(blob.data), blob.modified, blob.etag, blob.content_type)
 
     async def exists(self, key: str) -> bool:
+        self._check_open()
         return key in self._store
 
     async def delete(self, key: str, *, missing_ok: bool) -> None:
+        self._check_open()
         with self._lock:
             blob = self._store.pop(key, None)
         if blob is None and not missing_ok:
@@ -167,6 +183,7 @@ class MemoryBackend(StorageBackend):
                 del self._store[src]
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
+        self._check_open()
         with self._lock:  # a snapshot: iterating the dict itself fails if a thread changes it
             names = list(self._store)
         keys = sorted((k for k in names if k.startswith(prefix)), key=lambda k: k.encode("utf-8"))

@@ -466,6 +466,8 @@ class S3Backend(StorageBackend):
     async def open_writer(
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
+        if self._client is None:  # refused now, as on every backend, not at the first part
+            raise RuntimeError(f"{self.describe()} is not open")
         if if_not_exists and await self.exists(key):
             raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
         return _S3Writer(self, key, if_not_exists, content_type)

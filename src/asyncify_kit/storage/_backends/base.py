@@ -32,6 +32,7 @@ __all__ = [
     "StorageBackend",
     "broken_read",
     "broken_write",
+    "chunk_bytes",
     "shielded",
 ]
 
@@ -95,6 +96,24 @@ class ByteWriter(abc.ABC):
     @abc.abstractmethod
     async def abort(self) -> None:
         """Discard everything written (idempotent); the previous object is untouched."""
+
+
+def chunk_bytes(chunk: object) -> bytes:
+    """*chunk*, a chunk of a streamed write, as bytes; `TypeError` unless it is bytes-like.
+
+    Not ``bytes(chunk)``: that makes ``n`` zero bytes of an int ``n`` and accepts a list of
+    ints, so an iterable yielding ints (iterating over a bytes object does) would store zeros.
+    """
+    if isinstance(chunk, bytes):
+        return chunk
+    try:
+        view = memoryview(chunk)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            "a streamed write takes an async iterable of bytes-like chunks (bytes, bytearray, "
+            f"memoryview), and this one yielded a {type(chunk).__name__}"
+        ) from None
+    return view.tobytes()
 
 
 def broken_write(key: str, where: str) -> StorageError:
@@ -165,7 +184,7 @@ class StorageBackend(abc.ABC):
         writer = await self.open_writer(key, if_not_exists=if_not_exists, content_type=content_type)
         try:
             async for chunk in chunks:
-                await writer.write(bytes(chunk))
+                await writer.write(chunk_bytes(chunk))
             await writer.commit()
         except BaseException:
             await shielded(writer)
