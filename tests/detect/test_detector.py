@@ -10,12 +10,14 @@ in tmp_path, a child process, sqlite3, and the real drivers pointed at closed lo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib
 import io
 import logging
 import os
 import pathlib
+import queue
 import select
 import socket
 import sqlite3
@@ -80,6 +82,18 @@ class Env:
 
     def tls_handshake(self) -> None:
         self.tls.do_handshake()  # the plain-HTTP server answers with 400: SSLError, at once
+
+    def future(self) -> concurrent.futures.Future[None]:
+        """A future another thread finishes in a moment."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        threading.Timer(0.001, future.set_result, (None,)).start()
+        return future
+
+    def filled_queue(self) -> queue.Queue[int]:
+        """A queue with one item."""
+        items: queue.Queue[int] = queue.Queue()
+        items.put(1)
+        return items
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +168,10 @@ MATRIX: list[tuple[str, str, Case]] = [
     ("popen-wait", "subprocess.Popen.wait", lambda e: e.child.wait()),
     ("select", "select.select", lambda e: select.select([e.pair[1]], [], [], 0.001)),
     ("sqlite-connect", "sqlite3.connect", lambda e: sqlite3.connect(":memory:").close()),
+    ("path-open", "pathlib.Path.open", lambda e: e.path.open().close()),
+    ("future-result", "concurrent.futures.Future.result", lambda e: e.future().result(5)),
+    ("queue-get", "queue.Queue.get", lambda e: e.filled_queue().get()),
+    ("queue-put", "queue.Queue.put", lambda e: queue.Queue[int](1).put(1)),
     (
         "sqlite-execute",
         "sqlite3.Connection.execute",
@@ -229,6 +247,31 @@ async def test_non_blocking_socket_calls_are_not_reported() -> None:
     finally:
         a.close()
         b.close()
+    assert detector.reports == []
+
+
+async def test_waits_for_threads_that_cannot_block_are_not_reported() -> None:
+    done: concurrent.futures.Future[int] = concurrent.futures.Future()
+    done.set_result(1)
+    unbounded: queue.Queue[int] = queue.Queue()
+    bounded: queue.Queue[int] = queue.Queue(1)
+    with detect_blocking(mode="raise") as detector:
+        assert done.result() == 1
+        assert done.exception() is None
+        unbounded.put(1)
+        assert unbounded.get_nowait() == 1
+        bounded.put_nowait(2)
+        with pytest.raises(queue.Full):
+            bounded.put(3, timeout=0)
+        assert bounded.get(block=False) == 2
+        with pytest.raises(queue.Empty):
+            bounded.get(timeout=0)
+        pending: concurrent.futures.Future[int] = concurrent.futures.Future()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            pending.result(timeout=0)
+        starting = threading.Thread(target=int)
+        starting.start()  # waits for the thread to begin: not reported
+        await anyio.to_thread.run_sync(starting.join)
     assert detector.reports == []
 
 

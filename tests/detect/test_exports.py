@@ -40,6 +40,7 @@ def test_every_rule_has_a_fix_and_a_kind() -> None:
             "os",
             "subprocess",
             "select",
+            "thread",
             "sqlite3",
             "http",
             "postgres",

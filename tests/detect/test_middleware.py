@@ -296,3 +296,50 @@ async def test_attribution_in_process_on_asyncio_and_trio(anyio_backend: str) ->
     routes = middleware.metrics()["routes"]
     assert routes["GET /items/{item_id}"]["stalls"] >= 1
     assert routes["GET /"]["blocking_calls"] == 0
+
+
+async def test_a_blocking_call_is_counted_by_the_app_that_made_it_only() -> None:
+    # every middleware listens to every report of the process: another app's metrics counted
+    # the blocking calls of this one (with requests 0) before
+    first = build_app(monitor=False, detect="collect")
+    second = build_app(monitor=False, detect="collect")
+    clients = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        for app in (first, second)
+    ]
+    async with clients[0] as client, clients[1] as other:
+        assert (await other.get("/")).status_code == 200  # the second app is started too
+        assert (await client.get("/items/3")).json() == {"id": 3}
+    for app in (first, second):
+        BlockingMiddleware.of(app).stop()  # no lifespan through ASGITransport
+    first_routes = BlockingMiddleware.of(first).metrics()["routes"]
+    second_routes = BlockingMiddleware.of(second).metrics()["routes"]
+    assert first_routes["GET /items/{item_id}"]["blocking_calls"] == 1
+    assert "GET /items/{item_id}" not in second_routes
+    assert second_routes["GET /"] == {
+        "requests": 1,
+        "blocking_calls": 0,
+        "stalls": 0,
+        "stall_seconds": 0.0,
+    }
+
+
+def test_served_without_lifespan_from_a_new_loop_the_monitor_watches_the_new_loop() -> None:
+    # started by the first request (no lifespan), the monitor kept watching that request's
+    # loop, gone with it: a later loop serving the app (the next test's, a test client's) was
+    # not watched for stalls
+    app = build_app(detect="collect", stall_threshold=0.05)
+
+    async def get(path: str, pause: float) -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get(path)).status_code == 200
+            await asyncio.sleep(pause)  # the monitor sees the loop again
+
+    asyncio.run(get("/", 0))
+    asyncio.run(get("/items/5", 0.1))
+    middleware = BlockingMiddleware.of(app)
+    middleware.stop()
+    routes = middleware.metrics()["routes"]
+    assert routes["GET /items/{item_id}"]["blocking_calls"] == 1
+    assert routes["GET /items/{item_id}"]["stalls"] >= 1

@@ -14,6 +14,8 @@ request when the server runs no lifespan, and stop at lifespan shutdown.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -26,6 +28,7 @@ from ._detector import (
     BlockingReport,
     Mode,
     add_listener,
+    current_loop_kind,
     detect_blocking,
     remove_listener,
     route_provider,
@@ -49,6 +52,11 @@ UNMATCHED: Final = "<unmatched>"
 #: ``"<other>"``
 MAX_ROUTES: Final = 1000
 _OTHER: Final = "<other>"
+#: the middlewares serving the current request, outermost first: a report is counted by these
+#: only, not by every BlockingMiddleware of the process (another app's)
+_serving: contextvars.ContextVar[tuple[BlockingMiddleware, ...]] = contextvars.ContextVar(
+    "asyncify_kit_serving", default=()
+)
 
 
 def route_label(scope: Scope) -> str:
@@ -134,6 +142,7 @@ class BlockingMiddleware:
         self._lock = threading.Lock()
         self._routes: dict[str, dict[str, float]] = {}
         self._started = False
+        self._loop: object = None  # the loop started on (an asyncio loop or a trio token)
         self._owns_monitor = False
         if self.monitor is not None:
             self.monitor.add_stall_listener(self._on_stall)
@@ -160,6 +169,7 @@ class BlockingMiddleware:
             if self._started:
                 return
             self._started = True
+            self._loop = _running_loop()
         add_listener(self._on_report)
         if self.detector is not None:
             self.detector.__enter__()
@@ -197,6 +207,11 @@ class BlockingMiddleware:
             return
         if not self._started:
             self.start()
+        elif self._loop is not _running_loop():
+            # started with no lifespan on a loop that is gone (a test client's, another test's):
+            # the monitor watched that loop, and the detector that loop's thread
+            self.stop()
+            self.start()
         if (
             self.metrics_path is not None
             and kind == "http"
@@ -209,9 +224,11 @@ class BlockingMiddleware:
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         # this frame is what LoopMonitor looks for on the loop thread's stack (route_frames)
         token = route_provider.set(functools.partial(route_label, scope))
+        serving = _serving.set((*_serving.get(), self))
         try:
             await self.app(scope, receive, send)
         finally:
+            _serving.reset(serving)
             route_provider.reset(token)
             self._count(route_label(scope), "requests", 1)
 
@@ -260,7 +277,8 @@ class BlockingMiddleware:
             counters[field] += amount
 
     def _on_report(self, report: BlockingReport) -> None:
-        if report.route is not None:
+        # listeners are process-wide: count only the calls made serving a request of this app
+        if report.route is not None and self in _serving.get():
             self._count(report.route, "blocking_calls", 1)
 
     def _on_stall(self, report: StallReport) -> None:
@@ -298,6 +316,16 @@ class BlockingMiddleware:
         if self.monitor is not None:
             text += self.monitor.prometheus(prefix)
         return text
+
+
+def _running_loop() -> object:
+    """The running asyncio loop, or the trio run's token (None outside a loop)."""
+    loop = asyncio._get_running_loop()
+    if loop is None and current_loop_kind() == "trio":
+        import trio
+
+        return trio.lowlevel.current_trio_token()
+    return loop
 
 
 def _scope_route(frame: FrameType) -> str | None:

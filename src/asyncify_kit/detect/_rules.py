@@ -38,6 +38,10 @@ FIXES: Final[dict[str, str]] = {
         "await anyio.run_process() (or asyncio.create_subprocess_exec / trio.run_process)"
     ),
     "select": f"anyio.wait_readable() / anyio.wait_writable(), {ASYNCIFY_HINT}",
+    "thread": (
+        "await the work instead (asyncio.wrap_future, anyio.Event, asyncio.Queue or an anyio "
+        f"memory stream), {ASYNCIFY_HINT}"
+    ),
     "sqlite3": f"asyncify_kit.sql.Database('sqlite:///...'), {ASYNCIFY_HINT}",
     "http": f"asyncify_kit.http.HttpClient, {ASYNCIFY_HINT}",
     "postgres": f"asyncify_kit.sql.Database('postgresql://...'), {ASYNCIFY_HINT}",
@@ -134,6 +138,33 @@ def _wait_nonblocking(args: Args, kwargs: Kwargs) -> bool:
 def _waitpid_nonblocking(args: Args, kwargs: Kwargs) -> bool:
     options = _arg(args, kwargs, 1, "options", 0)
     return isinstance(options, int) and bool(options & os.WNOHANG)
+
+
+def _no_wait(timeout: Any) -> bool:
+    """A *timeout* that makes a wait only poll."""
+    return isinstance(timeout, (int, float)) and timeout <= 0
+
+
+def _future_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """Future.result()/exception() of a finished future, or with a zero timeout, return at once."""
+    done = getattr(args[0], "done", None) if args else None
+    return _no_wait(_arg(args, kwargs, 1, "timeout")) or (callable(done) and bool(done()))
+
+
+def _queue_get_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """Queue.get(block=False) (get_nowait) or with a zero timeout only polls."""
+    return not _arg(args, kwargs, 1, "block", True) or _no_wait(_arg(args, kwargs, 2, "timeout"))
+
+
+def _queue_put_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """Queue.put on an unbounded queue, with block=False (put_nowait) or a zero timeout."""
+    queue = args[0] if args else None
+    maxsize = getattr(queue, "maxsize", 1)
+    return (
+        (isinstance(maxsize, int) and maxsize <= 0)
+        or not _arg(args, kwargs, 2, "block", True)
+        or _no_wait(_arg(args, kwargs, 3, "timeout"))
+    )
 
 
 # -- details: what the report says beyond the function name (never secrets) ------------------
@@ -263,6 +294,24 @@ def _build() -> tuple[Rule, ...]:
         Rule("os", "wait", "os.wait", "subprocess"),
         Rule("select", "select", "select.select", "select", _select_nonblocking),
         Rule("sqlite3", "connect", "sqlite3.connect", "sqlite3"),
+        # waits for another thread; not threading.Lock/RLock.acquire (C types: not patchable),
+        # Event.wait (Thread.start() waits on one for the thread to begin) nor Thread.join
+        Rule(
+            "concurrent.futures",
+            "Future.result",
+            "concurrent.futures.Future.result",
+            "thread",
+            _future_nonblocking,
+        ),
+        Rule(
+            "concurrent.futures",
+            "Future.exception",
+            "concurrent.futures.Future.exception",
+            "thread",
+            _future_nonblocking,
+        ),
+        Rule("queue", "Queue.get", "queue.Queue.get", "thread", _queue_get_nonblocking),
+        Rule("queue", "Queue.put", "queue.Queue.put", "thread", _queue_put_nonblocking),
     ]
     rules += [
         *[
@@ -332,6 +381,7 @@ def _build() -> tuple[Rule, ...]:
 
 
 _PATH_METHODS: Final = (
+    "open",
     "read_bytes",
     "read_text",
     "write_bytes",
