@@ -11,13 +11,13 @@ import pickle
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
 
 from asyncify_kit import asyncify, configure, stats, wrap
+from tests.conftest import exit_code_in_a_forked_child
 
 pytestmark = pytest.mark.anyio
 
@@ -115,20 +115,6 @@ async def test_queue_wait_p50_of_two_calls_is_the_shorter_wait() -> None:
 # -- fork ---------------------------------------------------------------------------------------
 
 
-def _exit_code_in_a_forked_child(child: Callable[[], bool]) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: threads and fork
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            code = 0 if child() else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 @asyncify
 def _two_items() -> Iterator[int]:
     yield 1
@@ -163,7 +149,7 @@ def test_lanes_opened_before_fork_are_refused_in_the_child_not_hung() -> None:
         return asyncio.run(use())
 
     try:
-        assert _exit_code_in_a_forked_child(child) == 0
+        assert exit_code_in_a_forked_child(child) == 0
     finally:
         asyncio.run(items.aclose())  # type: ignore[attr-defined]
         asyncio.run(proxy.aclose())  # type: ignore[attr-defined]
