@@ -8,6 +8,7 @@ it fails: CI must never pass by skipping.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -39,6 +40,24 @@ def service_url(name: str) -> str:
     if ON_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def require_file_system(kind: str) -> None:
+    """Skip where the fs_matrix *kind* ("tmpfs", "ext4" ...) cannot be made: the ext4 kinds
+    need Linux, root and loop devices. A missing tool (mkfs.ext4, which `make test`
+    installs) fails under CI instead."""
+    from benchmarks import fs_matrix
+
+    if kind != "tmpfs":
+        loop_devices = os.path.exists("/dev/loop-control")
+        if sys.platform != "linux" or os.geteuid() != 0 or not loop_devices:
+            pytest.skip("the ext4 kinds need Linux, root and loop devices")
+    try:
+        fs_matrix.check_can_make([fs_matrix.KINDS[kind]])
+    except fs_matrix.MatrixError as exc:
+        if ON_CI:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
-import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +24,7 @@ from benchmarks._harness import (
     run_benchmarks,
 )
 
-from tests.conftest import ON_CI
+from tests.conftest import require_file_system
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -488,25 +486,6 @@ def _mounted_under(path: Path) -> list[str]:
         return [line for line in f if str(path) in line]
 
 
-def _can_mount(kind: str) -> None:
-    """Skip where *kind* cannot be made: the ext4 kinds need Linux, root and loop devices.
-
-    A missing tool (mkfs.ext4, which `make test` installs) fails under CI instead.
-    """
-    from benchmarks import fs_matrix
-
-    if kind != "tmpfs":
-        loop_devices = Path("/dev/loop-control").exists()
-        if sys.platform != "linux" or os.geteuid() != 0 or not loop_devices:
-            pytest.skip("the ext4 kinds need Linux, root and loop devices")
-    try:
-        fs_matrix.check_can_make([fs_matrix.KINDS[kind]])
-    except fs_matrix.MatrixError as exc:
-        if ON_CI:
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-
-
 @pytest.mark.parametrize(
     ("kind", "file_system", "discard"),
     [
@@ -522,7 +501,7 @@ def test_the_fs_matrix_makes_each_kind_fresh_and_removes_it(
     from benchmarks import fs_matrix
     from benchmarks.bench_storage import describe_file_system
 
-    _can_mount(kind)
+    require_file_system(kind)
     with fs_matrix.fresh_file_system(fs_matrix.KINDS[kind], tmp_path, 64) as where:
         assert describe_file_system(str(where)).startswith(file_system)
         assert list(where.iterdir()) in ([], [where / "lost+found"])  # a new file system
@@ -550,7 +529,7 @@ def test_the_fs_matrix_runs_the_storage_section_on_a_fresh_file_system(
 ) -> None:
     from benchmarks import fs_matrix
 
-    _can_mount(kind)
+    require_file_system(kind)
     out, work = tmp_path / "out", tmp_path / "work"
     work.mkdir()
     argv = ["--fs", kind, "--runs", "1", "--quick", "--size-mib", "256"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ON_CI
+from tests.conftest import require_file_system
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,22 +118,11 @@ def test_listing_only_readable_parts_works(scheme: str, store: Path) -> None:
 
 
 def _mounted_ext4(tmp_path: Path) -> contextlib.AbstractContextManager[Path]:
-    """A fresh ext4 file system (with its ``lost+found``) mounted under *tmp_path*: needs
-    Linux, root and loop devices (skipped without them); mkfs.ext4, which `make test`
-    installs, is a failure under CI when missing."""
+    """A fresh ext4 file system (with its ``lost+found``) mounted under *tmp_path*."""
     from benchmarks import fs_matrix
 
-    loop_devices = Path("/dev/loop-control").exists()
-    if sys.platform != "linux" or os.geteuid() != 0 or not loop_devices:
-        pytest.skip("mounting an ext4 image needs Linux, root and loop devices")
-    kind = fs_matrix.KINDS["ext4"]
-    try:
-        fs_matrix.check_can_make([kind])
-    except fs_matrix.MatrixError as exc:
-        if ON_CI:
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
-    return fs_matrix.fresh_file_system(kind, tmp_path, 64)
+    require_file_system("ext4")
+    return fs_matrix.fresh_file_system(fs_matrix.KINDS["ext4"], tmp_path, 64)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
