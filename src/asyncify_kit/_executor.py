@@ -201,13 +201,16 @@ def _execute(
     idle_tokens: list[None] | None = None,
     completed: list[int] | None = None,
     held: list[Work] | None = None,
+    *,
+    dedicated: bool = False,
 ) -> bool:
     """Run *job* on this thread unless it was withdrawn first, then hand its outcome back.
 
     A pool worker passes its pool's *idle_tokens* and its *completed* cell: it counts the call
     and announces itself idle *before* waking the caller, so a caller that submits its next
     call at once finds this thread instead of starting another one. Returns whether it
-    announced itself.
+    announced itself. *dedicated*: the thread is a sticky proxy's own; the call still shows
+    as running in *pool*'s stats, as it shows as abandoned there once its caller left.
     """
     counted = job.counted
     try:
@@ -220,6 +223,8 @@ def _execute(
     if counted:
         pool._running.add(job)
         pool._waits.append(_perf_counter() - job.enqueued)
+    elif dedicated:
+        pool._running.add(job)
     _tls.job = job
     try:
         job.value = job.ctx.run(job.fn, *job.args, **job.kwargs)
@@ -234,7 +239,7 @@ def _execute(
         _tls.job = None
         if job.deadline:
             job.finished = time.monotonic()
-    if counted:
+    if counted or dedicated:
         pool._running.discard(job)
     try:
         job.end_claim.pop()
@@ -272,18 +277,22 @@ class Lane:
     """A worker thread reserved for one generator, context manager or sticky proxy.
 
     Steps put on the lane run in order on its thread. A pool lane borrows one worker of its
-    pool (it waits for capacity once, when it starts); a dedicated lane has its own thread.
+    pool (it waits for capacity once, when it starts, and counts as one running item of the
+    pool while it lives); a dedicated lane has its own thread, outside the pool's size, and
+    each of its steps counts as running in the pool while it runs.
     """
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.queue: SimpleQueue[Any] = SimpleQueue()
+        self.dedicated = False
         self.started = False
         self.closed = False
         self.lost = False  # started before os.fork(), in the child: its thread is not there
 
     def start(self, *, dedicated: bool = False, name: str = "") -> None:
         self.started = True
+        self.dedicated = dedicated
         _lanes.add(self)
         if dedicated:
             thread = threading.Thread(
@@ -310,11 +319,12 @@ class Lane:
 
     def serve(self) -> None:
         queue = self.queue
+        dedicated = self.dedicated
         while True:
             job = queue.get()
             if job is _STOP:
                 return
-            _execute(job, self.pool)
+            _execute(job, self.pool, dedicated=dedicated)
             # drop the finished job before blocking in get(): it references its caller (an
             # iterator whose finalizer must run) and the call's result
             del job

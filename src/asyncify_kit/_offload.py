@@ -7,8 +7,10 @@ Cancellation is one explicit policy, identical on asyncio and trio:
 * ``cancel="abandon"``: the caller leaves at once; the thread keeps its place in the pool
   until it really returns; an exception it raises later is logged.
 
-``timeout=`` bounds one call and always ends in `TimeoutError` (under "wait", when the thread
-has finished; under "abandon", at the deadline). A result that arrives late is never returned.
+``timeout=`` bounds one call: a call still running at its deadline ends in `TimeoutError`
+(under "wait", when the thread has finished; under "abandon", at the deadline). A result that
+arrives late is never returned; one whose function returned by the deadline is, even if the
+loop handles the deadline before the wake-up that carries it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing_extensions import deprecated
 
 from ._executor import (
     DEFAULT_POOL,
+    DONE,
     PENDING,
     RUNNING,
     Job,
@@ -158,10 +161,19 @@ async def _run_job_asyncio(
             handle.cancel()
 
 
+def _returned_in_time(job: Work) -> bool:
+    """Whether the function has returned (or raised) no later than the call's deadline.
+
+    Its outcome then stands even though the loop handles the deadline before the wake-up
+    that carries it: the worker sets ``finished`` only after the outcome itself.
+    """
+    return 0.0 < job.finished <= job.deadline
+
+
 def _on_timeout_asyncio(job: Work, pool: Pool, cancel: str) -> None:
     fut = job.outcome_future()
-    if fut.done():
-        return
+    if fut.done() or _returned_in_time(job):
+        return  # settle() hands the outcome over when the worker's wake-up arrives
     state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
     if state == PENDING or cancel == "abandon":
         fut.set_exception(timeout_error(job))
@@ -206,13 +218,15 @@ async def _run_job_trio(
         else:
             with trio.move_on_after(timeout):
                 await event.wait()
-            if event.is_set() and job.finished > job.deadline:
-                raise timeout_error(job)
-            if not event.is_set():
+            if not event.is_set() and not _returned_in_time(job):
                 state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
-                if state == RUNNING and cancel == "wait":
-                    with trio.CancelScope(shield=True):
-                        await event.wait()
+                if state != DONE:  # withdrawn, or still running at the deadline
+                    if state == RUNNING and cancel == "wait":
+                        with trio.CancelScope(shield=True):
+                            await event.wait()
+                    raise timeout_error(job)
+            # the outcome is there, though its wake-up may still be on its way
+            if job.finished > job.deadline:
                 raise timeout_error(job)
     except trio.Cancelled:
         state = pool.abandon(job) if cancel == "abandon" else pool.request_cancel(job)
