@@ -9,13 +9,13 @@ import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ResponseStreamingError
 
 from asyncify_kit import ConfigError, asyncify, aws
 from tests.conftest import service_url
@@ -382,3 +382,208 @@ async def test_a_body_left_unread_is_closed_with_its_client(
         while await open_sockets() > before:  # every connection of the client closed
             await anyio.sleep(0.01)
     assert await open_sockets() <= before
+
+
+# -- what a body offers: aiobotocore's StreamingBody, on both backends ----------------------
+
+LINES = b"one\ntwo\r\nthree\rfour\n\nfive"
+
+
+class Suspensions:
+    """An awaitable counting how often the awaitable it wraps suspends its task: a thread hop
+    is at least one suspension, so reading lines one hop per line shows as thousands."""
+
+    def __init__(self, awaitable: Awaitable[Any]) -> None:
+        self._awaitable = awaitable
+        self.count = 0
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        inner = self._awaitable.__await__()
+        step: Callable[[Any], Any] = inner.send
+        value: Any = None
+        while True:
+            try:
+                yielded = step(value)
+            except StopIteration as stop:
+                return stop.value
+            self.count += 1
+            try:
+                value = yield yielded
+                step = inner.send
+            except BaseException as exc:  # a cancellation: the wrapped awaitable handles it
+                step, value = inner.throw, exc
+
+
+async def test_body_readlines_tell_and_content_length_are_aiobotocores(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``await body.readlines()`` (the lines left, without their endings), ``body.tell()``
+    (the bytes read so far) and ``body.content_length`` (the response's Content-Length, an
+    int) on both backends: the boto3 backend's body had none of them."""
+    bucket = f"aws-readlines-{uuid.uuid4().hex[:10]}"
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=LINES)
+        await s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+        async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
+            assert body.content_length == len(LINES) and type(body.content_length) is int
+            assert body.tell() == 0 and type(body.tell()) is int
+            assert await body.read(2) == b"on"
+            assert body.tell() == 2
+            assert await body.readlines() == [b"e", b"two", b"three", b"four", b"", b"five"]
+            assert body.tell() == len(LINES)
+            assert await body.readlines() == []
+            assert body.tell() == len(LINES)
+        response = await s3.get_object(Bucket=bucket, Key="k", Range="bytes=4-8")
+        async with response["Body"] as body:
+            assert body.content_length == 5
+            assert await body.readlines() == [b"two"]
+            assert body.tell() == 5
+        async with (await s3.get_object(Bucket=bucket, Key="empty"))["Body"] as body:
+            assert body.content_length == 0
+            assert await body.readlines() == []
+            assert body.tell() == 0
+
+
+async def test_body_readinto_and_anext_are_aiobotocores(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``await body.readinto(buffer)``, ``await body.anext()`` and ``await anext(body)`` (the
+    next chunk of at most 1 KiB) on both backends: the boto3 backend's body had neither, and
+    aioboto3's ``readinto`` did not count in ``tell()``, so a later ``read()`` failed."""
+    bucket = f"aws-readinto-{uuid.uuid4().hex[:10]}"
+    data = bytes(range(256)) * 20
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=data)
+        async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
+            buffer = bytearray(100)
+            assert await body.readinto(buffer) == 100 and buffer == data[:100]
+            view = memoryview(bytearray(50))
+            assert await body.readinto(view) == 50 and view.tobytes() == data[100:150]
+            assert body.tell() == 150
+            first = await body.anext()
+            assert 0 < len(first) <= 1024 and first == data[150 : 150 + len(first)]
+            second = await anext(body)
+            assert 0 < len(second) <= 1024
+            rest = await body.read()
+            assert first + second + rest == data[150:]
+            assert body.tell() == len(data)
+            assert await body.readinto(bytearray(10)) == 0
+            with pytest.raises(StopAsyncIteration):
+                await body.anext()
+            with pytest.raises(StopAsyncIteration):
+                await anext(body)
+
+
+def every_read(body: Any) -> dict[str, Callable[[], Awaitable[object]]]:
+    """Each way to read a body, as a call that reads (or iterates) it to its end."""
+
+    async def chunks() -> list[bytes]:
+        return [chunk async for chunk in body.iter_chunks(4)]
+
+    async def lines() -> list[bytes]:
+        return [line async for line in body.iter_lines(4, keepends=True)]
+
+    async def iterated() -> list[bytes]:
+        return [chunk async for chunk in body]
+
+    return {
+        "read()": lambda: body.read(),
+        "read(5)": lambda: body.read(5),
+        "readinto": lambda: body.readinto(bytearray(5)),
+        "readlines": lambda: body.readlines(),
+        "iter_chunks": chunks,
+        "iter_lines": lines,
+        "async for": iterated,
+    }
+
+
+async def test_body_at_its_end_and_after_close_is_aiobotocores(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """At the end of a body every read gives nothing (``anext`` raises StopAsyncIteration) and
+    ``readable()`` is False; once the body is closed (``close()``, ``async with`` left, or its
+    client's block ended) every read raises botocore's ``ResponseStreamingError``, on both
+    backends: with boto3 a closed body's reads returned b"" or raised IncompleteReadError, and
+    aioboto3's ``readable()`` raised AttributeError."""
+    bucket = f"aws-closed-{uuid.uuid4().hex[:10]}"
+    nothing: dict[str, object] = {
+        "read()": b"",
+        "read(5)": b"",
+        "readinto": 0,
+        "readlines": [],
+        "iter_chunks": [],
+        "iter_lines": [],
+        "async for": [],
+    }
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=LINES)
+        body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+        assert body.readable() is True
+        assert await body.read() == LINES
+        assert body.readable() is False
+        for name, read in every_read(body).items():
+            assert await read() == nothing[name], name
+        with pytest.raises(StopAsyncIteration):
+            await body.anext()
+        assert body.tell() == len(LINES)
+        await body.close()
+        assert body.readable() is False and body.tell() == len(LINES)
+        for name, read in every_read(body).items():
+            with pytest.raises(ResponseStreamingError):
+                await read()
+            assert body.tell() == len(LINES), name
+
+        body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+        assert await body.read(3) == b"one" and body.readable() is True
+        await body.close()
+        assert body.readable() is False and body.tell() == 3
+        for read in every_read(body).values():
+            with pytest.raises(ResponseStreamingError):
+                await read()
+        with pytest.raises(ResponseStreamingError):
+            await body.anext()
+
+        async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
+            assert await body.read(3) == b"one"
+        assert body.readable() is False
+        with pytest.raises(ResponseStreamingError):
+            await body.read()
+
+        body = (await s3.get_object(Bucket=bucket, Key="k"))["Body"]
+        assert await body.read(3) == b"one"
+    assert body.readable() is False  # closed with its client
+    for read in every_read(body).values():
+        with pytest.raises(ResponseStreamingError):
+            await read()
+
+
+async def test_body_lines_cost_a_thread_hop_per_chunk_not_per_line(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``iter_lines(chunk_size)`` reads one chunk per thread hop and cuts it into lines on the
+    loop, and ``readlines()`` reads the rest in one hop, on both backends (aioboto3 makes no
+    hop at all): the boto3 backend's ``iter_lines`` made one hop per line."""
+    bucket = f"aws-hops-{uuid.uuid4().hex[:10]}"
+    data = b"".join(b"line %d\n" % i for i in range(2000))  # 18,890 bytes
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=data)
+        async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
+
+            async def lines() -> list[bytes]:
+                return [line async for line in body.iter_lines(chunk_size=8192)]
+
+            counted = Suspensions(lines())
+            assert await counted == data.splitlines()
+            assert counted.count <= 40  # 3 chunks and the empty read at the end: 4 hops
+        async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
+            assert await body.read(3) == b"lin"
+            counted = Suspensions(body.readlines())
+            assert await counted == [b"e 0", *data.splitlines()[1:]]
+            assert counted.count <= 10
+        async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
+            lines_kept = [line async for line in body.iter_lines(chunk_size=3, keepends=True)]
+        assert lines_kept == data.splitlines(keepends=True)

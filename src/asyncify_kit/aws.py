@@ -12,14 +12,16 @@ Both backends take the keyword arguments of ``session.client(service, ...)`` and
 client with the same call shapes: every operation is awaited, ``get_paginator(name)``
 returns a paginator whose ``paginate(...)`` is an async iterator of pages,
 ``get_waiter(name).wait(...)`` is awaited, and a streaming response body (S3's
-``get_object``) is read with ``await body.read()``, ``async for chunk in
-body.iter_chunks()`` (or ``async for chunk in body``) or ``async for line in
-body.iter_lines()`` (lines without their endings, as botocore gives them), inside ``async
-with response["Body"] as body:`` (which gives the body itself on both backends) or followed
-by ``await body.close()``. aioboto3 runs on asyncio only; the boto3 backend also runs on
-trio. ``paginate(...)`` also has aiobotocore's ``build_full_result()`` and ``search()``, and
-an event stream (S3 Select's ``Payload``) is read with ``async for event in payload``, on
-both. A call made after the ``async with`` block raises ``RuntimeError``. Errors are
+``get_object``) has aiobotocore's members on both: ``await body.read(amt)``,
+``readinto(buffer)``, ``readlines()`` and ``anext()``; ``async for`` over ``body``,
+``body.iter_chunks(chunk_size)`` or ``body.iter_lines(chunk_size, keepends)`` (lines without
+their endings, as botocore gives them); ``body.tell()``, ``body.readable()`` and
+``body.content_length``, not awaited; ``async with response["Body"] as body:`` (which gives
+the body itself on both backends) or ``await body.close()``, after which every read raises
+botocore's ``ResponseStreamingError``. aioboto3 runs on asyncio only; the boto3 backend
+also runs on trio. ``paginate(...)`` also has aiobotocore's ``build_full_result()`` and
+``search()``, and an event stream (S3 Select's ``Payload``) is read with ``async for event in
+payload``, on both. A call made after the ``async with`` block raises ``RuntimeError``. Errors are
 botocore's own (``ClientError``), unchanged.
 """
 
@@ -28,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
@@ -43,25 +46,8 @@ __all__ = ["AsyncBody", "Boto3Client", "botocore_session", "client"]
 Backend = Literal["aioboto3", "boto3"]
 
 
-class StreamingBodyLike(Protocol):
-    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]: ...
-    def iter_lines(self, chunk_size: int, keepends: bool) -> Iterator[bytes]: ...
-
-
 class PaginatorLike(Protocol):
     def paginate(self, **kwargs: object) -> Any: ...  # a botocore PageIterator
-
-
-@asyncify
-def _iter_chunks(body: StreamingBodyLike, chunk_size: int) -> Generator[bytes, None, None]:
-    yield from body.iter_chunks(chunk_size)
-
-
-@asyncify
-def _iter_lines(
-    body: StreamingBodyLike, chunk_size: int, keepends: bool
-) -> Generator[bytes, None, None]:
-    yield from body.iter_lines(chunk_size, keepends=keepends)
 
 
 _DEFAULT_CHUNK_SIZE = 1024  # botocore's and aiobotocore's StreamingBody._DEFAULT_CHUNK_SIZE
@@ -88,44 +74,192 @@ class _AsyncEventStream:
     async def get_initial_response(self) -> Any:
         return await run_sync(self._stream.get_initial_response)
 
+    def _close_now(self) -> None:
+        self._stream.close()
+
     async def close(self) -> None:
         # shielded: a stream left in a cancelled task still closes its connection now
         with anyio.CancelScope(shield=True):
-            await run_sync(self._stream.close)
+            await run_sync(self._close_now)
 
     def __repr__(self) -> str:
         return f"<AsyncEventStream of {type(self._stream).__name__}>"
 
 
+def _closed_error() -> Exception:
+    """What reading a closed body raises: botocore's error, as aiobotocore's body raises it."""
+    from botocore.exceptions import ResponseStreamingError
+
+    error: Exception = ResponseStreamingError(error=ConnectionError("Connection closed"))
+    return error
+
+
+@asyncify
+def _iter_chunks(body: AsyncBody, chunk_size: int) -> Generator[bytes, None, None]:
+    while chunk := body._read_now(chunk_size):
+        yield chunk
+
+
+class _BodyLines(AsyncIterator[bytes]):
+    """The lines of a body, as botocore's ``iter_lines`` cuts them, from chunks read one per
+    thread hop and cut on the loop: no hop per line.
+
+    A class rather than an async generator: one left early (``break``) needs no finalizer. A
+    line that runs over many chunks is joined once, when it ends, not once per chunk.
+    """
+
+    def __init__(self, chunks: OffloadedIterator[bytes], keepends: bool) -> None:
+        self._chunks = chunks
+        self._keepends = keepends
+        self._pending: list[bytes] = []  # the line not known to be complete yet, in parts
+        self._ready: deque[bytes] = deque()
+        self._done = False
+
+    def _cut(self, chunk: bytes) -> None:
+        pending = self._pending
+        if (
+            pending
+            and not pending[-1].endswith((b"\n", b"\r"))
+            and b"\n" not in chunk
+            and b"\r" not in chunk
+        ):
+            pending.append(chunk)  # the line goes on
+            return
+        lines = b"".join((*pending, chunk)).splitlines(True)
+        self._pending = [lines.pop()]  # its ending may go on in the next chunk (\r, \n)
+        self._ready.extend(line.splitlines(self._keepends)[0] for line in lines)
+
+    async def __anext__(self) -> bytes:
+        while not self._ready:
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                if self._pending:
+                    self._ready.append(b"".join(self._pending).splitlines(self._keepends)[0])
+                    self._pending = []
+            except BaseException:
+                self._done = True
+                raise
+            else:
+                self._cut(chunk)
+        return self._ready.popleft()
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._ready.clear()
+        await self._chunks.aclose()
+
+
 class AsyncBody:
-    """A boto3 ``StreamingBody`` made awaitable: each read is one thread hop."""
+    """A boto3 ``StreamingBody`` with the call shapes of aiobotocore's: each read is one
+    thread hop.
 
-    def __init__(self, body: Any) -> None:
+    ``await read(amt)``, ``await readinto(buffer)``, ``await readlines()``, ``await anext()``;
+    ``iter_chunks(chunk_size)``, ``iter_lines(chunk_size, keepends)`` and ``async for chunk in
+    body`` are async iterators; ``tell()``, ``readable()`` and ``content_length`` are plain
+    (no I/O); ``async with body`` gives the body and closes it. At its end every read gives
+    nothing; once closed (``close()``, ``async with`` left, or its client's block ended) every
+    read raises botocore's ``ResponseStreamingError``, as aiobotocore's.
+    """
+
+    def __init__(self, body: Any, *, content_length: int | None = None) -> None:
         self._body = body
+        self._content_length = content_length
+        self._amount_read = 0
+        self._at_end = False
+        self._closed = False
 
-    async def read(self, amt: int | None = None) -> bytes:
-        data: bytes = await run_sync(self._body.read, amt)
+    # -- in a worker thread: each is the whole of one hop
+
+    def _read_now(self, amt: int | None) -> bytes:
+        if self._closed:
+            raise _closed_error()
+        data: bytes = self._body.read(amt)
+        self._amount_read += len(data)
+        if amt is None or (not data and amt > 0):
+            self._at_end = True
         return data
 
+    def _readinto_now(self, buffer: bytearray | memoryview) -> int:
+        if self._closed:
+            raise _closed_error()
+        count: int = self._body.readinto(buffer)
+        self._amount_read += count
+        if not count and len(buffer) > 0:
+            self._at_end = True
+        return count
+
+    def _readlines_now(self) -> list[bytes]:
+        return self._read_now(None).splitlines()
+
+    def _close_now(self) -> None:
+        self._closed = True
+        self._body.close()
+
+    # -- the API
+
+    @property
+    def content_length(self) -> int | None:
+        """The response's ``Content-Length`` (``None`` without one), as aiobotocore's body."""
+        return self._content_length
+
+    def tell(self) -> int:
+        """The bytes read from the body so far."""
+        return self._amount_read
+
+    def readable(self) -> bool:
+        """Whether there may be bytes left to read: False at the end and once closed."""
+        if self._closed or self._at_end:
+            return False
+        return self._content_length is None or self._amount_read < self._content_length
+
+    async def read(self, amt: int | None = None) -> bytes:
+        """At most *amt* bytes (all the rest without *amt*); ``b""`` at the end."""
+        return await run_sync(self._read_now, amt)
+
+    async def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Read into *buffer* (as many bytes as it holds at most); 0 at the end."""
+        return await run_sync(self._readinto_now, buffer)
+
+    async def readlines(self) -> list[bytes]:
+        """The lines left, without their line endings (as aiobotocore's, unlike botocore's
+        sync ``readlines``), read in one thread hop."""
+        return await run_sync(self._readlines_now)
+
+    async def __anext__(self) -> bytes:
+        """The next chunk of at most 1 KiB; `StopAsyncIteration` at the end."""
+        chunk = await self.read(_DEFAULT_CHUNK_SIZE)
+        if chunk:
+            return chunk
+        raise StopAsyncIteration
+
+    anext = __anext__
+
     def iter_chunks(self, chunk_size: int = 1024 * 1024) -> OffloadedIterator[bytes]:
-        """The remaining content in chunks, one thread hop per chunk."""
-        return _iter_chunks(self._body, chunk_size)
+        """The remaining content in chunks of at most *chunk_size* bytes, one thread hop per
+        chunk (1 MiB by default, where aiobotocore's reads 1 KiB: a hop costs more than a read
+        of aiohttp's buffer)."""
+        return _iter_chunks(self, chunk_size)
 
     def iter_lines(
         self, chunk_size: int = 1024 * 1024, keepends: bool = False
-    ) -> OffloadedIterator[bytes]:
-        """The remaining content line by line, read one chunk per thread hop; without their
-        line endings unless *keepends*, as botocore's and aiobotocore's ``iter_lines``."""
-        return _iter_lines(self._body, chunk_size, keepends)
+    ) -> AsyncIterator[bytes]:
+        """The remaining content line by line, without their line endings unless *keepends*
+        (as botocore's and aiobotocore's ``iter_lines``): one thread hop per *chunk_size*
+        bytes read, none per line."""
+        return _BodyLines(_iter_chunks(self, chunk_size), keepends)
 
     def __aiter__(self) -> OffloadedIterator[bytes]:
         """``async for chunk in body``: botocore's default chunks (1 KiB), as aiobotocore's."""
-        return _iter_chunks(self._body, _DEFAULT_CHUNK_SIZE)
+        return _iter_chunks(self, _DEFAULT_CHUNK_SIZE)
 
     async def close(self) -> None:
         # shielded: a body left in a cancelled task still closes its connection now
         with anyio.CancelScope(shield=True):
-            await run_sync(self._body.close)
+            await run_sync(self._close_now)
 
     async def __aenter__(self) -> AsyncBody:
         return self
@@ -135,6 +269,9 @@ class AsyncBody:
 
     def __repr__(self) -> str:
         return f"<AsyncBody of {type(self._body).__name__}>"
+
+
+_HandedOut = AsyncBody | _AsyncEventStream  # what the boto3 backend hands out, closed with it
 
 
 class _Closed:
@@ -153,9 +290,12 @@ class _AioBody:
 
     aiobotocore's ``__aenter__`` gives the raw aiohttp response instead (whose ``read`` takes
     no size, with no ``iter_chunks`` nor ``iter_lines``), and its ``close()`` cannot be
-    awaited: with this wrapper both are as on the boto3 backend's `AsyncBody`. Every other
-    attribute (``read``, ``iter_chunks``, ``iter_lines``, ``content``...) is the body's own,
-    and ``close()`` still closes at once, so code that does not await it works as before.
+    awaited: with this wrapper both are as on the boto3 backend's `AsyncBody`, and so are
+    ``readable()`` (aiobotocore's raises AttributeError), ``readinto()`` (aiobotocore's S3 body
+    leaves it out of ``tell()``, and a later ``read()`` fails) and ``anext(body)``. Every other
+    attribute (``read``, ``readlines``, ``tell``, ``iter_chunks``, ``iter_lines``,
+    ``content_length``...) is the body's own, and ``close()`` still closes at once, so code
+    that does not await it works as before.
     """
 
     def __init__(self, body: Any) -> None:
@@ -166,12 +306,27 @@ class _AioBody:
         self._body.close()
         return _CLOSED
 
+    def readable(self) -> bool:
+        """Whether there may be bytes left to read: False at the end and once closed."""
+        content = self._body.content  # aiohttp's StreamReader: its error is set by a close
+        return content.exception() is None and not content.at_eof()
+
+    async def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Read into *buffer* (as many bytes as it holds at most); 0 at the end."""
+        chunk: bytes = await self._body.read(len(buffer))  # counted, checked and mapped
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._body, name)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         chunks: AsyncIterator[bytes] = self._body.__aiter__()
         return chunks
+
+    async def __anext__(self) -> bytes:
+        chunk: bytes = await self._body.__anext__()
+        return chunk
 
     async def __aenter__(self) -> _AioBody:
         return self
@@ -254,7 +409,16 @@ def _refuse_closed(model: Any = None, **kwargs: Any) -> None:
     )
 
 
-def _async_bodies(response: Any, handed_out: weakref.WeakSet[Any]) -> Any:
+def _content_length(response: dict[str, Any]) -> int | None:
+    """The ``Content-Length`` of a response, as aiohttp gives it to aiobotocore's body."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        return int(headers["content-length"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _async_bodies(response: Any, handed_out: weakref.WeakSet[_HandedOut]) -> Any:
     """Replace every ``StreamingBody`` (``EventStream``) at the top of a response dict by an
     `AsyncBody` (`_AsyncEventStream`), remembered in *handed_out* (closed with the client)."""
     if isinstance(response, dict):
@@ -262,12 +426,15 @@ def _async_bodies(response: Any, handed_out: weakref.WeakSet[Any]) -> Any:
         from botocore.response import StreamingBody
 
         for name, value in response.items():
+            wrapper: _HandedOut
             if isinstance(value, StreamingBody):
-                response[name] = AsyncBody(value)
-                handed_out.add(value)
+                wrapper = AsyncBody(value, content_length=_content_length(response))
             elif isinstance(value, EventStream):
-                response[name] = _AsyncEventStream(value)
-                handed_out.add(value)
+                wrapper = _AsyncEventStream(value)
+            else:
+                continue
+            response[name] = wrapper
+            handed_out.add(wrapper)
     return response
 
 
@@ -349,12 +516,12 @@ class Boto3Client:
         self._client = client
         # the bodies and event streams handed out: each may hold a connection out of the
         # pool, which closing the client does not close (aiobotocore's session close does)
-        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[_HandedOut] = weakref.WeakSet()
 
     def _close(self) -> None:
         """Close the bodies still open, then the client (blocking: run it in a thread)."""
         for stream in list(self._streams):
-            stream.close()
+            stream._close_now()
         self._client.close()
 
     @property
