@@ -1627,5 +1627,5 @@ async def test_stats_is_safe_while_calls_start_and_finish() -> None:
                     tg.start_soon(work, 0.001)
     finally:
         stop.set()
-        poller.join()
+        await run_sync(poller.join)  # off the loop: Thread.join blocks it
     assert failures == []

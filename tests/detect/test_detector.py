@@ -89,6 +89,12 @@ class Env:
         threading.Timer(0.001, future.set_result, (None,)).start()
         return future
 
+    def running_thread(self) -> threading.Thread:
+        """A thread that runs for a moment (raise mode does not wait for it)."""
+        thread = threading.Thread(target=time.sleep, args=(0.05,), daemon=True)
+        thread.start()
+        return thread
+
     def filled_queue(self) -> queue.Queue[int]:
         """A queue with one item."""
         items: queue.Queue[int] = queue.Queue()
@@ -172,6 +178,8 @@ MATRIX: list[tuple[str, str, Case]] = [
     ("future-result", "concurrent.futures.Future.result", lambda e: e.future().result(5)),
     ("queue-get", "queue.Queue.get", lambda e: e.filled_queue().get()),
     ("queue-put", "queue.Queue.put", lambda e: queue.Queue[int](1).put(1)),
+    ("thread-join", "threading.Thread.join", lambda e: e.running_thread().join()),
+    ("thread-join-timeout", "threading.Thread.join", lambda e: e.running_thread().join(5)),
     (
         "sqlite-execute",
         "sqlite3.Connection.execute",
@@ -273,6 +281,38 @@ async def test_waits_for_threads_that_cannot_block_are_not_reported() -> None:
         starting.start()  # waits for the thread to begin: not reported
         await anyio.to_thread.run_sync(starting.join)
     assert detector.reports == []
+
+
+async def test_thread_join_is_reported_only_when_it_can_block() -> None:
+    release = threading.Event()
+    finished = threading.Thread(target=int)
+    finished.start()
+    await run_sync(finished.join)
+    waiting = threading.Thread(target=release.wait, args=(5,), daemon=True)
+    waiting.start()
+    with detect_blocking(mode="collect") as detector:
+        finished.join()  # not alive: returns at once
+        finished.join(5)
+        waiting.join(timeout=0)  # only polls
+        waiting.join(0)
+        waiting.join(-1)  # a negative timeout is a zero one
+        assert waiting.is_alive()
+        with pytest.raises(RuntimeError, match="before it is started"):
+            threading.Thread(target=int).join()  # raises at once, as without the detector
+        with pytest.raises(RuntimeError, match="current thread"):
+            threading.current_thread().join()
+        sleeper = threading.Thread(target=time.sleep, args=(0.05,))
+        sleeper.start()
+        await run_sync(sleeper.join)  # from a worker thread
+        assert detector.reports == []
+        threading.Timer(0.02, release.set).start()
+        waiting.join(5)  # on the loop thread, of a running thread: blocks until it ends
+    assert not waiting.is_alive()
+    [report] = detector.reports
+    assert (report.function, report.kind) == ("threading.Thread.join", "thread")
+    assert report.user_frame is not None
+    assert report.user_frame.line.startswith("waiting.join(5)")
+    assert report.duration is not None and report.duration > 0
 
 
 async def test_the_loops_own_networking_is_not_reported(http_url: str) -> None:
@@ -453,16 +493,49 @@ async def test_allow_blocking_context_manager_and_decorator() -> None:
 def test_patches_are_restored_exactly() -> None:
     originals = (time.sleep, socket.getaddrinfo, open, os.stat, sqlite3.connect)
     had_send = "send" in socket.socket.__dict__
+    join = threading.Thread.__dict__["join"]
     with detect_blocking():
         assert time.sleep is not originals[0]
         assert "send" in socket.socket.__dict__
+        assert threading.Thread.__dict__["join"] is not join
         with detect_blocking(mode="collect"):
             pass
         assert time.sleep is not originals[0]
         assert is_active()
     assert (time.sleep, socket.getaddrinfo, open, os.stat, sqlite3.connect) == originals
     assert ("send" in socket.socket.__dict__) == had_send
+    assert threading.Thread.__dict__["join"] is join
     assert not is_active()
+
+
+EXIT_SCRIPT = """
+import asyncio, concurrent.futures, threading, time
+from asyncify_kit import asyncify
+from asyncify_kit.detect import detect_blocking
+
+detect_blocking(mode="raise").__enter__()  # never left: still active at exit
+assert hasattr(threading.Thread.join, "__asyncify_detect_rule__")
+executor = concurrent.futures.ThreadPoolExecutor(2)
+
+
+async def main() -> None:
+    await asyncify(time.sleep)(0.01)  # an asyncify pool, joined by its atexit hook
+    await asyncio.wrap_future(executor.submit(time.sleep, 0.01))  # joined by threading's
+    await asyncio.get_running_loop().run_in_executor(None, time.sleep, 0.01)
+
+
+asyncio.run(main())  # joins the default executor's shutdown thread on the loop thread
+print("done")
+"""
+
+
+def test_threads_are_joined_at_exit_while_a_detector_is_active() -> None:
+    """asyncio's own joins, and those of the thread pools at interpreter exit, still work."""
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    proc = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\n", "")
 
 
 async def test_innermost_detector_gets_the_report() -> None:

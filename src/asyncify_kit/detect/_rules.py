@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -167,6 +168,20 @@ def _queue_put_nonblocking(args: Args, kwargs: Kwargs) -> bool:
     )
 
 
+def _join_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """Thread.join() with a zero timeout, or of a thread that is not running (finished, or
+    never started: join raises at once), or of the calling thread (raises too)."""
+    if _no_wait(_arg(args, kwargs, 1, "timeout")):
+        return True
+    thread = args[0] if args else None
+    if not isinstance(thread, threading.Thread) or thread is threading.current_thread():
+        return True  # join raises at once
+    try:
+        return not thread.is_alive()
+    except Exception:  # Thread.__init__ not called: join raises its own error, at once
+        return True
+
+
 # -- details: what the report says beyond the function name (never secrets) ------------------
 
 
@@ -294,8 +309,8 @@ def _build() -> tuple[Rule, ...]:
         Rule("os", "wait", "os.wait", "subprocess"),
         Rule("select", "select", "select.select", "select", _select_nonblocking),
         Rule("sqlite3", "connect", "sqlite3.connect", "sqlite3"),
-        # waits for another thread; not threading.Lock/RLock.acquire (C types: not patchable),
-        # Event.wait (Thread.start() waits on one for the thread to begin) nor Thread.join
+        # waits for another thread; not threading.Lock/RLock.acquire (C types: not patchable)
+        # nor Event.wait (Thread.start() waits on one for the thread to begin)
         Rule(
             "concurrent.futures",
             "Future.result",
@@ -312,6 +327,7 @@ def _build() -> tuple[Rule, ...]:
         ),
         Rule("queue", "Queue.get", "queue.Queue.get", "thread", _queue_get_nonblocking),
         Rule("queue", "Queue.put", "queue.Queue.put", "thread", _queue_put_nonblocking),
+        Rule("threading", "Thread.join", "threading.Thread.join", "thread", _join_nonblocking),
     ]
     rules += [
         *[
