@@ -4,6 +4,8 @@
 ``{"port": P, "drop_port": D}`` and serves until killed. ``drop_port`` is a raw TCP server that
 reads a request and closes the connection without answering. The app counts the attempts it
 sees per test id (``/retry/<id>``, ``/attempts/<id>``) so retry tests can check them.
+``/storm/<rid>`` (and ``/storm-redirect/<rid>/<hops>``) answer with a body that names request
+*rid* in every byte, for the cancellation storm.
 """
 
 from __future__ import annotations
@@ -95,6 +97,57 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
                 "sha256": hashlib.sha256(payload).hexdigest(),
             }
     return fields
+
+
+def storm_pieces(rid: str, chunks: int, size: int) -> list[bytes]:
+    """The body of ``/storm/<rid>``: *chunks* pieces of *size* bytes (at least the marker),
+    each starting ``<rid#i>`` and padded with the id, so that every byte names its request."""
+    pieces = []
+    for i in range(chunks):
+        marker = f"<{rid}#{i}>".encode()
+        pad = rid.encode() * (size // max(len(rid), 1) + 1)
+        pieces.append((marker + pad)[: max(size, len(marker))])
+    return pieces
+
+
+async def storm(
+    scope: Scope, receive: Receive, send: Send, rid: str, query: dict[str, str]
+) -> None:
+    """``/storm/<rid>``: the request body (if any) read ``read_gap`` seconds per message, then
+    ``delay`` seconds before the headers, then `storm_pieces` sent ``gap`` seconds apart, with
+    a Content-Length unless ``chunked=1``. ``x-rid`` and ``x-body-sha256`` (of the request
+    body) say which request this response answers."""
+    read_gap = float(query.get("read_gap", "0"))
+    digest = hashlib.sha256()
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body = message.get("body", b"")
+        digest.update(body)
+        received += len(body)
+        if not message.get("more_body"):
+            break
+        if read_gap:
+            await asyncio.sleep(read_gap)
+    await asyncio.sleep(float(query.get("delay", "0")))
+    pieces = storm_pieces(rid, int(query.get("chunks", "1")), int(query.get("size", "64")))
+    headers = [
+        (b"content-type", b"application/octet-stream"),
+        (b"x-rid", rid.encode()),
+        (b"x-body-length", str(received).encode()),
+        (b"x-body-sha256", digest.hexdigest().encode()),
+    ]
+    if query.get("chunked") != "1":
+        headers.append((b"content-length", str(sum(map(len, pieces))).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    gap = float(query.get("gap", "0"))
+    for piece in pieces:
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if gap:
+            await asyncio.sleep(gap)
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -263,6 +316,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 ("set-cookie", "two=2; Path=/"),
             ],
         )
+    elif head == "storm":
+        await storm(scope, receive, send, args[0], query)
+    elif head == "storm-redirect":
+        # /storm-redirect/<rid>/<hops>: <hops> 302s, each after ``hop_delay`` seconds, then
+        # /storm/<rid> with the same query
+        rid, hops = args[0], int(args[1])
+        await asyncio.sleep(float(query.get("hop_delay", "0")))
+        qs = scope["query_string"].decode()
+        target = f"/storm-redirect/{rid}/{hops - 1}" if hops > 1 else f"/storm/{rid}"
+        await respond(send, 302, b"", [("location", f"{target}?{qs}" if qs else target)])
     else:
         await respond(send, 404, b"not found")
 

@@ -1,9 +1,10 @@
 """The legacy backend: a `requests.Session` run in worker threads (asyncio and trio).
 
 Each request is one hop to a thread of the default pool; a cancelled caller leaves at once
-(``cancel="abandon"``) while the thread finishes the exchange. A streamed body is read in
-chunk hops: one hop per chunk, the response held by one thread from first chunk to close.
-requests has no write or pool timeout; its connect and read timeouts are enforced.
+(``cancel="abandon"``) while the thread finishes the exchange (an HTTP error it ends in is
+dropped, not logged). A streamed body is read in chunk hops: one hop per chunk, the response
+held by one thread from first chunk to close. requests has no write or pool timeout; its
+connect and read timeouts are enforced.
 
 requests keeps one value per header name. A header given more than once (``headers=[("X-Tag",
 "a"), ("X-Tag", "b")]``, for the client or a request) is therefore sent through urllib3's
@@ -134,6 +135,26 @@ class _Session(requests.Session):
                 self._set_cookies(prepared_request, cookies)
 
 
+class _Adapter(requests.adapters.HTTPAdapter):
+    """An `HTTPAdapter` whose `close` closes its connection pools.
+
+    urllib3 2.8's ``PoolManager.clear()`` (what ``HTTPAdapter.close()`` calls) forgets its
+    pools without closing them: their idle keep-alive connections stay open until the pools
+    are garbage-collected, and every urllib3 error holds its pool (``.pool``), in a reference
+    cycle or as the ``orig`` of a `TimeoutException` a caller keeps. A closed pool also closes
+    a connection still in use (an abandoned request's) when its exchange ends.
+    """
+
+    def close(self) -> None:
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            pools = manager.pools
+            for key in pools.keys():  # noqa: SIM118 - iterating the container raises
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+        super().close()
+
+
 def _wake_reader(raw: Any) -> None:
     """Shut down the socket under *raw* (a urllib3 response), from any thread: a read blocked
     on it returns at once. Closing the response instead would race the reading thread inside
@@ -161,7 +182,9 @@ class _RequestsStream(BackendStream):
     (``_reading``), nothing else closes it: `aclose` (a cancelled reader, a block left early)
     and `abort` (the client closed) shut the socket down, which wakes the read, and the
     reading thread closes the response itself. Between chunks they close it directly, and the
-    reader, if resumed, reads no more. ``_lock`` makes "start a read" and "close" exclusive.
+    reader, if resumed, reads no more. ``_lock`` makes "start a read" and "close" exclusive,
+    and "shut the socket down" and urllib3's "give the connection back to the pool" too: the
+    read that reaches the end of the body gives it back from inside (see `_on_release`).
     """
 
     def __init__(
@@ -175,7 +198,30 @@ class _RequestsStream(BackendStream):
         self._closed = False
         self._done = False  # the caller is done with the body: a read in progress ends quietly
         self._aborted = False  # the client was closed before this body was read
+        self._released = False  # urllib3 gave the connection back to its pool
+        self._woken = False  # its socket was shut down under a read
         self._chunks: OffloadedIterator[bytes] | None = None
+        self._body: Iterator[bytes] | None = None  # requests' iterator of the body, once read
+
+    def _on_release(self) -> None:
+        """urllib3's ``release_conn`` of the response while it is read (`_read_chunks`).
+        From then on another request may use the connection, so `_wake` leaves its socket
+        alone; and a connection whose socket `_wake` shut down already is closed, not reused."""
+        raw = self._response.raw
+        with self._lock:
+            self._released = True
+            woken = self._woken
+        if woken:
+            raw.close()
+        type(raw).release_conn(raw)
+
+    def _wake(self) -> None:
+        """Shut the socket down under the read in progress (the caller holds ``_lock``),
+        unless the connection is back in the pool: the read has ended, and the socket may
+        be another request's now."""
+        if not self._released:
+            self._woken = True
+            _wake_reader(self._response.raw)
 
     def _aborted_error(self, exc: BaseException) -> HTTPError:
         return http_error(
@@ -196,20 +242,30 @@ class _RequestsStream(BackendStream):
             return True
 
     def _read_chunks(self, chunk_size: int) -> Generator[bytes, None, None]:
-        chunks = self._response.iter_content(chunk_size)
-        while True:
-            with self._lock:
-                if self._done or self._aborted or self._closed:
-                    break
-                self._reading = True
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                return
-            finally:
+        # kept on the stream too: collected with this frame (this generator closed between
+        # chunks, on its thread), urllib3's generator of the body would close the connection
+        # and give it back to the pool behind the back of whoever closes the response, maybe
+        # at the same time on another thread: the pool would hand it to two requests
+        chunks = self._body = self._response.iter_content(chunk_size)
+        raw = self._response.raw
+        # urllib3 calls it on the response itself, from inside the read that ends the body
+        raw.release_conn = self._on_release  # type: ignore[method-assign]  # for this read only
+        try:
+            while True:
                 with self._lock:
-                    self._reading = False
-            yield chunk
+                    if self._done or self._aborted or self._closed:
+                        break
+                    self._reading = True
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                finally:
+                    with self._lock:
+                        self._reading = False
+                yield chunk
+        finally:
+            del raw.release_conn  # the class's again: no reference cycle is left
         if self._aborted and not self._done:
             gone = ConnectionAbortedError("the HttpClient was closed")
             raise self._aborted_error(gone) from gone
@@ -240,9 +296,9 @@ class _RequestsStream(BackendStream):
         with self._lock:
             self._aborted = True
             reading = self._reading
-        if reading:
-            _wake_reader(self._response.raw)  # the reading thread closes the response
-        elif self._claim_close():
+            if reading:
+                self._wake()  # the reading thread closes the response
+        if not reading and self._claim_close():
             await run_sync(self._response.close)
 
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
@@ -254,10 +310,9 @@ class _RequestsStream(BackendStream):
     async def aclose(self) -> None:
         with self._lock:
             self._done = True
-            reading = self._reading
-        if reading:
-            # a reader cancelled in the middle of a chunk: its thread is still in the read
-            _wake_reader(self._response.raw)
+            if self._reading:
+                # a reader cancelled in the middle of a chunk: its thread is still in the read
+                self._wake()
         chunks, self._chunks = self._chunks, None
         if chunks is not None:
             await chunks.aclose()  # runs the generator's finally on its thread, if still open
@@ -282,7 +337,7 @@ class RequestsBackend(HttpBackend):
     def _make_session(self) -> _Session:
         config = self.config
         session = _Session()
-        adapter = requests.adapters.HTTPAdapter(
+        adapter = _Adapter(
             pool_connections=10, pool_maxsize=config.limits.max_connections, max_retries=0
         )
         session.mount("http://", adapter)
@@ -434,25 +489,42 @@ class RequestsBackend(HttpBackend):
             stream,
         )
 
-    def _send_in_thread(self, request: Request) -> Response:
+    # The threads return the HTTP error of a request rather than raise it, and the caller
+    # raises it: the thread of a cancelled caller finishes the exchange on its own, and the
+    # error it ends in is then dropped with it, as on the other backends, where a raised one
+    # would be logged as a late error (at WARNING, with its traceback, per cancelled request).
+
+    def _send_in_thread(self, request: Request) -> Response | HTTPError:
         started = time.perf_counter()
-        r = self._call(request, stream=False)
         try:
-            content = r.content
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise self.translate(exc, request) from exc
+            r = self._call(request, stream=False)
+            try:
+                content = r.content
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                raise self.translate(exc, request) from exc
+        except HTTPError as exc:
+            return exc
         return self._response(r, request, started, content)
 
     async def send(self, request: Request) -> Response:
-        return await self._send(request)
+        outcome = await self._send(request)
+        if isinstance(outcome, HTTPError):
+            raise outcome
+        return outcome
 
-    def _stream_in_thread(self, request: Request) -> tuple[Response, _RequestsStream]:
+    def _stream_in_thread(self, request: Request) -> tuple[Response, _RequestsStream] | HTTPError:
         started = time.perf_counter()
-        r = self._call(request, stream=True)
+        try:
+            r = self._call(request, stream=True)
+        except HTTPError as exc:
+            return exc
         stream = _RequestsStream(self, r, request)
         return self._response(r, request, started, None, stream), stream
 
     async def send_stream(self, request: Request) -> Response:
-        response, stream = await self._send_stream(request)
+        outcome = await self._send_stream(request)
+        if isinstance(outcome, HTTPError):
+            raise outcome
+        response, stream = outcome
         self._streams.add(stream)  # on the event loop: aclose() closes what is still open
         return response
