@@ -859,6 +859,55 @@ async def test_cancelled_write_keeps_previous(st: Storage, tmp_path: Path) -> No
     assert await leftovers(st, tmp_path) == []
 
 
+class Chunks:
+    """The chunks of a streamed write, from an async generator that notes when it ends."""
+
+    def __init__(self, *chunks: object, cancel: anyio.CancelScope | None = None) -> None:
+        self.chunks = chunks
+        self.cancel = cancel  # cancelled after the first chunk was taken
+        self.finished = False
+
+    async def gen(self) -> AsyncIterator[bytes]:
+        try:
+            for i, chunk in enumerate(self.chunks):
+                if i == 1 and self.cancel is not None:
+                    self.cancel.cancel()
+                yield chunk  # type: ignore[misc]  # an int too, on purpose
+        finally:
+            self.finished = True
+
+
+async def test_a_failed_stream_write_closes_the_generator_it_was_given(st: Storage) -> None:
+    """A streamed write that fails or is cancelled once it has taken a chunk closes the async
+    generator it was given: its ``finally`` has run when the error reaches the caller, as
+    after a write that took every chunk. It was left suspended at its ``yield``, to be closed
+    whenever the garbage collector found it (and trio warned that it was "garbage collected
+    before it had been exhausted"). A generator the write never took a chunk from is left as
+    it is: it can still be written elsewhere."""
+    await st.write("keep.bin", b"previous")
+    source = Chunks(b"good", 12)  # an int: TypeError, the generator suspended at its yield
+    with pytest.raises(TypeError, match="yielded a int"):
+        await st.write("keep.bin", source.gen())
+    assert source.finished
+
+    if st.url.dialect != "memory":  # memory:// takes chunks without awaiting: no cancel point
+        with anyio.CancelScope() as scope:
+            # the second chunk is a whole S3 part, sent at once: every backend awaits it
+            source = Chunks(b"a" * 100, b"b" * (8 * MiB), b"never", cancel=scope)
+            await st.write("keep.bin", source.gen())
+        assert scope.cancelled_caught
+        assert source.finished
+    assert await st.read("keep.bin") == b"previous"
+
+    source = Chunks(b"whole")
+    unstarted = source.gen()
+    with pytest.raises(AlreadyExists):
+        await st.write("keep.bin", unstarted, if_not_exists=True)
+    assert not source.finished
+    await st.write("other.bin", unstarted)
+    assert await st.read("other.bin") == b"whole"
+
+
 # -- presign ---------------------------------------------------------------------------------
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import anyio
 import pytest
 
+import asyncify_kit
 from asyncify_kit import CallCancelled, ConfigError, check_cancelled
-from asyncify_kit.storage import AlreadyExists, NotFound, Storage, StorageError
+from asyncify_kit.storage import AlreadyExists, NotFound, ObjectInfo, Storage, StorageError
 from asyncify_kit.storage._backends import _file
 from asyncify_kit.storage._keys import TEMP_PREFIX
 from tests.storage.local_helpers import cancel_when, fd_targets, held_under, returns_late
@@ -404,6 +405,73 @@ async def test_failed_writes_remove_the_directories_they_made(
             lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*"))
         )
         assert listing == ["a", "a/kept"]
+
+
+@local_cases
+@pytest.mark.parametrize("end", ["abort", "cancel"])
+async def test_a_failed_write_removes_the_directories_a_delete_could_not(
+    scheme: str, end: str, tmp_path: Path
+) -> None:
+    """A delete of a directory's last object cannot remove the directory while another
+    write's temp file is in it; when that write then fails or is cancelled, it removes its
+    temp file and the directories left empty, though another write made them. Only the
+    directories a failed write had made were removed: the two were left, empty, for good
+    (found by tests/storage/test_cancellation_storm.py)."""
+    root = tmp_path / "root"
+    async with Storage(f"{scheme}://{root}?fsync=false") as st:
+        await st.write("a/b/k", b"old")  # makes a/ and a/b/
+        with anyio.CancelScope() as scope:
+            with contextlib.suppress(ZeroDivisionError):
+                async with st.open("a/b/k", "wb") as f:  # its temp file goes into a/b/
+                    await f.write(b"new")
+                    await f.flush()
+                    await st.delete("a/b/k")  # a/b/ still holds the temp file: kept
+                    assert await temp_files(root) != []
+                    if end == "cancel":
+                        scope.cancel()
+                        await anyio.sleep(1)
+                    raise ZeroDivisionError("the failure under test")
+        assert scope.cancelled_caught == (end == "cancel")
+        assert not await st.exists("a/b/k")
+        assert await anyio.to_thread.run_sync(lambda: list(root.iterdir())) == []
+        await st.write("a/b/k", b"again")  # the directories are made again
+        assert await st.read("a/b/k") == b"again"
+
+
+@local_cases
+async def test_a_cancelled_listing_has_closed_its_directory_when_it_returns(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing cancelled while a worker read a page has closed what it opened (its
+    directory) when the cancellation reaches the caller, as a cancelled read has closed its
+    file, so that leaving the Storage just after leaves nothing open and no thread busy.
+    The listing's generator was closed later, by its own thread, after the caller had left
+    (found by tests/storage/test_cancellation_storm.py: a pool thread still busy once the
+    Storage was closed)."""
+    root = tmp_path / "root"
+    closed = threading.Event()
+    read = threading.Event()
+
+    def pages(root_fd: int, prefix: str, recursive: bool) -> Any:
+        try:
+            read.set()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the page comes back once the caller left
+                try:
+                    check_cancelled()
+                except CallCancelled:
+                    break
+                time.sleep(0.001)
+            yield [ObjectInfo("d/k", 1)]
+        finally:
+            time.sleep(0.05)  # a directory slow to close
+            closed.set()
+
+    monkeypatch.setattr(_file, "_list_pages", pages)
+    async with Storage(f"{scheme}://{root}") as st:
+        assert await cancel_when(read, lambda: st.list("d/").__anext__())
+        assert closed.is_set()
+        assert asyncify_kit.stats().running == 0
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

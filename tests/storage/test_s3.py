@@ -192,6 +192,71 @@ async def test_connection_broken_mid_body_is_a_storage_error(
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("size", [1000, 4 * MiB])  # all of it received at once, or not
+async def test_reading_an_open_file_after_its_storage_closed(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str], size: int
+) -> None:
+    """A file or a stream still open when its Storage closes: on s3:// (the client closes the
+    connections) every later read raises `RuntimeError` naming the closed Storage ("not
+    open"), where it raised aiohttp's own ``RuntimeError('Connection closed.')`` or returned
+    the bytes that had arrived, by the object's size. On s3+boto3:// (a body keeps its
+    connection) reads go on to the end."""
+    endpoint, bucket = s3_bucket
+    url = f"{scheme}://{bucket}/closed-{uuid.uuid4().hex[:8]}?endpoint_url={endpoint}"
+    data = bytes(range(256)) * (size // 256)
+    async with Storage(url) as st:
+        await st.write("k", data)
+        f = await st.open("k", "rb", chunk_size=500)
+        assert await f.read(10) == data[:10]
+        stream = st.stream("k", chunk_size=500)
+        assert await stream.__anext__() == data[:500]
+    if scheme == "s3":
+        with pytest.raises(RuntimeError, match=r"^s3://.* is not open: it was closed"):
+            await f.read()
+        with pytest.raises(RuntimeError, match=r"^s3://.* is not open: it was closed"):
+            await stream.__anext__()
+    else:
+        assert await f.read() == data[10:]
+        assert b"".join([chunk async for chunk in stream]) == data[500:]
+    await f.close()
+    await stream.aclose()
+
+
+async def test_a_read_waiting_when_its_storage_closes_ends(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str]
+) -> None:
+    """A read waiting for the next bytes of a body when its Storage closes ends: on s3:// with
+    that `RuntimeError`. It waited for good: aiohttp, closing the client's connections,
+    drops the body's stream without waking its reader. On s3+boto3:// it reads to the end."""
+    endpoint, bucket = s3_bucket
+    url = f"{scheme}://{bucket}/closing-{uuid.uuid4().hex[:8]}?endpoint_url={endpoint}"
+    data = b"x" * (4 * MiB)  # more than aiohttp takes in before its reader asks
+    st = Storage(url)
+    await st.__aenter__()
+    await st.write("k", data)
+    f = await st.open("k", "rb")
+    assert await f.read(10) == data[:10]
+    outcome: list[object] = []
+
+    async def read_on() -> None:
+        try:
+            outcome.append(await f.read())
+        except RuntimeError as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_on)
+            await anyio.sleep(0)  # it waits for the body's next bytes
+            await st.aclose()
+    if scheme == "s3":
+        assert isinstance(outcome[0], RuntimeError)
+        assert "is not open: it was closed" in str(outcome[0])
+    else:
+        assert outcome == [data[10:]]
+    await f.close()
+
+
 async def test_unknown_profile_is_a_storage_error(
     scheme: str, anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,11 +17,10 @@ import os
 from typing import IO, Any, cast
 
 import aiofiles.threadpool
-import anyio
 
 from .._keys import split_key
 from ._file import FileBackend, TempFile, begin_stream, open_beneath, translate
-from .base import ByteReader, ByteWriter, broken_write, shielded
+from .base import ByteReader, ByteWriter, broken_write, finish, shielded
 
 __all__ = ["AiofilesBackend"]
 
@@ -55,9 +54,8 @@ def _wrap(file: IO[bytes]) -> Any:
 
 
 async def _close(file: Any) -> None:
-    # shielded: a cancelled caller's file is still closed now, not by the garbage collector
-    with anyio.CancelScope(shield=True):
-        await file.close()
+    # to the end: a cancelled caller's file is still closed now, not by the garbage collector
+    await finish(file.close())
 
 
 class _AiofilesReader(ByteReader):

@@ -4,19 +4,18 @@ The same behaviour as the ``s3`` backend (it shares its code), with every client
 through the core engine (`wrap`), so it works on asyncio and on trio and needs no aiohttp.
 Response bodies are read one chunk per thread hop. A client or a response body that arrives
 from its thread after the caller was cancelled is closed for it (`run_owned`), and closing
-one is shielded from the caller's cancellation.
+one runs to its end, whatever cancels the caller (`finish`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import anyio
-
 from ..._executor import DEFAULT_POOL
 from ..._offload import run_owned, run_sync, wrap
 from ...exceptions import ConfigError
 from ._s3 import S3Backend
+from .base import finish
 
 __all__ = ["Boto3Backend"]
 
@@ -59,9 +58,8 @@ class Boto3Backend(S3Backend):
     async def aclose(self) -> None:
         client, self._client_cm, self._client = self._client_cm, None, None
         if client is not None:
-            # shielded: leaving `async with` in a cancelled task must still close its connections
-            with anyio.CancelScope(shield=True):
-                await run_sync(client.close)
+            # to the end: leaving `async with` in a cancelled task must still close its connections
+            await finish(run_sync(client.close))
 
     async def send(self, operation: str, kwargs: dict[str, Any]) -> Any:
         if operation != "get_object":
@@ -76,9 +74,8 @@ class Boto3Backend(S3Backend):
         return data
 
     async def body_close(self, body: Any) -> None:
-        # shielded: a read cancelled in the middle of a body still closes its connection
-        with anyio.CancelScope(shield=True):
-            await run_sync(body.close)
+        # to the end: a read cancelled in the middle of a body still closes its connection
+        await finish(run_sync(body.close))
 
     def body_errors(self) -> tuple[type[Exception], ...]:
         from botocore.exceptions import BotoCoreError

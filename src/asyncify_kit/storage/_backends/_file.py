@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import inspect
 import itertools
 import mimetypes
 import os
@@ -42,11 +43,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Itera
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, TypeVar, cast
 
-import anyio
-
 from ..._config import BackendURL
 from ..._executor import DEFAULT_POOL, SerialQueue, check_cancelled, get_pool
-from ..._offload import OffloadedIterator, asyncify, run_owned, run_serial, run_sync
+from ..._offload import asyncify, run_owned, run_serial, run_sync
 from ...exceptions import (
     AlreadyExists,
     ConfigError,
@@ -57,7 +56,7 @@ from ...exceptions import (
     Unsupported,
 )
 from .._keys import MAX_KEY_BYTES, TEMP_PREFIX, split_key, type_from_key, validate_key
-from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write, finish
 
 __all__ = ["FileBackend", "InPlaceFile", "TempFile", "open_beneath"]
 
@@ -358,11 +357,18 @@ class _OpenFile:
             dfd, self.dir_fd = self.dir_fd, -1
             _close_dir(dfd, self.root_fd)
 
-    def _unmake(self) -> None:
+    def _unmake(self, *, emptied: bool = False) -> None:
         """Remove the directories this write made while they are empty, deepest first, as
-        `_delete_file` prunes: a failed write leaves no directory behind (S3 has none)."""
-        if self.made:
-            top, self.made = min(self.made), []
+        `_delete_file` prunes: a failed write leaves no directory behind (S3 has none).
+
+        *emptied*: the write removed a temp file of its own from the key's directory, so it
+        may be the one that leaves the directories of the key empty, whoever made them (a
+        delete of their last object could not remove them while that file was there): every
+        one of them still empty goes.
+        """
+        top = 0 if emptied else min(self.made, default=-1)
+        self.made = []
+        if top != -1:
             _prune(self.root_fd, self.parts, top)
 
     def _drop_root(self) -> None:
@@ -459,12 +465,14 @@ class TempFile(_OpenFile):
             if self.fd != -1:
                 fd, self.fd = self.fd, -1
                 os.close(fd)
+            emptied = False
             if self.name and self.dir_fd != -1:
                 name, self.name = self.name, ""
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=self.dir_fd)
+                emptied = True
             self._release_dir()
-            self._unmake()
+            self._unmake(emptied=emptied)
         finally:
             self._drop_root()
 
@@ -1233,6 +1241,11 @@ def _list_pages(
         yield page
 
 
+def _next_page(pages: Iterator[list[ObjectInfo]]) -> list[ObjectInfo] | None:
+    """The next page of a listing (`_list_pages`), None after the last one."""
+    return next(pages, None)
+
+
 def _invoke(fn: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
     return fn(*args, **kwargs)
 
@@ -1349,9 +1362,6 @@ class FileBackend(StorageBackend):
         self._serial: dict[tuple[str, ...], _Lane] = {}
         self._spare_budget = threading.Semaphore(_SPARES_KEPT)
         self._pooled: Callable[..., Coroutine[Any, Any, object]] = asyncify(pool=self.pool)(_invoke)
-        self._pages: Callable[..., OffloadedIterator[list[ObjectInfo]]] = asyncify(pool=self.pool)(
-            _list_pages
-        )
 
     async def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run one sync step in a worker thread: the whole operation in a single hop."""
@@ -1406,15 +1416,17 @@ class FileBackend(StorageBackend):
             await self._run(mimetypes.init)
 
     async def aclose(self) -> None:
-        # shielded: leaving `async with` in a cancelled task must still close the descriptors
-        with anyio.CancelScope(shield=True):
-            lanes, self._serial = self._serial, {}
-            for lane in lanes.values():
-                # in turn with the lane's work: a spare file may be in use or being prepared
-                await run_serial(lane.queue, lane.spare.close)
-            fd, self._root_fd = self._root_fd, -1
-            if fd != -1:
-                await self._run(os.close, fd)
+        # to the end: leaving `async with` in a cancelled task must still close the descriptors
+        lanes, self._serial = self._serial, {}
+        fd, self._root_fd = self._root_fd, -1
+        await finish(self._close_all(lanes, fd))
+
+    async def _close_all(self, lanes: dict[tuple[str, ...], _Lane], root_fd: int) -> None:
+        for lane in lanes.values():
+            # in turn with the lane's work: a spare file may be in use or being prepared
+            await run_serial(lane.queue, lane.spare.close)
+        if root_fd != -1:
+            await self._run(os.close, root_fd)
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
         try:
@@ -1503,15 +1515,18 @@ class FileBackend(StorageBackend):
             raise self._moved(exc, src, dst) from exc
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
-        pages = self._pages(self.root_fd, prefix, recursive)
+        pages = _list_pages(self.root_fd, prefix, recursive)
         try:
-            async for page in pages:
+            while (page := await self._run(_next_page, pages)) is not None:
                 for info in page:
                     yield info
         except OSError as exc:
             raise self._list_error(exc, prefix) from exc
         finally:
-            await pages.aclose()
+            # stopped at a page (the caller left, or was cancelled): its directory is closed
+            # before the listing ends, not later by a thread of its own
+            if inspect.getgeneratorstate(pages) == inspect.GEN_SUSPENDED:
+                await finish(self._run(pages.close))
 
     def _list_error(self, exc: OSError, prefix: str) -> StorageError:
         """The StorageError for *exc*, met listing *prefix*; a directory under it that could

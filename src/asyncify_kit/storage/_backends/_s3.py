@@ -32,13 +32,17 @@ from ...exceptions import (
     StorageError,
 )
 from .._keys import validate_key, validate_prefix
-from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write, on_asyncio
 
 __all__ = ["S3Backend", "translate_botocore"]
 
 MIN_PART = 5 * 1024 * 1024
 _LIST_PAGE = 1000
 _READ_SLICE = 1024 * 1024
+_CLOSED_BODY = (
+    ": it was closed, and the connections of its open files and streams with it; "
+    "close them before their Storage"
+)
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _DENIED = {
@@ -192,7 +196,7 @@ class _S3Writer(ByteWriter):
         extra = {"ContentType": self._content_type} if self._content_type else {}
         call = self._backend.call("create_multipart_upload", self._key, **extra)
         with anyio.CancelScope(shield=True):
-            if not _on_asyncio():
+            if not on_asyncio():
                 resp = await call
             else:
                 self._creating = asyncio.ensure_future(call)
@@ -244,6 +248,8 @@ class S3Backend(StorageBackend):
         self.part_size: int = max(int(options.get("multipart_chunksize", 8 << 20)), MIN_PART)
         self._client: Any = None
         self._client_cm: Any = None
+        # the response bodies being read now, by id: closed by `aclose` (see `body_read`)
+        self._reading: dict[int, Any] = {}
 
     def describe(self) -> str:
         """The URL without any credential, for reprs and messages."""
@@ -353,22 +359,49 @@ class S3Backend(StorageBackend):
 
     async def aclose(self) -> None:
         cm, self._client_cm, self._client = self._client_cm, None, None
+        # closing the client closes the connections of the bodies still open, but does not
+        # wake a read waiting for one of them (aiohttp drops its reference to the body's
+        # stream first), which then waited for good: closing the body wakes it
+        reading, self._reading = self._reading, {}
+        for body in reading.values():
+            body.close()
         if cm is not None:
             await cm.__aexit__(None, None, None)
+
+    def not_open(self, why: str = "") -> RuntimeError:
+        """What a call or a read raises once this backend is closed."""
+        return RuntimeError(f"{self.describe()} is not open{why}")
 
     # -- hooks the boto3 backend overrides ---------------------------------------------------
 
     async def body_read(self, body: Any, size: int | None) -> bytes:
-        """Read from a response body (*size* None: all of it)."""
-        if size is not None:
-            data: bytes = await body.read(size)
-            return data
-        # whole-body reads in large slices: faster than aiohttp's read(-1), which joins
-        # every network-sized block it received
-        parts = []
-        while chunk := await body.read(_READ_SLICE):
-            parts.append(chunk)
-        return b"".join(parts)
+        """Read from a response body (*size* None: all of it).
+
+        Once the client is closed (the `Storage` left while a file or a stream was open),
+        `RuntimeError` ("not open"): the client closed its connections, and a read failed
+        with aiohttp's own ``RuntimeError('Connection closed.')``, or returned the bytes that
+        had arrived before, depending on the object's size; one waiting for data waited for
+        good (see `aclose`).
+        """
+        if self._client is None:
+            raise self.not_open(_CLOSED_BODY)
+        self._reading[id(body)] = body
+        try:
+            if size is not None:
+                data: bytes = await body.read(size)
+                return data
+            # whole-body reads in large slices: faster than aiohttp's read(-1), which joins
+            # every network-sized block it received
+            parts = []
+            while chunk := await body.read(_READ_SLICE):
+                parts.append(chunk)
+            return b"".join(parts)
+        except Exception as exc:
+            if self._client is None:  # closed (with this body) while it was read
+                raise self.not_open(_CLOSED_BODY) from exc
+            raise
+        finally:
+            self._reading.pop(id(body), None)
 
     async def body_close(self, body: Any) -> None:
         body.close()
@@ -396,7 +429,7 @@ class S3Backend(StorageBackend):
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self._client is None:
-            raise RuntimeError(f"{self.describe()} is not open")
+            raise self.not_open()
         if key is not None:
             kwargs["Key"] = self.prefix + key
         try:
@@ -467,7 +500,7 @@ class S3Backend(StorageBackend):
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
         if self._client is None:  # refused now, as on every backend, not at the first part
-            raise RuntimeError(f"{self.describe()} is not open")
+            raise self.not_open()
         if if_not_exists and await self.exists(key):
             raise AlreadyExists(f"object {key!r} already exists in {self.describe()}")
         return _S3Writer(self, key, if_not_exists, content_type)
@@ -536,15 +569,6 @@ class S3Backend(StorageBackend):
         except (ClientError, BotoCoreError) as exc:
             raise translate_botocore(exc, key, self) from exc
         return url
-
-
-def _on_asyncio() -> bool:
-    """Whether an asyncio event loop runs this task (not trio)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _utc(value: datetime | None) -> datetime | None:

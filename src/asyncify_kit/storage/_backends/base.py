@@ -14,10 +14,12 @@ write leaves no trace (no temp file, no unfinished multipart upload).
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterable, AsyncIterator
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -33,8 +35,13 @@ __all__ = [
     "broken_read",
     "broken_write",
     "chunk_bytes",
+    "close_source",
+    "finish",
+    "on_asyncio",
     "shielded",
 ]
+
+T = TypeVar("T")
 
 
 MAX_READ = 16 * 1024 * 1024
@@ -116,6 +123,21 @@ def chunk_bytes(chunk: object) -> bytes:
     return view.tobytes()
 
 
+async def close_source(source: AsyncIterator[Any]) -> None:
+    """Close *source*, the chunks of a streamed write that failed or was cancelled, if it is
+    an async generator: its ``finally`` blocks (releasing what it holds) run now, in the
+    writer's task, as when a write takes every chunk, and not when the garbage collector
+    finds it suspended (asyncio then closes it in a task of its own, trio warns). It has
+    nothing more to give that write (all or nothing). Other async iterators, such as a stream
+    or a file the caller owns, are left open.
+
+    Not shielded, as ``contextlib.aclosing`` does not shield it: a generator that awaits in
+    its ``finally`` meets the caller's cancellation there.
+    """
+    if inspect.isasyncgen(source):
+        await source.aclose()
+
+
 def broken_write(key: str, where: str) -> StorageError:
     """What `ByteWriter.commit` raises when an earlier `write` failed or was interrupted."""
     return StorageError(
@@ -124,13 +146,47 @@ def broken_write(key: str, where: str) -> StorageError:
     )
 
 
-async def shielded(stream: ByteWriter | ByteReader) -> None:
-    """Abort a writer, or close a reader, even while the caller is being cancelled."""
+def on_asyncio() -> bool:
+    """Whether an asyncio event loop runs this task (not trio)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def finish(cleanup: Coroutine[Any, Any, T]) -> T:
+    """Await *cleanup* (a close, an abort, a discard) to its end, even while the caller is
+    being cancelled; a cancellation that arrived meanwhile is raised after it.
+
+    A shield holds off anyio's and trio's cancellation, not asyncio's own (``task.cancel()``,
+    ``asyncio.timeout``, ``wait_for``): that one went through and withdrew a close still
+    waiting for its thread (the engine's pool and aiofiles' executor drop a call not yet
+    started), so a file, a temp file or a connection stayed open. On asyncio the cleanup
+    runs as a task of its own, which that cancellation does not reach, and is waited for.
+    """
+    if not on_asyncio():
+        with anyio.CancelScope(shield=True):
+            return await cleanup
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
     with anyio.CancelScope(shield=True):
-        if isinstance(stream, ByteReader):
-            await stream.aclose()
-        else:
-            await stream.abort()
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller's cancellation is what it sees
+        raise cancelled
+    return task.result()
+
+
+async def shielded(stream: ByteWriter | ByteReader) -> None:
+    """Abort a writer, or close a reader, to its end even while the caller is being
+    cancelled (`finish`)."""
+    await finish(stream.aclose() if isinstance(stream, ByteReader) else stream.abort())
 
 
 def broken_read(key: str, why: str) -> StorageError:
@@ -180,14 +236,22 @@ class StorageBackend(abc.ABC):
         if_not_exists: bool,
         content_type: str | None,
     ) -> None:
-        """Write an object from chunks with bounded memory; all or nothing."""
+        """Write an object from chunks with bounded memory; all or nothing.
+
+        A write that fails or is cancelled once it has asked *chunks* for a chunk closes an
+        async generator it was given (`close_source`).
+        """
+        source = aiter(chunks)
         writer = await self.open_writer(key, if_not_exists=if_not_exists, content_type=content_type)
         try:
-            async for chunk in chunks:
+            async for chunk in source:
                 await writer.write(chunk_bytes(chunk))
             await writer.commit()
         except BaseException:
-            await shielded(writer)
+            try:
+                await shielded(writer)
+            finally:
+                await close_source(source)
             raise
 
     @abc.abstractmethod
