@@ -354,8 +354,7 @@ class Database:
                 if not (isinstance(err, ConnectionLost) and conn.reused):
                     raise err from exc
             except BaseException:
-                if not conn.cancel_safe:
-                    conn.broken = True
+                _cut_short(conn)
                 raise
         finally:
             if not pool.release_now(conn):
@@ -370,6 +369,8 @@ class Database:
             await pool.release(conn)
 
     async def _on(self, conn: Connection, op: Callable[..., Awaitable[R]], *args: Any) -> R:
+        if conn.interrupted:
+            raise _discarded()
         if conn.rolled_back:
             raise OperationalError(
                 "the server rolled back this transaction (after a deadlock); no statement runs "
@@ -388,8 +389,7 @@ class Database:
                 raise
             raise err from exc
         except BaseException:
-            if not conn.cancel_safe:
-                conn.broken = True
+            _cut_short(conn)
             raise
 
     # -- queries ----------------------------------------------------------------------------
@@ -512,6 +512,8 @@ class Database:
         pin = self._pin()
         pool: ConnectionPool | ThreadedConnectionPool | None = None
         if pin is not None:
+            if pin.conn.interrupted:
+                raise _discarded()
             conn = pin.conn
             in_tx = pin.depth > 0
         else:
@@ -533,8 +535,8 @@ class Database:
         except BaseException as exc:
             # cancelled in the middle of an operation: the connection's state is unknown. (A
             # loop left early closes the iteration with GeneratorExit, between operations.)
-            if not isinstance(exc, (Exception, GeneratorExit)) and not conn.cancel_safe:
-                conn.broken = True
+            if not isinstance(exc, (Exception, GeneratorExit)):
+                _cut_short(conn)
             raise
         finally:
             if pool is not None:
@@ -592,6 +594,25 @@ async def _fetch_one(conn: Connection, query: CompiledQuery, args: tuple[Any, ..
 
 
 _MAX_BATCH = 2**31 - 1
+
+
+def _cut_short(conn: Connection) -> None:
+    """*conn*'s operation was cancelled midway: unless the connection is cancel-safe (its
+    thread finishes the call), its state is unknown, so it is discarded, and nothing more
+    runs on it, not even the rest of the transaction it is in (see `_discarded`)."""
+    if not conn.cancel_safe:
+        conn.broken = conn.interrupted = True
+
+
+def _discarded() -> ConnectionLost:
+    """The error of a statement on a pinned connection whose earlier operation was cancelled
+    midway: neither the rest of its transaction nor the commit may run on it (the server
+    rolls the transaction back when the connection is closed)."""
+    return ConnectionLost(
+        "an earlier operation on this connection was cancelled midway and left it in an "
+        "unknown state: the connection is discarded, and with it the transaction or session "
+        "of this block; leave the block and run it again"
+    )
 
 
 def _no_column(column: int, exc: IndexError) -> ProgrammingError:
@@ -704,7 +725,7 @@ class Transaction:
                 # cancelled while the transaction was being opened: on a threaded connection
                 # the statements still ran to their end (SQLite's BEGIN IMMEDIATE waits for
                 # the write lock), so the transaction may be open: never hand it on
-                await self._rollback(pin, opening=True)
+                await self._rollback(pin, unsure=True)
             await self._unpin()
             raise
         pin.depth += 1
@@ -746,11 +767,17 @@ class Transaction:
         except DatabaseError:
             await self._rollback(pin)
             raise
+        except BaseException:
+            # cancelled: a threaded connection's COMMIT may not have started at all (its call
+            # was withdrawn before a worker thread took it), and the connection would go back
+            # to the pool inside the transaction; end it (a native one is discarded anyway)
+            await self._rollback(pin, unsure=True)
+            raise
         await self._run_after(pin)
 
-    async def _rollback(self, pin: _Pin, *, opening: bool = False) -> None:
+    async def _rollback(self, pin: _Pin, *, unsure: bool = False) -> None:
         """Roll back, shielded from cancellation but bounded; a failure discards the conn
-        (*opening*: the transaction may not be open, so a failure is no news)."""
+        (*unsure*: the transaction may not be open, so a failure is no news)."""
         conn = pin.conn
         if conn.broken:
             return
@@ -774,7 +801,7 @@ class Transaction:
                         await conn.run(statement)
                 except Exception:
                     conn.broken = True
-                    if opening:
+                    if unsure:
                         return
                     logger.warning(
                         "rollback failed on %s; the connection is discarded (the server rolls "
@@ -786,8 +813,14 @@ class Transaction:
                 conn.broken = True
 
     async def _run_after(self, pin: _Pin) -> None:
-        for statement in self._after:
-            await self._db._on(pin.conn, _run_statement, statement)
+        try:
+            for statement in self._after:
+                await self._db._on(pin.conn, _run_statement, statement)
+        except BaseException:
+            # the session may keep the transaction's settings (SQLite's query_only): the
+            # connection's next user must not inherit them
+            pin.conn.broken = True
+            raise
 
     async def _unpin(self) -> None:
         pin, token = self._pin, self._token

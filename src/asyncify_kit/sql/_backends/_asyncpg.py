@@ -8,6 +8,7 @@ JSON text, as with the other drivers; ``Json(...)`` and other values are encoded
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import uuid
@@ -59,6 +60,19 @@ def _rows(records: list[Any]) -> list[Row]:
         return []
     keys = make_keys(list(records[0].keys()))
     return rows_of(keys, records)
+
+
+#: connects whose callers were cancelled, finishing in the background (the loop itself holds
+#: its tasks by weak references only)
+_unclaimed: set[asyncio.Task[Connection]] = set()
+
+
+def _discard_unclaimed(task: asyncio.Task[Connection]) -> None:
+    """Close the connection a cancelled caller never took, or read its connect's error."""
+    _unclaimed.discard(task)
+    if task.cancelled() or task.exception() is not None:
+        return
+    task.result().terminate()
 
 
 class AsyncpgConnection(PgAsyncConnection):
@@ -163,6 +177,24 @@ class AsyncpgBackend(Backend):
     trio_alternatives: ClassVar[str] = _TRIO_ALTERNATIVES
 
     async def connect(self) -> Connection:
+        # asyncpg's connect, cancelled just as its socket connects, leaves a future holding
+        # an exception that nothing retrieves: asyncio then reports "Future exception was
+        # never retrieved ... unexpected connection_lost() call" to the loop's exception
+        # handler (a cancellation storm logs one error for every few connects it cuts short).
+        # So the connect runs in a task of its own that is never cancelled: a caller cancelled
+        # meanwhile still leaves at once, and the connection made for it is then closed.
+        task = asyncio.get_running_loop().create_task(self._open())
+        try:
+            return await asyncio.shield(task)
+        except BaseException:
+            if task.done():
+                _discard_unclaimed(task)
+            else:
+                _unclaimed.add(task)
+                task.add_done_callback(_discard_unclaimed)
+            raise
+
+    async def _open(self) -> Connection:
         url, opts = self.url, self.options
         conn = await asyncpg.connect(
             host=url.host or None,

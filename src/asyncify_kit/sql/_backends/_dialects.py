@@ -587,8 +587,13 @@ class PgSyncSession(SyncSession):
         return bool(self._cursors) or self.conn is None or bool(self.conn.closed)
 
     def open_cursor(
-        self, text: str, args: Sequence[Any] | None, in_transaction: bool, shared: bool
-    ) -> int:
+        self,
+        cursor_id: int,
+        text: str,
+        args: Sequence[Any] | None,
+        in_transaction: bool,
+        shared: bool,
+    ) -> None:
         cursor = PgCursor(in_transaction, shared)
         if cursor.began:
             self.run("BEGIN")
@@ -602,8 +607,7 @@ class PgSyncSession(SyncSession):
             raise
         if cursor.hold:
             self._own = cursor
-        self._cursors[id(cur)] = (cur, cursor)
-        return id(cur)
+        self._cursors[cursor_id] = (cur, cursor)
 
     def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
         cur, cursor = self._cursors[cursor_id]

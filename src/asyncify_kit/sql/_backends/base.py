@@ -77,6 +77,9 @@ class Connection(abc.ABC):
 
     def __init__(self) -> None:
         self.broken = False
+        #: an operation on it was cancelled midway: what the server did, and what is left to
+        #: read, are unknown, so nothing more runs on it (it is `broken` too)
+        self.interrupted = False
         self.reused = False
         #: the server rolled back the open transaction on its own (a MySQL deadlock): no
         #: statement may run in it any more, until it ends
@@ -701,16 +704,22 @@ class SyncSession:
             cur.close()
 
     def open_cursor(
-        self, text: str, args: Sequence[Any] | None, in_transaction: bool, shared: bool
-    ) -> int:
+        self,
+        cursor_id: int,
+        text: str,
+        args: Sequence[Any] | None,
+        in_transaction: bool,
+        shared: bool,
+    ) -> None:
+        """Open the cursor of an iteration as *cursor_id* (chosen by the caller, so that it
+        can close the cursor even when it left before this call returned)."""
         cur = self.server_cursor()
         try:
             self._execute(cur, text, args)
         except BaseException:
             cur.close()
             raise
-        self._cursors[id(cur)] = self.opened(cur)
-        return id(cur)
+        self._cursors[cursor_id] = self.opened(cur)
 
     def opened(self, cur: Any) -> Any:
         """What `_cursors` keeps for the server cursor *cur* just opened: *cur* itself here."""
@@ -784,6 +793,10 @@ class _Canceller:
 _CANCELLER = _Canceller()
 
 
+#: the ids of the cursors of `ThreadedConnection.iterate`
+_cursor_ids = itertools.count(1)
+
+
 class ThreadedConnection(Connection):
     """A `Connection` over a `SyncSession`, one thread hop per operation.
 
@@ -838,11 +851,16 @@ class ThreadedConnection(Connection):
         in_transaction: bool,
         shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
-        cursor_id: int = await self._proxy.call(
-            "open_cursor", *query.driver_args(tuple(args)), in_transaction, shared
-        )
+        # the id is ours before the cursor is opened: a caller cancelled while the thread
+        # opens it (which it finishes) still closes it below, instead of leaving its
+        # statement open on the connection (on SQLite, a read snapshot that the connection's
+        # next users would see, and that makes their writes fail with "database is locked")
+        cursor_id = next(_cursor_ids)
         finished = False
         try:
+            await self._proxy.call(
+                "open_cursor", cursor_id, *query.driver_args(tuple(args)), in_transaction, shared
+            )
             while True:
                 batch: list[Row] = await self._proxy.call("fetch_batch", cursor_id, batch_size)
                 if batch:
