@@ -1515,7 +1515,9 @@ class FileBackend(StorageBackend):
             raise self._moved(exc, src, dst) from exc
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
-        pages = _list_pages(self.root_fd, prefix, recursive)
+        # the generator is made in a worker too (it opens nothing before its first page), so
+        # that no code that can block is called from the event loop, not even seemingly
+        pages = await self._run(_list_pages, self.root_fd, prefix, recursive)
         try:
             while (page := await self._run(_next_page, pages)) is not None:
                 for info in page:
