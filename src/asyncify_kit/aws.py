@@ -35,8 +35,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
-import anyio
-
+from ._cleanup import finish
 from ._executor import DEFAULT_POOL
 from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
 from .exceptions import BackendNotInstalled, ConfigError, Unsupported
@@ -78,9 +77,8 @@ class _AsyncEventStream:
         self._stream.close()
 
     async def close(self) -> None:
-        # shielded: a stream left in a cancelled task still closes its connection now
-        with anyio.CancelScope(shield=True):
-            await run_sync(self._close_now)
+        # to its end: a stream left in a cancelled task still closes its connection now
+        await finish(run_sync(self._close_now))
 
     def __repr__(self) -> str:
         return f"<AsyncEventStream of {type(self._stream).__name__}>"
@@ -257,9 +255,8 @@ class AsyncBody:
         return _iter_chunks(self, _DEFAULT_CHUNK_SIZE)
 
     async def close(self) -> None:
-        # shielded: a body left in a cancelled task still closes its connection now
-        with anyio.CancelScope(shield=True):
-            await run_sync(self._close_now)
+        # to its end: a body left in a cancelled task still closes its connection now
+        await finish(run_sync(self._close_now))
 
     async def __aenter__(self) -> AsyncBody:
         return self
@@ -671,8 +668,7 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
             yield wrapper
         finally:
             sync_client.meta.events.register("before-call", _refuse_closed)
-            # shielded: leaving the block in a cancelled task still closes the connections
-            with anyio.CancelScope(shield=True):
-                await run_sync(wrapper._close)
+            # to its end: leaving the block in a cancelled task still closes the connections
+            await finish(run_sync(wrapper._close))
     else:
         raise ConfigError(f"unknown AWS backend {backend!r}; accepted: 'aioboto3' or 'boto3'")

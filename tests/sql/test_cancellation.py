@@ -9,6 +9,7 @@ and asyncpg connects reported to the event loop's exception handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 import time
@@ -25,7 +26,7 @@ import pytest
 from asyncify_kit import BackendURL, run_sync, stats
 from asyncify_kit.sql import ConnectionLost, Database, DatabaseConnection
 
-from .conftest import ASYNCIO_ONLY, CASES
+from .conftest import ASYNCIO_ONLY, CASES, SERVER_CASES
 
 pytestmark = pytest.mark.anyio
 
@@ -258,3 +259,92 @@ async def test_a_read_only_transaction_cancelled_after_its_commit_leaves_no_read
             await db.execute(f"insert into {table} (id) values (1)")
         assert await db.fetch_val(f"select count(*) from {table}") == 1
         await db.execute(f"drop table {table}")
+
+
+ON_ASYNCIO = [p for p in CASES if p.values[0][1] == "asyncio"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("case", ON_ASYNCIO)  # task.cancel() is asyncio's
+@pytest.mark.parametrize("when", ["before the rollback", "during the rollback"])
+async def test_a_rollback_runs_to_its_end_under_asyncio_cancellation(
+    url: BackendURL, table: str, when: str
+) -> None:
+    """A block that ends in an error while a ``task.cancel()`` is pending, or one cancelled
+    again and again while it rolls back, still rolls back before its connection goes back to
+    the pool. On the threaded backends the ROLLBACK, still waiting for its worker thread,
+    was withdrawn by that cancellation (anyio's shield does not hold it off), and the next
+    user of the connection found itself inside the transaction, seeing its rows."""
+    async with Database(url, min_size=1, max_size=1) as db:
+        await db.execute(f"create table {table} (id integer)")
+        for i in range(10):
+
+            async def block(i: int = i) -> None:
+                async with db.transaction():
+                    await db.execute(f"insert into {table} (id) values ({i})")
+                    task = asyncio.current_task()
+                    assert task is not None
+                    if when == "before the rollback":
+                        task.cancel()  # pending as the block's error starts the rollback
+                        raise ValueError("the block failed")
+                    await asyncio.sleep(10)
+
+            task = asyncio.create_task(block())
+            if when == "during the rollback":
+                await asyncio.sleep(0.05)
+                for _ in range(4):  # the first starts the rollback, the others land in it
+                    task.cancel()
+                    await asyncio.sleep(0)
+            with pytest.raises((asyncio.CancelledError, ValueError)):
+                await task
+            # the pool's one connection: outside any transaction, its rows gone
+            assert await db.fetch_val(f"select count(*) from {table}") == 0
+    assert await _ids_and_drop(url, table) == []
+
+
+async def _other_connections(watcher: Database, case: tuple[str, str]) -> int:
+    """The connections to the test database, other than *watcher*'s own."""
+    if case[0].startswith("postgresql"):
+        sql = (
+            "select count(*) from pg_stat_activity where datname = current_database() "
+            "and pid <> pg_backend_pid() and backend_type = 'client backend'"
+        )
+    else:
+        sql = (
+            "select count(*) from information_schema.processlist "
+            "where db = database() and id <> connection_id()"
+        )
+    return int(await watcher.fetch_val(sql))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [p for p in SERVER_CASES if p.values[0][1] == "asyncio"],  # type: ignore[index]
+)
+async def test_disconnect_closes_every_connection_under_asyncio_cancellation(
+    url: BackendURL, case: tuple[str, str]
+) -> None:
+    """`disconnect()`, cancelled again and again by ``task.cancel()``, still closes every
+    connection of its pool. (On psycopg2 a close waiting for its thread was withdrawn, and
+    its connection stayed open on the server.)"""
+    async with Database(url, max_size=1) as watcher:
+        for _ in range(5):
+            db = Database(url, min_size=4, max_size=4)
+            await db.connect()
+            nap = (
+                "select pg_sleep(0.05)"
+                if case[0].startswith("postgresql")
+                else "select sleep(0.05)"
+            )
+            await asyncio.gather(*(db.fetch_val(nap) for _ in range(4)))  # 4 connections open
+            task = asyncio.create_task(db.disconnect())
+            await asyncio.sleep(0)
+            for _ in range(5):
+                task.cancel()
+                await asyncio.sleep(0)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            for _ in range(50):  # the server notices a closed connection a little later
+                if await _other_connections(watcher, case) == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert await _other_connections(watcher, case) == 0

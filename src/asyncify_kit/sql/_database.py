@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 import sniffio
 
+from .._cleanup import finish
 from .._config import BackendURL, resolve_url, validate_options
 from .._registry import BackendSpec, load_backend
 from ..exceptions import (
@@ -776,8 +777,13 @@ class Transaction:
         await self._run_after(pin)
 
     async def _rollback(self, pin: _Pin, *, unsure: bool = False) -> None:
-        """Roll back, shielded from cancellation but bounded; a failure discards the conn
+        """Roll back, to its end whatever cancels the caller (asyncio's own cancellation
+        included: a threaded connection's ROLLBACK withdrawn before it started handed the
+        connection on inside the transaction), but bounded; a failure discards the conn
         (*unsure*: the transaction may not be open, so a failure is no news)."""
+        await finish(self._rollback_now(pin, unsure))
+
+    async def _rollback_now(self, pin: _Pin, unsure: bool) -> None:
         conn = pin.conn
         if conn.broken:
             return

@@ -33,6 +33,7 @@ try:
 except ImportError:  # urllib3 1.x exports it from its private module only
     from urllib3._collections import HTTPHeaderDict
 
+from ..._cleanup import finish
 from ..._offload import OffloadedIterator, asyncify, run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response
@@ -299,7 +300,7 @@ class _RequestsStream(BackendStream):
             if reading:
                 self._wake()  # the reading thread closes the response
         if not reading and self._claim_close():
-            await run_sync(self._response.close)
+            await finish(run_sync(self._response.close))
 
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
         self._chunks = asyncify(cancel="abandon")(self._chunks_in_thread)(
@@ -317,7 +318,9 @@ class _RequestsStream(BackendStream):
         if chunks is not None:
             await chunks.aclose()  # runs the generator's finally on its thread, if still open
         if self._claim_close():
-            await run_sync(self._response.close)
+            # a clean-up: it runs even in a cancelled scope (a reader cancelled mid-chunk
+            # closes the stream at once), else the connection would stay open for good
+            await finish(run_sync(self._response.close))
 
 
 class RequestsBackend(HttpBackend):
@@ -368,7 +371,7 @@ class RequestsBackend(HttpBackend):
         for stream in streams:  # closing the session leaves the connections in use open
             await stream.abort()
         if session is not None:
-            await run_sync(session.close)
+            await finish(run_sync(session.close))
 
     def translate(self, exc: BaseException, request: Request) -> HTTPError:
         """The facade error for a requests (or urllib3) exception."""

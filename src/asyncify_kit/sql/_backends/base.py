@@ -32,6 +32,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 import anyio
 
+from ..._cleanup import finish
 from ..._config import BackendURL
 from ..._executor import DEFAULT_POOL, Work, check_cancelled, configure, current_job
 from ..._offload import AsyncProxy, asyncify, run_owned, run_sync, wrap
@@ -506,6 +507,9 @@ class ConnectionPool:
             await self._close_quietly(self._idle.popleft())
 
     async def _close_quietly(self, conn: Connection) -> None:
+        await finish(self._close_now(conn))
+
+    async def _close_now(self, conn: Connection) -> None:
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(min(self.close_timeout, 5.0)) as scope:
                 try:
@@ -525,6 +529,9 @@ class ConnectionPool:
             waiter.queued = False
             waiter.wake()
         self._waiters.clear()
+        await finish(self._close_all())
+
+    async def _close_all(self) -> None:
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.close_timeout):
                 if self._in_use:
@@ -1156,6 +1163,9 @@ class ThreadedConnectionPool:
                 return
             self._closed = True
             self._cond.notify_all()
+        await finish(self._close_all())
+
+    async def _close_all(self) -> None:
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.close_timeout):
                 # connections come back from worker threads, which cannot set an anyio

@@ -14,16 +14,15 @@ write leaves no trace (no temp file, no unfinished multipart upload).
 from __future__ import annotations
 
 import abc
-import asyncio
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
-
+from ..._cleanup import finish
 from ..._config import BackendURL
+from ..._offload import _running_loop
 from ...exceptions import NotFound, StorageError, Unsupported
 
 __all__ = [
@@ -40,9 +39,6 @@ __all__ = [
     "on_asyncio",
     "shielded",
 ]
-
-T = TypeVar("T")
-
 
 MAX_READ = 16 * 1024 * 1024
 """The most `Storage.stream` and `AsyncFile` ask of one `ByteReader.read`, whatever the chunk
@@ -148,39 +144,7 @@ def broken_write(key: str, where: str) -> StorageError:
 
 def on_asyncio() -> bool:
     """Whether an asyncio event loop runs this task (not trio)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-async def finish(cleanup: Coroutine[Any, Any, T]) -> T:
-    """Await *cleanup* (a close, an abort, a discard) to its end, even while the caller is
-    being cancelled; a cancellation that arrived meanwhile is raised after it.
-
-    A shield holds off anyio's and trio's cancellation, not asyncio's own (``task.cancel()``,
-    ``asyncio.timeout``, ``wait_for``): that one went through and withdrew a close still
-    waiting for its thread (the engine's pool and aiofiles' executor drop a call not yet
-    started), so a file, a temp file or a connection stayed open. On asyncio the cleanup
-    runs as a task of its own, which that cancellation does not reach, and is waited for.
-    """
-    if not on_asyncio():
-        with anyio.CancelScope(shield=True):
-            return await cleanup
-    task = asyncio.ensure_future(cleanup)
-    cancelled: asyncio.CancelledError | None = None
-    with anyio.CancelScope(shield=True):
-        while not task.done():
-            try:
-                await asyncio.wait([task])
-            except asyncio.CancelledError as exc:
-                cancelled = exc
-    if cancelled is not None:
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller's cancellation is what it sees
-        raise cancelled
-    return task.result()
+    return _running_loop() is not None
 
 
 async def shielded(stream: ByteWriter | ByteReader) -> None:
