@@ -23,6 +23,7 @@ import functools
 import inspect
 import logging
 import os
+import sys
 import time
 import types
 import weakref
@@ -124,6 +125,75 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+# anyio's table of its tasks' state on asyncio (the dict inside its WeakKeyDictionary, keyed
+# by weak references), once anyio's asyncio backend has been imported
+_anyio_task_states: dict[Any, Any] | None = None
+_current_task = asyncio.current_task
+_weak = weakref.ref
+
+
+def _anyio_scope_cancelled(task: asyncio.Task[Any]) -> bool:
+    """Whether an anyio cancel scope around *task*'s current code is cancelled (not shielded).
+
+    What ``anyio.lowlevel.checkpoint_if_cancelled`` looks at on asyncio, read without awaiting
+    (anyio keeps no state for a task that never entered one of its scopes).
+    """
+    global _anyio_task_states
+    states = _anyio_task_states
+    if states is None:
+        backend = sys.modules.get("anyio._backends._asyncio")
+        if backend is None:
+            return False  # anyio's asyncio backend never ran: no scope can be cancelled
+        states = _anyio_task_states = backend._task_states.data
+    state = states.get(_weak(task))
+    if state is None:
+        return False
+    try:
+        scope = state.cancel_scope
+        while scope is not None:
+            if scope.cancel_called:
+                return True
+            if scope.shield:
+                return False
+            scope = scope._parent_scope
+    except AttributeError:  # pragma: no cover - another anyio's internals: as before the check
+        pass
+    return False
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the current asyncio task is already cancelled: by a ``task.cancel()`` not yet
+    delivered (``asyncio.timeout``, ``wait_for``), or by a cancelled anyio scope.
+
+    A call made then is not started: its first await would raise the cancellation anyway,
+    and whether a worker had picked it up by that time would be a race.
+    """
+    task = _current_task(loop)
+    if task is None:
+        return False
+    if getattr(task, "_must_cancel", False):  # asyncio's Task, C or Python (not a look-alike)
+        return True
+    return _anyio_scope_cancelled(task)
+
+
+async def _checkpoint_if_cancelled(loop: asyncio.AbstractEventLoop) -> None:
+    """Raise a cancellation already pending for the current task (see `_cancel_pending`)."""
+    while _cancel_pending(loop):  # noqa: ASYNC110 - no event to wait for: anyio's loop too
+        await asyncio.sleep(0)  # the task (or anyio, for its scope) throws it in here
+
+
+async def checkpoint_if_cancelled() -> None:
+    """Raise the caller's cancellation if it is already cancelled, else return at once
+    (without yielding): what an operation with effects calls before it starts any."""
+    loop = _running_loop()
+    if loop is None:
+        import trio
+
+        await trio.lowlevel.checkpoint_if_cancelled()
+    elif _cancel_pending(loop):
+        await _checkpoint_if_cancelled(loop)
+
+
 async def _run_job(
     job: Job, pool: Pool, submit: Callable[[Job], None], cancel: str, timeout: float | None
 ) -> Any:
@@ -142,6 +212,8 @@ async def _run_job_asyncio(
     cancel: str,
     timeout: float | None,
 ) -> Any:
+    if _cancel_pending(loop):  # a call made while cancelled never starts
+        await _checkpoint_if_cancelled(loop)
     fut = job.future = loop.create_future()
     job.notify = loop_waker(loop)
     handle = None
@@ -201,6 +273,7 @@ async def _run_job_trio(
 ) -> Any:
     import trio
 
+    await trio.lowlevel.checkpoint_if_cancelled()  # a call made while cancelled never starts
     token = trio.lowlevel.current_trio_token()
     event = trio.Event()
 
@@ -587,6 +660,8 @@ class OffloadedFunction:
         loop = _get_running_loop()
         if loop is None:
             return _offload(self._pool_name, self._policy, self._timeout, self._fn, args, kwargs)
+        if _cancel_pending(loop):  # submitted when awaited, if its task is not cancelled then
+            return _offload(self._pool_name, self._policy, self._timeout, self._fn, args, kwargs)
         pool = self._pool
         if pool is None:
             pool = self._pool = get_pool(self._pool_name)
@@ -685,6 +760,85 @@ async def _run_step(
         raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
 
 
+def _put_cleanup(
+    lane: Lane, ctx: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> Job:
+    """Queue a clean-up step (a context manager's exit, a generator's close) on *lane* now,
+    for `_wait_cleanup` to wait for (on the loop that runs this task)."""
+    job = Job(fn, args, {}, ctx, None)
+    loop = _running_loop()
+    if loop is None:
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+        event = job.future = trio.Event()
+
+        def wake(_job: Work) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(event.set)
+
+        job.notify = wake
+    else:
+        job.future = loop.create_future()
+        job.notify = loop_waker(loop)
+    lane.put(job)
+    return job
+
+
+async def _wait_cleanup(job: Job) -> Any:
+    """Wait for a clean-up step queued by `_put_cleanup` whatever cancels the caller:
+    withdrawn, it would leave the object open with no thread to close it on. A cancellation
+    that came meanwhile is raised afterwards; else the step's outcome."""
+    loop = _running_loop()
+    if loop is None:
+        import trio
+
+        with trio.CancelScope(shield=True):  # trio's cancellation is delivered again later
+            await job.future.wait()
+        if job.error is not None:
+            raise job.error
+        return job.value
+    import anyio
+
+    fut: asyncio.Future[Any] = job.future
+    cancelled = False
+    with anyio.CancelScope(shield=True):  # an anyio scope's cancellation is delivered again later
+        while not fut.done():
+            try:
+                await asyncio.shield(fut)  # a native task.cancel() goes through the scope
+            except asyncio.CancelledError:
+                cancelled = not fut.done()
+            except BaseException:  # the step's own error, raised below
+                pass
+    if cancelled:
+        raise asyncio.CancelledError from fut.exception()
+    try:
+        return fut.result()
+    except BaseException as exc:
+        _strip_library_frames(exc)
+        raise
+
+
+async def _run_step_to_end(
+    lane: Lane, ctx: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> Any:
+    """Run a clean-up step on *lane* to its end; see `_wait_cleanup`."""
+    return await _wait_cleanup(_put_cleanup(lane, ctx, fn, args))
+
+
+async def _cleanup_after(exc: BaseException | None, job: Job, what: str) -> None:
+    """Wait for clean-up *job*, queued as *exc* is being raised (which the caller raises
+    next). A cancellation that came meanwhile is raised, unless *exc* is one already; an
+    error of the clean-up itself is logged: *exc* is what the caller is told about."""
+    try:
+        await _wait_cleanup(job)
+    except asyncio.CancelledError:
+        if not isinstance(exc, asyncio.CancelledError):
+            raise
+    except BaseException:
+        logger.warning("%s raised", what, exc_info=True)
+
+
 class OffloadedIterator(AsyncIterator[T_co]):
     """The async iterator an `asyncify`-decorated generator function returns.
 
@@ -701,6 +855,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
         pool: str,
         cancel: str,
         timeout: float | None,
+        lent: tuple[Lane, object] | None = None,
     ) -> None:
         self._fn = fn
         self._args = args
@@ -711,7 +866,11 @@ class OffloadedIterator(AsyncIterator[T_co]):
         self._ctx = contextvars.copy_context()
         self._holder: list[Iterator[T_co]] = []
         self._lane: Lane | None = None
+        # a sticky proxy's thread and the proxy (kept alive): steps run there, and it stays
+        # open when this iterator finishes
+        self._lent = lent
         self._finished = False
+        self._closing: Job | None = None  # the close queued when a step failed
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def _next_in_thread(self) -> Any:
@@ -723,13 +882,19 @@ class OffloadedIterator(AsyncIterator[T_co]):
             return _EXHAUSTED
 
     def _ensure_lane(self) -> Lane:
-        if self._lane is None:
-            self._lane = Lane(get_pool(self._pool_name))
-            self._lane.start()
+        lane = self._lane
+        if lane is None:
+            if self._lent is not None:
+                lane = self._lane = _lent_lane(self._lent[0])
+            else:
+                lane = self._lane = Lane(get_pool(self._pool_name))
+                lane.start()
             self._finalizer = weakref.finalize(
-                self, _close_lane_later, self._lane, self._ctx, self._holder
+                self, _close_lane_later, lane, self._ctx, self._holder, self._lent is None
             )
-        return self._lane
+        elif self._lent is not None:
+            _lent_lane(lane)  # still open
+        return lane
 
     def __aiter__(self) -> Self:
         return self
@@ -742,8 +907,10 @@ class OffloadedIterator(AsyncIterator[T_co]):
             item = await _run_step(
                 lane, self._ctx, self._next_in_thread, (), self._cancel, self._timeout
             )
-        except BaseException:
-            self._release(run_close=True)
+        except BaseException as exc:
+            closing = self._release(run_close=True)
+            if closing is not None and self._cancel == "wait":  # the step has ended: close now
+                await _cleanup_after(exc, closing, f"closing {_describe(self._fn)}")
             raise
         if item is _EXHAUSTED:
             self._release(run_close=False)
@@ -753,29 +920,37 @@ class OffloadedIterator(AsyncIterator[T_co]):
     def _close_in_thread(self) -> None:
         _close_generator(self._holder)
 
-    def _release(self, *, run_close: bool) -> None:
+    def _release(self, *, run_close: bool) -> Job | None:
+        """Finish: queue the generator's close on its thread (if *run_close*), free the lane."""
         self._finished = True
         if self._finalizer is not None:
             self._finalizer.detach()
-        if self._lane is not None:
-            if run_close and not self._lane.lost:
-                self._lane.put(Job(self._close_in_thread, (), {}, self._ctx, None))
-            self._lane.close()
+        lane = self._lane
+        if lane is None:
+            return None
+        if run_close and not lane.lost and not lane.closed:
+            self._closing = _put_cleanup(lane, self._ctx, self._close_in_thread, ())
+        _free_lane(lane, self._lent)
+        return self._closing
 
     async def aclose(self) -> None:
         """Close the generator on its own thread (its ``finally`` blocks run there)."""
         if self._finished:
+            closing = self._closing
+            if closing is not None:  # a step failed: its close may still be under way
+                await _cleanup_after(None, closing, f"closing {_describe(self._fn)}")
             return
         self._finished = True
         if self._finalizer is not None:
             self._finalizer.detach()
         lane = self._lane
-        if lane is None or lane.lost:  # lost: its generator cannot run in this process
+        # lost: its generator cannot run in this process; closed: a sticky proxy's, closed
+        if lane is None or lane.lost or lane.closed:
             return
         try:
-            await _run_step(lane, self._ctx, self._close_in_thread, (), "wait", None)
+            await _run_step_to_end(lane, self._ctx, self._close_in_thread, ())
         finally:
-            lane.close()
+            _free_lane(lane, self._lent)
 
     async def __aenter__(self) -> Self:
         return self
@@ -792,11 +967,31 @@ def _close_generator(holder: list[Iterator[Any]]) -> None:
             close()
 
 
-def _close_lane_later(lane: Lane, ctx: contextvars.Context, holder: list[Iterator[Any]]) -> None:
+def _close_lane_later(
+    lane: Lane, ctx: contextvars.Context, holder: list[Iterator[Any]], own: bool
+) -> None:
     """Finalizer of an iterator dropped unfinished: close its generator on its own thread."""
-    if not lane.lost:
+    if not lane.lost and not lane.closed:
         lane.put(Job(_close_generator, (holder,), {}, ctx, None))
-    lane.close()
+    if own:
+        lane.close()
+
+
+def _free_lane(lane: Lane, lent: tuple[Lane, object] | None) -> None:
+    """Release *lane*, unless it is a sticky proxy's (*lent*), which stays the proxy's."""
+    if lent is None:
+        lane.close()
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _lent_lane(lane: Lane) -> Lane:
+    """*lane*, a sticky proxy's, if the proxy is still open."""
+    if lane.closed:
+        raise RuntimeError("the sticky proxy whose method made this was closed")
+    return lane
 
 
 class OffloadedContextManager(Generic[T_co]):
@@ -814,6 +1009,7 @@ class OffloadedContextManager(Generic[T_co]):
         pool: str,
         cancel: str,
         timeout: float | None,
+        lent: tuple[Lane, object] | None = None,
     ) -> None:
         self._fn = fn
         self._args = args
@@ -824,6 +1020,7 @@ class OffloadedContextManager(Generic[T_co]):
         self._ctx = contextvars.copy_context()
         self._cm: AbstractContextManager[T_co] | None = None
         self._lane: Lane | None = None
+        self._lent = lent  # a sticky proxy's thread and the proxy, as in OffloadedIterator
 
     def _enter_in_thread(self) -> T_co:
         cm = self._fn(*self._args, **self._kwargs)
@@ -849,16 +1046,24 @@ class OffloadedContextManager(Generic[T_co]):
     async def __aenter__(self) -> T_co:
         if self._lane is not None:
             raise RuntimeError("this offloaded context manager was already entered")
-        lane = self._lane = Lane(get_pool(self._pool_name))
-        lane.start()
+        if self._lent is not None:
+            lane = self._lane = _lent_lane(self._lent[0])
+        else:
+            lane = self._lane = Lane(get_pool(self._pool_name))
+            lane.start()
         try:
             value: T_co = await _run_step(
                 lane, self._ctx, self._enter_in_thread, (), self._cancel, self._timeout
             )
             return value
-        except BaseException:
-            lane.put(Job(self._abort_in_thread, (), {}, self._ctx, None))
-            lane.close()
+        except BaseException as exc:
+            # entered by the time a cancellation or timeout came: exit before leaving (the
+            # thread stays held until then); a no-op if __enter__ raised or never ran
+            try:
+                abort = _put_cleanup(lane, self._ctx, self._abort_in_thread, ())
+            finally:
+                _free_lane(lane, self._lent)
+            await _cleanup_after(exc, abort, f"exiting {_describe(self._fn)} after a failed entry")
             raise
 
     async def __aexit__(
@@ -871,12 +1076,12 @@ class OffloadedContextManager(Generic[T_co]):
         if lane is None:
             raise RuntimeError("__aexit__ called on an offloaded context manager never entered")
         try:
-            suppress: bool | None = await _run_step(
-                lane, self._ctx, self._exit_in_thread, (exc_type, exc, tb), "wait", None
+            suppress: bool | None = await _run_step_to_end(
+                lane, self._ctx, self._exit_in_thread, (exc_type, exc, tb)
             )
             return bool(suppress)
         finally:
-            lane.close()
+            _free_lane(lane, self._lent)
 
 
 @final
@@ -1054,6 +1259,9 @@ class AsyncProxy(Generic[O]):
         self._cancel = cancel
         self._timeout = timeout
         self._lane: Lane | None = None
+        # the async iterators its generator methods made, while open (sticky only): closing
+        # the proxy closes their generators on its thread first
+        self._iterators: weakref.WeakSet[OffloadedIterator[Any]] = weakref.WeakSet()
         if sticky:
             lane = self._lane = Lane(get_pool(pool))
             lane.start(dedicated=True, name=type(obj).__name__)
@@ -1072,6 +1280,8 @@ class AsyncProxy(Generic[O]):
             return attr
         _check_sync(attr)  # an async method would come back as an un-awaited coroutine
         lane = self._lane
+        if inspect.isgeneratorfunction(attr) or _is_contextmanager_function(attr):
+            return self._steps_method(name, attr, lane)
         if lane is None:
             pool, cancel, timeout = self._pool, self._cancel, self._timeout
 
@@ -1101,9 +1311,39 @@ class AsyncProxy(Generic[O]):
         call.__qualname__ = f"{type(self._obj).__name__}.{name}"
         return call
 
+    def _steps_method(self, name: str, attr: Any, lane: Lane | None) -> Any:
+        """A generator method, as an async iterator (an ``@contextmanager`` one, as an async
+        context manager) whose steps run on the proxy's thread, if sticky, else on one
+        thread of the pool each, as `asyncify` makes them."""
+        lent = None if lane is None else (lane, self)
+        kind: Any = (
+            OffloadedIterator if inspect.isgeneratorfunction(attr) else OffloadedContextManager
+        )
+        pool, cancel, timeout = self._pool, self._cancel, self._timeout
+
+        iterators = self._iterators
+
+        def steps(*args: Any, **kwargs: Any) -> Any:
+            if lent is None:
+                return kind(attr, args, kwargs, pool, cancel, timeout)
+            if lent[0].closed:
+                raise RuntimeError(f"this sticky proxy of {name!r} was closed")
+            made = kind(attr, args, kwargs, pool, cancel, timeout, lent)
+            if kind is OffloadedIterator:
+                iterators.add(made)
+            return made
+
+        steps.__name__ = name
+        steps.__qualname__ = f"{type(self._obj).__name__}.{name}"
+        return steps
+
     async def aclose(self) -> None:
-        """Release the dedicated thread of a sticky proxy (after the calls already queued)."""
+        """Release the dedicated thread of a sticky proxy (after the calls already queued,
+        and after closing the generators of the async iterators its methods made that are
+        still open, on that thread)."""
         if self._lane is not None:
+            for iterator in list(self._iterators):
+                iterator._release(run_close=True)
             self._lane.close()
 
     async def __aenter__(self) -> Self:
@@ -1125,7 +1365,7 @@ class AsyncProxy(Generic[O]):
         return f"<AsyncProxy {kind}of {type(self._obj).__name__} in pool {self._pool!r}>"
 
 
-_PROXY_OWN = frozenset({"_obj", "_pool", "_cancel", "_timeout", "_lane"})
+_PROXY_OWN = frozenset({"_obj", "_pool", "_cancel", "_timeout", "_lane", "_iterators"})
 
 
 def _rewrap(obj: O, pool: str, cancel: CancelPolicy, timeout: float | None) -> AsyncProxy[O]:

@@ -59,12 +59,28 @@ async def _ids_and_drop(url: BackendURL, table: str) -> list[int]:
     return [row.id for row in rows]
 
 
-async def test_a_savepoint_cancelled_midway_never_commits_its_work(
-    url: BackendURL, table: str, case: tuple[str, str]
+def _slow_statement(case: tuple[str, str]) -> str:
+    """A statement that runs for about half a second, on *case*'s database."""
+    if case[0].startswith("postgresql"):
+        return "select pg_sleep(0.5)"
+    if case[0].startswith("mysql"):
+        return "select sleep(0.5)"
+    return (  # SQLite: counting, which sqlite3's interrupt() stops
+        "with recursive c(x) as (select 1 union all select x + 1 from c where x < 20000000) "
+        "select count(*) from c"
+    )
+
+
+@pytest.mark.parametrize("when", ["called cancelled", "cancelled midway", "cancelled at its end"])
+async def test_a_cancelled_savepoint_never_commits_its_work(
+    url: BackendURL, table: str, case: tuple[str, str], when: str
 ) -> None:
-    """A savepoint whose statement is cancelled under it is rolled back; where the statement
-    left its connection in an unknown state (the native async drivers), the transaction
-    cannot go on: its next statement raises `ConnectionLost`, and nothing is committed.
+    """A savepoint whose statement is cancelled is rolled back. Called cancelled, the
+    statement is never sent, and the transaction goes on; so does a savepoint cancelled as
+    its block ends (its RELEASE never sent: it used to stay, and the commit took its rows).
+    Cancelled midway on a native async driver, the statement leaves its connection in an
+    unknown state: the transaction cannot go on, its next statement raises
+    `ConnectionLost`, and nothing is committed.
     (asyncpg's connection stayed usable: the transaction went on and committed the
     savepoint's row, although the savepoint block was left by the cancellation.)"""
     threaded = case in [p.values[0] for p in THREADED_CASES]
@@ -75,19 +91,32 @@ async def test_a_savepoint_cancelled_midway_never_commits_its_work(
             try:
                 async with db.transaction():
                     await db.execute(f"insert into {table} (id) values (1)")
-                    with anyio.CancelScope() as scope:
-                        async with db.transaction():
-                            scope.cancel()
-                            await db.execute(f"insert into {table} (id) values (2)")
+                    if when == "called cancelled":
+                        with anyio.CancelScope() as scope:
+                            async with db.transaction():
+                                scope.cancel()
+                                await db.execute(f"insert into {table} (id) values (2)")
+                    elif when == "cancelled at its end":  # its RELEASE: called cancelled
+                        with anyio.CancelScope() as scope:
+                            async with db.transaction():
+                                await db.execute(f"insert into {table} (id) values (2)")
+                                scope.cancel()
+                    else:
+                        with anyio.move_on_after(0.1) as scope:
+                            async with db.transaction():
+                                await db.execute(f"insert into {table} (id) values (2)")
+                                await db.execute(_slow_statement(case))
+                    assert scope.cancelled_caught
                     await db.execute(f"insert into {table} (id) values (3)")
             except ConnectionLost:
                 lost = True
-            assert lost is not threaded
+            goes_on = threaded or when != "cancelled midway"
+            assert lost is not goes_on
             assert db.pool_stats().in_use == 0
             assert await db.fetch_val("select 1") == 1
     finally:
         ids = await _ids_and_drop(url, table)
-    assert ids == ([1, 3] if threaded else [])
+    assert ids == ([1, 3] if goes_on else [])
 
 
 @pytest.mark.parametrize("case", SQLITE_CASES, indirect=True)

@@ -15,7 +15,7 @@ import anyio
 from typing_extensions import Unpack
 
 from .._config import BackendURL, env_setting
-from .._offload import run_sync
+from .._offload import checkpoint_if_cancelled, run_sync
 from .._registry import BackendSpec, load_backend, lookup
 from ..exceptions import ConfigError, HTTPError, Unsupported
 from ._backends.base import ClientConfig, HttpBackend, current_event_loop
@@ -490,6 +490,7 @@ class HttpClient:
         >>> r = await http.request("POST", "/orders", json={"id": 1}, idempotent=True)
         """
         backend = self._open_backend()
+        await checkpoint_if_cancelled()  # called cancelled: nothing is sent
         if (
             params is None
             and headers is None
@@ -565,6 +566,7 @@ class HttpClient:
         **kwargs: Any,
     ) -> AsyncIterator[Response]:
         backend = self._open_backend()
+        await checkpoint_if_cancelled()  # called cancelled: nothing is sent
         req = await self._prepare(method, url, **kwargs)
         policy = self._retry if retries is _UNSET else Retry.coerce(retries)
         retry = policy.allows(req.method, idempotent)

@@ -23,6 +23,7 @@ import sniffio
 
 from .._cleanup import finish
 from .._config import BackendURL, resolve_url, validate_options
+from .._offload import checkpoint_if_cancelled
 from .._registry import BackendSpec, load_backend
 from ..exceptions import (
     AsyncifyError,
@@ -327,6 +328,7 @@ class Database:
         pin = self._pin()
         if pin is not None:
             return await self._on(pin.conn, op, *args)
+        await checkpoint_if_cancelled()  # called cancelled: no statement is sent
         pool = self._require_pool()
         if pool.threaded and query is not None:
             try:
@@ -370,6 +372,7 @@ class Database:
             await pool.release(conn)
 
     async def _on(self, conn: Connection, op: Callable[..., Awaitable[R]], *args: Any) -> R:
+        await checkpoint_if_cancelled()  # called cancelled: no statement is sent
         if conn.interrupted:
             raise _discarded()
         if conn.rolled_back:
@@ -510,6 +513,7 @@ class Database:
         batch_size: int,
         as_: type[Any] | None,
     ) -> AsyncGenerator[Any, None]:
+        await checkpoint_if_cancelled()  # called cancelled: no statement is sent
         pin = self._pin()
         pool: ConnectionPool | ThreadedConnectionPool | None = None
         if pin is not None:
@@ -761,7 +765,14 @@ class Transaction:
                 await self._rollback(pin)
             return
         if self._savepoint is not None:
-            await db._on(pin.conn, _run_statement, f"RELEASE SAVEPOINT {self._savepoint}")
+            try:
+                await db._on(pin.conn, _run_statement, f"RELEASE SAVEPOINT {self._savepoint}")
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # cancelled as the block ended: its work is undone, as for a block that
+                    # a cancellation ends (else the outer commit would commit it)
+                    await self._rollback(pin, unsure=True)
+                raise
             return
         try:
             await db._on(pin.conn, _run_statement, "COMMIT")

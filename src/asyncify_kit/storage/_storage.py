@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._config import BackendURL, resolve_url, validate_options
-from .._offload import run_sync
+from .._offload import checkpoint_if_cancelled, run_sync
 from .._registry import BackendSpec, load_backend, lookup
 from ..exceptions import ConfigError, Unsupported
 from ._async_file import DEFAULT_CHUNK, FileOpener, Mode
@@ -21,6 +21,7 @@ from ._backends.base import (
     ObjectInfo,
     StorageBackend,
     broken_read,
+    close_source,
     shielded,
 )
 from ._keys import type_from_key, validate_key, validate_prefix
@@ -265,6 +266,12 @@ class Storage:
         """
         key = validate_key(key)
         content_type = guess_content_type(key, content_type)
+        try:
+            await checkpoint_if_cancelled()  # called cancelled: nothing written on any backend
+        except BaseException:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                await close_source(data)  # type: ignore[arg-type]  # a generator, if it is one
+            raise
         if isinstance(data, (bytes, bytearray, memoryview)):
             await self.backend.write(
                 key, bytes(data), if_not_exists=if_not_exists, content_type=content_type
@@ -346,7 +353,9 @@ class Storage:
 
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
         """Remove *key*; a missing key raises `NotFound` unless *missing_ok*."""
-        await self.backend.delete(validate_key(key), missing_ok=missing_ok)
+        key = validate_key(key)
+        await checkpoint_if_cancelled()
+        await self.backend.delete(key, missing_ok=missing_ok)
 
     async def copy(self, src: str, dst: str) -> None:
         """Copy *src* to *dst* (replacing *dst*); `NotFound` if *src* is missing."""
@@ -354,6 +363,7 @@ class Storage:
         if src == dst:
             await self.backend.stat(src)
             return
+        await checkpoint_if_cancelled()
         await self.backend.copy(src, dst)
 
     async def move(self, src: str, dst: str) -> None:
@@ -362,6 +372,7 @@ class Storage:
         if src == dst:
             await self.backend.stat(src)
             return
+        await checkpoint_if_cancelled()
         await self.backend.move(src, dst)
 
     def list(self, prefix: str = "", *, recursive: bool = True) -> AsyncIterator[ObjectInfo]:
