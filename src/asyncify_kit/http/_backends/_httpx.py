@@ -192,6 +192,7 @@ class HttpxBackend(HttpBackend):
         if _origin(request.url) != state.origin:
             state.left = True  # for good: the later hops copy this one's headers
             request.headers.pop("Proxy-Authorization", None)
+            request.headers.pop("Authorization", None)  # httpx keeps it from http to https
             return
         if state.cookies:
             self._set_cookie_header(request, state.cookies)
@@ -227,7 +228,7 @@ class HttpxBackend(HttpBackend):
         )
         if own:
             self._set_cookie_header(built, own)
-        if own or "proxy-authorization" in built.headers:
+        if own or "authorization" in built.headers or "proxy-authorization" in built.headers:
             built.extensions[_REDIRECTS] = _RedirectState(_origin(built.url), own)
         return built
 

@@ -119,6 +119,11 @@ class _Session(requests.Session):
         location = super().get_redirect_target(resp)
         return None if location is None else without_userinfo(location)
 
+    def should_strip_auth(self, old_url: str, new_url: str) -> bool:
+        """Drop ``Authorization`` on every redirect to another origin: requests keeps it
+        from ``http://host`` to ``https://host``."""
+        return _origin(old_url) != _origin(new_url)
+
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
     ) -> None:
