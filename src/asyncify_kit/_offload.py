@@ -635,8 +635,8 @@ class OffloadedFunction:
     """What `asyncify` makes of a plain sync function: call it, await the result.
 
     Inside a running asyncio loop a call submits the work at once and returns a `Call` (a
-    Future that is also a coroutine); elsewhere (trio, or before a loop runs) it returns a
-    coroutine that submits when awaited. Either way ``await f(...)`` runs ``fn(...)`` in a
+    Future that is also a coroutine); elsewhere (trio, before a loop runs, or in a task
+    already cancelled) it returns a coroutine that submits when awaited. Either way ``await f(...)`` runs ``fn(...)`` in a
     worker thread of the pool.
 
     Frameworks decide whether to await an endpoint with ``inspect.iscoroutinefunction`` or

@@ -330,3 +330,20 @@ async def test_a_cancelled_step_closes_the_generator_before_the_caller_leaves(
             if policy == "wait":
                 assert log == ["closed"]  # closed by the time the cancelled step raised
         assert log == ["closed"]  # and by the time the block is left, in any case
+
+
+@ON_ASYNCIO
+async def test_an_anyio_shield_does_not_hold_off_a_pending_task_cancel() -> None:
+    """As anyio documents: its shields stop its own cancellation, not asyncio's."""
+    counter = Counter()
+
+    async def cancelled_in_a_shield() -> None:
+        with anyio.CancelScope(shield=True):
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await run_sync(counter.hit)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(cancelled_in_a_shield())
+    assert counter.calls == 0
