@@ -1396,6 +1396,25 @@ class AsyncProxy(Generic[O]):
 _PROXY_OWN = frozenset({"_obj", "_pool", "_cancel", "_timeout", "_lane", "_iterators"})
 
 
+def post_to_sticky(proxy: AsyncProxy[Any], fn: Callable[..., Any], /, *args: Any) -> None:
+    """Queue ``fn(*args)`` on a sticky *proxy*'s thread, behind the calls already queued, and
+    return at once (no caller waits; what it raises is logged). For clean-ups that must run
+    on that thread and cannot be awaited (a ``terminate()``); a no-op once the proxy is
+    closed, or for a proxy without a thread of its own. (A function, not a method: a proxy's
+    own attributes would hide the wrapped object's of the same name.)"""
+    lane = proxy._lane
+    if lane is None or lane.closed or lane.lost:
+        return
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except Exception:
+            logger.warning("%s, posted to a sticky proxy, raised", _describe(fn), exc_info=True)
+
+    lane.put(Job(run, (), {}, contextvars.Context(), None))
+
+
 def _rewrap(obj: O, pool: str, cancel: CancelPolicy, timeout: float | None) -> AsyncProxy[O]:
     """Unpickle (or copy) a non-sticky proxy: a new one of the same object and options."""
     return AsyncProxy(obj, pool=pool, cancel=cancel, timeout=timeout)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -377,3 +379,43 @@ async def test_disconnect_closes_every_connection_under_asyncio_cancellation(
                     break
                 await asyncio.sleep(0.02)
             assert await _other_connections(watcher, case) == 0
+
+
+@pytest.mark.parametrize("case", SQLITE_CASES, indirect=True)
+async def test_a_discarded_sqlite_connection_is_closed_at_once(url: BackendURL) -> None:
+    """A SQLite connection thrown away while a statement runs on it (here: still busy when
+    `disconnect()`'s close_timeout ends) is interrupted, then closed on its own thread right
+    after. It used to stay open until its next use or until it was garbage-collected, on
+    whatever thread dropped it last."""
+    db = Database(url, close_timeout=0.2)
+    await db.connect()
+    sessions: list[Any] = []
+    slow = _slow_statement(("sqlite", "asyncio"))
+
+    async def busy() -> None:
+        async with db.connection() as conn:
+            sessions.append(conn._conn()._session)  # type: ignore[attr-defined]
+            await conn.execute(slow)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_expect_lost, busy)
+        while not sessions:
+            await anyio.sleep(0.01)
+        (session,) = sessions
+        raw = session.conn
+        await anyio.sleep(0.05)  # the statement runs
+        await db.disconnect()
+    # (never touched here while its thread may use it: sqlite3 does not guard that)
+    for _ in range(100):
+        if session.conn is None:  # closed, on its own thread
+            break
+        await anyio.sleep(0.01)
+    else:
+        pytest.fail("the discarded connection is still open")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        raw.total_changes  # noqa: B018 - what sqlite3 raises on a closed connection
+
+
+async def _expect_lost(fn: Callable[[], Awaitable[None]]) -> None:
+    with pytest.raises(ConnectionLost):
+        await fn()

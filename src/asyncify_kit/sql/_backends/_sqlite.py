@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from ..._executor import current_job
+from ..._offload import post_to_sticky
 from ...exceptions import (
     CallCancelled,
     ConfigError,
@@ -288,12 +289,21 @@ class _SqliteConnection(ThreadedConnection):
         # sqlite3 connections must not be closed from another thread while in use:
         # interrupt() is the thread-safe way to stop a statement, and `closing` makes the
         # next operation close the connection on its own thread and fail (so a transaction
-        # open on it can never commit); otherwise it is closed when collected
+        # open on it can never commit). The close is also queued on that thread now, behind
+        # the statement it interrupts: else it came when the connection was collected, on
+        # whatever thread dropped it last (the event loop's, say, where a close that
+        # checkpoints the WAL blocks)
         session = self._session
         session.closing = True
         conn = session.conn
         if conn is not None:
             conn.interrupt()
+            post_to_sticky(self._proxy, _close_discarded, session)
+
+
+def _close_discarded(session: _SqliteSession) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        session.close()
 
 
 class SqliteBackend(Backend):
