@@ -21,11 +21,12 @@ import contextlib
 import datetime as _dt
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import quote
 
 from ..._executor import current_job
@@ -157,6 +158,13 @@ class _SqliteSession(SyncSession):
         self.set_journal = not memory and options.get("mode") != "ro" and path != ":memory:"
         self.deadline = 0.0
         self.timed_out = False
+        # held while the connection closes: `terminate` (on another thread) interrupts it
+        # only outside a close, as sqlite3 does not guard a connection closed under a call
+        self.close_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.close_lock:
+            super().close()
 
     def connect(self) -> None:
         opts = self.options
@@ -293,11 +301,19 @@ class _SqliteConnection(ThreadedConnection):
         # the statement it interrupts: else it came when the connection was collected, on
         # whatever thread dropped it last (the event loop's, say, where a close that
         # checkpoints the WAL blocks)
-        session = self._session
+        session = cast("_SqliteSession", self._session)
+        if session.closing:
+            return  # thrown away already: its close is queued
         session.closing = True
-        conn = session.conn
+        if not session.close_lock.acquire(blocking=False):
+            return  # closing on its thread right now: nothing left to interrupt
+        try:
+            conn = session.conn
+            if conn is not None:
+                conn.interrupt()
+        finally:
+            session.close_lock.release()
         if conn is not None:
-            conn.interrupt()
             post_to_sticky(self._proxy, _close_discarded, session)
 
 
