@@ -394,8 +394,6 @@ def test_the_hop_cost_script_measures_each_way_and_length(
     for row in table:
         assert 0 < row["call µs"] < row["µs/call"]
         assert row["hop µs"] == pytest.approx(row["µs/call"] - row["call µs"])
-    for empty, longer in zip(table[::2], table[1::2], strict=True):  # 0 then 20 µs, per way
-        assert longer["call µs"] > empty["call µs"]
     assert "5 calls one at a time" in capsys.readouterr().out
 
 

@@ -84,9 +84,11 @@ class Env:
         self.tls.do_handshake()  # the plain-HTTP server answers with 400: SSLError, at once
 
     def future(self) -> concurrent.futures.Future[None]:
-        """A future another thread finishes in a moment."""
+        """A future another thread finishes in a moment: late enough that it is still pending
+        when the test waits on it, even on a loaded machine (a result already there does not
+        block, so it is not reported; at 1 ms CI once saw it finished first)."""
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        threading.Timer(0.001, future.set_result, (None,)).start()
+        threading.Timer(0.1, future.set_result, (None,)).start()
         return future
 
     def running_thread(self) -> threading.Thread:
