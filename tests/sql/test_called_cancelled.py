@@ -102,3 +102,17 @@ async def test_called_with_a_task_cancel_pending(
                 await asyncio.create_task(cancelled_then(i))
         assert await db.fetch_val("select 1") == 1
     assert await _committed(url, table) == []
+
+
+async def test_a_block_ending_while_cancelled_is_rolled_back(url: BackendURL, table: str) -> None:
+    """Its COMMIT is a statement called while cancelled: never sent; the block rolls back."""
+    async with Database(url, min_size=1, max_size=1) as db:
+        await db.execute(f"create table {table} (id integer)")
+        for i in range(ROUNDS):
+            with anyio.CancelScope() as scope:
+                async with db.transaction():
+                    await db.execute(f"insert into {table} (id) values ({i})")
+                    scope.cancel()  # the block then ends without an error of its own
+            assert scope.cancelled_caught
+            assert await db.fetch_val(f"select count(*) from {table}") == 0
+    assert await _committed(url, table) == []
