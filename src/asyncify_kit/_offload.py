@@ -757,6 +757,7 @@ def _contextmanager_code() -> Any:
 
 
 _CM_HELPER_CODE = _contextmanager_code()
+_CO_GENERATOR = inspect.CO_GENERATOR
 
 
 def _is_contextmanager_function(fn: object) -> bool:
@@ -1308,7 +1309,8 @@ class AsyncProxy(Generic[O]):
             return attr
         _check_sync(attr)  # an async method would come back as an un-awaited coroutine
         lane = self._lane
-        if inspect.isgeneratorfunction(attr) or _is_contextmanager_function(attr):
+        code = getattr(attr, "__code__", None)  # a bound method reads its function's
+        if code is not None and (code is _CM_HELPER_CODE or code.co_flags & _CO_GENERATOR):
             return self._steps_method(name, attr, lane)
         if lane is None:
             pool, cancel, timeout = self._pool, self._cancel, self._timeout
@@ -1345,7 +1347,7 @@ class AsyncProxy(Generic[O]):
         thread of the pool each, as `asyncify` makes them."""
         lent = None if lane is None else (lane, self)
         kind: Any = (
-            OffloadedIterator if inspect.isgeneratorfunction(attr) else OffloadedContextManager
+            OffloadedContextManager if attr.__code__ is _CM_HELPER_CODE else OffloadedIterator
         )
         pool, cancel, timeout = self._pool, self._cancel, self._timeout
 
