@@ -9,8 +9,6 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._offload import _running_loop
-
 __all__ = ["finish"]
 
 T = TypeVar("T")
@@ -26,7 +24,7 @@ async def finish(cleanup: Coroutine[Any, Any, T]) -> T:
     started), so a file, a temp file or a connection stayed open. On asyncio the cleanup
     runs as a task of its own, which that cancellation does not reach, and is waited for.
     """
-    if _running_loop() is None:
+    if asyncio._get_running_loop() is None:  # trio
         with anyio.CancelScope(shield=True):
             return await cleanup
     task = asyncio.ensure_future(cleanup)

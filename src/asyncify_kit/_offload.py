@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, fina
 
 from typing_extensions import deprecated
 
+from ._cleanup import finish
 from ._executor import (
     DEFAULT_POOL,
     DONE,
@@ -815,37 +816,23 @@ def _put_cleanup(
 
 
 async def _wait_cleanup(job: Job) -> Any:
-    """Wait for a clean-up step queued by `_put_cleanup` whatever cancels the caller:
-    withdrawn, it would leave the object open with no thread to close it on. A cancellation
-    that came meanwhile is raised afterwards; else the step's outcome."""
-    loop = _running_loop()
-    if loop is None:
-        import trio
-
-        with trio.CancelScope(shield=True):  # trio's cancellation is delivered again later
-            await job.future.wait()
-        if job.error is not None:
-            raise job.error
-        return job.value
-    import anyio
-
-    fut: asyncio.Future[Any] = job.future
-    cancelled = False
-    with anyio.CancelScope(shield=True):  # an anyio scope's cancellation is delivered again later
-        while not fut.done():
-            try:
-                await asyncio.shield(fut)  # a native task.cancel() goes through the scope
-            except asyncio.CancelledError:
-                cancelled = not fut.done()
-            except BaseException:  # the step's own error, raised below
-                pass
-    if cancelled:
-        raise asyncio.CancelledError from fut.exception()
+    """Wait for a clean-up step queued by `_put_cleanup` whatever cancels the caller
+    (`finish`): withdrawn, it would leave the object open with no thread to close it on. A
+    cancellation that came meanwhile is raised afterwards; else the step's outcome."""
     try:
-        return fut.result()
+        if _running_loop() is None:
+            await finish(job.future.wait())
+            if job.error is not None:
+                raise job.error
+            return job.value
+        return await finish(_outcome(job.future))
     except BaseException as exc:
         _strip_library_frames(exc)
         raise
+
+
+async def _outcome(fut: asyncio.Future[Any]) -> Any:
+    return await fut
 
 
 async def _run_step_to_end(

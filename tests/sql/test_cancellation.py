@@ -403,6 +403,14 @@ async def test_a_discarded_sqlite_connection_is_closed_at_once(url: BackendURL) 
             await anyio.sleep(0.01)
         (session,) = sessions
         raw = session.conn
+        closers: list[threading.Thread] = []
+        close = session.close
+
+        def close_and_record() -> None:
+            closers.append(threading.current_thread())
+            close()
+
+        session.close = close_and_record
         await anyio.sleep(0.05)  # the statement runs
         await db.disconnect()
     # (never touched here while its thread may use it: sqlite3 does not guard that)
@@ -414,6 +422,7 @@ async def test_a_discarded_sqlite_connection_is_closed_at_once(url: BackendURL) 
         pytest.fail("the discarded connection is still open")
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         raw.total_changes  # noqa: B018 - what sqlite3 raises on a closed connection
+    assert closers and threading.main_thread() not in closers  # not on the loop's thread
 
 
 async def _expect_lost(fn: Callable[[], Awaitable[None]]) -> None:
