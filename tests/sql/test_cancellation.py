@@ -407,15 +407,17 @@ async def test_a_discarded_sqlite_connection_is_closed_at_once(url: BackendURL) 
         close = session.close
 
         def close_and_record() -> None:
-            closers.append(threading.current_thread())
-            close()
+            try:
+                close()
+            finally:  # recorded once the close is done (`session.conn` is None before that)
+                closers.append(threading.current_thread())
 
         session.close = close_and_record
         await anyio.sleep(0.05)  # the statement runs
         await db.disconnect()
     # (never touched here while its thread may use it: sqlite3 does not guard that)
     for _ in range(100):
-        if session.conn is None:  # closed, on its own thread
+        if closers:  # closed, on its own thread
             break
         await anyio.sleep(0.01)
     else:
