@@ -141,7 +141,7 @@ async def test_a_task_made_from_a_cancelled_task_still_runs_its_call() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         await asyncio.create_task(cancelled_parent())
-    for _ in range(100):
+    for _ in range(500):
         if results:
             break
         await asyncio.sleep(0.01)

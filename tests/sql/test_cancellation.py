@@ -374,7 +374,7 @@ async def test_disconnect_closes_every_connection_under_asyncio_cancellation(
                 await asyncio.sleep(0)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            for _ in range(50):  # the server notices a closed connection a little later
+            for _ in range(250):  # the server notices a closed connection a little later
                 if await _other_connections(watcher, case) == 0:
                     break
                 await asyncio.sleep(0.02)
@@ -416,7 +416,7 @@ async def test_a_discarded_sqlite_connection_is_closed_at_once(url: BackendURL) 
         await anyio.sleep(0.05)  # the statement runs
         await db.disconnect()
     # (never touched here while its thread may use it: sqlite3 does not guard that)
-    for _ in range(100):
+    for _ in range(500):
         if closers:  # closed, on its own thread
             break
         await anyio.sleep(0.01)

@@ -249,7 +249,7 @@ async def test_connect_timeout_bounds_a_connect_to_a_server_that_never_answers(
 
     # every connection the drivers made to the server, they closed (none is left half-made)
     accepted, closed = silent_server.counts()
-    for _ in range(100):
+    for _ in range(250):
         if closed == accepted and not await run_sync(_sockets_to, port):
             break
         await anyio.sleep(0.02)
