@@ -381,6 +381,25 @@ async def test_copy_and_move(st: Storage) -> None:
     assert keys == ["dst/two.txt", "moved/deep/three.txt"]
 
 
+async def test_a_moved_object_is_modified_at_the_move(st: Storage, scheme: str) -> None:
+    """`move` gives the object the time of the move on every backend, as S3 (which copies
+    it) must: file:// and memory:// used to keep the time of its last write."""
+    await st.write("m/src.txt", b"content")
+    written = await st.stat("m/src.txt")
+    await anyio.sleep(1.1 if scheme in S3_SCHEMES else 0.1)  # S3 has whole seconds
+    start = datetime.now(timezone.utc)
+    if scheme in S3_SCHEMES:
+        start = start.replace(microsecond=0)
+    else:  # a file system's clock runs a tick (1-10 ms) behind
+        start -= timedelta(milliseconds=20)
+    await st.move("m/src.txt", "m/dst.txt")
+    moved = await st.stat("m/dst.txt")
+    assert moved.modified is not None and written.modified is not None
+    assert moved.modified >= start > written.modified
+    assert (moved.size, moved.content_type) == (written.size, written.content_type)
+    assert [info.modified async for info in st.list("m/")] == [moved.modified]
+
+
 # -- listing ---------------------------------------------------------------------------------
 
 KEYS = ["a.txt", "a/b.txt", "a/c/d.txt", "a0", "b/e.txt", "ba", "z"]

@@ -367,7 +367,11 @@ class Storage:
         await self.backend.copy(src, dst)
 
     async def move(self, src: str, dst: str) -> None:
-        """Move *src* to *dst* (replacing *dst*); `NotFound` if *src* is missing."""
+        """Move *src* to *dst* (replacing *dst*); `NotFound` if *src* is missing.
+
+        As on S3, where a move is a copy and a delete, the moved object's `modified` is the
+        time of the move on every backend.
+        """
         src, dst = validate_key(src), validate_key(dst)
         if src == dst:
             await self.backend.stat(src)

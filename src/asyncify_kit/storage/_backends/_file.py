@@ -980,9 +980,18 @@ def _same_file(name: str, dir_fd: int, st: os.stat_result) -> bool:
 def _move_file(root_fd: int, src: list[str], dst: list[str], fsync: bool) -> None:
     fd = _open_source(root_fd, src)
     try:
-        moved = os.fstat(fd)
+        _rename_file(root_fd, src, dst, fsync, os.fstat(fd))
+        # the object at dst is modified now, as on S3 (where a move is a copy); through the
+        # descriptor, so only the moved file is touched. Best effort: the move is done
+        with contextlib.suppress(OSError):
+            os.utime(fd)
     finally:
         os.close(fd)
+
+
+def _rename_file(
+    root_fd: int, src: list[str], dst: list[str], fsync: bool, moved: os.stat_result
+) -> None:
     try:
         sfd = parent_fd(root_fd, src, create=False)
     except OSError as exc:

@@ -9,6 +9,7 @@ too. Nothing here does I/O, so no thread is involved; writes are still all or no
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections.abc import AsyncIterator
@@ -178,7 +179,8 @@ class MemoryBackend(StorageBackend):
     async def move(self, src: str, dst: str) -> None:
         with self._lock:  # two moves of one key: one moves it, the other finds it gone
             blob = self._get(src)
-            self._store[dst] = blob
+            # modified now, as on S3 (where a move is a copy) and on file:// (which sets it)
+            self._store[dst] = dataclasses.replace(blob, modified=datetime.now(timezone.utc))
             if dst != src:
                 del self._store[src]
 
