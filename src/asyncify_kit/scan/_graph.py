@@ -485,11 +485,36 @@ class _Walker:
                     elif isinstance(item, ast.ExceptHandler):
                         self.handler(item, scope, func)
                     elif isinstance(item, ast.match_case):
+                        self.pattern(item.pattern, scope, func)
                         if item.guard is not None:
                             self.expression(item.guard, scope, func)
                         self.statements(item.body, scope, func)
             elif isinstance(value, ast.expr) and name != "annotation":
                 self.expression(value, scope, func)
+
+    def pattern(self, node: ast.pattern, scope: Scope, func: FunctionInfo | None) -> None:
+        """A ``case`` pattern: bind the names it captures, walk the expressions it reads.
+
+        Captures (``case x``, ``[*rest]``, ``{**rest}``, ``_ as x``, at any depth) bind in
+        the enclosing scope like an assignment; a dotted name (``case mod.OK``) is a value
+        pattern, a use, as is the class of a class pattern and a mapping pattern's keys.
+        """
+        stack: list[ast.pattern] = [node]
+        while stack:
+            sub = stack.pop()
+            if isinstance(sub, ast.MatchAs | ast.MatchStar):
+                captured = sub.name
+            elif isinstance(sub, ast.MatchMapping):
+                captured = sub.rest
+            else:
+                captured = None
+            if captured is not None:
+                scope.bind(captured, Binding(scope, sub.lineno, _UNKNOWN))
+            for child in ast.iter_child_nodes(sub):
+                if isinstance(child, ast.pattern):
+                    stack.append(child)
+                elif isinstance(child, ast.expr):
+                    self.expression(child, scope, func)
 
     def assign(
         self,
