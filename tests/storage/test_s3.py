@@ -192,6 +192,30 @@ async def test_connection_broken_mid_body_is_a_storage_error(
         tg.cancel_scope.cancel()
 
 
+async def test_a_request_answered_by_a_closed_connection_is_a_storage_error(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str]
+) -> None:
+    """The connection closes before any answer: a transport error, whose `response` is None
+    in botocore. `read` raised AttributeError (looking for S3's error code in it), where
+    `stat` raised StorageError."""
+    endpoint, bucket = s3_bucket
+    async with anyio.create_task_group() as tg:
+        proxy = await start_cutting_proxy(tg, endpoint, 0)
+        url = f"{scheme}://{bucket}/none-{uuid.uuid4().hex[:8]}?endpoint_url={proxy}&max_attempts=1"
+        async with Storage(url) as st:
+            for operation in (
+                lambda: st.read("k"),
+                lambda: st.read("k", offset=3),
+                lambda: st.read("k", offset=3, length=2),
+                lambda: st.stat("k"),
+            ):
+                with pytest.raises(StorageError, match="'k'") as info:
+                    await operation()
+                assert type(info.value) is StorageError
+                assert info.value.__cause__ is info.value.orig is not None
+        tg.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize("size", [1000, 4 * MiB])  # all of it received at once, or not
 async def test_reading_an_open_file_after_its_storage_closed(
     scheme: str, anyio_backend: str, s3_bucket: tuple[str, str], size: int

@@ -466,7 +466,9 @@ class S3Backend(StorageBackend):
         try:
             resp = await self.call("get_object", key, **extra)
         except StorageError as exc:
-            code = getattr(exc.orig, "response", {}).get("Error", {}).get("Code")
+            # (botocore's transport errors have a `response` of None)
+            response = getattr(exc.orig, "response", None) or {}
+            code = response.get("Error", {}).get("Code")
             if code == "InvalidRange":
                 return b""
             raise
