@@ -381,6 +381,19 @@ async def test_copy_and_move(st: Storage) -> None:
     assert keys == ["dst/two.txt", "moved/deep/three.txt"]
 
 
+async def test_a_storage_opened_again_holds_what_it_held(url: str) -> None:
+    """One `Storage` object, closed and opened again: its objects are still there, on
+    `memory://` too (each open of an unnamed store used to start an empty one)."""
+    storage = Storage(url)
+    async with storage:
+        await storage.write("kept.txt", b"still here")
+    async with storage:
+        assert await storage.read("kept.txt") == b"still here"
+    async with Storage(url) as other:
+        expected = [] if url == "memory://" else ["kept.txt"]  # another Storage: its own
+        assert [info.key async for info in other.list()] == expected
+
+
 async def test_a_moved_object_is_modified_at_the_move(st: Storage, scheme: str) -> None:
     """`move` gives the object the time of the move on every backend, as S3 (which copies
     it) must: file:// and memory:// used to keep the time of its last write."""

@@ -192,6 +192,7 @@ class Storage:
             self.url, self._spec.options, backend=self._spec.scheme
         )
         self._backend: StorageBackend | None = None
+        self._last: StorageBackend | None = None  # the backend of the last open
 
     @property
     def backend(self) -> StorageBackend:
@@ -216,8 +217,10 @@ class Storage:
         backend = cls(self.url, self._options)
         if not isinstance(backend, StorageBackend):
             raise ConfigError(f"{self._spec.target} is not a StorageBackend")
+        if self._last is not None:
+            backend.carry_over(self._last)
         await backend.aopen()
-        self._backend = backend
+        self._backend = self._last = backend
         return self
 
     async def __aexit__(

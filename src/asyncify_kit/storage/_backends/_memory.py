@@ -111,6 +111,13 @@ class MemoryBackend(StorageBackend):
     async def aclose(self) -> None:
         self._closed = True
 
+    def carry_over(self, previous: StorageBackend) -> None:
+        # an unnamed store is the Storage's own: opened again, it holds what it held
+        if isinstance(previous, MemoryBackend) and not self.url.location.strip("/"):
+            self._shared = previous._shared
+            self._store = self._shared.blobs
+            self._lock = self._shared.lock
+
     def _check_open(self) -> None:
         """Refuse an operation begun after the Storage was closed (a stream, listing or file
         opener made before), as the other backends do: `RuntimeError`. A file already open

@@ -182,6 +182,10 @@ class StorageBackend(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - see aopen
         """Release what `aopen` acquired; called by ``__aexit__``."""
 
+    def carry_over(self, previous: StorageBackend) -> None:  # noqa: B027 - most keep nothing
+        """Take over what outlives an open from *previous*, the backend of the same `Storage`'s
+        last open (before `aopen`): ``memory://``'s objects."""
+
     @abc.abstractmethod
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
         """The bytes of *key* from *offset*, at most *length* of them (all when None)."""
