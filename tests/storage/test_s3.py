@@ -216,6 +216,52 @@ async def test_a_request_answered_by_a_closed_connection_is_a_storage_error(
         tg.cancel_scope.cancel()
 
 
+def _uploads(endpoint: str, bucket: str, prefix: str) -> list[str]:
+    listed = s3_client(endpoint).list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return [upload["Key"] for upload in listed.get("Uploads", [])]
+
+
+async def test_closing_the_storage_aborts_the_uploads_of_writes_under_way(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str]
+) -> None:
+    """A "wb" file still open, and a large write still running in another task, as their
+    Storage closes: their multipart uploads are aborted (they were left behind, as the
+    aborts came after the client's close and were refused), and both fail with the
+    `RuntimeError` of a closed Storage."""
+    endpoint, bucket = s3_bucket
+    prefix = f"close-{uuid.uuid4().hex[:8]}"
+    url = (
+        f"{scheme}://{bucket}/{prefix}?endpoint_url={endpoint}"
+        f"&multipart_threshold={5 * MiB}&multipart_chunksize={5 * MiB}"
+    )
+    async with Storage(url) as st:
+        f = await st.open("open-file.bin", "wb")
+        await f.write(b"x" * (6 * MiB))  # one part sent: the upload exists
+        assert await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix)
+    with pytest.raises(RuntimeError, match="not open"):
+        await f.close()
+    assert await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix) == []
+
+    st = Storage(url)
+    await st.__aenter__()
+    failed: list[BaseException] = []
+
+    async def large_write() -> None:
+        try:
+            await st.write("in-flight.bin", b"y" * (40 * MiB))
+        except RuntimeError as exc:
+            failed.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(large_write)
+        with anyio.fail_after(20):
+            while not await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix):
+                await anyio.sleep(0.01)
+        await st.aclose()
+    assert failed and "not open" in str(failed[0])
+    assert await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix) == []
+
+
 @pytest.mark.parametrize("size", [1000, 4 * MiB])  # all of it received at once, or not
 async def test_reading_an_open_file_after_its_storage_closed(
     scheme: str, anyio_backend: str, s3_bucket: tuple[str, str], size: int

@@ -56,6 +56,7 @@ class Boto3Backend(S3Backend):
         self._client = wrap(client)
 
     async def aclose(self) -> None:
+        await self.before_close()
         client, self._client_cm, self._client = self._client_cm, None, None
         if client is not None:
             # to the end: leaving `async with` in a cancelled task must still close its connections

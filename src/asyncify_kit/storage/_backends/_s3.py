@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 import anyio
 
+from ..._cleanup import finish
 from ..._config import BackendURL
 from ..._offload import run_sync
 from ...exceptions import (
@@ -39,6 +41,8 @@ __all__ = ["S3Backend", "translate_botocore"]
 MIN_PART = 5 * 1024 * 1024
 _LIST_PAGE = 1000
 _READ_SLICE = 1024 * 1024
+#: how long closing a Storage waits for its calls under way to end (see `before_close`)
+_CALLS_DRAIN = 5.0
 _CLOSED_BODY = (
     ": it was closed, and the connections of its open files and streams with it; "
     "close them before their Storage"
@@ -116,6 +120,8 @@ class _S3Writer(ByteWriter):
         # is ours: a native cancellation of the writer does not cancel it, and abort() waits
         # for it to learn the id of the upload it made (see _create_upload)
         self._creating: asyncio.Future[Any] | None = None
+        # set once a create_multipart_upload call has ended (see `abandon`)
+        self._created: anyio.Event | None = None
         self._parts: list[dict[str, Any]] = []
         self._closed = False
         # a write raised or was cancelled: a part it took from the buffer may be lost
@@ -149,10 +155,13 @@ class _S3Writer(ByteWriter):
     async def _send_part(self, block: bytes) -> None:
         backend = self._backend
         if self._upload_id is None:
-            self._upload_id = await self._create_upload()
+            await self._create_upload()
+        upload_id = self._upload_id
+        if upload_id is None:  # aborted meanwhile, by the Storage closing (`abandon`)
+            raise backend.not_open()
         number = len(self._parts) + 1
         resp = await backend.call(
-            "upload_part", self._key, UploadId=self._upload_id, PartNumber=number, Body=block
+            "upload_part", self._key, UploadId=upload_id, PartNumber=number, Body=block
         )
         self._parts.append({"ETag": resp["ETag"], "PartNumber": number})
 
@@ -181,9 +190,11 @@ class _S3Writer(ByteWriter):
         )
         self._upload_id = None
         self._closed = True
+        self._backend.uploads.discard(self)
 
-    async def _create_upload(self) -> str:
-        """Create this writer's multipart upload; its id, which only `abort` ever aborts.
+    async def _create_upload(self) -> None:
+        """Create this writer's multipart upload, its id in ``_upload_id``; only `abort` (or
+        `abandon`, as the Storage closes) ever aborts it.
 
         Shielded from anyio/trio cancellation, so the id reaches the writer. A native asyncio
         cancellation (``task.cancel()``, ``asyncio.timeout``, ``wait_for``) gets through such a
@@ -195,24 +206,42 @@ class _S3Writer(ByteWriter):
         """
         extra = {"ContentType": self._content_type} if self._content_type else {}
         call = self._backend.call("create_multipart_upload", self._key, **extra)
-        with anyio.CancelScope(shield=True):
-            if not on_asyncio():
-                resp = await call
-            else:
-                self._creating = asyncio.ensure_future(call)
-                resp = await asyncio.shield(self._creating)
-                self._creating = None
-        upload_id: str = resp["UploadId"]
-        return upload_id
+        self._backend.uploads.add(self)
+        self._created = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                if not on_asyncio():
+                    resp = await call
+                else:
+                    self._creating = asyncio.ensure_future(call)
+                    resp = await asyncio.shield(self._creating)
+                    self._creating = None
+            self._upload_id = resp["UploadId"]
+        finally:
+            self._created.set()
 
     async def abort(self) -> None:
         self._closed = True
         self._buf = bytearray()
+        self._backend.uploads.discard(self)
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is None:
             upload_id = await self._created_meanwhile()
         if upload_id is not None:
             with contextlib.suppress(NotFound):
+                await self._backend.call("abort_multipart_upload", self._key, UploadId=upload_id)
+
+    async def abandon(self) -> None:
+        """Abort the multipart upload as the Storage closes under this writer (still open, or
+        still writing in another task): after it, the client is gone and so is any way to
+        abort it. The writer's next call then fails as any call after the close does."""
+        if self._created is not None:
+            await self._created.wait()  # a create under way (shielded) gives its id first
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is None:
+            upload_id = await self._created_meanwhile()
+        if upload_id is not None:
+            with contextlib.suppress(StorageError, RuntimeError):
                 await self._backend.call("abort_multipart_upload", self._key, UploadId=upload_id)
 
     async def _created_meanwhile(self) -> str | None:
@@ -250,6 +279,12 @@ class S3Backend(StorageBackend):
         self._client_cm: Any = None
         # the response bodies being read now, by id: closed by `aclose` (see `body_read`)
         self._reading: dict[int, Any] = {}
+        #: the writers whose multipart upload is made (or being made) and not yet complete:
+        #: `aclose` aborts those uploads first (`abandon_uploads`)
+        self.uploads: weakref.WeakSet[_S3Writer] = weakref.WeakSet()
+        self._calls = 0  # calls under way, which `aclose` lets end (bounded) first
+        self._idle: anyio.Event | None = None
+        self._closing = False
 
     def describe(self) -> str:
         """The URL without any credential, for reprs and messages."""
@@ -357,7 +392,27 @@ class S3Backend(StorageBackend):
                 raise
             raise self.client_error(exc) from exc
 
+    async def before_close(self) -> None:
+        """Abort the multipart uploads of the writers still open (or still writing), while
+        the client can, then let the calls under way end (at most `_CALLS_DRAIN` seconds):
+        a call cut by the client's close was retried by botocore on a new connection pool,
+        which nobody closed. To its end, whatever cancels the caller."""
+        if self._client is not None and not self._closing:
+            self._closing = True
+            await finish(self._settle())
+
+    async def _settle(self) -> None:
+        writers = list(self.uploads)
+        self.uploads = weakref.WeakSet()
+        for writer in writers:
+            await writer.abandon()
+        if self._calls:
+            self._idle = anyio.Event()
+            with anyio.move_on_after(_CALLS_DRAIN):
+                await self._idle.wait()
+
     async def aclose(self) -> None:
+        await self.before_close()
         cm, self._client_cm, self._client = self._client_cm, None, None
         # closing the client closes the connections of the bodies still open, but does not
         # wake a read waiting for one of them (aiohttp drops its reference to the body's
@@ -432,10 +487,17 @@ class S3Backend(StorageBackend):
             raise self.not_open()
         if key is not None:
             kwargs["Key"] = self.prefix + key
+        self._calls += 1
         try:
             return await self.send(operation, kwargs)
         except (ClientError, BotoCoreError) as exc:
+            if self._closing:  # failed as the Storage closed (its upload aborted, say)
+                raise self.not_open() from exc
             raise translate_botocore(exc, key, self) from exc
+        finally:
+            self._calls -= 1
+            if not self._calls and self._idle is not None:
+                self._idle.set()
 
     async def send(self, operation: str, kwargs: dict[str, Any]) -> Any:
         """The client's *operation* on this bucket, errors untranslated (see `call`).
