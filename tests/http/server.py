@@ -197,6 +197,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         userinfo = "bob" if query.get("userinfo") == "user" else f"bob:{REDIRECT_PASSWORD}"
         location = f"http://{userinfo}@127.0.0.1:{query['port']}/echo"
         await respond(send, 302, b"", [("location", location)])
+    elif head == "redirect-status":
+        # /redirect-status/<code>: a <code> redirect to /echo, after reading the body
+        await read_body(receive)
+        await respond(send, int(args[0]), b"", [("location", "/echo")])
     elif head == "redirect-loop":
         await respond(send, 302, b"", [("location", "/redirect-loop")])
     elif head == "goto":

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,13 +65,29 @@ def tls_servers() -> Iterator[str]:
             process.stderr.close()
 
 
-async def seen_by_server(backend: str, url: str) -> tuple[str, dict[str, str]]:
-    """The final URL, and the headers the final server received, by request() and stream()."""
-    async with HttpClient(backend=backend, verify=False, retries=0) as http:
-        r = await http.get(url, headers=CREDENTIALS, cookies={"own": "cookie"})
-        async with http.stream(
-            "GET", url, headers=CREDENTIALS, cookies={"own": "cookie"}
-        ) as streamed:
+# how the credentials are given: the client's keyword arguments, the request's
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "auth": ({"auth": ("ann", "s3cret")}, {}),
+    "client-headers": ({"headers": {"Authorization": "Bearer s3cr3t"}}, {}),
+    "request-headers": ({}, {"headers": {"Authorization": "Bearer s3cr3t"}}),
+    "headers-and-cookies": ({}, {"headers": CREDENTIALS, "cookies": {"own": "cookie"}}),
+}
+BASIC = "Basic YW5uOnMzY3JldA=="  # ann:s3cret
+
+
+@pytest.fixture(params=list(CASES))
+def case(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+async def seen_by_server(backend: str, url: str, case: str) -> tuple[str, dict[str, str]]:
+    """The final URL, and the headers the final server received, by request() and stream()
+    (a request with only ``Authorization`` takes another path on httpx than one with cookies
+    or ``Proxy-Authorization``: each case covers both)."""
+    client_kwargs, request_kwargs = CASES[case]
+    async with HttpClient(backend=backend, verify=False, retries=0, **client_kwargs) as http:
+        r = await http.get(url, **request_kwargs)
+        async with http.stream("GET", url, **request_kwargs) as streamed:
             await streamed.aread()
         assert streamed.url == r.url
         assert streamed.json() == r.json()
@@ -78,19 +95,22 @@ async def seen_by_server(backend: str, url: str) -> tuple[str, dict[str, str]]:
     return r.url, body["headers"]
 
 
-async def test_http_to_https_drops_the_credentials(tls_servers: str, backend: str) -> None:
-    url, headers = await seen_by_server(backend, f"http://{tls_servers}/to-https")
+async def test_http_to_https_drops_the_credentials(
+    tls_servers: str, backend: str, case: str
+) -> None:
+    url, headers = await seen_by_server(backend, f"http://{tls_servers}/to-https", case)
     assert url == f"https://{tls_servers}/echo"
     assert "authorization" not in headers
     assert "proxy-authorization" not in headers
     assert "own=cookie" not in headers.get("cookie", "")
 
 
-async def test_a_same_origin_redirect_keeps_them(tls_servers: str, backend: str) -> None:
+async def test_a_same_origin_redirect_keeps_them(tls_servers: str, backend: str, case: str) -> None:
     """The control: on each of the two origins, a redirect to the same one keeps them."""
     for scheme in ("http", "https"):
-        url, headers = await seen_by_server(backend, f"{scheme}://{tls_servers}/to-echo")
+        url, headers = await seen_by_server(backend, f"{scheme}://{tls_servers}/to-echo", case)
         assert url == f"{scheme}://{tls_servers}/echo"
-        assert headers["authorization"] == CREDENTIALS["Authorization"]
-        assert headers["proxy-authorization"] == CREDENTIALS["Proxy-Authorization"]
-        assert "own=cookie" in headers["cookie"]
+        assert headers["authorization"] == (BASIC if case == "auth" else "Bearer s3cr3t")
+        if case == "headers-and-cookies":
+            assert headers["proxy-authorization"] == CREDENTIALS["Proxy-Authorization"]
+            assert "own=cookie" in headers["cookie"]

@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, TypedDict, cast
+from typing import Any, TypedDict
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -19,7 +19,7 @@ from .._offload import checkpoint_if_cancelled, run_sync
 from .._registry import BackendSpec, load_backend, lookup
 from ..exceptions import ConfigError, HTTPError, Unsupported
 from ._backends.base import ClientConfig, HttpBackend, current_event_loop
-from ._content import FilesInput, FormInput, encode_body
+from ._content import FilesInput, FormInput, encode_body, without_none
 from ._models import Headers, HeadersInput, Limits, Request, Response, Timeout, TimeoutInput
 from ._redact import redact_text, redact_url
 from ._retry import Retry, RetryInput
@@ -201,6 +201,22 @@ def _check_scheme(url: str) -> None:
         )
 
 
+def _authority_error(message: str, url: str) -> str:
+    """Why urllib could not parse *url*, in words of ours: its own *message* may quote a part
+    of the host or port, which a password holding "/", "?" or "#" ends up in."""
+    if message.startswith("Port out of range"):
+        return "its port is out of range 0-65535"
+    if message.startswith("Port could not be cast"):
+        reason = "its port is not a number"
+    elif message.startswith("Invalid IPv6 URL"):
+        reason = "Invalid IPv6 URL: a '[' or ']' is unmatched"
+    else:
+        reason = "its host or port cannot be parsed"
+    if "@" in url:
+        reason += " (a password holding '/', '?' or '#' must be percent-encoded)"
+    return reason
+
+
 def _check_authority(url: str) -> None:
     """A `ConfigError` for an absolute http(s) *url* whose host or port cannot be sent to
     (each library failed its own way: a raw ``ValueError``, ``httpx.InvalidURL``, an
@@ -210,7 +226,7 @@ def _check_authority(url: str) -> None:
         parts.port  # noqa: B018 - parsed lazily: raises for a port that is not 0-65535
         host = parts.hostname
     except ValueError as exc:
-        reason = str(exc)
+        reason = _authority_error(str(exc), url)
     else:
         # urlsplit drops tabs and newlines: look at the authority as given
         authority = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0].rpartition("@")[2]
@@ -390,15 +406,7 @@ class HttpClient:
             _check_scheme(url)
         if params:
             query = (
-                params
-                if isinstance(params, str)
-                else urlencode(
-                    cast(
-                        "list[tuple[str, Any]]",
-                        list(params.items()) if isinstance(params, Mapping) else list(params),
-                    ),
-                    doseq=True,
-                )
+                params if isinstance(params, str) else urlencode(without_none(params), doseq=True)
             )
             base, _, fragment = url.partition("#")
             url = base + ("&" if "?" in base else "?") + query

@@ -13,7 +13,14 @@ from urllib.parse import urlencode
 from .._offload import run_sync
 from ..exceptions import ConfigError
 
-__all__ = ["FileContent", "FileField", "FilesInput", "FormInput", "encode_body"]
+__all__ = [
+    "FileContent",
+    "FileField",
+    "FilesInput",
+    "FormInput",
+    "encode_body",
+    "without_none",
+]
 
 FileContent = bytes | str | IO[bytes]
 FileField = FileContent | tuple[str, FileContent] | tuple[str, FileContent, str]
@@ -41,14 +48,35 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
+def without_none(fields: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The ``(name, value)`` pairs of *fields* (``params`` or form ``data``) but those whose
+    value is ``None``, and a list or tuple value without its ``None`` items: requests sends
+    nothing for them, where the libraries sent the text ``None`` (httpx an empty value).
+
+    >>> without_none({"page": 2, "cursor": None, "tag": ["a", None]})
+    [('page', 2), ('tag', ['a'])]
+    """
+    pairs: Iterable[tuple[str, Any]] = (
+        cast("Mapping[str, Any]", fields).items() if isinstance(fields, Mapping) else fields
+    )
+    kept: list[tuple[str, Any]] = []
+    for name, value in pairs:
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            value = [item for item in value if item is not None]
+        kept.append((name, value))
+    return kept
+
+
 async def _multipart(data: FormInput | None, files: FilesInput) -> tuple[bytes, str]:
     if not mimetypes.inited:
         await run_sync(mimetypes.init)  # the first use reads the system's mime.types files
     boundary = secrets.token_hex(16)
     dash = f"--{boundary}\r\n".encode()
     parts: list[bytes] = []
-    for name, value in (data or {}).items():
-        values = value if isinstance(value, (list, tuple)) else [value]
+    for name, value in without_none(data or {}):
+        values = value if isinstance(value, list) else [value]
         for item in values:
             parts += [
                 dash,
@@ -126,5 +154,8 @@ async def encode_body(
     if data is not None:
         if not isinstance(data, Mapping):
             raise ConfigError(f"invalid data {type(data).__name__}; accepted: a mapping of fields")
-        return urlencode(data, doseq=True).encode(), "application/x-www-form-urlencoded"
+        return (
+            urlencode(without_none(data), doseq=True).encode(),
+            "application/x-www-form-urlencoded",
+        )
     return None, None

@@ -171,8 +171,8 @@ class Timeout:
     >>> Timeout(10, connect=2)
     Timeout(connect=2.0, read=10.0, write=10.0, pool=10.0)
 
-    The aiohttp backend has no write timeout and the requests backend no write or pool
-    timeout; there those phases are bounded only by the others.
+    The requests backend gives each piece of a request body the connect timeout (urllib3
+    sends with it), not the write timeout.
     """
 
     connect: float | None
@@ -445,6 +445,8 @@ class Response:
             chunks = [self._content[i : i + step] for i in range(0, len(self._content), step)]
             return _ReplayIterator(chunks)
         stream = self._stream
+        if stream is not None and stream.released:
+            raise _released_error()
         if stream is None or stream.consumed:
             raise RuntimeError("the body of this streamed response was already consumed")
         stream.consumed = True
@@ -463,10 +465,20 @@ class Response:
         """Release the connection of a streamed response (done by leaving ``stream()``)."""
         stream = self._stream
         if stream is not None:
+            stream.released = True
             await stream.aclose()
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code} {self.reason_phrase}]>"
+
+
+def _released_error() -> RuntimeError:
+    """A read of a streamed body after its ``stream()`` block ended: each library failed its
+    own way (httpx's ``StreamClosed``, a `TransportError`, or an empty body)."""
+    return RuntimeError(
+        "the body of this streamed response can no longer be read: its `stream()` block has "
+        "ended; read it inside the block (`await response.aread()`, `aiter_bytes()` ...)"
+    )
 
 
 class _ReplayIterator(AsyncIterator[bytes]):
@@ -497,6 +509,9 @@ class _ChunkIterator(AsyncIterator[bytes]):
         self._done = False
 
     async def __anext__(self) -> bytes:
+        if self._stream.released and not self._done:
+            self._done = True
+            raise _released_error()
         size = self._size
         while not self._done:
             if size is not None and len(self._buffer) >= size:

@@ -26,8 +26,15 @@ SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 )
 
-_USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@:\s]*):(?P<pw>[^/@\s]*)@"
+# ``user:password@``: the password runs to the *last* "@" (urllib splits there, and a password
+# may hold "@", "/", "?" or "#" that its writer did not percent-encode), so a path or query
+# with an "@" after a ``host:port`` is redacted too: in doubt, redact. In a URL alone the
+# password may hold anything; in free text it ends at a space.
+_USERINFO_IN_URL = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/?#:]*):(?P<pw>.*)@", re.DOTALL
+)
+_USERINFO_IN_TEXT = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/?#:\s]*):(?P<pw>\S*)@"
 )
 _AUTH_VALUE = re.compile(
     r"(?P<name>(?:proxy-)?authorization|cookie|set-cookie)(?P<sep>['\"]?\s*[:=,]\s*['\"]?)"
@@ -43,10 +50,10 @@ _QUERY_PARAM_IN_TEXT = re.compile(
 )
 
 
-def _redact_userinfo(text: str) -> str:
+def _redact_userinfo(pattern: re.Pattern[str], text: str) -> str:
     if "@" not in text:
         return text
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    return pattern.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
 
 
 def _redact_query(pattern: re.Pattern[str], text: str) -> str:
@@ -62,13 +69,13 @@ def _redact_param(match: re.Match[str]) -> str:
 
 
 def redact_url(url: str) -> str:
-    """*url* with the password of its user info and the values of its secret-named query
-    parameters replaced.
+    """*url* with the password of its user info (everything from the first ":" after the
+    user to the last "@") and the values of its secret-named query parameters replaced.
 
     >>> redact_url("https://ann:s3cret@example.org/x?page=2&access_token=abc")
     'https://ann:[redacted]@example.org/x?page=2&access_token=[redacted]'
     """
-    return _redact_query(_QUERY_PARAM_IN_URL, _redact_userinfo(url))
+    return _redact_query(_QUERY_PARAM_IN_URL, _redact_userinfo(_USERINFO_IN_URL, url))
 
 
 def redact_header(name: str, value: str) -> str:
@@ -79,7 +86,7 @@ def redact_header(name: str, value: str) -> str:
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """*text* (a foreign error message, say) with URL passwords, secret-named query
     parameters, credential headers and any of the known *secrets* replaced."""
-    text = _redact_query(_QUERY_PARAM_IN_TEXT, _redact_userinfo(text))
+    text = _redact_query(_QUERY_PARAM_IN_TEXT, _redact_userinfo(_USERINFO_IN_TEXT, text))
     text = _AUTH_VALUE.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", text)
     text = _SCHEME_CREDENTIALS.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
     for secret in secrets:

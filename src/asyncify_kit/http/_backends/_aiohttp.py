@@ -1,7 +1,8 @@
 """The fast backend: `aiohttp.ClientSession` (asyncio only).
 
-aiohttp has no write timeout: there the write phase is bounded by the connect and read
-timeouts only. Cookies are accepted from IP-address hosts too (``CookieJar(unsafe=True)``),
+aiohttp has no write timeout (its ``sock_read`` starts once the body is sent): the backend
+writes a body of more than 64 KiB itself, piece by piece, each within the write timeout.
+Cookies are accepted from IP-address hosts too (``CookieJar(unsafe=True)``),
 as the other backends do, and sent as set, never wrapped in double quotes
 (``quote_cookie=False``). aiohttp's automatic ``Content-Type: application/octet-stream`` is
 off: a request carries the ``Content-Type`` the facade or the caller set, or none.
@@ -17,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import aiohttp.payload
+from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ...exceptions import (
@@ -29,18 +31,27 @@ from ...exceptions import (
 )
 from .._models import Request, Response, Timeout
 from .base import (
+    BODY_HEADERS,
     BackendStream,
     ClientConfig,
     HttpBackend,
     TranslatingIterator,
     current_event_loop,
     http_error,
+    redirect_method,
     without_userinfo,
 )
 
 __all__ = ["AiohttpBackend"]
 
 _LARGE_BODY = 1 << 20
+# a body written in pieces of this size, each within the write timeout (aiohttp's stream
+# writer waits for the transport to drain only past 64 KiB: a smaller body never waits)
+_WRITE_PIECE = 1 << 16
+
+
+class _WriteTimeout(asyncio.TimeoutError):
+    """A piece of a request body was not written within the write timeout."""
 
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -54,12 +65,52 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     )
 
 
-def _payload(content: bytes | None) -> aiohttp.payload.Payload | bytes | None:
-    if content is None or len(content) <= _LARGE_BODY:
+class _TimedBytesPayload(aiohttp.payload.BytesPayload):
+    """Bytes written in 64 KiB pieces, each within *write_timeout* seconds, else a
+    `_WriteTimeout`: aiohttp would wait forever for a server that stops reading the body."""
+
+    def __init__(self, value: bytes, write_timeout: float) -> None:
+        # aiohttp warns that a large bytes body "might lock the event loop"; handing the
+        # bytes to the transport is one copy, so say it once here, without the warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            super().__init__(value)
+        self._write_timeout = write_timeout
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = memoryview(self._value)
+        if content_length is not None:
+            view = view[:content_length]
+        for start in range(0, len(view), _WRITE_PIECE):
+            try:
+                await asyncio.wait_for(
+                    writer.write(view[start : start + _WRITE_PIECE]), self._write_timeout
+                )
+            except asyncio.TimeoutError as exc:
+                # closed, the transport would wait for its buffer to drain: for good
+                transport = getattr(writer, "transport", None)
+                if transport is not None:
+                    transport.abort()
+                raise _WriteTimeout(
+                    f"no piece of the request body written in {self._write_timeout} s"
+                ) from exc
+
+
+def _payload(
+    content: bytes | None, write_timeout: float | None
+) -> aiohttp.payload.Payload | bytes | None:
+    if content is None or len(content) <= _WRITE_PIECE:
         return content
-    # aiohttp warns that a large bytes body "might lock the event loop"; handing the bytes to
-    # the transport is one copy, so say it once here, without the warning
-    with warnings.catch_warnings():
+    if write_timeout is not None:
+        return _TimedBytesPayload(content, write_timeout)
+    if len(content) <= _LARGE_BODY:
+        return content
+    with warnings.catch_warnings():  # as in _TimedBytesPayload
         warnings.simplefilter("ignore", ResourceWarning)
         return aiohttp.payload.BytesPayload(content)
 
@@ -105,6 +156,26 @@ class _ClientResponse(aiohttp.ClientResponse):
             for name, value in headers.items()
         )
         return CIMultiDictProxy(cleaned)
+
+
+async def _on_request_redirect(
+    session: aiohttp.ClientSession,
+    context: object,
+    params: aiohttp.TraceRequestRedirectParams,
+) -> None:
+    """Drop the ``Content-Type`` of a body a redirect drops: aiohttp changes the method by
+    `redirect_method` and drops the body and its ``Content-Length``, but keeps its type.
+    *params.headers* are the headers aiohttp sends the redirect with (it changes them after
+    this signal)."""
+    method = params.method
+    if redirect_method(method, params.response.status) != method:
+        for name in BODY_HEADERS:
+            params.headers.popall(name, None)
+
+
+_REDIRECT_TRACE = aiohttp.TraceConfig()
+_REDIRECT_TRACE.on_request_redirect.append(_on_request_redirect)
+_REDIRECT_TRACE.freeze()
 
 
 class _Chunks(TranslatingIterator):
@@ -180,6 +251,7 @@ class AiohttpBackend(HttpBackend):
             # body it sends none, like httpx and requests (aiohttp would add octet-stream)
             skip_auto_headers=("Content-Type",),
             response_class=_ClientResponse,
+            trace_configs=[_REDIRECT_TRACE],
         )
 
     async def aclose(self) -> None:
@@ -190,6 +262,12 @@ class AiohttpBackend(HttpBackend):
     def translate(self, exc: BaseException, request: Request) -> HTTPError:
         """The facade error for an aiohttp (or asyncio timeout) exception."""
         secrets = self.config.secrets
+        if isinstance(exc, _WriteTimeout) or isinstance(exc.__cause__, _WriteTimeout):
+            # raw (an OSError without errno) or, where asyncio.TimeoutError is no OSError,
+            # wrapped by aiohttp in a ClientConnectionError
+            return http_error(
+                TimeoutException, "write timeout", request, exc, secrets, phase="write"
+            )
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return http_error(
                 TimeoutException, "connect timeout", request, exc, secrets, phase="connect"
@@ -220,7 +298,7 @@ class AiohttpBackend(HttpBackend):
     def _kwargs(self, request: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "headers": _headers(request.headers),
-            "data": _payload(request.content),
+            "data": _payload(request.content, (request.timeout or self.config.timeout).write),
             "allow_redirects": self.follow_for(request),
             # aiohttp counts the redirect that fails (its max_redirects=3 follows two) and
             # reads 0 as "no limit": one more follows exactly max_redirects, as httpx and

@@ -12,7 +12,14 @@ import httpx
 from ..._offload import run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response, Timeout
-from .base import BackendStream, ClientConfig, HttpBackend, TranslatingIterator, http_error
+from .base import (
+    BackendStream,
+    ClientConfig,
+    HttpBackend,
+    TranslatingIterator,
+    http_error,
+    redirect_method,
+)
 
 __all__ = ["HttpxBackend"]
 
@@ -32,6 +39,23 @@ def _has_header(headers: list[tuple[str, str]] | None, name: str) -> bool:
 
 class _InvalidLocation(httpx.TransportError):
     """A redirect to a URL httpx accepts but cannot connect to (a port above 65535)."""
+
+
+class _AsyncClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` whose redirects change the method as aiohttp's and requests'
+    do (`redirect_method`): httpx turns any 302 into a GET (a PUT's body lost), and kept the
+    ``Content-Type`` of the body it drops."""
+
+    def _redirect_method(self, request: httpx.Request, response: httpx.Response) -> str:
+        return redirect_method(request.method, response.status_code)
+
+    def _redirect_headers(
+        self, request: httpx.Request, url: httpx.URL, method: str
+    ) -> httpx.Headers:
+        headers = super()._redirect_headers(request, url, method)
+        if method != request.method:  # httpx drops the body and its length, not its type
+            headers.pop("Content-Type", None)
+        return headers
 
 
 @dataclass
@@ -96,15 +120,18 @@ class HttpxBackend(HttpBackend):
         self._clients: list[httpx.AsyncClient] = []
         self._jar = httpx.Cookies()  # the one jar every client shares, set by aopen()
         self._next = 0
-        self._proxy_authorization = _has_header(config.headers, "proxy-authorization")
+        # credentials of the client: its requests need the redirect state of _build
+        self._credentials = _has_header(config.headers, "authorization") or _has_header(
+            config.headers, "proxy-authorization"
+        )
 
     def _make_clients(self) -> list[httpx.AsyncClient]:
         config = self.config
         limits = config.limits
         shards = shard_count(limits.max_connections)
         ssl_context = httpx.create_ssl_context(verify=config.verify)
-        clients = [
-            httpx.AsyncClient(
+        clients: list[httpx.AsyncClient] = [
+            _AsyncClient(
                 headers=config.headers,
                 cookies=config.cookies,
                 timeout=_httpx_timeout(config.timeout),
@@ -260,10 +287,12 @@ class HttpxBackend(HttpBackend):
             else (request.follow_redirects)
         )
         try:
+            # the fast path sets no redirect state: only for a request without credentials
             if (
                 request.cookies is None
                 and request.timeout is None
-                and not self._proxy_authorization
+                and not self._credentials
+                and not _has_header(request.headers, "authorization")
                 and not _has_header(request.headers, "proxy-authorization")
             ):
                 r = await client.request(

@@ -3,8 +3,11 @@
 Each request is one hop to a thread of the default pool; a cancelled caller leaves at once
 (``cancel="abandon"``) while the thread finishes the exchange (an HTTP error it ends in is
 dropped, not logged). A streamed body is read in chunk hops: one hop per chunk, the response
-held by one thread from first chunk to close. requests has no write or pool timeout; its
-connect and read timeouts are enforced.
+held by one thread from first chunk to close. requests has no write timeout of its own: its
+connect and read timeouts are enforced, and urllib3 sends the request with the connect
+timeout on the socket (a stalled upload is a write `TimeoutException` after it). The pools
+hold at most ``max_connections`` connections per host; a request beyond them waits for one
+at most the pool timeout (`_PoolWait`).
 
 requests keeps one value per header name. A header given more than once (``headers=[("X-Tag",
 "a"), ("X-Tag", "b")]``, for the client or a request) is therefore sent through urllib3's
@@ -37,7 +40,15 @@ from ..._cleanup import finish
 from ..._offload import OffloadedIterator, asyncify, run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response
-from .base import BackendStream, ClientConfig, HttpBackend, http_error, without_userinfo
+from .base import (
+    BODY_HEADERS,
+    BackendStream,
+    ClientConfig,
+    HttpBackend,
+    http_error,
+    redirect_method,
+    without_userinfo,
+)
 
 __all__ = ["RequestsBackend"]
 
@@ -124,11 +135,30 @@ class _Session(requests.Session):
         from ``http://host`` to ``https://host``."""
         return _origin(old_url) != _origin(new_url)
 
+    def rebuild_method(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        """The method by `redirect_method`: requests turns any 302 into a GET, as httpx did."""
+        method = prepared_request.method or "GET"
+        prepared_request.method = redirect_method(method, response.status_code)
+
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
     ) -> None:
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         previous = response.request
+        if (
+            response.status_code in (301, 302, 303)
+            and prepared_request.method == previous.method
+            and previous.body is not None
+        ):
+            # requests drops the body of any 301, 302 or 303 redirect, after rebuild_method
+            # and before this: one that keeps its method keeps its body (a PUT's, say)
+            prepared_request.body = previous.body
+            for name in BODY_HEADERS:
+                value = previous.headers.get(name)
+                if value is not None:
+                    prepared_request.headers[name] = value
         cookies = getattr(self._own, "cookies", None)
         if _origin(prepared_request.url) != _origin(previous.url):
             self._own.left = True
@@ -141,8 +171,38 @@ class _Session(requests.Session):
                 self._set_cookies(prepared_request, cookies)
 
 
+class _PoolWait(threading.local):
+    """The pool timeout of the request this thread sends: urllib3 takes one per call only
+    (``urlopen(pool_timeout=...)``), and requests passes none."""
+
+    seconds: float | None = None
+
+
+_POOL_WAIT = _PoolWait()
+
+
+class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
+    """A pool that waits for a free connection at most the pool timeout (`_PoolWait`)."""
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("pool_timeout") is None:
+            kwargs["pool_timeout"] = _POOL_WAIT.seconds
+        return super().urlopen(method, url, *args, **kwargs)
+
+
+class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    """`_HTTPConnectionPool` for https."""
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("pool_timeout") is None:
+            kwargs["pool_timeout"] = _POOL_WAIT.seconds
+        return super().urlopen(method, url, *args, **kwargs)
+
+
 class _Adapter(requests.adapters.HTTPAdapter):
-    """An `HTTPAdapter` whose `close` closes its connection pools.
+    """An `HTTPAdapter` whose pools hold at most *pool_maxsize* connections each (a request
+    beyond them waits for a free one, at most the pool timeout: requests' own pools open
+    more, and keep *pool_maxsize* of them), and whose `close` closes its connection pools.
 
     urllib3 2.8's ``PoolManager.clear()`` (what ``HTTPAdapter.close()`` calls) forgets its
     pools without closing them: their idle keep-alive connections stay open until the pools
@@ -150,6 +210,13 @@ class _Adapter(requests.adapters.HTTPAdapter):
     cycle or as the ``orig`` of a `TimeoutException` a caller keeps. A closed pool also closes
     a connection still in use (an abandoned request's) when its exchange ends.
     """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _HTTPConnectionPool,
+            "https": _HTTPSConnectionPool,
+        }
 
     def close(self) -> None:
         for manager in (self.poolmanager, *self.proxy_manager.values()):
@@ -346,7 +413,10 @@ class RequestsBackend(HttpBackend):
         config = self.config
         session = _Session()
         adapter = _Adapter(
-            pool_connections=10, pool_maxsize=config.limits.max_connections, max_retries=0
+            pool_connections=10,
+            pool_maxsize=config.limits.max_connections,
+            max_retries=0,
+            pool_block=True,
         )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -395,6 +465,18 @@ class RequestsBackend(HttpBackend):
             isinstance(inner, urllib3.exceptions.ReadTimeoutError)
         ):
             return http_error(TimeoutException, "read timeout", request, exc, secrets, phase="read")
+        if isinstance(exc, urllib3.exceptions.EmptyPoolError):  # from a blocking pool only
+            return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
+        # urllib3 wraps a socket timeout while it sends the request (its body to a server that
+        # stopped reading, say) as ProtocolError("Connection aborted.", TimeoutError(...));
+        # one while it waits for the response is a ReadTimeoutError
+        aborted = exc if isinstance(exc, urllib3.exceptions.ProtocolError) else inner
+        if isinstance(aborted, urllib3.exceptions.ProtocolError) and any(
+            isinstance(arg, TimeoutError) for arg in aborted.args
+        ):
+            return http_error(
+                TimeoutException, "write timeout", request, exc, secrets, phase="write"
+            )
         if isinstance(
             exc,
             (
@@ -460,6 +542,7 @@ class RequestsBackend(HttpBackend):
             "stream": stream,
         }
         repeated = self._repeated_for(request)
+        _POOL_WAIT.seconds = timeout.pool  # this thread's, for its redirects too
         try:
             with session.own_cookies(request.cookies):
                 if repeated:

@@ -28,6 +28,7 @@ from .._models import Limits, Request, Response, Timeout
 from .._redact import REDACTED, redact_header, redact_text, redact_url
 
 __all__ = [
+    "BODY_HEADERS",
     "BackendStream",
     "ClientConfig",
     "HttpBackend",
@@ -35,6 +36,7 @@ __all__ = [
     "TranslatingIterator",
     "current_event_loop",
     "http_error",
+    "redirect_method",
     "without_userinfo",
 ]
 
@@ -62,6 +64,25 @@ def without_userinfo(location: str) -> str:
     if "@" not in location:
         return location
     return _LOCATION_USERINFO.sub(r"\g<head>", location, count=1)
+
+
+# the headers that describe a request's body: a redirect that drops the body drops them too
+BODY_HEADERS = ("Content-Type", "Content-Length", "Transfer-Encoding")
+
+
+def redirect_method(method: str, status: int) -> str:
+    """The method of the request that a *status* redirect of a *method* request leads to, by
+    the rule of RFC 9110 and the Fetch standard (browsers, httpx's 301 and 303): a 303 turns
+    any method but HEAD into GET, a 301 or 302 turns POST into GET, and every other method,
+    and any method on a 307 or 308, is kept. A redirect whose method changes sends no body
+    and none of `BODY_HEADERS`; one that keeps its method keeps its body.
+
+    >>> redirect_method("POST", 302), redirect_method("PUT", 302), redirect_method("PUT", 303)
+    ('GET', 'PUT', 'GET')
+    """
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        return "GET"
+    return method
 
 
 def current_event_loop() -> str:
@@ -146,9 +167,11 @@ class TranslatingIterator(AsyncIterator[bytes]):
 
 
 class BackendStream(abc.ABC):
-    """The unread body of a streamed response."""
+    """The unread body of a streamed response; *released* once its ``stream()`` block ended
+    (`Response.aclose`): the body can no longer be read."""
 
     consumed: bool = False
+    released: bool = False
 
     @abc.abstractmethod
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
