@@ -82,3 +82,29 @@ async def test_a_caller_that_timed_out_waiting_is_no_longer_counted(url: Backend
             assert db.pool_stats().waiting == 0
         assert db.pool_stats().waiting == 0
         assert await db.fetch_val("select 1") == 1
+
+
+_SEVERAL = {  # what docs/sql.md says of `select 1; select 2` in one call, per driver
+    "postgresql+asyncpg": None,  # refused
+    "mysql+pymysql": None,
+    "sqlite": None,
+    "postgresql+psycopg": 1,  # the first result
+    "mysql+asyncmy": 1,
+    "mysql+aiomysql": 1,
+    "postgresql+psycopg2": 2,  # the last result
+}
+
+
+async def test_several_statements_in_one_call_are_as_documented(
+    url: BackendURL, case: tuple[str, str]
+) -> None:
+    async with Database(url) as db:
+        expected = _SEVERAL[case[0]]
+        if expected is None:
+            with pytest.raises(ProgrammingError):
+                await db.fetch_all("select 1 as n; select 2 as n")
+        else:
+            assert [row.n for row in await db.fetch_all("select 1 as n; select 2 as n")] == [
+                expected
+            ]
+        assert await db.fetch_val("select 3") == 3  # the connection is still usable

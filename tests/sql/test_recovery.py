@@ -73,6 +73,35 @@ async def test_killed_idle_connections_are_replaced(url: BackendURL) -> None:
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
+@pytest.mark.parametrize("kind", ["transaction", "iteration", "execute_many"])
+async def test_killed_idle_connections_are_replaced_for_every_kind_of_call(
+    url: BackendURL, table: str, kind: str
+) -> None:
+    """A transaction, an iteration and an `execute_many` that find their pooled connection
+    killed while it was idle begin again on a fresh one, as a plain query does (each used to
+    raise `ConnectionLost`, once per dead connection in the pool)."""
+    async with Database(url, min_size=3, max_size=3) as db:
+        await db.execute(f"create table {table} (id integer)")
+        try:
+            ids = await _pooled_connection_ids(db, 3)
+            await _kill(url, db.dialect, ids)
+            for n in range(4):
+                if kind == "transaction":
+                    async with db.transaction():
+                        await db.execute(f"insert into {table} (id) values (:n)", {"n": n})
+                elif kind == "execute_many":
+                    await db.execute_many(f"insert into {table} (id) values (:n)", [{"n": n}])
+                else:
+                    async with aclosing(db.iterate("select 1 as one")) as rows:
+                        assert [row.one async for row in rows] == [1]
+            expected = 0 if kind == "iteration" else 4
+            assert await db.fetch_val(f"select count(*) from {table}") == expected
+            assert not set(await _pooled_connection_ids(db, 3)) & set(ids)
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
 async def test_kill_inside_a_transaction_raises_and_is_never_replayed(
     url: BackendURL, table: str
 ) -> None:
@@ -327,3 +356,33 @@ async def test_disconnect_during_a_transaction_loses_it(url: BackendURL, table: 
         async with Database(url) as check:
             assert await check.fetch_val(f"select count(*) from {table}") == 0
             await check.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("kind", ["query", "iteration"])
+async def test_disconnect_under_a_statement_is_connection_lost(url: BackendURL, kind: str) -> None:
+    """`disconnect()` closing a connection under a statement is `ConnectionLost` on every
+    backend, on a connection used before too: one that was idle in the pool used to be taken
+    for one the server had killed, retried on the closed pool, and reported as
+    `OperationalError` ("... is closed")."""
+    db = Database(url, min_size=1, max_size=1, close_timeout=0.3)
+    await db.connect()
+    assert await db.fetch_val("select 1") == 1  # the pooled connection is now a reused one
+    errors: list[BaseException] = []
+
+    async def statement() -> None:
+        try:
+            if kind == "query":
+                await db.fetch_val(SLOW[db.dialect])
+            else:
+                async with aclosing(db.iterate(SLOW[db.dialect])) as rows:
+                    async for _ in rows:
+                        pass
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(statement)
+        await anyio.sleep(0.2)  # the statement runs
+        await db.disconnect()  # waits close_timeout, then closes the connection under it
+    # (a threaded driver may also finish the statement before its connection closes)
+    assert all(isinstance(exc, ConnectionLost) for exc in errors), errors

@@ -298,6 +298,10 @@ class Database:
         return pin
 
     def _translate(self, exc: Exception, conn: Connection | None) -> BaseException:
+        if conn is not None:
+            pin = self._pin()
+            if pin is not None and pin.conn is conn and pin.depth > 0:
+                conn.failed_in_transaction = True
         err = exc if isinstance(exc, AsyncifyError) else self._backend.translate(exc)
         if err is None:
             # not an error the driver reports: it failed in the middle of its own work (a
@@ -354,7 +358,8 @@ class Database:
                 err = self._translate(exc, conn)
                 if err is exc:
                     raise
-                if not (isinstance(err, ConnectionLost) and conn.reused):
+                # (a pool closed meanwhile: disconnect() closed it under the statement)
+                if not (isinstance(err, ConnectionLost) and conn.reused) or pool.closed:
                     raise err from exc
             except BaseException:
                 _cut_short(conn)
@@ -523,29 +528,49 @@ class Database:
             in_tx = pin.depth > 0
         else:
             pool = self._require_pool()
-            conn = await pool.acquire()
             in_tx = False
-        try:
-            batches = conn.iterate(query, args, batch_size, in_tx, pin is not None)
-            async with aclosing(batches):
-                try:
-                    async for batch in batches:
-                        for row in batch:
-                            yield row if as_ is None else convert_row(row, as_)
-                except Exception as exc:
-                    err = self._translate(exc, conn)
-                    if err is exc:
-                        raise
-                    raise err from exc
-        except BaseException as exc:
-            # cancelled in the middle of an operation: the connection's state is unknown. (A
-            # loop left early closes the iteration with GeneratorExit, between operations.)
-            if not isinstance(exc, (Exception, GeneratorExit)):
-                _cut_short(conn)
-            raise
-        finally:
+        for attempt in range(2):
             if pool is not None:
-                await pool.release(conn)
+                conn = await pool.acquire(fresh=attempt > 0)
+            retry = False
+            try:
+                batches = conn.iterate(query, args, batch_size, in_tx, pin is not None)
+                async with aclosing(batches):
+                    started = False
+                    try:
+                        async for batch in batches:
+                            started = True
+                            for row in batch:
+                                yield row if as_ is None else convert_row(row, as_)
+                    except Exception as exc:
+                        err = self._translate(exc, conn)
+                        # found dead before its first rows (the server killed it while it
+                        # was idle in the pool): once more on a fresh one, as a plain query
+                        retry = (
+                            attempt == 0
+                            and pool is not None
+                            and not started
+                            and conn.reused
+                            and isinstance(err, ConnectionLost)
+                            and not pool.closed
+                        )
+                        if not retry:
+                            if err is exc:
+                                raise
+                            raise err from exc
+            except BaseException as exc:
+                # cancelled in the middle of an operation: the connection's state is unknown.
+                # (A loop left early closes the iteration with GeneratorExit, between
+                # operations.)
+                if not isinstance(exc, (Exception, GeneratorExit)):
+                    _cut_short(conn)
+                raise
+            finally:
+                if pool is not None:
+                    await pool.release(conn)
+            if not retry or pool is None:
+                return
+            await pool.drop_idle()
 
     # -- transactions and pinned connections ----------------------------------------------
 
@@ -568,9 +593,11 @@ class Database:
         """
         return DatabaseConnection(self)
 
-    async def _acquire_pin(self) -> tuple[_Pin, contextvars.Token[Mapping[Database, _Pin]]]:
+    async def _acquire_pin(
+        self, *, fresh: bool = False
+    ) -> tuple[_Pin, contextvars.Token[Mapping[Database, _Pin]]]:
         pool = self._require_pool()
-        conn = await pool.acquire()
+        conn = await pool.acquire(fresh=fresh)
         pin = _Pin(_current_task(), conn, pool)
         pins = dict(_PINS.get())
         pins[self] = pin
@@ -706,7 +733,7 @@ class Transaction:
             pin, self._token = await db._acquire_pin()
         self._pin = pin
         if pin.depth == 0:
-            pin.conn.rolled_back = False
+            pin.conn.rolled_back = pin.conn.failed_in_transaction = False
         # this object may have been used before, at another depth: nothing of that use counts
         self._savepoint = None
         self._after = []
@@ -715,8 +742,21 @@ class Transaction:
                 before, self._after = begin_statements(
                     db._dialect, self._isolation, self._read_only
                 )
-                for statement in before:
-                    await db._on(pin.conn, _run_statement, statement)
+                try:
+                    for statement in before:
+                        await db._on(pin.conn, _run_statement, statement)
+                except ConnectionLost:
+                    pool = db._pool
+                    if self._token is None or not pin.conn.reused or pool is None or pool.closed:
+                        raise
+                    # found dead as it began (the server killed it while it was idle in the
+                    # pool): nothing ran on it, so begin once more on a fresh connection
+                    await self._unpin()
+                    await pool.drop_idle()
+                    pin, self._token = await db._acquire_pin(fresh=True)
+                    self._pin = pin
+                    for statement in before:
+                        await db._on(pin.conn, _run_statement, statement)
             else:
                 if self._isolation is not None or self._read_only:
                     raise ProgrammingError(
@@ -726,7 +766,7 @@ class Transaction:
                 self._savepoint = f"asyncify_sp_{pin.depth}"
                 await db._on(pin.conn, _run_statement, f"SAVEPOINT {self._savepoint}")
         except BaseException as exc:
-            if pin.depth == 0 and not isinstance(exc, Exception):
+            if self._pin is pin and pin.depth == 0 and not isinstance(exc, Exception):
                 # cancelled while the transaction was being opened: on a threaded connection
                 # the statements still ran to their end (SQLite's BEGIN IMMEDIATE waits for
                 # the write lock), so the transaction may be open: never hand it on
@@ -766,15 +806,33 @@ class Transaction:
             return
         if self._savepoint is not None:
             try:
-                await db._on(pin.conn, _run_statement, f"RELEASE SAVEPOINT {self._savepoint}")
+                aborted = await self._aborted(pin)
+                if not aborted:
+                    await db._on(pin.conn, _run_statement, f"RELEASE SAVEPOINT {self._savepoint}")
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     # cancelled as the block ended: its work is undone, as for a block that
                     # a cancellation ends (else the outer commit would commit it)
                     await self._rollback(pin, unsure=True)
                 raise
+            if aborted:
+                await self._rollback(pin)  # to the savepoint: the transaction goes on
+                raise OperationalError(
+                    "a statement failed in this nested transaction block, and PostgreSQL "
+                    "aborts a transaction on any error: the block was rolled back to its "
+                    "savepoint instead of being kept (see 'Errors inside a transaction' in "
+                    "docs/sql.md)"
+                )
             return
         try:
+            if await self._aborted(pin):
+                raise OperationalError(
+                    "a statement failed in this transaction, and PostgreSQL aborts a "
+                    "transaction on any error: it was rolled back, nothing of it is committed "
+                    "(run a statement that may fail in a nested db.transaction(), a "
+                    "savepoint, to go on after its error: see 'Errors inside a transaction' "
+                    "in docs/sql.md)"
+                )
             await db._on(pin.conn, _run_statement, "COMMIT")
         except DatabaseError:
             await self._rollback(pin)
@@ -786,6 +844,23 @@ class Transaction:
             await self._rollback(pin, unsure=True)
             raise
         await self._run_after(pin)
+
+    async def _aborted(self, pin: _Pin) -> bool:
+        """Whether PostgreSQL aborted the transaction, whose COMMIT would then roll back
+        without an error. Asked only after an operation failed in it: every statement fails
+        in an aborted transaction, so one tells (a failure that never reached the server, in
+        a parameter's conversion say, leaves it going)."""
+        conn = pin.conn
+        if not conn.failed_in_transaction or self._db._dialect != "postgresql":
+            return False
+        try:
+            await self._db._on(conn, _run_statement, "SELECT 1")
+        except ConnectionLost:
+            raise
+        except DatabaseError:
+            return True
+        conn.failed_in_transaction = False
+        return False
 
     async def _rollback(self, pin: _Pin, *, unsure: bool = False) -> None:
         """Roll back, to its end whatever cancels the caller (asyncio's own cancellation
@@ -816,6 +891,9 @@ class Transaction:
                 try:
                     for statement in statements:
                         await conn.run(statement)
+                    # undone: on PostgreSQL, the transaction is no longer aborted (a failure
+                    # before a savepoint would have refused the SAVEPOINT itself)
+                    conn.failed_in_transaction = False
                 except Exception:
                     conn.broken = True
                     if unsure:

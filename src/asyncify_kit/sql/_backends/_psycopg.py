@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import AsyncGenerator, Callable, Sequence
+from enum import Enum
 from typing import Any, ClassVar
 
 import psycopg
 import sniffio
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import JsonbDumper
 
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
@@ -34,9 +38,28 @@ class _JsonMarkerDumper(JsonbDumper):
         return super().dump(obj.value)
 
 
+class _RefusedEnumDumper(Dumper):
+    """Refuse a plain `enum.Enum` member, as every other backend does (psycopg's own dumper
+    would send its name). Members of ``str``/``int`` enums never get here: psycopg finds the
+    dumper of ``str``/``int`` first in their MRO, and sends their values."""
+
+    def dump(self, obj: Any) -> Buffer | None:
+        raise psycopg.ProgrammingError(
+            f"cannot adapt type {type(obj).__name__!r}: a plain Enum member is not sent "
+            "(psycopg would send its name); pass its .value, or use a str or int enum"
+        )
+
+
+class _RefusedEnumBinaryDumper(_RefusedEnumDumper):
+    format = Format.BINARY
+
+
 def _configure(conn: Any) -> None:
     conn.adapters.register_dumper(dict, JsonbDumper)
     conn.adapters.register_dumper(Json, _JsonMarkerDumper)
+    # binary first: the text one, registered last, is the one `%s` uses
+    conn.adapters.register_dumper(Enum, _RefusedEnumBinaryDumper)
+    conn.adapters.register_dumper(Enum, _RefusedEnumDumper)
 
 
 def _drop_half_made(exc: BaseException) -> None:

@@ -13,6 +13,12 @@ like the server backends: ``BOOLEAN``, ``DATE``, ``TIME``, ``TIMESTAMP``/``DATET
 ``TIMESTAMPTZ`` (timezone-aware, UTC), ``UUID``, ``JSON``/``JSONB``, ``DECIMAL``/``NUMERIC``.
 These converters are registered with `sqlite3.register_converter` when this backend is first
 used; they replace the standard library's deprecated ``date``/``timestamp`` converters.
+
+A ``DECIMAL``/``NUMERIC`` column has SQLite's NUMERIC affinity: the text of a `Decimal` is
+stored exactly only when it is an integer within 64 bits (``42``); any other is rounded to a
+64-bit float, which reads back with at most 15 significant digits, its scale lost. A
+column declared ``DECIMAL TEXT`` (TEXT affinity, read by the ``DECIMAL`` converter) keeps
+the exact text.
 """
 
 from __future__ import annotations
@@ -107,15 +113,26 @@ def _adapt_value(value: Any) -> Any:
     if isinstance(value, (dict, Json)):
         return encode_json(value)
     if isinstance(value, _dt.datetime):
-        return as_utc(value).isoformat() if value.tzinfo is not None else value.isoformat()
+        # a naive value is UTC, as on the servers, and must be sent as the same text as the
+        # aware one: SQLite compares timestamps as text
+        if value.tzinfo is None:
+            return value.isoformat() + "+00:00"
+        return as_utc(value).isoformat()
     if isinstance(value, (_dt.date, _dt.time, uuid.UUID, Decimal)):
         return value.isoformat() if isinstance(value, (_dt.date, _dt.time)) else str(value)
     if isinstance(value, list):
         return encode_json(value)
+    if isinstance(value, float) and value != value:
+        # sqlite3 would bind it, and SQLite store NULL in its place
+        raise ProgrammingError(
+            "a query parameter is NaN, which SQLite cannot store (it would store NULL "
+            "instead); send None for NULL"
+        )
     return value
 
 
-_PLAIN = (int, str, float, bytes, type(None), bool)
+#: sent as they are; a `float` too, unless it is NaN (see `_SqliteSession.adapt`)
+_PLAIN = frozenset((int, str, bytes, type(None), bool))
 
 #: SQLite's own defaults for the URI parameters: with these, the path is opened as it is
 _DEFAULT_MODE = "rwc"
@@ -223,7 +240,8 @@ class _SqliteSession(SyncSession):
 
     def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
         for value in args:
-            if type(value) not in _PLAIN:
+            kind = type(value)
+            if kind not in _PLAIN and (kind is not float or value != value):
                 return tuple(_adapt_value(v) for v in args)
         return args
 
@@ -237,14 +255,27 @@ class _SqliteSession(SyncSession):
 
     @contextlib.contextmanager
     def _cancellable(self) -> Iterator[None]:
-        """Report a statement interrupted for a cancelled caller as `CallCancelled` (or, for
-        a connection thrown away meanwhile, as `ConnectionLost`)."""
+        """Report an interrupted statement by why it was interrupted: `ConnectionLost` for a
+        connection thrown away meanwhile, `QueryTimeout` past ``statement_timeout``,
+        `CallCancelled` for a cancelled caller (an interrupt is never a timeout unless the
+        deadline passed)."""
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if str(exc) == "interrupted" and self.closing:
-                raise ConnectionLost("the connection was closed during the statement") from exc
-            if str(exc) == "interrupted" and not self.timed_out:
+            if str(exc) != "interrupted":
+                raise
+            if self.closing:
+                raise ConnectionLost(
+                    "the connection was closed during the statement", orig=exc
+                ) from exc
+            if self.timed_out:
+                raise QueryTimeout(
+                    f"the statement ran longer than statement_timeout="
+                    f"{self.options['statement_timeout']}s and was interrupted",
+                    orig=exc,
+                ) from exc
+            job = current_job()
+            if job is not None and job.cancel_requested:
                 raise CallCancelled(
                     "the caller was cancelled; the statement was interrupted"
                 ) from exc
@@ -277,6 +308,17 @@ class _SqliteSession(SyncSession):
     def execute_many(self, text: str, args: Sequence[Sequence[Any]]) -> None:
         with self._cancellable():
             super().execute_many(text, args)
+
+    def open_cursor(
+        self,
+        cursor_id: int,
+        text: str,
+        args: Sequence[Any] | None,
+        in_transaction: bool,
+        shared: bool,
+    ) -> None:
+        with self._cancellable():
+            super().open_cursor(cursor_id, text, args, in_transaction, shared)
 
     def fetch_batch(self, cursor_id: int, size: int) -> list[Row]:
         self._arm()  # statement_timeout bounds each batch, not the whole iteration
@@ -360,12 +402,6 @@ class SqliteBackend(Backend):
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, sqlite3.IntegrityError):
             return IntegrityError(message, orig=exc)
-        if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
-            return QueryTimeout(
-                f"the statement ran longer than statement_timeout="
-                f"{self.options['statement_timeout']}s and was interrupted",
-                orig=exc,
-            )
         if isinstance(exc, sqlite3.OperationalError):
             text = str(exc)
             if text.startswith(("no such", "near ", "syntax error")) or "has no column" in text:

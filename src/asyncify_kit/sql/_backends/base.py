@@ -85,6 +85,10 @@ class Connection(abc.ABC):
         #: the server rolled back the open transaction on its own (a MySQL deadlock): no
         #: statement may run in it any more, until it ends
         self.rolled_back = False
+        #: an operation failed in the open transaction (since its start or its last rollback
+        #: to a savepoint): on PostgreSQL, which aborts a transaction on any failed statement,
+        #: it may then commit nothing, which its end checks
+        self.failed_in_transaction = False
 
     @property
     @abc.abstractmethod
@@ -360,6 +364,10 @@ class ConnectionPool:
     @property
     def size(self) -> int:
         return len(self._idle) + len(self._in_use) + self._opening
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def stats(self) -> PoolStats:
         return PoolStats(
@@ -972,6 +980,10 @@ class ThreadedConnectionPool:
     def size(self) -> int:
         return len(self._idle) + len(self._in_use) + self._opening
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def stats(self) -> PoolStats:
         with self._cond:
             return PoolStats(
@@ -1063,7 +1075,7 @@ class ThreadedConnectionPool:
             if not self._is_lost(exc):
                 raise
             conn.broken = True
-            if not conn.reused:
+            if not conn.reused or self._closed:  # (closed: disconnect() closed it under us)
                 raise
         finally:
             self._checkin(conn)

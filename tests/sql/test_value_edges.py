@@ -1,0 +1,244 @@
+"""Parameter values at the edges of what a backend can send, and how an interrupted statement
+is reported, against the real servers.
+
+Each test here reproduces a backend that disagreed with the others: a naive timestamp that
+matched nothing on SQLite, NaN stored as NULL, an iteration cut by ``disconnect()`` (or any
+interrupt) reported as a timeout, a plain enum member sent by name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncify_kit import BackendURL
+from asyncify_kit.sql import (
+    ConnectionLost,
+    Database,
+    OperationalError,
+    ProgrammingError,
+    QueryTimeout,
+)
+
+from .conftest import CASES
+
+pytestmark = pytest.mark.anyio
+
+SQLITE_CASES = [p for p in CASES if p.values[0][0] == "sqlite"]  # type: ignore[index]
+
+TIMESTAMP_TYPE = {"postgresql": "timestamptz", "mysql": "datetime(6)", "sqlite": "timestamp"}
+DOUBLE_TYPE = {"postgresql": "double precision", "mysql": "double", "sqlite": "real"}
+
+#: a statement that runs for seconds on SQLite, and checks its progress handler meanwhile
+SLOW_SQLITE = (
+    "with recursive c(x) as (select 1 union all select x + 1 from c where x < 100000000) "
+    "select count(*) from c"
+)
+
+
+@pytest.fixture
+def anyio_backend(case: tuple[str, str]) -> tuple[str, dict[str, object]]:
+    return (case[1], {})
+
+
+async def test_a_naive_datetime_is_the_utc_one_in_comparisons_too(
+    url: BackendURL, table: str
+) -> None:
+    # SQLite compares timestamps as text: a naive value went without the offset that an
+    # aware one carries, so it matched none of the rows the servers match
+    aware = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    naive = aware.replace(tzinfo=None)
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer, at {TIMESTAMP_TYPE[db.dialect]})")
+        try:
+            await db.execute(f"insert into {table} values (1, :at)", {"at": aware})
+            await db.execute(f"insert into {table} values (2, :at)", {"at": naive})
+            rows = await db.fetch_all(f"select id, at from {table} order by id")
+            assert [(row.id, row.at) for row in rows] == [(1, aware), (2, aware)]
+            assert all(row.at.tzinfo is not None for row in rows)
+            for value in (aware, naive):
+                for op in ("=", "<=", ">="):
+                    count = await db.fetch_val(
+                        f"select count(*) from {table} where at {op} :t", {"t": value}
+                    )
+                    assert count == 2, (value, op)
+            later = naive + dt.timedelta(microseconds=1)
+            assert await db.fetch_val(f"select count(*) from {table} where at < :t", {"t": later})
+            assert (
+                await db.fetch_val(f"select count(*) from {table} where at > :t", {"t": later}) == 0
+            )
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+class _Float(float):
+    """A float subclass (as numpy's float64 is)."""
+
+
+async def test_nan_is_never_stored_as_null(url: BackendURL, table: str) -> None:
+    # SQLite stored NaN as NULL without a word; the MySQL drivers refuse it, PostgreSQL
+    # stores NaN itself
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer, x {DOUBLE_TYPE[db.dialect]})")
+        try:
+            for value in (math.nan, _Float(math.nan)):
+                try:
+                    await db.execute(f"insert into {table} values (1, :x)", {"x": value})
+                except ProgrammingError:
+                    assert db.dialect != "postgresql"
+                    assert await db.fetch_val(f"select count(*) from {table}") == 0
+                else:
+                    assert db.dialect == "postgresql"
+                    stored = await db.fetch_val(f"select x from {table}")
+                    assert stored is not None and math.isnan(stored)
+                await db.execute(f"delete from {table}")
+            assert await db.fetch_val("select 1") == 1  # the connection is still usable
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("case", SQLITE_CASES)
+async def test_sqlite_refuses_nan_everywhere_and_keeps_infinities(
+    url: BackendURL, table: str
+) -> None:
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer, x real, n numeric)")
+        insert = f"insert into {table} values (:id, :x, :n)"
+        with pytest.raises(ProgrammingError, match="NaN"):
+            await db.execute(insert, {"id": 1, "x": 1.5, "n": math.nan})
+        with pytest.raises(ProgrammingError, match="NaN"):
+            await db.execute_many(
+                insert, [{"id": 2, "x": 1.0, "n": 1}, {"id": 3, "x": math.nan, "n": 1}]
+            )
+        async with db.transaction():
+            with pytest.raises(ProgrammingError, match="NaN"):
+                await db.fetch_val("select :x is null", {"x": math.nan})
+            await db.execute(insert, {"id": 4, "x": math.inf, "n": 2})  # the block goes on
+            await db.execute(insert, {"id": 5, "x": -math.inf, "n": 3})
+        rows = await db.fetch_all(f"select id, x from {table} order by id")
+        assert [(row.id, row.x) for row in rows] == [(4, math.inf), (5, -math.inf)]
+        assert await db.fetch_val(f"select count(*) from {table} where x = :x", {"x": math.inf})
+
+
+@pytest.mark.parametrize("case", SQLITE_CASES)
+async def test_sqlite_decimals_as_documented(url: BackendURL, table: str) -> None:
+    """docs/sql.md: a DECIMAL column keeps integers within 64 bits and rounds the rest to a
+    64-bit float; a `DECIMAL TEXT` column keeps every value exactly."""
+    values = ["12345678901234567", "3.50", "12345678901234567890.12", "1234567890.0000000001"]
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer, d decimal, t decimal text)")
+        await db.execute_many(
+            f"insert into {table} values (:id, :v, :v)",
+            [{"id": i, "v": Decimal(v)} for i, v in enumerate(values)],
+        )
+        rows = await db.fetch_all(f"select d, t from {table} order by id")
+    assert [row.t for row in rows] == [Decimal(v) for v in values]
+    assert [row.d for row in rows] == [
+        Decimal("12345678901234567"),
+        Decimal("3.5"),
+        Decimal("1.23456789012346E+19"),
+        Decimal("1234567890"),
+    ]
+
+
+@pytest.mark.parametrize("case", SQLITE_CASES)
+async def test_sqlite_an_iteration_cut_by_disconnect_is_connection_lost(url: BackendURL) -> None:
+    # the statement was still running (its first row not computed yet) when disconnect()
+    # interrupted it: that was reported as a QueryTimeout, without any statement_timeout
+    db = Database(url, close_timeout=0.2)
+    await db.connect()
+    errors: list[BaseException] = []
+
+    async def iterate() -> None:
+        try:
+            async for _ in db.iterate(SLOW_SQLITE):
+                pass
+        except Exception as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(iterate)
+            await anyio.sleep(0.3)
+            await db.disconnect()
+    assert len(errors) == 1
+    assert isinstance(errors[0], ConnectionLost), repr(errors[0])
+    assert not isinstance(errors[0], QueryTimeout)
+
+
+@pytest.mark.parametrize("case", SQLITE_CASES)
+@pytest.mark.parametrize("how", ["fetch_val", "iterate"])
+async def test_sqlite_an_interrupt_is_a_timeout_only_past_statement_timeout(
+    url: BackendURL, how: str
+) -> None:
+    async def run(db: Database) -> Any:
+        if how == "fetch_val":
+            return await db.fetch_val(SLOW_SQLITE)
+        return [row async for row in db.iterate(SLOW_SQLITE)]
+
+    # an interrupt from elsewhere (the raw connection's interrupt()): neither a timeout nor
+    # a cancellation of a caller that was not cancelled
+    async with Database(url) as db, db.connection() as conn:
+
+        async def interrupt() -> None:
+            while True:
+                await anyio.sleep(0.1)
+                conn.raw.interrupt()  # thread-safe
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(interrupt)
+                with pytest.raises(OperationalError, match="interrupted") as caught:
+                    await run(db)  # on the pinned connection (a child task would take another)
+                tg.cancel_scope.cancel()
+        assert type(caught.value) is OperationalError
+        assert await db.fetch_val("select 3") == 3
+
+    async with Database(url, statement_timeout=0.2) as db:
+        with anyio.fail_after(30), pytest.raises(QueryTimeout, match=r"statement_timeout=0\.2s"):
+            await run(db)
+        assert await db.fetch_val("select 4") == 4
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+class _Size(enum.Enum):
+    LARGE = 3
+
+
+class _Tone(str, enum.Enum):
+    WARM = "warm"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 7
+
+
+async def test_a_plain_enum_member_is_refused_and_str_and_int_enums_send_values(
+    url: BackendURL, table: str
+) -> None:
+    # psycopg sent a plain member's name ('RED'); every other backend refuses it
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (s varchar(20), n integer)")
+        insert = f"insert into {table} values (:s, :n)"
+        try:
+            for params in ({"s": _Colour.RED, "n": 1}, {"s": "x", "n": _Size.LARGE}):
+                with pytest.raises(ProgrammingError):
+                    await db.execute(insert, params)
+                async with db.transaction():
+                    with pytest.raises(ProgrammingError):
+                        await db.execute(insert, params)
+                    await db.execute(insert, {"s": "kept", "n": 0})  # the block goes on
+            await db.execute(insert, {"s": _Tone.WARM, "n": _Level.HIGH})
+            rows = await db.fetch_all(f"select s, n from {table} order by n")
+            assert [row.as_tuple() for row in rows] == [("kept", 0), ("kept", 0), ("warm", 7)]
+        finally:
+            await db.execute(f"drop table {table}")
