@@ -288,6 +288,7 @@ class Lane:
         self.dedicated = False
         self.started = False
         self.closed = False
+        self.stopped = False  # its thread has taken the stop and left
         self.lost = False  # started before os.fork(), in the child: its thread is not there
 
     def start(self, *, dedicated: bool = False, name: str = "") -> None:
@@ -303,12 +304,46 @@ class Lane:
             self.pool._submit(self)
 
     def put(self, job: Work) -> None:
+        """Queue *job* for the lane's thread; a closed lane refuses it at once (`RuntimeError`):
+        its thread leaves after the steps queued before the close, so the job would wait
+        forever."""
         if self.lost:  # the job would wait forever
             raise RuntimeError(
                 "this generator, context manager or sticky proxy was opened before os.fork(); "
                 "its thread does not exist in this process: open it again in the child"
             )
+        if self.closed:
+            raise RuntimeError(self._closed_message())
         self.queue.put(job)
+        if self.stopped:  # closed from another thread meanwhile, and its thread gone
+            self._refuse_queued()
+
+    def _closed_message(self) -> str:
+        if self.dedicated:  # only a sticky proxy has a thread of its own
+            return "this sticky proxy was closed: its thread runs no more calls or steps"
+        return "this offloaded generator or context manager was closed: its thread was released"
+
+    def _refuse_queued(self) -> None:
+        """Fail the jobs left in the queue of a stopped lane (put there by a race with
+        `close` from another thread): their callers get `RuntimeError`, not a wait forever."""
+        while True:
+            try:
+                job = self.queue.get_nowait()
+            except Empty:
+                return
+            if job is _STOP:
+                continue
+            try:
+                job.start_claim.pop()
+            except IndexError:
+                continue  # withdrawn by its caller
+            job.error = RuntimeError(self._closed_message())
+            try:
+                job.end_claim.pop()
+            except IndexError:
+                continue  # abandoned by its caller
+            if job.notify is not None:
+                job.notify(job)
 
     def close(self) -> None:
         """Release the thread after the steps already queued (idempotent, any thread)."""
@@ -323,6 +358,8 @@ class Lane:
         while True:
             job = queue.get()
             if job is _STOP:
+                self.stopped = True
+                self._refuse_queued()
                 return
             _execute(job, self.pool, dedicated=dedicated)
             # drop the finished job before blocking in get(): it references its caller (an

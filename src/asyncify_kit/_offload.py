@@ -577,8 +577,18 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
         exc = typ if val is None else val
         if isinstance(exc, type):
             exc = exc()
+        stepper = getattr(self, "stepper", None)
+        if stepper is None:
+            # before the first step (a task cancelled before it ran): the call was submitted
+            # when it was made, so it is withdrawn, or the policy applied, as if cancelled
+            # while awaited; a fresh __await__ would raise *exc* without either
+            stepper = self.stepper = self._thrown_before_start(exc)
+            throw = stepper.send
+            exc = None
+        else:
+            throw = stepper.throw
         try:
-            return self._stepper().throw(exc)
+            return throw(exc)
         except StopIteration:
             self.stepper = None
             raise
@@ -587,11 +597,25 @@ class Call(asyncio.Future, Work):  # type: ignore[type-arg]  # a Future of any r
             _strip_library_frames(error)  # this frame too
             raise
 
+    def _thrown_before_start(self, exc: BaseException) -> Generator[Any, None, Any]:
+        if not self.done():
+            if isinstance(exc, asyncio.CancelledError):
+                self.awaited = True  # as __await__: Future.cancel only marks it from now on
+                _Future.cancel(self)
+                yield from self._after_cancel().__await__()
+            else:
+                self.cancel()  # the caller is gone: as a plain Future cancelled
+        raise exc
+
     def close(self) -> None:
+        """Close the coroutine: a call not finished is cancelled as a plain Future (withdrawn
+        if not started; else under its policy, without waiting: no one awaits it now)."""
         stepper = getattr(self, "stepper", None)
         if stepper is not None:
+            self.stepper = None
             stepper.close()
-        elif not self.done():
+        if not self.done():
+            self.awaited = False
             self.cancel()
 
 
@@ -670,7 +694,9 @@ class OffloadedFunction:
 
     Frameworks decide whether to await an endpoint with ``inspect.iscoroutinefunction`` or
     ``asyncio.iscoroutinefunction``; both are true for it (it is function-like: name, code,
-    defaults, annotations, and binds to instances like a function).
+    defaults, annotations, and binds to instances like a function), whatever it wraps: a
+    ``functools.partial`` or a callable object, which have no name to copy, get one.
+    `inspect.signature` follows ``__wrapped__`` to what it wraps.
     """
 
     __code__ = _coroutine_function_code.__code__
@@ -679,6 +705,17 @@ class OffloadedFunction:
 
     def __init__(self, fn: Callable[..., Any], pool: str, cancel: str, timeout: float | None):
         functools.update_wrapper(self, fn)
+        # what inspect wants of a function-like object (`_signature_is_functionlike`), which
+        # a partial or a callable object does not give update_wrapper to copy
+        own = self.__dict__
+        if not isinstance(own.get("__name__"), str):
+            self.__name__ = _callable_name(fn, "__name__")
+        if not isinstance(own.get("__qualname__"), str):
+            self.__qualname__ = _callable_name(fn, "__qualname__")
+        if not isinstance(own.get("__annotations__"), dict):
+            self.__annotations__ = {}
+        if sys.version_info >= (3, 12):
+            inspect.markcoroutinefunction(self)
         self._fn = fn
         self._pool_name = pool
         self._pool: Pool | None = None  # looked up at the first call: configure() may come later
@@ -710,6 +747,18 @@ class OffloadedFunction:
         return f"<asyncified function {name} at {id(self):#x}>"
 
 
+def _callable_name(fn: object, attr: str) -> str:
+    """The ``__name__`` (or ``__qualname__``) of *fn*: of the function a partial wraps, else
+    of a callable object's type (``operator.itemgetter(0)``: ``itemgetter``)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, attr, None)
+    if isinstance(name, str):
+        return name
+    kind_name: str = getattr(type(fn), attr)
+    return kind_name
+
+
 _ASYNC_CODE_FLAGS = (
     inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 )
@@ -729,24 +778,43 @@ def _check_sync(fn: object) -> None:
 
 
 def _reject_async(fn: object) -> None:
+    """Raise `TypeError` unless *fn* is a sync callable.
+
+    Follows ``__wrapped__`` (what `functools.wraps` records): a sync wrapper of an async
+    function, such as what ``@contextlib.asynccontextmanager`` makes of an async generator
+    function, is async too. A sync function wrapped by a sync decorator is accepted.
+    """
     target = fn
     while isinstance(target, functools.partial):
         target = target.func
     if isinstance(target, (classmethod, staticmethod)):
         target = target.__func__
-    call = getattr(target, "__call__", None)  # noqa: B004 - async __call__ of instances too
-    if (
-        inspect.iscoroutinefunction(target)
-        or inspect.isasyncgenfunction(target)
-        or (not inspect.isroutine(target) and inspect.iscoroutinefunction(call))
-    ):
-        # only now: repr() of a bound method's object may itself block (psutil reads /proc)
-        name = getattr(target, "__qualname__", None) or repr(target)
-        raise TypeError(
-            f"asyncify needs a sync callable, but {name} is async; await it directly instead"
-        )
     if not callable(target):
         raise TypeError(f"asyncify needs a callable, not {type(target).__name__}")
+    layer: object = target
+    for _ in range(_MAX_WRAPPED):  # bounded: `unittest.mock.call` has __wrapped__ endlessly
+        while isinstance(layer, functools.partial):
+            layer = layer.func
+        call = getattr(layer, "__call__", None)  # noqa: B004 - async __call__ of instances too
+        if (
+            inspect.iscoroutinefunction(layer)
+            or inspect.isasyncgenfunction(layer)
+            or (not inspect.isroutine(layer) and inspect.iscoroutinefunction(call))
+        ):
+            # only now: repr() of a bound method's object may itself block (psutil reads /proc)
+            name = getattr(target, "__qualname__", None) or repr(target)
+            wraps = "" if layer is target else " (it wraps an async function)"
+            raise TypeError(
+                f"asyncify needs a sync callable, but {name} is async{wraps}; "
+                "await it directly instead"
+            )
+        layer = getattr(layer, "__wrapped__", None)
+        if layer is None:
+            return
+
+
+# how many ``__wrapped__`` layers `_reject_async` looks through
+_MAX_WRAPPED = 100
 
 
 def _contextmanager_code() -> Any:
@@ -927,7 +995,8 @@ class OffloadedIterator(AsyncIterator[T_co]):
             closing = self._release(run_close=True)
             if closing is not None and self._cancel == "wait":  # the step has ended: close now
                 await _cleanup_after(exc, closing, f"closing {_describe(self._fn)}")
-            raise
+            _strip_library_frames(exc)  # this frame too
+            raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
         if item is _EXHAUSTED:
             self._release(run_close=False)
             raise StopAsyncIteration
@@ -965,6 +1034,9 @@ class OffloadedIterator(AsyncIterator[T_co]):
             return
         try:
             await _run_step_to_end(lane, self._ctx, self._close_in_thread, ())
+        except BaseException as exc:
+            _strip_library_frames(exc)  # this frame too
+            raise
         finally:
             _free_lane(lane, self._lent)
 
@@ -1014,7 +1086,11 @@ class OffloadedContextManager(Generic[T_co]):
     """The async context manager an `asyncify`-decorated context manager function returns.
 
     ``__enter__`` and ``__exit__`` run on the same worker thread, which the context manager
-    holds from entry to exit; exit therefore never waits for pool capacity.
+    holds from entry to exit; exit therefore never waits for pool capacity. One made by a
+    sticky proxy's method and still open when the proxy is closed is exited then, on the
+    proxy's thread, as a block interrupted: ``__exit__`` gets a `GeneratorExit`, as an open
+    generator's ``close()`` does (so a ``with con:`` inside rolls back rather than commits);
+    leaving its block afterwards waits for that exit and does nothing more.
     """
 
     def __init__(
@@ -1037,6 +1113,8 @@ class OffloadedContextManager(Generic[T_co]):
         self._cm: AbstractContextManager[T_co] | None = None
         self._lane: Lane | None = None
         self._lent = lent  # a sticky proxy's thread and the proxy, as in OffloadedIterator
+        self._exited = False  # its exit is queued or done (no second one)
+        self._closing: Job | None = None  # the exit queued when its sticky proxy was closed
 
     def _enter_in_thread(self) -> T_co:
         cm = self._fn(*self._args, **self._kwargs)
@@ -1059,6 +1137,26 @@ class OffloadedContextManager(Generic[T_co]):
         exc = CallCancelled("the caller was cancelled while entering the context manager")
         self._exit_in_thread(CallCancelled, exc, None)
 
+    def _close_in_thread(self) -> None:
+        self._exit_in_thread(GeneratorExit, GeneratorExit(), None)
+
+    def _release(self, *, run_close: bool) -> Job | None:
+        """Its sticky proxy is closing: queue the exit (a `GeneratorExit`, if *run_close*) on
+        the proxy's thread now, before the thread leaves, unless it was never entered or its
+        exit is already under way. Leaving the block later waits for this exit."""
+        lane = self._lane
+        if lane is None or self._exited:
+            return None
+        self._exited = True
+        if run_close and not lane.lost and not lane.closed:
+            self._closing = _put_cleanup(lane, self._ctx, self._close_in_thread, ())
+        return self._closing
+
+    async def _await_closing(self, exc: BaseException | None) -> None:
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            await _cleanup_after(exc, closing, f"exiting {_describe(self._fn)}")
+
     async def __aenter__(self) -> T_co:
         if self._lane is not None:
             raise RuntimeError("this offloaded context manager was already entered")
@@ -1071,16 +1169,25 @@ class OffloadedContextManager(Generic[T_co]):
             value: T_co = await _run_step(
                 lane, self._ctx, self._enter_in_thread, (), self._cancel, self._timeout
             )
-            return value
         except BaseException as exc:
-            # entered by the time a cancellation or timeout came: exit before leaving (the
-            # thread stays held until then); a no-op if __enter__ raised or never ran
-            try:
-                abort = _put_cleanup(lane, self._ctx, self._abort_in_thread, ())
-            finally:
-                _free_lane(lane, self._lent)
-            await _cleanup_after(exc, abort, f"exiting {_describe(self._fn)} after a failed entry")
-            raise
+            if self._exited:  # its sticky proxy was closed meanwhile, and exits it
+                await self._await_closing(exc)
+            else:
+                # entered by the time a cancellation or timeout came: exit before leaving
+                # (the thread stays held until then); a no-op if __enter__ raised or never ran
+                self._exited = True
+                try:
+                    abort = _put_cleanup(lane, self._ctx, self._abort_in_thread, ())
+                finally:
+                    _free_lane(lane, self._lent)
+                what = f"exiting {_describe(self._fn)} after a failed entry"
+                await _cleanup_after(exc, abort, what)
+            _strip_library_frames(exc)  # this frame too
+            raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
+        if self._exited:  # its sticky proxy was closed while it was entered: exited since
+            await self._await_closing(None)
+            raise RuntimeError("the sticky proxy whose method made this was closed")
+        return value
 
     async def __aexit__(
         self,
@@ -1091,11 +1198,18 @@ class OffloadedContextManager(Generic[T_co]):
         lane = self._lane
         if lane is None:
             raise RuntimeError("__aexit__ called on an offloaded context manager never entered")
+        if self._exited:  # exited when its sticky proxy was closed (or exited already)
+            await self._await_closing(None)
+            return False
+        self._exited = True
         try:
             suppress: bool | None = await _run_step_to_end(
                 lane, self._ctx, self._exit_in_thread, (exc_type, exc, tb)
             )
             return bool(suppress)
+        except BaseException as error:
+            _strip_library_frames(error)  # this frame too
+            raise
         finally:
             _free_lane(lane, self._lent)
 
@@ -1275,9 +1389,11 @@ class AsyncProxy(Generic[O]):
         self._cancel = cancel
         self._timeout = timeout
         self._lane: Lane | None = None
-        # the async iterators its generator methods made, while open (sticky only): closing
-        # the proxy closes their generators on its thread first
-        self._iterators: weakref.WeakSet[OffloadedIterator[Any]] = weakref.WeakSet()
+        # the async iterators and context managers its methods made (sticky only): closing
+        # the proxy closes the generators and exits the context managers still open, on its
+        # thread, first
+        self._opened: weakref.WeakSet[OffloadedIterator[Any] | OffloadedContextManager[Any]]
+        self._opened = weakref.WeakSet()
         if sticky:
             lane = self._lane = Lane(get_pool(pool))
             lane.start(dedicated=True, name=type(obj).__name__)
@@ -1338,7 +1454,7 @@ class AsyncProxy(Generic[O]):
         )
         pool, cancel, timeout = self._pool, self._cancel, self._timeout
 
-        iterators = self._iterators
+        opened = self._opened
 
         def steps(*args: Any, **kwargs: Any) -> Any:
             if lent is None:
@@ -1346,8 +1462,7 @@ class AsyncProxy(Generic[O]):
             if lent[0].closed:
                 raise RuntimeError(f"this sticky proxy of {name!r} was closed")
             made = kind(attr, args, kwargs, pool, cancel, timeout, lent)
-            if kind is OffloadedIterator:
-                iterators.add(made)
+            opened.add(made)
             return made
 
         steps.__name__ = name
@@ -1356,11 +1471,12 @@ class AsyncProxy(Generic[O]):
 
     async def aclose(self) -> None:
         """Release the dedicated thread of a sticky proxy (after the calls already queued,
-        and after closing the generators of the async iterators its methods made that are
-        still open, on that thread)."""
+        and after closing the generators of the async iterators its methods made, and
+        exiting their context managers, that are still open, on that thread; a context
+        manager's ``__exit__`` gets a `GeneratorExit`, as a generator's ``close()`` does)."""
         if self._lane is not None:
-            for iterator in list(self._iterators):
-                iterator._release(run_close=True)
+            for opened in list(self._opened):
+                opened._release(run_close=True)
             self._lane.close()
 
     async def __aenter__(self) -> Self:
@@ -1382,7 +1498,7 @@ class AsyncProxy(Generic[O]):
         return f"<AsyncProxy {kind}of {type(self._obj).__name__} in pool {self._pool!r}>"
 
 
-_PROXY_OWN = frozenset({"_obj", "_pool", "_cancel", "_timeout", "_lane", "_iterators"})
+_PROXY_OWN = frozenset({"_obj", "_pool", "_cancel", "_timeout", "_lane", "_opened"})
 
 
 def post_to_sticky(proxy: AsyncProxy[Any], fn: Callable[..., Any], /, *args: Any) -> None:
