@@ -813,6 +813,16 @@ def get_pool(name: str) -> Pool:
         return pool
 
 
+def forget_pool(name: str) -> None:
+    """Drop the named pool *name* from the registry: for a pool made for one owner (the
+    worker threads of a database's blocking connections), once that owner is closed. Its
+    threads end when idle, as usual; calls already bound to it still run there."""
+    if name == DEFAULT_POOL:
+        raise ValueError("the default pool cannot be dropped")
+    with _pools_lock:
+        _pools.pop(name, None)
+
+
 _settings = {"shutdown_timeout": SHUTDOWN_TIMEOUT}
 
 

@@ -278,3 +278,24 @@ async def test_connect_timeout_ends_with_the_connect(url: BackendURL) -> None:
                 assert raw._read_timeout == 30 and raw._write_timeout is None
                 assert raw._sock.gettimeout() == 30
                 assert "_read_packet" not in vars(raw) and "_write_bytes" not in vars(raw)
+
+
+THREADED_CASES = [
+    p
+    for p in SERVER_CASES
+    if p.values[0][0] in ("postgresql+psycopg2", "mysql+pymysql")  # type: ignore[index]
+]
+
+
+@pytest.mark.parametrize("case", THREADED_CASES, indirect=True)
+async def test_connect_and_disconnect_leave_no_thread_pool_behind(url: BackendURL) -> None:
+    """Each connect() of a blocking driver makes a named pool of worker threads for its
+    connections; disconnect() drops it from asyncify's registry (30 cycles kept 30 pools)."""
+    from asyncify_kit import _executor
+
+    _executor.get_pool(_executor.DEFAULT_POOL)  # made on first use, by whichever test
+    before = set(_executor._pools)
+    for _ in range(5):
+        async with Database(url, min_size=1) as db:
+            assert await db.fetch_val("select 1") == 1
+    assert set(_executor._pools) == before

@@ -34,7 +34,14 @@ import anyio
 
 from ..._cleanup import finish
 from ..._config import BackendURL
-from ..._executor import DEFAULT_POOL, Work, check_cancelled, configure, current_job
+from ..._executor import (
+    DEFAULT_POOL,
+    Work,
+    check_cancelled,
+    configure,
+    current_job,
+    forget_pool,
+)
 from ..._offload import AsyncProxy, asyncify, run_owned, run_sync, wrap
 from ...exceptions import (
     CallCancelled,
@@ -1191,6 +1198,8 @@ class ThreadedConnectionPool:
                 await self._call_default(_close_sessions, [c._session for c in idle])
             for conn in busy:
                 conn.terminate()
+        # its worker threads' pool, made for it alone: one per connect() was kept for good
+        forget_pool(self._threads)
 
 
 def _close_session(session: SyncSession) -> None:
