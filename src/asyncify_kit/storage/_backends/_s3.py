@@ -483,7 +483,9 @@ class S3Backend(StorageBackend):
         """Call a client operation on this bucket (and this key), translating errors."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if self._client is None:
+        if self._client is None or (self._closing and operation != "abort_multipart_upload"):
+            # (closing: only the aborts of `before_close` still go; a writer still running
+            # would otherwise make a new upload, its last one aborted, for nobody to abort)
             raise self.not_open()
         if key is not None:
             kwargs["Key"] = self.prefix + key
