@@ -298,3 +298,17 @@ async def test_none_values_are_left_out(http_server: ServerInfo, backend: str) -
         assert r.json()["body"] == "x=1&tag=b"
         r = await http.post("/echo", data={"cursor": None, "x": "1"}, files={"f": ("f.txt", b"hi")})
         assert "cursor" not in r.json()["form"] and "None" not in r.json()["body"]
+
+
+async def test_cookies_are_shared_by_requests_with_and_without_a_body(
+    http_server: ServerInfo, backend: str
+) -> None:
+    """aiohttp sends requests with a body through a second session (with the redirect hook):
+    both sessions share one cookie jar, so a cookie set by either is sent by the other."""
+    async with HttpClient(http_server.url, backend=backend, retries=0) as http:
+        await http.get("/cookies/set", params={"by_get": "1"})
+        posted = await http.post("/cookies", json={"x": 1})
+        assert posted.json() == {"by_get": "1"}
+        await http.post("/cookies/set?by_post=2", content=b"body")
+        got = await http.get("/cookies")
+        assert got.json() == {"by_get": "1", "by_post": "2"}
