@@ -178,3 +178,44 @@ async def test_leaving_storage_in_a_cancelled_task_closes_the_client(
         assert pooled(client.wrapped) == 0
     else:
         assert all(session.closed for session in client._endpoint.http_session._sessions.values())
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_call_outlasting_the_close_is_cancelled_before_the_client_closes(
+    anyio_backend: str, s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call still under way once the close has waited `_CALLS_DRAIN` seconds for it is
+    cancelled, and fails with the closed Storage's `RuntimeError`. It used to go on after the
+    client's close, and aiobotocore made a connection pool for it (an aiohttp session) that
+    nobody closed: the moto server is slow enough with a 5 MiB part for that to happen."""
+    from asyncify_kit.storage._backends import _s3
+
+    endpoint, bucket = s3_bucket
+    monkeypatch.setattr(_s3, "_CALLS_DRAIN", 0.2)
+    st = Storage(f"s3://{bucket}/slow-{uuid.uuid4().hex[:8]}?endpoint_url={endpoint}")
+    await st.__aenter__()
+    client = st.backend._client  # type: ignore[attr-defined]
+    real = client.head_object
+    started = anyio.Event()
+
+    async def slow_head_object(**kwargs: Any) -> Any:
+        started.set()
+        await anyio.sleep(1)  # longer than the close waits
+        return await real(**kwargs)
+
+    monkeypatch.setattr(client, "head_object", slow_head_object)
+    failed: list[BaseException] = []
+
+    async def stat() -> None:
+        try:
+            await st.exists("k")
+        except RuntimeError as exc:
+            failed.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stat)
+        await started.wait()
+        with anyio.fail_after(0.9):  # before the call would have gone on
+            await st.aclose()
+    assert failed and "is not open" in str(failed[0])
+    assert client._endpoint.http_session._sessions == {}  # no session made after the close

@@ -32,6 +32,7 @@ class Boto3Backend(S3Backend):
     """Objects in an S3 bucket under an optional prefix, through boto3 in threads."""
 
     name = "s3+boto3"
+    cancels_calls = False  # (a call runs in a thread: the close lets it end, if slowly)
 
     def _make_client(self) -> Any:
         import boto3.session

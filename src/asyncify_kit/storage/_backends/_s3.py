@@ -241,6 +241,7 @@ class _S3Writer(ByteWriter):
         if upload_id is None:
             upload_id = await self._created_meanwhile()
         if upload_id is not None:
+            self._backend.stop_parts(upload_id)
             with contextlib.suppress(StorageError, RuntimeError):
                 await self._backend.call("abort_multipart_upload", self._key, UploadId=upload_id)
 
@@ -282,7 +283,9 @@ class S3Backend(StorageBackend):
         #: the writers whose multipart upload is made (or being made) and not yet complete:
         #: `aclose` aborts those uploads first (`abandon_uploads`)
         self.uploads: weakref.WeakSet[_S3Writer] = weakref.WeakSet()
-        self._calls = 0  # calls under way, which `aclose` lets end (bounded) first
+        #: the calls under way, which `aclose` lets end first (for `_CALLS_DRAIN` seconds),
+        #: by their cancel scope, each with the id of the upload its part is for (or None)
+        self._under_way: dict[anyio.CancelScope, str | None] = {}
         self._idle: anyio.Event | None = None
         self._closing = False
 
@@ -392,11 +395,15 @@ class S3Backend(StorageBackend):
                 raise
             raise self.client_error(exc) from exc
 
+    #: whether a call can be stopped by cancelling its task (a thread's cannot: boto3)
+    cancels_calls = True
+
     async def before_close(self) -> None:
         """Abort the multipart uploads of the writers still open (or still writing), while
-        the client can, then let the calls under way end (at most `_CALLS_DRAIN` seconds):
-        a call cut by the client's close was retried by botocore on a new connection pool,
-        which nobody closed. To its end, whatever cancels the caller."""
+        the client can, then let the calls under way end (at most `_CALLS_DRAIN` seconds),
+        and cancel those still running: a call cut by the client's close was retried by
+        botocore, and aiobotocore made a connection pool for it that nobody closed. To its
+        end, whatever cancels the caller."""
         if self._client is not None and not self._closing:
             self._closing = True
             await finish(self._settle())
@@ -406,10 +413,27 @@ class S3Backend(StorageBackend):
         self.uploads = weakref.WeakSet()
         for writer in writers:
             await writer.abandon()
-        if self._calls:
+        if await self._drained(_CALLS_DRAIN) or not self.cancels_calls:
+            return
+        for scope in self._under_way:
+            scope.cancel()  # (each then raises `not_open`: see `call`)
+        await self._drained(_CALLS_DRAIN)
+
+    async def _drained(self, seconds: float) -> bool:
+        """Whether no call is under way, waited for up to *seconds*."""
+        if self._under_way:
             self._idle = anyio.Event()
-            with anyio.move_on_after(_CALLS_DRAIN):
+            with anyio.move_on_after(seconds):
                 await self._idle.wait()
+        return not self._under_way
+
+    def stop_parts(self, upload_id: str) -> None:
+        """Cancel the parts being sent for the upload *upload_id*, about to be aborted:
+        they can only fail, and S3 may keep a part that lands after the abort."""
+        if self.cancels_calls:
+            for scope, upload in self._under_way.items():
+                if upload == upload_id:
+                    scope.cancel()
 
     async def aclose(self) -> None:
         await self.before_close()
@@ -489,16 +513,19 @@ class S3Backend(StorageBackend):
             raise self.not_open()
         if key is not None:
             kwargs["Key"] = self.prefix + key
-        self._calls += 1
+        scope = anyio.CancelScope()
+        self._under_way[scope] = kwargs.get("UploadId") if operation == "upload_part" else None
         try:
-            return await self.send(operation, kwargs)
+            with scope:
+                return await self.send(operation, kwargs)
+            raise self.not_open()  # cancelled by the close (`_settle`, `stop_parts`)
         except (ClientError, BotoCoreError) as exc:
             if self._closing:  # failed as the Storage closed (its upload aborted, say)
                 raise self.not_open() from exc
             raise translate_botocore(exc, key, self) from exc
         finally:
-            self._calls -= 1
-            if not self._calls and self._idle is not None:
+            del self._under_way[scope]
+            if not self._under_way and self._idle is not None:
                 self._idle.set()
 
     async def send(self, operation: str, kwargs: dict[str, Any]) -> Any:
