@@ -128,6 +128,8 @@ async def test_requests_cancel_as_the_body_ends_spares_the_next_request(
                 async def cancel_once_taken() -> None:
                     await run_sync(taken.wait, 5)
                     scope.cancel()
+                    await anyio.sleep(0.05)
+                    resume.set()  # (the read's cancellation waits for its thread)
 
                 tg.start_soon(cancel_once_taken)
                 await r.aiter_bytes().__anext__()  # the one read, which ends the body
