@@ -167,6 +167,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
     if head == "ok":
         await respond(send, 200, b"ok")
+    elif head == "big-header":
+        # /big-header/<size>: an X-Big header and a cookie, each with a value of <size> bytes
+        size = int(args[0])
+        await respond(
+            send, 200, b"ok", [("x-big", "h" * size), ("set-cookie", "big=" + "c" * size)]
+        )
     elif head == "status":
         code = int(args[0])
         await respond(send, code, b"" if code in (204, 304) else f"status {code}".encode())

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from asyncify_kit.exceptions import ConfigError
-from asyncify_kit.http import HttpClient, Limits, Timeout, TimeoutException
+from asyncify_kit.http import HttpClient, Limits, ReadError, Timeout, TimeoutException
 from asyncify_kit.http._redact import redact_text, redact_url
 
 from .conftest import ServerInfo
@@ -312,3 +312,30 @@ async def test_cookies_are_shared_by_requests_with_and_without_a_body(
         await http.post("/cookies/set?by_post=2", content=b"body")
         got = await http.get("/cookies")
         assert got.json() == {"by_get": "1", "by_post": "2"}
+
+
+# -- large response headers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [10_000, 40_000])
+async def test_large_response_headers_are_read_by_every_backend(
+    http_server: ServerInfo, backend: str, size: int
+) -> None:
+    """A response header and a cookie of *size* bytes each (a large token, a session cookie):
+    aiohttp refused any header line above 8,190 bytes (`ReadError`), where requests reads up
+    to 64 KiB and httpx 100 KiB of headers still arriving."""
+    async with HttpClient(http_server.url, backend=backend, retries=0) as http:
+        r = await http.get(f"/big-header/{size}")
+        assert r.status_code == 200
+        assert r.headers["x-big"] == "h" * size
+        assert r.headers["set-cookie"] == "big=" + "c" * size
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("backend", ["aiohttp", "requests"])
+async def test_a_header_line_above_64_kib_is_a_read_error(
+    http_server: ServerInfo, backend: str, anyio_backend: str
+) -> None:
+    async with HttpClient(http_server.url, backend=backend, retries=0) as http:
+        with pytest.raises(ReadError):
+            await http.get("/big-header/70000")

@@ -181,6 +181,9 @@ async def _on_request_redirect(
             params.headers.popall(name, None)
 
 
+#: the longest response header line read (requests': http.client's ``_MAXLINE``)
+_MAX_HEADER_LINE = 65536
+
 _REDIRECT_TRACE = aiohttp.TraceConfig()
 _REDIRECT_TRACE.on_request_redirect.append(_on_request_redirect)
 _REDIRECT_TRACE.freeze()
@@ -263,6 +266,10 @@ class AiohttpBackend(HttpBackend):
             # no body it sends none, like httpx and requests (aiohttp would add octet-stream)
             "skip_auto_headers": ("Content-Type",),
             "response_class": _ClientResponse,
+            # a response header line of up to 64 KiB, as requests (http.client) reads;
+            # aiohttp's default of 8,190 bytes refused a large cookie or token header
+            "max_line_size": _MAX_HEADER_LINE,
+            "max_field_size": _MAX_HEADER_LINE,
         }
         self._session = aiohttp.ClientSession(cookies=config.cookies, **settings)
         self._traced = aiohttp.ClientSession(
