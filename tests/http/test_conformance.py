@@ -649,5 +649,30 @@ async def test_pool_timeout(http_server: ServerInfo, backend: str) -> None:
                 await http.get("/ok")
             assert time.monotonic() - started < 2.5
             tg.cancel_scope.cancel()
-        if backend in ("httpx", "requests"):
-            assert info.value.phase == "pool"  # type: ignore[attr-defined]
+        assert info.value.phase == "pool"  # type: ignore[attr-defined]
+
+
+async def test_connect_timeout(backend: str) -> None:
+    """A server whose accept queue is full drops new connection attempts: a connect
+    timeout, phase "connect" (aiohttp raises the same error for the pool: see above)."""
+    server = socket.socket()
+    fill: list[socket.socket] = []
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        for _ in range(3):  # (Linux queues one more connection than the backlog says)
+            fill.append(socket.socket())
+            fill[-1].setblocking(False)
+            fill[-1].connect_ex(("127.0.0.1", port))
+        timeout = Timeout(5, connect=0.3)
+        url = f"http://127.0.0.1:{port}"
+        async with HttpClient(url, backend=backend, timeout=timeout, retries=0) as http:
+            started = time.monotonic()
+            with pytest.raises(TimeoutException) as info:
+                await http.get("/x")
+            assert time.monotonic() - started < 2.5
+        assert info.value.phase == "connect"  # type: ignore[attr-defined]
+    finally:
+        for sock in [*fill, server]:
+            sock.close()

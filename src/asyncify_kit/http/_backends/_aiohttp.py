@@ -54,6 +54,38 @@ class _WriteTimeout(asyncio.TimeoutError):
     """A piece of a request body was not written within the write timeout."""
 
 
+#: set on the cancellation that ends a wait for a free connection (`_Connector`)
+_POOL_WAIT = "_asyncify_kit_pool_wait"
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp raises the same ``ConnectionTimeoutError`` when its ``connect`` timeout ends a
+    wait for a free connection (the pool) and when it ends a connection attempt: the
+    cancellation that ends such a wait is marked (`_POOL_WAIT`), for `_pool_timed_out`."""
+
+    if hasattr(aiohttp.TCPConnector, "_wait_for_available_connection"):  # (a private method)
+
+        async def _wait_for_available_connection(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super()._wait_for_available_connection(*args, **kwargs)
+            except asyncio.CancelledError as exc:
+                setattr(exc, _POOL_WAIT, True)
+                raise
+
+
+def _pool_timed_out(exc: BaseException) -> bool:
+    """Whether a ``ConnectionTimeoutError`` ended a wait for a free connection: the timeout
+    that aiohttp raises from (or while handling) the cancellation `_Connector` marked."""
+    seen = exc.__cause__ or exc.__context__
+    for _ in range(3):  # (the timeout, then the cancellation)
+        if seen is None:
+            return False
+        if getattr(seen, _POOL_WAIT, False):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     connect = timeout.connect
     if connect is not None and timeout.pool is not None:
@@ -247,7 +279,7 @@ class AiohttpBackend(HttpBackend):
                 "use backend='httpx' or backend='requests', which work on trio"
             )
         config = self.config
-        connector = aiohttp.TCPConnector(
+        connector = _Connector(
             limit=config.limits.max_connections,
             limit_per_host=0,
             keepalive_timeout=config.limits.keepalive_expiry,
@@ -293,6 +325,8 @@ class AiohttpBackend(HttpBackend):
             return http_error(
                 TimeoutException, "write timeout", request, exc, secrets, phase="write"
             )
+        if isinstance(exc, aiohttp.ConnectionTimeoutError) and _pool_timed_out(exc):
+            return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return http_error(
                 TimeoutException, "connect timeout", request, exc, secrets, phase="connect"
