@@ -31,6 +31,17 @@ async def test_cookie_values_are_sent_unquoted(http_server: ServerInfo, backend:
         assert (await http.get("/cookies")).json() == {"srv": "p/q=="}
 
 
+async def test_a_cookie_a_server_set_in_double_quotes_goes_back_as_set(
+    http_server: ServerInfo, backend: str
+) -> None:
+    """``Set-Cookie: q="abc=="``: the double quotes are part of the value (RFC 6265), and
+    httpx and requests send them back; aiohttp sent ``q=abc==``. The caller's own cookies
+    still go unquoted."""
+    async with HttpClient(http_server.url, backend=backend, retries=0, cookies=VALUES) as http:
+        await http.get("/cookies/set", params={"q": '"abc=="', "plain": "p/q=="})
+        assert (await http.get("/cookies")).json() == {**VALUES, "q": '"abc=="', "plain": "p/q=="}
+
+
 async def test_request_cookies_replace_the_jars_of_the_same_name(
     http_server: ServerInfo, backend: str
 ) -> None:

@@ -3,9 +3,11 @@
 aiohttp has no write timeout (its ``sock_read`` starts once the body is sent): the backend
 writes a body of more than 64 KiB itself, piece by piece, each within the write timeout.
 Cookies are accepted from IP-address hosts too (``CookieJar(unsafe=True)``),
-as the other backends do, and sent as set, never wrapped in double quotes
-(``quote_cookie=False``). aiohttp's automatic ``Content-Type: application/octet-stream`` is
-off: a request carries the ``Content-Type`` the facade or the caller set, or none.
+as the other backends do, and sent as set: the caller's never wrapped in double quotes
+(``quote_cookie=False``), a server's as the server wrote them (`_CookieJar`). Response
+header lines of up to 64 KiB are read, as requests reads them. aiohttp's automatic
+``Content-Type: application/octet-stream`` is off: a request carries the ``Content-Type``
+the facade or the caller set, or none.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from http.cookies import Morsel
 from typing import Any
 
 import aiohttp
@@ -71,6 +74,37 @@ class _Connector(aiohttp.TCPConnector):
             except asyncio.CancelledError as exc:
                 setattr(exc, _POOL_WAIT, True)
                 raise
+
+
+def _morsel(name: str, value: str, coded_value: str) -> Morsel[str]:
+    """A cookie to send: its name and value only (``coded_value`` is what goes out)."""
+    morsel: Morsel[str] = Morsel()
+    # as aiohttp does: `Morsel.set` would check the name again
+    morsel.__setstate__({"key": name, "value": value, "coded_value": coded_value})  # type: ignore[attr-defined]
+    return morsel
+
+
+def _caller_cookies(cookies: Mapping[str, str]) -> dict[str, Morsel[str]]:
+    """The caller's cookies for the jar, each to be sent as given (`_CookieJar`)."""
+    return {name: _morsel(name, value, value) for name, value in cookies.items()}
+
+
+class _CookieJar(aiohttp.CookieJar):
+    """Every cookie sent as it was set: the caller's as given, never in double quotes
+    (``quote_cookie=False``: aiohttp would quote a base64 value), and a server's as the
+    server wrote it, double quotes included, as httpx and requests send it (aiohttp sent
+    ``q=abc==`` for ``Set-Cookie: q="abc=="``). The jar holds the caller's cookies with the
+    value as their coded value (`_caller_cookies`, which a value never starts with a double
+    quote in: the facade refuses one), so a coded value in double quotes is a server's."""
+
+    def __init__(self) -> None:
+        super().__init__(unsafe=True, quote_cookie=False)
+
+    def _build_morsel(self, cookie: Morsel[str]) -> Morsel[str]:  # (a private hook)
+        if cookie.coded_value[:1] == '"':
+            return _morsel(cookie.key, cookie.value, cookie.coded_value)
+        built: Morsel[str] = super()._build_morsel(cookie)
+        return built
 
 
 def _pool_timed_out(exc: BaseException) -> bool:
@@ -290,7 +324,7 @@ class AiohttpBackend(HttpBackend):
             "headers": config.headers,
             # unquoted: aiohttp would send a value holding "=", "/", "?" ... (base64, say)
             # in double quotes, which httpx and requests do not, and servers may not strip
-            "cookie_jar": aiohttp.CookieJar(unsafe=True, quote_cookie=False),
+            "cookie_jar": _CookieJar(),
             "timeout": self._timeout,
             "raise_for_status": False,
             "auto_decompress": True,
@@ -303,7 +337,9 @@ class AiohttpBackend(HttpBackend):
             "max_line_size": _MAX_HEADER_LINE,
             "max_field_size": _MAX_HEADER_LINE,
         }
-        self._session = aiohttp.ClientSession(cookies=config.cookies, **settings)
+        self._session = aiohttp.ClientSession(
+            cookies=_caller_cookies(config.cookies) if config.cookies else None, **settings
+        )
         self._traced = aiohttp.ClientSession(
             connector_owner=False, trace_configs=[_REDIRECT_TRACE], **settings
         )
