@@ -17,6 +17,7 @@ requests keeps one value per header name. A header given more than once (``heade
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+import urllib3.connection
 import urllib3.exceptions
 
 try:
@@ -181,8 +183,40 @@ class _PoolWait(threading.local):
 _POOL_WAIT = _PoolWait()
 
 
+#: informational responses skipped before a final one, at most (h11 and aiohttp set none)
+_MAX_INFORMATIONAL = 100
+
+
+class _FinalResponse(http.client.HTTPResponse):
+    """http.client skips a ``100 Continue`` only: it took any other informational response
+    (``103 Early Hints``, ``102 Processing``) for the final one, with no body, and dropped
+    the connection with the real response unread. They are skipped here, as httpx and
+    aiohttp skip them (``101 Switching Protocols`` ends the exchange: it stays final)."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(_MAX_INFORMATIONAL):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 101 < status < 200:
+                return version, status, reason
+            http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+        raise http.client.HTTPException(
+            f"more than {_MAX_INFORMATIONAL} informational responses before the final one"
+        )
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    response_class = _FinalResponse
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _FinalResponse
+
+
 class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
-    """A pool that waits for a free connection at most the pool timeout (`_PoolWait`)."""
+    """A pool that waits for a free connection at most the pool timeout (`_PoolWait`), and
+    whose connections skip informational responses (`_FinalResponse`)."""
+
+    ConnectionCls = _HTTPConnection  # pyright: ignore[reportAssignmentType]
 
     def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("pool_timeout") is None:
@@ -192,6 +226,8 @@ class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
 
 class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
     """`_HTTPConnectionPool` for https."""
+
+    ConnectionCls = _HTTPSConnection  # pyright: ignore[reportAssignmentType]
 
     def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("pool_timeout") is None:
