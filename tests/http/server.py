@@ -167,6 +167,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
     if head == "ok":
         await respond(send, 200, b"ok")
+    elif head == "nonascii-headers":
+        # "café" in UTF-8 and in Latin-1 (respond() sends each character as one byte)
+        await respond(send, 200, b"ok", [("x-utf8", "caf\xc3\xa9"), ("x-latin1", "caf\xe9")])
     elif head == "big-header":
         # /big-header/<size>: an X-Big header and a cookie, each with a value of <size> bytes
         size = int(args[0])

@@ -341,6 +341,20 @@ async def test_a_header_line_above_64_kib_is_a_read_error(
             await http.get("/big-header/70000")
 
 
+# -- non-ASCII response headers -------------------------------------------------------------
+
+
+async def test_non_ascii_header_values_are_utf8_else_latin1(
+    http_server: ServerInfo, backend: str
+) -> None:
+    """One value in UTF-8 and one in Latin-1, in one response: each reads "café" on every
+    backend. requests gave UTF-8 as mojibake, aiohttp Latin-1 as a lone surrogate, and httpx
+    decoded every value as Latin-1 as soon as one was not UTF-8."""
+    async with HttpClient(http_server.url, backend=backend, retries=0) as http:
+        r = await http.get("/nonascii-headers")
+        assert (r.headers["x-utf8"], r.headers["x-latin1"]) == ("caf\u00e9", "caf\u00e9")
+
+
 # -- informational responses ------------------------------------------------------------------
 
 

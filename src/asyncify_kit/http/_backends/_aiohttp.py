@@ -40,6 +40,7 @@ from .base import (
     HttpBackend,
     TranslatingIterator,
     current_event_loop,
+    header_text,
     http_error,
     redirect_method,
     without_userinfo,
@@ -105,6 +106,18 @@ class _CookieJar(aiohttp.CookieJar):
             return _morsel(cookie.key, cookie.value, cookie.coded_value)
         built: Morsel[str] = super()._build_morsel(cookie)
         return built
+
+
+def _header_items(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
+    """*headers* (decoded by aiohttp as UTF-8, other bytes as lone surrogates), each value
+    as `header_text` reads it."""
+    return [
+        (
+            name,
+            value if value.isascii() else header_text(value.encode("utf-8", "surrogateescape")),
+        )
+        for name, value in headers.items()
+    ]
 
 
 def _pool_timed_out(exc: BaseException) -> bool:
@@ -426,7 +439,7 @@ class AiohttpBackend(HttpBackend):
         headers = r.received_headers if isinstance(r, _ClientResponse) else r.headers
         return Response.from_backend(
             r.status,
-            headers.items,
+            lambda: _header_items(headers),
             content,
             str(r.url),
             request,

@@ -17,6 +17,7 @@ from .base import (
     ClientConfig,
     HttpBackend,
     TranslatingIterator,
+    header_text,
     http_error,
     redirect_method,
 )
@@ -35,6 +36,16 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 def _has_header(headers: list[tuple[str, str]] | None, name: str) -> bool:
     """Whether *headers* hold *name* (lower case)."""
     return bool(headers) and any(k.lower() == name for k, _ in headers or ())
+
+
+def _header_items(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """*headers*, each value as `header_text` reads it: httpx decodes the values of a
+    response all as UTF-8, or all as Latin-1 when one of them is not UTF-8."""
+    items = headers.multi_items()
+    if headers.encoding == "ascii":
+        return items
+    raw = headers.raw
+    return [(name, header_text(value)) for (name, _), (_, value) in zip(items, raw, strict=True)]
 
 
 class _InvalidLocation(httpx.TransportError):
@@ -269,7 +280,7 @@ class HttpxBackend(HttpBackend):
     ) -> Response:
         return Response.from_backend(
             r.status_code,
-            r.headers.multi_items,
+            lambda: _header_items(r.headers),
             content,
             str(r.url),
             request,

@@ -48,6 +48,7 @@ from .base import (
     ClientConfig,
     HttpBackend,
     http_error,
+    latin1_header_items,
     redirect_method,
     without_userinfo,
 )
@@ -604,10 +605,10 @@ class RequestsBackend(HttpBackend):
         stream: BackendStream | None = None,
     ) -> Response:
         raw = r.raw
-        header_items = raw.headers.items if raw is not None else r.headers.items
+        headers = raw.headers if raw is not None else r.headers
         return Response.from_backend(
             r.status_code,
-            header_items,
+            lambda: latin1_header_items(headers.items()),  # (as http.client decoded them)
             content,
             r.url,
             request,

@@ -19,7 +19,7 @@ import abc
 import asyncio
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -83,6 +83,26 @@ def redirect_method(method: str, status: int) -> str:
     if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
         return "GET"
     return method
+
+
+def header_text(raw: bytes) -> str:
+    """A response header value's text: UTF-8 when it is valid UTF-8, else Latin-1 (each
+    byte one character), on every backend. The libraries decode non-ASCII values each their
+    own way: http.client as Latin-1 (UTF-8 came out as mojibake), aiohttp as UTF-8 with
+    lone surrogates for other bytes (which cannot be printed or encoded), httpx as UTF-8 or
+    Latin-1 for all the headers of a response at once."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def latin1_header_items(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Header items a library decoded as Latin-1, their values as `header_text` reads them."""
+    return [
+        (name, value if value.isascii() else header_text(value.encode("latin-1")))
+        for name, value in items
+    ]
 
 
 def current_event_loop() -> str:
