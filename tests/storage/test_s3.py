@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -214,6 +215,28 @@ async def test_a_request_answered_by_a_closed_connection_is_a_storage_error(
                 assert type(info.value) is StorageError
                 assert info.value.__cause__ is info.value.orig is not None
         tg.cancel_scope.cancel()
+
+
+async def test_a_write_to_a_server_that_never_answers_ends_with_the_read_timeout(
+    scheme: str, anyio_backend: str, aws_env: None
+) -> None:
+    """A server that takes the connection and never answers (its accept queue holds it):
+    a write ends with a `StorageError` after the read timeout, as a read does. On s3:// it
+    hung for good: botocore sends a PUT with ``Expect: 100-continue``, and aiohttp waits for
+    the ``100 Continue`` with no timeout."""
+    server = socket.socket()
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        options = "max_attempts=1&read_timeout=0.3&connect_timeout=1"
+        async with Storage(f"{scheme}://bucket/p?endpoint_url={endpoint}&{options}") as st:
+            for operation in (lambda: st.write("k", b"x"), lambda: st.read("k")):
+                with anyio.fail_after(10), pytest.raises(StorageError, match="'k'") as info:
+                    await operation()
+                assert "timed out" in str(info.value).lower() or "timeout" in repr(info.value.orig)
+    finally:
+        server.close()
 
 
 def _uploads(endpoint: str, bucket: str, prefix: str) -> list[str]:

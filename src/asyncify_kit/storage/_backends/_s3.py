@@ -259,6 +259,17 @@ class _S3Writer(ByteWriter):
         return upload_id
 
 
+def _add_expect_header() -> Any:
+    """botocore's handler that sends each PUT with ``Expect: 100-continue``. aiohttp waits
+    for the ``100 Continue`` with no timeout, so a PUT to a server that never answered hung
+    for good (a GET ended with the read timeout); without it, the body goes at once and the
+    read timeout applies. (botocore's own connections wait a second for the answer, then
+    send the body anyway: the boto3 backend keeps it.)"""
+    from botocore.handlers import add_expect_header
+
+    return add_expect_header
+
+
 class S3Backend(StorageBackend):
     """Objects in an S3 bucket under an optional prefix, through aioboto3."""
 
@@ -389,6 +400,7 @@ class S3Backend(StorageBackend):
             session = await run_sync(self._make_session)
             self._client_cm = session.client("s3", **self.client_kwargs())
             self._client = await self._client_cm.__aenter__()
+            self._client.meta.events.unregister("before-call.s3", _add_expect_header())
         except (ClientError, BotoCoreError, ValueError) as exc:
             self._client_cm = None
             if isinstance(exc, ConfigError):
