@@ -341,6 +341,26 @@ async def test_a_header_line_above_64_kib_is_a_read_error(
             await http.get("/big-header/70000")
 
 
+# -- fragments --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "final"),
+    [
+        ("/ok#top", "/ok#top"),
+        ("/redirect/1#top", "/redirect/0#top"),  # a Location without one inherits it
+        ("/goto?to=/ok%23loc#top", "/ok#loc"),  # the Location's own
+    ],
+)
+async def test_the_response_url_keeps_the_fragment(
+    http_server: ServerInfo, backend: str, path: str, final: str
+) -> None:
+    """httpx and requests give ``Response.url`` the fragment (RFC 9110, 10.2.2); aiohttp
+    dropped it."""
+    async with HttpClient(http_server.url, backend=backend, retries=0) as http:
+        assert (await http.get(path)).url == http_server.url + final
+
+
 # -- non-ASCII response headers -------------------------------------------------------------
 
 

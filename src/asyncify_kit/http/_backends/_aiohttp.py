@@ -120,6 +120,20 @@ def _header_items(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
     ]
 
 
+def _with_fragment(url: str, request_url: str, history: tuple[aiohttp.ClientResponse, ...]) -> str:
+    """The final *url* with the fragment httpx and requests give it, which aiohttp drops:
+    the last one a redirect's ``Location`` had, else the request's (a redirect to a URL
+    without one inherits it: RFC 9110, 10.2.2)."""
+    fragment = request_url.partition("#")[2] if "#" in request_url else None
+    for hop in history:
+        location = hop.headers.get("Location", "")
+        if "#" in location:
+            fragment = location.partition("#")[2]
+    if fragment is None or "#" in url:
+        return url
+    return f"{url}#{fragment}"
+
+
 def _pool_timed_out(exc: BaseException) -> bool:
     """Whether a ``ConnectionTimeoutError`` ended a wait for a free connection: the timeout
     that aiohttp raises from (or while handling) the cancellation `_Connector` marked."""
@@ -437,11 +451,14 @@ class AiohttpBackend(HttpBackend):
         stream: BackendStream | None = None,
     ) -> Response:
         headers = r.received_headers if isinstance(r, _ClientResponse) else r.headers
+        url = str(r.url)
+        if r.history or "#" in request.url:
+            url = _with_fragment(url, request.url, r.history)
         return Response.from_backend(
             r.status,
             lambda: _header_items(headers),
             content,
-            str(r.url),
+            url,
             request,
             time.perf_counter() - started,
             r.reason,
