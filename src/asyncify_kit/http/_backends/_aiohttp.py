@@ -13,11 +13,12 @@ the facade or the caller set, or none.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Mapping
 from http.cookies import Morsel
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import aiohttp.payload
@@ -49,9 +50,14 @@ from .base import (
 __all__ = ["AiohttpBackend"]
 
 _LARGE_BODY = 1 << 20
-# a body written in pieces of this size, each within the write timeout (aiohttp's stream
-# writer waits for the transport to drain only past 64 KiB: a smaller body never waits)
-_WRITE_PIECE = 1 << 16
+# a body above this size is written in pieces, each within the write timeout (aiohttp's
+# stream writer waits for the transport to drain only past 64 KiB: a smaller body never waits)
+_TIMED_BODY = 1 << 16
+#: each piece of a body above `_TIMED_BODY` is written within the write timeout: pieces of
+#: 64 KiB, each under its own `asyncio.wait_for`, made an 8 MiB upload 1.3x slower than
+#: plain aiohttp's (ad hoc A/B, 9 interleaved rounds); 256 KiB under one rescheduled
+#: deadline, about as fast
+_WRITE_PIECE = 1 << 18
 
 
 class _WriteTimeout(asyncio.TimeoutError):
@@ -159,7 +165,7 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
 
 
 class _TimedBytesPayload(aiohttp.payload.BytesPayload):
-    """Bytes written in 64 KiB pieces, each within *write_timeout* seconds, else a
+    """Bytes written in 256 KiB pieces, each within *write_timeout* seconds, else a
     `_WriteTimeout`: aiohttp would wait forever for a server that stops reading the body."""
 
     def __init__(self, value: bytes, write_timeout: float) -> None:
@@ -179,25 +185,40 @@ class _TimedBytesPayload(aiohttp.payload.BytesPayload):
         view = memoryview(self._value)
         if content_length is not None:
             view = view[:content_length]
-        for start in range(0, len(view), _WRITE_PIECE):
+        seconds = self._write_timeout
+        pieces = (view[start : start + _WRITE_PIECE] for start in range(0, len(view), _WRITE_PIECE))
+        if sys.version_info >= (3, 11):
+            loop = asyncio.get_running_loop()
             try:
-                await asyncio.wait_for(
-                    writer.write(view[start : start + _WRITE_PIECE]), self._write_timeout
-                )
-            except asyncio.TimeoutError as exc:
-                # closed, the transport would wait for its buffer to drain: for good
-                transport = getattr(writer, "transport", None)
-                if transport is not None:
-                    transport.abort()
-                raise _WriteTimeout(
-                    f"no piece of the request body written in {self._write_timeout} s"
-                ) from exc
+                async with asyncio.timeout(seconds) as deadline:
+                    for piece in pieces:
+                        await writer.write(piece)
+                        deadline.reschedule(loop.time() + seconds)
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise
+                self._timed_out(writer, exc)
+        else:  # (3.10: no asyncio.timeout)
+            for piece in pieces:
+                try:
+                    await asyncio.wait_for(writer.write(piece), seconds)
+                except asyncio.TimeoutError as exc:
+                    self._timed_out(writer, exc)
+
+    def _timed_out(self, writer: AbstractStreamWriter, exc: BaseException) -> NoReturn:
+        # closed, the transport would wait for its buffer to drain: for good
+        transport = getattr(writer, "transport", None)
+        if transport is not None:
+            transport.abort()
+        raise _WriteTimeout(
+            f"no piece of the request body written in {self._write_timeout} s"
+        ) from exc
 
 
 def _payload(
     content: bytes | None, write_timeout: float | None
 ) -> aiohttp.payload.Payload | bytes | None:
-    if content is None or len(content) <= _WRITE_PIECE:
+    if content is None or len(content) <= _TIMED_BODY:
         return content
     if write_timeout is not None:
         return _TimedBytesPayload(content, write_timeout)
