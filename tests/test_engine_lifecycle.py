@@ -146,7 +146,7 @@ def test_interpreter_exit_is_bounded_and_names_the_running_call() -> None:
         async def main():
             try:
                 await asyncio.wait_for(stuck_in_legacy_code(), 0.05)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11 only
                 print("left", flush=True)
 
         asyncio.run(main())

@@ -119,6 +119,52 @@ def _strip_library_frames(exc: BaseException) -> BaseException:
     return exc.with_traceback(new_tb)
 
 
+if sys.version_info < (3, 11):
+    # Up to Python 3.10 a bare ``raise`` re-raises the traceback its handler caught, kept in
+    # the thread's "exception being handled" state (sys.exc_info()), not the exception's
+    # ``__traceback__``: the stripped traceback would be lost at each bare ``raise`` after
+    # `_strip_library_frames`. `raise exc` would keep it, but add the raising frame again (a
+    # library frame, which no handler outside strips). So on 3.10 the stripping also sets
+    # the handled exception's traceback (CPython's PyErr_SetExcInfo), when *exc* is the
+    # exception being handled, as it is at each call (3.11 takes ``__traceback__``).
+    _strip_traceback = _strip_library_frames
+
+    def _strip_and_set_handled(exc: BaseException) -> BaseException:
+        _strip_traceback(exc)
+        if sys.exc_info()[1] is exc:
+            setter = _handled_traceback_setter()
+            if setter is not None:
+                setter(exc)
+        return exc
+
+    @functools.cache
+    def _handled_traceback_setter() -> Callable[[BaseException], None] | None:
+        """``PyErr_SetExcInfo`` through ctypes (imported at the first error, on 3.10 only);
+        None where there is no such C API (not CPython): tracebacks then keep library frames.
+        """
+        try:
+            import ctypes
+
+            # prototypes of our own: the shared ctypes.pythonapi attributes stay untouched
+            obj = ctypes.py_object
+            set_exc_info = ctypes.PYFUNCTYPE(None, obj, obj, obj)(
+                ("PyErr_SetExcInfo", ctypes.pythonapi)
+            )
+            incref = ctypes.PYFUNCTYPE(None, obj)(("Py_IncRef", ctypes.pythonapi))
+        except (ImportError, AttributeError):  # pragma: no cover - not CPython
+            return None
+
+        def set_handled(exc: BaseException) -> None:
+            kind, tb = type(exc), exc.__traceback__
+            for ref in (kind, exc, tb):  # PyErr_SetExcInfo steals a reference to each
+                incref(ref)
+            set_exc_info(kind, exc, tb)
+
+        return set_handled
+
+    _strip_library_frames = _strip_and_set_handled
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()

@@ -33,6 +33,8 @@ from asyncify_kit.sql import (
     Row,
 )
 
+from .conftest import CASES
+
 pytestmark = pytest.mark.anyio
 
 
@@ -307,6 +309,24 @@ async def test_statement_timeout(url: BackendURL, case: tuple[str, str]) -> None
         started = anyio.current_time()
         with pytest.raises(QueryTimeout) as caught:
             await db.fetch_val(slow[db.dialect])
+        assert anyio.current_time() - started < 2.5
+        assert isinstance(caught.value, TimeoutError)
+        assert await db.fetch_val("select 1") == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [p for p in CASES if p.values[0][0] == "postgresql+asyncpg"],  # type: ignore[index]
+    indirect=True,
+)
+async def test_asyncpg_command_timeout_is_a_query_timeout(url: BackendURL) -> None:
+    """asyncpg's client-side ``command_timeout`` raises asyncio's TimeoutError (before Python
+    3.11 not the builtin one): the `Database` reports it as `QueryTimeout`, as docs/sql.md
+    says."""
+    async with Database(url, command_timeout=0.3, min_size=0) as db:
+        started = anyio.current_time()
+        with pytest.raises(QueryTimeout, match=r"command_timeout=0\.3s") as caught:
+            await db.fetch_val("select pg_sleep(3)")
         assert anyio.current_time() - started < 2.5
         assert isinstance(caught.value, TimeoutError)
         assert await db.fetch_val("select 1") == 1

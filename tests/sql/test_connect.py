@@ -259,6 +259,21 @@ async def test_connect_timeout_bounds_a_connect_to_a_server_that_never_answers(
     assert await run_sync(_sockets_to, port) == []
 
 
+ASYNCPG_CASES = [p for p in SERVER_CASES if p.values[0][0] == "postgresql+asyncpg"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("case", ASYNCPG_CASES, indirect=True)
+async def test_asyncpg_connect_timeout_is_named_as_on_mysql(silent_server: SilentServer) -> None:
+    """asyncpg's own connect timeout raises asyncio's TimeoutError (before Python 3.11 not the
+    builtin one): the error still says "no connection within connect_timeout", as MySQL's."""
+    port = silent_server.port
+    url = BackendURL.parse(f"postgresql+asyncpg://app:{secrets.token_hex(6)}@127.0.0.1:{port}/s")
+    with pytest.raises(OperationalError) as caught:
+        async with Database(url, min_size=1, connect_timeout=1):
+            pass  # pragma: no cover - the connect fails
+    assert "no connection within connect_timeout=1s (TimeoutError)" in str(caught.value)
+
+
 MYSQL_CASES = [p for p in SERVER_CASES if p.values[0][0].startswith("mysql")]  # type: ignore[index]
 
 

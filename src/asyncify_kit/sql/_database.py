@@ -35,6 +35,7 @@ from ..exceptions import (
     Unsupported,
 )
 from ._backends.base import (
+    TIMEOUT_ERRORS,
     Backend,
     Connection,
     ConnectionPool,
@@ -259,7 +260,8 @@ class Database:
         (host, port, database and user; the file for SQLite), never the password. Also called
         on the worker threads of a threaded pool."""
         err = self._backend.translate(exc)
-        if isinstance(exc, TimeoutError) and "connect_timeout" in self._backend.options:
+        # asyncpg's connect raises asyncio's TimeoutError: not the builtin one before 3.11
+        if isinstance(exc, TIMEOUT_ERRORS) and "connect_timeout" in self._backend.options:
             detail = (
                 f"no connection within connect_timeout="
                 f"{self._backend.options['connect_timeout']:g}s ({type(exc).__name__})"

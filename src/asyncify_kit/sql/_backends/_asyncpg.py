@@ -22,7 +22,7 @@ from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json, decode_json, encode_json
 from ._dialects import PgAsyncConnection, pg_declarable, pg_error, pg_session_options
-from .base import Backend, Connection
+from .base import TIMEOUT_ERRORS, Backend, Connection
 
 __all__ = ["AsyncpgBackend"]
 
@@ -229,7 +229,8 @@ class AsyncpgBackend(Backend):
             if "closed" in str(exc):
                 return ConnectionLost(text, orig=exc)
             return ProgrammingError(text, orig=exc)
-        if isinstance(exc, TimeoutError) and self.options.get("command_timeout"):
+        # asyncpg raises asyncio's TimeoutError: not the builtin one before Python 3.11
+        if isinstance(exc, TIMEOUT_ERRORS) and self.options.get("command_timeout"):
             return QueryTimeout(
                 f"the statement ran longer than command_timeout={self.options['command_timeout']}s",
                 orig=exc,

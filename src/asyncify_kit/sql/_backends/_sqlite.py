@@ -398,6 +398,10 @@ class SqliteBackend(Backend):
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         if not isinstance(exc, sqlite3.Error):
+            if isinstance(exc, sqlite3.Warning):
+                # up to Python 3.10, sqlite3 raised its Warning (no sqlite3.Error) for several
+                # statements in one execute(); 3.11 raises ProgrammingError there
+                return ProgrammingError(f"{type(exc).__name__}: {exc}", orig=exc)
             return None
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, sqlite3.IntegrityError):

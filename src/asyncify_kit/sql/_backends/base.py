@@ -56,6 +56,7 @@ from .._types import PoolStats
 
 __all__ = [
     "STREAM_METHODS",
+    "TIMEOUT_ERRORS",
     "Backend",
     "Connection",
     "ConnectionPool",
@@ -67,6 +68,10 @@ __all__ = [
 ]
 
 Converter = Callable[[Any], Any]
+
+# what a driver's timeout raises: asyncio's TimeoutError (asyncpg's, asyncio.wait_for's) is the
+# builtin TimeoutError from Python 3.11 only
+TIMEOUT_ERRORS: tuple[type[Exception], ...] = (TimeoutError, asyncio.TimeoutError)
 
 logger = logging.getLogger("asyncify_kit.sql")
 
