@@ -178,7 +178,8 @@ class Store:
         self.path = path
 
     def open(self) -> None:
-        self.con = sqlite3.connect(self.path)
+        # closed by the test once the proxy (and its thread) is gone
+        self.con = sqlite3.connect(self.path, check_same_thread=False)
         self.con.execute("create table if not exists t (x integer)")
         self.con.commit()
 
@@ -200,15 +201,21 @@ def count_rows(path: str) -> int:
 @BACKENDS
 def test_closing_a_sticky_proxy_rolls_back_an_open_transaction(backend: str, tmp_path: Any) -> None:
     path = str(tmp_path / "store.db")
+    target = Store(path)
 
     async def main() -> None:
-        async with wrap(Store(path), sticky=True) as store:
+        async with wrap(target, sticky=True) as store:
             await store.open()
             async with store.transaction():
                 await store.insert(1)
                 await store.aclose()  # the block did not finish: nothing is committed
 
-    run_bounded(main, backend)
+    try:
+        run_bounded(main, backend)
+        assert not target.con.in_transaction  # rolled back, not left open
+    finally:
+        if hasattr(target, "con"):
+            target.con.close()
     assert count_rows(path) == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -10,7 +11,7 @@ import pytest
 
 from asyncify_kit import run_sync
 from asyncify_kit.sql import Database, QueryTimeout
-from asyncify_kit.sql._backends._sqlite import SqliteBackend
+from asyncify_kit.sql._backends._sqlite import SqliteBackend, _SqliteSession
 
 pytestmark = pytest.mark.anyio
 
@@ -80,6 +81,40 @@ async def test_statement_timeout_interrupts(tmp_path: Path) -> None:
                 "select count(*) from c"
             )
         assert await db.fetch_val("select 2") == 2
+
+
+async def test_a_connection_opened_for_a_caller_that_left_is_closed_on_its_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while its connection is opened, a caller never gets it: the connect ends on
+    the connection's thread (the "wait" policy), and what it opened is closed there, not left
+    open until collected (on whatever thread drops it; Python 3.13's sqlite3 warns then)."""
+    opened: list[tuple[_SqliteSession, int]] = []
+    closed: list[int] = []
+    connect, close = _SqliteSession.connect, _SqliteSession.close
+
+    def slow_connect(self: _SqliteSession) -> None:
+        time.sleep(0.2)  # the caller leaves meanwhile
+        connect(self)
+        opened.append((self, threading.get_ident()))
+
+    def recorded_close(self: _SqliteSession) -> None:
+        closed.append(threading.get_ident())
+        close(self)
+
+    monkeypatch.setattr(_SqliteSession, "connect", slow_connect)
+    monkeypatch.setattr(_SqliteSession, "close", recorded_close)
+    async with Database(f"sqlite:///{tmp_path / 'c.db'}", min_size=0, max_size=1) as db:
+        with anyio.move_on_after(0.02):
+            async with db.connection():
+                pytest.fail("a cancelled caller was given the connection")
+        assert len(opened) == 1  # the connect ran to its end
+        session, home = opened[0]
+        with anyio.fail_after(5):
+            while session.conn is not None:
+                await anyio.sleep(0.01)
+        assert closed == [home]
+        assert db.pool_stats().size == 0
 
 
 def test_a_sqlite_url_names_no_host() -> None:

@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h> /* offsetof: structmember.h brought it up to 3.11, Python.h may not */
 
 #if PY_VERSION_HEX < 0x030C0000
 #include <structmember.h>

@@ -844,6 +844,11 @@ class ThreadedConnection(Connection):
         try:
             await proxy.connect()
         except BaseException:
+            if session.conn is not None:
+                # the caller left (cancelled, timed out) while its thread connected: under
+                # the "wait" policy the connect ended first, and what it opened was only
+                # closed when collected (on any thread; Python 3.13's sqlite3 then warns)
+                cls(session, proxy).terminate()
             await proxy.aclose()
             raise
         return cls(session, proxy)
