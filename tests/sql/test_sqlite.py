@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -10,8 +12,8 @@ import anyio
 import pytest
 
 from asyncify_kit import run_sync
-from asyncify_kit.sql import Database, QueryTimeout
-from asyncify_kit.sql._backends._sqlite import SqliteBackend, _SqliteSession
+from asyncify_kit.sql import Database, OperationalError, QueryTimeout
+from asyncify_kit.sql._backends._sqlite import SqliteBackend, _SqliteSession, _turns_of
 
 pytestmark = pytest.mark.anyio
 
@@ -123,3 +125,121 @@ def test_a_sqlite_url_names_no_host() -> None:
     with pytest.raises(ConfigError, match="names a file, not a host"):
         Database("sqlite://server/app.db")
     assert SqliteBackend.dialect == "sqlite"
+
+
+class _Writer:
+    """Another writer of the file (a plain sqlite3 connection, as another process would be):
+    `hold` takes the write lock, `release` commits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+
+    async def hold(self) -> None:
+        def begin() -> sqlite3.Connection:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=5
+            )
+            conn.execute("BEGIN IMMEDIATE")
+            return conn
+
+        self.conn = await run_sync(begin)
+
+    async def release(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await run_sync(conn.commit)
+            await run_sync(conn.close)
+
+
+async def _file_with_table(tmp_path: Path, query: str = "") -> tuple[str, _Writer]:
+    path = tmp_path / "locked.db"
+    async with Database(f"sqlite:///{path}") as setup:
+        await setup.execute("create table t (n integer)")
+    return f"sqlite:///{path}{query}", _Writer(path)
+
+
+async def test_a_transaction_cancelled_while_it_waits_for_the_write_lock_leaves_at_once(
+    tmp_path: Path,
+) -> None:
+    # SQLite's own busy handler sleeps through a cancellation: the caller (which waits for
+    # its thread) and the connection stayed stuck until busy_timeout, here 30 s
+    url, writer = await _file_with_table(tmp_path, "?busy_timeout=30")
+    async with Database(url, min_size=1, max_size=1) as db:
+        async with db.connection() as conn:
+            raw = conn.raw
+        await writer.hold()
+        try:
+            with anyio.fail_after(5):
+                with anyio.move_on_after(0.2) as scope:
+                    async with db.transaction():
+                        pytest.fail("the transaction began while another writer held the lock")
+                assert scope.cancelled_caught
+                assert await db.fetch_val("select count(*) from t") == 0
+        finally:
+            await writer.release()
+        # the same connection, outside any transaction (a cancelled BEGIN opened none)
+        async with db.connection() as conn:
+            assert conn.raw is raw
+            assert not await run_sync(lambda: conn.raw.in_transaction)
+        async with db.transaction():
+            await db.execute("insert into t (n) values (1)")
+        assert await db.fetch_val("select count(*) from t") == 1
+
+
+async def test_transactions_waiting_for_the_write_lock_begin_in_the_order_they_came(
+    tmp_path: Path,
+) -> None:
+    url, writer = await _file_with_table(tmp_path)
+    order: list[int] = []
+    async with Database(url, min_size=4, max_size=4) as db:
+        await writer.hold()
+        try:
+
+            async def write(n: int) -> None:
+                async with db.transaction():
+                    order.append(n)
+                    await db.execute("insert into t (n) values (:n)", {"n": n})
+
+            turns = _turns_of(await run_sync(os.path.realpath, writer.path))
+            async with anyio.create_task_group() as tg:
+                for n in range(4):
+                    tg.start_soon(write, n)
+                    with anyio.fail_after(5):  # it waits in line before the next one comes
+                        while len(turns.queue) < n + 1:
+                            await anyio.sleep(0.01)
+                await anyio.sleep(0.3)  # the first ones have waited a while: SQLite's own
+                # handler then tries the lock every 50-100 ms, the latest comers more often
+                assert order == []
+                await writer.release()
+        finally:
+            await writer.release()
+        assert order == [0, 1, 2, 3]
+        assert await db.fetch_val("select count(*) from t") == 4
+
+
+async def test_busy_timeout_still_bounds_the_wait_for_the_write_lock(tmp_path: Path) -> None:
+    url, writer = await _file_with_table(tmp_path, "?busy_timeout=0.3")
+    async with Database(url, min_size=2, max_size=2) as db:
+        await writer.hold()
+        try:
+            failures: list[tuple[str, float]] = []
+
+            async def write() -> None:
+                began = time.monotonic()
+                with pytest.raises(OperationalError, match="database is locked") as info:
+                    async with db.transaction():
+                        pytest.fail("the transaction began while another writer held the lock")
+                failures.append((str(info.value), time.monotonic() - began))
+
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(write)  # first in line: tries the lock
+                    tg.start_soon(write)  # behind it, in this process
+            assert len(failures) == 2
+            assert all(waited >= 0.25 for _, waited in failures), failures
+        finally:
+            await writer.release()
+        async with db.transaction():  # and the connections are fine
+            await db.execute("insert into t (n) values (1)")
+        assert db.pool_stats().size == 2

@@ -26,10 +26,13 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import os
 import sqlite3
 import threading
 import time
 import uuid
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, cast
@@ -164,12 +167,43 @@ def sqlite_target(path: str, options: dict[str, Any]) -> tuple[str, bool]:
     return f"file:{name}?" + "&".join(params), True
 
 
+#: how often a ``BEGIN`` tries the write lock again while another connection holds it: after
+#: 1 ms, then twice as long each time, up to every 5 ms (see `_SqliteSession._begin`)
+_LOCK_POLL_FIRST = 0.001
+_LOCK_POLL_MAX = 0.005
+#: how often a ``BEGIN`` waiting behind others looks whether its caller left
+_TURN_SLICE = 0.02
+
+
+class _Turns:
+    """The connections of this process waiting to begin a transaction on one database
+    file, first come first served (see `_SqliteSession._begin`)."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.queue: deque[object] = deque()
+
+
+#: per database file (its target, as opened); kept while a session of it lives
+_turns: weakref.WeakValueDictionary[str, _Turns] = weakref.WeakValueDictionary()
+_turns_lock = threading.Lock()
+
+
+def _turns_of(target: str) -> _Turns:
+    with _turns_lock:
+        turns = _turns.get(target)
+        if turns is None:
+            turns = _turns[target] = _Turns()
+        return turns
+
+
 class _SqliteSession(SyncSession):
     def __init__(self, path: str, options: dict[str, Any], *, memory: bool = False) -> None:
         super().__init__()
         self.path = path
         self.options = options
         self.target, self.uri = sqlite_target(path, options)
+        self.turns = _Turns()  # this file's: set by `connect` (on the thread: realpath)
         # the journal mode is stored in the file: a read-only connection cannot change it,
         # and an in-memory database has its own
         self.set_journal = not memory and options.get("mode") != "ro" and path != ":memory:"
@@ -185,6 +219,7 @@ class _SqliteSession(SyncSession):
 
     def connect(self) -> None:
         opts = self.options
+        self.turns = _turns_of(self.target if self.uri else os.path.realpath(self.target))
         conn = sqlite3.connect(
             self.target,
             timeout=float(opts["busy_timeout"]),
@@ -328,7 +363,94 @@ class _SqliteSession(SyncSession):
     def run(self, statement: str) -> None:
         self._arm()
         with self._cancellable():
-            self.conn.execute(statement)
+            if statement.startswith("BEGIN"):
+                self._begin(statement)
+            elif statement == "ROLLBACK" and not self.conn.in_transaction:
+                # over already: SQLite rolled it back itself (an interrupted write, a full
+                # disk), or a cancelled BEGIN never began it; the connection is fine
+                return
+            else:
+                self.conn.execute(statement)
+
+    def _begin(self, statement: str) -> None:
+        """Run *statement* (a ``BEGIN``), waiting for the write lock here rather than in
+        SQLite's busy handler. That one cannot be stopped by its caller's cancellation (no
+        progress handler runs while it sleeps), and after its first quarter second it looks
+        at the lock only every 100 ms, so writers that came later take the lock first. Here
+        the connections of this process that wait to begin on one file take turns in the
+        order they came, the first of them trying the lock every few milliseconds, up to
+        ``busy_timeout``; a caller that left or a connection thrown away stops its wait at
+        once (within 20 ms while it is not yet first)."""
+        conn = self.conn
+        patience = float(self.options["busy_timeout"])
+        if patience <= 0:
+            conn.execute(statement)
+            return
+        deadline = time.monotonic() + patience
+        turns = self.turns
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            if not turns.queue:  # nobody waiting: try at once
+                try:
+                    conn.execute(statement)
+                    return
+                except sqlite3.OperationalError as exc:
+                    self._keep_waiting(exc, deadline)
+            me = object()
+            with turns.changed:
+                turns.queue.append(me)
+            try:
+                self._wait_for_turn(turns, me, deadline)
+                pause = _LOCK_POLL_FIRST
+                while True:
+                    try:
+                        conn.execute(statement)
+                        return
+                    except sqlite3.OperationalError as exc:
+                        left = self._keep_waiting(exc, deadline)
+                    time.sleep(min(pause, left))
+                    pause = min(pause * 2, _LOCK_POLL_MAX)
+            finally:
+                with turns.changed:
+                    turns.queue.remove(me)
+                    turns.changed.notify_all()
+        finally:
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")  # as connect()
+            except sqlite3.Error:
+                # (interrupted by a `terminate` just then, say) the connection would keep
+                # waiting for no lock: throw it away, as its next call does with `closing`
+                self.closing = True
+
+    def _wait_for_turn(self, turns: _Turns, me: object, deadline: float) -> None:
+        with turns.changed:
+            while turns.queue[0] is not me:
+                left = self._keep_waiting(None, deadline)
+                turns.changed.wait(min(left, _TURN_SLICE))
+
+    def _keep_waiting(self, exc: sqlite3.OperationalError | None, deadline: float) -> float:
+        """The seconds left to wait for the write lock, or raise: *exc* itself when it is not
+        "database is locked" or ``busy_timeout`` has passed, `CallCancelled` for a caller that
+        left, `ConnectionLost` for a connection thrown away meanwhile."""
+        left = deadline - time.monotonic()
+        if exc is not None and str(exc) != "database is locked":
+            raise exc
+        if left <= 0:
+            if exc is None:  # still behind others of this process: as SQLite would say
+                raise sqlite3.OperationalError("database is locked")
+            raise exc
+        job = current_job()
+        if job is not None and job.cancel_requested:
+            raise CallCancelled(
+                "the caller was cancelled while its transaction waited for the write lock; "
+                "no transaction was opened"
+            ) from exc
+        if self.closing:
+            raise ConnectionLost(
+                "the connection was closed while its transaction waited for the write lock",
+                orig=exc,
+            ) from exc
+        return left
 
     def is_closed(self) -> bool:
         return self.conn is None
