@@ -12,8 +12,10 @@ import anyio
 import pytest
 
 from asyncify_kit import run_sync
+from asyncify_kit._offload import post_to_sticky
 from asyncify_kit.sql import Database, OperationalError, QueryTimeout
 from asyncify_kit.sql._backends._sqlite import SqliteBackend, _SqliteSession, _turns_of
+from asyncify_kit.sql._backends.base import Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -145,6 +147,12 @@ class _Writer:
 
         self.conn = await run_sync(begin)
 
+    async def finds_the_lock_free(self) -> None:
+        """Take the write lock (waiting up to 5 s, its busy timeout) and give it back."""
+        with anyio.fail_after(10):
+            await self.hold()
+        await self.release()
+
     async def release(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
@@ -243,3 +251,50 @@ async def test_busy_timeout_still_bounds_the_wait_for_the_write_lock(tmp_path: P
         async with db.transaction():  # and the connections are fine
             await db.execute("insert into t (n) values (1)")
         assert db.pool_stats().size == 2
+
+
+async def test_a_close_withdrawn_behind_a_busy_call_still_closes_the_connection(
+    tmp_path: Path,
+) -> None:
+    # the pool bounds a close by time: one still queued behind a call under way is
+    # withdrawn. The connection's thread then left with the connection open, and the
+    # transaction on it kept the write lock until the connection was collected
+    url, writer = await _file_with_table(tmp_path)
+    async with Database(url, min_size=0, max_size=1) as db:
+        conn = await _in_a_transaction(db)
+        post_to_sticky(conn._proxy, time.sleep, 0.3)  # type: ignore[attr-defined]
+        with anyio.move_on_after(0.05) as scope:
+            await conn.close()
+        assert scope.cancelled_caught
+        await writer.finds_the_lock_free()
+
+
+async def _in_a_transaction(db: Database) -> Connection:
+    """A connection of *db*'s backend, outside its pool, in a write transaction."""
+    conn = await db._backend.connect()
+    await conn.run("BEGIN IMMEDIATE")
+    return conn
+
+
+async def test_closing_a_connection_with_a_statement_still_referenced_ends_its_transaction(
+    tmp_path: Path,
+) -> None:
+    # sqlite3 closes with sqlite3_close_v2: while a statement of the connection is still
+    # referenced (by a cursor that a traceback keeps alive, say) the connection stays open
+    # as a "zombie", its transaction and write lock held until that statement is collected
+    url, writer = await _file_with_table(tmp_path)
+    async with Database(url, min_size=0, max_size=1) as db:
+        conn = await _in_a_transaction(db)
+        raw = conn.raw
+
+        def open_statement() -> sqlite3.Cursor:
+            raw.executemany("insert into t (n) values (?)", [(1,), (2,), (3,)])
+            cursor: sqlite3.Cursor = raw.execute("select n from t")
+            cursor.fetchone()  # the statement is under way
+            return cursor
+
+        cursor = await run_sync(open_statement)
+        await conn.close()
+        await writer.finds_the_lock_free()
+        assert await db.fetch_val("select count(*) from t") == 0  # rolled back
+        del cursor

@@ -212,9 +212,22 @@ class _SqliteSession(SyncSession):
         # held while the connection closes: `terminate` (on another thread) interrupts it
         # only outside a close, as sqlite3 does not guard a connection closed under a call
         self.close_lock = threading.Lock()
+        self.close_queued = False  # a close is queued on its thread (`terminate`)
 
     def close(self) -> None:
         with self.close_lock:
+            conn = self.conn
+            if conn is not None:
+                # end the transaction and the iterations first: sqlite3 closes with
+                # sqlite3_close_v2, which leaves a connection with a statement still
+                # referenced (a cursor kept alive by a traceback, say) open as a "zombie",
+                # its transaction and write lock held until that statement is collected
+                for cursor in self._cursors.values():
+                    with contextlib.suppress(sqlite3.Error):
+                        cursor.close()
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.rollback()
             super().close()
 
     def connect(self) -> None:
@@ -466,9 +479,9 @@ class _SqliteConnection(ThreadedConnection):
         # whatever thread dropped it last (the event loop's, say, where a close that
         # checkpoints the WAL blocks)
         session = cast("_SqliteSession", self._session)
-        if session.closing:
+        if session.close_queued:
             return  # thrown away already: its close is queued
-        session.closing = True
+        session.closing = session.close_queued = True
         if not session.close_lock.acquire(blocking=False):
             return  # closing on its thread right now: nothing left to interrupt
         try:
@@ -479,6 +492,20 @@ class _SqliteConnection(ThreadedConnection):
             session.close_lock.release()
         if conn is not None:
             post_to_sticky(self._proxy, _close_discarded, session)
+
+    async def close(self) -> None:
+        try:
+            await self._proxy.close()
+        finally:
+            if self._session.conn is not None:
+                # the close did not run: withdrawn before its turn when its caller left
+                # (`ConnectionPool` bounds a close by time) behind a call still under way.
+                # Its thread stops after this, so queue the close for it first: else the
+                # connection stayed open, a transaction that call began with it, and its
+                # write lock with it, until the connection was collected
+                post_to_sticky(self._proxy, _close_discarded, self._session)
+                cast("_SqliteSession", self._session).close_queued = True
+            await self._proxy.aclose()
 
 
 def _close_discarded(session: _SqliteSession) -> None:
