@@ -195,19 +195,23 @@ async def test_a_transaction_cancelled_while_it_waits_for_the_write_lock_leaves_
         assert await db.fetch_val("select count(*) from t") == 1
 
 
-async def test_transactions_waiting_for_the_write_lock_begin_in_the_order_they_came(
+async def test_writers_waiting_for_the_write_lock_go_in_the_order_they_came(
     tmp_path: Path,
 ) -> None:
+    # transactions (0, 2) and statements on their own (1, 3) alike
     url, writer = await _file_with_table(tmp_path)
-    order: list[int] = []
     async with Database(url, min_size=4, max_size=4) as db:
         await writer.hold()
         try:
+            written: list[int] = []
 
             async def write(n: int) -> None:
-                async with db.transaction():
-                    order.append(n)
+                if n % 2:
                     await db.execute("insert into t (n) values (:n)", {"n": n})
+                else:
+                    async with db.transaction():
+                        await db.execute("insert into t (n) values (:n)", {"n": n})
+                written.append(n)
 
             turns = _turns_of(await run_sync(os.path.realpath, writer.path))
             async with anyio.create_task_group() as tg:
@@ -218,12 +222,30 @@ async def test_transactions_waiting_for_the_write_lock_begin_in_the_order_they_c
                             await anyio.sleep(0.01)
                 await anyio.sleep(0.3)  # the first ones have waited a while: SQLite's own
                 # handler then tries the lock every 50-100 ms, the latest comers more often
-                assert order == []
+                assert written == []  # (every connection of the pool is waiting)
                 await writer.release()
         finally:
             await writer.release()
-        assert order == [0, 1, 2, 3]
-        assert await db.fetch_val("select count(*) from t") == 4
+        rows = await db.fetch_all("select n from t order by rowid")
+        assert [row.n for row in rows] == [0, 1, 2, 3]
+
+
+async def test_a_statement_cancelled_while_it_waits_for_the_write_lock_leaves_at_once(
+    tmp_path: Path,
+) -> None:
+    url, writer = await _file_with_table(tmp_path, "?busy_timeout=30")
+    async with Database(url, min_size=1, max_size=1) as db:
+        await writer.hold()
+        try:
+            with anyio.fail_after(5):
+                with anyio.move_on_after(0.2) as scope:
+                    await db.execute("insert into t (n) values (1)")
+                assert scope.cancelled_caught
+                assert await db.fetch_val("select count(*) from t") == 0
+        finally:
+            await writer.release()
+        await db.execute("insert into t (n) values (2)")
+        assert await db.fetch_val("select n from t") == 2
 
 
 async def test_busy_timeout_still_bounds_the_wait_for_the_write_lock(tmp_path: Path) -> None:

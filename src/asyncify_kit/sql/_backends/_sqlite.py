@@ -27,6 +27,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -167,6 +168,19 @@ def sqlite_target(path: str, options: dict[str, Any]) -> tuple[str, bool]:
     return f"file:{name}?" + "&".join(params), True
 
 
+_WRITE_WORD = re.compile(r"\b(?:insert|update|delete|replace)\b", re.IGNORECASE)
+
+
+def _reads(text: str) -> bool:
+    """Whether *text* only reads (``SELECT``, ``VALUES``, ``EXPLAIN``, a ``WITH`` naming no
+    ``INSERT``, ``UPDATE``, ``DELETE`` or ``REPLACE``): it needs no write lock, so it does not
+    wait in turn. Anything else may write (a read taken for a write only waits its turn)."""
+    head = text.lstrip()[:7].upper()
+    if head.startswith(("SELECT", "VALUES", "EXPLAIN")):
+        return True
+    return head.startswith("WITH") and _WRITE_WORD.search(text) is None
+
+
 #: how often a ``BEGIN`` tries the write lock again while another connection holds it: after
 #: 1 ms, then twice as long each time, up to every 5 ms (see `_SqliteSession._begin`)
 _LOCK_POLL_FIRST = 0.001
@@ -284,7 +298,13 @@ class _SqliteSession(SyncSession):
 
     def _execute(self, cur: Any, text: str, args: Sequence[Any] | None) -> None:
         self._arm()
-        super()._execute(cur, text, args)
+        if self.conn.in_transaction or _reads(text):
+            super()._execute(cur, text, args)
+        else:
+            # a statement that may write, on its own: it waits for the write lock in turn
+            # with the transactions (else, in SQLite's own wait, they would starve it)
+            run = super()._execute
+            self._in_turn(lambda: run(cur, text, args))
 
     def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
         for value in args:
@@ -386,18 +406,23 @@ class _SqliteSession(SyncSession):
                 self.conn.execute(statement)
 
     def _begin(self, statement: str) -> None:
-        """Run *statement* (a ``BEGIN``), waiting for the write lock here rather than in
-        SQLite's busy handler. That one cannot be stopped by its caller's cancellation (no
-        progress handler runs while it sleeps), and after its first quarter second it looks
-        at the lock only every 100 ms, so writers that came later take the lock first. Here
-        the connections of this process that wait to begin on one file take turns in the
-        order they came, the first of them trying the lock every few milliseconds, up to
-        ``busy_timeout``; a caller that left or a connection thrown away stops its wait at
-        once (within 20 ms while it is not yet first)."""
+        conn = self.conn
+        self._in_turn(lambda: conn.execute(statement))
+
+    def _in_turn(self, attempt: Callable[[], object]) -> None:
+        """Run *attempt* (a ``BEGIN``, or a statement that may write outside a transaction),
+        waiting for the write lock here rather than in SQLite's busy handler. That one cannot
+        be stopped by its caller's cancellation (no progress handler runs while it sleeps),
+        and after its first quarter second it looks at the lock only every 100 ms, so writers
+        that came later take the lock first. Here the connections of this process that wait
+        for one file's write lock take turns in the order they came, the first of them trying
+        the lock every few milliseconds, up to ``busy_timeout``; a caller that left or a
+        connection thrown away stops its wait at once (within 20 ms while it is not yet
+        first). *attempt* must do nothing when it fails with "database is locked"."""
         conn = self.conn
         patience = float(self.options["busy_timeout"])
         if patience <= 0:
-            conn.execute(statement)
+            attempt()
             return
         deadline = time.monotonic() + patience
         turns = self.turns
@@ -405,7 +430,7 @@ class _SqliteSession(SyncSession):
         try:
             if not turns.queue:  # nobody waiting: try at once
                 try:
-                    conn.execute(statement)
+                    attempt()
                     return
                 except sqlite3.OperationalError as exc:
                     self._keep_waiting(exc, deadline)
@@ -417,7 +442,7 @@ class _SqliteSession(SyncSession):
                 pause = _LOCK_POLL_FIRST
                 while True:
                     try:
-                        conn.execute(statement)
+                        attempt()
                         return
                     except sqlite3.OperationalError as exc:
                         left = self._keep_waiting(exc, deadline)
@@ -455,12 +480,12 @@ class _SqliteSession(SyncSession):
         job = current_job()
         if job is not None and job.cancel_requested:
             raise CallCancelled(
-                "the caller was cancelled while its transaction waited for the write lock; "
-                "no transaction was opened"
+                "the caller was cancelled while its statement waited for the write lock; "
+                "the statement did not run"
             ) from exc
         if self.closing:
             raise ConnectionLost(
-                "the connection was closed while its transaction waited for the write lock",
+                "the connection was closed while its statement waited for the write lock",
                 orig=exc,
             ) from exc
         return left
