@@ -190,12 +190,36 @@ _TURN_SLICE = 0.02
 
 
 class _Turns:
-    """The connections of this process waiting to begin a transaction on one database
-    file, first come first served (see `_SqliteSession._begin`)."""
+    """The connections of this process waiting for the write lock of one database file,
+    first come first served (see `_SqliteSession._in_turn`). Each waits on an event of its
+    own: only the first in line is woken when the lock may be free."""
 
     def __init__(self) -> None:
-        self.changed = threading.Condition()
-        self.queue: deque[object] = deque()
+        self.lock = threading.Lock()
+        self.queue: deque[threading.Event] = deque()
+
+    def join(self) -> threading.Event:
+        me = threading.Event()
+        with self.lock:
+            self.queue.append(me)
+            if self.queue[0] is me:
+                me.set()
+        return me
+
+    def leave(self, me: threading.Event) -> None:
+        with self.lock:
+            first = self.queue[0] is me
+            self.queue.remove(me)
+            if first and self.queue:
+                self.queue[0].set()
+
+    def release(self) -> None:
+        """A connection of this process let the write lock go: the first in line tries it
+        now, rather than after its pause."""
+        if self.queue:
+            with self.lock:
+                if self.queue:
+                    self.queue[0].set()
 
 
 #: per database file (its target, as opened); kept while a session of it lives
@@ -242,6 +266,7 @@ class _SqliteSession(SyncSession):
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         conn.rollback()
+                    self.turns.release()
             super().close()
 
     def connect(self) -> None:
@@ -304,7 +329,10 @@ class _SqliteSession(SyncSession):
             # a statement that may write, on its own: it waits for the write lock in turn
             # with the transactions (else, in SQLite's own wait, they would starve it)
             run = super()._execute
-            self._in_turn(lambda: run(cur, text, args))
+            try:
+                self._in_turn(lambda: run(cur, text, args))
+            finally:
+                self.turns.release()
 
     def adapt(self, args: Sequence[Any]) -> Sequence[Any]:
         for value in args:
@@ -403,7 +431,13 @@ class _SqliteSession(SyncSession):
                 # disk), or a cancelled BEGIN never began it; the connection is fine
                 return
             else:
-                self.conn.execute(statement)
+                conn = self.conn
+                began = conn.in_transaction
+                try:
+                    conn.execute(statement)
+                finally:
+                    if began and not conn.in_transaction:  # COMMIT, ROLLBACK
+                        self.turns.release()
 
     def _begin(self, statement: str) -> None:
         conn = self.conn
@@ -428,30 +462,32 @@ class _SqliteSession(SyncSession):
         turns = self.turns
         conn.execute("PRAGMA busy_timeout = 0")
         try:
-            if not turns.queue:  # nobody waiting: try at once
-                try:
-                    attempt()
-                    return
-                except sqlite3.OperationalError as exc:
-                    self._keep_waiting(exc, deadline)
-            me = object()
-            with turns.changed:
-                turns.queue.append(me)
+            # try at once, even with others in line: a lock that is free now is taken
+            # (else it stays idle until the first in line wakes up, and many writers of
+            # one file took 1.5x their time); one that is not, in turn
             try:
-                self._wait_for_turn(turns, me, deadline)
+                attempt()
+                return
+            except sqlite3.OperationalError as exc:
+                self._keep_waiting(exc, deadline)
+            me = turns.join()
+            try:
+                while turns.queue[0] is not me:
+                    me.wait(min(self._keep_waiting(None, deadline), _TURN_SLICE))
                 pause = _LOCK_POLL_FIRST
                 while True:
+                    me.clear()
                     try:
                         attempt()
                         return
                     except sqlite3.OperationalError as exc:
                         left = self._keep_waiting(exc, deadline)
-                    time.sleep(min(pause, left))
+                    # until a connection of ours lets the lock go, or the pause ends (for
+                    # another process's)
+                    me.wait(min(pause, left))
                     pause = min(pause * 2, _LOCK_POLL_MAX)
             finally:
-                with turns.changed:
-                    turns.queue.remove(me)
-                    turns.changed.notify_all()
+                turns.leave(me)
         finally:
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")  # as connect()
@@ -459,12 +495,6 @@ class _SqliteSession(SyncSession):
                 # (interrupted by a `terminate` just then, say) the connection would keep
                 # waiting for no lock: throw it away, as its next call does with `closing`
                 self.closing = True
-
-    def _wait_for_turn(self, turns: _Turns, me: object, deadline: float) -> None:
-        with turns.changed:
-            while turns.queue[0] is not me:
-                left = self._keep_waiting(None, deadline)
-                turns.changed.wait(min(left, _TURN_SLICE))
 
     def _keep_waiting(self, exc: sqlite3.OperationalError | None, deadline: float) -> float:
         """The seconds left to wait for the write lock, or raise: *exc* itself when it is not
