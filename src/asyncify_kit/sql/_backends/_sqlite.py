@@ -181,11 +181,12 @@ def _reads(text: str) -> bool:
     return head.startswith("WITH") and _WRITE_WORD.search(text) is None
 
 
-#: how often a ``BEGIN`` tries the write lock again while another connection holds it: after
-#: 1 ms, then twice as long each time, up to every 5 ms (see `_SqliteSession._begin`)
+#: how often the first writer in line tries the write lock again when no connection of this
+#: process let it go meanwhile (the holder is another process's): after 1 ms, then twice as
+#: long each time, up to every 5 ms (see `_SqliteSession._in_turn`)
 _LOCK_POLL_FIRST = 0.001
 _LOCK_POLL_MAX = 0.005
-#: how often a ``BEGIN`` waiting behind others looks whether its caller left
+#: how often a writer waiting behind others looks whether its caller left
 _TURN_SLICE = 0.02
 
 
@@ -449,10 +450,11 @@ class _SqliteSession(SyncSession):
         be stopped by its caller's cancellation (no progress handler runs while it sleeps),
         and after its first quarter second it looks at the lock only every 100 ms, so writers
         that came later take the lock first. Here the connections of this process that wait
-        for one file's write lock take turns in the order they came, the first of them trying
-        the lock every few milliseconds, up to ``busy_timeout``; a caller that left or a
-        connection thrown away stops its wait at once (within 20 ms while it is not yet
-        first). *attempt* must do nothing when it fails with "database is locked"."""
+        for one file's write lock take turns in the order they came: the first of them tries
+        the lock again as soon as another of them lets it go (`_Turns.release`), else every
+        few milliseconds, up to ``busy_timeout``; a caller that left or a connection thrown
+        away stops its wait at once (within 20 ms while it is not yet first). *attempt* must
+        do nothing when it fails with "database is locked"."""
         conn = self.conn
         patience = float(self.options["busy_timeout"])
         if patience <= 0:
@@ -463,8 +465,8 @@ class _SqliteSession(SyncSession):
         conn.execute("PRAGMA busy_timeout = 0")
         try:
             # try at once, even with others in line: a lock that is free now is taken
-            # (else it stays idle until the first in line wakes up, and many writers of
-            # one file took 1.5x their time); one that is not, in turn
+            # rather than left idle until the first in line wakes up; one that is not, in
+            # turn
             try:
                 attempt()
                 return
