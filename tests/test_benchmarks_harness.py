@@ -397,6 +397,23 @@ def test_the_hop_cost_script_measures_each_way_and_length(
     assert "5 calls one at a time" in capsys.readouterr().out
 
 
+def test_the_sqlite_turns_script_measures_each_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import sqlite_turns
+
+    from asyncify_kit.sql._backends._sqlite import _SqliteSession
+
+    own = _SqliteSession._in_turn
+    table = sqlite_turns.run(str(tmp_path), transactions=20, writers=5, pool=2, rounds=1)
+    assert [row["way"] for row in table] == list(sqlite_turns.WAYS)
+    for row in table:
+        assert all(row[column] > 0 for column in sqlite_turns.COLUMNS)
+    assert _SqliteSession._in_turn is own  # the backend's line is back on
+    assert list(tmp_path.iterdir()) == []  # its databases are removed
+    assert "20 one-row transactions" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("threadsafe", [True, False])
 def test_the_offload_reference_row_wakes_its_loop_with_call_soon_threadsafe(
     threadsafe: bool,
