@@ -394,7 +394,7 @@ async def test_a_discarded_sqlite_connection_is_closed_at_once(url: BackendURL) 
 
     async def busy() -> None:
         async with db.connection() as conn:
-            sessions.append(conn._conn()._session)  # type: ignore[attr-defined]
+            sessions.append(conn._pinned().conn._session)  # type: ignore[attr-defined]
             await conn.execute(slow)
 
     async with anyio.create_task_group() as tg:

@@ -73,13 +73,25 @@ async def test_killed_idle_connections_are_replaced(url: BackendURL) -> None:
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
-@pytest.mark.parametrize("kind", ["transaction", "iteration", "execute_many"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "transaction",
+        "iteration",
+        "execute_many",
+        "connection",
+        "connection-transaction",
+        "connection-iteration",
+    ],
+)
 async def test_killed_idle_connections_are_replaced_for_every_kind_of_call(
     url: BackendURL, table: str, kind: str
 ) -> None:
-    """A transaction, an iteration and an `execute_many` that find their pooled connection
-    killed while it was idle begin again on a fresh one, as a plain query does (each used to
-    raise `ConnectionLost`, once per dead connection in the pool)."""
+    """A transaction, an iteration, an `execute_many` and a `db.connection()` block (whatever
+    it runs first) that find their pooled connection killed while it was idle begin again on
+    a fresh one, as a plain query does (each used to raise `ConnectionLost`, once per dead
+    connection in the pool)."""
+    insert = f"insert into {table} (id) values (:n)"
     async with Database(url, min_size=3, max_size=3) as db:
         await db.execute(f"create table {table} (id integer)")
         try:
@@ -88,17 +100,52 @@ async def test_killed_idle_connections_are_replaced_for_every_kind_of_call(
             for n in range(4):
                 if kind == "transaction":
                     async with db.transaction():
-                        await db.execute(f"insert into {table} (id) values (:n)", {"n": n})
+                        await db.execute(insert, {"n": n})
                 elif kind == "execute_many":
-                    await db.execute_many(f"insert into {table} (id) values (:n)", [{"n": n}])
-                else:
+                    await db.execute_many(insert, [{"n": n}])
+                elif kind == "iteration":
                     async with aclosing(db.iterate("select 1 as one")) as rows:
                         assert [row.one async for row in rows] == [1]
-            expected = 0 if kind == "iteration" else 4
+                elif kind == "connection":
+                    async with db.connection() as conn:
+                        await conn.execute(insert, {"n": n})
+                        await db.execute(insert, {"n": n})  # the same connection
+                        assert await conn.fetch_val(CONNECTION_ID[db.dialect]) == (
+                            await db.fetch_val(CONNECTION_ID[db.dialect])
+                        )
+                elif kind == "connection-transaction":
+                    async with db.connection() as conn, conn.transaction():
+                        await conn.execute(insert, {"n": n})
+                else:
+                    async with db.connection():
+                        async with aclosing(db.iterate("select 1 as one")) as rows:
+                            assert [row.one async for row in rows] == [1]
+                        await db.execute(insert, {"n": n})
+            expected = {"iteration": 0, "connection": 8}.get(kind, 4)
             assert await db.fetch_val(f"select count(*) from {table}") == expected
             assert not set(await _pooled_connection_ids(db, 3)) & set(ids)
         finally:
             await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
+@pytest.mark.parametrize("used", ["statement", "raw"])
+async def test_a_connection_block_keeps_a_connection_it_used(url: BackendURL, used: str) -> None:
+    """Once a `db.connection()` block has run a statement on its connection (its session
+    state may matter: a temporary table, a setting) or handed out `raw`, a kill of that
+    connection raises `ConnectionLost`: the block is never moved to another one."""
+    async with Database(url, min_size=1, max_size=2) as db:
+        [conn_id] = await _pooled_connection_ids(db, 1)
+        with pytest.raises(ConnectionLost):
+            async with db.connection() as conn:
+                if used == "raw":
+                    assert conn.raw is not None
+                else:
+                    assert int(await conn.fetch_val(CONNECTION_ID[db.dialect])) == conn_id
+                await _kill(url, db.dialect, [conn_id])
+                await conn.fetch_val("select 1")
+        assert db.pool_stats().in_use == 0
+        assert await db.fetch_val("select 1") == 1
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, indirect=True)

@@ -79,7 +79,7 @@ def _current_task() -> object:
 class _Pin:
     """A connection pinned to one task (by a transaction or ``connection()``)."""
 
-    __slots__ = ("conn", "depth", "pool", "task")
+    __slots__ = ("conn", "depth", "pool", "task", "untouched")
 
     def __init__(
         self, task: object, conn: Connection, pool: ConnectionPool | ThreadedConnectionPool
@@ -88,6 +88,9 @@ class _Pin:
         self.conn = conn
         self.pool = pool  # the pool the connection goes back to (even once it is closing)
         self.depth = 0  # open transactions (1 = the transaction, >1 = savepoints)
+        # nothing has run on the connection yet, nor has the block handed it out (``raw``):
+        # the block's first statement may still move it to another connection
+        self.untouched = True
 
 
 _NO_PINS: Mapping[Database, _Pin] = MappingProxyType({})
@@ -333,7 +336,7 @@ class Database:
     ) -> R:
         pin = self._pin()
         if pin is not None:
-            return await self._on(pin.conn, op, *args)
+            return await self._on_pin(pin, op, *args)
         await checkpoint_if_cancelled()  # called cancelled: no statement is sent
         pool = self._require_pool()
         if pool.threaded and query is not None:
@@ -361,7 +364,7 @@ class Database:
                 if err is exc:
                     raise
                 # (a pool closed meanwhile: disconnect() closed it under the statement)
-                if not (isinstance(err, ConnectionLost) and conn.reused) or pool.closed:
+                if not (isinstance(err, ConnectionLost) and _found_dead(conn, pool)):
                     raise err from exc
             except BaseException:
                 _cut_short(conn)
@@ -377,6 +380,30 @@ class Database:
             return await self._on(conn, op, *args)
         finally:
             await pool.release(conn)
+
+    async def _on_pin(self, pin: _Pin, op: Callable[..., Awaitable[R]], *args: Any) -> R:
+        """`_on` the connection *pin* holds. The first statement of a block (a transaction's
+        ``BEGIN``, or whatever a `db.connection()` block runs first) that finds its pooled
+        connection dead moves the block to a fresh one: nothing has run on it, so nothing is
+        lost (the server killed it while it was idle in the pool)."""
+        if not pin.untouched:
+            return await self._on(pin.conn, op, *args)
+        pin.untouched = False
+        try:
+            return await self._on(pin.conn, op, *args)
+        except ConnectionLost:
+            if not _found_dead(pin.conn, pin.pool):
+                raise
+        await self._repin(pin)
+        return await self._on(pin.conn, op, *args)
+
+    async def _repin(self, pin: _Pin) -> None:
+        """Move *pin* to a fresh connection, its own having been found dead before anything
+        ran on it (the idle ones likely are too: they are closed)."""
+        pool, dead = pin.pool, pin.conn
+        await pool.drop_idle()
+        pin.conn = await pool.acquire(fresh=True)
+        await pool.release(dead)
 
     async def _on(self, conn: Connection, op: Callable[..., Awaitable[R]], *args: Any) -> R:
         await checkpoint_if_cancelled()  # called cancelled: no statement is sent
@@ -523,13 +550,16 @@ class Database:
         await checkpoint_if_cancelled()  # called cancelled: no statement is sent
         pin = self._pin()
         pool: ConnectionPool | ThreadedConnectionPool | None = None
+        movable = False  # a pinned connection that nothing has used yet (see `_on_pin`)
         if pin is not None:
             if pin.conn.interrupted:
                 raise _discarded()
             conn = pin.conn
+            home = pin.pool
             in_tx = pin.depth > 0
+            movable, pin.untouched = pin.untouched, False
         else:
-            pool = self._require_pool()
+            home = pool = self._require_pool()
             in_tx = False
         for attempt in range(2):
             if pool is not None:
@@ -550,11 +580,10 @@ class Database:
                         # was idle in the pool): once more on a fresh one, as a plain query
                         retry = (
                             attempt == 0
-                            and pool is not None
                             and not started
-                            and conn.reused
                             and isinstance(err, ConnectionLost)
-                            and not pool.closed
+                            and (pool is not None or movable)
+                            and _found_dead(conn, home)
                         )
                         if not retry:
                             if err is exc:
@@ -570,9 +599,13 @@ class Database:
             finally:
                 if pool is not None:
                     await pool.release(conn)
-            if not retry or pool is None:
+            if not retry:
                 return
-            await pool.drop_idle()
+            if pool is not None:
+                await pool.drop_idle()
+            elif pin is not None:
+                await self._repin(pin)
+                conn = pin.conn
 
     # -- transactions and pinned connections ----------------------------------------------
 
@@ -636,6 +669,14 @@ def _cut_short(conn: Connection) -> None:
     runs on it, not even the rest of the transaction it is in (see `_discarded`)."""
     if not conn.cancel_safe:
         conn.broken = conn.interrupted = True
+
+
+def _found_dead(conn: Connection, pool: ConnectionPool | ThreadedConnectionPool) -> bool:
+    """Whether *conn*, lost, was lost while idle in *pool* (the server killed it there), so
+    that the statement which found it dead can run on a fresh one: it came from the pool (a
+    fresh connection lost at once is no idle kill), and the pool is not closing (disconnect()
+    closing it under the statement is no idle kill either)."""
+    return conn.reused and not pool.closed
 
 
 def _discarded() -> ConnectionLost:
@@ -724,6 +765,7 @@ class Transaction:
         """The backend connection this transaction runs on (while it is open)."""
         if self._pin is None:
             raise ProgrammingError("the transaction is not open")
+        self._pin.untouched = False  # handed out: the block keeps this one
         return self._pin.conn
 
     async def __aenter__(self) -> Self:
@@ -744,21 +786,9 @@ class Transaction:
                 before, self._after = begin_statements(
                     db._dialect, self._isolation, self._read_only
                 )
-                try:
-                    for statement in before:
-                        await db._on(pin.conn, _run_statement, statement)
-                except ConnectionLost:
-                    pool = db._pool
-                    if self._token is None or not pin.conn.reused or pool is None or pool.closed:
-                        raise
-                    # found dead as it began (the server killed it while it was idle in the
-                    # pool): nothing ran on it, so begin once more on a fresh connection
-                    await self._unpin()
-                    await pool.drop_idle()
-                    pin, self._token = await db._acquire_pin(fresh=True)
-                    self._pin = pin
-                    for statement in before:
-                        await db._on(pin.conn, _run_statement, statement)
+                # (the first, found dead, moves the block to a fresh connection: `_on_pin`)
+                for statement in before:
+                    await db._on_pin(pin, _run_statement, statement)
             else:
                 if self._isolation is not None or self._read_only:
                     raise ProgrammingError(
@@ -953,38 +983,40 @@ class DatabaseConnection:
                 pin.conn.broken = True  # a transaction left open on it by hand
             await self._db._release_pin(pin, token)
 
-    def _conn(self) -> Connection:
+    def _pinned(self) -> _Pin:
         if self._pin is None:
             raise ProgrammingError("use the connection inside `async with db.connection()`")
-        return self._pin.conn
+        return self._pin
 
     @property
     def raw(self) -> Any:
         """The driver's own connection object."""
-        return self._conn().raw
+        pin = self._pinned()
+        pin.untouched = False  # handed out: the block keeps this connection
+        return pin.conn.raw
 
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
         """Like `Database.fetch_all`, on this connection."""
         query, args = self._db._compile(sql, params)
-        return await self._db._on(self._conn(), _fetch_all, query, args)
+        return await self._db._on_pin(self._pinned(), _fetch_all, query, args)
 
     async def fetch_one(self, sql: str, params: Params = None) -> Row | None:
         """Like `Database.fetch_one`, on this connection."""
         query, args = self._db._compile(sql, params)
-        return await self._db._on(self._conn(), _fetch_one, query, args)
+        return await self._db._on_pin(self._pinned(), _fetch_one, query, args)
 
     async def fetch_val(self, sql: str, params: Params = None, *, column: int = 0) -> Any:
         """Like `Database.fetch_val`, on this connection."""
         query, args = self._db._compile(sql, params)
         try:
-            return await self._db._on(self._conn(), _fetch_val, query, args, column)
+            return await self._db._on_pin(self._pinned(), _fetch_val, query, args, column)
         except IndexError as exc:
             raise _no_column(column, exc) from exc
 
     async def execute(self, sql: str, params: Params = None) -> int:
         """Like `Database.execute`, on this connection."""
         query, args = self._db._compile(sql, params)
-        return await self._db._on(self._conn(), _execute, query, args)
+        return await self._db._on_pin(self._pinned(), _execute, query, args)
 
     def transaction(
         self, *, isolation: IsolationLevel | None = None, read_only: bool = False
