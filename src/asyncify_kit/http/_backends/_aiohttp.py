@@ -13,10 +13,11 @@ the facade or the caller set, or none.
 from __future__ import annotations
 
 import asyncio
+import select
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from http.cookies import Morsel
 from typing import Any, NoReturn
 
@@ -49,7 +50,6 @@ from .base import (
 
 __all__ = ["AiohttpBackend"]
 
-_LARGE_BODY = 1 << 20
 # a body above this size is written in pieces, each within the write timeout (aiohttp's
 # stream writer waits for the transport to drain only past 64 KiB: a smaller body never waits)
 _TIMED_BODY = 1 << 16
@@ -164,11 +164,18 @@ def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     )
 
 
-class _TimedBytesPayload(aiohttp.payload.BytesPayload):
-    """Bytes written in 256 KiB pieces, each within *write_timeout* seconds, else a
-    `_WriteTimeout`: aiohttp would wait forever for a server that stops reading the body."""
+class _BodyPayload(aiohttp.payload.BytesPayload):
+    """A body written in 256 KiB pieces, each within *write_timeout* seconds (if not None),
+    else a `_WriteTimeout`: aiohttp would wait forever for a server that stops reading the
+    body.
 
-    def __init__(self, value: bytes, write_timeout: float) -> None:
+    A write cancelled part way (its caller cancelled, or aiohttp ending it because the
+    answer came first: a ``413`` to an upload the server refuses) aborts the connection:
+    aiohttp would close it gracefully, and the transport would hold it open, the rest of
+    the piece still to send, until the server reads it or resets, past the client's own
+    close if the server does neither."""
+
+    def __init__(self, value: bytes, write_timeout: float | None) -> None:
         # aiohttp warns that a large bytes body "might lock the event loop"; handing the
         # bytes to the transport is one copy, so say it once here, without the warning
         with warnings.catch_warnings():
@@ -187,11 +194,31 @@ class _TimedBytesPayload(aiohttp.payload.BytesPayload):
             view = view[:content_length]
         seconds = self._write_timeout
         pieces = (view[start : start + _WRITE_PIECE] for start in range(0, len(view), _WRITE_PIECE))
+        answered = _Answered(writer)
+        try:
+            if seconds is None:
+                for piece in pieces:
+                    await answered.let_in()
+                    await writer.write(piece)
+            else:
+                await self._write_timed(writer, pieces, seconds, answered)
+        except asyncio.CancelledError:
+            _abort(writer)
+            raise
+
+    async def _write_timed(
+        self,
+        writer: AbstractStreamWriter,
+        pieces: Iterator[memoryview],
+        seconds: float,
+        answered: _Answered,
+    ) -> None:
         if sys.version_info >= (3, 11):
             loop = asyncio.get_running_loop()
             try:
                 async with asyncio.timeout(seconds) as deadline:
                     for piece in pieces:
+                        await answered.let_in()
                         await writer.write(piece)
                         deadline.reschedule(loop.time() + seconds)
             except TimeoutError as exc:
@@ -200,19 +227,54 @@ class _TimedBytesPayload(aiohttp.payload.BytesPayload):
                 self._timed_out(writer, exc)
         else:  # (3.10: no asyncio.timeout)
             for piece in pieces:
+                await answered.let_in()
                 try:
                     await asyncio.wait_for(writer.write(piece), seconds)
                 except asyncio.TimeoutError as exc:
                     self._timed_out(writer, exc)
 
     def _timed_out(self, writer: AbstractStreamWriter, exc: BaseException) -> NoReturn:
-        # closed, the transport would wait for its buffer to drain: for good
-        transport = getattr(writer, "transport", None)
-        if transport is not None:
-            transport.abort()
+        _abort(writer)  # closed, the transport would wait for its buffer to drain: for good
         raise _WriteTimeout(
             f"no piece of the request body written in {self._write_timeout} s"
         ) from exc
+
+
+class _Answered:
+    """Lets an answer the server sent while the body is written reach aiohttp first.
+
+    A server may answer before it has read the whole body (a ``413`` to an upload it
+    refuses), then close the connection at once, which resets it: the next write fails,
+    and asyncio then closes the socket with the answer unread. That happened when the event
+    loop ran the body's next write before the read it had queued for the same wake-up. So
+    before each piece, when the socket has something to read, the writer steps back for the
+    loop's read (twice at most: a paused reader would never take it)."""
+
+    __slots__ = ("_poll",)
+
+    def __init__(self, writer: AbstractStreamWriter) -> None:
+        self._poll: select.poll | None = None
+        transport = getattr(writer, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None and hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN)
+
+    async def let_in(self) -> None:
+        poll = self._poll
+        if poll is None:
+            return
+        for _ in range(2):
+            if not poll.poll(0):
+                return
+            await asyncio.sleep(0)
+
+
+def _abort(writer: AbstractStreamWriter) -> None:
+    """Drop the connection of *writer* at once, the rest of its buffer unsent."""
+    transport = getattr(writer, "transport", None)
+    if transport is not None:
+        transport.abort()
 
 
 def _payload(
@@ -220,13 +282,7 @@ def _payload(
 ) -> aiohttp.payload.Payload | bytes | None:
     if content is None or len(content) <= _TIMED_BODY:
         return content
-    if write_timeout is not None:
-        return _TimedBytesPayload(content, write_timeout)
-    if len(content) <= _LARGE_BODY:
-        return content
-    with warnings.catch_warnings():  # as in _TimedBytesPayload
-        warnings.simplefilter("ignore", ResourceWarning)
-        return aiohttp.payload.BytesPayload(content)
+    return _BodyPayload(content, write_timeout)
 
 
 def _has_content_type(headers: Any) -> bool:

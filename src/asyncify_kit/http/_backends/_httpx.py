@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
 
 from ..._offload import run_sync
@@ -108,6 +111,108 @@ class _HttpxStream(BackendStream):
         await self._response.aclose()
 
 
+def _asyncio_transport(stream: httpcore.AsyncNetworkStream) -> asyncio.Transport | None:
+    """The asyncio transport under an httpcore stream of anyio's (plain or TLS), or None
+    (trio, or a version of either library that keeps it elsewhere)."""
+    inner = getattr(stream, "_stream", None)  # httpcore's AnyIOStream: an anyio ByteStream
+    inner = getattr(inner, "transport_stream", inner)  # anyio's TLSStream: the socket's
+    transport = getattr(inner, "_transport", None)  # anyio's asyncio SocketStream
+    return transport if isinstance(transport, asyncio.Transport) else None
+
+
+class _EarlyAnswerStream(httpcore.AsyncNetworkStream):
+    """An httpcore stream that keeps reading while the request is written, on asyncio.
+
+    A server may answer before it has read the whole body (``413 Payload Too Large``, or a
+    ``401``), then close the connection: the write then fails, and httpcore goes on to read
+    the answer. But anyio reads from an asyncio transport only while a read is waiting, and
+    asyncio closes the socket, the unread answer with it, as soon as a write fails: httpx
+    raised `ReadError` where requests (and httpx on trio) return the answer. Reading is on
+    from the first write of a request to its first read, then as anyio has it (on only while
+    a read waits): what arrives meanwhile is held, at most what the server sends while the
+    body is written."""
+
+    __slots__ = ("_stream", "_transport")
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._transport = _asyncio_transport(stream)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            return await self._stream.read(max_bytes, timeout)
+        finally:
+            if self._transport is not None:
+                self._transport.pause_reading()  # (anyio's own state: it resumes to read)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()  # (a no-op when closing or already reading)
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _EarlyAnswerStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _EarlyAnswerBackend(httpcore.AsyncNetworkBackend):
+    """The network backend of an httpcore pool, its streams wrapped in `_EarlyAnswerStream`."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+        self._backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _EarlyAnswerStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_unix_socket(path, timeout, socket_options)
+        return _EarlyAnswerStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def _read_early_answers(client: httpx.AsyncClient) -> None:
+    """Wrap the network backend of each connection pool of *client* (its own, and those of
+    the proxies it mounted) in `_EarlyAnswerBackend`. A pool kept elsewhere by a later
+    httpx is left as it is."""
+    mounts: dict[Any, Any] = getattr(client, "_mounts", {})
+    transports = [getattr(client, "_transport", None), *mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(
+            backend, _EarlyAnswerBackend
+        ):
+            pool._network_backend = _EarlyAnswerBackend(backend)  # type: ignore[union-attr]
+
+
 def shard_count(max_connections: int) -> int:
     """How many `httpx.AsyncClient` pools share *max_connections* (one per 25, at most 8)."""
     return max(1, min(8, max_connections // 25))
@@ -163,6 +268,8 @@ class HttpxBackend(HttpBackend):
         jar = clients[0].cookies.jar
         for client in clients[1:]:
             client.cookies.jar = jar  # one cookie jar for the whole HttpClient
+        for client in clients:
+            _read_early_answers(client)
         self._jar = clients[0].cookies
         return clients
 
