@@ -120,17 +120,31 @@ def _asyncio_transport(stream: httpcore.AsyncNetworkStream) -> asyncio.Transport
     return transport if isinstance(transport, asyncio.Transport) else None
 
 
-class _EarlyAnswerStream(httpcore.AsyncNetworkStream):
-    """An httpcore stream that keeps reading while the request is written, on asyncio.
+def _readable_after_failed_write(stream: httpcore.AsyncNetworkStream) -> None:
+    """Let the TLS layer of *stream* read on after a write failed. anyio's and trio's TLS
+    streams then refuse to read as well as to write (a record lost on the way out breaks
+    writing only: TLS reads with keys and numbers of their own), so the answer a server sent
+    before it closed was lost over https. httpcore only reads the answer, then closes."""
+    tls = getattr(stream, "_stream", None)  # httpcore's AnyIOStream or TrioStream
+    if getattr(tls, "_broken", None) is True:  # anyio's TLSStream
+        tls._broken = False  # type: ignore[union-attr]
+    state = getattr(tls, "_state", None)
+    if type(tls).__module__.startswith("trio") and getattr(state, "name", None) == "BROKEN":
+        tls._state = type(state).OK  # type: ignore[union-attr]  # trio's SSLStream
 
-    A server may answer before it has read the whole body (``413 Payload Too Large``, or a
-    ``401``), then close the connection: the write then fails, and httpcore goes on to read
-    the answer. But anyio reads from an asyncio transport only while a read is waiting, and
-    asyncio closes the socket, the unread answer with it, as soon as a write fails: httpx
-    raised `ReadError` where requests (and httpx on trio) return the answer. Reading is on
-    from the first write of a request to its first read, then as anyio has it (on only while
-    a read waits): what arrives meanwhile is held, at most what the server sends while the
-    body is written."""
+
+class _EarlyAnswerStream(httpcore.AsyncNetworkStream):
+    """An httpcore stream that reads the answer a server sent before it had read the whole
+    request body, after the write failed.
+
+    A server may answer early (``413 Payload Too Large``, or a ``401``), then close the
+    connection: the write then fails, and httpcore goes on to read the answer. But anyio
+    reads from an asyncio transport only while a read is waiting, and asyncio closes the
+    socket, the unread answer with it, as soon as a write fails: httpx raised `ReadError`
+    where requests (and httpx on trio, over plain http) return the answer. So on asyncio
+    reading is on from the first write of a request to its first read, then as anyio has it
+    (on only while a read waits): what arrives meanwhile is held, at most what the server
+    sends while the body is written. Over TLS, see `_readable_after_failed_write`."""
 
     __slots__ = ("_stream", "_transport")
 
@@ -148,7 +162,11 @@ class _EarlyAnswerStream(httpcore.AsyncNetworkStream):
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if self._transport is not None:
             self._transport.resume_reading()  # (a no-op when closing or already reading)
-        await self._stream.write(buffer, timeout)
+        try:
+            await self._stream.write(buffer, timeout)
+        except httpcore.WriteError:
+            _readable_after_failed_write(self._stream)
+            raise
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -17,8 +17,10 @@ requests keeps one value per header name. A header given more than once (``heade
 
 from __future__ import annotations
 
+import errno
 import http.client
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -210,7 +212,18 @@ class _HTTPConnection(urllib3.connection.HTTPConnection):
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    """An https connection that reads the answer a server sent before it had read the whole
+    request body, then closed: urllib3 does so over plain http, where the failed write
+    raises `BrokenPipeError`; over TLS it raises `ssl.SSLEOFError`, which urllib3 took for a
+    connection that failed (`ConnectError`, after its retries)."""
+
     response_class = _FinalResponse
+
+    def send(self, data: Any) -> None:
+        try:
+            super().send(data)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+            raise BrokenPipeError(errno.EPIPE, f"the server closed the connection ({exc})") from exc
 
 
 class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
