@@ -185,7 +185,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         value: dict[str, Any] = {
             "method": scope["method"],
             "path": path,
-            "query": scope["query_string"].decode(),
+            "raw_path": scope["raw_path"].decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"),
             "headers": headers,
             "body": body.decode("utf-8", errors="replace"),
         }

@@ -69,6 +69,32 @@ async def test_get_with_params(http_server: ServerInfo, backend: str) -> None:
         assert r.request is not None and r.request.method == "GET"
 
 
+# (url, params) -> the request target every backend sends: httpx sent the characters RFC
+# 3986 does not allow as they were ("|", "^", "[", "]", "\\", "{", "}", a lone "%"),
+# aiohttp a space in a query as "+", and "%2F" or "%27" in a query decoded
+TARGETS: list[tuple[str, dict[str, str] | None, str]] = [
+    ("/echo/a b", None, "/echo/a%20b"),
+    ('/echo/a|b^c[d]\\e{f}`g"h<i>', None, "/echo/a%7Cb%5Ec%5Bd%5D%5Ce%7Bf%7D%60g%22h%3Ci%3E"),
+    ("/echo/%zz%7e%2f%", None, "/echo/%25zz~%2F%25"),
+    ("/echo/é", None, "/echo/%C3%A9"),
+    ("/echo/a'b;c=d:e@f!$&()*+,~", None, "/echo/a'b;c=d:e@f!$&()*+,~"),
+    ("/echo?q=a b|{}^é", None, "/echo?q=a%20b%7C%7B%7D%5E%C3%A9"),
+    ("/echo?q=%zz&r=a'b/c?d", None, "/echo?q=%25zz&r=a'b/c?d"),
+    ("/echo", {"q": "a/b", "r": "'\"", "s": "a b+c"}, "/echo?q=a%2Fb&r=%27%22&s=a+b%2Bc"),
+]
+
+
+@pytest.mark.parametrize(("url", "params", "target"), TARGETS)
+async def test_every_backend_sends_the_same_request_target(
+    http_server: ServerInfo, backend: str, url: str, params: dict[str, str] | None, target: str
+) -> None:
+    async with client(http_server, backend) as http:
+        r = await http.get(url, params=params)
+        path, _, query = target.partition("?")
+        assert (r.json()["raw_path"], r.json()["query"]) == (path, query)
+        assert r.url == http_server.url + target
+
+
 async def test_relative_url_joining(http_server: ServerInfo, backend: str) -> None:
     # every leading "/" of a relative URL goes, whatever other arguments come with it:
     # "//items" names base_url + "items", not a host called "items"

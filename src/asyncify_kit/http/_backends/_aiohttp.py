@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import aiohttp
 import aiohttp.payload
+import yarl
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -268,6 +269,17 @@ class _Answered:
             if not poll.poll(0):
                 return
             await asyncio.sleep(0)
+
+
+def _yarl_url(url: str) -> str | yarl.URL:
+    """*url*, as the facade encoded it (see ``_canonical_url``), for aiohttp to send as it
+    is: yarl decodes the escapes of characters it allows in a query (``%2F`` to ``/``,
+    ``%27`` to ``'``), which httpx and requests send escaped. An ASCII URL is taken as
+    encoded; one with a non-ASCII host (the rest is ASCII) is left to yarl, which encodes
+    the host (IDNA)."""
+    if "%" not in url or not url.isascii():
+        return url
+    return yarl.URL(url, encoded=True)
 
 
 def _abort(writer: AbstractStreamWriter) -> None:
@@ -546,7 +558,8 @@ class AiohttpBackend(HttpBackend):
         session = self._session_or_fail(request)
         started = time.perf_counter()
         try:
-            async with session.request(request.method, request.url, **self._kwargs(request)) as r:
+            url = _yarl_url(request.url)
+            async with session.request(request.method, url, **self._kwargs(request)) as r:
                 content = await r.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self.translate(exc, request) from exc
@@ -556,7 +569,8 @@ class AiohttpBackend(HttpBackend):
         session = self._session_or_fail(request)
         started = time.perf_counter()
         try:
-            r = await session.request(request.method, request.url, **self._kwargs(request))
+            url = _yarl_url(request.url)
+            r = await session.request(request.method, url, **self._kwargs(request))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self.translate(exc, request) from exc
         return self._response(r, request, started, None, _AiohttpStream(self, r, request))
