@@ -239,6 +239,31 @@ async def test_a_write_to_a_server_that_never_answers_ends_with_the_read_timeout
         server.close()
 
 
+async def test_a_write_to_a_server_that_stops_reading_ends_with_the_read_timeout(
+    scheme: str, anyio_backend: str, aws_env: None
+) -> None:
+    """A server that takes the connection and never reads from it: once the socket buffers
+    are full, the write ends with a `StorageError` after about the read timeout (on s3://
+    the kernel's ``TCP_USER_TIMEOUT``; boto3 sends with a socket timeout). On s3:// it hung
+    for good: aiohttp has no write timeout."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        options = "max_attempts=1&read_timeout=1&connect_timeout=1"
+        body = b"x" * (7 * MiB)  # one PUT (under the multipart threshold), beyond the buffers
+        async with Storage(f"{scheme}://bucket/p?endpoint_url={endpoint}&{options}") as st:
+            started = anyio.current_time()
+            with anyio.fail_after(20), pytest.raises(StorageError, match="'k'") as info:
+                await st.write("k", body)
+            assert anyio.current_time() - started < 10
+            assert "timed out" in str(info.value).lower() or "timeout" in repr(info.value.orig)
+    finally:
+        server.close()
+
+
 def _uploads(endpoint: str, bucket: str, prefix: str) -> list[str]:
     listed = s3_client(endpoint).list_multipart_uploads(Bucket=bucket, Prefix=prefix)
     return [upload["Key"] for upload in listed.get("Uploads", [])]

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
+import socket
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,13 +64,34 @@ _DENIED = {
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether *exc* came of a timeout: a `TimeoutError`, or ``ETIMEDOUT`` (the kernel's
+    verdict on a server that left our data unacknowledged: see `_stall_bound_socket`),
+    itself or down its causes (botocore keeps the HTTP client's error in ``kwargs``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or getattr(current, "errno", None) == errno.ETIMEDOUT:
+            return True
+        kwargs = getattr(current, "kwargs", None)
+        inner = kwargs.get("error") if isinstance(kwargs, dict) else None
+        if not isinstance(inner, BaseException):
+            inner = current.__cause__ or current.__context__
+        current = inner
+    return False
+
+
 def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> StorageError:
     """The StorageError for a botocore (or HTTP client) exception met while working on *key*."""
     from botocore.exceptions import ClientError
 
     where = f"{key!r} in {backend.describe()}" if key else backend.describe()
     if not isinstance(exc, ClientError):
-        return StorageError(f"S3 request for {where} failed: {type(exc).__name__}: {exc}", orig=exc)
+        # botocore names a connection error by where it happened ("Could not connect",
+        # "Connection was closed"), even when the cause was a timeout while sending
+        what = "timed out" if _timed_out(exc) else "failed"
+        return StorageError(f"S3 request for {where} {what}: {type(exc).__name__}: {exc}", orig=exc)
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -270,6 +294,40 @@ def _add_expect_header() -> Any:
     return add_expect_header
 
 
+def _stall_bound_socket(user_timeout_ms: int, addr_info: Any) -> socket.socket:
+    """A socket for aiohttp's connections to S3 that gives up on data the server leaves
+    unacknowledged for *user_timeout_ms* (``TCP_USER_TIMEOUT``, Linux): aiohttp has no
+    write timeout, so a server that stopped reading in the middle of a body stalled the
+    write for good once the socket buffers were full. The kernel then ends the connection
+    with ``ETIMEDOUT``: a write fails as a read that times out does."""
+    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    with contextlib.suppress(OSError):  # (a kernel without it)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
+    return sock
+
+
+def _aio_config(**options: Any) -> Any:
+    """aiobotocore's ``AioConfig`` of *options*, whose aiohttp connections bound a write
+    that makes no progress by the read timeout (or the connect timeout, if longer: the
+    option also bounds connecting), where ``TCP_USER_TIMEOUT`` exists (Linux)."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+        return AioConfig(**options)
+    seconds = max(float(options["read_timeout"]), float(options["connect_timeout"]))
+    factory = functools.partial(_stall_bound_socket, max(1, round(seconds * 1000)))
+
+    class StallBoundSession(AIOHTTPSession):  # type: ignore[misc]
+        def __init__(self, *args: Any, connector_args: Any = None, **kwargs: Any) -> None:
+            args_ = dict(connector_args or {})
+            args_["socket_factory"] = factory
+            super().__init__(*args, connector_args=args_, **kwargs)
+
+    return AioConfig(http_session_cls=StallBoundSession, **options)
+
+
 class S3Backend(StorageBackend):
     """Objects in an S3 bucket under an optional prefix, through aioboto3."""
 
@@ -304,15 +362,16 @@ class S3Backend(StorageBackend):
         """The URL without any credential, for reprs and messages."""
         return self.url.replace(username=None, password=None).render()
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``session.client("s3", ...)`` built from the URL options."""
+    def client_kwargs(self, config_cls: Callable[..., Any] | None = None) -> dict[str, Any]:
+        """Keyword arguments of ``session.client("s3", ...)`` built from the URL options
+        (the ``config`` made by *config_cls*, botocore's ``Config`` by default)."""
         from botocore.config import Config
 
         opts = self.options
         s3_config: dict[str, Any] = {}
         if opts.get("addressing_style") not in (None, "auto"):
             s3_config["addressing_style"] = opts["addressing_style"]
-        config = Config(
+        config = (config_cls or Config)(
             # requests are signed with SigV4 anyway; without this botocore *presigns* with the
             # legacy SigV2, which S3 refuses for buckets made since June 2020 (and in regions
             # opened since 2014)
@@ -398,7 +457,7 @@ class S3Backend(StorageBackend):
         try:
             # an unknown ?profile= is botocore's ProfileNotFound, raised here
             session = await run_sync(self._make_session)
-            self._client_cm = session.client("s3", **self.client_kwargs())
+            self._client_cm = session.client("s3", **self.client_kwargs(_aio_config))
             self._client = await self._client_cm.__aenter__()
             self._client.meta.events.unregister("before-call.s3", _add_expect_header())
         except (ClientError, BotoCoreError, ValueError) as exc:
