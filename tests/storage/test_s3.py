@@ -252,7 +252,7 @@ async def test_a_write_to_a_server_that_stops_reading_ends_with_the_read_timeout
         server.bind(("127.0.0.1", 0))
         server.listen(16)
         endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
-        options = "max_attempts=1&read_timeout=1&connect_timeout=1"
+        options = "max_attempts=1&read_timeout=0.5&connect_timeout=0.5"
         body = b"x" * (7 * MiB)  # one PUT (under the multipart threshold), beyond the buffers
         async with Storage(f"{scheme}://bucket/p?endpoint_url={endpoint}&{options}") as st:
             started = anyio.current_time()
