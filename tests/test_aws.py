@@ -6,8 +6,11 @@ Against the moto server: S3 (with a streaming body and a paginator) and SQS.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
@@ -15,7 +18,8 @@ from typing import Any
 
 import anyio
 import pytest
-from botocore.exceptions import ClientError, ResponseStreamingError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError, ResponseStreamingError
 
 from asyncify_kit import ConfigError, asyncify, aws
 from tests.conftest import service_url
@@ -587,3 +591,184 @@ async def test_body_lines_cost_a_thread_hop_per_chunk_not_per_line(
         async with (await s3.get_object(Bucket=bucket, Key="k"))["Body"] as body:
             lines_kept = [line async for line in body.iter_lines(chunk_size=3, keepends=True)]
         assert lines_kept == data.splitlines(keepends=True)
+
+
+class _RawS3:
+    """A server on loopback, in a thread, that takes S3 PUTs as some S3-compatible stores
+    (and proxies) do: it ignores ``Expect: 100-continue`` and waits for the body, then
+    answers ``200``. It records each request's ``Expect`` header, the seconds between its
+    headers and its body, and the socket options of our end of each connection (same
+    process: found by its address)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests: list[tuple[str | None, float]] = []
+        self.client_options: list[tuple[int, int]] = []  # (SO_KEEPALIVE, TCP_USER_TIMEOUT)
+        self.closed = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _options_of_our_end(self, peer: tuple[str, int]) -> tuple[int, int]:
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                    continue
+                sock = socket.socket(fileno=os.dup(int(fd)))
+                with sock:
+                    if sock.type == socket.SOCK_STREAM and sock.getsockname() == peer:
+                        keepalive = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+                        user = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+                        return keepalive, user
+        raise AssertionError(f"no socket of this process at {peer}")
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, peer = self.listener.accept()
+            except OSError:
+                return
+            self.client_options.append(self._options_of_our_end(peer))
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as stream:
+            while True:
+                head: dict[str, str] = {}
+                if not (request_line := stream.readline()).strip():
+                    return
+                while (line := stream.readline()).strip():
+                    name, _, value = line.decode("latin-1").partition(":")
+                    head[name.strip().lower()] = value.strip()
+                headers_at = time.monotonic()
+                body = stream.read(int(head.get("content-length", "0")))
+                waited = time.monotonic() - headers_at if body else 0.0
+                self.requests.append((head.get("expect"), waited))
+                assert request_line.startswith(b"PUT ")
+                conn.sendall(b'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 0\r\n\r\n')
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def raw_s3() -> Generator[_RawS3, None, None]:
+    server = _RawS3()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _quick(**options: Any) -> Config:
+    return Config(retries={"total_max_attempts": 1}, **options)
+
+
+async def test_a_put_to_a_store_that_sends_no_100_continue_goes_through_after_a_second(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """A store that ignores ``Expect: 100-continue`` and waits for the body: the body goes
+    after a second, as botocore sends it, and the PUT succeeds. With aioboto3 it waited for
+    the ``100 Continue`` for good (aiohttp arms its read timeout once the body is sent)."""
+    with raw_s3() as server:
+        kwargs = {**client_kwargs, "endpoint_url": server.endpoint}
+        async with aws.client("s3", backend=backend, config=_quick(), **kwargs) as s3:
+            with anyio.fail_after(10):
+                reply = await s3.put_object(Bucket="b", Key="k", Body=b"payload")
+                assert reply["ETag"] == '"e"'
+                reply = await s3.put_object(Bucket="b", Key="k", Body=io.BytesIO(b"more"))
+                assert reply["ETag"] == '"e"'
+    assert [expect for expect, _ in server.requests] == ["100-continue"] * 2
+    assert all(0.9 < waited < 5 for _, waited in server.requests), server.requests
+
+
+async def test_a_client_bounds_its_writes_and_keeps_botocores_socket_options(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """``Config(tcp_keepalive=True)`` sets ``SO_KEEPALIVE`` on both backends (aiobotocore
+    left botocore's socket options unused), and the aioboto3 backend's connections give up
+    on unacknowledged data after the longer of the read and connect timeouts
+    (``TCP_USER_TIMEOUT``; boto3 sends with a socket timeout instead)."""
+    with raw_s3() as server:
+        kwargs = {**client_kwargs, "endpoint_url": server.endpoint}
+        config = _quick(tcp_keepalive=True, read_timeout=2.5, connect_timeout=1)
+        async with aws.client("s3", backend=backend, config=config, **kwargs) as s3:
+            with anyio.fail_after(10):
+                await s3.put_object(Bucket="b", Key="k", Body=b"payload")
+    assert server.client_options == [(1, 2500 if backend == "aioboto3" else 0)]
+
+
+@contextlib.contextmanager
+def silent_server(receive_buffer: int | None = None) -> Generator[str, None, None]:
+    """The endpoint of a server on loopback whose accept queue takes connections and that
+    never reads nor answers (*receive_buffer*: its sockets' ``SO_RCVBUF``)."""
+    server = socket.socket()
+    if receive_buffer is not None:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_a_put_to_a_server_that_never_answers_ends_with_the_read_timeout(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """A server whose accept queue holds the connection and that never answers: a PUT ends
+    with botocore's ``ReadTimeoutError`` on both backends. With aioboto3 it hung for good,
+    waiting for a ``100 Continue``."""
+    with silent_server() as endpoint:
+        kwargs = {**client_kwargs, "endpoint_url": endpoint}
+        config = _quick(read_timeout=0.5, connect_timeout=0.5)
+        async with aws.client("s3", backend=backend, config=config, **kwargs) as s3:
+            with anyio.fail_after(10), pytest.raises(ReadTimeoutError):
+                await s3.put_object(Bucket="b", Key="k", Body=b"x")
+
+
+async def test_a_put_to_a_server_that_stops_reading_ends_after_the_timeouts(
+    backend: Any, client_kwargs: dict[str, Any]
+) -> None:
+    """A server that never reads: once the socket buffers are full, a 7 MiB PUT ends with a
+    botocore connection error within seconds on both backends (aioboto3: the kernel's
+    ``TCP_USER_TIMEOUT``; boto3: its socket timeout). With aioboto3 it hung for good."""
+    with silent_server(receive_buffer=65536) as endpoint:
+        kwargs = {**client_kwargs, "endpoint_url": endpoint}
+        config = _quick(read_timeout=0.5, connect_timeout=0.5)
+        async with aws.client("s3", backend=backend, config=config, **kwargs) as s3:
+            started = anyio.current_time()
+            with anyio.fail_after(20), pytest.raises(BotoCoreError):
+                await s3.put_object(Bucket="b", Key="k", Body=b"x" * (7 * 1024 * 1024))
+            assert anyio.current_time() - started < 10
+
+
+def test_bounded_config_keeps_the_callers_options() -> None:
+    """`aws.bounded_config` turns a botocore ``Config`` into an ``AioConfig`` with the same
+    options, copies an ``AioConfig`` (its connector arguments kept), and leaves one naming
+    its own HTTP session class as it is."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    class OwnSession(AIOHTTPSession):  # type: ignore[misc]
+        pass
+
+    config = Config(read_timeout=7, retries={"mode": "standard"}, signature_version="s3v4")
+    bounded = aws.bounded_config(config)
+    assert isinstance(bounded, AioConfig)
+    assert issubclass(bounded.http_session_cls, AIOHTTPSession)
+    assert bounded.http_session_cls is not AIOHTTPSession
+    assert (bounded.read_timeout, bounded.retries, bounded.signature_version) == (
+        7,
+        {"mode": "standard"},
+        "s3v4",
+    )
+    own = AioConfig(read_timeout=3, connector_args={"keepalive_timeout": 5})
+    copied = aws.bounded_config(own)
+    assert copied is not own and own.http_session_cls is AIOHTTPSession
+    assert (copied.read_timeout, copied.connector_args["keepalive_timeout"]) == (3, 5)
+    own_session = AioConfig(http_session_cls=OwnSession)
+    assert aws.bounded_config(own_session) is own_session
+    assert aws.bounded_config(None).http_session_cls is bounded.http_session_cls

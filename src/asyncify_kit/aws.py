@@ -27,7 +27,12 @@ botocore's own (``ClientError``), unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import copy
+import functools
+import inspect
+import socket
 import threading
 import weakref
 from collections import deque
@@ -40,7 +45,7 @@ from ._executor import DEFAULT_POOL
 from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
 from .exceptions import BackendNotInstalled, ConfigError, Unsupported
 
-__all__ = ["AsyncBody", "Boto3Client", "botocore_session", "client"]
+__all__ = ["AsyncBody", "Boto3Client", "botocore_session", "bounded_config", "client"]
 
 Backend = Literal["aioboto3", "boto3"]
 
@@ -552,6 +557,146 @@ class Boto3Client:
         return f"<Boto3Client {self._client.meta.service_model.service_name!r} in threads>"
 
 
+def _stall_bound_socket(
+    user_timeout_ms: int, socket_options: list[tuple[int, int, int]], addr_info: Any
+) -> socket.socket:
+    """A socket for an aiohttp connection of aiobotocore that gives up on data the server
+    leaves unacknowledged for *user_timeout_ms* (``TCP_USER_TIMEOUT``, Linux): aiohttp has
+    no write timeout, so a server that stopped reading in the middle of a body stalled the
+    write for good once the socket buffers were full. The kernel then ends the connection
+    with ``ETIMEDOUT``: a write fails as a read that times out does. It also gets botocore's
+    *socket_options* (``Config(tcp_keepalive=True)``), which aiobotocore leaves unused."""
+    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    for level, name, value in socket_options:
+        with contextlib.suppress(OSError):  # (an option this system does not have)
+            sock.setsockopt(level, name, value)
+    with contextlib.suppress(OSError):  # (a kernel without it)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
+    return sock
+
+
+#: how long a request sent with ``Expect: 100-continue`` waits for the server's ``100
+#: Continue`` before it sends its body anyway: botocore's own wait (``AWSConnection``)
+_CONTINUE_WAIT = 1.0
+
+
+def _longest(timeout: Any) -> float:
+    """The longer of aiobotocore's ``(connect, read)`` timeouts (or its one timeout); 0 for
+    none."""
+    bounds = timeout if isinstance(timeout, (list, tuple)) else (timeout,)
+    return max((float(bound) for bound in bounds if bound), default=0.0)
+
+
+def _send_the_body(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
+
+
+@functools.cache
+def _bounded_session_cls() -> type[Any]:
+    """aiobotocore's aiohttp session class, with two waits bounded that aiohttp leaves
+    unbounded:
+
+    - a request sent with ``Expect: 100-continue`` (botocore's S3 ``PutObject``,
+      ``UploadPart``... of a file-like body) waited for the server's ``100 Continue`` for
+      good: aiohttp arms its read timeout only once the body is sent. It now sends the body
+      after `_CONTINUE_WAIT` seconds without one, as botocore does (through a subclass of
+      aiohttp's ``ClientRequest`` given to the session; where aiobotocore's session is not
+      reachable so, the header is dropped instead: the body goes at once);
+    - a write the server leaves unacknowledged is given up after the longer of the read and
+      connect timeouts (`_stall_bound_socket`), on Linux with aiohttp 3.12 or later.
+    """
+    import aiohttp
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    user_timeout = (
+        hasattr(socket, "TCP_USER_TIMEOUT")
+        and "socket_factory" in inspect.signature(aiohttp.TCPConnector).parameters
+    )
+    # what giving aiohttp's session our request class takes (private names of aiobotocore
+    # and aiohttp, checked here: without them, the Expect header is dropped instead)
+    reachable = (
+        hasattr(AIOHTTPSession, "_get_session")
+        and "_request_class" in getattr(aiohttp.ClientSession, "ATTRS", ())
+        and hasattr(aiohttp.ClientRequest, "_continue")
+    )
+
+    class BoundedContinueRequest(aiohttp.ClientRequest):
+        def update_expect_continue(self, expect: bool = False) -> None:
+            super().update_expect_continue(expect)
+            waiter = getattr(self, "_continue", None)  # what the body's writer awaits
+            if isinstance(waiter, asyncio.Future) and not waiter.done():
+                timer = waiter.get_loop().call_later(_CONTINUE_WAIT, _send_the_body, waiter)
+                waiter.add_done_callback(lambda _: timer.cancel())
+
+    class BoundedSession(AIOHTTPSession):  # type: ignore[misc]
+        def __init__(
+            self,
+            *args: Any,
+            timeout: Any = None,
+            socket_options: Any = None,
+            connector_args: Any = None,
+            **kwargs: Any,
+        ) -> None:
+            seconds = _longest(timeout)
+            connector = dict(connector_args) if connector_args is not None else None
+            if user_timeout and seconds and connector is not None:
+                connector.setdefault(
+                    "socket_factory",
+                    functools.partial(
+                        _stall_bound_socket,
+                        max(1, round(seconds * 1000)),
+                        list(socket_options or ()),
+                    ),
+                )
+            super().__init__(
+                *args,
+                timeout=timeout,
+                socket_options=socket_options,
+                connector_args=connector,
+                **kwargs,
+            )
+
+        async def _get_session(self, proxy_url: Any) -> Any:
+            session = await super()._get_session(proxy_url)
+            if reachable and getattr(session, "_request_class", None) is aiohttp.ClientRequest:
+                session._request_class = BoundedContinueRequest
+            return session
+
+        async def send(self, request: Any) -> Any:
+            if not reachable and request.headers.get("Expect") == "100-continue":
+                del request.headers["Expect"]
+            return await super().send(request)
+
+    return BoundedSession
+
+
+def bounded_config(config: Any = None) -> Any:
+    """*config* (a botocore ``Config``, an aiobotocore ``AioConfig``, or None) as an
+    ``AioConfig`` whose aiohttp connections bound the two waits aiohttp leaves unbounded
+    (see `_bounded_session_cls`): a request never waits more than a second for a ``100
+    Continue``, and a write that makes no progress ends after the read timeout (or the
+    connect timeout, if longer), as on botocore's own connections. A config naming its own
+    HTTP session class is returned as it is."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    session_cls = _bounded_session_cls()
+    if config is None:
+        return AioConfig(http_session_cls=session_cls)
+    if isinstance(config, AioConfig):
+        if config.http_session_cls is not AIOHTTPSession:
+            return config  # the caller's choice (aiobotocore's httpx session...)
+        bound = copy.copy(config)
+        bound.http_session_cls = session_cls
+        return bound
+    options = getattr(config, "_user_provided_options", None)  # as AioConfig.merge reads it
+    if not isinstance(options, dict):
+        return config
+    return AioConfig(http_session_cls=session_cls, **options)
+
+
 _loader_lock = threading.Lock()
 _shared_loader: Any = None
 _warm_services: set[str] = set()
@@ -648,6 +793,8 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
         session = await run_sync(make_session)
         # the bodies handed out: one left open at the end would keep its aiohttp connection
         streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        # no wait without an end: for a "100 Continue", or on a server that stops reading
+        kwargs = {**kwargs, "config": bounded_config(kwargs.get("config"))}
         async with session.client(service, **kwargs) as native:
             native.meta.events.register("after-call", _aio_bodies(streams))
             try:

@@ -33,7 +33,13 @@ def test_storage_exports() -> None:
 
 def test_aws_exports() -> None:
     assert aws.__all__ == sorted(aws.__all__)
-    assert set(aws.__all__) == {"AsyncBody", "Boto3Client", "botocore_session", "client"}
+    assert set(aws.__all__) == {
+        "AsyncBody",
+        "Boto3Client",
+        "botocore_session",
+        "bounded_config",
+        "client",
+    }
 
 
 def test_errors_are_the_core_ones() -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
-import socket
 import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -66,7 +64,7 @@ _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 def _timed_out(exc: BaseException) -> bool:
     """Whether *exc* came of a timeout: a `TimeoutError`, or ``ETIMEDOUT`` (the kernel's
-    verdict on a server that left our data unacknowledged: see `_stall_bound_socket`),
+    verdict on a server that left our data unacknowledged: see `asyncify_kit.aws.bounded_config`),
     itself or down its causes (botocore keeps the HTTP client's error in ``kwargs``)."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -286,46 +284,13 @@ class _S3Writer(ByteWriter):
 def _add_expect_header() -> Any:
     """botocore's handler that sends each PUT with ``Expect: 100-continue``. aiohttp waits
     for the ``100 Continue`` with no timeout, so a PUT to a server that never answered hung
-    for good (a GET ended with the read timeout); without it, the body goes at once and the
-    read timeout applies. (botocore's own connections wait a second for the answer, then
-    send the body anyway: the boto3 backend keeps it.)"""
+    for good (a GET ended with the read timeout). `asyncify_kit.aws.bounded_config` now
+    sends the body after a second, as botocore's own connections do (the boto3 backend
+    keeps the header); without the header, the body goes at once: no round trip before
+    each PUT, and no second lost on a store that never sends a ``100 Continue``."""
     from botocore.handlers import add_expect_header
 
     return add_expect_header
-
-
-def _stall_bound_socket(user_timeout_ms: int, addr_info: Any) -> socket.socket:
-    """A socket for aiohttp's connections to S3 that gives up on data the server leaves
-    unacknowledged for *user_timeout_ms* (``TCP_USER_TIMEOUT``, Linux): aiohttp has no
-    write timeout, so a server that stopped reading in the middle of a body stalled the
-    write for good once the socket buffers were full. The kernel then ends the connection
-    with ``ETIMEDOUT``: a write fails as a read that times out does."""
-    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
-    sock = socket.socket(family=family, type=type_, proto=proto)
-    with contextlib.suppress(OSError):  # (a kernel without it)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
-    return sock
-
-
-def _aio_config(**options: Any) -> Any:
-    """aiobotocore's ``AioConfig`` of *options*, whose aiohttp connections bound a write
-    that makes no progress by the read timeout (or the connect timeout, if longer: the
-    option also bounds connecting), where ``TCP_USER_TIMEOUT`` exists (Linux)."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.httpsession import AIOHTTPSession
-
-    if not hasattr(socket, "TCP_USER_TIMEOUT"):
-        return AioConfig(**options)
-    seconds = max(float(options["read_timeout"]), float(options["connect_timeout"]))
-    factory = functools.partial(_stall_bound_socket, max(1, round(seconds * 1000)))
-
-    class StallBoundSession(AIOHTTPSession):  # type: ignore[misc]
-        def __init__(self, *args: Any, connector_args: Any = None, **kwargs: Any) -> None:
-            args_ = dict(connector_args or {})
-            args_["socket_factory"] = factory
-            super().__init__(*args, connector_args=args_, **kwargs)
-
-    return AioConfig(http_session_cls=StallBoundSession, **options)
 
 
 class S3Backend(StorageBackend):
@@ -452,12 +417,18 @@ class S3Backend(StorageBackend):
         return aioboto3.Session(botocore_session=core)
 
     async def aopen(self) -> None:
+        from aiobotocore.config import AioConfig
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from ...aws import bounded_config
 
         try:
             # an unknown ?profile= is botocore's ProfileNotFound, raised here
             session = await run_sync(self._make_session)
-            self._client_cm = session.client("s3", **self.client_kwargs(_aio_config))
+            kwargs = self.client_kwargs(AioConfig)
+            # a write to a server that stops reading ends with the read timeout
+            kwargs["config"] = bounded_config(kwargs["config"])
+            self._client_cm = session.client("s3", **kwargs)
             self._client = await self._client_cm.__aenter__()
             self._client.meta.events.unregister("before-call.s3", _add_expect_header())
         except (ClientError, BotoCoreError, ValueError) as exc:
