@@ -18,7 +18,7 @@ from .._config import BackendURL, env_setting
 from .._offload import checkpoint_if_cancelled, run_sync
 from .._registry import BackendSpec, load_backend, lookup
 from ..exceptions import ConfigError, HTTPError, Unsupported
-from ._backends.base import ClientConfig, HttpBackend, current_event_loop
+from ._backends.base import ClientConfig, HttpBackend, canonical_url, current_event_loop
 from ._content import FilesInput, FormInput, encode_body, without_none
 from ._models import Headers, HeadersInput, Limits, Request, Response, Timeout, TimeoutInput
 from ._redact import redact_text, redact_url
@@ -190,64 +190,6 @@ def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
         host = f"{host}:{parts.port}"
     clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
-
-
-# RFC 3986: what a path, a query or a fragment may hold as it is (unreserved characters,
-# sub-delims, ":", "@", "/", and "?" past the path; "%" only to start an escape)
-_URL_TEXT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*")
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-
-def _escape_char(char: str) -> str:
-    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
-
-
-def _canonical_part(text: str) -> str:
-    """*text* (a path, a query or a fragment) percent-encoded as requests and aiohttp send
-    it: every character RFC 3986 does not allow there escaped (a space, ``"<>\\^`{|}``,
-    ``[`` and ``]``, non-ASCII text as UTF-8), a ``%`` that starts no escape as ``%25``, an
-    escaped unreserved character (``%7E``) as itself; other escapes kept as they are."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        match = _URL_TEXT.match(text, i)
-        end = match.end() if match is not None else i
-        if end > i:
-            out.append(text[i:end])
-            i = end
-            continue
-        char = text[i]
-        escape = _ESCAPE.match(text, i) if char == "%" else None
-        if escape is not None:
-            decoded = chr(int(escape.group(1), 16))
-            out.append(decoded if decoded in _UNRESERVED else escape.group(0).upper())
-            i += 3
-        else:
-            out.append(_escape_char(char))
-            i += 1
-    return "".join(out)
-
-
-def _canonical_url(url: str) -> str:
-    """*url* (absolute) with its path, query and fragment as `_canonical_part` has them, so
-    that every backend sends the same request target: httpx sent ``|``, ``^``, ``[``,
-    ``]``, ``\\``, ``{``, ``}`` and a lone ``%`` as they were, aiohttp a space in the query
-    as ``+``, where the others escape them."""
-    scheme, sep, rest = url.partition("://")
-    start = len(rest)
-    for mark in "/?#":
-        found = rest.find(mark)
-        if 0 <= found < start:
-            start = found
-    target = rest[start:]
-    if _URL_TEXT.fullmatch(target.replace("#", "?", 1)):  # the usual case: nothing to do
-        return url
-    target, hash_, fragment = target.partition("#")
-    target = _canonical_part(target)
-    if hash_:
-        target += "#" + _canonical_part(fragment)
-    return scheme + sep + rest[:start] + target
 
 
 def _check_scheme(url: str) -> None:
@@ -470,7 +412,7 @@ class HttpClient:
             url = base + ("&" if "?" in base else "?") + query
             if fragment:
                 url += "#" + fragment
-        return _canonical_url(url), credentials
+        return canonical_url(url), credentials
 
     async def _prepare(
         self,
@@ -573,7 +515,7 @@ class HttpClient:
             # the common case, fast; joined like _url: every leading "/" goes ("//items" too)
             req = Request(
                 _method(method),
-                _canonical_url(self._base + url.lstrip("/")),
+                canonical_url(self._base + url.lstrip("/")),
                 cookies=dict(self._header_cookies) if self._header_cookies else None,
             )
         else:

@@ -18,8 +18,10 @@ import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
 from http.cookies import Morsel
 from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import aiohttp.payload
@@ -36,6 +38,7 @@ from ...exceptions import (
     Unsupported,
 )
 from .._models import Request, Response, Timeout
+from .._redact import redact_url
 from .base import (
     BODY_HEADERS,
     BackendStream,
@@ -46,6 +49,7 @@ from .base import (
     header_text,
     http_error,
     redirect_method,
+    redirect_url,
     without_userinfo,
 )
 
@@ -322,12 +326,44 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _LOCATION_HEADERS = ("location", "uri")  # aiohttp follows either
 
 
+#: the ``Location`` of a redirect in which `_followed_location` found a bad port, in the
+#: current task: aiohttp (with ``requote_redirect_url=False``) reads such a port only as it
+#: goes on, where it raises a raw ``ValueError`` (with requoting, its own error)
+_UNFOLLOWABLE: ContextVar[str | None] = ContextVar("asyncify_kit_unfollowable", default=None)
+
+
+def _followed_location(value: str, current: str) -> str:
+    """What aiohttp reads as the target of a redirect from *current* whose ``Location`` is
+    *value* (as aiohttp decoded it: UTF-8, other bytes as lone surrogates): the URL of
+    `redirect_url`, which the session takes as it is (``requote_redirect_url=False``),
+    with its host name in IDNA form. A value `redirect_url` leaves to aiohttp gets what
+    aiohttp's own requoting gave it, without user info."""
+    text = value if value.isascii() else header_text(value.encode("utf-8", "surrogateescape"))
+    target = redirect_url(text, current)
+    if target is None:
+        try:
+            return str(yarl.URL(without_userinfo(text)))
+        except (ValueError, TypeError):
+            location = without_userinfo(text)
+            _UNFOLLOWABLE.set(location)  # (aiohttp raises its own error at once for some)
+            return location
+    if not target.isascii():  # an international host name; the rest is escaped
+        parts = urlsplit(target)
+        host = yarl.URL(target).raw_host or ""
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return target
+
+
 class _ClientResponse(aiohttp.ClientResponse):
-    """A response whose ``headers``, for a redirect, hold its ``Location`` (and ``URI``)
-    without ``user:password@``: aiohttp reads the redirect target there, and would send those
-    credentials (from the server) as Basic auth to the next URL, or raise a raw ``ValueError``
-    when the request had an ``Authorization`` header. `received_headers` are the headers as
-    received, which the facade's `Response` shows."""
+    """A response whose ``headers``, for a redirect, hold in its ``Location`` (and
+    ``URI``) the URL every backend follows (`_followed_location`): aiohttp sent a space in
+    a query as ``+``, and a value that was not UTF-8 as it was; and it read ``user:password@``
+    there as credentials, to send as Basic auth to the next URL (or raised a raw
+    ``ValueError`` when the request had an ``Authorization`` header). `received_headers` are
+    the headers as received, which the facade's `Response` shows."""
+
+    _followed: CIMultiDictProxy[str] | None = None
 
     @property
     def received_headers(self) -> CIMultiDictProxy[str]:
@@ -337,15 +373,22 @@ class _ClientResponse(aiohttp.ClientResponse):
     @property  # over aiohttp's reify: read-only, as that one is
     def headers(self) -> CIMultiDictProxy[str]:
         headers = super().headers
-        if self.status not in _REDIRECT_STATUSES or not any(
-            "@" in value for name in _LOCATION_HEADERS for value in headers.getall(name, ())
-        ):
+        if self.status not in _REDIRECT_STATUSES:
             return headers
-        cleaned = CIMultiDict(
-            (name, without_userinfo(value) if name.lower() in _LOCATION_HEADERS else value)
-            for name, value in headers.items()
-        )
-        return CIMultiDictProxy(cleaned)
+        if self._followed is None:
+            current = str(self.url)
+            self._followed = CIMultiDictProxy(
+                CIMultiDict(
+                    (
+                        name,
+                        _followed_location(value, current)
+                        if name.lower() in _LOCATION_HEADERS
+                        else value,
+                    )
+                    for name, value in headers.items()
+                )
+            )
+        return self._followed
 
 
 async def _on_request_redirect(
@@ -448,6 +491,8 @@ class AiohttpBackend(HttpBackend):
             # no body it sends none, like httpx and requests (aiohttp would add octet-stream)
             "skip_auto_headers": ("Content-Type",),
             "response_class": _ClientResponse,
+            # a redirect's target comes out of `_ClientResponse.headers` escaped already
+            "requote_redirect_url": False,
             # a response header line of up to 64 KiB, as requests (http.client) reads;
             # aiohttp's default of 8,190 bytes refused a large cookie or token header
             "max_line_size": _MAX_HEADER_LINE,
@@ -554,6 +599,20 @@ class AiohttpBackend(HttpBackend):
             stream,
         )
 
+    def _failure(self, exc: BaseException, request: Request) -> HTTPError:
+        """The facade error for what a request raised (see `translate`). A raw
+        ``ValueError`` from aiohttp is a `TransportError` when it came of a redirect to a
+        bad port (see `_UNFOLLOWABLE`); any other is re-raised."""
+        location = _UNFOLLOWABLE.get()
+        if location is not None:
+            _UNFOLLOWABLE.set(None)
+        if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
+            return self.translate(exc, request)
+        if location is None:
+            raise exc
+        what = f"cannot follow the redirect to {redact_url(location)!r}"
+        return http_error(TransportError, what, request, exc, self.config.secrets)
+
     async def send(self, request: Request) -> Response:
         session = self._session_or_fail(request)
         started = time.perf_counter()
@@ -561,8 +620,8 @@ class AiohttpBackend(HttpBackend):
             url = _yarl_url(request.url)
             async with session.request(request.method, url, **self._kwargs(request)) as r:
                 content = await r.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self.translate(exc, request) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise self._failure(exc, request) from exc
         return self._response(r, request, started, content)
 
     async def send_stream(self, request: Request) -> Response:
@@ -571,6 +630,6 @@ class AiohttpBackend(HttpBackend):
         try:
             url = _yarl_url(request.url)
             r = await session.request(request.method, url, **self._kwargs(request))
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self.translate(exc, request) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise self._failure(exc, request) from exc
         return self._response(r, request, started, None, _AiohttpStream(self, r, request))

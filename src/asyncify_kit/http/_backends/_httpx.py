@@ -23,6 +23,7 @@ from .base import (
     header_text,
     http_error,
     redirect_method,
+    redirect_url,
 )
 
 __all__ = ["HttpxBackend"]
@@ -62,6 +63,19 @@ class _AsyncClient(httpx.AsyncClient):
 
     def _redirect_method(self, request: httpx.Request, response: httpx.Response) -> str:
         return redirect_method(request.method, response.status_code)
+
+    def _redirect_url(self, request: httpx.Request, response: httpx.Response) -> httpx.URL:
+        """The URL of `redirect_url`, as every backend follows it (httpx sent ``|``, ``^``,
+        ``[``, ``]``, a lone ``%`` and ``%2e%2e`` segments of a ``Location`` as they
+        were); httpx's own reading for a value `redirect_url` leaves to it (and its error)."""
+        url = super()._redirect_url(request, response)
+        location = next(
+            (value for name, value in response.headers.raw if name.lower() == b"location"), None
+        )
+        if location is None:
+            return url
+        target = redirect_url(header_text(location), str(request.url))
+        return url if target is None else httpx.URL(target)
 
     def _redirect_headers(
         self, request: httpx.Request, url: httpx.URL, method: str

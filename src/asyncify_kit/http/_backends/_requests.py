@@ -49,9 +49,11 @@ from .base import (
     BackendStream,
     ClientConfig,
     HttpBackend,
+    header_text,
     http_error,
     latin1_header_items,
     redirect_method,
+    redirect_url,
     without_userinfo,
 )
 
@@ -129,9 +131,18 @@ class _Session(requests.Session):
         return prepared
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
-        """The Location of a redirect without its user info: requests followed it with the
-        ``user:password@`` in the URL (so in ``Response.url``), though it sent no credentials
-        from it."""
+        """The URL of `redirect_url`, as every backend follows it: without user info
+        (requests followed it with the ``user:password@`` in the URL, so in
+        ``Response.url``, though it sent no credentials from it), and read as `header_text`
+        reads it (requests failed with a raw ``UnicodeDecodeError`` on a value that was not
+        UTF-8). requests' own reading, without user info, for a value `redirect_url` leaves
+        to it."""
+        if not resp.is_redirect:
+            return None
+        raw: str = resp.headers["location"]  # decoded as Latin-1 by http.client
+        target = redirect_url(header_text(raw.encode("latin-1", "replace")), resp.url)
+        if target is not None:
+            return target
         location = super().get_redirect_target(resp)
         return None if location is None else without_userinfo(location)
 

@@ -22,6 +22,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ...exceptions import HTTPError, TimeoutException
 from .._models import Limits, Request, Response, Timeout
@@ -34,9 +35,12 @@ __all__ = [
     "HttpBackend",
     "TimeoutPhase",
     "TranslatingIterator",
+    "canonical_part",
+    "canonical_url",
     "current_event_loop",
     "http_error",
     "redirect_method",
+    "redirect_url",
     "without_userinfo",
 ]
 
@@ -64,6 +68,133 @@ def without_userinfo(location: str) -> str:
     if "@" not in location:
         return location
     return _LOCATION_USERINFO.sub(r"\g<head>", location, count=1)
+
+
+# RFC 3986: what a path, a query or a fragment may hold as it is (unreserved characters,
+# sub-delims, ":", "@", "/", and "?" past the path; "%" only to start an escape)
+_URL_TEXT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _escape_char(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+def canonical_part(text: str) -> str:
+    """*text* (a path, a query or a fragment) percent-encoded as requests and aiohttp send
+    it: every character RFC 3986 does not allow there escaped (a space, ``"<>\\^`{|}``,
+    ``[`` and ``]``, non-ASCII text as UTF-8), a ``%`` that starts no escape as ``%25``, an
+    escaped unreserved character (``%7E``) as itself; other escapes kept as they are."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        match = _URL_TEXT.match(text, i)
+        end = match.end() if match is not None else i
+        if end > i:
+            out.append(text[i:end])
+            i = end
+            continue
+        char = text[i]
+        escape = _ESCAPE.match(text, i) if char == "%" else None
+        if escape is not None:
+            decoded = chr(int(escape.group(1), 16))
+            out.append(decoded if decoded in _UNRESERVED else escape.group(0).upper())
+            i += 3
+        else:
+            out.append(_escape_char(char))
+            i += 1
+    return "".join(out)
+
+
+def canonical_url(url: str) -> str:
+    """*url* (absolute) with its path, query and fragment as `canonical_part` has them, so
+    that every backend sends the same request target: httpx sent ``|``, ``^``, ``[``,
+    ``]``, ``\\``, ``{``, ``}`` and a lone ``%`` as they were, aiohttp a space in the query
+    as ``+``, where the others escape them."""
+    scheme, sep, rest = url.partition("://")
+    start = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if 0 <= found < start:
+            start = found
+    target = rest[start:]
+    if _URL_TEXT.fullmatch(target.replace("#", "?", 1)):  # the usual case: nothing to do
+        return url
+    target, hash_, fragment = target.partition("#")
+    target = canonical_part(target)
+    if hash_:
+        target += "#" + canonical_part(fragment)
+    return scheme + sep + rest[:start] + target
+
+
+# what comes before a reference's path: ``scheme:`` and ``//authority``, either optional
+_REFERENCE_HEAD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://[^/?#]*)?")
+
+
+def _without_dot_segments(path: str) -> str:
+    """*path* with its ``.`` and ``..`` segments resolved (RFC 3986, 5.2.4).
+
+    >>> _without_dot_segments("/a/b/../c/./d/.."), _without_dot_segments("/../x")
+    ('/a/c/', '/x')
+    """
+    segments = path.split("/")
+    kept: list[str] = []
+    for segment in segments[1:]:
+        if segment == "..":
+            if len(kept) > 0:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")  # "/a/." is the directory "/a/"
+    return segments[0] + "/" + "/".join(kept)
+
+
+def redirect_url(location: str, current: str) -> str | None:
+    """The URL a redirect from *current* to *location* (its ``Location``, decoded as
+    `header_text` decodes it) leads to, the same on every backend: *location* without user
+    info (`without_userinfo`), its path, query and fragment escaped as `canonical_part`
+    escapes them, then resolved against *current* (RFC 3986: ``..`` and ``.`` segments
+    removed), keeping *current*'s fragment when *location* has none (RFC 9110). None when
+    it leads to no ``http`` or ``https`` URL this can read (an empty value, another scheme,
+    a bad port or IPv6 address): the library then reads it, and raises its own error.
+
+    Each library read a ``Location`` its own way: httpx sent ``|``, ``^``, ``[``, ``]``, a
+    lone ``%`` and ``%2e%2e`` segments as they were, aiohttp a space in a query as ``+``,
+    and requests failed on a value that was not UTF-8.
+
+    >>> redirect_url("../b c?q=a|b", "http://example.org/x/y/z#top")
+    'http://example.org/x/b%20c?q=a%7Cb#top'
+    >>> redirect_url("//ann:pw@example.net/%7Eann/%2e%2e/x", "https://example.org/")
+    'https://example.net/x'
+    >>> redirect_url("ftp://example.org/file", "http://example.org/") is None
+    True
+    """
+    location = without_userinfo(location.strip(" \t"))
+    if not location:
+        return None
+    head = _REFERENCE_HEAD.match(location)
+    start = head.end() if head is not None else 0
+    rest, hash_, fragment = location[start:].partition("#")
+    reference = location[:start] + canonical_part(rest)
+    if hash_:
+        reference += "#" + canonical_part(fragment)
+    try:
+        target = urljoin(current, reference)
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if "." in parts.path:  # urljoin leaves them in a reference with its own authority
+        target = urlunsplit(parts._replace(path=_without_dot_segments(parts.path)))
+    if not hash_ and not parts.fragment:
+        previous = urlsplit(current).fragment
+        if previous:
+            target = f"{target}#{previous}"
+    return target
 
 
 # the headers that describe a request's body: a redirect that drops the body drops them too
