@@ -74,6 +74,29 @@ async def test_invalid_header(
         HttpClient(http_server.url, backend=backend, headers=headers)
 
 
+async def test_header_bytes_go_as_text_and_none_is_refused(
+    http_server: ServerInfo, backend: str
+) -> None:
+    """A header name or value given as bytes goes out as its text (it went out as its repr,
+    ``b'...'``), non-ASCII bytes are refused as non-ASCII text is, and a ``None`` value is a
+    `ConfigError` (it went out as "None")."""
+    async with HttpClient(
+        http_server.url, backend=backend, retries=0, headers={b"X-Client": b"c1"}
+    ) as http:
+        mixed = [(b"X-Bytes", b"v1"), ("X-Int", 7)]
+        echo = (await http.get("/echo", headers=mixed)).json()  # type: ignore[arg-type]
+        sent = {name.lower(): value for name, value in echo["headers"]}
+        assert (sent["x-client"], sent["x-bytes"], sent["x-int"]) == ("c1", "v1", "7")
+        with pytest.raises(ConfigError, match="value for header 'X-A'"):
+            await http.get("/echo", headers={"X-A": b"caf\xc3\xa9"})
+        with pytest.raises(ConfigError, match="value of header 'X-A' is None"):
+            await http.get("/echo", headers={"X-A": None})  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="a header name is None"):
+            await http.get("/echo", headers=[(None, "v")])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="value of header 'X-A' is None"):
+        HttpClient(http_server.url, headers={"X-A": None})  # type: ignore[arg-type]
+
+
 BAD_COOKIES = [
     {"c": "1; admin=1"},  # aiohttp quoted it; httpx and requests sent a second cookie
     {"c": "two words"},

@@ -77,13 +77,7 @@ def _header_items(headers: HeadersInput | None) -> list[tuple[str, str]]:
     (the message names the header, never its value)."""
     if headers is None:
         return []
-    items: list[tuple[str, str]]
-    if isinstance(headers, Headers):
-        items = headers.multi_items()
-    elif isinstance(headers, Mapping):
-        items = [(str(k), str(v)) for k, v in headers.items()]
-    else:
-        items = [(str(k), str(v)) for k, v in headers]
+    items = (headers if isinstance(headers, Headers) else Headers(headers)).multi_items()
     for name, value in items:
         if not _TOKEN.fullmatch(name):
             raise ConfigError(

@@ -69,6 +69,21 @@ _REASONS = {
 }
 
 
+def header_text_of(part: object, name: object = None) -> str:
+    """A header's name (or, with *name*, its value) as text: bytes as Latin-1 (a request
+    then refuses what is not ASCII, as for text), a number as its digits. ``None`` is a
+    `ConfigError`: bytes went out as their ``repr`` (``b'...'``) and ``None`` as the text
+    "None" (requests leaves such a header out, httpx raises ``TypeError``)."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, (bytes, bytearray)):
+        return bytes(part).decode("latin-1")
+    if part is None:
+        what = "a header name" if name is None else f"the value of header {name!r}"
+        raise ConfigError(f"{what} is None; leave the header out instead")
+    return str(part)
+
+
 class Headers(Mapping[str, str]):
     """Case-insensitive, multi-valued HTTP headers, in the order received.
 
@@ -88,10 +103,12 @@ class Headers(Mapping[str, str]):
             items = []
         elif isinstance(headers, Headers):
             items = headers.multi_items()
-        elif isinstance(headers, Mapping):
-            items = [(str(k), str(v)) for k, v in headers.items()]
         else:
-            items = [(str(k), str(v)) for k, v in headers]
+            pairs = headers.items() if isinstance(headers, Mapping) else headers
+            items = []
+            for key, value in pairs:
+                name = key if type(key) is str else header_text_of(key)
+                items.append((name, value if type(value) is str else header_text_of(value, name)))
         self._items: list[tuple[str, str]] = items
         self._index: dict[str, list[str]] | None = None
 
@@ -142,7 +159,12 @@ class Headers(Mapping[str, str]):
         return f"Headers({shown!r})"
 
 
-HeadersInput = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
+HeadersInput = (
+    Headers
+    | Mapping[str, str | bytes]
+    | Mapping[bytes, str | bytes]
+    | Iterable[tuple[str | bytes, str | bytes]]
+)
 
 
 def _seconds(value: object, what: str) -> float | None:
