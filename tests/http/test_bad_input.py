@@ -3,6 +3,7 @@ and event loop, never a library's own exception; the server is the real one on l
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -95,6 +96,35 @@ async def test_header_bytes_go_as_text_and_none_is_refused(
             await http.get("/echo", headers=[(None, "v")])  # type: ignore[list-item]
     with pytest.raises(ConfigError, match="value of header 'X-A' is None"):
         HttpClient(http_server.url, headers={"X-A": None})  # type: ignore[arg-type]
+
+
+BAD_BODIES: list[dict[str, Any]] = [
+    {"params": {"a": {"b": 1}}},  # was sent as a=b
+    {"params": {"a": [1, [2, 3]]}},  # was sent as a=1&a=[2, 3]
+    {"params": [("a", {1, 2})]},
+    {"data": {"a": {"b": 1}}},
+    {"data": {"a": {"b": 1}}, "files": {"f": b"x"}},
+    {"json": {"v": float("nan")}},  # was sent as {"v":NaN}, which is no JSON
+    {"json": {"v": float("inf")}},
+    {"json": {"when": datetime.date(2026, 1, 1)}},  # was a raw TypeError
+    {"json": {b"key": 1}},
+]
+
+
+@pytest.mark.parametrize("kwargs", BAD_BODIES)
+async def test_invalid_params_form_or_json(
+    http_server: ServerInfo, backend: str, kwargs: dict[str, Any]
+) -> None:
+    """A field value that is a mapping, a set or a nested list, and a json= value that
+    json.dumps refuses or that holds NaN or an infinity, are a `ConfigError` naming the
+    problem, before anything is sent."""
+    what = "json body" if "json" in kwargs else "value for field"
+    async with HttpClient(http_server.url, backend=backend, retries=0) as http:
+        with pytest.raises(ConfigError, match=what):
+            await http.post("/echo", **kwargs)
+        with pytest.raises(ConfigError, match=what):
+            async with http.stream("POST", "/echo", **kwargs):
+                pass
 
 
 BAD_COOKIES = [

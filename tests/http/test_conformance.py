@@ -96,6 +96,21 @@ async def test_every_backend_sends_the_same_request_target(
         assert r.url == http_server.url + target
 
 
+async def test_params_that_add_nothing_leave_no_question_mark(
+    http_server: ServerInfo, backend: str
+) -> None:
+    # httpx sent "/echo?" for params that were all None or empty lists
+    async with client(http_server, backend) as http:
+        cases: list[dict[str, Any]] = [{"a": []}, {"a": None}, {"a": [None]}]
+        for params in cases:
+            r = await http.get("/echo", params=params)
+            assert (r.json()["raw_path"], r.json()["query"], r.url) == (
+                "/echo",
+                "",
+                http_server.url + "/echo",
+            )
+
+
 # a redirect's Location (as the server sends it, "{port}" its port) -> the request target
 # of the redirect and the fragment of the final URL: every backend follows it the same way.
 # 30 of the 70 cases failed before: httpx sent the characters RFC 3986 does not allow, a

@@ -402,10 +402,11 @@ class HttpClient:
             query = (
                 params if isinstance(params, str) else urlencode(without_none(params), doseq=True)
             )
-            base, _, fragment = url.partition("#")
-            url = base + ("&" if "?" in base else "?") + query
-            if fragment:
-                url += "#" + fragment
+            if query:  # (params that are all None, or empty lists, add nothing)
+                base, _, fragment = url.partition("#")
+                url = base + ("&" if "?" in base else "?") + query
+                if fragment:
+                    url += "#" + fragment
         return canonical_url(url), credentials
 
     async def _prepare(

@@ -65,6 +65,13 @@ def without_none(fields: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[
             continue
         if isinstance(value, (list, tuple)):
             value = [item for item in value if item is not None]
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, (Mapping, set, frozenset, list, tuple)):
+                # urlencode sent a mapping's keys ({"a": {"b": 1}} as a=b), a set in no order
+                raise ConfigError(
+                    f"invalid value for field {name!r}: a {type(item).__name__}; accepted: "
+                    "str, bytes, a number, or a list or tuple of them"
+                )
         kept.append((name, value))
     return kept
 
@@ -145,10 +152,16 @@ async def encode_body(
             return bytes(content), None
         raise ConfigError(f"invalid content {type(content).__name__}; accepted: bytes or str")
     if json is not None:
-        return (
-            jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode(),
-            "application/json",
-        )
+        try:
+            # allow_nan=False: NaN and Infinity are no JSON (RFC 8259); they went out as is
+            text = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"invalid json body: {exc}; accepted: what json.dumps takes (dict, list, str, "
+                "int, float but NaN and infinities, bool, None), or content= with your own "
+                "encoding"
+            ) from exc
+        return text.encode(), "application/json"
     if files is not None:
         return await _multipart(data, files)
     if data is not None:
