@@ -392,6 +392,37 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "thread-waits",
+        """
+        import asyncio, concurrent.futures, queue, threading
+        from threading import Event
+        class Worker:
+            def __init__(self):
+                self.ready = Event()
+                self.pool = concurrent.futures.ThreadPoolExecutor()
+            async def handler(self, loop):
+                self.ready.wait()
+                self.pool.submit(print).result()
+                asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result()
+                q = queue.SimpleQueue()
+                q.put(1)
+                q.get()
+                threading.Thread(target=print).join()
+                name = input()
+                self.ready.is_set()
+                q.get_nowait()
+                await asyncio.wrap_future(self.pool.submit(print))
+        """,
+        [
+            f"ASY114 {S}:9 Worker.handler -> threading.Event.wait",
+            f"ASY114 {S}:10 Worker.handler -> concurrent.futures.Future.result",
+            f"ASY114 {S}:11 Worker.handler -> concurrent.futures.Future.result",
+            f"ASY114 {S}:14 Worker.handler -> queue.Queue.get",
+            f"ASY114 {S}:15 Worker.handler -> threading.Thread.join",
+            f"ASY114 {S}:16 Worker.handler -> builtins.input",
+        ],
+    ),
+    Snippet(
         "non-blocking-socket",
         """
         import socket

@@ -1,8 +1,9 @@
 """The blocking calls the scanner knows, each with a rule id and the fix it suggests.
 
 The table mirrors DESIGN.md's list of legacy sync libraries: for every job (HTTP, AWS,
-files, PostgreSQL, MySQL, sqlite, sleeping, subprocesses, sockets) a rule says which calls
-block the event loop and which async facade or native driver replaces them.
+files, PostgreSQL, MySQL, sqlite, sleeping, subprocesses, sockets, waiting for threads) a
+rule says which calls block the event loop and which async facade or native driver
+replaces them.
 
 Calls are matched by their fully qualified name after import resolution, so
 ``from requests import get as fetch; fetch(url)`` is ``requests.get``. Calls on objects are
@@ -137,6 +138,14 @@ _RULE_LIST = (
         "blocking-socket",
         "Blocking sockets and DNS lookups wait on the network.",
         "use asyncio.open_connection, anyio.connect_tcp or loop.getaddrinfo",
+    ),
+    Rule(
+        "ASY114",
+        "sync-wait",
+        "Waiting for a thread, a lock, a queue, a future or a line of input stops the event "
+        "loop (and a future of this loop, such as run_coroutine_threadsafe's, never ends).",
+        "use asyncio or anyio primitives (asyncio.Event, asyncio.Queue, "
+        "`await asyncio.wrap_future(future)`), or `await run_sync(...)`",
     ),
 )
 
@@ -286,6 +295,21 @@ BLOCKING_CALLS: dict[str, str] = {
         "ASY113",
     ),
     **_names("ssl.SSLSocket", "connect accept recv send sendall do_handshake read write", "ASY113"),
+    # waiting for threads, locks, queues, futures and standard input
+    "builtins.input": "ASY114",
+    **_names("threading.Lock", "acquire", "ASY114"),
+    **_names("threading.RLock", "acquire", "ASY114"),
+    **_names("threading.Semaphore", "acquire", "ASY114"),
+    **_names("threading.Condition", "acquire wait wait_for", "ASY114"),
+    **_names("threading.Event", "wait", "ASY114"),
+    **_names("threading.Barrier", "wait", "ASY114"),
+    **_names("threading.Thread", "join", "ASY114"),
+    # (not put: an unbounded queue, the usual one, never waits to put)
+    **_names("queue.Queue", "get join", "ASY114"),
+    **_names("concurrent.futures.Future", "result exception", "ASY114"),
+    **_names("concurrent.futures", "wait", "ASY114"),
+    **_names("concurrent.futures.Executor", "shutdown", "ASY114"),
+    **_names("multiprocessing.pool.AsyncResult", "get wait", "ASY114"),
 }
 
 # Calls that create an object of a known type: call name -> type name.
@@ -356,6 +380,30 @@ FACTORIES: dict[str, str] = {
     "ssl.SSLContext.wrap_socket": "ssl.SSLSocket",
     "ssl.create_default_context": "ssl.SSLContext",
     "ssl.SSLContext": "ssl.SSLContext",
+    "threading.Lock": "threading.Lock",
+    "threading.RLock": "threading.RLock",
+    "threading.Semaphore": "threading.Semaphore",
+    "threading.BoundedSemaphore": "threading.Semaphore",
+    "threading.Condition": "threading.Condition",
+    "threading.Event": "threading.Event",
+    "threading.Barrier": "threading.Barrier",
+    "threading.Thread": "threading.Thread",
+    "threading.Timer": "threading.Thread",
+    "queue.Queue": "queue.Queue",
+    "queue.LifoQueue": "queue.Queue",
+    "queue.PriorityQueue": "queue.Queue",
+    "queue.SimpleQueue": "queue.Queue",
+    "concurrent.futures.ThreadPoolExecutor": "concurrent.futures.Executor",
+    "concurrent.futures.ProcessPoolExecutor": "concurrent.futures.Executor",
+    "concurrent.futures.Executor.submit": "concurrent.futures.Future",
+    "concurrent.futures.Future": "concurrent.futures.Future",
+    "asyncio.run_coroutine_threadsafe": "concurrent.futures.Future",
+    "multiprocessing.Pool": "multiprocessing.pool.Pool",
+    "multiprocessing.pool.Pool": "multiprocessing.pool.Pool",
+    "multiprocessing.pool.ThreadPool": "multiprocessing.pool.Pool",
+    "multiprocessing.pool.Pool.apply_async": "multiprocessing.pool.AsyncResult",
+    "multiprocessing.pool.Pool.map_async": "multiprocessing.pool.AsyncResult",
+    "multiprocessing.pool.Pool.starmap_async": "multiprocessing.pool.AsyncResult",
 }
 
 # Types on which every public method call blocks (boto3 clients are generated at runtime,
@@ -415,4 +463,16 @@ TYPE_ALIASES: dict[str, str] = {
     "sqlite3.dbapi2.Connection": "sqlite3.Connection",
     "sqlite3.dbapi2.Cursor": "sqlite3.Cursor",
     "socket.SocketType": "socket.socket",
+    "threading.BoundedSemaphore": "threading.Semaphore",
+    "threading.Timer": "threading.Thread",
+    "queue.LifoQueue": "queue.Queue",
+    "queue.PriorityQueue": "queue.Queue",
+    "queue.SimpleQueue": "queue.Queue",
+    "concurrent.futures._base.Future": "concurrent.futures.Future",
+    "concurrent.futures.ThreadPoolExecutor": "concurrent.futures.Executor",
+    "concurrent.futures.ProcessPoolExecutor": "concurrent.futures.Executor",
+    "concurrent.futures.thread.ThreadPoolExecutor": "concurrent.futures.Executor",
+    "concurrent.futures.process.ProcessPoolExecutor": "concurrent.futures.Executor",
+    "concurrent.futures._base.Executor": "concurrent.futures.Executor",
+    "multiprocessing.pool.ApplyResult": "multiprocessing.pool.AsyncResult",
 }
