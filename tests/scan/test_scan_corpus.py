@@ -423,6 +423,90 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "sqlalchemy-sync",
+        """
+        from sqlalchemy import create_engine, select, text
+        from sqlalchemy.ext.asyncio import AsyncSession
+        from sqlalchemy.orm import Session, sessionmaker
+        engine = create_engine("sqlite://")
+        SessionLocal = sessionmaker(bind=engine)
+        async def users(db: Session):
+            return db.query(object).filter(True).all()
+        async def raw():
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+            db = SessionLocal()
+            db.commit()
+        async def native(session: AsyncSession):
+            return await session.execute(select(1))
+        """,
+        [
+            f"ASY115 {S}:8 users -> sqlalchemy.orm.Query.all",
+            f"ASY115 {S}:10 raw -> sqlalchemy.Engine.connect",
+            f"ASY115 {S}:11 raw -> sqlalchemy.Connection.execute",
+            f"ASY115 {S}:13 raw -> sqlalchemy.orm.Session.commit",
+        ],
+    ),
+    Snippet(
+        "redis-sync",
+        """
+        import redis
+        from redis import asyncio as aioredis
+        cache = redis.Redis.from_url("redis://localhost")
+        native = aioredis.Redis()
+        async def handler():
+            cache.set("k", 1)
+            pipe = cache.pipeline()
+            pipe.incr("n")
+            pipe.execute()
+            return await native.get("k")
+        """,
+        [
+            f"ASY116 {S}:7 handler -> redis.Redis.set",
+            f"ASY116 {S}:10 handler -> redis.Pipeline.execute",
+        ],
+    ),
+    Snippet(
+        "password-hash",
+        """
+        import hashlib
+        import bcrypt
+        from argon2 import PasswordHasher
+        from passlib.context import CryptContext
+        from passlib.hash import pbkdf2_sha256
+        context = CryptContext(schemes=["bcrypt"])
+        async def login(password: bytes, stored: bytes):
+            bcrypt.checkpw(password, stored)
+            context.verify(password, stored)
+            PasswordHasher().verify(stored, password)
+            pbkdf2_sha256.hash(password)
+            hashlib.pbkdf2_hmac("sha256", password, b"salt", 600_000)
+            return hashlib.sha256(password).digest()
+        """,
+        [
+            f"ASY117 {S}:9 login -> bcrypt.checkpw",
+            f"ASY117 {S}:10 login -> passlib.CryptContext.verify",
+            f"ASY117 {S}:11 login -> argon2.PasswordHasher.verify",
+            f"ASY117 {S}:12 login -> passlib.hash.pbkdf2_sha256.hash",
+            f"ASY117 {S}:13 login -> hashlib.pbkdf2_hmac",
+        ],
+    ),
+    Snippet(
+        "smtp",
+        """
+        import smtplib
+        async def send(message):
+            with smtplib.SMTP_SSL("mail.example.org") as server:
+                server.login("user", "password")
+                server.send_message(message)
+        """,
+        [
+            f"ASY118 {S}:4 send -> smtplib.SMTP_SSL",
+            f"ASY118 {S}:5 send -> smtplib.SMTP.login",
+            f"ASY118 {S}:6 send -> smtplib.SMTP.send_message",
+        ],
+    ),
+    Snippet(
         "non-blocking-socket",
         """
         import socket

@@ -1097,6 +1097,9 @@ class Project:
         """The value a call returns."""
         if isinstance(callee, Partial):
             return self.call_value(callee.inner, node, scope, line)
+        if isinstance(callee, Inst):  # an instance called: ``SessionLocal()`` of a sessionmaker
+            produced = FACTORIES.get(f"{callee.type}.__call__")
+            return Inst(produced) if produced is not None else None
         if not isinstance(callee, Ref):
             return None
         name = callee.name

@@ -1,9 +1,9 @@
 """The blocking calls the scanner knows, each with a rule id and the fix it suggests.
 
 The table mirrors DESIGN.md's list of legacy sync libraries: for every job (HTTP, AWS,
-files, PostgreSQL, MySQL, sqlite, sleeping, subprocesses, sockets, waiting for threads) a
-rule says which calls block the event loop and which async facade or native driver
-replaces them.
+files, PostgreSQL, MySQL, sqlite, sleeping, subprocesses, sockets, waiting for threads,
+SQLAlchemy, redis, password hashing, mail) a rule says which calls block the event loop and
+which async facade or native driver replaces them.
 
 Calls are matched by their fully qualified name after import resolution, so
 ``from requests import get as fetch; fetch(url)`` is ``requests.get``. Calls on objects are
@@ -147,6 +147,32 @@ _RULE_LIST = (
         "use asyncio or anyio primitives (asyncio.Event, asyncio.Queue, "
         "`await asyncio.wrap_future(future)`), or `await run_sync(...)`",
     ),
+    Rule(
+        "ASY115",
+        "db-sqlalchemy-sync",
+        "SQLAlchemy's sync engines, connections and sessions block on the database round trip.",
+        "use sqlalchemy.ext.asyncio (create_async_engine, AsyncSession) or "
+        "asyncify_kit.sql.Database, or make the endpoint a plain `def`",
+    ),
+    Rule(
+        "ASY116",
+        "redis-sync",
+        "The sync redis client (redis.Redis) blocks on every command.",
+        "use redis.asyncio.Redis, or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY117",
+        "password-hash",
+        "Password hashing (bcrypt, passlib, argon2, hashlib.pbkdf2_hmac, hashlib.scrypt) takes "
+        "tens to hundreds of milliseconds of CPU by design.",
+        "`await run_sync(...)`: bcrypt, argon2 and hashlib release the GIL while they hash",
+    ),
+    Rule(
+        "ASY118",
+        "mail-smtp",
+        "smtplib connects and sends mail over a blocking socket.",
+        "use aiosmtplib, or `await run_sync(...)`",
+    ),
 )
 
 RULES: dict[str, Rule] = {rule.id: rule for rule in _RULE_LIST}
@@ -173,6 +199,18 @@ def _names(prefix: str, names: tuple[str, ...] | str, rule: str) -> dict[str, st
         names = tuple(names.split())
     return {f"{prefix}.{name}": rule for name in names}
 
+
+# passlib's ready-made hashers (``passlib.hash.bcrypt.hash(...)``): each is an object
+_PASSLIB_HASHERS = (
+    "bcrypt",
+    "bcrypt_sha256",
+    "argon2",
+    "pbkdf2_sha256",
+    "pbkdf2_sha512",
+    "sha256_crypt",
+    "sha512_crypt",
+    "scrypt",
+)
 
 # Fully qualified call name -> rule id.
 BLOCKING_CALLS: dict[str, str] = {
@@ -310,6 +348,51 @@ BLOCKING_CALLS: dict[str, str] = {
     **_names("concurrent.futures", "wait", "ASY114"),
     **_names("concurrent.futures.Executor", "shutdown", "ASY114"),
     **_names("multiprocessing.pool.AsyncResult", "get wait", "ASY114"),
+    # SQLAlchemy, sync API (sqlalchemy.ext.asyncio's names differ, and are not listed)
+    **_names("sqlalchemy.Engine", "connect begin raw_connection dispose", "ASY115"),
+    **_names(
+        "sqlalchemy.Connection",
+        "execute exec_driver_sql scalar scalars commit rollback begin begin_nested",
+        "ASY115",
+    ),
+    **_names(
+        "sqlalchemy.orm.Session",
+        "execute scalar scalars get get_one commit rollback flush refresh merge delete "
+        "connection begin begin_nested",
+        "ASY115",
+    ),
+    **_names(
+        "sqlalchemy.orm.Query",
+        "all first one one_or_none scalar count get delete update exists __iter__",
+        "ASY115",
+    ),
+    # redis: redis.Redis methods through ANY_METHOD_TYPES
+    **_names("redis.Pipeline", "execute", "ASY116"),
+    **_names(
+        "redis.PubSub",
+        "subscribe psubscribe unsubscribe punsubscribe get_message listen ping",
+        "ASY116",
+    ),
+    **_names("redis.Lock", "acquire release extend reacquire locked owned", "ASY116"),
+    # password hashing
+    **_names("bcrypt", "hashpw checkpw kdf", "ASY117"),
+    **_names("hashlib", "pbkdf2_hmac scrypt", "ASY117"),
+    **_names("passlib.CryptContext", "hash verify verify_and_update encrypt", "ASY117"),
+    **_names("passlib.Hasher", "hash verify encrypt", "ASY117"),
+    **{
+        f"passlib.hash.{name}.{method}": "ASY117"
+        for name in _PASSLIB_HASHERS
+        for method in ("hash", "verify", "encrypt")
+    },
+    **_names("argon2.PasswordHasher", "hash verify", "ASY117"),
+    # smtplib (given a host, SMTP(...) connects in its constructor)
+    **_names("smtplib", "SMTP SMTP_SSL LMTP", "ASY118"),
+    **_names(
+        "smtplib.SMTP",
+        "connect login starttls ehlo helo ehlo_or_helo_if_needed sendmail send_message "
+        "noop rset verify quit auth",
+        "ASY118",
+    ),
 }
 
 # Calls that create an object of a known type: call name -> type name.
@@ -404,6 +487,36 @@ FACTORIES: dict[str, str] = {
     "multiprocessing.pool.Pool.apply_async": "multiprocessing.pool.AsyncResult",
     "multiprocessing.pool.Pool.map_async": "multiprocessing.pool.AsyncResult",
     "multiprocessing.pool.Pool.starmap_async": "multiprocessing.pool.AsyncResult",
+    "sqlalchemy.create_engine": "sqlalchemy.Engine",
+    "sqlalchemy.engine_from_config": "sqlalchemy.Engine",
+    "sqlalchemy.Engine.connect": "sqlalchemy.Connection",
+    "sqlalchemy.Engine.begin": "sqlalchemy.Connection",
+    "sqlalchemy.orm.Session": "sqlalchemy.orm.Session",
+    "sqlalchemy.orm.sessionmaker": "sqlalchemy.orm.sessionmaker",
+    "sqlalchemy.orm.sessionmaker.__call__": "sqlalchemy.orm.Session",
+    "sqlalchemy.orm.sessionmaker.begin": "sqlalchemy.orm.Session",
+    "sqlalchemy.orm.scoped_session": "sqlalchemy.orm.Session",
+    "sqlalchemy.orm.Session.query": "sqlalchemy.orm.Query",
+    **_names(
+        "sqlalchemy.orm.Query",
+        "filter filter_by where order_by group_by having limit offset join outerjoin options "
+        "distinct select_from with_entities execution_options",
+        "sqlalchemy.orm.Query",
+    ),
+    "redis.Redis": "redis.Redis",
+    "redis.StrictRedis": "redis.Redis",
+    "redis.from_url": "redis.Redis",
+    "redis.Redis.from_url": "redis.Redis",
+    "redis.Redis.from_pool": "redis.Redis",
+    "redis.Redis.pipeline": "redis.Pipeline",
+    "redis.Redis.pubsub": "redis.PubSub",
+    "redis.Redis.lock": "redis.Lock",
+    "passlib.context.CryptContext": "passlib.CryptContext",
+    **{f"passlib.hash.{name}.using": "passlib.Hasher" for name in _PASSLIB_HASHERS},
+    "argon2.PasswordHasher": "argon2.PasswordHasher",
+    "smtplib.SMTP": "smtplib.SMTP",
+    "smtplib.SMTP_SSL": "smtplib.SMTP",
+    "smtplib.LMTP": "smtplib.SMTP",
 }
 
 # Types on which every public method call blocks (boto3 clients are generated at runtime,
@@ -423,6 +536,23 @@ ANY_METHOD_TYPES: dict[str, tuple[str, frozenset[str]]] = {
         ),
     ),
     "boto3.resource": ("ASY104", frozenset(["all", "filter", "limit", "page_size"])),
+    "redis.Redis": (
+        "ASY116",
+        frozenset(
+            [
+                "pipeline",
+                "pubsub",
+                "lock",
+                "from_url",
+                "from_pool",
+                "register_script",
+                "get_encoder",
+                "get_connection_kwargs",
+                "set_response_callback",
+                "close",
+            ]
+        ),
+    ),
 }
 
 # Decorators that make a sync function run in a worker thread when it is called.
@@ -475,4 +605,22 @@ TYPE_ALIASES: dict[str, str] = {
     "concurrent.futures.process.ProcessPoolExecutor": "concurrent.futures.Executor",
     "concurrent.futures._base.Executor": "concurrent.futures.Executor",
     "multiprocessing.pool.ApplyResult": "multiprocessing.pool.AsyncResult",
+    "sqlalchemy.engine.Engine": "sqlalchemy.Engine",
+    "sqlalchemy.engine.base.Engine": "sqlalchemy.Engine",
+    "sqlalchemy.engine.Connection": "sqlalchemy.Connection",
+    "sqlalchemy.engine.base.Connection": "sqlalchemy.Connection",
+    "sqlalchemy.orm.session.Session": "sqlalchemy.orm.Session",
+    "sqlalchemy.orm.scoping.scoped_session": "sqlalchemy.orm.Session",
+    "sqlalchemy.orm.scoped_session": "sqlalchemy.orm.Session",
+    "sqlalchemy.orm.query.Query": "sqlalchemy.orm.Query",
+    "redis.client.Redis": "redis.Redis",
+    "redis.StrictRedis": "redis.Redis",
+    "redis.client.StrictRedis": "redis.Redis",
+    "redis.client.Pipeline": "redis.Pipeline",
+    "redis.client.PubSub": "redis.PubSub",
+    "redis.lock.Lock": "redis.Lock",
+    "passlib.context.CryptContext": "passlib.CryptContext",
+    "argon2._password_hasher.PasswordHasher": "argon2.PasswordHasher",
+    "smtplib.SMTP_SSL": "smtplib.SMTP",
+    "smtplib.LMTP": "smtplib.SMTP",
 }
