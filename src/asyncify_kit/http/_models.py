@@ -84,6 +84,11 @@ def header_text_of(part: object, name: object = None) -> str:
     return str(part)
 
 
+def _header_pair(key: object, value: object) -> tuple[str, str]:
+    name = header_text_of(key)
+    return name, header_text_of(value, name)
+
+
 class Headers(Mapping[str, str]):
     """Case-insensitive, multi-valued HTTP headers, in the order received.
 
@@ -105,10 +110,12 @@ class Headers(Mapping[str, str]):
             items = headers.multi_items()
         else:
             pairs = headers.items() if isinstance(headers, Mapping) else headers
-            items = []
-            for key, value in pairs:
-                name = key if type(key) is str else header_text_of(key)
-                items.append((name, value if type(value) is str else header_text_of(value, name)))
+            items = [
+                (key, value)
+                if type(key) is str and type(value) is str
+                else _header_pair(key, value)
+                for key, value in pairs
+            ]
         self._items: list[tuple[str, str]] = items
         self._index: dict[str, list[str]] | None = None
 
