@@ -57,6 +57,25 @@ async def test_double_dash_without_a_space_is_two_minus_signs(url: BackendURL) -
         assert await db.fetch_val("select 5-- :not_a_parameter\n + 1") == 6
 
 
+@pytest.mark.parametrize("case", MYSQL_CASES, indirect=True)
+async def test_server_warnings_cost_no_round_trip_and_no_log(
+    url: BackendURL, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement that leaves server warnings (a missing table dropped "if exists", a
+    division by zero) neither asks the server for them (``SHOW WARNINGS``: one more round
+    trip each) nor logs or warns them, on every MySQL driver: asyncmy logged each at WARNING,
+    aiomysql raised them as Python warnings (an error under ``-W error``)."""
+    async with Database(url, min_size=1, max_size=1) as db, db.connection() as conn:
+        shown = "show session status like 'Com_show_warnings'"
+        before = int((await conn.fetch_one(shown))[1])  # type: ignore[index]
+        with caplog.at_level("DEBUG"):
+            await conn.execute("drop table if exists no_such_table_for_warnings")
+            assert await conn.fetch_val("select 1/0") is None
+        after = int((await conn.fetch_one(shown))[1])  # type: ignore[index]
+        assert after == before
+        assert not [r for r in caplog.records if r.levelno >= 30], caplog.records
+
+
 async def _run_raw(conn: object, sql: str) -> None:
     """Run *sql* through the driver's own connection, behind the Database's back."""
     if hasattr(conn, "open"):  # PyMySQL: blocking

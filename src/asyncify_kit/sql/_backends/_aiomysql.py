@@ -30,8 +30,8 @@ class _Cursor(aiomysql.Cursor):  # type: ignore[misc]  # aiomysql ships no type 
 
     aiomysql asks the server for its warnings after every statement that has any (one more
     round trip) and re-raises them as Python warnings, which ``-W error`` turns into
-    failures of statements that succeeded (``DROP TABLE IF EXISTS``). PyMySQL and asyncmy
-    do not; neither do we.
+    failures of statements that succeeded (``DROP TABLE IF EXISTS``). PyMySQL does not;
+    asyncmy's warnings are turned off too (`_asyncmy._no_warnings`).
     """
 
     async def _show_warnings(self, conn: Any) -> None:
