@@ -264,6 +264,40 @@ async def test_a_write_to_a_server_that_stops_reading_ends_with_the_read_timeout
         server.close()
 
 
+async def test_max_attempts_counts_the_tries_in_all(
+    scheme: str, anyio_backend: str, aws_env: None
+) -> None:
+    """``max_attempts=2`` makes two tries of a call that keeps failing with a retryable
+    error (``500 InternalError``), as documented ("tries per call"): botocore's own
+    ``max_attempts`` counts the retries, and three went out."""
+    requests: list[bytes] = []
+    error = b"<Error><Code>InternalError</Code><Message>no</Message></Error>"
+    answer = (
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(error), error)
+    )
+
+    async def handle(client: anyio.abc.SocketStream) -> None:
+        async with client:
+            received = b""
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while b"\r\n\r\n" not in received:
+                    received += await client.receive()
+                requests.append(received.split(b"\r\n", 1)[0])
+                await client.send(answer)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        url = f"{scheme}://bucket/p?endpoint_url=http://127.0.0.1:{port}&max_attempts=2"
+        async with Storage(url) as st:
+            with anyio.fail_after(20), pytest.raises(StorageError, match="'k'"):
+                await st.read("k")
+        tg.cancel_scope.cancel()
+    assert [line.split(b" ")[0] for line in requests] == [b"GET", b"GET"], requests
+
+
 def _uploads(endpoint: str, bucket: str, prefix: str) -> list[str]:
     listed = s3_client(endpoint).list_multipart_uploads(Bucket=bucket, Prefix=prefix)
     return [upload["Key"] for upload in listed.get("Uploads", [])]

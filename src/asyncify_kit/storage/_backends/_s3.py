@@ -341,7 +341,10 @@ class S3Backend(StorageBackend):
             # legacy SigV2, which S3 refuses for buckets made since June 2020 (and in regions
             # opened since 2014)
             signature_version="s3v4",
-            retries={"mode": "standard", "max_attempts": int(opts.get("max_attempts", 3))},
+            # total_max_attempts: the tries in all, as documented (and as AWS_MAX_ATTEMPTS and
+            # the config file's max_attempts count); botocore's max_attempts here counts the
+            # retries, one more try than asked
+            retries={"mode": "standard", "total_max_attempts": int(opts.get("max_attempts", 3))},
             max_pool_connections=int(opts.get("max_pool_connections", 10)),
             connect_timeout=opts.get("connect_timeout") or 60,
             read_timeout=opts.get("read_timeout") or 60,
