@@ -507,6 +507,91 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "mongodb-sync",
+        """
+        from fastapi import Depends
+        from motor.motor_asyncio import AsyncIOMotorClient
+        from pymongo import MongoClient
+        client = MongoClient("mongodb://localhost")
+        db = client["shop"]
+        native = AsyncIOMotorClient()
+        def get_db():
+            return client.get_database("shop")
+        async def handler(shop=Depends(get_db)):
+            user = db.users.find_one({"_id": 1})
+            client.shop["orders"].insert_one({"user": user})
+            shop.orders.count_documents({})
+            docs = list(db.users.find({}).sort("name").limit(10))
+            names = client.list_database_names()
+            return await native.shop.users.find_one({}), docs, names
+        """,
+        [
+            f"ASY119 {S}:11 handler -> pymongo.MongoClient.find_one",
+            f"ASY119 {S}:12 handler -> pymongo.MongoClient.insert_one",
+            f"ASY119 {S}:13 handler -> pymongo.MongoClient.count_documents",
+            f"ASY119 {S}:14 handler -> pymongo.MongoClient.find",
+            f"ASY119 {S}:15 handler -> pymongo.MongoClient.list_database_names",
+        ],
+    ),
+    Snippet(
+        "fastapi-depends-without-annotation",
+        """
+        import requests
+        from fastapi import Depends
+        from sqlalchemy.orm import sessionmaker
+        SessionLocal = sessionmaker()
+        def get_db():
+            db = SessionLocal()
+            try:
+                yield db
+            finally:
+                db.close()
+        class Weather:
+            def today(self):
+                return requests.get("https://example.com/today").json()
+        async def get_native():
+            yield None
+        async def handler(db=Depends(get_db), weather=Depends(Weather), other=Depends(get_native)):
+            db.commit()
+            return weather.today(), other
+        async def fallback(session=requests.Session(), timeout=5):
+            return session.get("https://example.com", timeout=timeout)
+        """,
+        [
+            f"ASY115 {S}:18 handler -> sqlalchemy.orm.Session.commit",
+            f"ASY101 {S}:19 handler -> {S}:14 Weather.today -> requests.get",
+            f"ASY101 {S}:21 fallback -> requests.Session.get",
+        ],
+    ),
+    Snippet(
+        "ai-sdk-sync",
+        """
+        import anthropic
+        import openai
+        from openai import AsyncOpenAI, OpenAI
+        client = OpenAI()
+        claude = anthropic.Anthropic()
+        native = AsyncOpenAI()
+        async def chat(prompt: str):
+            fast = client.with_options(timeout=5)
+            answer = fast.chat.completions.create(model="m", messages=[])
+            client.embeddings.create(model="e", input=prompt)
+            openai.chat.completions.create(model="m", messages=[])
+            claude.messages.create(model="c", max_tokens=10, messages=[])
+            with claude.messages.stream(model="c", max_tokens=10, messages=[]) as stream:
+                stream.until_done()
+            client.close()
+            return answer, await native.chat.completions.create(model="m", messages=[])
+        """,
+        [
+            f"ASY120 {S}:10 chat -> openai.OpenAI.create",
+            f"ASY120 {S}:11 chat -> openai.OpenAI.create",
+            f"ASY120 {S}:12 chat -> openai.OpenAI.create",
+            f"ASY120 {S}:13 chat -> anthropic.Anthropic.create",
+            f"ASY120 {S}:14 chat -> anthropic.Anthropic.stream",
+        ],
+    ),
+    Snippet(
         "non-blocking-socket",
         """
         import socket

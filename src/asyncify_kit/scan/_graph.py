@@ -34,6 +34,7 @@ from ._rules import (
     BLOCKING_CALLS,
     CUSTOM_RULE,
     FACTORIES,
+    NAMESPACE_TYPES,
     OFFLOAD_DECORATORS,
     RULES,
     TYPE_ALIASES,
@@ -230,6 +231,7 @@ class FunctionInfo(Scope):
         "returns",
         "sites",
         "withs",
+        "yields",
     )
 
     def __init__(
@@ -253,6 +255,7 @@ class FunctionInfo(Scope):
         self.nonblocking: set[int] = set()
         self.attr_loads: list[ast.Attribute] = []
         self.withs: list[ast.expr] = []  # context managers of ``with`` (not ``async with``)
+        self.yields: list[ast.expr] = []  # values of ``yield x`` statements
         self.returns: list[ast.expr] = []
         self.offloaded: bool | None = None
         self.ret_state = 0
@@ -422,6 +425,8 @@ class _Walker:
             self.statements(stmt.orelse, scope, func)
         elif isinstance(stmt, ast.Expr):
             self.expression(stmt.value, scope, func)
+            if func is not None and isinstance(stmt.value, ast.Yield) and stmt.value.value:
+                func.yields.append(stmt.value.value)
         elif isinstance(stmt, ast.If):
             branch = stmt
             while True:  # a long elif chain is a deep tree: walk it without recursion
@@ -644,16 +649,21 @@ class _Walker:
                 func.is_property = True
         args = node.args
         positional = [*args.posonlyargs, *args.args]
-        for index, arg in enumerate(positional):
-            if index == 0 and cls is not None and kind != _UNKNOWN:
+        # a parameter without annotation is known by its default, evaluated where the ``def``
+        # is (``session=requests.Session()``, FastAPI's ``db=Depends(get_db)``)
+        defaults: list[ast.expr | None] = [
+            *[None] * (len(positional) - len(args.defaults)),
+            *args.defaults,
+            *args.kw_defaults,
+        ]
+        for index, arg in enumerate([*positional, *args.kwonlyargs]):
+            default = defaults[index]
+            if index == 0 and cls is not None and kind != _UNKNOWN and positional:
                 func.bind(arg.arg, Binding(func, node.lineno, kind, target=cls.key))
             elif arg.annotation is not None:
                 func.bind(arg.arg, Binding(func, node.lineno, _ANNOT, arg.annotation))
-            else:
-                func.bind(arg.arg, Binding(func, node.lineno, _UNKNOWN))
-        for arg in args.kwonlyargs:
-            if arg.annotation is not None:
-                func.bind(arg.arg, Binding(func, node.lineno, _ANNOT, arg.annotation))
+            elif default is not None:
+                func.bind(arg.arg, Binding(scope, node.lineno, _EXPR, default))
             else:
                 func.bind(arg.arg, Binding(func, node.lineno, _UNKNOWN))
         for star in (args.vararg, args.kwarg):
@@ -975,6 +985,16 @@ class Project:
             return None
         if isinstance(node, ast.NamedExpr):
             return self.eval(node.value, scope, line)
+        if isinstance(node, ast.Subscript):
+            # ``client["shop"]["users"]``: an item of a namespace (a MongoClient's database)
+            outer = self.eval(node.value, scope, line)
+            if isinstance(outer, Inst) and outer.type in NAMESPACE_TYPES:
+                return outer
+            if isinstance(outer, Ref) and outer.name not in self.registry:
+                namespace = _namespace_of(outer.name)
+                if namespace is not None:
+                    return Inst(namespace)
+            return None
         if isinstance(node, ast.Lambda):
             func = scope.module.lambdas.get(node)
             return Ref(func.key) if func is not None else None
@@ -986,8 +1006,9 @@ class Project:
             target = self.registry.get(value.name)
             if target is None:
                 owner = value.name
-                if owner.startswith("boto3.resource."):
-                    return Ref(f"boto3.resource.{name}")
+                namespace = _namespace_of(owner)
+                if namespace is not None:
+                    return Ref(f"{namespace}.{name}")
                 return Ref(f"{owner}.{name}")
             if isinstance(target, ModuleInfo):
                 bindings = target.bindings.get(name)
@@ -1018,8 +1039,6 @@ class Project:
             attribute_type = ATTRIBUTE_TYPES.get(full)
             if attribute_type is not None:
                 return Inst(attribute_type)
-            if value.type == "boto3.resource":
-                return Ref(f"boto3.resource.{name}")
             return Ref(full)
         return None
 
@@ -1111,6 +1130,11 @@ class Project:
                 return None
             if name == "builtins.super":
                 return self._super(scope)
+            if name in _DEPENDS:
+                # FastAPI's ``Depends(get_db)``: what the dependency returns (or yields)
+                if not node.args:
+                    return None
+                return self.dependency(self.eval(node.args[0], scope, line))
             if name in self.offload_decorators:
                 # ``asyncify(pool="db")``, or ``asyncify(fn)``: still an offloading decorator
                 return callee
@@ -1163,6 +1187,24 @@ class Project:
             func.ret_value = value
             func.ret_state = _DONE
         return value
+
+    def dependency(self, value: Value) -> Value:
+        """The value FastAPI injects for ``Depends(value)``: an instance of a class, what a
+        function returns, or the first known value a generator dependency yields."""
+        if not isinstance(value, Ref):
+            return None
+        target = self.registry.get(value.name)
+        if isinstance(target, ClassInfo):
+            return Inst(value.name)
+        if not isinstance(target, FunctionInfo):
+            return None
+        if target.yields:
+            for expr in target.yields:
+                found = self.eval(expr, target, expr.lineno)
+                if found is not None:
+                    return found
+            return None
+        return self.returns(target)
 
     def is_offloaded(self, func: FunctionInfo) -> bool:
         """True when a decorator (``@asyncify``...) runs `func` in a worker thread."""
@@ -1500,6 +1542,24 @@ def _is_none(binding: Binding) -> bool:
 
 def silenced(blocking: Blocking, edge: Edge) -> bool:
     return blocking.keys[0] in edge.ignored or blocking.keys[1] in edge.ignored
+
+
+_DEPENDS = frozenset({"fastapi.Depends", "fastapi.params.Depends", "fastapi.Security"})
+_NAMESPACE_NAMES = {name: ns for ns, names in NAMESPACE_TYPES.items() for name in names}
+
+
+def _namespace_of(name: str) -> str | None:
+    """The namespace type whose attribute *name* is (``openai.OpenAI`` for ``openai.chat``
+    and for ``openai.OpenAI.chat``), or None."""
+    namespace = _NAMESPACE_NAMES.get(name)
+    if namespace is not None:
+        return namespace
+    owner = name.rpartition(".")[0]
+    while owner:
+        if owner in NAMESPACE_TYPES:
+            return owner
+        owner = owner.rpartition(".")[0]
+    return None
 
 
 def _type_alias(name: str) -> str:

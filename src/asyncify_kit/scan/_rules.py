@@ -2,8 +2,8 @@
 
 The table mirrors DESIGN.md's list of legacy sync libraries: for every job (HTTP, AWS,
 files, PostgreSQL, MySQL, sqlite, sleeping, subprocesses, sockets, waiting for threads,
-SQLAlchemy, redis, password hashing, mail) a rule says which calls block the event loop and
-which async facade or native driver replaces them.
+SQLAlchemy, redis, password hashing, mail, MongoDB, AI SDKs) a rule says which calls block the
+event loop and which async facade or native driver replaces them.
 
 Calls are matched by their fully qualified name after import resolution, so
 ``from requests import get as fetch; fetch(url)`` is ``requests.get``. Calls on objects are
@@ -22,6 +22,7 @@ __all__ = [
     "BLOCKING_CALLS",
     "CUSTOM_RULE",
     "FACTORIES",
+    "NAMESPACE_TYPES",
     "OFFLOAD_DECORATORS",
     "RULES",
     "SYNTAX_ERROR_RULE",
@@ -172,6 +173,19 @@ _RULE_LIST = (
         "mail-smtp",
         "smtplib connects and sends mail over a blocking socket.",
         "use aiosmtplib, or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY119",
+        "mongodb-sync",
+        "pymongo's MongoClient blocks on every database round trip (and a find() cursor on "
+        "each batch it reads).",
+        "use pymongo.AsyncMongoClient (pymongo 4.10+) or motor, or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY120",
+        "ai-sdk-sync",
+        "The sync OpenAI and Anthropic clients block on every API request, often for seconds.",
+        "use openai.AsyncOpenAI or anthropic.AsyncAnthropic, or `await run_sync(...)`",
     ),
 )
 
@@ -393,6 +407,13 @@ BLOCKING_CALLS: dict[str, str] = {
         "noop rset verify quit auth",
         "ASY118",
     ),
+    # pymongo: the client, its databases and collections are one namespace (NAMESPACE_TYPES),
+    # whose methods match through ANY_METHOD_TYPES; a find() cursor reads as it is used
+    **_names(
+        "pymongo.Cursor",
+        "next to_list try_next explain distinct close __iter__ __next__",
+        "ASY119",
+    ),
 }
 
 # Calls that create an object of a known type: call name -> type name.
@@ -517,6 +538,51 @@ FACTORIES: dict[str, str] = {
     "smtplib.SMTP": "smtplib.SMTP",
     "smtplib.SMTP_SSL": "smtplib.SMTP",
     "smtplib.LMTP": "smtplib.SMTP",
+    "pymongo.MongoClient": "pymongo.MongoClient",
+    "pymongo.mongo_client.MongoClient": "pymongo.MongoClient",
+    **_names(
+        "pymongo.MongoClient",
+        "get_database get_default_database get_collection with_options",
+        "pymongo.MongoClient",
+    ),
+    **_names("pymongo.MongoClient", "find find_raw_batches", "pymongo.Cursor"),
+    **_names(
+        "pymongo.Cursor",
+        "sort limit skip batch_size hint max_time_ms where collation comment allow_disk_use",
+        "pymongo.Cursor",
+    ),
+    **{name: "openai.OpenAI" for name in ("openai.OpenAI", "openai.Client", "openai.AzureOpenAI")},
+    **_names("openai.OpenAI", "with_options copy", "openai.OpenAI"),
+    **{
+        name: "anthropic.Anthropic"
+        for name in (
+            "anthropic.Anthropic",
+            "anthropic.Client",
+            "anthropic.AnthropicBedrock",
+            "anthropic.AnthropicVertex",
+        )
+    },
+    **_names("anthropic.Anthropic", "with_options copy", "anthropic.Anthropic"),
+}
+
+# Types whose attributes, at any depth, are the same kind of object: an attribute of a
+# boto3 resource (``resource.Bucket``), of a MongoClient (``client.shop.users``: a database,
+# then a collection) or of an AI SDK client (``client.chat.completions``). ``value.a.b.m`` is
+# matched as ``type.m``. Names of a module that stand for such an object (the module-level
+# client of ``openai``: ``openai.chat.completions.create``) are listed with it.
+NAMESPACE_TYPES: dict[str, tuple[str, ...]] = {
+    "boto3.resource": (),
+    "pymongo.MongoClient": (),
+    "openai.OpenAI": tuple(
+        _names(
+            "openai",
+            "audio batches beta chat completions containers conversations embeddings evals "
+            "files fine_tuning images models moderations realtime responses uploads "
+            "vector_stores webhooks",
+            "",
+        )
+    ),
+    "anthropic.Anthropic": (),
 }
 
 # Types on which every public method call blocks (boto3 clients are generated at runtime,
@@ -536,6 +602,25 @@ ANY_METHOD_TYPES: dict[str, tuple[str, frozenset[str]]] = {
         ),
     ),
     "boto3.resource": ("ASY104", frozenset(["all", "filter", "limit", "page_size"])),
+    "pymongo.MongoClient": (
+        "ASY119",
+        frozenset(
+            [
+                "get_database",
+                "get_default_database",
+                "get_collection",
+                "with_options",
+                "close",
+                "start_session",
+                "codec_options",
+                "read_preference",
+                "write_concern",
+                "read_concern",
+            ]
+        ),
+    ),
+    "openai.OpenAI": ("ASY120", frozenset(["with_options", "copy", "close"])),
+    "anthropic.Anthropic": ("ASY120", frozenset(["with_options", "copy", "close"])),
     "redis.Redis": (
         "ASY116",
         frozenset(
@@ -623,4 +708,15 @@ TYPE_ALIASES: dict[str, str] = {
     "argon2._password_hasher.PasswordHasher": "argon2.PasswordHasher",
     "smtplib.SMTP_SSL": "smtplib.SMTP",
     "smtplib.LMTP": "smtplib.SMTP",
+    "pymongo.mongo_client.MongoClient": "pymongo.MongoClient",
+    "pymongo.database.Database": "pymongo.MongoClient",
+    "pymongo.collection.Collection": "pymongo.MongoClient",
+    "pymongo.cursor.Cursor": "pymongo.Cursor",
+    "openai.Client": "openai.OpenAI",
+    "openai.AzureOpenAI": "openai.OpenAI",
+    "openai._client.OpenAI": "openai.OpenAI",
+    "anthropic.Client": "anthropic.Anthropic",
+    "anthropic._client.Anthropic": "anthropic.Anthropic",
+    "anthropic.AnthropicBedrock": "anthropic.Anthropic",
+    "anthropic.AnthropicVertex": "anthropic.Anthropic",
 }
