@@ -564,6 +564,29 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "sqlmodel-annotated-alias",
+        """
+        from typing import Annotated, Optional
+        from fastapi import Depends
+        from sqlmodel import Session, create_engine, select
+        from typing_extensions import TypeAlias
+        engine = create_engine("sqlite://")
+        def get_session():
+            with Session(engine) as session:
+                yield session
+        SessionDep = Annotated[Session, Depends(get_session)]
+        MaybeSession: TypeAlias = Optional[Session]
+        async def read_heroes(session: SessionDep, other: MaybeSession = None):
+            if other is not None:
+                other.commit()
+            return session.exec(select(1)).all()
+        """,
+        [
+            f"ASY115 {S}:14 read_heroes -> sqlalchemy.orm.Session.commit",
+            f"ASY115 {S}:15 read_heroes -> sqlalchemy.orm.Session.exec",
+        ],
+    ),
+    Snippet(
         "ai-sdk-sync",
         """
         import anthropic

@@ -988,6 +988,17 @@ class Project:
         if isinstance(node, ast.Subscript):
             # ``client["shop"]["users"]``: an item of a namespace (a MongoClient's database)
             outer = self.eval(node.value, scope, line)
+            if isinstance(outer, Ref) and outer.name in _TYPING_WRAPPERS:
+                # a type alias, ``SessionDep = Annotated[Session, Depends(get_session)]``:
+                # the type it names
+                inner = node.slice
+                for element in inner.elts if isinstance(inner, ast.Tuple) else [inner]:
+                    value = self.eval(element, scope, line)
+                    if value is not None:
+                        return value
+                    if outer.name.endswith("Annotated"):
+                        break
+                return None
             if isinstance(outer, Inst) and outer.type in NAMESPACE_TYPES:
                 return outer
             if isinstance(outer, Ref) and outer.name not in self.registry:
@@ -1544,6 +1555,11 @@ def silenced(blocking: Blocking, edge: Edge) -> bool:
     return blocking.keys[0] in edge.ignored or blocking.keys[1] in edge.ignored
 
 
+_TYPING_WRAPPERS = frozenset(
+    f"{module}.{name}"
+    for module in ("typing", "typing_extensions")
+    for name in ("Annotated", "Optional", "Union")
+)
 _DEPENDS = frozenset({"fastapi.Depends", "fastapi.params.Depends", "fastapi.Security"})
 _NAMESPACE_NAMES = {name: ns for ns, names in NAMESPACE_TYPES.items() for name in names}
 

@@ -371,7 +371,7 @@ BLOCKING_CALLS: dict[str, str] = {
     ),
     **_names(
         "sqlalchemy.orm.Session",
-        "execute scalar scalars get get_one commit rollback flush refresh merge delete "
+        "execute exec scalar scalars get get_one commit rollback flush refresh merge delete "
         "connection begin begin_nested",
         "ASY115",
     ),
@@ -509,10 +509,12 @@ FACTORIES: dict[str, str] = {
     "multiprocessing.pool.Pool.map_async": "multiprocessing.pool.AsyncResult",
     "multiprocessing.pool.Pool.starmap_async": "multiprocessing.pool.AsyncResult",
     "sqlalchemy.create_engine": "sqlalchemy.Engine",
+    "sqlmodel.create_engine": "sqlalchemy.Engine",
     "sqlalchemy.engine_from_config": "sqlalchemy.Engine",
     "sqlalchemy.Engine.connect": "sqlalchemy.Connection",
     "sqlalchemy.Engine.begin": "sqlalchemy.Connection",
     "sqlalchemy.orm.Session": "sqlalchemy.orm.Session",
+    "sqlmodel.Session": "sqlalchemy.orm.Session",
     "sqlalchemy.orm.sessionmaker": "sqlalchemy.orm.sessionmaker",
     "sqlalchemy.orm.sessionmaker.__call__": "sqlalchemy.orm.Session",
     "sqlalchemy.orm.sessionmaker.begin": "sqlalchemy.orm.Session",
@@ -695,6 +697,8 @@ TYPE_ALIASES: dict[str, str] = {
     "sqlalchemy.engine.Connection": "sqlalchemy.Connection",
     "sqlalchemy.engine.base.Connection": "sqlalchemy.Connection",
     "sqlalchemy.orm.session.Session": "sqlalchemy.orm.Session",
+    "sqlmodel.Session": "sqlalchemy.orm.Session",
+    "sqlmodel.orm.session.Session": "sqlalchemy.orm.Session",
     "sqlalchemy.orm.scoping.scoped_session": "sqlalchemy.orm.Session",
     "sqlalchemy.orm.scoped_session": "sqlalchemy.orm.Session",
     "sqlalchemy.orm.query.Query": "sqlalchemy.orm.Query",
