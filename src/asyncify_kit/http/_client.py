@@ -186,6 +186,27 @@ def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
+def _proxy_url(proxy: object) -> str | None:
+    """*proxy* checked: ``http://[user:password@]host[:port]``, or None."""
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise ConfigError(f"a proxy must be a URL string, not {type(proxy).__name__}")
+    scheme = proxy.partition("://")[0].lower()
+    if scheme != "http":
+        raise ConfigError(
+            f"invalid proxy {redact_url(proxy)!r}: accepted: http://[user:password@]host[:port] "
+            "(an HTTP proxy; https:// URLs go through it in a CONNECT tunnel)"
+        )
+    _check_authority(proxy)
+    parts = urlsplit(proxy)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"invalid proxy {redact_url(proxy)!r}: it may have no path, query or fragment"
+        )
+    return proxy.rstrip("/")
+
+
 def _check_scheme(url: str) -> None:
     head = url[:8].lower()
     if not (head.startswith("http://") or head.startswith("https://")):
@@ -260,7 +281,9 @@ class HttpClient:
 
     *auth* is ``(username, password)`` for Basic auth (a password in *base_url* works too).
     *retries* retries idempotent requests after connect errors, connect/read timeouts and
-    429/502/503/504 (honouring ``Retry-After``); pass a `Retry` for more control. Credentials
+    429/502/503/504 (honouring ``Retry-After``); pass a `Retry` for more control. *proxy*
+    (``http://[user:password@]host[:port]``) sends every request through that HTTP proxy
+    (https in a CONNECT tunnel); no backend reads a proxy from the environment. Credentials
     never appear in a ``repr``, a log line or an error message.
     """
 
@@ -278,6 +301,7 @@ class HttpClient:
         follow_redirects: bool = True,
         max_redirects: int = 20,
         verify: bool = True,
+        proxy: str | None = None,
     ) -> None:
         self._spec = resolve_backend(backend)
         self._timeout = Timeout() if timeout is _UNSET else Timeout.coerce(timeout)
@@ -322,6 +346,12 @@ class HttpClient:
                 secrets.append(value.split(" ", 1)[-1])
         client_cookies = _cookie_dict(cookies)
         secrets.extend(client_cookies.values())
+        proxy_url = _proxy_url(proxy)
+        if proxy_url is not None:
+            _, proxy_credentials = _split_userinfo(proxy_url)
+            if proxy_credentials is not None:
+                secrets.append(proxy_credentials[1])
+                secrets.append(_basic(*proxy_credentials).split(" ", 1)[1])
         self._secrets = tuple(s for s in secrets if s)
         self._config = ClientConfig(
             timeout=self._timeout,
@@ -331,6 +361,7 @@ class HttpClient:
             follow_redirects=bool(follow_redirects),
             max_redirects=max_redirects,
             verify=verify,
+            proxy=proxy_url,
             secrets=self._secrets,
         )
         self._backend: HttpBackend | None = None

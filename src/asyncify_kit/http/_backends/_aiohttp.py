@@ -534,7 +534,8 @@ class AiohttpBackend(HttpBackend):
             return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
         if isinstance(exc, RuntimeError):  # "Connection closed.", from _Chunks
             return http_error(ReadError, "connection broken while reading", request, exc, secrets)
-        if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError)):
+            # (ClientHttpProxyError: the proxy refused the CONNECT tunnel, with its status)
             return http_error(ConnectError, "connection failed", request, exc, secrets)
         # before ClientResponseError, which TooManyRedirects subclasses
         if isinstance(exc, aiohttp.TooManyRedirects):
@@ -565,6 +566,10 @@ class AiohttpBackend(HttpBackend):
             kwargs["cookies"] = request.cookies
         if request.timeout is not None:
             kwargs["timeout"] = _client_timeout(request.timeout)
+        if self.config.proxy is not None:
+            # per request (a session-wide proxy needs aiohttp 3.10); the session's trust_env
+            # stays False: no proxy or netrc of the environment
+            kwargs["proxy"] = self.config.proxy
         return kwargs
 
     def _session_or_fail(self, request: Request) -> aiohttp.ClientSession:

@@ -293,6 +293,10 @@ class HttpxBackend(HttpBackend):
                 follow_redirects=config.follow_redirects,
                 max_redirects=config.max_redirects,
                 verify=ssl_context,
+                # no proxy, netrc or SSL settings read from the environment, as on the other
+                # backends: only the client's own `proxy`
+                proxy=config.proxy,
+                trust_env=False,
                 event_hooks={"request": [self._on_request]},
             )
             for _ in range(shards)
@@ -329,7 +333,8 @@ class HttpxBackend(HttpBackend):
             )
         if isinstance(exc, httpx.PoolTimeout):
             return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
-        if isinstance(exc, httpx.ConnectError):
+        if isinstance(exc, (httpx.ConnectError, httpx.ProxyError)):
+            # (ProxyError: the proxy refused the CONNECT tunnel, "407 Proxy Authentication...")
             return http_error(ConnectError, "connection failed", request, exc, secrets)
         if isinstance(exc, _InvalidLocation) or (
             isinstance(exc, httpx.RemoteProtocolError)

@@ -495,7 +495,9 @@ class RequestsBackend(HttpBackend):
             session.cookies.set(name, value)
         session.max_redirects = config.max_redirects
         session.verify = config.verify
-        session.trust_env = False
+        session.trust_env = False  # no proxy, netrc or CA bundle of the environment
+        if config.proxy is not None:
+            session.proxies = {"http": config.proxy, "https": config.proxy}
         return session
 
     async def aopen(self) -> None:

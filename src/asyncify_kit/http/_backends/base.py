@@ -263,6 +263,7 @@ class ClientConfig:
     follow_redirects: bool = True
     max_redirects: int = 20
     verify: bool = True
+    proxy: str | None = None  # http://[user:password@]host:port; never one of the environment
     secrets: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
@@ -273,7 +274,9 @@ class ClientConfig:
             f"ClientConfig(timeout={self.timeout!r}, limits={self.limits!r}, "
             f"headers={headers!r}, cookies={cookies!r}, "
             f"follow_redirects={self.follow_redirects!r}, max_redirects={self.max_redirects!r}, "
-            f"verify={self.verify!r}, secrets={secrets!r})"
+            f"verify={self.verify!r}, "
+            f"proxy={None if self.proxy is None else redact_url(self.proxy)!r}, "
+            f"secrets={secrets!r})"
         )
 
 
