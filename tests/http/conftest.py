@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,36 @@ def backend(combo: tuple[str, str]) -> str:
 def test_id() -> str:
     """A fresh id for the server's per-test attempt counter."""
     return uuid.uuid4().hex
+
+
+class _EarlyHintsHandler(BaseHTTPRequestHandler):
+    """A 103 Early Hints and a 102 Processing before each final answer (its path)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        hints = 101 if self.path == "/endless" else 1
+        self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" * hints)
+        self.wfile.write(b"HTTP/1.1 102 Processing\r\n\r\n")
+        body = self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def early_hints_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EarlyHintsHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 _HOP_BY_HOP = {"proxy-authorization", "proxy-connection", "connection", "keep-alive"}
 
 
-def _read_head(conn: socket.socket) -> tuple[bytes, bytes]:
-    """The head of a message (up to the empty line) and the bytes read past it."""
-    data = b""
+def _read_head(conn: socket.socket, data: bytes = b"") -> tuple[bytes, bytes]:
+    """The head of a message (up to the empty line) and the bytes read past it; *data* is
+    what was read of it already."""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
@@ -126,8 +126,13 @@ class ForwardProxy:
             rest += chunk
         with socket.create_connection((url.hostname or "", url.port or 80)) as origin:
             origin.sendall(request.encode("latin-1") + rest)
-            head, body = _read_head(origin)
-            status, *lines = head.decode("latin-1").split("\r\n")
+            body = b""
+            while True:  # informational responses (1xx) as they are, then the final one's head
+                head, body = _read_head(origin, body)
+                status, *lines = head.decode("latin-1").split("\r\n")
+                if not status.split(" ")[1].startswith("1"):
+                    break
+                conn.sendall(head + b"\r\n\r\n")
             lines = [h for h in lines if h.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP]
             answer = "\r\n".join([status, *lines, "Connection: close", "", ""])
             conn.sendall(answer.encode("latin-1") + body)

@@ -378,39 +378,6 @@ async def test_non_ascii_header_values_are_utf8_else_latin1(
 # -- informational responses ------------------------------------------------------------------
 
 
-class _EarlyHintsHandler(BaseHTTPRequestHandler):
-    """A 103 Early Hints and a 102 Processing before each final answer (its path)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        hints = 101 if self.path == "/endless" else 1
-        self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" * hints)
-        self.wfile.write(b"HTTP/1.1 102 Processing\r\n\r\n")
-        body = self.path.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def early_hints_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EarlyHintsHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 async def test_informational_responses_are_skipped(early_hints_server: str, backend: str) -> None:
     """requests (http.client) took a 103 Early Hints for the final response, with no body,
     and dropped the connection holding the real one; httpx and aiohttp skip it."""

@@ -101,6 +101,20 @@ async def test_requests_go_through_the_proxy(
     assert {auth for _, auth in proxy.seen} == {None}
 
 
+async def test_informational_responses_are_skipped_behind_a_proxy(
+    backend: str, early_hints_server: str, proxy: ForwardProxy
+) -> None:
+    """The requests backend's own pools (which skip a 103 Early Hints, and wait for a free
+    connection at most the pool timeout) serve proxied requests too: urllib3 made plain ones
+    for a proxy, which took the 103 for the final response."""
+    origin = early_hints_server
+    async with HttpClient(origin, backend=backend, proxy=proxy.url, retries=0) as http:
+        for path in ("/first", "/second"):
+            r = await http.get(path)
+            assert (r.status_code, r.content) == (200, path.encode())
+    assert len(proxy.seen) == 2
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_the_proxy_credentials_are_sent_to_the_proxy_only(
     backend: str, scheme: str, origins: dict[str, str], private_proxy: ForwardProxy

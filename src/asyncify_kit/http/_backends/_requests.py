@@ -260,6 +260,9 @@ class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
         return super().urlopen(method, url, *args, **kwargs)
 
 
+_POOL_CLASSES = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
+
+
 class _Adapter(requests.adapters.HTTPAdapter):
     """An `HTTPAdapter` whose pools hold at most *pool_maxsize* connections each (a request
     beyond them waits for a free one, at most the pool timeout: requests' own pools open
@@ -274,10 +277,13 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _HTTPConnectionPool,
-            "https": _HTTPSConnectionPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        # the pools behind a proxy are ours too (pool timeout, informational responses)
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
 
     def close(self) -> None:
         for manager in (self.poolmanager, *self.proxy_manager.values()):
