@@ -23,6 +23,7 @@ from ._content import FilesInput, FormInput, encode_body, without_none
 from ._models import Headers, HeadersInput, Limits, Request, Response, Timeout, TimeoutInput
 from ._redact import redact_text, redact_url
 from ._retry import Retry, RetryInput
+from ._tls import VerifyInput, check_verify, ssl_context
 
 __all__ = ["DEFAULT_BACKEND", "ENV_BACKEND", "HttpClient"]
 
@@ -281,7 +282,10 @@ class HttpClient:
 
     *auth* is ``(username, password)`` for Basic auth (a password in *base_url* works too).
     *retries* retries idempotent requests after connect errors, connect/read timeouts and
-    429/502/503/504 (honouring ``Retry-After``); pass a `Retry` for more control. *proxy*
+    429/502/503/504 (honouring ``Retry-After``); pass a `Retry` for more control. *verify* is
+    the same trust on every backend: ``True`` (the system's CA store and certifi's bundle),
+    the path of a PEM file of CA certificates (that file alone), an `ssl.SSLContext`, or
+    ``False`` (no verification). *proxy*
     (``http://[user:password@]host[:port]``) sends every request through that HTTP proxy
     (https in a CONNECT tunnel); no backend reads a proxy from the environment. Credentials
     never appear in a ``repr``, a log line or an error message.
@@ -300,7 +304,7 @@ class HttpClient:
         limits: Limits | None = None,
         follow_redirects: bool = True,
         max_redirects: int = 20,
-        verify: bool = True,
+        verify: VerifyInput = True,
         proxy: str | None = None,
     ) -> None:
         self._spec = resolve_backend(backend)
@@ -360,7 +364,7 @@ class HttpClient:
             cookies=client_cookies,
             follow_redirects=bool(follow_redirects),
             max_redirects=max_redirects,
-            verify=verify,
+            verify=check_verify(verify),
             proxy=proxy_url,
             secrets=self._secrets,
         )
@@ -389,6 +393,8 @@ class HttpClient:
             )
         # the first use imports the backend's library: a blocking import, so in a thread
         _, cls = await run_sync(load_backend, "http", BackendURL.parse(f"{self._spec.scheme}://"))
+        # (reads certificate files: in a thread too)
+        self._config.ssl_context = await run_sync(ssl_context, self._config.verify)
         backend: HttpBackend = cls(self._config)
         await backend.aopen()
         self._backend = backend

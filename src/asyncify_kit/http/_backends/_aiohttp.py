@@ -476,7 +476,7 @@ class AiohttpBackend(HttpBackend):
             limit=config.limits.max_connections,
             limit_per_host=0,
             keepalive_timeout=config.limits.keepalive_expiry,
-            ssl=bool(config.verify),
+            ssl=config.ssl_context if config.ssl_context is not None else False,
         )
         settings: dict[str, Any] = {
             "connector": connector,

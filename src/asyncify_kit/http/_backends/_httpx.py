@@ -277,7 +277,9 @@ class HttpxBackend(HttpBackend):
         config = self.config
         limits = config.limits
         shards = shard_count(limits.max_connections)
-        ssl_context = httpx.create_ssl_context(verify=config.verify)
+        ssl_context = config.ssl_context
+        if ssl_context is None:  # verify=False
+            ssl_context = httpx.create_ssl_context(verify=False)
         clients: list[httpx.AsyncClient] = [
             _AsyncClient(
                 headers=config.headers,

@@ -275,15 +275,32 @@ class _Adapter(requests.adapters.HTTPAdapter):
     a connection still in use (an abandoned request's) when its exchange ends.
     """
 
+    def __init__(self, ssl_context: ssl.SSLContext | None, **kwargs: Any) -> None:
+        self._ssl_context = ssl_context  # (used by __init__: init_poolmanager)
+        super().__init__(**kwargs)
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._ssl_context is not None:
+            kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         # the pools behind a proxy are ours too (pool timeout, informational responses)
+        if self._ssl_context is not None and proxy not in self.proxy_manager:
+            proxy_kwargs["ssl_context"] = self._ssl_context
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = _POOL_CLASSES
         return manager
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """The pools verify with the client's context alone: requests would also set
+        certifi's bundle on them, which urllib3 loads into that context (so a client given
+        one CA file would trust certifi's authorities too)."""
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if self._ssl_context is not None:
+            conn.ca_certs = None
+            conn.ca_cert_dir = None
 
     def close(self) -> None:
         for manager in (self.poolmanager, *self.proxy_manager.values()):
@@ -480,6 +497,7 @@ class RequestsBackend(HttpBackend):
         config = self.config
         session = _Session()
         adapter = _Adapter(
+            config.ssl_context,
             pool_connections=10,
             pool_maxsize=config.limits.max_connections,
             max_retries=0,
@@ -500,7 +518,7 @@ class RequestsBackend(HttpBackend):
         for name, value in config.cookies.items():
             session.cookies.set(name, value)
         session.max_redirects = config.max_redirects
-        session.verify = config.verify
+        session.verify = config.ssl_context is not None  # (verified with the adapter's context)
         session.trust_env = False  # no proxy, netrc or CA bundle of the environment
         if config.proxy is not None:
             session.proxies = {"http": config.proxy, "https": config.proxy}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import re
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from ...exceptions import HTTPError, TimeoutException
 from .._models import Limits, Request, Response, Timeout
 from .._redact import REDACTED, redact_header, redact_text, redact_url
+from .._tls import VerifyInput
 
 __all__ = [
     "BODY_HEADERS",
@@ -262,7 +264,9 @@ class ClientConfig:
     cookies: dict[str, str] = field(default_factory=dict)
     follow_redirects: bool = True
     max_redirects: int = 20
-    verify: bool = True
+    verify: VerifyInput = True
+    # what verifies servers (None: nothing), from `verify` as the client opens (`ssl_context`)
+    ssl_context: ssl.SSLContext | None = None
     proxy: str | None = None  # http://[user:password@]host:port; never one of the environment
     secrets: tuple[str, ...] = ()
 
@@ -293,11 +297,26 @@ def http_error(
 
     The caller raises it ``from exc``; *phase* is set on timeouts.
     """
-    detail = redact_text(str(exc) or type(exc).__name__, secrets)
+    detail = redact_text(_detail(exc), secrets)
     error = cls(f"{what} for {request.method} {redact_url(request.url)}: {detail}", orig=exc)
     if phase is not None or isinstance(error, TimeoutException):
         error.phase = phase or "read"  # type: ignore[attr-defined]
     return error
+
+
+def _detail(exc: BaseException) -> str:
+    """What went wrong, in words: *exc*'s message, or when it has none (httpx on trio raises
+    a bare ``ConnectError`` for a certificate that fails) the first one down its causes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if str(current):
+            if current is exc:
+                return str(current)
+            return f"{type(exc).__name__}: {current}"
+        current = current.__cause__ or current.__context__
+    return type(exc).__name__
 
 
 class TranslatingIterator(AsyncIterator[bytes]):
