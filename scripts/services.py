@@ -53,6 +53,9 @@ LOG_TAIL_LINES = 25
 
 ENV_POSTGRES = "ASYNCIFY_TEST_POSTGRES_URL"
 ENV_MYSQL = "ASYNCIFY_TEST_MYSQL_URL"
+# the CA certificate (PEM) each server's TLS certificate comes from: see `make_tls`
+ENV_POSTGRES_CA = "ASYNCIFY_TEST_POSTGRES_CA"
+ENV_MYSQL_CA = "ASYNCIFY_TEST_MYSQL_CA"
 ENV_S3 = "ASYNCIFY_TEST_S3_ENDPOINT"
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -279,6 +282,19 @@ def find_pg_bindir() -> Path:
     )
 
 
+def make_tls(home: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA of its own and a certificate it signed for 127.0.0.1, for the server of *home*
+    (owned by the server's user, as *home* is): (CA, certificate, key) PEM files. Both
+    servers speak TLS to clients that ask for it, so the tests of `ssl` options meet a real
+    handshake."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from scripts.tls_files import make_ca
+
+    directory = home / "tls"
+    directory.mkdir()
+    return make_ca(directory, name, "127.0.0.1")
+
+
 def start_postgres(base: Path) -> ServiceRecord:
     bindir = find_pg_bindir()
     home = base / "pg"
@@ -291,6 +307,7 @@ def start_postgres(base: Path) -> ServiceRecord:
     pwfile = home / "pwfile"
     pwfile.write_text(password + "\n")
     logfile.touch()
+    ca_file, cert_file, key_file = make_tls(home, "postgres")
     chown_to(home, "postgres")
     check_access("postgres", home, "postgres")
     run_logged(
@@ -320,7 +337,8 @@ def start_postgres(base: Path) -> ServiceRecord:
         port = free_port()
         options = (
             f"-p {port} -k {sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+            f"-c ssl=on -c ssl_cert_file={cert_file} -c ssl_key_file={key_file}"
         )
         try:
             run_logged(
@@ -378,7 +396,7 @@ def start_postgres(base: Path) -> ServiceRecord:
         pid=pid,
         port=port,
         version=f"PostgreSQL {version}",
-        env={ENV_POSTGRES: url},
+        env={ENV_POSTGRES: url, ENV_POSTGRES_CA: str(ca_file)},
         display=f"postgresql://{DB_USER}:***@127.0.0.1:{port}/{DB_NAME}",
         extra={"bindir": str(bindir), "data": str(data)},
     )
@@ -437,6 +455,7 @@ def start_mariadb(base: Path) -> ServiceRecord:
         shutil.rmtree(home)
     tmpdir.mkdir(parents=True)
     logfile.touch()
+    ca_file, cert_file, key_file = make_tls(home, "mariadb")
     run_as = ["--user=mysql"] if is_root() else []
     if is_root():
         chown_to(home, "mysql")
@@ -475,6 +494,9 @@ def start_mariadb(base: Path) -> ServiceRecord:
                     "--innodb-buffer-pool-size=64M",
                     "--innodb-flush-log-at-trx-commit=0",
                     "--max-connections=200",
+                    f"--ssl-ca={ca_file}",
+                    f"--ssl-cert={cert_file}",
+                    f"--ssl-key={key_file}",
                     *run_as,
                 ],
                 stdin=subprocess.DEVNULL,
@@ -521,7 +543,7 @@ def start_mariadb(base: Path) -> ServiceRecord:
         pid=proc.pid,
         port=port,
         version=f"MariaDB {version}",
-        env={ENV_MYSQL: url},
+        env={ENV_MYSQL: url, ENV_MYSQL_CA: str(ca_file)},
         display=f"mysql://{DB_USER}:***@127.0.0.1:{port}/{DB_NAME}",
     )
 

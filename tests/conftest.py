@@ -33,10 +33,16 @@ SERVICE_VARS = {
 def service_url(name: str) -> str:
     """The URL of the running test service *name*; fail under CI, skip otherwise, if absent."""
     var = SERVICE_VARS[name]
+    return service_setting(
+        var, f"service {name!r} is not running ({var} is unset); start it with `make services`"
+    )
+
+
+def service_setting(var: str, message: str) -> str:
+    """The value of *var*, set by the test services; fail under CI, skip otherwise, if unset."""
     value = os.environ.get(var)
     if value:
         return value
-    message = f"service {name!r} is not running ({var} is unset); start it with `make services`"
     if ON_CI:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)

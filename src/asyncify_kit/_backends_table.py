@@ -46,9 +46,17 @@ _PG_SSL = choice_option(
     doc="TLS mode (libpq sslmode)",
 )
 _PG_APP = str_option("application_name", None, doc="shown in pg_stat_activity")
+_PG_ROOT_CERT = str_option(
+    "sslrootcert",
+    None,
+    doc="PEM file of the CA certificates the server's must come from (libpq sslrootcert; "
+    "else PGSSLROOTCERT or ~/.postgresql/root.crt): checked with ssl=verify-ca or "
+    "verify-full, and with require when given",
+)
 _ASYNCPG_OPTIONS: tuple[Option[Any], ...] = (
     *_SQL_POOL,
     _PG_SSL,
+    _PG_ROOT_CERT,
     _PG_APP,
     int_option("statement_cache_size", 100, doc="prepared statements cached per connection"),
     float_option(
@@ -62,13 +70,20 @@ _ASYNCPG_OPTIONS: tuple[Option[Any], ...] = (
 _PSYCOPG_OPTIONS: tuple[Option[Any], ...] = (
     *_SQL_POOL,
     _PG_SSL,
+    _PG_ROOT_CERT,
     _PG_APP,
     int_option("prepare_threshold", 5, doc="executions before a query is prepared"),
 )
-_PSYCOPG2_OPTIONS: tuple[Option[Any], ...] = (*_SQL_POOL, _PG_SSL, _PG_APP)
+_PSYCOPG2_OPTIONS: tuple[Option[Any], ...] = (*_SQL_POOL, _PG_SSL, _PG_ROOT_CERT, _PG_APP)
 _MYSQL_COMMON: tuple[Option[Any], ...] = (
     *_SQL_POOL,
-    bool_option("ssl", False, doc="use TLS (server certificate not verified)"),
+    bool_option("ssl", False, doc="use TLS (server certificate not verified; see ssl_ca)"),
+    str_option(
+        "ssl_ca",
+        None,
+        doc="PEM file of the CA certificates the server's must come from: TLS, with the "
+        "certificate and the host name verified",
+    ),
     str_option("charset", "utf8mb4", doc="connection character set"),
 )
 _ASYNCMY_OPTIONS: tuple[Option[Any], ...] = _MYSQL_COMMON

@@ -14,8 +14,6 @@ Binding ports 80 and 443 takes root (or ``CAP_NET_BIND_SERVICE``).
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import ssl
 import sys
@@ -26,38 +24,11 @@ from pathlib import Path
 
 
 def make_certificate(host: str, directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for the IP address *host*, and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """A certificate for the IP address *host* (of a CA made for it), and its key, as PEM
+    files."""
+    from scripts.tls_files import make_ca
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    _, cert_file, key_file = make_ca(directory, "server", host)
     return cert_file, key_file
 
 
@@ -93,6 +64,7 @@ def handler(host: str, scheme: str) -> type[BaseHTTPRequestHandler]:
 
 def main() -> None:
     host = sys.argv[1]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # (for `scripts`)
     with tempfile.TemporaryDirectory() as tmp:
         cert_file, key_file = make_certificate(host, Path(tmp))
         plain = ThreadingHTTPServer((host, 80), handler(host, "http"))

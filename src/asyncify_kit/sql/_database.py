@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import aclosing
 from types import MappingProxyType, TracebackType
@@ -189,6 +190,7 @@ class Database:
         min_size, max_size = self._backend.pool_limits()
         acquire_timeout = self._backend.options.get("acquire_timeout")
         close_timeout = float(self._backend.options.get("close_timeout") or 10.0)
+        await self._backend.tls_context()  # (made now, in a thread: sessions may need it)
         factory = self._backend.session_factory()
         pool: ConnectionPool | ThreadedConnectionPool
         if factory is not None:
@@ -273,6 +275,10 @@ class Database:
             detail = type(exc).__name__  # not the driver's: its text may not be safe to show
         else:
             detail = str(err)
+        tls = _tls_cause(exc)
+        if tls is not None and str(tls) not in detail:
+            # aiomysql says only "Can't connect to MySQL server" for a certificate that fails
+            detail += f" ({type(tls).__name__}: {tls})"
         return OperationalError(
             f"could not connect to {self._backend.target()}: {detail}", orig=exc
         )
@@ -1023,3 +1029,15 @@ class DatabaseConnection:
     ) -> Transaction:
         """A transaction on this connection (use it in the task that pinned it)."""
         return Transaction(self._db, isolation=isolation, read_only=read_only)
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error (a certificate that fails...) among *exc* and its causes, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -5,6 +5,7 @@ Same session settings as asyncmy: UTC, autocommit, ``statement_timeout`` server-
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from ._dialects import (
     MysqlAsyncConnection,
     mysql_open,
     mysql_rolled_back,
+    mysql_ssl,
     translate_mysql,
 )
 from .base import Backend, Connection
@@ -85,11 +87,14 @@ class AiomysqlBackend(Backend):
     style: ClassVar[ParamStyle] = "format"
     trio_alternatives: ClassVar[str] = TRIO_ALTERNATIVES
 
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        return mysql_ssl(self.options)
+
     async def connect(self) -> Connection:
         # what `aiomysql.connect` does (it has no public way to connect a `Connection`), with
         # the connection at hand to close: aiomysql closes its socket on an error, not on a
         # cancellation (the connect_timeout deadline)
-        raw: Any = aiomysql.Connection(**mysql_connect_kwargs(self))
+        raw: Any = aiomysql.Connection(**mysql_connect_kwargs(self, await self.tls_context()))
         raw.escape = _escape_with_bytes(raw)
         return await mysql_open(raw, raw._connect, AiomysqlConnection(raw), self.options)
 

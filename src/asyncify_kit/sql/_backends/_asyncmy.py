@@ -6,6 +6,7 @@ becomes MariaDB's ``max_statement_time`` (MySQL: ``max_execution_time``).
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, ClassVar
 
 import asyncmy
@@ -62,7 +63,7 @@ class AsyncmyConnection(MysqlAsyncConnection):
 CLIENT_FOUND_ROWS = 2
 
 
-def mysql_connect_kwargs(backend: Backend) -> dict[str, Any]:
+def mysql_connect_kwargs(backend: Backend, context: ssl.SSLContext | None) -> dict[str, Any]:
     """Connection keywords shared by the MySQL drivers.
 
     ``CLIENT_FOUND_ROWS``: an UPDATE reports the rows it matched, as on PostgreSQL and
@@ -83,8 +84,7 @@ def mysql_connect_kwargs(backend: Backend) -> dict[str, Any]:
     }
     if url.database:
         kwargs["db"] = url.database
-    context = mysql_ssl(opts)
-    if context is not None:
+    if context is not None:  # (`backend.tls_context()`: `mysql_ssl`)
         kwargs["ssl"] = context
     return kwargs
 
@@ -96,8 +96,11 @@ class AsyncmyBackend(Backend):
     style: ClassVar[ParamStyle] = "format"
     trio_alternatives: ClassVar[str] = TRIO_ALTERNATIVES
 
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        return mysql_ssl(self.options)
+
     async def connect(self) -> Connection:
-        kwargs = mysql_connect_kwargs(self)
+        kwargs = mysql_connect_kwargs(self, await self.tls_context())
         kwargs["database"] = kwargs.pop("db", None)
         # what `asyncmy.connect` does, with the connection at hand to close on a timeout
         raw = asyncmy.Connection(**kwargs)  # type: ignore[no-untyped-call]  # (its stub's)

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
@@ -196,7 +197,10 @@ class AsyncpgBackend(Backend):
 
     async def _open(self) -> Connection:
         url, opts = self.url, self.options
+        root_cert = opts.get("sslrootcert")
         conn = await asyncpg.connect(
+            # (asyncpg takes a root certificate file in a DSN only, as libpq's sslrootcert)
+            dsn=f"postgresql://?sslrootcert={quote(root_cert, safe='/')}" if root_cert else None,
             host=url.host or None,
             port=url.port,
             user=url.username,

@@ -10,6 +10,7 @@ import datetime as _dt
 import itertools
 import json
 import math
+import os
 import re
 import ssl as _ssl
 import uuid
@@ -23,6 +24,7 @@ import anyio
 from ..._config import BackendURL
 from ..._executor import check_cancelled
 from ...exceptions import (
+    ConfigError,
     ConnectionLost,
     DatabaseError,
     IntegrityError,
@@ -112,6 +114,7 @@ def libpq_connect_params(url: BackendURL, opts: dict[str, Any], **extra: Any) ->
         "password": url.password,
         "dbname": url.database or None,
         "sslmode": opts["ssl"],
+        "sslrootcert": opts.get("sslrootcert"),
         "options": libpq_options(pg_session_options(opts)),
         **extra,
     }
@@ -219,10 +222,27 @@ def mysql_init_statements(options: dict[str, Any]) -> list[tuple[str, str | None
 
 
 def mysql_ssl(options: dict[str, Any]) -> _ssl.SSLContext | None:
-    """An SSL context when ``ssl=true`` (encryption without certificate checks)."""
+    """The TLS context of ``ssl_ca=PATH`` (that file's CAs, host name checked) or of
+    ``ssl=true`` (encryption without certificate checks); None without either.
+
+    Reads *ssl_ca*: call it in a worker thread (`Backend.tls_context`).
+    """
+    path = options.get("ssl_ca")
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(
+                f"invalid ssl_ca {path!r}: no such file (a PEM file of CA certificates)"
+            )
+        try:
+            return _ssl.create_default_context(cafile=path)
+        except (_ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(
+                f"invalid ssl_ca {path!r}: no CA certificate could be read from it ({exc})"
+            ) from None
     if not options.get("ssl"):
         return None
-    context = _ssl.create_default_context()
+    # (not create_default_context(): it would read the system's CA store, for nothing)
+    context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = _ssl.CERT_NONE
     return context

@@ -6,6 +6,7 @@ Works on asyncio and trio. Same session settings and types as the async MySQL ba
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -27,6 +28,7 @@ from ._dialects import (
     mysql_init_statements,
     mysql_rolled_back,
     mysql_rows,
+    mysql_ssl,
     mysql_stream_rest,
     mysql_value,
     translate_mysql,
@@ -198,19 +200,27 @@ class PymysqlBackend(Backend):
     dialect: ClassVar[str] = "mysql"
     style: ClassVar[ParamStyle] = "format"
 
-    def _kwargs(self) -> dict[str, Any]:
-        kwargs = mysql_connect_kwargs(self)
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        return mysql_ssl(self.options)
+
+    def _kwargs(self, context: ssl.SSLContext | None) -> dict[str, Any]:
+        kwargs = mysql_connect_kwargs(self, context)
         kwargs["database"] = kwargs.pop("db", None)
+        if context is None:
+            # PyMySQL (1.2) tries TLS when the server offers it even so: ssl=false means none,
+            # as on asyncmy and aiomysql
+            kwargs["ssl_disabled"] = True
         if self.options.get("read_timeout"):
             kwargs["read_timeout"] = self.options["read_timeout"]
         return kwargs
 
     def session_factory(self) -> Callable[[], SyncSession]:
-        kwargs, options = self._kwargs(), self.options
+        kwargs, options = self._kwargs(self.made_tls_context()), self.options
         return lambda: _PymysqlSession(kwargs, options)
 
     async def connect(self) -> Connection:
-        return await ThreadedConnection.open(_PymysqlSession(self._kwargs(), self.options))
+        kwargs = self._kwargs(await self.tls_context())
+        return await ThreadedConnection.open(_PymysqlSession(kwargs, self.options))
 
     def ends_transaction(self, exc: BaseException) -> bool:
         return mysql_rolled_back(exc)

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import ssl
 import threading
 import time
 from collections import deque
@@ -45,6 +47,7 @@ from ..._executor import (
 from ..._offload import AsyncProxy, asyncify, run_owned, run_sync, wrap
 from ...exceptions import (
     CallCancelled,
+    ConfigError,
     ConnectionLost,
     DatabaseError,
     OperationalError,
@@ -195,6 +198,32 @@ class Backend(abc.ABC):
     def __init__(self, url: BackendURL, options: dict[str, Any]) -> None:
         self.url = url
         self.options = options
+        self._tls: tuple[ssl.SSLContext | None] | None = None
+
+    async def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of this backend's connections (`make_tls_context`), made once, in
+        a worker thread: it may read certificate files."""
+        if self._tls is None:
+            self._tls = (await run_sync(self.make_tls_context),)
+        return self._tls[0]
+
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        """A TLS context for `tls_context` (None: the driver's own TLS settings, or none).
+
+        By default only a check: the CA file of ``sslrootcert`` (PostgreSQL; the drivers
+        read it themselves) exists, so that a wrong path is the same `ConfigError` on every
+        driver (asyncpg's own error did not name the file).
+        """
+        path = self.options.get("sslrootcert")
+        if path and not os.path.isfile(path):
+            raise ConfigError(
+                f"invalid sslrootcert {path!r}: no such file (a PEM file of CA certificates)"
+            )
+        return None
+
+    def made_tls_context(self) -> ssl.SSLContext | None:
+        """The context `tls_context` made (the pool awaits it before `session_factory`)."""
+        return None if self._tls is None else self._tls[0]
 
     @abc.abstractmethod
     async def connect(self) -> Connection:
