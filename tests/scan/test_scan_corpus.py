@@ -507,6 +507,27 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "tempfile-and-pandas",
+        """
+        import io
+        import tempfile
+        import pandas as pd
+        async def export(data: bytes):
+            frame = pd.read_csv("prices.csv")
+            with tempfile.NamedTemporaryFile() as tmp:
+                tmp.write(data)
+            work = tempfile.mkdtemp()
+            spooled = tempfile.SpooledTemporaryFile(max_size=1024)
+            return frame, work, spooled, pd.read_csv(io.StringIO("a,b"))
+        """,
+        [
+            f"ASY105 {S}:6 export -> pandas.read_csv",
+            f"ASY105 {S}:7 export -> tempfile.NamedTemporaryFile",
+            f"ASY107 {S}:9 export -> tempfile.mkdtemp",
+            f"ASY105 {S}:11 export -> pandas.read_csv",
+        ],
+    ),
+    Snippet(
         "mongodb-sync",
         """
         from fastapi import Depends

@@ -249,6 +249,16 @@ BLOCKING_CALLS: dict[str, str] = {
     "io.open": "ASY105",
     "io.open_code": "ASY105",
     "codecs.open": "ASY105",
+    # (SpooledTemporaryFile stays in memory until it rolls over: not listed)
+    **_names("tempfile", "NamedTemporaryFile TemporaryFile", "ASY105"),
+    # pandas readers open a file (or fetch a URL) and parse it whole
+    **_names(
+        "pandas",
+        "read_csv read_table read_fwf read_json read_parquet read_feather read_orc read_excel "
+        "read_pickle read_hdf read_html read_xml read_sas read_spss read_stata read_sql "
+        "read_sql_query read_sql_table",
+        "ASY105",
+    ),
     **_names(
         "pathlib.Path",
         "open read_text read_bytes write_text write_bytes exists is_file is_dir is_symlink "
@@ -275,6 +285,7 @@ BLOCKING_CALLS: dict[str, str] = {
         "make_archive unpack_archive disk_usage chown",
         "ASY107",
     ),
+    **_names("tempfile", "mkstemp mkdtemp TemporaryDirectory", "ASY107"),
     # PostgreSQL
     "psycopg2.connect": "ASY108",
     **_names("psycopg2.connection", "commit rollback", "ASY108"),
