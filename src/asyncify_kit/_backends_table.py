@@ -252,6 +252,12 @@ _S3_OPTIONS: tuple[Option[Any], ...] = (
     ),
     _storage_cfg.str_option("region", None, doc="region (else AWS_DEFAULT_REGION or profile)"),
     _storage_cfg.str_option("profile", None, doc="named profile of ~/.aws/config"),
+    _storage_cfg.str_option(
+        "ca_bundle",
+        None,
+        doc="PEM file of the CA certificates an https endpoint's certificate must come from "
+        "(else AWS_CA_BUNDLE, the profile's ca_bundle, or certifi's bundle)",
+    ),
     _storage_cfg.int_option(
         "multipart_threshold", 8 * _MiB, minimum=5 * _MiB, doc="larger writes go multipart"
     ),

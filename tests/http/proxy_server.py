@@ -1,4 +1,5 @@
-"""A real HTTP forward proxy on 127.0.0.1, in threads, for the tests of ``HttpClient(proxy=)``.
+"""A real HTTP forward proxy on 127.0.0.1, in threads, for the tests of ``HttpClient(proxy=)``
+(and `TlsFront`, an https endpoint in front of a plain one).
 
 An absolute-form request (``GET http://host:port/path HTTP/1.1``) is sent on to its origin,
 one per connection; ``CONNECT host:port`` opens a tunnel that relays bytes both ways. With
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -37,16 +39,12 @@ def _relay(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
-class ForwardProxy:
-    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
-        self.expected = None
-        if credentials is not None:
-            token = base64.b64encode(":".join(credentials).encode()).decode()
-            self.expected = f"Basic {token}"
-        self.seen: list[tuple[str, str | None]] = []
-        self._lock = threading.Lock()
+class _ThreadedServer:
+    """A listening socket on 127.0.0.1 whose connections are served each on a thread."""
+
+    def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self.port = self._server.getsockname()[1]
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
@@ -68,6 +66,21 @@ class ForwardProxy:
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             self._threads.append(thread)
             thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class ForwardProxy(_ThreadedServer):
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+        self.expected = None
+        if credentials is not None:
+            token = base64.b64encode(":".join(credentials).encode()).decode()
+            self.expected = f"Basic {token}"
+        self.seen: list[tuple[str, str | None]] = []
+        self._lock = threading.Lock()
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
@@ -137,3 +150,28 @@ class ForwardProxy:
             answer = "\r\n".join([status, *lines, "Connection: close", "", ""])
             conn.sendall(answer.encode("latin-1") + body)
             _relay(origin, conn)
+
+
+class TlsFront(_ThreadedServer):
+    """A TLS server on 127.0.0.1 that relays each connection, decrypted, to *origin*
+    (``host:port``): an https endpoint in front of a plain one (moto), with the certificate
+    *cert_file* (and its key)."""
+
+    def __init__(self, origin: tuple[str, int], cert_file: str, key_file: str) -> None:
+        self._origin = origin
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert_file, key_file)
+        super().__init__()
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            conn = self._context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):  # a client that refused our certificate
+            raw.close()
+            return
+        with conn, socket.create_connection(self._origin) as origin:
+            back = threading.Thread(target=_relay, args=(origin, conn), daemon=True)
+            back.start()
+            _relay(conn, origin)
+            back.join(10)

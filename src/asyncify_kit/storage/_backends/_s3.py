@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -357,6 +358,8 @@ class S3Backend(StorageBackend):
             kwargs["endpoint_url"] = opts["endpoint_url"]
         if opts.get("region"):
             kwargs["region_name"] = opts["region"]
+        if opts.get("ca_bundle"):
+            kwargs["verify"] = opts["ca_bundle"]
         if self.url.username:
             kwargs["aws_access_key_id"] = self.url.username
             kwargs["aws_secret_access_key"] = self.url.password or ""
@@ -387,6 +390,12 @@ class S3Backend(StorageBackend):
                     f"invalid value {endpoint!r} for option 'endpoint_url' of the {self.name!r} "
                     "backend; accepted: an http:// or https:// URL"
                 )
+        ca_bundle = self.options.get("ca_bundle")
+        if ca_bundle and not os.path.isfile(ca_bundle):
+            raise ConfigError(
+                f"invalid value {ca_bundle!r} for option 'ca_bundle' of the {self.name!r} "
+                "backend: no such file (a PEM file of CA certificates)"
+            )
         region = self.options.get("region")
         if region:
             try:
