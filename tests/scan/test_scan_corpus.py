@@ -555,6 +555,35 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "cloud-sdk-sync",
+        """
+        from azure.storage.blob import BlobServiceClient
+        from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+        from elasticsearch import AsyncElasticsearch, Elasticsearch
+        from google.cloud import storage
+        gcs = storage.Client()
+        blobs = BlobServiceClient.from_connection_string("conn")
+        es = Elasticsearch("http://localhost:9200")
+        native_es = AsyncElasticsearch("http://localhost:9200")
+        native_blobs = AsyncBlobServiceClient.from_connection_string("conn")
+        async def upload(data: bytes):
+            blob = gcs.bucket("media").blob("a.txt")
+            blob.upload_from_string(data)
+            container = blobs.get_container_client("media")
+            container.get_blob_client("a.txt").upload_blob(data)
+            es.options(request_timeout=5).index(index="docs", document={"a": 1})
+            es.indices.refresh(index="docs")
+            await native_es.search(index="docs")
+            return await native_blobs.get_blob_client("media", "a").download_blob()
+        """,
+        [
+            f"ASY121 {S}:13 upload -> google.cloud.storage.Client.upload_from_string",
+            f"ASY121 {S}:15 upload -> azure.storage.blob.BlobServiceClient.upload_blob",
+            f"ASY121 {S}:16 upload -> elasticsearch.Elasticsearch.index",
+            f"ASY121 {S}:17 upload -> elasticsearch.Elasticsearch.refresh",
+        ],
+    ),
+    Snippet(
         "fastapi-depends-without-annotation",
         """
         import requests

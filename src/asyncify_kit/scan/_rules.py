@@ -2,8 +2,8 @@
 
 The table mirrors DESIGN.md's list of legacy sync libraries: for every job (HTTP, AWS,
 files, PostgreSQL, MySQL, sqlite, sleeping, subprocesses, sockets, waiting for threads,
-SQLAlchemy, redis, password hashing, mail, MongoDB, AI SDKs) a rule says which calls block the
-event loop and which async facade or native driver replaces them.
+SQLAlchemy, redis, password hashing, mail, MongoDB, AI SDKs, cloud SDKs) a rule says which
+calls block the event loop and which async facade or native driver replaces them.
 
 Calls are matched by their fully qualified name after import resolution, so
 ``from requests import get as fetch; fetch(url)`` is ``requests.get``. Calls on objects are
@@ -186,6 +186,14 @@ _RULE_LIST = (
         "ai-sdk-sync",
         "The sync OpenAI and Anthropic clients block on every API request, often for seconds.",
         "use openai.AsyncOpenAI or anthropic.AsyncAnthropic, or `await run_sync(...)`",
+    ),
+    Rule(
+        "ASY121",
+        "cloud-sdk-sync",
+        "The sync clients of Google Cloud Storage, Azure Blob Storage and Elasticsearch block "
+        "on every request.",
+        "use azure.storage.blob.aio, elasticsearch.AsyncElasticsearch or gcloud-aio-storage, "
+        "or `await run_sync(...)`",
     ),
 )
 
@@ -576,6 +584,28 @@ FACTORIES: dict[str, str] = {
         )
     },
     **_names("anthropic.Anthropic", "with_options copy", "anthropic.Anthropic"),
+    # Google Cloud Storage, Azure Blob Storage, Elasticsearch: namespaces (NAMESPACE_TYPES)
+    **{
+        name: "google.cloud.storage.Client"
+        for name in ("google.cloud.storage.Client", "google.cloud.storage.client.Client")
+    },
+    **_names("google.cloud.storage.Client", "bucket blob batch", "google.cloud.storage.Client"),
+    **{
+        f"azure.storage.blob.{name}": "azure.storage.blob.BlobServiceClient"
+        for name in ("BlobServiceClient", "ContainerClient", "BlobClient")
+    },
+    **{
+        f"azure.storage.blob.{cls}.{factory}": "azure.storage.blob.BlobServiceClient"
+        for cls in ("BlobServiceClient", "ContainerClient", "BlobClient")
+        for factory in ("from_connection_string", "from_container_url", "from_blob_url")
+    },
+    **_names(
+        "azure.storage.blob.BlobServiceClient",
+        "get_container_client get_blob_client",
+        "azure.storage.blob.BlobServiceClient",
+    ),
+    "elasticsearch.Elasticsearch": "elasticsearch.Elasticsearch",
+    **_names("elasticsearch.Elasticsearch", "options", "elasticsearch.Elasticsearch"),
 }
 
 # Types whose attributes, at any depth, are the same kind of object: an attribute of a
@@ -596,6 +626,9 @@ NAMESPACE_TYPES: dict[str, tuple[str, ...]] = {
         )
     ),
     "anthropic.Anthropic": (),
+    "google.cloud.storage.Client": (),
+    "azure.storage.blob.BlobServiceClient": (),
+    "elasticsearch.Elasticsearch": (),
 }
 
 # Types on which every public method call blocks (boto3 clients are generated at runtime,
@@ -634,6 +667,24 @@ ANY_METHOD_TYPES: dict[str, tuple[str, frozenset[str]]] = {
     ),
     "openai.OpenAI": ("ASY120", frozenset(["with_options", "copy", "close"])),
     "anthropic.Anthropic": ("ASY120", frozenset(["with_options", "copy", "close"])),
+    "google.cloud.storage.Client": (
+        "ASY121",
+        frozenset(["bucket", "blob", "batch", "close", "generate_signed_url", "from_string"]),
+    ),
+    "azure.storage.blob.BlobServiceClient": (
+        "ASY121",
+        frozenset(
+            [
+                "get_container_client",
+                "get_blob_client",
+                "from_connection_string",
+                "from_container_url",
+                "from_blob_url",
+                "close",
+            ]
+        ),
+    ),
+    "elasticsearch.Elasticsearch": ("ASY121", frozenset(["options", "close"])),
     "redis.Redis": (
         "ASY116",
         frozenset(
@@ -734,4 +785,12 @@ TYPE_ALIASES: dict[str, str] = {
     "anthropic._client.Anthropic": "anthropic.Anthropic",
     "anthropic.AnthropicBedrock": "anthropic.Anthropic",
     "anthropic.AnthropicVertex": "anthropic.Anthropic",
+    "google.cloud.storage.client.Client": "google.cloud.storage.Client",
+    "google.cloud.storage.Bucket": "google.cloud.storage.Client",
+    "google.cloud.storage.bucket.Bucket": "google.cloud.storage.Client",
+    "google.cloud.storage.Blob": "google.cloud.storage.Client",
+    "google.cloud.storage.blob.Blob": "google.cloud.storage.Client",
+    "azure.storage.blob.ContainerClient": "azure.storage.blob.BlobServiceClient",
+    "azure.storage.blob.BlobClient": "azure.storage.blob.BlobServiceClient",
+    "elasticsearch.client.Elasticsearch": "elasticsearch.Elasticsearch",
 }
