@@ -26,6 +26,7 @@ from tests.sql.conftest import SERVER_CASES, backend_url
 pytestmark = pytest.mark.anyio
 
 CA_VARS = {"postgresql": "ASYNCIFY_TEST_POSTGRES_CA", "mysql": "ASYNCIFY_TEST_MYSQL_CA"}
+PG_CASES = [p for p in SERVER_CASES if str(p.values[0][0]).startswith("postgresql")]  # type: ignore[index]
 
 
 @pytest.fixture(params=SERVER_CASES)
@@ -101,3 +102,21 @@ async def test_a_missing_ca_file_is_a_config_error(url: BackendURL, tmp_path: Pa
     else:
         with pytest.raises(ConfigError, match=r"invalid ssl_ca .*missing\.pem.*no such file"):
             await _encrypted(url, ssl_ca=missing)
+
+
+@pytest.mark.parametrize("case", PG_CASES, indirect=True)
+async def test_verifying_without_a_root_certificate_is_a_config_error(
+    url: BackendURL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt
+    for mode in ("verify-ca", "verify-full"):
+        with pytest.raises(ConfigError, match=rf"ssl={mode} needs the CA certificates"):
+            await _encrypted(url, ssl=mode)
+
+
+@pytest.mark.parametrize("case", PG_CASES, indirect=True)
+async def test_the_system_store_is_sslrootcert_system(url: BackendURL) -> None:
+    """libpq 16's ``sslrootcert=system``, on asyncpg too: the servers' CA is not in it."""
+    with pytest.raises(OperationalError, match="certificate verify failed"):
+        await _encrypted(url, ssl="verify-full", sslrootcert="system")

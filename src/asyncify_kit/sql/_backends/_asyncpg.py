@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import ssl
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
@@ -22,7 +22,13 @@ from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError, Query
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json, decode_json, encode_json
-from ._dialects import PgAsyncConnection, pg_declarable, pg_error, pg_session_options
+from ._dialects import (
+    PgAsyncConnection,
+    pg_declarable,
+    pg_error,
+    pg_session_options,
+    pg_tls_context,
+)
 from .base import TIMEOUT_ERRORS, Backend, Connection
 
 __all__ = ["AsyncpgBackend"]
@@ -195,18 +201,20 @@ class AsyncpgBackend(Backend):
                 task.add_done_callback(_discard_unclaimed)
             raise
 
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        return pg_tls_context(self.options)
+
     async def _open(self) -> Connection:
         url, opts = self.url, self.options
-        root_cert = opts.get("sslrootcert")
+        # require and the verify modes: a context made once, in a thread (`pg_tls_context`)
+        context = await self.tls_context()
         conn = await asyncpg.connect(
-            # (asyncpg takes a root certificate file in a DSN only, as libpq's sslrootcert)
-            dsn=f"postgresql://?sslrootcert={quote(root_cert, safe='/')}" if root_cert else None,
             host=url.host or None,
             port=url.port,
             user=url.username,
             password=url.password,
             database=url.database or None,
-            ssl=opts["ssl"],
+            ssl=context if context is not None else opts["ssl"],
             timeout=opts["connect_timeout"] or 60,
             statement_cache_size=opts["statement_cache_size"],
             command_timeout=opts["command_timeout"],

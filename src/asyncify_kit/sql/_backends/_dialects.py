@@ -221,6 +221,79 @@ def mysql_init_statements(options: dict[str, Any]) -> list[tuple[str, str | None
     return statements
 
 
+_PG_VERIFYING = ("require", "verify-ca", "verify-full")
+
+
+def _pg_file(option: str | None, env: str, name: str) -> str | None:
+    """A libpq certificate file: the option, else the environment variable *env*, else
+    ``~/.postgresql/NAME`` when it exists."""
+    if option:
+        return option
+    if os.environ.get(env):
+        return os.environ[env]
+    try:
+        path = os.path.join(os.path.expanduser("~"), ".postgresql", name)
+    except (RuntimeError, KeyError):  # no home directory
+        return None
+    return path if os.path.isfile(path) else None
+
+
+def pg_check_tls(options: dict[str, Any]) -> str | None:
+    """The root certificate file the PostgreSQL TLS options point to, if any, checked the
+    same way for every driver (a `ConfigError`): ``sslrootcert`` names a file that exists
+    (or is ``system``), and the verify modes have one. Reads the file system: call it in a
+    worker thread (`Backend.make_tls_context`)."""
+    root = options.get("sslrootcert")
+    if root and root != "system" and not os.path.isfile(root):
+        raise ConfigError(
+            f"invalid sslrootcert {root!r}: no such file (a PEM file of CA certificates)"
+        )
+    mode = options.get("ssl")
+    root = _pg_file(root, "PGSSLROOTCERT", "root.crt") if mode in _PG_VERIFYING else root
+    if mode in ("verify-ca", "verify-full") and not root:
+        raise ConfigError(
+            f"ssl={mode} needs the CA certificates to verify the server with: "
+            "sslrootcert=PATH, PGSSLROOTCERT or ~/.postgresql/root.crt"
+        )
+    return root
+
+
+def pg_tls_context(options: dict[str, Any]) -> _ssl.SSLContext | None:
+    """For ``ssl=require``, ``verify-ca`` and ``verify-full``: the context asyncpg would make
+    as it connects (libpq's files and environment: ``sslrootcert`` or ``PGSSLROOTCERT`` or
+    ``~/.postgresql/root.crt``, the CRL ``root.crl``, the client certificate
+    ``postgresql.crt`` and key), made here once, in a worker thread: asyncpg reads those files
+    on the event loop for every connection. None for the other modes (no file is read).
+    ``sslrootcert=system`` is the system's CA store, as in libpq 16."""
+    root = pg_check_tls(options)
+    mode = options.get("ssl")
+    if mode not in _PG_VERIFYING:
+        return None
+    context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = mode == "verify-full"
+    try:
+        if root == "system":
+            context.load_default_certs()
+        elif root:
+            context.load_verify_locations(cafile=root)
+        else:  # require, without a root certificate: encrypted, not verified
+            context.verify_mode = _ssl.CERT_NONE
+        crl = _pg_file(None, "PGSSLCRL", "root.crl")
+        if crl and context.verify_mode != _ssl.CERT_NONE:
+            context.load_verify_locations(cafile=crl)
+            context.verify_flags |= _ssl.VERIFY_CRL_CHECK_CHAIN
+        cert = _pg_file(None, "PGSSLCERT", "postgresql.crt")
+        if cert:
+            key = _pg_file(None, "PGSSLKEY", "postgresql.key")
+            context.load_cert_chain(cert, keyfile=key)
+    except (_ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"ssl={mode}: a certificate file could not be read ({exc})") from None
+    context.minimum_version = _ssl.TLSVersion.TLSv1_2
+    if _ssl.HAS_ALPN:
+        context.set_alpn_protocols(["postgresql"])
+    return context
+
+
 def mysql_ssl(options: dict[str, Any]) -> _ssl.SSLContext | None:
     """The TLS context of ``ssl_ca=PATH`` (that file's CAs, host name checked) or of
     ``ssl=true`` (encryption without certificate checks); None without either.

@@ -9,6 +9,7 @@ recovery and the bounded close are the same everywhere.
 
 from __future__ import annotations
 
+import ssl
 import traceback
 from collections.abc import AsyncGenerator, Callable, Sequence
 from enum import Enum
@@ -25,7 +26,13 @@ from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json
-from ._dialects import PgAsyncConnection, PgSyncSession, libpq_connect_params, pg_error
+from ._dialects import (
+    PgAsyncConnection,
+    PgSyncSession,
+    libpq_connect_params,
+    pg_check_tls,
+    pg_error,
+)
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["PsycopgBackend"]
@@ -199,6 +206,10 @@ class PsycopgBackend(Backend):
 
     dialect: ClassVar[str] = "postgresql"
     style: ClassVar[ParamStyle] = "format"
+
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        pg_check_tls(self.options)  # (libpq reads the files itself as it connects)
+        return None
 
     def connect_params(self) -> dict[str, Any]:
         opts = self.options

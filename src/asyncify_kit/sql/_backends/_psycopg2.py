@@ -7,6 +7,7 @@ JSON parameters are sent through `psycopg2.extras.Json`.
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ import psycopg2.extras
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import ParamStyle
 from .._types import Json
-from ._dialects import PgSyncSession, libpq_connect_params, pg_error
+from ._dialects import PgSyncSession, libpq_connect_params, pg_check_tls, pg_error
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["Psycopg2Backend"]
@@ -85,6 +86,10 @@ class Psycopg2Backend(Backend):
 
     dialect: ClassVar[str] = "postgresql"
     style: ClassVar[ParamStyle] = "format"
+
+    def make_tls_context(self) -> ssl.SSLContext | None:
+        pg_check_tls(self.options)  # (libpq reads the files itself as it connects)
+        return None
 
     def connect_params(self) -> dict[str, Any]:
         return libpq_connect_params(self.url, self.options)

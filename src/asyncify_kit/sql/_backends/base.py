@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import ssl
 import threading
 import time
@@ -47,7 +46,6 @@ from ..._executor import (
 from ..._offload import AsyncProxy, asyncify, run_owned, run_sync, wrap
 from ...exceptions import (
     CallCancelled,
-    ConfigError,
     ConnectionLost,
     DatabaseError,
     OperationalError,
@@ -209,16 +207,7 @@ class Backend(abc.ABC):
 
     def make_tls_context(self) -> ssl.SSLContext | None:
         """A TLS context for `tls_context` (None: the driver's own TLS settings, or none).
-
-        By default only a check: the CA file of ``sslrootcert`` (PostgreSQL; the drivers
-        read it themselves) exists, so that a wrong path is the same `ConfigError` on every
-        driver (asyncpg's own error did not name the file).
-        """
-        path = self.options.get("sslrootcert")
-        if path and not os.path.isfile(path):
-            raise ConfigError(
-                f"invalid sslrootcert {path!r}: no such file (a PEM file of CA certificates)"
-            )
+        Also where a backend checks its TLS files (a `ConfigError`), off the event loop."""
         return None
 
     def made_tls_context(self) -> ssl.SSLContext | None:
