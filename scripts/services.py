@@ -287,7 +287,9 @@ def make_tls(home: Path, name: str) -> tuple[Path, Path, Path]:
     (owned by the server's user, as *home* is): (CA, certificate, key) PEM files. Both
     servers speak TLS to clients that ask for it, so the tests of `ssl` options meet a real
     handshake."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
     from scripts.tls_files import make_ca
 
     directory = home / "tls"

@@ -24,6 +24,7 @@ import sniffio
 
 from .._cleanup import finish
 from .._config import BackendURL, resolve_url, validate_options
+from .._errors import causes
 from .._offload import checkpoint_if_cancelled
 from .._registry import BackendSpec, load_backend
 from ..exceptions import (
@@ -1033,11 +1034,4 @@ class DatabaseConnection:
 
 def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
     """The TLS error (a certificate that fails...) among *exc* and its causes, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((c for c in causes(exc) if isinstance(c, ssl.SSLError)), None)

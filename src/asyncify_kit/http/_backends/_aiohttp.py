@@ -13,6 +13,7 @@ the facade or the caller set, or none.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import select
 import sys
 import time
@@ -29,6 +30,7 @@ import yarl
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ..._errors import causes
 from ...exceptions import (
     ConnectError,
     HTTPError,
@@ -148,14 +150,8 @@ def _with_fragment(url: str, request_url: str, history: tuple[aiohttp.ClientResp
 def _pool_timed_out(exc: BaseException) -> bool:
     """Whether a ``ConnectionTimeoutError`` ended a wait for a free connection: the timeout
     that aiohttp raises from (or while handling) the cancellation `_Connector` marked."""
-    seen = exc.__cause__ or exc.__context__
-    for _ in range(3):  # (the timeout, then the cancellation)
-        if seen is None:
-            return False
-        if getattr(seen, _POOL_WAIT, False):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    # (the three exceptions under the timeout: the cancellation is among them)
+    return any(getattr(cause, _POOL_WAIT, False) for cause in itertools.islice(causes(exc), 1, 4))
 
 
 def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:

@@ -287,7 +287,7 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         # the pools behind a proxy are ours too (pool timeout, informational responses)
-        if self._ssl_context is not None and proxy not in self.proxy_manager:
+        if self._ssl_context is not None:  # (used when the manager is made)
             proxy_kwargs["ssl_context"] = self._ssl_context
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = _POOL_CLASSES

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from ..._errors import causes
 from ...exceptions import HTTPError, TimeoutException
 from .._models import Limits, Request, Response, Timeout
 from .._redact import REDACTED, redact_header, redact_text, redact_url
@@ -307,16 +308,10 @@ def http_error(
 def _detail(exc: BaseException) -> str:
     """What went wrong, in words: *exc*'s message, or when it has none (httpx on trio raises
     a bare ``ConnectError`` for a certificate that fails) the first one down its causes."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if str(current):
-            if current is exc:
-                return str(current)
-            return f"{type(exc).__name__}: {current}"
-        current = current.__cause__ or current.__context__
-    return type(exc).__name__
+    said = next((cause for cause in causes(exc) if str(cause)), None)
+    if said is None:
+        return type(exc).__name__
+    return str(said) if said is exc else f"{type(exc).__name__}: {said}"
 
 
 class TranslatingIterator(AsyncIterator[bytes]):

@@ -26,6 +26,7 @@ import anyio
 
 from ..._cleanup import finish
 from ..._config import BackendURL
+from ..._errors import causes
 from ..._offload import run_sync
 from ...exceptions import (
     AlreadyExists,
@@ -67,18 +68,18 @@ def _timed_out(exc: BaseException) -> bool:
     """Whether *exc* came of a timeout: a `TimeoutError`, or ``ETIMEDOUT`` (the kernel's
     verdict on a server that left our data unacknowledged: see `asyncify_kit.aws.bounded_config`),
     itself or down its causes (botocore keeps the HTTP client's error in ``kwargs``)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError) or getattr(current, "errno", None) == errno.ETIMEDOUT:
-            return True
-        kwargs = getattr(current, "kwargs", None)
-        inner = kwargs.get("error") if isinstance(kwargs, dict) else None
-        if not isinstance(inner, BaseException):
-            inner = current.__cause__ or current.__context__
-        current = inner
-    return False
+    return any(
+        isinstance(cause, TimeoutError) or getattr(cause, "errno", None) == errno.ETIMEDOUT
+        for cause in causes(exc, _botocore_inner)
+    )
+
+
+def _botocore_inner(exc: BaseException) -> BaseException | None:
+    kwargs = getattr(exc, "kwargs", None)
+    inner = kwargs.get("error") if isinstance(kwargs, dict) else None
+    if isinstance(inner, BaseException):
+        return inner
+    return exc.__cause__ or exc.__context__
 
 
 def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> StorageError:
