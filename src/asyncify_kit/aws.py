@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
+from . import _s3_transfer
 from ._cleanup import finish
 from ._executor import DEFAULT_POOL
 from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
@@ -797,6 +798,8 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
         kwargs = {**kwargs, "config": bounded_config(kwargs.get("config"))}
         async with session.client(service, **kwargs) as native:
             native.meta.events.register("after-call", _aio_bodies(streams))
+            if native.meta.service_model.service_name == "s3":
+                _s3_transfer.install(native)  # boto3's transfers, not aioboto3's (see there)
             try:
                 yield native
             finally:

@@ -1,0 +1,468 @@
+"""boto3's S3 transfer methods for ``aws.client("s3", backend="aioboto3")``: ``upload_file``,
+``upload_fileobj``, ``download_file`` and ``download_fileobj``, with boto3's call shapes and
+what boto3 promises about failures, in place of aioboto3's own.
+
+aioboto3's versions (15.5) lose data or leave work behind where boto3's do not:
+
+- ``download_file`` opens the target for writing before it asks for the object: a missing
+  key, a failed part or a cancellation empties an existing file or leaves half of the new
+  one. boto3 writes a temp file next to the target and renames it over the target at the end.
+- a failed or cancelled multipart upload is never aborted (its parts stay on S3, billed), and
+  its uploader tasks are left waiting for good ("Task was destroyed but it is pending").
+- a failed part of a download leaves the other parts' tasks running, and a ``ClientError``
+  from them comes back as a bare ``Exception``.
+- a sync file object is read or written on the event loop; ``Callback`` gets running totals
+  where boto3 gives each call the bytes just transferred.
+
+Here, as in boto3 (s3transfer): ``ExtraArgs`` are checked against the same lists, a
+multipart upload gets the default checksum when the client computes checksums, parts of a
+download are fetched with ``IfMatch`` set to the object's ETag (an object replaced while it
+is read fails the download instead of mixing two versions), at most
+``Config.max_request_concurrency`` requests run at once, and errors are botocore's own.
+A sync file object is read or written in a worker thread, an async one (``aiofiles``) is
+awaited. Memory: up to ``max_request_concurrency`` parts of ``multipart_chunksize`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import io
+import os
+import secrets
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._cleanup import finish
+from ._executor import DEFAULT_POOL
+from ._offload import run_owned, run_sync
+
+__all__ = ["install"]
+
+
+def _config(config: Any) -> Any:
+    if config is not None:
+        return config
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig()
+
+
+def _check_extra_args(extra: dict[str, Any], allowed: list[str]) -> None:
+    """boto3's check (s3transfer's ``_validate_all_known_args``), with its message."""
+    for name in extra:
+        if name not in allowed:
+            raise ValueError(
+                f"Invalid extra_args key '{name}', must be one of: {', '.join(allowed)}"
+            )
+
+
+def _only(extra: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    return {k: v for k, v in extra.items() if k in keys}
+
+
+def _without(extra: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    return {k: v for k, v in extra.items() if k not in keys}
+
+
+def _progress(callback: Callable[[int], object] | None, amount: int) -> None:
+    if callback is not None and amount:
+        callback(amount)
+
+
+def _is_async(method: Any) -> bool:
+    return inspect.iscoroutinefunction(method)
+
+
+async def _gather_or_cancel(tasks: deque[asyncio.Task[Any]]) -> None:
+    """Cancel *tasks* and wait for each to end, even while the caller is being cancelled
+    (their errors follow from the caller's own: retrieved here, not raised)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await finish(_ended(tasks))
+
+
+async def _ended(tasks: deque[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- uploads ----------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads a file object: an async ``read`` is awaited, a sync one runs in a worker thread,
+    never on the event loop."""
+
+    def __init__(self, fileobj: Any) -> None:
+        read = getattr(fileobj, "read", None)
+        if not callable(read):
+            raise TypeError(f"Fileobj must have a read() method, got {type(fileobj).__name__}")
+        self._read: Callable[[int], Any] = read
+        self._async = _is_async(read)
+        self.at_end = False  # read() met the end of the file
+
+    async def _chunk(self, size: int) -> bytes:
+        if self._async:
+            data = await self._read(size)
+        else:
+            data = await run_sync(self._read, size)
+        if isinstance(data, str):
+            raise TypeError("Fileobj must be opened in binary mode: read() returned str")
+        return bytes(data)
+
+    async def read(self, size: int) -> bytes:
+        """Up to *size* bytes, fewer only at the end of the file."""
+        pieces: list[bytes] = []
+        left = size
+        while left > 0 and not self.at_end:
+            data = await self._chunk(left)
+            if not data:
+                self.at_end = True
+                break
+            pieces.append(data)
+            left -= len(data)
+        return b"".join(pieces)
+
+
+async def _create_upload(client: Any, **kwargs: Any) -> str:
+    """``create_multipart_upload`` as a task of its own: if the caller is cancelled while it
+    runs, it is waited for and the upload it made is aborted (otherwise an upload nobody
+    knows of would be left on S3)."""
+    call = asyncio.ensure_future(client.create_multipart_upload(**kwargs))
+    try:
+        created = await asyncio.shield(call)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            made = await finish(_settled(call))
+            if made is not None:
+                await finish(
+                    client.abort_multipart_upload(
+                        Bucket=kwargs["Bucket"], Key=kwargs["Key"], UploadId=made["UploadId"]
+                    )
+                )
+        raise
+    upload_id: str = created["UploadId"]
+    return upload_id
+
+
+async def _settled(call: asyncio.Future[Any]) -> Any:
+    """The result of *call* once it ends, or None if it failed."""
+    await asyncio.wait([call])
+    return None if call.cancelled() or call.exception() is not None else call.result()
+
+
+async def upload_fileobj(
+    self: Any,
+    Fileobj: Any,
+    Bucket: str,
+    Key: str,
+    ExtraArgs: dict[str, Any] | None = None,
+    Callback: Callable[[int], object] | None = None,
+    Config: Any = None,
+) -> None:
+    """Upload a binary file object (sync or async ``read``) to ``Bucket``/``Key``, as boto3's
+    ``upload_fileobj``: one ``put_object`` below ``Config.multipart_threshold``, else a
+    multipart upload that is aborted if anything fails or the caller is cancelled."""
+    await _upload(self, _Reader(Fileobj), Bucket, Key, ExtraArgs, Callback, Config, None)
+
+
+async def upload_file(
+    self: Any,
+    Filename: str | os.PathLike[str],
+    Bucket: str,
+    Key: str,
+    ExtraArgs: dict[str, Any] | None = None,
+    Callback: Callable[[int], object] | None = None,
+    Config: Any = None,
+) -> None:
+    """Upload the file at ``Filename`` to ``Bucket``/``Key``, as boto3's ``upload_file``
+    (opened, read and closed in worker threads)."""
+    fileobj = await run_owned(DEFAULT_POOL, _close, open, os.fspath(Filename), "rb")
+    try:
+        size = (await run_sync(os.fstat, fileobj.fileno())).st_size
+        await _upload(self, _Reader(fileobj), Bucket, Key, ExtraArgs, Callback, Config, size)
+    finally:
+        await finish(run_sync(fileobj.close))
+
+
+def _close(fileobj: Any) -> None:
+    fileobj.close()
+
+
+async def _upload(
+    client: Any,
+    reader: _Reader,
+    bucket: str,
+    key: str,
+    extra_args: dict[str, Any] | None,
+    callback: Callable[[int], object] | None,
+    config: Any,
+    size: int | None,
+) -> None:
+    from s3transfer.manager import TransferManager
+    from s3transfer.upload import UploadSubmissionTask as Upload
+    from s3transfer.utils import ChunksizeAdjuster, set_default_checksum_algorithm
+
+    config = _config(config)
+    extra = dict(extra_args or {})
+    _check_extra_args(extra, TransferManager.ALLOWED_UPLOAD_ARGS)
+    if client.meta.config.request_checksum_calculation == "when_supported":
+        set_default_checksum_algorithm(extra)
+    threshold = config.multipart_threshold
+    first = await reader.read(threshold)
+    if len(first) < threshold:  # the whole file: boto3 goes multipart from the threshold on
+        await client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=io.BytesIO(first),
+            **_without(extra, Upload.PUT_OBJECT_BLOCKLIST),
+        )
+        _progress(callback, len(first))
+        return
+    with contextlib.suppress(ImportError):  # (older s3transfer: no full-object checksums)
+        from s3transfer.constants import FULL_OBJECT_CHECKSUM_ARGS
+
+        for checksum in FULL_OBJECT_CHECKSUM_ARGS:
+            if checksum in extra:
+                extra["ChecksumType"] = "FULL_OBJECT"
+                extra["ChecksumAlgorithm"] = checksum.replace("Checksum", "")
+    chunksize = ChunksizeAdjuster().adjust_chunksize(config.multipart_chunksize, size)
+    concurrency = max(1, config.max_request_concurrency)
+    part_args = _only(extra, Upload.UPLOAD_PART_ARGS)
+    upload_id = await _create_upload(
+        client,
+        Bucket=bucket,
+        Key=key,
+        **_without(extra, Upload.CREATE_MULTIPART_BLOCKLIST),
+    )
+
+    async def send(number: int, data: bytes) -> dict[str, Any]:
+        response = await client.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=io.BytesIO(data),  # (raw bytes: aiohttp sends them in one write)
+            **part_args,
+        )
+        part = {"ETag": response["ETag"], "PartNumber": number}
+        algorithm = part_args.get("ChecksumAlgorithm")
+        if algorithm is not None and f"Checksum{algorithm.upper()}" in response:
+            member = f"Checksum{algorithm.upper()}"
+            part[member] = response[member]
+        _progress(callback, len(data))
+        return part
+
+    running: deque[asyncio.Task[dict[str, Any]]] = deque()
+    parts: list[dict[str, Any]] = []
+    buffered = first  # (at least the threshold's bytes)
+    try:
+        number = 0
+        while True:
+            if len(buffered) < chunksize:
+                buffered += await reader.read(chunksize - len(buffered))
+            data, buffered = buffered[:chunksize], buffered[chunksize:]
+            if not data and number:
+                break  # (the file ended with the last full part)
+            number += 1
+            running.append(asyncio.ensure_future(send(number, data)))
+            if len(running) >= concurrency:
+                parts.append(await running.popleft())  # the oldest: the parts stay in order
+            if len(data) < chunksize:
+                break
+        while running:
+            parts.append(await running.popleft())
+        await client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            **_only(extra, Upload.COMPLETE_MULTIPART_ARGS),
+        )
+    except BaseException:
+        await _gather_or_cancel(running)
+        with contextlib.suppress(Exception):  # the caller's error is the one to see
+            await finish(client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id))
+        raise
+
+
+# --- downloads --------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes to a file object in order: an async ``write`` is awaited, a sync one runs in a
+    worker thread."""
+
+    def __init__(self, fileobj: Any) -> None:
+        write = getattr(fileobj, "write", None)
+        if not callable(write):
+            raise TypeError(f"Fileobj must have a write() method, got {type(fileobj).__name__}")
+        self._write: Callable[[bytes], Any] = write
+        self._async = _is_async(write)
+
+    async def write(self, data: bytes) -> None:
+        if self._async:
+            await self._write(data)
+        else:
+            await run_sync(self._write, data)
+
+
+async def _download(
+    client: Any,
+    bucket: str,
+    key: str,
+    extra_args: dict[str, Any] | None,
+    callback: Callable[[int], object] | None,
+    config: Any,
+    open_sink: Callable[[], Awaitable[_Writer]],
+) -> None:
+    """Fetch the object (ranged parts at once above the threshold, each pinned to the ETag
+    its ``head_object`` gave) and write it in order to the sink *open_sink* makes once the
+    object is known to exist."""
+    from botocore.exceptions import ClientError
+    from s3transfer.exceptions import S3DownloadFailedError
+    from s3transfer.manager import TransferManager
+
+    config = _config(config)
+    extra = dict(extra_args or {})
+    _check_extra_args(extra, TransferManager.ALLOWED_DOWNLOAD_ARGS)
+    head = await client.head_object(Bucket=bucket, Key=key, **extra)
+    size: int = head["ContentLength"]
+    etag = head.get("ETag")
+    if etag is not None:
+        extra["IfMatch"] = etag
+    sink = await open_sink()
+    chunk = max(1, config.multipart_chunksize)
+    if size < config.multipart_threshold:
+        ranges: list[str | None] = [None]
+    else:
+        ranges = [
+            f"bytes={start}-{min(start + chunk, size) - 1}" for start in range(0, size, chunk)
+        ]
+    concurrency = max(1, config.max_request_concurrency)
+
+    async def fetch(byte_range: str | None) -> bytes:
+        kwargs = extra if byte_range is None else {**extra, "Range": byte_range}
+        try:
+            response = await client.get_object(Bucket=bucket, Key=key, **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                raise
+            # replaced since head_object: s3transfer's error and message
+            raise S3DownloadFailedError(
+                f'Contents of stored object "{key}" in bucket "{bucket}" did not match '
+                "expected ETag."
+            ) from exc
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+        return data
+
+    running: deque[asyncio.Task[bytes]] = deque()
+    following = iter(ranges)
+    try:
+        for byte_range in following:
+            running.append(asyncio.ensure_future(fetch(byte_range)))
+            if len(running) < concurrency:
+                continue
+            data = await running.popleft()
+            await sink.write(data)
+            _progress(callback, len(data))
+        while running:
+            data = await running.popleft()
+            await sink.write(data)
+            _progress(callback, len(data))
+    except BaseException:
+        await _gather_or_cancel(running)
+        raise
+
+
+async def download_fileobj(
+    self: Any,
+    Bucket: str,
+    Key: str,
+    Fileobj: Any,
+    ExtraArgs: dict[str, Any] | None = None,
+    Callback: Callable[[int], object] | None = None,
+    Config: Any = None,
+) -> None:
+    """Download ``Bucket``/``Key`` into a binary file object (sync or async ``write``), in
+    order, as boto3's ``download_fileobj``."""
+    writer = _Writer(Fileobj)
+
+    async def open_sink() -> _Writer:
+        return writer
+
+    await _download(self, Bucket, Key, ExtraArgs, Callback, Config, open_sink)
+
+
+def _temp_path(path: str) -> str:
+    """boto3's temp name for a download: the target's name, a dot and 8 random characters."""
+    return f"{path}{os.extsep}{secrets.token_hex(4)}"
+
+
+def _discard(fileobj: Any, temp: str) -> None:
+    fileobj.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+
+
+def _install_file(fileobj: Any, temp: str, path: str) -> None:
+    try:
+        fileobj.close()
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+async def download_file(
+    self: Any,
+    Bucket: str,
+    Key: str,
+    Filename: str | os.PathLike[str],
+    ExtraArgs: dict[str, Any] | None = None,
+    Callback: Callable[[int], object] | None = None,
+    Config: Any = None,
+) -> None:
+    """Download ``Bucket``/``Key`` to ``Filename``, as boto3's ``download_file``: into a temp
+    file next to it (``Filename`` + ``.`` + 8 random characters), renamed over ``Filename``
+    once complete. A missing key, a failure or a cancellation leaves ``Filename`` as it was
+    and removes the temp file; all file work runs in worker threads."""
+    path = os.fspath(Filename)
+    temp = _temp_path(path)
+    opened: list[Any] = []
+
+    async def open_sink() -> _Writer:
+        fileobj = await run_owned(
+            DEFAULT_POOL, functools.partial(_discard, temp=temp), open, temp, "xb"
+        )
+        opened.append(fileobj)
+        return _Writer(fileobj)
+
+    try:
+        await _download(self, Bucket, Key, ExtraArgs, Callback, Config, open_sink)
+    except BaseException:
+        if opened:
+            await finish(run_sync(_discard, opened[0], temp))
+        raise
+    await finish(run_sync(_install_file, opened[0], temp, path))
+
+
+_METHODS = {
+    "upload_file": upload_file,
+    "upload_fileobj": upload_fileobj,
+    "download_file": download_file,
+    "download_fileobj": download_fileobj,
+}
+
+
+def install(client: Any) -> None:
+    """Give the aiobotocore S3 *client* these four methods in place of aioboto3's."""
+    for name, method in _METHODS.items():
+        setattr(client, name, types.MethodType(method, client))
