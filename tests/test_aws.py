@@ -1021,3 +1021,59 @@ def _tasks() -> set[Any]:
         return set(asyncio.all_tasks())
     except RuntimeError:
         return set()
+
+
+@pytest.mark.parametrize("size", [1000, 12 * MIB + 12345])
+async def test_copy_copies_small_and_multipart(s3: Any, payload: bytes, size: int) -> None:
+    await s3.put_object(Bucket=s3.test_bucket, Key="blob", Body=payload[:size])
+    copied: list[int] = []
+    await s3.copy(
+        {"Bucket": s3.test_bucket, "Key": "blob"},
+        s3.test_bucket,
+        "copy",
+        ExtraArgs={"MetadataDirective": "REPLACE", "ContentType": "application/x-copy"},
+        Callback=copied.append,
+        Config=SMALL_PARTS,
+    )
+    response = await s3.get_object(Bucket=s3.test_bucket, Key="copy")
+    async with response["Body"] as body:
+        assert await body.read() == payload[:size]
+    assert sum(copied) == size
+    assert await unfinished_uploads(s3) == []
+
+
+async def test_a_copy_that_fails_or_is_cancelled_is_aborted(s3: Any, payload: bytes) -> None:
+    # aioboto3 failed: a cancelled multipart copy stayed on S3
+    await s3.put_object(Bucket=s3.test_bucket, Key="blob", Body=payload)
+    source = {"Bucket": s3.test_bucket, "Key": "blob"}
+    first_part = threading.Event()
+
+    async def copy() -> None:
+        await s3.copy(
+            source,
+            s3.test_bucket,
+            "copy",
+            Callback=lambda _: first_part.set(),
+            Config=small_parts(concurrency=1),
+        )
+
+    await cancel_when(first_part, copy)
+    with anyio.fail_after(10):
+        while await unfinished_uploads(s3):  # (boto3: its thread aborts it)
+            await anyio.sleep(0.05)
+    part_copies = 0
+
+    def fail_the_second_part(**_: Any) -> None:
+        nonlocal part_copies
+        part_copies += 1
+        if part_copies == 2:
+            raise RuntimeError("injected failure")
+
+    s3.meta.events.register("before-call.s3.UploadPartCopy", fail_the_second_part)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        await s3.copy(source, s3.test_bucket, "copy2", Config=small_parts(concurrency=1))
+    assert await unfinished_uploads(s3) == []
+    with pytest.raises(TypeError, match="Expecting dictionary formatted"):
+        await s3.copy(f"{s3.test_bucket}/blob", s3.test_bucket, "copy3")
+    with pytest.raises(ValueError, match="Invalid extra_args key 'Body'"):
+        await s3.copy(source, s3.test_bucket, "copy3", ExtraArgs={"Body": b"x"})

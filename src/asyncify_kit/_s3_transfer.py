@@ -1,6 +1,6 @@
 """boto3's S3 transfer methods for ``aws.client("s3", backend="aioboto3")``: ``upload_file``,
-``upload_fileobj``, ``download_file`` and ``download_fileobj``, with boto3's call shapes and
-what boto3 promises about failures, in place of aioboto3's own.
+``upload_fileobj``, ``download_file``, ``download_fileobj`` and ``copy``, with boto3's call
+shapes and what boto3 promises about failures, in place of aioboto3's own.
 
 aioboto3's versions (15.5) lose data or leave work behind where boto3's do not:
 
@@ -8,11 +8,12 @@ aioboto3's versions (15.5) lose data or leave work behind where boto3's do not:
   key, a failed part or a cancellation empties an existing file or leaves half of the new
   one. boto3 writes a temp file next to the target and renames it over the target at the end.
 - a failed or cancelled multipart upload is never aborted (its parts stay on S3, billed), and
-  its uploader tasks are left waiting for good ("Task was destroyed but it is pending").
+  its uploader tasks are left waiting for good ("Task was destroyed but it is pending"); nor
+  is a cancelled multipart copy.
 - a failed part of a download leaves the other parts' tasks running, and a ``ClientError``
   from them comes back as a bare ``Exception``.
 - a sync file object is read or written on the event loop; ``Callback`` gets running totals
-  where boto3 gives each call the bytes just transferred.
+  where boto3 gives each call the bytes just transferred (and nothing for a small copy).
 
 Here, as in boto3 (s3transfer): ``ExtraArgs`` are checked against the same lists, a
 multipart upload gets the default checksum when the client computes checksums, parts of a
@@ -34,7 +35,7 @@ import os
 import secrets
 import types
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from ._cleanup import finish
@@ -232,16 +233,10 @@ async def _upload(
                 extra["ChecksumType"] = "FULL_OBJECT"
                 extra["ChecksumAlgorithm"] = checksum.replace("Checksum", "")
     chunksize = ChunksizeAdjuster().adjust_chunksize(config.multipart_chunksize, size)
-    concurrency = max(1, config.max_request_concurrency)
     part_args = _only(extra, Upload.UPLOAD_PART_ARGS)
-    upload_id = await _create_upload(
-        client,
-        Bucket=bucket,
-        Key=key,
-        **_without(extra, Upload.CREATE_MULTIPART_BLOCKLIST),
-    )
+    algorithm = part_args.get("ChecksumAlgorithm")
 
-    async def send(number: int, data: bytes) -> dict[str, Any]:
+    async def send(data: bytes, upload_id: str, number: int) -> dict[str, Any]:
         response = await client.upload_part(
             Bucket=bucket,
             Key=key,
@@ -250,45 +245,159 @@ async def _upload(
             Body=io.BytesIO(data),  # (raw bytes: aiohttp sends them in one write)
             **part_args,
         )
-        part = {"ETag": response["ETag"], "PartNumber": number}
-        algorithm = part_args.get("ChecksumAlgorithm")
-        if algorithm is not None and f"Checksum{algorithm.upper()}" in response:
-            member = f"Checksum{algorithm.upper()}"
-            part[member] = response[member]
         _progress(callback, len(data))
-        return part
+        return _part(number, response["ETag"], response, algorithm)
 
-    running: deque[asyncio.Task[dict[str, Any]]] = deque()
-    parts: list[dict[str, Any]] = []
-    buffered = first  # (at least the threshold's bytes)
-    try:
+    async def parts() -> AsyncGenerator[_SendPart, None]:
+        buffered = first  # (at least the threshold's bytes)
         number = 0
         while True:
             if len(buffered) < chunksize:
                 buffered += await reader.read(chunksize - len(buffered))
             data, buffered = buffered[:chunksize], buffered[chunksize:]
             if not data and number:
-                break  # (the file ended with the last full part)
+                return  # (the file ended with the last full part)
             number += 1
-            running.append(asyncio.ensure_future(send(number, data)))
-            if len(running) >= concurrency:
-                parts.append(await running.popleft())  # the oldest: the parts stay in order
+            yield functools.partial(send, data)
             if len(data) < chunksize:
-                break
+                return
+
+    await _multipart(
+        client,
+        bucket,
+        key,
+        _without(extra, Upload.CREATE_MULTIPART_BLOCKLIST),
+        _only(extra, Upload.COMPLETE_MULTIPART_ARGS),
+        config.max_request_concurrency,
+        parts(),
+    )
+
+
+#: sends one part of a multipart upload: ``send(upload_id, part_number)`` gives the part's
+#: entry for ``complete_multipart_upload``
+_SendPart = Callable[[str, int], Awaitable[dict[str, Any]]]
+
+
+def _part(number: int, etag: str, result: dict[str, Any], algorithm: str | None) -> dict[str, Any]:
+    """A part's entry for ``complete_multipart_upload``, with its checksum when the upload
+    has one (as s3transfer's ``UploadPartTask`` and ``CopyPartTask`` make it)."""
+    part: dict[str, Any] = {"ETag": etag, "PartNumber": number}
+    member = f"Checksum{algorithm.upper()}" if algorithm else None
+    if member is not None and member in result:
+        part[member] = result[member]
+    return part
+
+
+async def _multipart(
+    client: Any,
+    bucket: str,
+    key: str,
+    create_args: dict[str, Any],
+    complete_args: dict[str, Any],
+    concurrency: int,
+    parts: AsyncGenerator[_SendPart, None],
+) -> None:
+    """One multipart upload of *parts*, at most *concurrency* of them sent at once, completed
+    in order; aborted if anything fails or the caller is cancelled (its parts sent or being
+    sent cancelled first, and waited for)."""
+    upload_id = await _create_upload(client, Bucket=bucket, Key=key, **create_args)
+    running: deque[asyncio.Task[dict[str, Any]]] = deque()
+    done: list[dict[str, Any]] = []
+    try:
+        number = 0
+        async with contextlib.aclosing(parts):
+            async for send in parts:
+                number += 1
+                running.append(asyncio.ensure_future(send(upload_id, number)))
+                if len(running) >= max(1, concurrency):
+                    done.append(await running.popleft())  # the oldest: the parts stay in order
         while running:
-            parts.append(await running.popleft())
+            done.append(await running.popleft())
         await client.complete_multipart_upload(
             Bucket=bucket,
             Key=key,
             UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-            **_only(extra, Upload.COMPLETE_MULTIPART_ARGS),
+            MultipartUpload={"Parts": done},
+            **complete_args,
         )
     except BaseException:
         await _gather_or_cancel(running)
         with contextlib.suppress(Exception):  # the caller's error is the one to see
             await finish(client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id))
         raise
+
+
+# --- copies -----------------------------------------------------------------------------------
+
+
+async def copy(
+    self: Any,
+    CopySource: dict[str, Any],
+    Bucket: str,
+    Key: str,
+    ExtraArgs: dict[str, Any] | None = None,
+    Callback: Callable[[int], object] | None = None,
+    SourceClient: Any = None,
+    Config: Any = None,
+) -> None:
+    """Copy the object ``CopySource`` (``{"Bucket": ..., "Key": ..., "VersionId": ...}``) to
+    ``Bucket``/``Key``, as boto3's ``copy``: one ``copy_object`` below
+    ``Config.multipart_threshold``, else a multipart copy (``upload_part_copy``) that is
+    aborted if anything fails or the caller is cancelled. ``SourceClient`` (default: this
+    client) asks for the source's size."""
+    from s3transfer.copies import CopySubmissionTask as Copy
+    from s3transfer.manager import TransferManager
+    from s3transfer.utils import ChunksizeAdjuster, calculate_range_parameter
+
+    config = _config(Config)
+    extra = dict(ExtraArgs or {})
+    _check_extra_args(extra, TransferManager.ALLOWED_COPY_ARGS)
+    if not isinstance(CopySource, dict):
+        raise TypeError(  # (s3transfer's check and words)
+            'Expecting dictionary formatted: {"Bucket": bucket_name, "Key": key} '
+            f"but got {CopySource} or type {type(CopySource)}."
+        )
+    head = dict(CopySource)
+    for name, value in extra.items():
+        if name in Copy.EXTRA_ARGS_TO_HEAD_ARGS_MAPPING:
+            head[Copy.EXTRA_ARGS_TO_HEAD_ARGS_MAPPING[name]] = value
+    size: int = (await (SourceClient or self).head_object(**head))["ContentLength"]
+    if size < config.multipart_threshold:
+        await self.copy_object(CopySource=CopySource, Bucket=Bucket, Key=Key, **extra)
+        _progress(Callback, size)
+        return
+    part_size = ChunksizeAdjuster().adjust_chunksize(config.multipart_chunksize, size)
+    count = -(-size // part_size)
+    part_args = _only(extra, Copy.UPLOAD_PART_COPY_ARGS)
+    algorithm = extra.get("ChecksumAlgorithm")
+
+    async def send(index: int, upload_id: str, number: int) -> dict[str, Any]:
+        response = await self.upload_part_copy(
+            CopySource=CopySource,
+            Bucket=Bucket,
+            Key=Key,
+            UploadId=upload_id,
+            PartNumber=number,
+            CopySourceRange=calculate_range_parameter(part_size, index, count, size),
+            **part_args,
+        )
+        _progress(Callback, min(part_size, size - index * part_size))
+        result = response["CopyPartResult"]
+        return _part(number, result["ETag"], result, algorithm)
+
+    async def parts() -> AsyncGenerator[_SendPart, None]:
+        for index in range(count):
+            yield functools.partial(send, index)
+
+    await _multipart(
+        self,
+        Bucket,
+        Key,
+        _without(extra, Copy.CREATE_MULTIPART_ARGS_BLACKLIST),
+        _only(extra, Copy.COMPLETE_MULTIPART_ARGS),
+        config.max_request_concurrency,
+        parts(),
+    )
 
 
 # --- downloads --------------------------------------------------------------------------------
@@ -454,7 +563,8 @@ async def download_file(
     await finish(run_sync(_install_file, opened[0], temp, path))
 
 
-_METHODS = {
+_METHODS: dict[str, Callable[..., Any]] = {
+    "copy": copy,
     "upload_file": upload_file,
     "upload_fileobj": upload_fileobj,
     "download_file": download_file,
@@ -463,6 +573,6 @@ _METHODS = {
 
 
 def install(client: Any) -> None:
-    """Give the aiobotocore S3 *client* these four methods in place of aioboto3's."""
+    """Give the aiobotocore S3 *client* these five methods in place of aioboto3's."""
     for name, method in _METHODS.items():
         setattr(client, name, types.MethodType(method, client))

@@ -21,10 +21,10 @@ the body itself on both backends) or ``await body.close()``, after which every r
 botocore's ``ResponseStreamingError``. aioboto3 runs on asyncio only; the boto3 backend
 also runs on trio. ``paginate(...)`` also has aiobotocore's ``build_full_result()`` and
 ``search()``, and an event stream (S3 Select's ``Payload``) is read with ``async for event in
-payload``, on both. An S3 client's ``upload_file``, ``upload_fileobj``, ``download_file`` and
-``download_fileobj`` behave as boto3's on both (with aioboto3, they are `_s3_transfer`'s, not
-aioboto3's own). A call made after the ``async with`` block raises ``RuntimeError``. Errors
-are botocore's own (``ClientError``), unchanged.
+payload``, on both. An S3 client's ``upload_file``, ``upload_fileobj``, ``download_file``,
+``download_fileobj`` and ``copy`` behave as boto3's on both (with aioboto3, they are
+`_s3_transfer`'s, not aioboto3's own). A call made after the ``async with`` block raises
+``RuntimeError``. Errors are botocore's own (``ClientError``), unchanged.
 """
 
 from __future__ import annotations
