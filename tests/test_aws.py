@@ -864,16 +864,17 @@ class AsyncFile:
         self.buffer = io.BytesIO(data)
 
     async def read(self, size: int = -1) -> bytes:
-        await asyncio.sleep(0)
+        await anyio.sleep(0)
         return self.buffer.read(size)
 
     async def write(self, data: bytes) -> int:
-        await asyncio.sleep(0)
+        await anyio.sleep(0)
         return self.buffer.write(data)
 
 
-@pytest.mark.parametrize("case", [("aioboto3", "asyncio")], ids=["aioboto3-asyncio"])
-async def test_async_file_objects_on_aioboto3(s3: Any, payload: bytes) -> None:
+async def test_async_file_objects_on_both_backends(s3: Any, payload: bytes) -> None:
+    # boto3 failed: it took write's coroutine for done (a download wrote nothing) and read's
+    # for data (TypeError: object of type 'coroutine' has no len())
     await s3.upload_fileobj(AsyncFile(payload), s3.test_bucket, "blob", Config=SMALL_PARTS)
     sink = AsyncFile()
     await s3.download_fileobj(s3.test_bucket, "blob", sink, Config=SMALL_PARTS)

@@ -35,14 +35,14 @@ import os
 import secrets
 import types
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._cleanup import finish
 from ._executor import DEFAULT_POOL
 from ._offload import run_owned, run_sync
 
-__all__ = ["install"]
+__all__ = ["install", "thread_side"]
 
 
 def _config(config: Any) -> Any:
@@ -77,6 +77,45 @@ def _progress(callback: Callable[[int], object] | None, amount: int) -> None:
 
 def _is_async(method: Any) -> bool:
     return inspect.iscoroutinefunction(method)
+
+
+class _LoopSideFile:
+    """An async file object (aiofiles') as the sync one boto3 reads or writes from its
+    threads: each ``read``/``write`` runs on the event loop the transfer was called from,
+    the thread waiting for it. Without it, boto3 took the coroutine of ``write`` for done
+    (a download wrote nothing, and said nothing but a ``RuntimeWarning``) and failed on the
+    coroutine of ``read`` (``TypeError: object of type 'coroutine' has no len()``)."""
+
+    def __init__(self, fileobj: Any) -> None:
+        self._fileobj = fileobj
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+
+            def on_loop(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+                return asyncio.run_coroutine_threadsafe(fn(*args), loop).result()
+
+        else:  # trio
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+
+            def on_loop(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+                return trio.from_thread.run(fn, *args, trio_token=token)
+
+        self._on_loop = on_loop
+
+    def read(self, size: int = -1) -> Any:
+        return self._on_loop(self._fileobj.read, size)
+
+    def write(self, data: bytes) -> Any:
+        return self._on_loop(self._fileobj.write, data)
+
+
+def thread_side(fileobj: Any) -> Any:
+    """*fileobj* for boto3's threads: an async file object (a coroutine ``read`` or
+    ``write``) as `_LoopSideFile`, any other as it is. Call it on the event loop."""
+    read, write = getattr(fileobj, "read", None), getattr(fileobj, "write", None)
+    return _LoopSideFile(fileobj) if _is_async(read) or _is_async(write) else fileobj
 
 
 async def _gather_or_cancel(tasks: deque[asyncio.Task[Any]]) -> None:

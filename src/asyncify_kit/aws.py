@@ -543,10 +543,30 @@ class Boto3Client:
         result: bool = self._client.can_paginate(operation_name)
         return result
 
+    async def upload_fileobj(self, Fileobj: Any, *args: Any, **kwargs: Any) -> None:
+        """boto3's, for a sync file object or an async one (aiofiles'), as on aioboto3."""
+        await self._operation("upload_fileobj")(_s3_transfer.thread_side(Fileobj), *args, **kwargs)
+
+    async def download_fileobj(
+        self,
+        Bucket: str,
+        Key: str,
+        Fileobj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """boto3's, for a sync file object or an async one (aiofiles'), as on aioboto3."""
+        fileobj = _s3_transfer.thread_side(Fileobj)
+        await self._operation("download_fileobj")(Bucket, Key, fileobj, *args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
         if not callable(attr):
             return attr
+        return self._operation(name)
+
+    def _operation(self, name: str) -> Callable[..., Any]:
+        attr = getattr(self._client, name)
 
         async def operation(*args: Any, **kwargs: Any) -> Any:
             # a response that arrives for a cancelled caller has its bodies closed for it
