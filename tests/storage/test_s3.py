@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import socket
+import threading
 import urllib.request
 import uuid
 from pathlib import Path
@@ -17,9 +19,11 @@ import anyio.abc
 import pytest
 
 from asyncify_kit import ConfigError
-from asyncify_kit.storage import AlreadyExists, Storage, StorageError
+from asyncify_kit.storage import AlreadyExists, NotFound, Storage, StorageError
+from asyncify_kit.storage._backends import _s3 as s3_backend
 
 from .conftest import s3_client
+from .local_helpers import cancel_when
 
 CASES = [("s3", "asyncio"), ("s3+boto3", "asyncio"), ("s3+boto3", "trio")]
 
@@ -482,3 +486,56 @@ async def test_presigned_urls_use_signature_v4(
             assert "Signature" not in query and "AWSAccessKeyId" not in query
         get = functools.partial(urllib.request.urlopen, await st.presign("k.txt"), timeout=10)
         assert await anyio.to_thread.run_sync(lambda: get().read()) == b"signed"
+
+
+class _Answer:
+    """The HTTP side of an answer a botocore ``before-call`` handler gives instead of S3."""
+
+    status_code = 400
+    headers: dict[str, str] = {}  # noqa: RUF012 - read only
+
+
+def _refuse_copy_object(**_: object) -> tuple[_Answer, dict[str, object]]:
+    """S3's answer to a ``CopyObject`` of a source over 5 GiB, which moto does not give."""
+    message = "The specified copy source is larger than the maximum allowable size for a copy"
+    return _Answer(), {
+        "Error": {"Code": "InvalidRequest", "Message": f"{message} source: 5368709120"},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+
+
+async def test_a_copy_larger_than_copy_object_takes_is_copied_in_parts(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 copies at most 5 GiB with one ``CopyObject`` and refuses a larger source with
+    ``InvalidRequest``: `copy` and `move` of such an object failed. The test lowers that
+    limit to 5 MiB, has ``CopyObject`` refuse as S3 does (moto has no limit), and lets moto
+    copy the parts for real (``UploadPartCopy``)."""
+    monkeypatch.setattr(s3_backend, "_COPY_LIMIT", 5 * MiB)
+    monkeypatch.setattr(s3_backend, "_COPY_PART", 5 * MiB)
+    endpoint, bucket = s3_bucket
+    prefix = f"bigcopy-{uuid.uuid4().hex[:8]}"
+    data = os.urandom(12 * MiB + 7)
+    async with Storage(f"{scheme}://{bucket}/{prefix}?endpoint_url={endpoint}") as st:
+        await st.write("big.bin", data, content_type="application/x-big")
+        await st.write("small.bin", b"small")
+        events = st.backend._client.meta.events  # type: ignore[attr-defined]
+        events.register("before-call.s3.CopyObject", _refuse_copy_object)
+        await st.copy("big.bin", "copy.bin")
+        assert await st.read("copy.bin") == data
+        info = await st.stat("copy.bin")
+        assert info.etag is not None and info.etag.endswith("-3")  # 5 + 5 + 2 MiB
+        assert info.content_type == "application/x-big"
+        await st.move("copy.bin", "moved.bin")
+        assert await st.read("moved.bin") == data
+        assert not await st.exists("copy.bin")
+        with pytest.raises(StorageError, match="InvalidRequest"):  # S3's refusal, not a size
+            await st.copy("small.bin", "small-copy.bin")
+        with pytest.raises(NotFound):
+            await st.copy("missing.bin", "x.bin")
+
+        first_part = threading.Event()
+        events.register("after-call.s3.UploadPartCopy", lambda **_: first_part.set())
+        assert await cancel_when(first_part, functools.partial(st.copy, "big.bin", "cancelled.bin"))
+        assert not await st.exists("cancelled.bin")
+    assert await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix) == []

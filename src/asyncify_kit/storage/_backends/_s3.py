@@ -44,6 +44,12 @@ __all__ = ["S3Backend", "translate_botocore"]
 MIN_PART = 5 * 1024 * 1024
 _LIST_PAGE = 1000
 _READ_SLICE = 1024 * 1024
+#: the largest object one ``CopyObject`` copies (5 GiB): S3 refuses a larger one with
+#: ``InvalidRequest``, and `S3Backend.copy` then copies it in parts (``UploadPartCopy``) of
+#: `_COPY_PART` bytes, or more where 10,000 parts (S3's most) would not hold it
+_COPY_LIMIT = 5 * 1024**3
+_COPY_PART = 512 * 1024**2
+_MOST_PARTS = 10_000
 #: how long closing a Storage waits for its calls under way to end (see `before_close`)
 _CALLS_DRAIN = 5.0
 _CLOSED_BODY = (
@@ -80,6 +86,13 @@ def _botocore_inner(exc: BaseException) -> BaseException | None:
     if isinstance(inner, BaseException):
         return inner
     return exc.__cause__ or exc.__context__
+
+
+def _error_code(exc: BaseException | None) -> str | None:
+    """The error code of a botocore ``ClientError`` (None for any other exception)."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    return str(error.get("Code")) if isinstance(error, dict) else None
 
 
 def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> StorageError:
@@ -177,17 +190,43 @@ class _S3Writer(ByteWriter):
             await self._send_part(block)
 
     async def _send_part(self, block: bytes) -> None:
-        backend = self._backend
+        upload_id = await self._upload()
+        number = len(self._parts) + 1
+        resp = await self._backend.call(
+            "upload_part", self._key, UploadId=upload_id, PartNumber=number, Body=block
+        )
+        self._parts.append({"ETag": resp["ETag"], "PartNumber": number})
+
+    async def _upload(self) -> str:
+        """The id of this writer's multipart upload, created at its first part."""
         if self._upload_id is None:
             await self._create_upload()
         upload_id = self._upload_id
         if upload_id is None:  # aborted meanwhile, by the Storage closing (`abandon`)
-            raise backend.not_open()
-        number = len(self._parts) + 1
-        resp = await backend.call(
-            "upload_part", self._key, UploadId=upload_id, PartNumber=number, Body=block
-        )
-        self._parts.append({"ETag": resp["ETag"], "PartNumber": number})
+            raise self._backend.not_open()
+        return upload_id
+
+    async def copy_parts(self, source: dict[str, Any], info: ObjectInfo) -> None:
+        """Make this writer's parts ranges of the object *source* that *info* describes,
+        copied on S3's side (``UploadPartCopy``), in order; `commit` then completes the
+        upload. Each part is pinned to the source's ETag (``CopySourceIfMatch``): an object
+        replaced meanwhile fails the copy instead of mixing two versions."""
+        size = info.size
+        part = max(_COPY_PART, -(-size // _MOST_PARTS))
+        pin = {"CopySourceIfMatch": f'"{info.etag}"'} if info.etag else {}
+        for start in range(0, size, part):
+            upload_id = await self._upload()
+            number = len(self._parts) + 1
+            resp = await self._backend.call(
+                "upload_part_copy",
+                self._key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=source,
+                CopySourceRange=f"bytes={start}-{min(start + part, size) - 1}",
+                **pin,
+            )
+            self._parts.append({"ETag": resp["CopyPartResult"]["ETag"], "PartNumber": number})
 
     async def commit(self) -> None:
         if self._closed:
@@ -569,7 +608,8 @@ class S3Backend(StorageBackend):
         if key is not None:
             kwargs["Key"] = self.prefix + key
         scope = anyio.CancelScope()
-        self._under_way[scope] = kwargs.get("UploadId") if operation == "upload_part" else None
+        parts = operation in ("upload_part", "upload_part_copy")
+        self._under_way[scope] = kwargs.get("UploadId") if parts else None
         try:
             with scope:
                 return await self.send(operation, kwargs)
@@ -674,6 +714,27 @@ class S3Backend(StorageBackend):
             await self.call("copy_object", dst, CopySource=source)
         except NotFound as exc:
             raise NotFound(f"no object {src!r} in {self.describe()}", orig=exc.orig) from exc
+        except StorageError as exc:
+            if _error_code(exc.orig) != "InvalidRequest":
+                raise
+            info = await self.stat(src)  # (one more request, only for what S3 refused)
+            if info.size <= _COPY_LIMIT:
+                raise
+            await self._copy_in_parts(source, dst, info)
+
+    async def _copy_in_parts(self, source: dict[str, Any], dst: str, info: ObjectInfo) -> None:
+        """Copy an object larger than one ``CopyObject`` copies, as a multipart upload of
+        copied ranges: all or nothing, as a write (its upload aborted on failure or
+        cancellation), with the source's content type."""
+        from .base import shielded
+
+        writer = _S3Writer(self, dst, False, info.content_type)
+        try:
+            await writer.copy_parts(source, info)
+            await writer.commit()
+        except BaseException:
+            await shielded(writer)
+            raise
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
         strip = len(self.prefix)
