@@ -7,6 +7,9 @@ suite did not cover.
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import anyio
 import pytest
@@ -108,3 +111,39 @@ async def test_several_statements_in_one_call_are_as_documented(
                 expected
             ]
         assert await db.fetch_val("select 3") == 3  # the connection is still usable
+
+
+async def test_an_iteration_closed_while_a_statement_reads_its_rest(url: BackendURL) -> None:
+    """An iteration left with ``break`` (no ``aclosing``) is closed later by asyncio's
+    finalizer, in a task of its own, maybe while the next statement runs on the same
+    connection. On MySQL that statement first reads the rest of the iteration's result, and
+    the iteration's close read it too, at the same time: asyncmy raised "Packet sequence
+    number wrong", aiomysql hung, PyMySQL read garbage. Here the close comes, from another
+    task, while the statement reads the rest (in a transaction: the same connection)."""
+    table = f"t_rest_{uuid.uuid4().hex[:8]}"
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id integer primary key, v varchar(80))")
+        try:
+            # a rest of some MB: more than the socket holds, so reading it waits for the server
+            rows = [{"id": i, "v": f"value {i}".ljust(80, ".")} for i in range(20000)]
+            await db.execute_many(f"insert into {table} (id, v) values (:id, :v)", rows)
+            for _ in range(3):
+                async with db.transaction():
+                    left = db.iterate(f"select id, v from {table} order by id", batch_size=100)
+                    assert (await left.__anext__()).id == 0
+
+                    async def close_it(iteration: AsyncGenerator[Any, None] = left) -> None:
+                        await anyio.sleep(0)  # once the statement below waits for its rows
+                        await iteration.aclose()
+
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(close_it)
+                        with anyio.fail_after(10):
+                            count = await db.fetch_val(f"select count(*) from {table}")
+                    assert count == 20000
+                    await db.execute(f"update {table} set v = :v where id = 0", {"v": "changed"})
+                assert await db.fetch_val(f"select v from {table} where id = 0") == "changed"
+                await db.execute(f"update {table} set v = 'value 0' where id = 0")  # (again)
+            assert db.pool_stats().in_use == 0
+        finally:
+            await db.execute(f"drop table {table}")

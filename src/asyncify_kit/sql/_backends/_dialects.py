@@ -757,7 +757,7 @@ class MysqlStream:
     on past it, as on PostgreSQL, and an iteration merely not closed yet keeps no copy).
     """
 
-    __slots__ = ("abandoned", "cursor", "ended", "error", "rest")
+    __slots__ = ("abandoned", "cursor", "ended", "error", "rest", "settled")
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
@@ -765,6 +765,28 @@ class MysqlStream:
         self.abandoned = False
         self.ended = False
         self.error: BaseException | None = None
+        # a statement took the result over (`_settle`): it reads the rest, and the
+        # iteration's own close must not touch the cursor (see `closes_cursor`)
+        self.settled = False
+
+    def closes_cursor(self) -> bool:
+        """Whether the iteration's end may close the cursor (a read of what is left).
+
+        Not once a statement settled the result: that statement reads the rest, and the
+        iteration's end may come in a task of its own while it does. An iteration left with
+        ``break`` (no ``aclosing``) is closed by asyncio's finalizer, later, in its own
+        task: a close reading the rest at the same time as the statement broke the
+        connection (asyncmy: "Packet sequence number wrong", aiomysql: a hang, PyMySQL:
+        garbage read)."""
+        if self.settled:
+            self.abandoned = True  # (a rest being read for it is dropped: `dropped_rest`)
+            return False
+        return self.error is None
+
+    def dropped_rest(self) -> None:
+        """Forget a rest read for an iteration that ended meanwhile."""
+        if self.abandoned:
+            self.rest = None
 
     def keeps_rest(self, statement: str | None) -> bool:
         """Whether the rest must be kept for the iteration when *statement* (a control
@@ -832,13 +854,16 @@ class MysqlAsyncConnection(Connection):
     async def _settle(self, statement: str | None = None) -> None:
         """Read the rest of an open `iterate` result, so *statement* can run (see
         `MysqlStream`)."""
-        stream, self._stream = self._stream, None
+        stream = self._stream
         if stream is None:
             return
+        stream.settled = True  # (before the stream is let go: see `MysqlStream.closes_cursor`)
+        self._stream = None
         cur = stream.cursor
         try:
             if stream.keeps_rest(statement):
                 stream.rest = mysql_stream_rest(cur, await cur.fetchall())
+                stream.dropped_rest()
             else:
                 await cur.close()  # reads the rest and drops it
         except BaseException as exc:
@@ -964,7 +989,7 @@ class MysqlAsyncConnection(Connection):
                 # it (`_settle`), or the pool closes the connection (`is_closed`). Nothing is
                 # awaited here, so this is the same on cancellation.
                 stream.abandoned = True
-            elif stream.error is None:
+            elif stream.closes_cursor():
                 try:
                     await cur.close()  # nothing left to read
                 except BaseException:

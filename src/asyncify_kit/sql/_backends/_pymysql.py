@@ -95,13 +95,16 @@ class _PymysqlSession(SyncSession):
     def _settle(self, statement: str | None) -> None:
         """Read the rest of an open `iterate` result, so *statement* (a control statement of
         `run`, or None for any other) can run; see `MysqlStream`."""
-        stream, self._stream = self._stream, None
+        stream = self._stream
         if stream is None:
             return
+        stream.settled = True  # (before the stream is let go: see `MysqlStream.closes_cursor`)
+        self._stream = None
         cur = stream.cursor
         try:
             if stream.keeps_rest(statement):
                 stream.rest = mysql_stream_rest(cur, cur.fetchall())
+                stream.dropped_rest()
             else:
                 cur.close()  # reads the rest and drops it
         except BaseException as exc:
@@ -174,7 +177,7 @@ class _PymysqlSession(SyncSession):
             # millions of rows), so leave it: the next statement on this connection reads it
             # (`_settle`), or the pool closes the connection (`is_closed`)
             stream.abandoned = True
-        elif stream.error is None:
+        elif stream.closes_cursor():
             stream.cursor.close()  # nothing left to read
 
     def is_closed(self) -> bool:
