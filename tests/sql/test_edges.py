@@ -113,13 +113,18 @@ async def test_several_statements_in_one_call_are_as_documented(
         assert await db.fetch_val("select 3") == 3  # the connection is still usable
 
 
-async def test_an_iteration_closed_while_a_statement_reads_its_rest(url: BackendURL) -> None:
+@pytest.mark.parametrize("block", ["transaction", "connection"])
+async def test_an_iteration_closed_while_a_statement_reads_its_rest(
+    url: BackendURL, block: str
+) -> None:
     """An iteration left with ``break`` (no ``aclosing``) is closed later by asyncio's
     finalizer, in a task of its own, maybe while the next statement runs on the same
     connection. On MySQL that statement first reads the rest of the iteration's result, and
     the iteration's close read it too, at the same time: asyncmy raised "Packet sequence
-    number wrong", aiomysql hung, PyMySQL read garbage. Here the close comes, from another
-    task, while the statement reads the rest (in a transaction: the same connection)."""
+    number wrong", aiomysql hung, PyMySQL read garbage; on PostgreSQL in a connection block,
+    asyncpg refused the close ("another operation is in progress"), leaving the cursor open.
+    Here the close comes, from another task, while the statement reads the rest (in a
+    transaction or a connection block: the same connection)."""
     table = f"t_rest_{uuid.uuid4().hex[:8]}"
     async with Database(url) as db:
         await db.execute(f"create table {table} (id integer primary key, v varchar(80))")
@@ -128,7 +133,7 @@ async def test_an_iteration_closed_while_a_statement_reads_its_rest(url: Backend
             rows = [{"id": i, "v": f"value {i}".ljust(80, ".")} for i in range(20000)]
             await db.execute_many(f"insert into {table} (id, v) values (:id, :v)", rows)
             for _ in range(3):
-                async with db.transaction():
+                async with db.transaction() if block == "transaction" else db.connection():
                     left = db.iterate(f"select id, v from {table} order by id", batch_size=100)
                     assert (await left.__anext__()).id == 0
 
@@ -142,6 +147,10 @@ async def test_an_iteration_closed_while_a_statement_reads_its_rest(url: Backend
                             count = await db.fetch_val(f"select count(*) from {table}")
                     assert count == 20000
                     await db.execute(f"update {table} set v = :v where id = 0", {"v": "changed"})
+                    if block == "connection" and url.dialect == "postgresql":
+                        # its cursor was closed (asyncpg: the close came between statements)
+                        left_open = "select name from pg_cursors where name <> ''"
+                        assert await db.fetch_all(left_open) == []  # ('': this query's portal)
                 assert await db.fetch_val(f"select v from {table} where id = 0") == "changed"
                 await db.execute(f"update {table} set v = 'value 0' where id = 0")  # (again)
             assert db.pool_stats().in_use == 0

@@ -9,7 +9,6 @@ never share a transaction by accident, which is what went wrong in encode/databa
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import logging
@@ -43,6 +42,7 @@ from ._backends.base import (
     ConnectionPool,
     ThreadedConnectionPool,
     begin_statements,
+    current_task,
 )
 from ._compiler import CompiledQuery, ParamStyle, compile_query
 from ._row import Row, convert_row
@@ -64,18 +64,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 Params = Mapping[str, Any] | None
-
-
-def _current_task() -> object:
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        task = None
-    if task is not None:
-        return task
-    import trio
-
-    return trio.lowlevel.current_task()
 
 
 class _Pin:
@@ -305,7 +293,7 @@ class Database:
 
     def _pin(self) -> _Pin | None:
         pin = _PINS.get().get(self)
-        if pin is None or pin.task is not _current_task():
+        if pin is None or pin.task is not current_task():
             return None
         return pin
 
@@ -640,7 +628,7 @@ class Database:
     ) -> tuple[_Pin, contextvars.Token[Mapping[Database, _Pin]]]:
         pool = self._require_pool()
         conn = await pool.acquire(fresh=fresh)
-        pin = _Pin(_current_task(), conn, pool)
+        pin = _Pin(current_task(), conn, pool)
         pins = dict(_PINS.get())
         pins[self] = pin
         return pin, _PINS.set(pins)

@@ -94,12 +94,12 @@ class AsyncpgConnection(PgAsyncConnection):
         return self._conn
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         return _rows(await self._conn.fetch(query.text, *_adapt(args)))
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         record = await self._conn.fetchrow(query.text, *_adapt(args))
         if record is None:
@@ -107,12 +107,12 @@ class AsyncpgConnection(PgAsyncConnection):
         return Row(make_keys(list(record.keys())), record)
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         return await self._conn.fetchval(query.text, *_adapt(args), column=column)
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         if not args and _EMPTY_STATEMENT.fullmatch(query.text):
             # asyncpg fails (AttributeError) on the server's answer to an empty statement;
@@ -121,7 +121,7 @@ class AsyncpgConnection(PgAsyncConnection):
         return _status_count(await self._conn.execute(query.text, *_adapt(args)))
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         await self._conn.executemany(query.text, [_adapt(a) for a in args])
 

@@ -35,7 +35,7 @@ from ...exceptions import (
 from .._compiler import CompiledQuery
 from .._row import Row, converted_rows, make_keys, rows_of
 from .._types import Json, as_utc, encode_json, timedelta_to_time, to_utc_naive
-from .base import STREAM_METHODS, Connection, SyncSession, ending_iteration
+from .base import STREAM_METHODS, Connection, SyncSession, current_task, ending_iteration
 
 __all__ = [
     "MysqlAsyncConnection",
@@ -518,9 +518,11 @@ class PgCursor:
     is copied, and an iteration left early is rolled back (it changed nothing).
     """
 
-    __slots__ = ("began", "declared", "error", "hold", "name")
+    __slots__ = ("began", "declared", "error", "hold", "name", "task")
 
     def __init__(self, in_transaction: bool, shared: bool) -> None:
+        #: the task an async connection's iteration runs in (see `PgAsyncConnection._end`)
+        self.task: object = None
         self.name = f"asyncify_cursor_{next(_pg_cursor_names)}"
         self.began = not in_transaction
         self.hold = shared and not in_transaction
@@ -569,6 +571,8 @@ class PgAsyncConnection(Connection):
         super().__init__()
         self._own: PgCursor | None = None  # an iteration whose own transaction is open
         self._iterations = 0  # iterations open on this connection
+        # the iterations closed from another task, still to end (see `_end`)
+        self._deferred: list[tuple[PgCursor, bool]] = []
 
     async def _send(self, statement: str) -> None:
         """Run *statement* on the driver's connection."""
@@ -584,19 +588,23 @@ class PgAsyncConnection(Connection):
     def is_closed(self) -> bool:
         # an iteration never closed (a loop left without `aclosing`) keeps its cursor, maybe
         # its transaction, on the connection: the pool closes it instead of handing it on
-        return self._iterations > 0 or self._driver_closed()
+        return self._iterations > 0 or bool(self._deferred) or self._driver_closed()
 
     def driver_closed(self) -> bool:
         return self._driver_closed()
 
     async def run(self, statement: str) -> None:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         await self._send(statement)
 
     async def _settle(self) -> None:
-        """Commit the transaction an open iteration began, so that the next statement runs
-        outside it (see `PgCursor`)."""
+        """End the iterations closed from another task (`_end`), and commit the transaction
+        an open iteration began, so that the next statement runs outside it (see
+        `PgCursor`)."""
+        deferred, self._deferred = self._deferred, []
+        for ended, finished in deferred:
+            await self._end_now(ended, finished)
         cursor, self._own = self._own, None
         if cursor is None:
             return
@@ -609,9 +617,10 @@ class PgAsyncConnection(Connection):
 
     async def _start(self, in_transaction: bool, shared: bool) -> PgCursor:
         """The cursor of a new iteration, with its transaction begun when it needs one."""
-        if self._own is not None:  # an iteration inside another one
+        if self._own is not None or self._deferred:  # an iteration inside another one
             await self._settle()
         cursor = PgCursor(in_transaction or self._in_transaction(), shared)
+        cursor.task = current_task()
         if cursor.began:
             await self._send("BEGIN")
         self._iterations += 1
@@ -624,6 +633,18 @@ class PgAsyncConnection(Connection):
         self._iterations -= 1
         if self._own is cursor:
             self._own = None
+        if cursor.task is not current_task():
+            # closed from another task: asyncio's finalizer closes an iteration left with
+            # `break` (no `aclosing`) later, in a task of its own, maybe while the
+            # connection's own task runs a statement on it, or settles this very cursor
+            # (asyncpg refused the close: "another operation is in progress", and the cursor
+            # stayed open). The connection's next statement ends it first (`_settle`, which
+            # knows by then whether it was settled), or the pool closes the connection.
+            self._deferred.append((cursor, finished))
+            return
+        await self._end_now(cursor, finished)
+
+    async def _end_now(self, cursor: PgCursor, finished: bool) -> None:
         statements = cursor.end(finished)
         if not statements:
             return
@@ -649,11 +670,12 @@ class PgSyncSession(SyncSession):
         self._own: PgCursor | None = None  # an iteration whose own transaction is open
 
     def call(self, method: str, *args: Any) -> Any:
-        if self._own is not None and method not in STREAM_METHODS:
-            # in the same thread hop, and as part of the operation: a caller that leaves
-            # while the commit computes the rest of the result cancels it too
-            return super().call("settle_then", method, *args)
-        return super().call(method, *args)
+        with self.lock:  # (the check and the call as one turn: see `SyncSession.call`)
+            if self._own is not None and method not in STREAM_METHODS:
+                # in the same thread hop, and as part of the operation: a caller that leaves
+                # while the commit computes the rest of the result cancels it too
+                return super().call("settle_then", method, *args)
+            return super().call(method, *args)
 
     def settle_then(self, method: str, *args: Any) -> Any:
         """Commit the transaction an open iteration began (see `PgCursor`), then run the

@@ -100,7 +100,7 @@ class PsycopgAsyncConnection(PgAsyncConnection):
         return self._conn
 
     async def fetch_all(self, query: CompiledQuery, args: Sequence[Any]) -> list[Row]:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         if cur.description is None:  # a statement without a result: no rows
@@ -108,7 +108,7 @@ class PsycopgAsyncConnection(PgAsyncConnection):
         return _rows(cur, await cur.fetchall())
 
     async def fetch_one(self, query: CompiledQuery, args: Sequence[Any]) -> Row | None:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         if cur.description is None:
@@ -119,7 +119,7 @@ class PsycopgAsyncConnection(PgAsyncConnection):
         return _rows(cur, [record])[0]
 
     async def fetch_val(self, query: CompiledQuery, args: Sequence[Any], column: int) -> Any:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         if cur.description is None:
@@ -128,13 +128,13 @@ class PsycopgAsyncConnection(PgAsyncConnection):
         return None if record is None else record[column]
 
     async def execute(self, query: CompiledQuery, args: Sequence[Any]) -> int:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         cur = await self._conn.execute(*query.driver_args(tuple(args)))
         return int(cur.rowcount)
 
     async def execute_many(self, query: CompiledQuery, args: Sequence[Sequence[Any]]) -> None:
-        if self._own is not None:
+        if self._own is not None or self._deferred:
             await self._settle()
         async with self._conn.cursor() as cur:
             await cur.executemany(query.text, args)

@@ -87,10 +87,11 @@ class _PymysqlSession(SyncSession):
         self._stream: MysqlStream | None = None  # an iterate() result still being sent
 
     def call(self, method: str, *args: Any) -> Any:
-        if self._stream is not None and method not in STREAM_METHODS:
-            self.require_open()
-            self._settle(args[0] if method == "run" else None)
-        return super().call(method, *args)
+        with self.lock:  # (the settling and the call as one turn: see `SyncSession.call`)
+            if self._stream is not None and method not in STREAM_METHODS:
+                self.require_open()
+                self._settle(args[0] if method == "run" else None)
+            return super().call(method, *args)
 
     def _settle(self, statement: str | None) -> None:
         """Read the rest of an open `iterate` result, so *statement* (a control statement of

@@ -65,6 +65,7 @@ __all__ = [
     "ThreadedConnection",
     "ThreadedConnectionPool",
     "begin_statements",
+    "current_task",
     "ending_iteration",
 ]
 
@@ -254,6 +255,19 @@ class Backend(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+def current_task() -> object:
+    """The task running now: asyncio's, or trio's."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    if task is not None:
+        return task
+    import trio
+
+    return trio.lowlevel.current_task()
 
 
 def begin_statements(
@@ -612,6 +626,8 @@ class SyncSession:
         #: set (from any thread) when the connection is thrown away: no operation runs on it
         #: any more, even before the close itself is done
         self.closing = False
+        #: one operation at a time (see `call`)
+        self.lock = threading.RLock()
 
     def call(self, method: str, *args: Any) -> Any:
         """Run one operation; if its caller leaves meanwhile, cancel it on the server.
@@ -620,7 +636,17 @@ class SyncSession:
         that can cancel a running statement from another thread, `_CANCELLER` does so, and
         the statement's error becomes `CallCancelled` (nobody is left to read it). On a
         closed connection every operation is `ConnectionLost`.
+
+        Operations take turns (`lock`): those of the connection's own task come one after
+        the other anyway, but an iteration left with ``break`` (no ``aclosing``) is closed
+        by asyncio's finalizer, in a task of its own, whose call may reach another worker
+        thread while one of the connection's task runs (two statements at once on one
+        connection: PyMySQL read garbage, and a PostgreSQL cursor stayed open).
         """
+        with self.lock:
+            return self._call(method, args)
+
+    def _call(self, method: str, args: tuple[Any, ...]) -> Any:
         self.require_open()
         fn = getattr(self, method)
         job = current_job() if self.cancellable else None
