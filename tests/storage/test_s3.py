@@ -238,7 +238,8 @@ async def test_a_write_to_a_server_that_never_answers_ends_with_the_read_timeout
             for operation in (lambda: st.write("k", b"x"), lambda: st.read("k")):
                 with anyio.fail_after(10), pytest.raises(StorageError, match="'k'") as info:
                     await operation()
-                assert "timed out" in str(info.value).lower() or "timeout" in repr(info.value.orig)
+                # (on 3.10 aioboto3's said "failed": its asyncio.TimeoutError is not the builtin)
+                assert " timed out: " in str(info.value)
     finally:
         server.close()
 
@@ -263,7 +264,7 @@ async def test_a_write_to_a_server_that_stops_reading_ends_with_the_read_timeout
             with anyio.fail_after(20), pytest.raises(StorageError, match="'k'") as info:
                 await st.write("k", body)
             assert anyio.current_time() - started < 10
-            assert "timed out" in str(info.value).lower() or "timeout" in repr(info.value.orig)
+            assert " timed out: " in str(info.value)
     finally:
         server.close()
 

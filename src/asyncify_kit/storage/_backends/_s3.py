@@ -73,9 +73,12 @@ _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 def _timed_out(exc: BaseException) -> bool:
     """Whether *exc* came of a timeout: a `TimeoutError`, or ``ETIMEDOUT`` (the kernel's
     verdict on a server that left our data unacknowledged: see `asyncify_kit.aws.bounded_config`),
-    itself or down its causes (botocore keeps the HTTP client's error in ``kwargs``)."""
+    itself or down its causes (botocore keeps the HTTP client's error in ``kwargs``).
+    ``asyncio.TimeoutError`` too: up to Python 3.10 it is not the builtin one, and aiohttp's
+    read timeout (under aioboto3) is one."""
     return any(
-        isinstance(cause, TimeoutError) or getattr(cause, "errno", None) == errno.ETIMEDOUT
+        isinstance(cause, (TimeoutError, asyncio.TimeoutError))
+        or getattr(cause, "errno", None) == errno.ETIMEDOUT
         for cause in causes(exc, _botocore_inner)
     )
 
