@@ -136,7 +136,9 @@ class AsyncpgConnection(PgAsyncConnection):
         conn = self._conn
         # a statement DECLARE does not take (INSERT ... RETURNING) streams through a portal,
         # in the iteration's own transaction, as before WITH HOLD cursors: see PgCursor
-        cursor = await self._start(in_transaction, shared and pg_declarable(query.text))
+        cursor = await self._start(
+            in_transaction, shared and pg_declarable(query.text), pinned=shared
+        )
         finished = False
         try:
             next_batch: Callable[[], Awaitable[list[Any]]]

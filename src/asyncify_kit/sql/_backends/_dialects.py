@@ -521,7 +521,8 @@ class PgCursor:
     __slots__ = ("began", "declared", "error", "hold", "name", "task")
 
     def __init__(self, in_transaction: bool, shared: bool) -> None:
-        #: the task an async connection's iteration runs in (see `PgAsyncConnection._end`)
+        #: the task an async connection's iteration runs in, when others may use the
+        #: connection meanwhile (see `PgAsyncConnection._end`)
         self.task: object = None
         self.name = f"asyncify_cursor_{next(_pg_cursor_names)}"
         self.began = not in_transaction
@@ -615,12 +616,14 @@ class PgAsyncConnection(Connection):
             error = exc
         cursor.settled(error)
 
-    async def _start(self, in_transaction: bool, shared: bool) -> PgCursor:
-        """The cursor of a new iteration, with its transaction begun when it needs one."""
+    async def _start(self, in_transaction: bool, shared: bool, pinned: bool) -> PgCursor:
+        """The cursor of a new iteration, with its transaction begun when it needs one
+        (*pinned*: other statements use the connection while it is open)."""
         if self._own is not None or self._deferred:  # an iteration inside another one
             await self._settle()
         cursor = PgCursor(in_transaction or self._in_transaction(), shared)
-        cursor.task = current_task()
+        if pinned or in_transaction:  # (an iteration's own connection: no one else's)
+            cursor.task = current_task()
         if cursor.began:
             await self._send("BEGIN")
         self._iterations += 1
@@ -633,7 +636,7 @@ class PgAsyncConnection(Connection):
         self._iterations -= 1
         if self._own is cursor:
             self._own = None
-        if cursor.task is not current_task():
+        if cursor.task is not None and cursor.task is not current_task():
             # closed from another task: asyncio's finalizer closes an iteration left with
             # `break` (no `aclosing`) later, in a task of its own, maybe while the
             # connection's own task runs a statement on it, or settles this very cursor

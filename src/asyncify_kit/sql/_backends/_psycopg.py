@@ -148,7 +148,7 @@ class PsycopgAsyncConnection(PgAsyncConnection):
         shared: bool,
     ) -> AsyncGenerator[list[Row], None]:
         conn = self._conn
-        cursor = await self._start(in_transaction, shared)
+        cursor = await self._start(in_transaction, shared, pinned=shared)
         finished = False
         try:
             await conn.execute(cursor.declare(query.text), args)
