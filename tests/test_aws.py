@@ -1078,3 +1078,32 @@ async def test_a_copy_that_fails_or_is_cancelled_is_aborted(s3: Any, payload: by
         await s3.copy(f"{s3.test_bucket}/blob", s3.test_bucket, "copy3")
     with pytest.raises(ValueError, match="Invalid extra_args key 'Body'"):
         await s3.copy(source, s3.test_bucket, "copy3", ExtraArgs={"Body": b"x"})
+
+
+async def test_an_upload_cancelled_while_s3_creates_it_is_aborted(
+    s3: Any, backend: Any, payload: bytes
+) -> None:
+    # the cancellation comes once S3 made the upload, before its answer (the upload's id)
+    # reached the caller: the call is still waited for, and that upload aborted
+    creating = threading.Event()
+    if backend == "aioboto3":
+
+        async def slow_create(**_: Any) -> None:
+            creating.set()
+            await asyncio.sleep(0.3)
+
+    else:
+
+        def slow_create(**_: Any) -> None:  # type: ignore[misc]
+            creating.set()  # (boto3: in its worker thread)
+            time.sleep(0.3)
+
+    s3.meta.events.register("after-call.s3.CreateMultipartUpload", slow_create)
+
+    async def upload() -> None:
+        await s3.upload_fileobj(io.BytesIO(payload), s3.test_bucket, "blob", Config=SMALL_PARTS)
+
+    assert await cancel_when(creating, upload)
+    with anyio.fail_after(10):
+        while await unfinished_uploads(s3):
+            await anyio.sleep(0.05)
