@@ -778,12 +778,13 @@ def test_bounded_config_keeps_the_callers_options() -> None:
     assert aws.bounded_config(None).http_session_cls is bounded.http_session_cls
 
 
-# --- S3 transfers: upload_file, upload_fileobj, download_file, download_fileobj ------------
+# --- S3 transfers: upload_file, upload_fileobj, download_file, download_fileobj, copy ------
 #
 # They keep boto3's promises on both backends. With aioboto3's own methods (15.5), the tests
 # marked "aioboto3 failed" failed: a download emptied the file it replaced before it knew the
-# key existed and left half a file when cancelled, and a failed or cancelled multipart upload
-# stayed on S3 with its uploader tasks pending for good.
+# key existed and left half a file when cancelled, a failed or cancelled multipart upload
+# stayed on S3 with its uploader tasks pending for good, and so did a cancelled multipart
+# copy.
 
 MIB = 1 << 20
 

@@ -95,7 +95,7 @@ def _error_code(exc: BaseException | None) -> str | None:
     """The error code of a botocore ``ClientError`` (None for any other exception)."""
     response = getattr(exc, "response", None)
     error = response.get("Error") if isinstance(response, dict) else None
-    return str(error.get("Code")) if isinstance(error, dict) else None
+    return str(error.get("Code", "")) if isinstance(error, dict) else None
 
 
 def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> StorageError:
@@ -108,10 +108,9 @@ def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> S
         # "Connection was closed"), even when the cause was a timeout while sending
         what = "timed out" if _timed_out(exc) else "failed"
         return StorageError(f"S3 request for {where} {what}: {type(exc).__name__}: {exc}", orig=exc)
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
+    code = _error_code(exc) or ""
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    message = str(error.get("Message", "")).strip()
+    message = str(exc.response.get("Error", {}).get("Message", "")).strip()
     if code == "NoSuchBucket":
         return NotFound(
             f"bucket {backend.bucket!r} does not exist ({backend.describe()})", orig=exc
