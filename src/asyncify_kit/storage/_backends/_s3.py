@@ -43,7 +43,6 @@ __all__ = ["S3Backend", "translate_botocore"]
 
 MIN_PART = 5 * 1024 * 1024
 _LIST_PAGE = 1000
-_READ_SLICE = 1024 * 1024
 #: the largest object one ``CopyObject`` copies (5 GiB): S3 refuses a larger one with
 #: ``InvalidRequest``, and `S3Backend.copy` then copies it in parts (``UploadPartCopy``) of
 #: `_COPY_PART` bytes, or more where 10,000 parts (S3's most) would not hold it
@@ -562,15 +561,10 @@ class S3Backend(StorageBackend):
             raise self.not_open(_CLOSED_BODY)
         self._reading[id(body)] = body
         try:
-            if size is not None:
-                data: bytes = await body.read(size)
-                return data
-            # whole-body reads in large slices: faster than aiohttp's read(-1), which joins
-            # every network-sized block it received
-            parts = []
-            while chunk := await body.read(_READ_SLICE):
-                parts.append(chunk)
-            return b"".join(parts)
+            # a whole body in one read (aiohttp's read(-1), its checksum updated once):
+            # reading it in 1 MiB slices took 1.06x-1.11x its time for 8 MiB (2026-11-30)
+            data: bytes = await body.read(size)
+            return data
         except Exception as exc:
             if self._client is None:  # closed (with this body) while it was read
                 raise self.not_open(_CLOSED_BODY) from exc
