@@ -11,6 +11,7 @@ import socket
 import threading
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -539,4 +540,77 @@ async def test_a_copy_larger_than_copy_object_takes_is_copied_in_parts(
         events.register("after-call.s3.UploadPartCopy", lambda **_: first_part.set())
         assert await cancel_when(first_part, functools.partial(st.copy, "big.bin", "cancelled.bin"))
         assert not await st.exists("cancelled.bin")
+    assert await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix) == []
+
+
+class _PartsInFlight:
+    """botocore handlers counting the ``UploadPartCopy`` calls sent and not yet answered
+    (the boto3 backend sends them from worker threads), and the most at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def sent(self, **_: object) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def answered(self, **_: object) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+def _refuse_a_part(number: int) -> Callable[..., object]:
+    """A ``before-call`` handler answering ``UploadPartCopy`` of part *number* as S3 does when
+    its ``CopySourceIfMatch`` does not hold (the source was replaced since its ``HEAD``)."""
+
+    def handler(params: dict[str, object], **_: object) -> object:
+        query = params.get("query_string")
+        if not isinstance(query, dict) or str(query.get("partNumber")) != str(number):
+            return None
+        answer = _Answer()
+        answer.status_code = 412
+        message = "At least one of the pre-conditions you specified did not hold"
+        return answer, {
+            "Error": {"Code": "PreconditionFailed", "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": 412},
+        }
+
+    return handler
+
+
+async def test_parts_of_a_large_copy_go_at_once_and_the_first_failure_stops_them(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts of a copy above `_COPY_LIMIT` go several at a time, as boto3's ``copy``
+    sends them (they went one after another: a 50 GiB copy took 100 part copies in turn).
+    A part refused because the source changed (S3's 412 for ``CopySourceIfMatch``) fails
+    the copy with a `StorageError` saying so, not the `AlreadyExists` a 412 means for a
+    write, and leaves neither the destination nor an unfinished upload."""
+    monkeypatch.setattr(s3_backend, "_COPY_LIMIT", 5 * MiB)
+    monkeypatch.setattr(s3_backend, "_COPY_PART", 5 * MiB)
+    endpoint, bucket = s3_bucket
+    prefix = f"partscopy-{uuid.uuid4().hex[:8]}"
+    data = os.urandom(20 * MiB + 3)  # 5 parts
+    async with Storage(f"{scheme}://{bucket}/{prefix}?endpoint_url={endpoint}") as st:
+        await st.write("big.bin", data)
+        events = st.backend._client.meta.events  # type: ignore[attr-defined]
+        events.register("before-call.s3.CopyObject", _refuse_copy_object)
+        parts = _PartsInFlight()
+        events.register("before-call.s3.UploadPartCopy", parts.sent)
+        events.register("after-call.s3.UploadPartCopy", parts.answered)
+        await st.copy("big.bin", "copy.bin")
+        assert await st.read("copy.bin") == data
+        info = await st.stat("copy.bin")
+        assert info.etag is not None and info.etag.endswith("-5")
+        assert parts.most >= 2, parts.most
+
+        events.unregister("after-call.s3.UploadPartCopy", parts.answered)
+        events.register_first("before-call.s3.UploadPartCopy", _refuse_a_part(3))
+        with pytest.raises(StorageError, match=r"'big\.bin' .* changed while it was copied") as e:
+            await st.copy("big.bin", "changed.bin")
+        assert not isinstance(e.value, AlreadyExists)
+        assert not await st.exists("changed.bin")
     assert await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix) == []

@@ -48,6 +48,8 @@ _LIST_PAGE = 1000
 #: `_COPY_PART` bytes, or more where 10,000 parts (S3's most) would not hold it
 _COPY_LIMIT = 5 * 1024**3
 _COPY_PART = 512 * 1024**2
+#: parts of such a copy under way at once (boto3's ``copy``: ``max_concurrency``, 10)
+_COPY_CONCURRENCY = 10
 _MOST_PARTS = 10_000
 #: how long closing a Storage waits for its calls under way to end (see `before_close`)
 _CALLS_DRAIN = 5.0
@@ -209,25 +211,54 @@ class _S3Writer(ByteWriter):
 
     async def copy_parts(self, source: dict[str, Any], info: ObjectInfo) -> None:
         """Make this writer's parts ranges of the object *source* that *info* describes,
-        copied on S3's side (``UploadPartCopy``), in order; `commit` then completes the
-        upload. Each part is pinned to the source's ETag (``CopySourceIfMatch``): an object
-        replaced meanwhile fails the copy instead of mixing two versions."""
+        copied on S3's side (``UploadPartCopy``), `_COPY_CONCURRENCY` at a time (as boto3's
+        ``copy``); `commit` then completes the upload. Each part is pinned to the source's
+        ETag (``CopySourceIfMatch``): an object replaced meanwhile fails the copy instead of
+        mixing two versions. The first part to fail stops the others (cancelled, waited
+        for) and is the error raised."""
         size = info.size
         part = max(_COPY_PART, -(-size // _MOST_PARTS))
         pin = {"CopySourceIfMatch": f'"{info.etag}"'} if info.etag else {}
-        for start in range(0, size, part):
-            upload_id = await self._upload()
-            number = len(self._parts) + 1
-            resp = await self._backend.call(
-                "upload_part_copy",
-                self._key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource=source,
-                CopySourceRange=f"bytes={start}-{min(start + part, size) - 1}",
-                **pin,
-            )
-            self._parts.append({"ETag": resp["CopyPartResult"]["ETag"], "PartNumber": number})
+        upload_id = await self._upload()
+        todo = enumerate(range(0, size, part), start=len(self._parts) + 1)
+        etags: dict[int, str] = {}
+        failed: list[Exception] = []
+
+        async def copy_some(scope: anyio.CancelScope) -> None:
+            for number, start in todo:  # (shared: each part is taken once)
+                try:
+                    resp = await self._backend.call(
+                        "upload_part_copy",
+                        self._key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource=source,
+                        CopySourceRange=f"bytes={start}-{min(start + part, size) - 1}",
+                        **pin,
+                    )
+                except Exception as exc:
+                    # (412, AlreadyExists as translated for writes: the pin did not hold)
+                    changed = isinstance(exc, AlreadyExists)
+                    failed.append(self._source_changed(source, exc) if changed else exc)
+                    scope.cancel()
+                    return
+                etags[number] = resp["CopyPartResult"]["ETag"]
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(_COPY_CONCURRENCY, -(-size // part))):
+                tg.start_soon(copy_some, tg.cancel_scope)
+        if failed:
+            raise failed[0]
+        self._parts.extend({"ETag": etags[n], "PartNumber": n} for n in sorted(etags))
+
+    def _source_changed(self, source: dict[str, Any], exc: Exception) -> StorageError:
+        backend = self._backend
+        src = source["Key"][len(backend.prefix) :]
+        return StorageError(
+            f"object {src!r} in {backend.describe()} changed while it was copied to "
+            f"{self._key!r} in parts; nothing was copied",
+            orig=getattr(exc, "orig", exc),
+        )
 
     async def commit(self) -> None:
         if self._closed:
