@@ -33,8 +33,10 @@ import asyncio
 import contextlib
 import copy
 import functools
+import importlib
 import inspect
 import socket
+import ssl
 import threading
 import weakref
 from collections import deque
@@ -629,6 +631,11 @@ def _bounded_session_cls() -> type[Any]:
       reachable so, the header is dropped instead: the body goes at once);
     - a write the server leaves unacknowledged is given up after the longer of the read and
       connect timeouts (`_stall_bound_socket`), on Linux with aiohttp 3.12 or later.
+
+    And one blocking call moved off the event loop: aiobotocore makes a client's TLS context
+    at its first request, on the loop, loading the CA bundle from disk (certifi's: 50 ms of
+    the loop on this machine, for every client, http:// endpoints too). It is made in a
+    worker thread, the same way (`_connector_tls`), where aiobotocore's names are reachable.
     """
     import aiohttp
     from aiobotocore.httpsession import AIOHTTPSession
@@ -643,6 +650,11 @@ def _bounded_session_cls() -> type[Any]:
         hasattr(AIOHTTPSession, "_get_session")
         and "_request_class" in getattr(aiohttp.ClientSession, "ATTRS", ())
         and hasattr(aiohttp.ClientRequest, "_continue")
+    )
+
+    # what making the TLS context in a thread takes (aiobotocore's private names, checked)
+    tls_reachable = hasattr(AIOHTTPSession, "_create_connector") and all(
+        hasattr(AIOHTTPSession, name) for name in ("_get_ssl_context", "_setup_proxy_ssl_context")
     )
 
     class BoundedContinueRequest(aiohttp.ClientRequest):
@@ -680,8 +692,25 @@ def _bounded_session_cls() -> type[Any]:
                 connector_args=connector,
                 **kwargs,
             )
+            # TLS contexts made in a thread, by proxy URL, for `_create_connector` to take
+            self._tls_made: dict[Any, ssl.SSLContext | None] = {}
+            self._tls_in_thread = tls_reachable and all(hasattr(self, n) for n in _TLS_NAMES)
+
+        def _create_connector(self, proxy_url: Any) -> Any:
+            if proxy_url not in self._tls_made:
+                return super()._create_connector(proxy_url)
+            args: dict[str, Any] = dict(self._connector_args or {})
+            return aiohttp.TCPConnector(
+                limit=self._max_pool_connections,
+                ssl=self._tls_made.pop(proxy_url) or False,
+                **args,
+            )
 
         async def _get_session(self, proxy_url: Any) -> Any:
+            if self._tls_in_thread and proxy_url not in self._sessions:
+                tls = await run_sync(_connector_tls, self, proxy_url)
+                if proxy_url not in self._sessions:  # (not made meanwhile by another call)
+                    self._tls_made[proxy_url] = tls
             session = await super()._get_session(proxy_url)
             if reachable and getattr(session, "_request_class", None) is aiohttp.ClientRequest:
                 session._request_class = BoundedContinueRequest
@@ -693,6 +722,39 @@ def _bounded_session_cls() -> type[Any]:
             return await super().send(request)
 
     return BoundedSession
+
+
+#: the attributes of aiobotocore's ``AIOHTTPSession`` that `_connector_tls` and the connector
+#: made with its context read
+_TLS_NAMES = (
+    "_verify",
+    "_cert_file",
+    "_key_file",
+    "_sessions",
+    "_max_pool_connections",
+    "_connector_args",
+)
+
+
+def _connector_tls(session: Any, proxy_url: Any) -> ssl.SSLContext | None:
+    """The TLS context aiobotocore's ``AIOHTTPSession._create_connector`` makes for a
+    connector (aiobotocore 2.25), made the same way; blocking (it reads the CA bundle and
+    any client certificate): run in a worker thread."""
+    from botocore.httpsession import get_cert_path
+
+    if not session._verify:
+        return None
+    if proxy_url:
+        context: ssl.SSLContext | None = session._setup_proxy_ssl_context(proxy_url)
+    else:
+        context = session._get_ssl_context()
+    if context is not None:
+        if session._cert_file:
+            context.load_cert_chain(session._cert_file, session._key_file)
+        ca_certs = get_cert_path(session._verify)
+        if ca_certs:
+            context.load_verify_locations(ca_certs, None, None)
+    return context
 
 
 def bounded_config(config: Any = None) -> Any:
@@ -725,6 +787,31 @@ _shared_loader: Any = None
 _warm_services: set[str] = set()
 
 
+_AIO_MODULES = (
+    "aiobotocore.args",
+    "aiobotocore.client",
+    "aiobotocore.config",
+    "aiobotocore.endpoint",
+    "aiobotocore.httpsession",
+    "aioboto3.s3.inject",
+    "boto3.s3.inject",
+)
+
+
+def _import_aio() -> None:
+    """Import the modules an aiobotocore client uses, and make `_bounded_session_cls`.
+
+    Blocking: run in a worker thread (`botocore_session` does). Imported on the event loop
+    at a first client's opening, they held it for 650 ms on this machine, 100 ms of it
+    aiohttp's import loading the system's CA store twice. (``aioboto3.s3.inject`` and
+    ``boto3.s3.inject``: what aioboto3 adds to an S3 client class as it is made, s3transfer
+    and multiprocessing with them.)
+    """
+    for name in _AIO_MODULES:
+        importlib.import_module(name)
+    _bounded_session_cls()
+
+
 def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> Any:
     """A botocore (or aiobotocore) session whose data for *service* is already loaded.
 
@@ -733,6 +820,7 @@ def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> 
     """
     global _shared_loader
     if aio:
+        _import_aio()
         from aiobotocore.session import AioSession
 
         core: Any = AioSession(profile=profile)
@@ -805,12 +893,12 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
                 "the 'aioboto3' AWS backend runs on asyncio only, and this is not an asyncio "
                 "event loop (trio?); use aws.client(..., backend='boto3') instead"
             ) from None
-        try:
-            import aioboto3
-        except ModuleNotFoundError as exc:
-            raise BackendNotInstalled("aioboto3", "aioboto3", "s3") from exc
 
-        def make_session() -> Any:
+        def make_session() -> Any:  # (imports included: blocking, see `_import_aio`)
+            try:
+                import aioboto3
+            except ModuleNotFoundError as exc:
+                raise BackendNotInstalled("aioboto3", "aioboto3", "s3") from exc
             return aioboto3.Session(botocore_session=botocore_session(service, aio=True))
 
         session = await run_sync(make_session)

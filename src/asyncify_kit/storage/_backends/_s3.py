@@ -501,21 +501,25 @@ class S3Backend(StorageBackend):
         return aioboto3.Session(botocore_session=core)
 
     async def aopen(self) -> None:
-        from aiobotocore.config import AioConfig
-        from botocore.exceptions import BotoCoreError, ClientError
-
         from ...aws import bounded_config
 
         try:
-            # an unknown ?profile= is botocore's ProfileNotFound, raised here
+            # an unknown ?profile= is botocore's ProfileNotFound, raised here; the client's
+            # modules are imported by then, in that thread (`aws._import_aio`), not on the loop
             session = await run_sync(self._make_session)
+            from aiobotocore.config import AioConfig
+
             kwargs = self.client_kwargs(AioConfig)
             # a write to a server that stops reading ends with the read timeout
             kwargs["config"] = bounded_config(kwargs["config"])
             self._client_cm = session.client("s3", **kwargs)
             self._client = await self._client_cm.__aenter__()
             self._client.meta.events.unregister("before-call.s3", _add_expect_header())
-        except (ClientError, BotoCoreError, ValueError) as exc:
+        except Exception as exc:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if not isinstance(exc, (ClientError, BotoCoreError, ValueError)):
+                raise
             self._client_cm = None
             if isinstance(exc, ConfigError):
                 raise
