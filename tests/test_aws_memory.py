@@ -21,17 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # boto3's default TransferConfig (10 requests at once, parts of 8 MiB) allows 80 MiB of parts,
 # above the storage test's 64 MB: the probe runs with 4 at once in parts of 8 MiB, 32 MiB of
 # parts. A download holds each part it fetched until it is written: 32 MiB. An upload holds
-# each part twice while it is sent (the bytes read, and the copy aiohttp's BytesIOPayload
-# makes of their ``io.BytesIO`` by calling ``getbuffer()``), and reads the next part
-# meanwhile: 2 * 32 + 8 = 72 MiB. On top of either, 32 MiB for everything else (aiohttp's
-# and the file's buffers, allocator slack): downloads < 64 MiB, as the storage test; uploads
-# < 104 MiB. Unbounded, either grows by ~200 MB.
+# each part it sends once (its ``io.BytesIO`` alone: see `_s3_transfer._sole_owner`) and
+# reads the next part meanwhile: 32 + 8 = 40 MiB. On top of either, 24 MiB for everything
+# else (aiohttp's and the file's buffers, allocator slack): downloads < 56 MiB, uploads < 64
+# MiB. Measured (2026-11-30): downloads 20-40 MB, uploads 27-34 MB; uploads 50-78 MB while
+# each part was held twice (aiohttp's payload copied its ``io.BytesIO``, ``getbuffer()``);
+# unbounded, any of them grows by ~200 MB.
 CONCURRENCY = 4
 CHUNK_MB = 8
 PARTS_MB = CONCURRENCY * CHUNK_MB
-OVERHEAD_MB = 32
+OVERHEAD_MB = 24
 DOWNLOAD_LIMIT_MB = PARTS_MB + OVERHEAD_MB
-UPLOAD_LIMIT_MB = 2 * PARTS_MB + CHUNK_MB + OVERHEAD_MB
+UPLOAD_LIMIT_MB = PARTS_MB + CHUNK_MB + OVERHEAD_MB
 LIMITS_MB = {
     "upload_file": UPLOAD_LIMIT_MB,
     "download_file": DOWNLOAD_LIMIT_MB,

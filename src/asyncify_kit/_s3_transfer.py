@@ -256,13 +256,13 @@ async def _upload(
     threshold = config.multipart_threshold
     first = await reader.read(threshold)
     if len(first) < threshold:  # the whole file: boto3 goes multipart from the threshold on
+        size = len(first)
+        body = _sole_owner(first)
+        del first
         await client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=io.BytesIO(first),
-            **_without(extra, Upload.PUT_OBJECT_BLOCKLIST),
+            Bucket=bucket, Key=key, Body=body, **_without(extra, Upload.PUT_OBJECT_BLOCKLIST)
         )
-        _progress(callback, len(first))
+        _progress(callback, size)
         return
     with contextlib.suppress(ImportError):  # (older s3transfer: no full-object checksums)
         from s3transfer.constants import FULL_OBJECT_CHECKSUM_ARGS
@@ -275,32 +275,30 @@ async def _upload(
     part_args = _only(extra, Upload.UPLOAD_PART_ARGS)
     algorithm = part_args.get("ChecksumAlgorithm")
 
-    async def send(data: bytes, upload_id: str, number: int) -> dict[str, Any]:
+    async def send(body: io.BytesIO, size: int, upload_id: str, number: int) -> dict[str, Any]:
         response = await client.upload_part(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=io.BytesIO(data),  # (raw bytes: aiohttp sends them in one write)
-            **part_args,
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, **part_args
         )
-        _progress(callback, len(data))
+        _progress(callback, size)
         return _part(number, response["ETag"], response, algorithm)
 
-    async def parts() -> AsyncGenerator[_SendPart, None]:
-        buffered = first  # (at least the threshold's bytes)
+    async def parts(buffered: bytes) -> AsyncGenerator[_SendPart, None]:
         number = 0
         while True:
             if len(buffered) < chunksize:
                 buffered += await reader.read(chunksize - len(buffered))
-            data, buffered = buffered[:chunksize], buffered[chunksize:]
-            if not data and number:
+            size = min(len(buffered), chunksize)
+            if not size and number:
                 return  # (the file ended with the last full part)
             number += 1
-            yield functools.partial(send, data)
-            if len(data) < chunksize:
+            body = _sole_owner(buffered[:size])
+            buffered = buffered[size:]  # (a slice of all of it was the same object)
+            yield functools.partial(send, body, size)
+            if size < chunksize:
                 return
 
+    stream = parts(first)  # (at least the threshold's bytes)
+    del first  # held by the parts alone (see `_sole_owner`)
     await _multipart(
         client,
         bucket,
@@ -308,8 +306,20 @@ async def _upload(
         _without(extra, Upload.CREATE_MULTIPART_BLOCKLIST),
         _only(extra, Upload.COMPLETE_MULTIPART_ARGS),
         config.max_request_concurrency,
-        parts(),
+        stream,
     )
+
+
+def _sole_owner(data: bytes) -> io.BytesIO:
+    """A body for *data*: an ``io.BytesIO`` (raw bytes of more than 1 MiB get a
+    ``ResourceWarning`` from aiohttp, which sends them in one write).
+
+    aiohttp's payload for it takes a buffer of it (``getbuffer``) to learn its size, and
+    ``io.BytesIO`` then copies bytes that are still held elsewhere: every part of an upload
+    was held twice while it was sent. The caller drops its own references to *data* once
+    this returns, so the ``io.BytesIO`` holds the only one and nothing is copied.
+    """
+    return io.BytesIO(data)
 
 
 #: sends one part of a multipart upload: ``send(upload_id, part_number)`` gives the part's
