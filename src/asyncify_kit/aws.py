@@ -635,7 +635,8 @@ def _bounded_session_cls() -> type[Any]:
     And one blocking call moved off the event loop: aiobotocore makes a client's TLS context
     at its first request, on the loop, loading the CA bundle from disk (certifi's: 50 ms of
     the loop on this machine, for every client, http:// endpoints too). It is made in a
-    worker thread, the same way (`_connector_tls`), where aiobotocore's names are reachable.
+    worker thread (`_connector_tls`, which also verifies the endpoint's certificate through
+    a proxy, where aiobotocore did not), where aiobotocore's names are reachable.
     """
     import aiohttp
     from aiobotocore.httpsession import AIOHTTPSession
@@ -737,23 +738,28 @@ _TLS_NAMES = (
 
 
 def _connector_tls(session: Any, proxy_url: Any) -> ssl.SSLContext | None:
-    """The TLS context aiobotocore's ``AIOHTTPSession._create_connector`` makes for a
-    connector (aiobotocore 2.25), made the same way; blocking (it reads the CA bundle and
-    any client certificate): run in a worker thread."""
+    """The TLS context of a connector, as aiobotocore's ``AIOHTTPSession._create_connector``
+    makes it (aiobotocore 2.25) but for one case; blocking (it reads the CA bundle and any
+    client certificate): run in a worker thread.
+
+    The case: requests through a proxy (``Config(proxies=...)``, or ``HTTPS_PROXY``) without
+    a ``proxy_ca_bundle`` or ``proxy_client_cert`` got no context, and aiobotocore's
+    connector then took ``ssl=False``: no certificate of the endpoint was verified (an
+    untrusted one was accepted through the tunnel; boto3 refuses it). Such a connector
+    gets the context a direct one gets. With proxy settings, their context (trusting the
+    proxy's CA as well, as aiobotocore's does) is kept.
+    """
     from botocore.httpsession import get_cert_path
 
     if not session._verify:
         return None
-    if proxy_url:
-        context: ssl.SSLContext | None = session._setup_proxy_ssl_context(proxy_url)
-    else:
-        context = session._get_ssl_context()
-    if context is not None:
-        if session._cert_file:
-            context.load_cert_chain(session._cert_file, session._key_file)
-        ca_certs = get_cert_path(session._verify)
-        if ca_certs:
-            context.load_verify_locations(ca_certs, None, None)
+    proxied = session._setup_proxy_ssl_context(proxy_url) if proxy_url else None
+    context: ssl.SSLContext = proxied or session._get_ssl_context()
+    if session._cert_file:
+        context.load_cert_chain(session._cert_file, session._key_file)
+    ca_certs = get_cert_path(session._verify)
+    if ca_certs:
+        context.load_verify_locations(ca_certs, None, None)
     return context
 
 
