@@ -55,10 +55,11 @@ def _serve(scheme: str, directory: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A plain and a TLS origin on loopback ports of their own, each answering ``/echo``
-    with the headers it got."""
+    with the headers it got; "ca": the file of the CA of the TLS origin's certificate."""
     directory = tmp_path_factory.mktemp("certs")
     plain, secure = _serve("http", directory), _serve("https", directory)
-    yield {"http": next(plain), "https": next(secure)}
+    # (make_certificate's CA, "server": see scripts/tls_files.make_ca)
+    yield {"http": next(plain), "https": next(secure), "ca": str(directory / "ca-server.pem")}
     for server in (plain, secure):
         next(server, None)
 
@@ -75,6 +76,22 @@ def private_proxy() -> Iterator[ForwardProxy]:
     server = ForwardProxy((USER, PASSWORD))
     yield server
     server.close()
+
+
+async def test_the_origin_certificate_is_verified_through_the_tunnel(
+    backend: str, origins: dict[str, str], proxy: ForwardProxy
+) -> None:
+    """Through a proxy, the origin's certificate is checked as it is without one: the test
+    origin's (of a CA made for the test) is refused unless ``verify`` names that CA.
+    (aiobotocore, under `asyncify_kit.aws`, did not check it through a proxy:
+    tests/test_aws_proxy.py.)"""
+    with pytest.raises(ConnectError, match=r"(?i)certificate verify failed"):
+        async with HttpClient(backend=backend, proxy=proxy.url) as http:
+            await http.get(f"{origins['https']}/echo")
+    assert proxy.seen  # (refused at the origin, through the proxy)
+    async with HttpClient(backend=backend, proxy=proxy.url, verify=origins["ca"]) as http:
+        assert (await http.get(f"{origins['https']}/echo")).status_code == 200
+    assert len(proxy.seen) >= 2
 
 
 def _with_userinfo(url: str, userinfo: str) -> str:
