@@ -15,6 +15,7 @@ import os
 import ssl
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from asyncify_kit import aws
 from asyncify_kit.storage import Storage
 
 from .conftest import service_url
+from .storage.conftest import s3_client
 
 pytestmark = pytest.mark.anyio
 
@@ -99,3 +101,57 @@ async def test_a_client_makes_its_tls_context_off_the_loop(
                 await client.list_buckets()
     assert len(calls) >= 2
     assert not any(calls), calls
+
+
+@pytest.fixture(scope="module")
+def listed_bucket() -> tuple[str, str, int]:
+    """``(endpoint, bucket, count)``: a bucket of *count* objects whose listing is a response
+    body of some 80 KB (long keys), made once for the module."""
+    endpoint = service_url("s3")
+    bucket = f"parse-{uuid.uuid4().hex[:10]}"
+    client = s3_client(endpoint)
+    client.create_bucket(Bucket=bucket)
+    count = 200
+    for i in range(count):
+        client.put_object(Bucket=bucket, Key=f"p/{'k' * 100}-{i:04d}", Body=b"x")
+    client.close()
+    return endpoint, bucket, count
+
+
+@pytest.mark.parametrize("opener", ["storage", "aws.client"])
+async def test_a_large_response_is_parsed_off_the_loop(
+    opener: str, listed_bucket: tuple[str, str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's parsing of a response (XML into the output shape, and every timestamp) is
+    pure Python: a listing page of 1,000 keys held the loop for 96-170 ms. A body of 16 KiB
+    or more is parsed in a worker thread."""
+    from botocore import parsers
+
+    endpoint, bucket, count = listed_bucket
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    parsed: list[tuple[int, bool]] = []  # (the body's length, parsed on the loop's thread?)
+    to_dom = parsers.BaseXMLResponseParser._parse_xml_string_to_dom
+
+    def recorded(self: Any, xml_string: bytes) -> Any:
+        try:
+            asyncio.get_running_loop()
+            parsed.append((len(xml_string), True))
+        except RuntimeError:
+            parsed.append((len(xml_string), False))
+        return to_dom(self, xml_string)
+
+    monkeypatch.setattr(parsers.BaseXMLResponseParser, "_parse_xml_string_to_dom", recorded)
+    if opener == "storage":
+        url = f"s3://{bucket}/p?endpoint_url={endpoint}&region=us-east-1"
+        async with Storage(url) as st:
+            keys = [info.key async for info in st.list("", recursive=True)]
+    else:
+        async with aws.client("s3", endpoint_url=endpoint, region_name="us-east-1") as client:
+            page = await client.list_objects_v2(Bucket=bucket, Prefix="p/")
+            keys = [item["Key"] for item in page["Contents"]]
+    assert len(keys) == count
+    large = [on_loop for size, on_loop in parsed if size >= 16 * 1024]
+    assert large, parsed
+    assert not any(large), parsed
