@@ -908,7 +908,12 @@ def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> 
 
 
 def _boto3_client(service: str, kwargs: dict[str, Any]) -> Any:
-    import boto3.session
+    """A boto3 client; blocking (its imports too: 90-105 ms on the loop for a first one,
+    before): run in a worker thread."""
+    try:
+        import boto3.session
+    except ModuleNotFoundError as exc:
+        raise BackendNotInstalled("boto3", "boto3", "s3") from exc
 
     core = botocore_session(service, aio=False)
     return boto3.session.Session(botocore_session=core).client(service, **kwargs)
@@ -967,10 +972,6 @@ async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIt
                 for stream in list(streams):
                     stream.close()  # aiobotocore's close: at once, not awaitable
     elif backend == "boto3":
-        try:
-            import boto3  # noqa: F401 - only checks that it is installed
-        except ModuleNotFoundError as exc:
-            raise BackendNotInstalled("boto3", "boto3", "s3") from exc
         # a client that arrives for a cancelled caller is closed for it
         sync_client = await run_owned(DEFAULT_POOL, _close_client, _boto3_client, service, kwargs)
         wrapper = Boto3Client(sync_client)

@@ -45,12 +45,14 @@ class Boto3Backend(S3Backend):
         return session.client("s3", **self.client_kwargs())
 
     async def aopen(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        try:  # (botocore imported by `_make_client`, in its thread, not on the loop)
             client = await run_owned(DEFAULT_POOL, _close_client, self._make_client)
-        except (ClientError, BotoCoreError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
+        except Exception as exc:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(exc, ConfigError) or not isinstance(
+                exc, (ClientError, BotoCoreError, ValueError)
+            ):
                 raise
             raise self.client_error(exc) from exc
         self._client_cm = client

@@ -501,13 +501,13 @@ class S3Backend(StorageBackend):
         return aioboto3.Session(botocore_session=core)
 
     async def aopen(self) -> None:
-        from ...aws import bounded_config
-
         try:
             # an unknown ?profile= is botocore's ProfileNotFound, raised here; the client's
             # modules are imported by then, in that thread (`aws._import_aio`), not on the loop
             session = await run_sync(self._make_session)
             from aiobotocore.config import AioConfig
+
+            from ...aws import bounded_config
 
             kwargs = self.client_kwargs(AioConfig)
             # a write to a server that stops reading ends with the read timeout
