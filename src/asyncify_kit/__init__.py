@@ -50,3 +50,26 @@ __all__ = [
     "stats",
     "wrap",
 ]
+
+
+def _load_anyio() -> None:
+    """Resolve anyio's names now. anyio (4.16) imports its own modules lazily, at the first
+    use of each name, and this library's first operation made that use on the event loop:
+    20-47 ms of the loop, once per process (33 modules, and the asyncio backend's). Here it
+    costs the import of this package about 20 ms. (The trio backend's module is loaded
+    only when trio is imported already: it imports trio.)"""
+    import importlib
+    import sys
+
+    import anyio
+
+    for name in dir(anyio):  # (lazily: the names of anyio's API, deprecated aliases aside)
+        getattr(anyio, name)
+    for module in ("anyio.lowlevel", "anyio.to_thread", "anyio._backends._asyncio"):
+        importlib.import_module(module)
+    if "trio" in sys.modules:
+        importlib.import_module("anyio._backends._trio")
+
+
+_load_anyio()
+del _load_anyio

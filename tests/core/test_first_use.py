@@ -1,0 +1,73 @@
+"""A program's first use of the library imports nothing on the event loop's thread.
+
+anyio (4.16) imports its modules lazily, at the first use of each name, and the library's
+first operation (an offloaded call, a Storage read, a query) made that use on the event
+loop: 20-47 ms of it, once per process. `asyncify_kit` resolves anyio's names at import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+_PROBE = """
+import asyncio, importlib.abc, json, sys, threading
+import asyncify_kit
+from asyncify_kit import asyncify
+from asyncify_kit.sql import Database
+from asyncify_kit.storage import Storage
+
+on_loop = []
+guard = threading.local()
+
+class Recorder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if not getattr(guard, "busy", False):
+            guard.busy = True
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(fullname)
+            except RuntimeError:
+                pass
+            finally:
+                guard.busy = False
+        return None
+
+db = Database("sqlite:///:memory:")
+store = Storage("memory://")
+sys.meta_path.insert(0, Recorder())
+
+@asyncify
+def add(a, b):
+    return a + b
+
+async def main():
+    assert await add(1, 2) == 3
+    async with store:
+        await store.write("k", b"v")
+        assert await store.read("k") == b"v"
+    async with db:
+        assert await db.fetch_val("select 1") == 1
+
+asyncio.run(main())
+print(json.dumps(on_loop))
+"""
+
+
+def test_a_first_operation_imports_no_anyio_module_on_the_loop() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    on_loop = json.loads(out.stdout)
+    assert [name for name in on_loop if name.partition(".")[0] == "anyio"] == []
