@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -59,9 +60,10 @@ print(json.dumps(on_loop))
 """
 
 
-def test_a_first_operation_imports_no_anyio_module_on_the_loop() -> None:
+def _run(code: str) -> Any:
+    """What *code*, run in a fresh interpreter, printed last (JSON)."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=False,
@@ -69,5 +71,24 @@ def test_a_first_operation_imports_no_anyio_module_on_the_loop() -> None:
         env={**os.environ, "PYTHONPATH": str(SRC)},
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    on_loop = json.loads(out.stdout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_first_operation_imports_no_anyio_module_on_the_loop() -> None:
+    on_loop = _run(_PROBE)
     assert [name for name in on_loop if name.partition(".")[0] == "anyio"] == []
+
+
+def test_each_mysql_backend_imports_its_own_driver_alone() -> None:
+    """``mysql+pymysql`` and ``mysql+aiomysql`` imported asyncmy (and, with it,
+    cryptography) for two helpers of its module: 25 ms, at the Database's construction."""
+    code = (
+        "import json, sys\n"
+        "from asyncify_kit.sql import Database\n"
+        "seen = {}\n"
+        "for scheme in ('mysql+pymysql', 'mysql+aiomysql'):\n"
+        "    Database(scheme + '://app:pw@127.0.0.1/app')\n"
+        "    seen[scheme] = 'asyncmy' in sys.modules\n"
+        "print(json.dumps(seen))\n"
+    )
+    assert _run(code) == {"mysql+pymysql": False, "mysql+aiomysql": False}

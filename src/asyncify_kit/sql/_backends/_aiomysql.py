@@ -14,9 +14,10 @@ import pymysql
 
 from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
-from ._asyncmy import TRIO_ALTERNATIVES, mysql_connect_kwargs
 from ._dialects import (
+    TRIO_ALTERNATIVES,
     MysqlAsyncConnection,
+    mysql_connect_kwargs,
     mysql_open,
     mysql_rolled_back,
     mysql_ssl,

@@ -16,7 +16,9 @@ import asyncmy.errors
 from ...exceptions import DatabaseError
 from .._compiler import ParamStyle
 from ._dialects import (
+    TRIO_ALTERNATIVES,
     MysqlAsyncConnection,
+    mysql_connect_kwargs,
     mysql_open,
     mysql_rolled_back,
     mysql_ssl,
@@ -25,11 +27,6 @@ from ._dialects import (
 from .base import Backend, Connection
 
 __all__ = ["AsyncmyBackend"]
-
-TRIO_ALTERNATIVES = (
-    "mysql+pymysql for MySQL/MariaDB, postgresql+psycopg or postgresql+psycopg2 for "
-    "PostgreSQL, or sqlite"
-)
 
 
 async def _no_warnings() -> None:
@@ -57,36 +54,6 @@ class AsyncmyConnection(MysqlAsyncConnection):
 
     def _driver_closed(self) -> bool:
         return not self._conn.connected
-
-
-#: the protocol's CLIENT_FOUND_ROWS capability (the same number in every driver)
-CLIENT_FOUND_ROWS = 2
-
-
-def mysql_connect_kwargs(backend: Backend, context: ssl.SSLContext | None) -> dict[str, Any]:
-    """Connection keywords shared by the MySQL drivers.
-
-    ``CLIENT_FOUND_ROWS``: an UPDATE reports the rows it matched, as on PostgreSQL and
-    SQLite, not only those whose values it changed (so ``execute`` counts the same rows on
-    every backend, and ``update ... where version = :v`` finds its row even when nothing
-    changes in it).
-    """
-    url, opts = backend.url, backend.options
-    kwargs: dict[str, Any] = {
-        "host": url.host or "localhost",
-        "port": url.port or 3306,
-        "user": url.username,
-        "password": url.password or "",
-        "charset": opts["charset"],
-        "autocommit": True,
-        "connect_timeout": opts["connect_timeout"] or 10,
-        "client_flag": CLIENT_FOUND_ROWS,
-    }
-    if url.database:
-        kwargs["db"] = url.database
-    if context is not None:  # (`backend.tls_context()`: `mysql_ssl`)
-        kwargs["ssl"] = context
-    return kwargs
 
 
 class AsyncmyBackend(Backend):

@@ -35,7 +35,14 @@ from ...exceptions import (
 from .._compiler import CompiledQuery
 from .._row import Row, converted_rows, make_keys, rows_of
 from .._types import Json, as_utc, encode_json, timedelta_to_time, to_utc_naive
-from .base import STREAM_METHODS, Connection, SyncSession, current_task, ending_iteration
+from .base import (
+    STREAM_METHODS,
+    Backend,
+    Connection,
+    SyncSession,
+    current_task,
+    ending_iteration,
+)
 
 __all__ = [
     "MysqlAsyncConnection",
@@ -292,6 +299,42 @@ def pg_tls_context(options: dict[str, Any]) -> _ssl.SSLContext | None:
     if _ssl.HAS_ALPN:
         context.set_alpn_protocols(["postgresql"])
     return context
+
+
+#: what an asyncio-only MySQL backend names for trio (asyncmy, aiomysql)
+TRIO_ALTERNATIVES = (
+    "mysql+pymysql for MySQL/MariaDB, postgresql+psycopg or postgresql+psycopg2 for "
+    "PostgreSQL, or sqlite"
+)
+
+#: the protocol's CLIENT_FOUND_ROWS capability (the same number in every driver)
+CLIENT_FOUND_ROWS = 2
+
+
+def mysql_connect_kwargs(backend: Backend, context: _ssl.SSLContext | None) -> dict[str, Any]:
+    """Connection keywords shared by the MySQL drivers.
+
+    ``CLIENT_FOUND_ROWS``: an UPDATE reports the rows it matched, as on PostgreSQL and
+    SQLite, not only those whose values it changed (so ``execute`` counts the same rows on
+    every backend, and ``update ... where version = :v`` finds its row even when nothing
+    changes in it).
+    """
+    url, opts = backend.url, backend.options
+    kwargs: dict[str, Any] = {
+        "host": url.host or "localhost",
+        "port": url.port or 3306,
+        "user": url.username,
+        "password": url.password or "",
+        "charset": opts["charset"],
+        "autocommit": True,
+        "connect_timeout": opts["connect_timeout"] or 10,
+        "client_flag": CLIENT_FOUND_ROWS,
+    }
+    if url.database:
+        kwargs["db"] = url.database
+    if context is not None:  # (`backend.tls_context()`: `mysql_ssl`)
+        kwargs["ssl"] = context
+    return kwargs
 
 
 def mysql_ssl(options: dict[str, Any]) -> _ssl.SSLContext | None:

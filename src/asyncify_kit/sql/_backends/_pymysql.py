@@ -18,11 +18,11 @@ import pymysql.cursors
 from ...exceptions import ConnectionLost, DatabaseError, QueryTimeout
 from .._compiler import ParamStyle
 from .._row import Row
-from ._asyncmy import mysql_connect_kwargs
 from ._dialects import (
     MysqlStream,
     mysql_adapt,
     mysql_check_whole,
+    mysql_connect_kwargs,
     mysql_connect_limit,
     mysql_connect_timed_out,
     mysql_init_statements,
