@@ -20,6 +20,7 @@ import anyio.abc
 import pytest
 
 from asyncify_kit import ConfigError
+from asyncify_kit.detect._detector import current_loop_kind
 from asyncify_kit.storage import AlreadyExists, NotFound, Storage, StorageError
 from asyncify_kit.storage._backends import _s3 as s3_backend
 
@@ -614,3 +615,29 @@ async def test_parts_of_a_large_copy_go_at_once_and_the_first_failure_stops_them
         assert not isinstance(e.value, AlreadyExists)
         assert not await st.exists("changed.bin")
     assert await anyio.to_thread.run_sync(_uploads, endpoint, bucket, prefix) == []
+
+
+async def test_a_large_whole_read_is_joined_off_the_loop(
+    scheme: str, anyio_backend: str, s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole-object read on ``s3://`` was one aiohttp ``read()``, which joins what it
+    received on the event loop (100 MB: 63-86 ms of the loop). From `_JOIN_IN_THREAD` bytes
+    on (lowered to 1 MiB here), the slices are joined in a worker thread; the CRC32 is
+    still checked. (``s3+boto3://`` reads in its threads anyway.)"""
+    monkeypatch.setattr(s3_backend, "_JOIN_IN_THREAD", MiB)
+    joins: list[bool] = []  # for each join: on the event loop's thread?
+    join = s3_backend._joined
+
+    def recorded(parts: list[bytes]) -> bytes:
+        joins.append(current_loop_kind() is not None)
+        return join(parts)
+
+    monkeypatch.setattr(s3_backend, "_joined", recorded)
+    endpoint, bucket = s3_bucket
+    data = os.urandom(3 * MiB + 5)
+    async with Storage(f"{scheme}://{bucket}/join?endpoint_url={endpoint}") as st:
+        await st.write("big.bin", data)
+        assert await st.read("big.bin") == data
+        assert await st.read("big.bin", offset=10, length=2 * MiB) == data[10 : 10 + 2 * MiB]
+        assert await st.read("big.bin", length=100) == data[:100]  # (small: one read)
+    assert joins == ([False, False] if scheme == "s3" else [])
