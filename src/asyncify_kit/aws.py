@@ -814,7 +814,8 @@ def _import_aio() -> None:
     and multiprocessing with them.)
     """
     for name in _AIO_MODULES:
-        importlib.import_module(name)
+        with contextlib.suppress(ImportError):  # (another layout: imported later, as before)
+            importlib.import_module(name)
     _bounded_session_cls()
 
 
@@ -854,9 +855,10 @@ def _thread_parsing_factory_cls() -> type[Any]:
         def create_parser(self, protocol_name: str) -> Any:
             native = super().create_parser(protocol_name)
             sync_cls = parsers.PROTOCOL_PARSERS.get(protocol_name)
-            if sync_cls is None:
-                return native
-            return ThreadParser(native, sync_cls(**self._defaults))
+            defaults = getattr(self, "_defaults", None)  # (botocore's, checked)
+            if sync_cls is None or not isinstance(defaults, dict):
+                return native  # (parsed on the loop, as by aiobotocore)
+            return ThreadParser(native, sync_cls(**defaults))
 
     return ThreadParsingFactory
 
