@@ -161,6 +161,18 @@ def _is_installed(module_name: str) -> bool:
         return False
 
 
+def check_installed(spec: BackendSpec) -> None:
+    """`BackendNotInstalled` if a module *spec* requires cannot be found (nothing imported)."""
+    for module_name in spec.requires:
+        if not _is_installed(module_name):
+            raise BackendNotInstalled(spec.scheme, module_name, spec.extra or "all")
+
+
+def loaded_backend(spec: BackendSpec) -> type[Any] | None:
+    """The backend class of *spec* if `load_backend` imported it already, else None."""
+    return _loaded.get((spec.family, spec.scheme))
+
+
 def load_backend(family: str, url: BackendURL) -> tuple[BackendSpec, type[Any]]:
     """Import (once) and return the backend class for *url*.
 
@@ -171,9 +183,7 @@ def load_backend(family: str, url: BackendURL) -> tuple[BackendSpec, type[Any]]:
     cls = _loaded.get(key)
     if cls is not None:
         return spec, cls
-    for module_name in spec.requires:
-        if not _is_installed(module_name):
-            raise BackendNotInstalled(spec.scheme, module_name, spec.extra or "all")
+    check_installed(spec)
     module_name, _, attr = spec.target.partition(":")
     try:
         module = importlib.import_module(module_name)

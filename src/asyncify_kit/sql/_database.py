@@ -24,8 +24,8 @@ import sniffio
 from .._cleanup import finish
 from .._config import BackendURL, resolve_url, validate_options
 from .._errors import causes
-from .._offload import checkpoint_if_cancelled
-from .._registry import BackendSpec, load_backend
+from .._offload import checkpoint_if_cancelled, run_sync
+from .._registry import BackendSpec, check_installed, load_backend, loaded_backend, lookup
 from ..exceptions import (
     AsyncifyError,
     ConfigError,
@@ -118,7 +118,8 @@ class Database:
             merged = dict(parsed.options)
             merged.update({k: _option_text(v) for k, v in options.items()})
             parsed = parsed.replace(options=merged)
-        spec, cls = load_backend("sql", parsed)
+        spec = lookup("sql", parsed)
+        check_installed(spec)
         values = validate_options(parsed, spec.options, backend=spec.scheme)
         if (
             "min_size" in values
@@ -131,13 +132,34 @@ class Database:
             )
         self.url: BackendURL = parsed
         self._spec: BackendSpec = spec
-        self._backend: Backend = cls(parsed, values)
-        self._dialect: str = self._backend.dialect
-        self._style: ParamStyle = self._backend.style
+        self._values = values
+        # made at the first use (see `_backend`); at once if its class is imported already
+        cls = loaded_backend(spec)
+        self._made: Backend | None = None if cls is None else cls(parsed, values)
         self._pool: ConnectionPool | ThreadedConnectionPool | None = None
         # the pool `disconnect` closes (or closed): `pool_stats` still reports it
         self._closed_pool: ConnectionPool | ThreadedConnectionPool | None = None
         self._connecting: anyio.Event | None = None  # set when a connect() in progress ends
+
+    @property
+    def _backend(self) -> Backend:
+        """The backend, made at its first use. Its module (and the driver's) is imported then:
+        blocking, which `connect` does first in a worker thread. Imported in the constructor,
+        it held the event loop for 16-79 ms (once per process and backend) where a
+        `Database` was made inside ``async def``."""
+        backend = self._made
+        if backend is None:
+            _, cls = load_backend("sql", self.url)
+            backend = self._made = cls(self.url, self._values)
+        return backend
+
+    @property
+    def _dialect(self) -> str:
+        return self._backend.dialect
+
+    @property
+    def _style(self) -> ParamStyle:
+        return self._backend.style
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -165,6 +187,8 @@ class Database:
             return
         self._connecting = anyio.Event()
         try:
+            if self._made is None:  # the driver's import, off the loop (see `_backend`)
+                await run_sync(load_backend, "sql", self.url)
             await self._open_pool()
         finally:
             connecting, self._connecting = self._connecting, None
