@@ -7,16 +7,13 @@ library's and nothing else's.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import service_url
+from tests.storage.rss_probe import run_probe
 
 SIZE_MB = 200
-ROOT = Path(__file__).resolve().parents[1]
 
 # boto3's default TransferConfig (10 requests at once, parts of 8 MiB) allows 80 MiB of parts,
 # above the storage test's 64 MB: the probe runs with 4 at once in parts of 8 MiB, 32 MiB of
@@ -44,26 +41,8 @@ LIMITS_MB = {
 def test_200_mb_transfers_in_memory_bounded_by_the_transfer_config(tmp_path: Path) -> None:
     endpoint = service_url("s3")
     env = {k: v for k, v in os.environ.items() if k != "AWS_PROFILE"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.aws_rss_probe",
-            endpoint,
-            str(tmp_path),
-            str(SIZE_MB),
-            str(CONCURRENCY),
-            str(CHUNK_MB),
-        ],
-        cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    args = (endpoint, str(tmp_path), str(SIZE_MB), str(CONCURRENCY), str(CHUNK_MB))
+    report = run_probe("tests.aws_rss_probe", *args, env=env)
     print(report)
     size = SIZE_MB * 1024 * 1024
     assert report["sizes"] == {

@@ -16,14 +16,35 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 from asyncify_kit.storage import Storage
 
 CHUNK = 1024 * 1024
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_probe(module: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run ``python -m MODULE ARGS`` (a probe of this kind) in a fresh interpreter from the
+    repository's root, and return the JSON of the last line it printed; its exit must be 0."""
+    environ = dict(os.environ if env is None else env)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env={**environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def current_rss() -> int:

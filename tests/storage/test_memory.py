@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import mimetypes
-import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -27,10 +24,10 @@ import pytest
 from asyncify_kit.storage import AlreadyExists, Storage
 
 from .conftest import storage_url
+from .rss_probe import run_probe
 
 SIZE_MB = 200
 LIMIT_MB = 64
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("scheme", ["file", "s3"])
@@ -38,17 +35,7 @@ def test_200_mb_streams_in_bounded_memory(
     scheme: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     url = storage_url(scheme, request, tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.storage.rss_probe", url, str(SIZE_MB)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_probe("tests.storage.rss_probe", url, str(SIZE_MB))
     print(f"{scheme}: {report}")
     assert report["bytes"] == SIZE_MB * 1024 * 1024
     assert report["intact"]

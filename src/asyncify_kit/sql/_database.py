@@ -44,7 +44,7 @@ from ._backends.base import (
     begin_statements,
     current_task,
 )
-from ._compiler import CompiledQuery, ParamStyle, compile_query
+from ._compiler import CompiledQuery, compile_query
 from ._row import Row, convert_row
 from ._types import ISOLATION_LEVELS, IsolationLevel, PoolStats
 
@@ -156,10 +156,6 @@ class Database:
     @property
     def _dialect(self) -> str:
         return self._backend.dialect
-
-    @property
-    def _style(self) -> ParamStyle:
-        return self._backend.style
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -452,7 +448,8 @@ class Database:
     # -- queries ----------------------------------------------------------------------------
 
     def _compile(self, sql: str, params: Params) -> tuple[CompiledQuery, tuple[Any, ...]]:
-        query = compile_query(sql, self._dialect, self._style)
+        backend = self._backend
+        query = compile_query(sql, backend.dialect, backend.style)
         if params is None and not query.names:  # nothing to bind (or to check)
             return query, ()
         return query, query.bind(params)
@@ -512,7 +509,8 @@ class Database:
             raise ProgrammingError(
                 "execute_many() takes a sequence of parameter mappings, one per execution"
             )
-        query = compile_query(sql, self._dialect, self._style)
+        backend = self._backend
+        query = compile_query(sql, backend.dialect, backend.style)
         args = [query.bind(p) for p in params]
         if not args:
             return
