@@ -16,9 +16,10 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import anyio
 import pytest
 
-from asyncify_kit import asyncify, configure, run_sync, stats
+from asyncify_kit import asyncify, configure, run_sync, stats, wrap
 from asyncify_kit._executor import DEFAULT_POOL, SerialQueue, get_pool
 from asyncify_kit._offload import run_serial
 from tests.conftest import exit_code_in_a_forked_child
@@ -356,3 +357,136 @@ def test_the_wake_descriptor_keeps_no_callers_context_variables_alive() -> None:
         return gone() is None
 
     assert asyncio.run(main())
+
+
+# -- starting threads ------------------------------------------------------------------------
+
+
+class _Starts:
+    """Records which thread started each thread whose name begins with *prefix*; with
+    *refuse*, such starts fail as when the process is out of threads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, prefix: str, refuse: bool = False):
+        self.prefix = prefix
+        self.refuse = refuse
+        self.by: list[tuple[str, int]] = []
+        original = threading.Thread.start
+
+        def start(thread: threading.Thread) -> None:
+            if thread.name.startswith(self.prefix):
+                self.by.append((thread.name, threading.get_ident()))
+                if self.refuse:
+                    raise RuntimeError("can't start new thread")
+            original(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+
+
+def _run(kind: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    if kind == "trio":
+        import trio
+
+        return trio.run(main)
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "trio"])
+def test_worker_threads_are_started_off_the_event_loop(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Thread.start` waits until the new thread runs, which takes the GIL: with workers
+    running Python code that held the loop 20-105 ms per thread started. The spawner thread
+    starts them; the loop only asks (pool workers and a sticky proxy's own thread)."""
+    pool = f"spawned-off-loop-{kind}"
+    starts = _Starts(monkeypatch, f"asyncify-{pool}-")
+    configure(pools={pool: 3})
+    both_there = threading.Barrier(3, timeout=10)
+    call = asyncify(pool=pool)(both_there.wait)
+
+    async def main() -> tuple[int, list[int]]:
+        loop_thread = threading.get_ident()
+        async with anyio.create_task_group() as group:
+            for _ in range(3):  # three calls at once: three threads, each started for one
+                group.start_soon(call)
+        async with wrap([3, 1, 2], pool=pool, sticky=True) as proxy:
+            await proxy.sort()
+        return loop_thread, [by for _, by in starts.by]
+
+    loop_thread, by = _run(kind, main)
+    assert len(by) == 4, starts.by  # 3 workers, 1 sticky thread
+    assert loop_thread not in by
+
+
+def test_a_worker_that_cannot_start_fails_the_waiting_call_and_the_pool_recovers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Out of threads, the call gets a `RuntimeError` that says so, and the pool starts a
+    thread again for the next call. (Before, the pool went on counting the thread that never
+    started: a pool of one thread never ran a call again, and the exit handler's join of that
+    thread raised.)"""
+    starts = _Starts(monkeypatch, "asyncify-unstartable-", refuse=True)
+    configure(pools={"unstartable": 1})
+    double = asyncify(pool="unstartable")(_triple)
+
+    async def main() -> int:
+        with anyio.fail_after(10):
+            with pytest.raises(RuntimeError, match=r"no worker thread could be started"):
+                await double(1)
+            assert stats("unstartable").threads == 0
+            starts.refuse = False
+            return await double(2)
+
+    with caplog.at_level(logging.ERROR, logger="asyncify_kit"):
+        assert asyncio.run(main()) == 6
+    assert "a worker thread could not start" in caplog.text
+    assert "can't start new thread" in caplog.text
+
+
+def test_a_sticky_proxy_whose_thread_cannot_start_fails_its_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _Starts(monkeypatch, "asyncify-default-list", refuse=True)  # (named for its object)
+
+    async def main() -> None:
+        with anyio.fail_after(10):
+            async with wrap([3, 1, 2], sticky=True) as proxy:
+                with pytest.raises(RuntimeError, match=r"cannot run: no worker thread could"):
+                    await proxy.sort()
+                with pytest.raises(RuntimeError, match=r"cannot run: no worker thread could"):
+                    await proxy.sort()
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_child_process_starts_its_own_spawner_and_survives_its_failure() -> None:
+    """After a fork the parent's spawner thread is not there: the child's first call starts
+    one. If that start fails, the call fails and says why; the next call starts it."""
+    assert asyncio.run(run_sync(_child_result)) == os.getpid()  # the parent's spawner runs
+
+    def child() -> bool:
+        original = threading.Thread.start
+        refused: list[str] = []
+
+        def start(thread: threading.Thread) -> None:
+            if thread.name == "asyncify-spawner" and not refused:
+                refused.append(thread.name)
+                raise RuntimeError("can't start new thread")
+            original(thread)
+
+        threading.Thread.start = start  # type: ignore[method-assign,assignment]
+
+        async def main() -> bool:
+            with anyio.fail_after(5):
+                try:
+                    await run_sync(_child_result)
+                except RuntimeError as exc:
+                    failed = "no worker thread could be started" in str(exc)
+                else:
+                    failed = False
+                return failed and await run_sync(_child_result) == os.getpid()
+
+        logging.disable(logging.ERROR)  # (the failure is logged: not this test's output)
+        return asyncio.run(main()) and refused == ["asyncify-spawner"]
+
+    assert exit_code_in_a_forked_child(child) == 0

@@ -23,6 +23,7 @@ import asyncio
 import atexit
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import os
@@ -290,6 +291,7 @@ class Lane:
         self.closed = False
         self.stopped = False  # its thread has taken the stop and left
         self.lost = False  # started before os.fork(), in the child: its thread is not there
+        self.failure = ""  # why no thread serves it, if starting one failed (see `fail`)
 
     def start(self, *, dedicated: bool = False, name: str = "") -> None:
         self.started = True
@@ -299,9 +301,17 @@ class Lane:
             thread = threading.Thread(
                 target=self.serve, name=f"asyncify-{self.pool.name}-{name or 'sticky'}", daemon=True
             )
-            thread.start()
+            start_thread(thread, lambda error: self.fail(_not_started(error)))
         else:
             self.pool._submit(self)
+
+    def fail(self, message: str) -> None:
+        """No thread can serve the lane (starting one failed): its steps, queued and to
+        come, fail (`RuntimeError`, saying *message*) instead of waiting forever."""
+        self.failure = message
+        self.closed = True
+        self.stopped = True
+        self._refuse_queued()
 
     def put(self, job: Work) -> None:
         """Queue *job* for the lane's thread; a closed lane refuses it at once (`RuntimeError`):
@@ -313,12 +323,14 @@ class Lane:
                 "its thread does not exist in this process: open it again in the child"
             )
         if self.closed:
-            raise RuntimeError(self._closed_message())
+            raise RuntimeError(self.closed_message())
         self.queue.put(job)
         if self.stopped:  # closed from another thread meanwhile, and its thread gone
             self._refuse_queued()
 
-    def _closed_message(self) -> str:
+    def closed_message(self) -> str:
+        if self.failure:
+            return f"this generator, context manager or sticky proxy cannot run: {self.failure}"
         if self.dedicated:  # only a sticky proxy has a thread of its own
             return "this sticky proxy was closed: its thread runs no more calls or steps"
         return "this offloaded generator or context manager was closed: its thread was released"
@@ -331,19 +343,8 @@ class Lane:
                 job = self.queue.get_nowait()
             except Empty:
                 return
-            if job is _STOP:
-                continue
-            try:
-                job.start_claim.pop()
-            except IndexError:
-                continue  # withdrawn by its caller
-            job.error = RuntimeError(self._closed_message())
-            try:
-                job.end_claim.pop()
-            except IndexError:
-                continue  # abandoned by its caller
-            if job.notify is not None:
-                job.notify(job)
+            if job is not _STOP:
+                _refuse(job, RuntimeError(self.closed_message()))
 
     def close(self) -> None:
         """Release the thread after the steps already queued (idempotent, any thread)."""
@@ -412,6 +413,16 @@ class SerialQueue:
                 return
             self._serving = True
         self.pool._submit(self)
+
+    def fail(self, message: str) -> None:
+        """No worker can run the turn (starting one failed): the calls queued fail with
+        *message* (`RuntimeError`); the next call submitted starts a turn again."""
+        with self._lock:
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._serving = False
+        for job in jobs:
+            _refuse(job, RuntimeError(message))
 
     def defer(self, fn: Callable[[], object]) -> None:
         """Run *fn* later in this turn, on this worker, once no call is waiting.
@@ -499,6 +510,27 @@ _HOLD_MAX = 8
 _HOLD_SECONDS = 0.0005
 # Deferred clean-ups pending at most, per SerialQueue, while calls keep it busy.
 _DEFER_MAX = 16
+
+
+def _refuse(job: Work, error: BaseException) -> bool:
+    """Fail *job*, which no thread will run, with *error*, unless its caller withdrew it
+    first (then False) or has left it meanwhile."""
+    try:
+        job.start_claim.pop()
+    except IndexError:
+        return False  # withdrawn by its caller
+    job.error = error
+    try:
+        job.end_claim.pop()
+    except IndexError:
+        return True  # abandoned by its caller
+    if job.notify is not None:
+        job.notify(job)
+    return True
+
+
+def _not_started(error: BaseException) -> str:
+    return f"no worker thread could be started for it ({type(error).__name__}: {error})"
 
 
 def _wake(held: list[Work]) -> None:
@@ -601,9 +633,41 @@ class Pool:
             thread = threading.Thread(
                 target=self._work, name=f"asyncify-{self.name}-{self._serial}", daemon=True
             )
-            self._workers = [t for t in self._workers if t.is_alive()]
+            self._workers = [t for t in self._workers if t.is_alive() or t.ident is None]
             self._workers.append(thread)
-        thread.start()
+        start_thread(thread, functools.partial(self._not_started, thread))
+
+    def _not_started(self, thread: threading.Thread, error: BaseException) -> None:
+        """*thread* could not start (the process is out of threads, or exiting): count it
+        out; if the pool has no thread left, fail the calls waiting for one rather than
+        leave them waiting until the next call starts a thread."""
+        with self._spawn_lock:
+            self._threads -= 1
+            with contextlib.suppress(ValueError):
+                self._workers.remove(thread)
+            stranded = self._threads == 0
+        logger.error("asyncify pool %r: a worker thread could not start: %r", self.name, error)
+        if not stranded:
+            return
+        message = _not_started(error)
+        kept: list[Any] = []
+        queue = self._queue
+        while True:
+            try:
+                item = queue.get_nowait()
+            except Empty:
+                break
+            if isinstance(item, Work):
+                refusal = RuntimeError(f"{item.describe()} cannot run: {message}")
+                if not _refuse(item, refusal) and item.counted:
+                    with self._lock:
+                        self._withdrawn -= 1  # (as a worker taking it would)
+            elif isinstance(item, (Lane, SerialQueue)):
+                item.fail(message)
+            else:
+                kept.append(item)  # a _STOP or _RETIRE marker, for a thread to come
+        for item in kept:
+            queue.put(item)
 
     def resize(self, size: int) -> None:
         """Apply a new *size* now, to calls already queued as to those to come.
@@ -765,7 +829,10 @@ class Pool:
         deadline = time.monotonic() + timeout
         for thread in list(self._workers):
             # a finite but huge timeout is more than a lock can wait: as good as forever
-            thread.join(min(threading.TIMEOUT_MAX, max(0.0, deadline - time.monotonic())))
+            wait = min(threading.TIMEOUT_MAX, max(0.0, deadline - time.monotonic()))
+            # (a thread the spawner has not started yet runs no call: it takes a _STOP)
+            with contextlib.suppress(RuntimeError):  # "cannot join thread before it is started"
+                thread.join(wait)
         with self._lock:
             return [_describe(item) for item in self._running.copy()]
 
@@ -1074,6 +1141,54 @@ def loop_waker(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
     return waker
 
 
+# -- starting threads -----------------------------------------------------------------------
+#
+# `Thread.start` returns once the new thread runs, and a new thread runs once it has the GIL:
+# while the workers ran Python code, each start from the event loop held the loop 20-105 ms
+# (a stack-sampling watchdog, 12 staggered CPU-bound calls). The loop hands the threads it
+# needs to one spawner thread instead, which waits for them in its place.
+
+_Start = tuple[threading.Thread, Callable[[BaseException], object]]
+_spawn_requests: SimpleQueue[_Start] = SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def start_thread(thread: threading.Thread, failed: Callable[[BaseException], object]) -> None:
+    """Have *thread* started by the spawner thread, without waiting for it to run. If it
+    cannot start (``RuntimeError: can't start new thread``), ``failed(error)`` runs on the
+    spawner thread. The spawner itself is started by the first call in the process (if it
+    cannot start, ``failed`` runs here, and the next call tries again)."""
+    global _spawner
+    requests = _spawn_requests
+    if _spawner is None:
+        with _spawner_lock:
+            if _spawner is None:
+                spawner = threading.Thread(
+                    target=_spawn_forever, args=(requests,), name="asyncify-spawner", daemon=True
+                )
+                try:
+                    spawner.start()
+                except Exception as exc:
+                    failed(exc)
+                    return
+                _spawner = spawner
+    requests.put((thread, failed))
+
+
+def _spawn_forever(requests: SimpleQueue[_Start]) -> None:
+    while True:
+        thread, failed = requests.get()
+        try:
+            thread.start()
+        except Exception as exc:
+            try:
+                failed(exc)
+            except Exception:
+                logger.exception("asyncify: handling a thread that could not start failed")
+        del thread, failed  # (a finished thread is not kept alive by this one)
+
+
 # -- process lifecycle ----------------------------------------------------------------------
 
 
@@ -1091,8 +1206,12 @@ def _shutdown_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _pools_lock, _last_waker
+    global _pools_lock, _last_waker, _spawn_requests, _spawner, _spawner_lock
     _pools_lock = threading.Lock()
+    # the spawner is a thread of the parent's: the child makes its own when it needs one
+    _spawn_requests = SimpleQueue()
+    _spawner = None
+    _spawner_lock = threading.Lock()
     _last_waker = None
     for pool in _pools.values():
         pool._reset()

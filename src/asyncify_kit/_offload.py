@@ -1121,10 +1121,16 @@ def _describe(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+def _lane_closed(lane: Lane, message: str) -> RuntimeError:
+    """The error for a step on a closed *lane*: *message*, unless it closed because no
+    thread could be started for it (`Lane.fail`)."""
+    return RuntimeError(lane.closed_message() if lane.failure else message)
+
+
 def _lent_lane(lane: Lane) -> Lane:
     """*lane*, a sticky proxy's, if the proxy is still open."""
     if lane.closed:
-        raise RuntimeError("the sticky proxy whose method made this was closed")
+        raise _lane_closed(lane, "the sticky proxy whose method made this was closed")
     return lane
 
 
@@ -1478,7 +1484,7 @@ class AsyncProxy(Generic[O]):
 
             async def call(*args: Any, **kwargs: Any) -> Any:
                 if lane.closed or owner._lane is not lane:
-                    raise RuntimeError(f"this sticky proxy of {name!r} was closed")
+                    raise _lane_closed(lane, f"this sticky proxy of {name!r} was closed")
                 job = Job(attr, args, kwargs, contextvars.copy_context(), None)
                 try:
                     return await _run_job(job, lane.pool, lane.put, cancel, timeout)
@@ -1506,7 +1512,7 @@ class AsyncProxy(Generic[O]):
             if lent is None:
                 return kind(attr, args, kwargs, pool, cancel, timeout)
             if lent[0].closed:
-                raise RuntimeError(f"this sticky proxy of {name!r} was closed")
+                raise _lane_closed(lent[0], f"this sticky proxy of {name!r} was closed")
             made = kind(attr, args, kwargs, pool, cancel, timeout, lent)
             opened.add(made)
             return made

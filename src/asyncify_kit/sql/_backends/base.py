@@ -42,6 +42,7 @@ from ..._executor import (
     configure,
     current_job,
     forget_pool,
+    start_thread,
 )
 from ..._offload import AsyncProxy, asyncify, run_owned, run_sync, wrap
 from ...exceptions import (
@@ -832,9 +833,15 @@ class _Canceller:
             self._active[id(job)] = (job, session)
             if not self._running:
                 self._running = True
-                threading.Thread(
+                watcher = threading.Thread(
                     target=self._watch, name="asyncify-sql-cancel", daemon=True
-                ).start()
+                )
+                start_thread(watcher, self._not_started)
+
+    def _not_started(self, error: BaseException) -> None:
+        with self._lock:
+            self._running = False  # the next statement tries again
+        logger.error("the watcher of cancelled statements could not start: %r", error)
 
     def remove(self, job: Work) -> None:
         with self._lock:
@@ -970,7 +977,15 @@ class ThreadedConnection(Connection):
             except Exception:  # the connection is being thrown away; nothing to report
                 session.conn = None
 
-        threading.Thread(target=close_in_background, name="asyncify-sql-close", daemon=True).start()
+        closer = threading.Thread(
+            target=close_in_background, name="asyncify-sql-close", daemon=True
+        )
+        start_thread(closer, lambda error: _close_not_started(session, error))
+
+
+def _close_not_started(session: SyncSession, error: BaseException) -> None:
+    session.conn = None  # (dropped: its socket closes when it is collected)
+    logger.error("a connection given up could not be closed (no thread started): %r", error)
 
 
 def lost(message: str, exc: BaseException) -> ConnectionLost:
