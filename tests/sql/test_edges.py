@@ -156,3 +156,35 @@ async def test_an_iteration_closed_while_a_statement_reads_its_rest(
             assert db.pool_stats().in_use == 0
         finally:
             await db.execute(f"drop table {table}")
+
+
+async def test_other_tasks_run_between_the_batches_of_an_iteration(url: BackendURL) -> None:
+    """Each batch lets the event loop run other tasks. On aiomysql and asyncmy, batches of a
+    result already in memory (here: read in by a statement run inside the loop) came one
+    after another without yielding: 2,000 rows held the loop 32-37 ms at a stretch."""
+    sql = (  # (MariaDB stops a recursion at 1,000 rounds, silently: twice 1,000 rows)
+        "with recursive n(i) as (select 1 union all select i + 1 from n where i < 1000) "
+        "select i + 1000 * h.h as i from n, (select 0 as h union all select 1) h order by i"
+    )
+    ticks = 0
+    stop = anyio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await anyio.sleep(0)
+
+    seen: list[int] = []
+    at_batch: list[int] = []
+    async with Database(url) as db, db.connection(), anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        async for row in db.iterate(sql, batch_size=100):
+            seen.append(row.i)
+            if len(seen) == 1:
+                assert await db.fetch_val("select 1") == 1  # on MySQL: the rest is read in
+            if len(seen) % 100 == 0:
+                at_batch.append(ticks)
+        stop.set()
+    assert seen == list(range(1, 2001))
+    assert all(later > earlier for earlier, later in zip(at_batch[1:], at_batch[2:]))

@@ -6,6 +6,7 @@ driver module only finds the code in its own exception type and calls these.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import itertools
 import json
@@ -1035,7 +1036,13 @@ class MysqlAsyncConnection(Connection):
         try:
             await cur.execute(query.text, mysql_adapt(args))
             self._stream = stream
+            first = True
             while True:
+                if not first:
+                    # a batch of rows already in memory (the driver's buffer, or the rest)
+                    # is parsed without waiting: let the loop run other tasks in between
+                    await asyncio.sleep(0)  # (aiomysql and asyncmy: asyncio only)
+                first = False
                 stream.check()
                 if stream.rest is not None:  # another statement ran: the rest is in memory
                     batch = stream.take(batch_size)
