@@ -831,12 +831,11 @@ class _Canceller:
     def add(self, job: Work, session: SyncSession) -> None:
         with self._lock:
             self._active[id(job)] = (job, session)
-            if not self._running:
-                self._running = True
-                watcher = threading.Thread(
-                    target=self._watch, name="asyncify-sql-cancel", daemon=True
-                )
-                start_thread(watcher, self._not_started)
+            start = not self._running
+            self._running = True
+        if start:  # (not under the lock: a failure to start takes it, maybe in this thread)
+            watcher = threading.Thread(target=self._watch, name="asyncify-sql-cancel", daemon=True)
+            start_thread(watcher, self._not_started)
 
     def _not_started(self, error: BaseException) -> None:
         with self._lock:
