@@ -275,8 +275,11 @@ class HttpxBackend(HttpBackend):
     httpcore's connection pool does work proportional to (open connections x waiting
     requests) on every request event, so one pool of 200 connections under 200 concurrent
     requests spends most of its time scheduling. The backend therefore spreads requests
-    round-robin over a few clients (one per 25 allowed connections, at most 8), which share
-    one cookie jar and one TLS context and split the connection limits between them.
+    over a few clients (one per 25 allowed connections, at most 8), which share one cookie
+    jar and one TLS context and split the connection limits between them. Each request goes
+    to the client with the fewest requests under way (the first of those): one at a time,
+    they all go to the first client and its one connection (round-robin over 8 clients cost
+    one request at a time 1.5-2.5% more than one client, in an ad hoc run of 21 rounds).
     """
 
     name = "httpx"
@@ -285,8 +288,8 @@ class HttpxBackend(HttpBackend):
     def __init__(self, config: ClientConfig) -> None:
         super().__init__(config)
         self._clients: list[httpx.AsyncClient] = []
+        self._busy: list[int] = []  # requests under way on each client (see `_pick`)
         self._jar = httpx.Cookies()  # the one jar every client shares, set by aopen()
-        self._next = 0
         # credentials of the client: its requests need the redirect state of _build
         self._credentials = _has_header(config.headers, "authorization") or _has_header(
             config.headers, "proxy-authorization"
@@ -332,7 +335,8 @@ class HttpxBackend(HttpBackend):
 
     async def aopen(self) -> None:
         # building a client loads the CA bundle from disk: a blocking call, so in a thread
-        self._clients = await run_sync(self._make_clients)
+        clients = await run_sync(self._make_clients)
+        self._clients, self._busy = clients, [0] * len(clients)
 
     async def aclose(self) -> None:
         clients, self._clients = self._clients, []
@@ -410,12 +414,15 @@ class HttpxBackend(HttpBackend):
         request.headers.pop("Cookie", None)
         merged.set_cookie_header(request)
 
-    def _client_or_fail(self) -> httpx.AsyncClient:
+    def _pick(self) -> tuple[httpx.AsyncClient, list[int], int]:
+        """The client with the fewest requests under way, the list that counts them and its
+        index there (the caller counts its request in and out)."""
         clients = self._clients
         if not clients:
             raise RuntimeError("the httpx backend is not open; use `async with HttpClient()`")
-        self._next = index = (self._next + 1) % len(clients)
-        return clients[index]
+        busy = self._busy
+        index = busy.index(min(busy))
+        return clients[index], busy, index
 
     def _build(self, client: httpx.AsyncClient, request: Request) -> httpx.Request:
         extensions: dict[str, Any] = {}
@@ -455,13 +462,14 @@ class HttpxBackend(HttpBackend):
         )
 
     async def send(self, request: Request) -> Response:
-        client = self._client_or_fail()
+        client, busy, index = self._pick()
         started = time.perf_counter()
         follow = (
             self.config.follow_redirects
             if request.follow_redirects is None
             else (request.follow_redirects)
         )
+        busy[index] += 1
         try:
             # the fast path sets no redirect state: only for a request without credentials
             if (
@@ -482,15 +490,20 @@ class HttpxBackend(HttpBackend):
                 r = await client.send(self._build(client, request), follow_redirects=follow)
         except httpx.HTTPError as exc:
             raise self.translate(exc, request) from exc
+        finally:
+            busy[index] -= 1
         return self._response(r, request, started, r.content)
 
     async def send_stream(self, request: Request) -> Response:
-        client = self._client_or_fail()
+        client, busy, index = self._pick()
         started = time.perf_counter()
+        busy[index] += 1  # (until the answer's head: the body is read at the caller's pace)
         try:
             r = await client.send(
                 self._build(client, request), stream=True, follow_redirects=self.follow_for(request)
             )
         except httpx.HTTPError as exc:
             raise self.translate(exc, request) from exc
+        finally:
+            busy[index] -= 1
         return self._response(r, request, started, None, _HttpxStream(self, r, request))
