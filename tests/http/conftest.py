@@ -3,8 +3,10 @@ the (backend, event loop) pairs every conformance test runs on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -120,15 +122,27 @@ class _EarlyHintsHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def early_hints_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EarlyHintsHandler)
+@contextlib.contextmanager
+def local_server(
+    handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """A threaded server of *handler* on 127.0.0.1 (over TLS with *tls*), for the block:
+    its base URL (``http://`` or ``https://127.0.0.1:PORT``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"{'http' if tls is None else 'https'}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def early_hints_server() -> Iterator[str]:
+    with local_server(_EarlyHintsHandler) as url:
+        yield url

@@ -6,15 +6,16 @@ opened a connection in every pool and took turns among them); requests at once s
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import anyio
 import pytest
 
 from asyncify_kit.http import HttpClient, Limits
+
+from .conftest import local_server
 
 pytestmark = pytest.mark.anyio
 
@@ -39,16 +40,8 @@ class _Peers(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def peers_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Peers)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with local_server(_Peers) as url:
+        yield url
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])

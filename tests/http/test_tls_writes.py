@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 
 from asyncify_kit.http import HttpClient
 
+from .conftest import local_server
 from .tls_servers import make_certificate
 
 pytestmark = pytest.mark.anyio
@@ -47,19 +47,10 @@ class _Digest(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def https_url(tmp_path: Path) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Digest)
-    server.daemon_threads = True
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(*make_certificate("127.0.0.1", tmp_path))
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_port}/upload"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with local_server(_Digest, tls) as url:
+        yield f"{url}/upload"
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
