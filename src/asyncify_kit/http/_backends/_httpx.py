@@ -279,7 +279,7 @@ class HttpxBackend(HttpBackend):
     jar and one TLS context and split the connection limits between them. Each request goes
     to the client with the fewest requests under way (the first of those): one at a time,
     they all go to the first client and its one connection (round-robin over 8 clients cost
-    one request at a time 1.5-2.5% more than one client, in an ad hoc run of 21 rounds).
+    one request at a time 1.2-2.6% more than one client, in three ad hoc runs of 21 rounds).
     """
 
     name = "httpx"
