@@ -103,16 +103,13 @@ def test_id() -> str:
     return uuid.uuid4().hex
 
 
-class _EarlyHintsHandler(BaseHTTPRequestHandler):
-    """A 103 Early Hints and a 102 Processing before each final answer (its path)."""
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive HTTP/1.1 handler for `local_server` that logs nothing; `answer` sends a
+    200 with a body."""
 
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:
-        hints = 101 if self.path == "/endless" else 1
-        self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" * hints)
-        self.wfile.write(b"HTTP/1.1 102 Processing\r\n\r\n")
-        body = self.path.encode()
+    def answer(self, body: bytes) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -120,6 +117,16 @@ class _EarlyHintsHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+class _EarlyHintsHandler(QuietHandler):
+    """A 103 Early Hints and a 102 Processing before each final answer (its path)."""
+
+    def do_GET(self) -> None:
+        hints = 101 if self.path == "/endless" else 1
+        self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" * hints)
+        self.wfile.write(b"HTTP/1.1 102 Processing\r\n\r\n")
+        self.answer(self.path.encode())
 
 
 @contextlib.contextmanager

@@ -8,34 +8,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import anyio
 import pytest
 
 from asyncify_kit.http import HttpClient, Limits
 
-from .conftest import local_server
+from .conftest import QuietHandler, local_server
 
 pytestmark = pytest.mark.anyio
 
 
-class _Peers(BaseHTTPRequestHandler):
+class _Peers(QuietHandler):
     """Answers with the client's port (one per connection), after ``?wait`` 0.2 s."""
-
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         if self.path.endswith("?wait"):
             time.sleep(0.2)
-        body = str(self.client_address[1]).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(str(self.client_address[1]).encode())
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import ssl
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 
 from asyncify_kit.http import HttpClient
 
-from .conftest import local_server
+from .conftest import QuietHandler, local_server
 from .tls_servers import make_certificate
 
 pytestmark = pytest.mark.anyio
@@ -28,21 +27,12 @@ BODY = bytes(range(256)) * (20 * 1024)  # 5 MiB
 SLICE = 256 * 1024
 
 
-class _Digest(BaseHTTPRequestHandler):
+class _Digest(QuietHandler):
     """Answers a POST with the SHA-256 of its body."""
-
-    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        answer = hashlib.sha256(body).hexdigest().encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(hashlib.sha256(body).hexdigest().encode())
 
 
 @pytest.fixture

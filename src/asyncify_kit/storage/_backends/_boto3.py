@@ -13,7 +13,6 @@ from typing import Any
 
 from ..._executor import DEFAULT_POOL
 from ..._offload import run_owned, run_sync, wrap
-from ...exceptions import ConfigError
 from ._s3 import S3Backend
 from .base import finish
 
@@ -48,13 +47,10 @@ class Boto3Backend(S3Backend):
         try:  # (botocore imported by `_make_client`, in its thread, not on the loop)
             client = await run_owned(DEFAULT_POOL, _close_client, self._make_client)
         except Exception as exc:
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            if isinstance(exc, ConfigError) or not isinstance(
-                exc, (ClientError, BotoCoreError, ValueError)
-            ):
+            error = self.client_error(exc)
+            if error is None:
                 raise
-            raise self.client_error(exc) from exc
+            raise error from exc
         self._client_cm = client
         self._client = wrap(client)
 

@@ -487,10 +487,16 @@ class S3Backend(StorageBackend):
                     "accepted: a region name such as 'us-east-1'"
                 ) from None
 
-    def client_error(self, exc: Exception) -> Exception:
-        """The error for *exc*, raised while the client was made (see `aopen`)."""
+    def client_error(self, exc: Exception) -> Exception | None:
+        """The error for *exc*, raised while the client was made (see `aopen`); None for one
+        raised as it is (not botocore's, nor a ``ValueError``; or our own `ConfigError`).
+        botocore's exceptions are imported here, once the client's thread has imported them."""
         from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 
+        if isinstance(exc, ConfigError) or not isinstance(
+            exc, (ClientError, BotoCoreError, ValueError)
+        ):
+            return None
         if isinstance(exc, InvalidRegionError) or not isinstance(exc, (ClientError, BotoCoreError)):
             # a bad endpoint or region from the environment or the profile: botocore raises
             # a bare ValueError (or InvalidRegionError) when the client is made
@@ -525,14 +531,11 @@ class S3Backend(StorageBackend):
             self._client = await self._client_cm.__aenter__()
             self._client.meta.events.unregister("before-call.s3", _add_expect_header())
         except Exception as exc:
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            if not isinstance(exc, (ClientError, BotoCoreError, ValueError)):
+            error = self.client_error(exc)
+            if error is None:
                 raise
             self._client_cm = None
-            if isinstance(exc, ConfigError):
-                raise
-            raise self.client_error(exc) from exc
+            raise error from exc
 
     #: whether a call can be stopped by cancelling its task (a thread's cannot: boto3)
     cancels_calls = True
