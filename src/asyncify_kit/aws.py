@@ -44,7 +44,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
-from . import _s3_transfer
+from . import _aio_payloads, _s3_transfer
 from ._cleanup import finish
 from ._executor import DEFAULT_POOL
 from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
@@ -876,6 +876,7 @@ def botocore_session(service: str, *, aio: bool, profile: str | None = None) -> 
 
         core: Any = AioSession(profile=profile)
         core.register_component("response_parser_factory", _thread_parsing_factory_cls()())
+        _aio_payloads.install(core)  # large bodies hashed in worker threads
     else:
         import botocore.session
 
