@@ -27,8 +27,9 @@ from collections.abc import Callable
 from hashlib import sha256
 from typing import Any
 
-from ._executor import configure
+from ._executor import configure, get_pool
 from ._offload import asyncify
+from .exceptions import ConfigError
 
 __all__ = ["HASH_IN_THREAD", "install"]
 
@@ -55,7 +56,10 @@ HASH_THREADS = 2
 
 def install(session: Any) -> None:
     """Register the handlers on an aiobotocore *session* (every client made from it)."""
-    configure(pools={HASH_POOL: HASH_THREADS})
+    try:
+        get_pool(HASH_POOL)  # (made once; a size given since with `configure` is kept)
+    except ConfigError:
+        configure(pools={HASH_POOL: HASH_THREADS})
     session.register("before-call", _checksum_in_thread)
     session.register("before-sign", _payload_in_thread)
 
