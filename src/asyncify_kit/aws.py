@@ -313,6 +313,22 @@ class _AioBody:
         self._body.close()
         return _CLOSED
 
+    async def read(self, amt: int | None = None) -> bytes:
+        """Read *amt* bytes, or all that is left (its CRC32 checked at the end, as always).
+
+        A whole body of `_JOIN_IN_THREAD` bytes or more is read in `_READ_SLICE` slices,
+        joined in a worker thread: aiohttp's ``read()`` joins what it received on the event
+        loop (100 MB: 63-86 ms of it; as the ``s3://`` backend does)."""
+        if amt is None:
+            length = getattr(self._body, "content_length", None)  # (aiohttp's, proxied)
+            if isinstance(length, int) and length >= _JOIN_IN_THREAD:
+                parts = []
+                while chunk := await self._body.read(_READ_SLICE):
+                    parts.append(chunk)
+                return await run_sync(_joined, parts)
+        data: bytes = await self._body.read(amt)
+        return data
+
     def readable(self) -> bool:
         """Whether there may be bytes left to read: False at the end and once closed."""
         content = self._body.content  # aiohttp's StreamReader: its error is set by a close
@@ -818,6 +834,16 @@ def _import_aio() -> None:
             importlib.import_module(name)
     _bounded_session_cls()
 
+
+#: a whole streaming body (``get_object``'s) this long or longer is read in slices of
+#: `_READ_SLICE` bytes, joined in a worker thread (aioboto3 backend: see `_AioBody.read`)
+_JOIN_IN_THREAD = 16 * 1024 * 1024
+_READ_SLICE = 1024 * 1024
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    """*parts* joined (in a worker thread: the copy releases the GIL)."""
+    return b"".join(parts)
 
 #: a response body at least this long is parsed in a worker thread (aioboto3 backends): a
 #: ``ListObjectsV2`` page of 1,000 keys (244 KB) took 96-170 ms of the loop to parse
