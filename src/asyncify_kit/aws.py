@@ -845,6 +845,7 @@ def _joined(parts: list[bytes]) -> bytes:
     """*parts* joined (in a worker thread: the copy releases the GIL)."""
     return b"".join(parts)
 
+
 #: a response body at least this long is parsed in a worker thread (aioboto3 backends): a
 #: ``ListObjectsV2`` page of 1,000 keys (244 KB) took 96-170 ms of the loop to parse
 _PARSE_IN_THREAD = 16 * 1024
