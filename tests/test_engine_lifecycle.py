@@ -442,6 +442,44 @@ def test_a_worker_that_cannot_start_fails_the_waiting_call_and_the_pool_recovers
     assert "can't start new thread" in caplog.text
 
 
+def test_a_call_made_after_a_start_failed_is_not_failed_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread that cannot start fails the calls queued then, and only those: a call made
+    once the caller has seen that failure starts a thread of its own. (Before, the spawner
+    went on failing whatever the queue held until it was empty, and a call made as soon as
+    the first had failed could be taken too: seen once in a CI run of the test above.)"""
+    from asyncify_kit import _executor
+
+    starts = _Starts(monkeypatch, "asyncify-unstartable-later-", refuse=True)
+    configure(pools={"unstartable-later": 1})
+    triple = asyncify(pool="unstartable-later")(_triple)
+    first_failed = threading.Event()
+    second_queued = threading.Event()
+    refuse = _executor._refuse
+
+    def refuse_then_wait(job: Any, error: BaseException) -> bool:
+        refused = refuse(job, error)
+        if not first_failed.is_set():
+            first_failed.set()
+            second_queued.wait(10)  # (the spawner goes on only once the next call is queued)
+        return refused
+
+    monkeypatch.setattr(_executor, "_refuse", refuse_then_wait)
+
+    async def main() -> int:
+        with anyio.fail_after(10):
+            with pytest.raises(RuntimeError, match=r"no worker thread could be started"):
+                await triple(1)
+            starts.refuse = False
+            second = triple(2)  # (queued now: asyncio runs a call from its submission)
+            second_queued.set()
+            result: int = await second
+            return result
+
+    assert asyncio.run(main()) == 6
+
+
 def test_a_sticky_proxy_whose_thread_cannot_start_fails_its_calls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

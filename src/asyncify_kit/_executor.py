@@ -641,18 +641,21 @@ class Pool:
         """*thread* could not start (the process is out of threads, or exiting): count it
         out; if the pool has no thread left, fail the calls waiting for one rather than
         leave them waiting until the next call starts a thread."""
+        queue = self._queue
         with self._spawn_lock:
             self._threads -= 1
             with contextlib.suppress(ValueError):
                 self._workers.remove(thread)
             stranded = self._threads == 0
+            # only what is queued now: an item queued from here on starts a thread of its
+            # own (a call made once the failure of a call before it was seen, say)
+            waiting = queue.qsize()
         logger.error("asyncify pool %r: a worker thread could not start: %r", self.name, error)
         if not stranded:
             return
         message = _not_started(error)
         kept: list[Any] = []
-        queue = self._queue
-        while True:
+        for _ in range(waiting):
             try:
                 item = queue.get_nowait()
             except Empty:
