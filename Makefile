@@ -43,9 +43,9 @@ lint: install
 	$(VENV)/bin/ruff check $(CODE)
 	$(VENV)/bin/ruff format --check $(CODE)
 
+# mypy and pyright at once (each about 30 s from a fresh clone); fails if either fails
 typecheck: install
-	$(VENV)/bin/mypy
-	$(VENV)/bin/pyright
+	$(VENV)/bin/mypy & mypy=$$!; $(VENV)/bin/pyright; pyright=$$?; wait $$mypy && exit $$pyright
 
 pytest: install
 	$(VENV)/bin/pytest
