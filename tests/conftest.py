@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import pytest
 from hypothesis import settings
@@ -28,6 +29,65 @@ SERVICE_VARS = {
     "mariadb": "ASYNCIFY_TEST_MYSQL_URL",
     "s3": "ASYNCIFY_TEST_S3_ENDPOINT",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs the suite in several processes) every worker
+    gets databases of its own on the test servers, so that what a test counts in "its"
+    database (connections, running statements) is its own process's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        _use_databases_of_worker(worker)
+
+
+def _use_databases_of_worker(worker: str) -> None:
+    makers = {"postgres": _create_postgres_database, "mariadb": _create_mysql_database}
+    for name, create in makers.items():
+        var = SERVICE_VARS[name]
+        url = os.environ.get(var)
+        if not url:
+            continue
+        parts = urlsplit(url)
+        database = f"{parts.path.lstrip('/')}_{worker}"
+        create(parts, database)
+        # the subprocesses tests start (documentation examples, benchmarks) inherit it
+        os.environ[var] = urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _create_postgres_database(server: SplitResult, database: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=server.hostname,
+        port=server.port,
+        user=unquote(server.username or ""),
+        password=unquote(server.password or ""),
+        dbname=server.path.lstrip("/"),
+    )
+    try:
+        conn.autocommit = True  # CREATE DATABASE runs outside a transaction
+        with conn.cursor() as cur:
+            cur.execute("select 1 from pg_database where datname = %s", (database,))
+            if cur.fetchone() is None:
+                cur.execute(f'create database "{database}"')
+    finally:
+        conn.close()
+
+
+def _create_mysql_database(server: SplitResult, database: str) -> None:
+    import pymysql
+
+    conn = pymysql.connect(
+        host=server.hostname,
+        port=server.port or 3306,
+        user=unquote(server.username or ""),
+        password=unquote(server.password or ""),
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"create database if not exists `{database}` character set utf8mb4")
+    finally:
+        conn.close()
 
 
 def service_url(name: str) -> str:

@@ -515,7 +515,8 @@ def collecting(errors: list[BaseException]) -> Iterator[None]:
 
 async def _server_connections(control: Database, dialect: str, app: str) -> list[tuple[Any, ...]]:
     """(id, in a transaction) of the server's connections: on PostgreSQL those named *app*,
-    on MariaDB every connection of the test user but *control*'s."""
+    on MariaDB every connection to *control*'s database but its own (under pytest-xdist each
+    worker has a database of its own)."""
     if dialect == "postgresql":
         rows = await control.fetch_all(
             "select pid, state from pg_stat_activity where application_name = :app",
@@ -525,8 +526,7 @@ async def _server_connections(control: Database, dialect: str, app: str) -> list
     rows = await control.fetch_all(
         "select p.id, t.trx_id from information_schema.processlist p"
         " left join information_schema.innodb_trx t on t.trx_mysql_thread_id = p.id"
-        " where p.user = :user and p.id <> connection_id()",
-        {"user": control.url.username},
+        " where p.db = database() and p.id <> connection_id()",
     )
     return [(r.id, r.trx_id is not None) for r in rows]
 

@@ -25,16 +25,20 @@ async def test_memory_database_is_one_shared_connection() -> None:
         assert db.pool_stats().max_size == 1
         await db.execute("create table t (id integer primary key)")
         order: list[str] = []
+        inserted = anyio.Event()
 
         async def writer() -> None:
             async with db.transaction():
                 await db.execute("insert into t (id) values (1)")
                 order.append("writer inserted")
-                await anyio.sleep(0.1)
+                inserted.set()
+                with anyio.fail_after(10):
+                    while db.pool_stats().waiting == 0:  # until the reader waits for it
+                        await anyio.sleep(0.005)
                 order.append("writer commits")
 
         async def reader() -> None:
-            await anyio.sleep(0.02)
+            await inserted.wait()
             order.append("reader asks")
             count = await db.fetch_val("select count(*) from t")  # waits for the connection
             order.append(f"reader saw {count}")
