@@ -90,6 +90,15 @@ def build_app(**middleware: object) -> FastAPI:
     return app
 
 
+async def stalls_seen(app: FastAPI, route: str) -> None:
+    """Wait until the monitor has counted a stall of *route* (it sees the loop again after
+    the blocking handler; on a loaded machine its thread may take a while): 10 s at most."""
+    middleware = BlockingMiddleware.of(app)
+    with anyio.move_on_after(10):
+        while not middleware.metrics()["routes"].get(route, {}).get("stalls"):
+            await anyio.sleep(0.01)
+
+
 async def test_blocking_calls_and_stalls_are_attributed_to_the_route() -> None:
     app = build_app(detect="collect", stall_threshold=0.08, metrics_path="/metrics")
     async with served(app) as client:
@@ -97,7 +106,7 @@ async def test_blocking_calls_and_stalls_are_attributed_to_the_route() -> None:
             assert (await client.get(f"/items/{item_id}")).json() == {"id": item_id}
         assert (await client.get("/offloaded")).status_code == 200
         assert (await client.get("/sync")).status_code == 200
-        await asyncio.sleep(0.1)  # let the monitor see the loop again
+        await stalls_seen(app, "GET /items/{item_id}")
         middleware = BlockingMiddleware.of(app)
         metrics = middleware.metrics()
         text = (await client.get("/metrics")).text
@@ -288,7 +297,7 @@ async def test_attribution_in_process_on_asyncio_and_trio(anyio_backend: str) ->
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         assert (await client.get("/items/7")).json() == {"id": 7}
         assert (await client.get("/")).status_code == 200
-        await anyio.sleep(0.1)  # the monitor sees the loop again
+        await stalls_seen(app, "GET /items/{item_id}")
         middleware = BlockingMiddleware.of(app)
         middleware.stop()  # no lifespan through ASGITransport: stop by hand
     assert middleware.detector is not None
@@ -330,14 +339,15 @@ def test_served_without_lifespan_from_a_new_loop_the_monitor_watches_the_new_loo
     # not watched for stalls
     app = build_app(detect="collect", stall_threshold=0.05)
 
-    async def get(path: str, pause: float) -> None:
+    async def get(path: str) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             assert (await client.get(path)).status_code == 200
-            await asyncio.sleep(pause)  # the monitor sees the loop again
+            if path != "/":
+                await stalls_seen(app, "GET /items/{item_id}")
 
-    asyncio.run(get("/", 0))
-    asyncio.run(get("/items/5", 0.1))
+    asyncio.run(get("/"))
+    asyncio.run(get("/items/5"))
     middleware = BlockingMiddleware.of(app)
     middleware.stop()
     routes = middleware.metrics()["routes"]
