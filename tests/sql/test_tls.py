@@ -11,16 +11,22 @@ nothing).
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from scripts.tls_files import make_ca
 
-from asyncify_kit import BackendURL
+from asyncify_kit import BackendURL, asyncify
 from asyncify_kit.exceptions import ConfigError, OperationalError
 from asyncify_kit.sql import Database
 from tests.conftest import service_setting
+from tests.http.proxy_server import _relay, _ThreadedServer
 from tests.sql.conftest import SERVER_CASES, backend_url
 
 pytestmark = pytest.mark.anyio
@@ -120,3 +126,65 @@ async def test_the_system_store_is_sslrootcert_system(url: BackendURL) -> None:
     """libpq 16's ``sslrootcert=system``, on asyncpg too: the servers' CA is not in it."""
     with pytest.raises(OperationalError, match="certificate verify failed"):
         await _encrypted(url, ssl="verify-full", sslrootcert="system")
+
+
+class _HoldingRelay(_ThreadedServer):
+    """A TCP relay to the database server that can hold back what the server sends
+    (`hold`): a server slow to answer a client's TLS shutdown."""
+
+    def __init__(self, origin: tuple[str, int]) -> None:
+        self._origin = origin
+        self.hold = threading.Event()
+        self.client_ports: list[int] = []
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        self.client_ports.append(conn.getpeername()[1])
+        with conn, socket.create_connection(self._origin) as origin:
+            back = threading.Thread(target=self._back, args=(origin, conn), daemon=True)
+            back.start()
+            _relay(conn, origin)
+            back.join(10)
+
+    def _back(self, origin: socket.socket, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := origin.recv(65536):
+                if self.hold.is_set():
+                    return  # (the server's answer is never sent on)
+                conn.sendall(chunk)
+
+
+@asyncify
+def _open_ports() -> set[int]:
+    """The local ports of this process's TCP sockets."""
+    import psutil  # type: ignore[import-untyped]  # no stubs installed
+
+    return {c.laddr.port for c in psutil.Process().net_connections(kind="tcp") if c.laddr}
+
+
+@pytest.fixture
+def relay(url: BackendURL) -> Iterator[_HoldingRelay]:
+    made = _HoldingRelay((url.host or "127.0.0.1", url.port or 0))
+    yield made
+    made.close()
+
+
+async def test_disconnect_closes_a_tls_connection_whose_server_does_not_answer(
+    url: BackendURL, relay: _HoldingRelay
+) -> None:
+    """`disconnect()` returns with the pool's TLS sockets closed, even when the server does
+    not answer the TLS shutdown. (aiomysql only started closing its TLS transport, whose
+    shutdown waits for the server's answer: a test whose loop ended before it came left the
+    socket open, for the garbage collector to find in whatever test ran next.)"""
+    tls = {"ssl": "require"} if url.dialect == "postgresql" else {"ssl": "true"}
+    db = Database(url.replace(port=relay.port), min_size=0, max_size=1, **tls)
+    await db.connect()
+    try:
+        assert await db.fetch_val("select 1") == 1
+        (port,) = relay.client_ports
+        assert port in await _open_ports()
+        relay.hold.set()
+    finally:
+        with anyio.fail_after(15):
+            await db.disconnect()
+    assert port not in await _open_ports()

@@ -6,7 +6,7 @@ Same session settings as asyncmy: UTC, autocommit, ``statement_timeout`` server-
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import aiomysql
@@ -79,6 +79,16 @@ class AiomysqlConnection(MysqlAsyncConnection):
 
     def _driver_closed(self) -> bool:
         return bool(self._conn.closed)
+
+    def _transport(self) -> Any:
+        writer = self._conn._writer
+        return None if writer is None else writer.transport
+
+    def _wait_closed(self) -> Callable[[], Awaitable[None]] | None:
+        # aiomysql's close only starts closing its transport: wait for its end through the
+        # stream writer (gone from the connection once closed)
+        writer = self._conn._writer
+        return None if writer is None else writer.wait_closed
 
 
 class AiomysqlBackend(Backend):

@@ -55,6 +55,9 @@ class AsyncmyConnection(MysqlAsyncConnection):
     def _driver_closed(self) -> bool:
         return not self._conn.connected
 
+    def _transport(self) -> Any:
+        return self._conn._transport  # (its close waits for the transport's end itself)
+
 
 class AsyncmyBackend(Backend):
     """MySQL/MariaDB through asyncmy."""

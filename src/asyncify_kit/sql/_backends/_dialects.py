@@ -7,6 +7,7 @@ driver module only finds the code in its own exception type and calls these.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import itertools
 import json
@@ -310,6 +311,9 @@ TRIO_ALTERNATIVES = (
 
 #: the protocol's CLIENT_FOUND_ROWS capability (the same number in every driver)
 CLIENT_FOUND_ROWS = 2
+#: how long closing an async MySQL connection waits for its socket's end (over TLS, for the
+#: server's answer to the shutdown) before cutting it
+MYSQL_CLOSE_WAIT = 2.0
 
 
 def mysql_connect_kwargs(backend: Backend, context: _ssl.SSLContext | None) -> dict[str, Any]:
@@ -1080,11 +1084,37 @@ class MysqlAsyncConnection(Connection):
         finally:
             await cur.close()
 
+    def _transport(self) -> Any:
+        """The driver's asyncio transport, None once closed."""
+        raise NotImplementedError
+
+    def _wait_closed(self) -> Callable[[], Awaitable[None]] | None:
+        """What waits for the transport's end after the driver's close, if that does not."""
+        return None
+
     async def close(self) -> None:
-        await self._conn.ensure_closed()
+        # QUIT, then wait until the socket is closed: over TLS, asyncio's shutdown waits for
+        # the server's answer, and a loop that ended before it came (a test's, an app's
+        # last) left the socket open. A server that does not answer within MYSQL_CLOSE_WAIT
+        # has the socket cut (asyncmy waited the transport's 30 s, aiomysql not at all).
+        transport, wait_closed = self._transport(), self._wait_closed()
+        closed = False
+        try:
+            with anyio.move_on_after(MYSQL_CLOSE_WAIT) as waited:
+                await self._conn.ensure_closed()
+                if wait_closed is not None:
+                    with contextlib.suppress(OSError):  # what broke the connection, if anything
+                        await wait_closed()
+            closed = not waited.cancelled_caught
+        finally:
+            if transport is not None and not closed:
+                transport.abort()
 
     def terminate(self) -> None:
+        transport = self._transport()
         self._conn.close()
+        if transport is not None:
+            transport.abort()  # now, not after a TLS shutdown that waits for the server
 
 
 async def mysql_session_setup(conn: MysqlAsyncConnection, options: dict[str, Any]) -> None:
