@@ -376,7 +376,9 @@ async def test_install_detection_watches_the_app_with_its_lifespan(tmp_path: Pat
         assert is_running(monitor)  # started by the lifespan
         assert (await client.get("/fine")).json() == {"x": 1}
         assert (await client.get("/blocking")).status_code == 200
-        await asyncio.sleep(0.1)  # let the monitor see the loop again
+        with anyio.move_on_after(10):  # until the monitor has seen the loop again
+            while not monitor.metrics()["stalls"]:
+                await asyncio.sleep(0.01)
         metrics = (await client.get("/metrics")).text
     assert not is_running(monitor)  # stopped by the lifespan
     middleware = BlockingMiddleware.of(app)

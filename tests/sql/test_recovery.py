@@ -18,6 +18,10 @@ PG_CASES = [p for p in SERVER_CASES if p.values[0][0].startswith("postgresql")] 
 
 CONNECTION_ID = {"postgresql": "select pg_backend_pid()", "mysql": "select connection_id()"}
 KILL = {"postgresql": "select pg_terminate_backend(:id)", "mysql": "kill :id"}
+ALIVE = {
+    "postgresql": "select count(*) from pg_stat_activity where pid = :id",
+    "mysql": "select count(*) from information_schema.processlist where id = :id",
+}
 SLOW = {
     "postgresql": "select pg_sleep(1)",
     "mysql": "select sleep(1)",
@@ -54,7 +58,11 @@ async def _kill(url: BackendURL, dialect: str, ids: list[int]) -> None:
     async with Database(url, min_size=1, max_size=1) as control:
         for conn_id in ids:
             await control.execute(KILL[dialect], {"id": conn_id})
-    await anyio.sleep(0.3)  # let the server finish closing them
+        with anyio.fail_after(10):  # until the server has let them go (slower when loaded)
+            for conn_id in ids:
+                while await control.fetch_val(ALIVE[dialect], {"id": conn_id}):
+                    await anyio.sleep(0.02)
+    await anyio.sleep(0.1)  # and has closed their sockets
 
 
 @pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
