@@ -435,6 +435,11 @@ class SerialQueue:
         """
         self._deferred.append(fn)
 
+    def run_deferred(self) -> None:
+        """Run the deferred work now (only from a call running on this queue): a call whose
+        caller must find it done, such as closing what the queue's calls opened."""
+        self._run_deferred()
+
     def _run_deferred(self) -> None:
         deferred = self._deferred
         while deferred:

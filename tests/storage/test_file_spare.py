@@ -326,6 +326,57 @@ async def test_leaving_a_cancelled_task_still_closes_every_descriptor(tmp_path: 
     assert str(root) not in await on_disk(fd_targets)  # nor ROOT itself
 
 
+async def test_closing_the_storage_closes_what_a_rewrite_left_to_deferred_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close queued behind a rewrite returns once the descriptors that rewrite left to
+    deferred work (the replaced file, held until freed) are closed. They were closed after
+    the close's caller had its outcome (here each close of descriptors takes 0.2 s)."""
+    root = tmp_path / "root"
+    writing, go_on = threading.Event(), threading.Event()
+    write_all, close_fds = _file._write_all, _file._close_fds
+
+    def held_write(fd: int, data: bytes) -> None:
+        if data == b"held":
+            writing.set()
+            go_on.wait(10)
+        write_all(fd, data)
+
+    def slow_close(*fds: int) -> None:
+        time.sleep(0.2)
+        close_fds(*fds)
+
+    monkeypatch.setattr(_file, "_write_all", held_write)
+    monkeypatch.setattr(_file, "_close_fds", slow_close)
+    st = Storage(f"file://{root}?fsync=false")
+    await st.__aenter__()
+    held_after_close: list[str] = []
+    try:
+        await st.write("k", b"first")  # a temp file of its own; a spare file prepared after
+        await settle(st)
+        lane = backend_of(st)._serial[()]
+
+        async def close() -> None:
+            await st.aclose()
+            held_after_close.extend(await held_under(root))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(st.write, "k", b"held")  # through the spare file, held in its write
+            with anyio.fail_after(10):
+                while not writing.is_set():
+                    await anyio.sleep(0.001)
+                tg.start_soon(close)
+                while not lane.queue.waiting:  # the close's turn is queued behind the write
+                    await anyio.sleep(0.001)
+            go_on.set()
+    finally:
+        go_on.set()
+        await st.aclose()
+    assert held_after_close == []
+    async with Storage(f"file://{root}") as again:
+        assert await again.read("k") == b"held"
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
 def test_a_forked_child_never_writes_into_its_parents_spare_file(tmp_path: Path) -> None:
     """The child shares the parent's open spare file (and its offset): were both to use it,

@@ -842,6 +842,13 @@ def _write_spare(
         _close_dir(dfd, root_fd)
 
 
+def _close_lane(lane: _Lane) -> None:
+    """Close the lane's spare file and, before its caller has the outcome, the descriptors
+    its writes left to deferred work (the files they replaced, held until freed)."""
+    lane.spare.close()
+    lane.queue.run_deferred()
+
+
 def _refuse_existing(root_fd: int, parts: list[str]) -> None:
     """Fail early (before writing any data) when *if_not_exists* cannot succeed."""
     try:
@@ -1433,7 +1440,7 @@ class FileBackend(StorageBackend):
     async def _close_all(self, lanes: dict[tuple[str, ...], _Lane], root_fd: int) -> None:
         for lane in lanes.values():
             # in turn with the lane's work: a spare file may be in use or being prepared
-            await run_serial(lane.queue, lane.spare.close)
+            await run_serial(lane.queue, _close_lane, lane)
         if root_fd != -1:
             await self._run(os.close, root_fd)
 
