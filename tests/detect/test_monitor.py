@@ -197,3 +197,45 @@ async def test_restart_runs_one_watchdog() -> None:
     monitor.stop()
     await anyio.sleep(0.05)
     assert _watchdogs() <= before
+
+
+def test_a_probe_lost_with_its_loop_does_not_blind_the_next_start() -> None:
+    """Started again on a new loop after the loop it watched ended with a probe posted and
+    never run, the monitor watches the new loop. The new watchdog shared the old one's probe
+    state: it waited for the lost probe for good, posted nothing to the new loop and counted
+    none of its stalls (a fresh-clone run of the middleware's test met this)."""
+    import asyncio
+
+    monitor = LoopMonitor(stall_threshold=0.05)
+    posted = threading.Event()
+
+    def lost(callback: object, *args: object) -> None:
+        posted.set()  # and never run: the loop ends first
+
+    async def leave_with_a_probe_posted() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_soon_threadsafe = lost  # type: ignore[method-assign,assignment]
+        try:
+            monitor.start()
+            deadline = time.perf_counter() + 10
+            while not posted.is_set() and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            del loop.call_soon_threadsafe  # (asyncio.run's shutdown needs it)
+        assert posted.is_set()
+
+    async def stall_on_a_new_loop() -> None:
+        monitor.stop()
+        monitor.start()
+        await asyncio.sleep(0.1)
+        _spin(0.2)
+        deadline = time.perf_counter() + 10
+        while not monitor.metrics()["stalls"] and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+
+    try:
+        asyncio.run(leave_with_a_probe_posted())
+        asyncio.run(stall_on_a_new_loop())
+    finally:
+        monitor.stop()
+    assert monitor.metrics()["stalls"] == 1

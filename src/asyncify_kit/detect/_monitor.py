@@ -113,6 +113,20 @@ def _seconds(name: str, value: object, *, zero_or_inf: bool = False) -> float:
     raise ConfigError(f"invalid {name} {shown} for LoopMonitor; accepted: {accepted}")
 
 
+class _Run:
+    """One run of a `LoopMonitor`'s watchdog, from `start` to `stop`: the loop it posts its
+    probes to, and the probe under way (shared with the loop thread, under the monitor's
+    lock)."""
+
+    __slots__ = ("done", "post", "sent", "stop")
+
+    def __init__(self, post: Callable[[Callable[[], None]], object]) -> None:
+        self.post = post
+        self.stop = threading.Event()
+        self.sent: float | None = None  # when the probe under way was posted
+        self.done: float | None = None  # when the loop ran it
+
+
 class LoopMonitor:
     """Watch the running loop: lag percentiles, stalls with stacks, thread-pool saturation.
 
@@ -171,11 +185,10 @@ class LoopMonitor:
         )
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._run: _Run | None = None  # the watchdog's current run (from start to stop)
         self._thread: threading.Thread | None = None
         self._loop_kind: str | None = None
         self._loop_thread = 0
-        self._post: Callable[[Callable[[], None]], object] | None = None
         self._limiter: Any = None
         # measurements
         self._lags: deque[float] = deque(maxlen=window)
@@ -192,9 +205,6 @@ class LoopMonitor:
         self._gauges: dict[str, _Gauge] = {}
         self._limiter_stats: dict[str, Any] | None = None
         self._limiter_view: dict[str, Any] | None = None
-        # probe state, shared between the loop thread and the watchdog (under _lock)
-        self._probe_sent: float | None = None
-        self._probe_done: float | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -207,12 +217,13 @@ class LoopMonitor:
             )
         if self._thread is not None:
             raise RuntimeError("this LoopMonitor is already running")
+        post: Callable[[Callable[[], None]], object]
         if kind == "asyncio":
-            self._post = asyncio.get_running_loop().call_soon_threadsafe
+            post = asyncio.get_running_loop().call_soon_threadsafe
         else:
             import trio
 
-            self._post = trio.lowlevel.current_trio_token().run_sync_soon
+            post = trio.lowlevel.current_trio_token().run_sync_soon
         try:
             import anyio.to_thread
 
@@ -221,16 +232,20 @@ class LoopMonitor:
             self._limiter = None
         self._loop_kind = kind
         self._loop_thread = threading.get_ident()
-        self._stop = threading.Event()  # a fresh one: a stopped watchdog may still be exiting
+        # a run of its own: a stopped watchdog may still be exiting, with a probe posted to a
+        # loop now gone (this one must neither wait for that probe nor post to that loop)
+        self._run = run = _Run(post)
         self._thread = threading.Thread(
-            target=self._watch, args=(self._stop,), name="asyncify-loop-monitor", daemon=True
+            target=self._watch, args=(run,), name="asyncify-loop-monitor", daemon=True
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop the watchdog thread (returns at once; it exits within one interval)."""
-        self._stop.set()
+        run = self._run
+        if run is not None:
+            run.stop.set()
         self._wake.set()
         self._thread = None
 
@@ -255,7 +270,7 @@ class LoopMonitor:
 
     # -- the loop side ------------------------------------------------------------------------
 
-    def _probe(self) -> None:
+    def _probe(self, run: _Run) -> None:
         """Runs on the loop thread: record when the loop got to the probe; read the limiter."""
         now = time.perf_counter()
         limiter = self._limiter
@@ -271,14 +286,15 @@ class LoopMonitor:
             except Exception:  # a limiter of another loop, or a closed one
                 stats = None
         with self._lock:
-            self._probe_done = now
+            run.done = now
             if stats is not None:
                 self._limiter_stats = stats
         self._wake.set()
 
     # -- the watchdog -----------------------------------------------------------------------
 
-    def _watch(self, stop: threading.Event) -> None:
+    def _watch(self, run: _Run) -> None:
+        stop = run.stop
         wake = self._wake
         next_probe = time.perf_counter()
         samples: list[tuple[tuple[tuple[CodeType, int, str], ...], str | None]] = []
@@ -286,7 +302,7 @@ class LoopMonitor:
         while not stop.is_set():
             now = time.perf_counter()
             with self._lock:
-                sent, done = self._probe_sent, self._probe_done
+                sent, done = run.sent, run.done
             if sent is not None and done is not None:  # the loop ran the probe
                 lag = done - sent
                 self._record_lag(lag)
@@ -295,12 +311,12 @@ class LoopMonitor:
                 samples = []
                 ongoing_sent = False
                 with self._lock:
-                    self._probe_sent = self._probe_done = None
+                    run.sent = run.done = None
                 sent = None
             if sent is None:
                 if now >= next_probe:
                     self._sample_pools()
-                    if not self._send_probe(now):
+                    if not self._send_probe(run, now):
                         return
                     sent = now
                     next_probe = now + self.interval
@@ -321,17 +337,15 @@ class LoopMonitor:
             wake.wait(timeout)
             wake.clear()
 
-    def _send_probe(self, now: float) -> bool:
-        post = self._post
-        if post is None:
-            return False
+    def _send_probe(self, run: _Run, now: float) -> bool:
         with self._lock:
-            self._probe_sent = now
-            self._probe_done = None
+            run.sent = now
+            run.done = None
         try:
-            post(self._probe)
+            run.post(functools.partial(self._probe, run))
         except Exception:  # the loop closed or the trio run finished: nothing left to watch
-            self._thread = None
+            if self._run is run:  # (not a later run's thread)
+                self._thread = None
             return False
         return True
 
