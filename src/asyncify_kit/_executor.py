@@ -436,11 +436,9 @@ class SerialQueue:
         self._deferred.append(fn)
 
     def run_deferred(self) -> None:
-        """Run the deferred work now (only from a call running on this queue): a call whose
-        caller must find it done, such as closing what the queue's calls opened."""
-        self._run_deferred()
-
-    def _run_deferred(self) -> None:
+        """Run the deferred work now. The turn does it once no call waits; a call running on
+        this queue does it when its caller must find it done (closing what the queue's calls
+        opened)."""
         deferred = self._deferred
         while deferred:
             fn = deferred.popleft()
@@ -459,7 +457,7 @@ class SerialQueue:
             while True:
                 if self._deferred and (not jobs or len(self._deferred) >= _DEFER_MAX):
                     _wake(held)  # the outcomes first: deferred work is what no one waits for
-                    self._run_deferred()
+                    self.run_deferred()
                     continue
                 with self._lock:
                     if not jobs:

@@ -31,7 +31,7 @@ def _read_head(conn: socket.socket, data: bytes = b"") -> tuple[bytes, bytes]:
     return head, rest
 
 
-def _relay(source: socket.socket, sink: socket.socket) -> None:
+def relay(source: socket.socket, sink: socket.socket) -> None:
     with contextlib.suppress(OSError):
         while chunk := source.recv(65536):
             sink.sendall(chunk)
@@ -39,7 +39,7 @@ def _relay(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
-class _ThreadedServer:
+class ThreadedServer:
     """A listening socket on 127.0.0.1 whose connections are served each on a thread."""
 
     def __init__(self) -> None:
@@ -71,7 +71,7 @@ class _ThreadedServer:
         raise NotImplementedError
 
 
-class ForwardProxy(_ThreadedServer):
+class ForwardProxy(ThreadedServer):
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
         self.expected = None
         if credentials is not None:
@@ -112,9 +112,9 @@ class ForwardProxy(_ThreadedServer):
             conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if rest:
                 origin.sendall(rest)
-            back = threading.Thread(target=_relay, args=(origin, conn), daemon=True)
+            back = threading.Thread(target=relay, args=(origin, conn), daemon=True)
             back.start()
-            _relay(conn, origin)
+            relay(conn, origin)
             back.join(10)
 
     def _forward(
@@ -149,10 +149,10 @@ class ForwardProxy(_ThreadedServer):
             lines = [h for h in lines if h.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP]
             answer = "\r\n".join([status, *lines, "Connection: close", "", ""])
             conn.sendall(answer.encode("latin-1") + body)
-            _relay(origin, conn)
+            relay(origin, conn)
 
 
-class TlsFront(_ThreadedServer):
+class TlsFront(ThreadedServer):
     """A TLS server on 127.0.0.1 that relays each connection, decrypted, to *origin*
     (``host:port``): an https endpoint in front of a plain one (moto), with the certificate
     *cert_file* (and its key)."""
@@ -171,7 +171,7 @@ class TlsFront(_ThreadedServer):
             raw.close()
             return
         with conn, socket.create_connection(self._origin) as origin:
-            back = threading.Thread(target=_relay, args=(origin, conn), daemon=True)
+            back = threading.Thread(target=relay, args=(origin, conn), daemon=True)
             back.start()
-            _relay(conn, origin)
+            relay(conn, origin)
             back.join(10)

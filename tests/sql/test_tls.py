@@ -26,7 +26,7 @@ from asyncify_kit import BackendURL, asyncify
 from asyncify_kit.exceptions import ConfigError, OperationalError
 from asyncify_kit.sql import Database
 from tests.conftest import service_setting
-from tests.http.proxy_server import _relay, _ThreadedServer
+from tests.http.proxy_server import ThreadedServer, relay
 from tests.sql.conftest import SERVER_CASES, backend_url
 
 pytestmark = pytest.mark.anyio
@@ -128,7 +128,7 @@ async def test_the_system_store_is_sslrootcert_system(url: BackendURL) -> None:
         await _encrypted(url, ssl="verify-full", sslrootcert="system")
 
 
-class _HoldingRelay(_ThreadedServer):
+class _HoldingRelay(ThreadedServer):
     """A TCP relay to the database server that can hold back what the server sends
     (`hold`): a server slow to answer a client's TLS shutdown."""
 
@@ -143,7 +143,7 @@ class _HoldingRelay(_ThreadedServer):
         with conn, socket.create_connection(self._origin) as origin:
             back = threading.Thread(target=self._back, args=(origin, conn), daemon=True)
             back.start()
-            _relay(conn, origin)
+            relay(conn, origin)
             back.join(10)
 
     def _back(self, origin: socket.socket, conn: socket.socket) -> None:
@@ -163,27 +163,27 @@ def _open_ports() -> set[int]:
 
 
 @pytest.fixture
-def relay(url: BackendURL) -> Iterator[_HoldingRelay]:
+def holding_relay(url: BackendURL) -> Iterator[_HoldingRelay]:
     made = _HoldingRelay((url.host or "127.0.0.1", url.port or 0))
     yield made
     made.close()
 
 
 async def test_disconnect_closes_a_tls_connection_whose_server_does_not_answer(
-    url: BackendURL, relay: _HoldingRelay
+    url: BackendURL, holding_relay: _HoldingRelay
 ) -> None:
     """`disconnect()` returns with the pool's TLS sockets closed, even when the server does
     not answer the TLS shutdown. (aiomysql only started closing its TLS transport, whose
     shutdown waits for the server's answer: a test whose loop ended before it came left the
     socket open, for the garbage collector to find in whatever test ran next.)"""
     tls = {"ssl": "require"} if url.dialect == "postgresql" else {"ssl": "true"}
-    db = Database(url.replace(port=relay.port), min_size=0, max_size=1, **tls)
+    db = Database(url.replace(port=holding_relay.port), min_size=0, max_size=1, **tls)
     await db.connect()
     try:
         assert await db.fetch_val("select 1") == 1
-        (port,) = relay.client_ports
+        (port,) = holding_relay.client_ports
         assert port in await _open_ports()
-        relay.hold.set()
+        holding_relay.hold.set()
     finally:
         with anyio.fail_after(15):
             await db.disconnect()
