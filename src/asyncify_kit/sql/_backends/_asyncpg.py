@@ -9,6 +9,7 @@ JSON text, as with the other drivers; ``Json(...)`` and other values are encoded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import ssl
@@ -23,6 +24,7 @@ from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
 from .._types import Json, decode_json, encode_json
 from ._dialects import (
+    CLOSE_WAIT,
     PgAsyncConnection,
     pg_declarable,
     pg_error,
@@ -172,7 +174,11 @@ class AsyncpgConnection(PgAsyncConnection):
         return bool(self._conn.is_in_transaction())
 
     async def close(self) -> None:
-        await self._conn.close()
+        # over TLS asyncpg waits for the server's answer to the shutdown (the pool's bound on
+        # closing, 5 s, then cut it); a server that does not answer within CLOSE_WAIT has the
+        # socket cut by asyncpg itself, as on the MySQL drivers
+        with contextlib.suppress(*TIMEOUT_ERRORS):
+            await self._conn.close(timeout=CLOSE_WAIT)
 
     def terminate(self) -> None:
         self._conn.terminate()

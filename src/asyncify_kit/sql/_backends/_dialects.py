@@ -311,9 +311,9 @@ TRIO_ALTERNATIVES = (
 
 #: the protocol's CLIENT_FOUND_ROWS capability (the same number in every driver)
 CLIENT_FOUND_ROWS = 2
-#: how long closing an async MySQL connection waits for its socket's end (over TLS, for the
-#: server's answer to the shutdown) before cutting it
-MYSQL_CLOSE_WAIT = 2.0
+#: how long closing an async driver's connection (asyncpg, aiomysql, asyncmy) waits for its
+#: socket's end (over TLS, for the server's answer to the shutdown) before cutting it
+CLOSE_WAIT = 2.0
 
 
 def mysql_connect_kwargs(backend: Backend, context: _ssl.SSLContext | None) -> dict[str, Any]:
@@ -1095,12 +1095,12 @@ class MysqlAsyncConnection(Connection):
     async def close(self) -> None:
         # QUIT, then wait until the socket is closed: over TLS, asyncio's shutdown waits for
         # the server's answer, and a loop that ended before it came (a test's, an app's
-        # last) left the socket open. A server that does not answer within MYSQL_CLOSE_WAIT
+        # last) left the socket open. A server that does not answer within CLOSE_WAIT
         # has the socket cut (asyncmy waited the transport's 30 s, aiomysql not at all).
         transport, wait_closed = self._transport(), self._wait_closed()
         closed = False
         try:
-            with anyio.move_on_after(MYSQL_CLOSE_WAIT) as waited:
+            with anyio.move_on_after(CLOSE_WAIT) as waited:
                 await self._conn.ensure_closed()
                 if wait_closed is not None:
                     with contextlib.suppress(OSError):  # what broke the connection, if anything
