@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from asyncify_kit import aws
+from asyncify_kit import _aio_payloads, aws
 from asyncify_kit.storage import Storage
 
 from .conftest import service_url
@@ -163,7 +163,7 @@ async def test_a_large_response_is_parsed_off_the_loop(
 async def test_a_large_whole_body_is_joined_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """``await body.read()`` of a ``get_object`` body was aiohttp's ``read()``, which joins
     what it received on the event loop (100 MB: 63-86 ms of the loop). From
-    `aws._JOIN_IN_THREAD` bytes on (lowered to 1 MiB here), the slices are joined in a
+    `_aio_payloads.JOIN_IN_THREAD` bytes on (lowered to 1 MiB here), the slices are joined in a
     worker thread, the CRC32 still checked; a read of a size, and a smaller body, as
     before."""
     from botocore.exceptions import FlexibleChecksumError
@@ -172,9 +172,9 @@ async def test_a_large_whole_body_is_joined_off_the_loop(monkeypatch: pytest.Mon
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setattr(aws, "_JOIN_IN_THREAD", 1024 * 1024)
+    monkeypatch.setattr(_aio_payloads, "JOIN_IN_THREAD", 1024 * 1024)
     joins: list[bool] = []  # for each join: on the event loop's thread?
-    join = aws._joined
+    join = _aio_payloads._joined
 
     def recorded(parts: list[bytes]) -> bytes:
         try:
@@ -184,7 +184,7 @@ async def test_a_large_whole_body_is_joined_off_the_loop(monkeypatch: pytest.Mon
             joins.append(False)
         return join(parts)
 
-    monkeypatch.setattr(aws, "_joined", recorded)
+    monkeypatch.setattr(_aio_payloads, "_joined", recorded)
     bucket = f"join-{uuid.uuid4().hex[:10]}"
     data = os.urandom(3 * 1024 * 1024 + 5)
     async with aws.client("s3", endpoint_url=endpoint, region_name="us-east-1") as s3:

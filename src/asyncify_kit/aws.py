@@ -316,16 +316,13 @@ class _AioBody:
     async def read(self, amt: int | None = None) -> bytes:
         """Read *amt* bytes, or all that is left (its CRC32 checked at the end, as always).
 
-        A whole body of `_JOIN_IN_THREAD` bytes or more is read in `_READ_SLICE` slices,
-        joined in a worker thread: aiohttp's ``read()`` joins what it received on the event
-        loop (100 MB: 63-86 ms of it; as the ``s3://`` backend does)."""
+        A whole body of 16 MiB or more is read in slices joined in a worker thread:
+        aiohttp's ``read()`` joins what it received on the event loop (100 MB: 63-86 ms of
+        it; as the ``s3://`` backend does; `_aio_payloads.read_large_body`)."""
         if amt is None:
-            length = getattr(self._body, "content_length", None)  # (aiohttp's, proxied)
-            if isinstance(length, int) and length >= _JOIN_IN_THREAD:
-                parts = []
-                while chunk := await self._body.read(_READ_SLICE):
-                    parts.append(chunk)
-                return await run_sync(_joined, parts)
+            whole = await _aio_payloads.read_large_body(self._body)
+            if whole is not None:
+                return whole
         data: bytes = await self._body.read(amt)
         return data
 
@@ -833,17 +830,6 @@ def _import_aio() -> None:
         with contextlib.suppress(ImportError):  # (another layout: imported later, as before)
             importlib.import_module(name)
     _bounded_session_cls()
-
-
-#: a whole streaming body (``get_object``'s) this long or longer is read in slices of
-#: `_READ_SLICE` bytes, joined in a worker thread (aioboto3 backend: see `_AioBody.read`)
-_JOIN_IN_THREAD = 16 * 1024 * 1024
-_READ_SLICE = 1024 * 1024
-
-
-def _joined(parts: list[bytes]) -> bytes:
-    """*parts* joined (in a worker thread: the copy releases the GIL)."""
-    return b"".join(parts)
 
 
 #: a response body at least this long is parsed in a worker thread (aioboto3 backends): a

@@ -19,7 +19,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from asyncify_kit import ConfigError
+from asyncify_kit import ConfigError, _aio_payloads
 from asyncify_kit.detect._detector import current_loop_kind
 from asyncify_kit.storage import AlreadyExists, NotFound, Storage, StorageError
 from asyncify_kit.storage._backends import _s3 as s3_backend
@@ -621,18 +621,18 @@ async def test_a_large_whole_read_is_joined_off_the_loop(
     scheme: str, anyio_backend: str, s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A whole-object read on ``s3://`` was one aiohttp ``read()``, which joins what it
-    received on the event loop (100 MB: 63-86 ms of the loop). From `_JOIN_IN_THREAD` bytes
+    received on the event loop (100 MB: 63-86 ms of the loop). From `JOIN_IN_THREAD` bytes
     on (lowered to 1 MiB here), the slices are joined in a worker thread; the CRC32 is
     still checked. (``s3+boto3://`` reads in its threads anyway.)"""
-    monkeypatch.setattr(s3_backend, "_JOIN_IN_THREAD", MiB)
+    monkeypatch.setattr(_aio_payloads, "JOIN_IN_THREAD", MiB)
     joins: list[bool] = []  # for each join: on the event loop's thread?
-    join = s3_backend._joined
+    join = _aio_payloads._joined
 
     def recorded(parts: list[bytes]) -> bytes:
         joins.append(current_loop_kind() is not None)
         return join(parts)
 
-    monkeypatch.setattr(s3_backend, "_joined", recorded)
+    monkeypatch.setattr(_aio_payloads, "_joined", recorded)
     endpoint, bucket = s3_bucket
     data = os.urandom(3 * MiB + 5)
     async with Storage(f"{scheme}://{bucket}/join?endpoint_url={endpoint}") as st:

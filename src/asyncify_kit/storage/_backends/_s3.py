@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 
+from ..._aio_payloads import read_large_body
 from ..._cleanup import finish
 from ..._config import BackendURL
 from ..._errors import causes
@@ -43,10 +44,6 @@ __all__ = ["S3Backend", "translate_botocore"]
 
 MIN_PART = 5 * 1024 * 1024
 _LIST_PAGE = 1000
-#: a whole body of this many bytes or more is read in `_READ_SLICE` slices joined in a worker
-#: thread (`_joined`): joined on the event loop, 100 MB held it for 63-86 ms
-_JOIN_IN_THREAD = 16 * 1024 * 1024
-_READ_SLICE = 1024 * 1024
 #: the largest object one ``CopyObject`` copies (5 GiB): S3 refuses a larger one with
 #: ``InvalidRequest``, and `S3Backend.copy` then copies it in parts (``UploadPartCopy``) of
 #: `_COPY_PART` bytes, or more where 10,000 parts (S3's most) would not hold it
@@ -129,11 +126,6 @@ def translate_botocore(exc: Exception, key: str | None, backend: S3Backend) -> S
     if code == "KeyTooLongError":
         return InvalidPath(f"{where}: key too long for S3", orig=exc)
     return StorageError(f"S3 refused the request for {where}: {code} {message}".rstrip(), orig=exc)
-
-
-def _joined(parts: list[bytes]) -> bytes:
-    """*parts* joined (in a worker thread: copying them releases the GIL)."""
-    return b"".join(parts)
 
 
 class _S3Reader(ByteReader):
@@ -608,15 +600,12 @@ class S3Backend(StorageBackend):
             raise self.not_open(_CLOSED_BODY)
         self._reading[id(body)] = body
         try:
-            length = getattr(body, "content_length", None)  # (aiohttp's, through the proxy)
-            if size is None and isinstance(length, int) and length >= _JOIN_IN_THREAD:
-                # in slices, joined in a thread: aiohttp's read(-1) joins them on the loop
-                parts = []
-                while chunk := await body.read(_READ_SLICE):
-                    parts.append(chunk)
-                return await run_sync(_joined, parts)
-            # a whole body in one read (aiohttp's read(-1), its checksum updated once):
-            # reading it in 1 MiB slices took 1.06x-1.11x its time for 8 MiB (2026-11-30)
+            if size is None:
+                # 16 MiB or more in slices, joined in a thread: aiohttp's read(-1) joins them
+                # on the loop
+                whole = await read_large_body(body)
+                if whole is not None:
+                    return whole
             data: bytes = await body.read(size)
             return data
         except Exception as exc:
