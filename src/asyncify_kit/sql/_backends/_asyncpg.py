@@ -174,9 +174,9 @@ class AsyncpgConnection(PgAsyncConnection):
         return bool(self._conn.is_in_transaction())
 
     async def close(self) -> None:
-        # over TLS asyncpg waits for the server's answer to the shutdown (the pool's bound on
-        # closing, 5 s, then cut it); a server that does not answer within CLOSE_WAIT has the
-        # socket cut by asyncpg itself, as on the MySQL drivers
+        # over TLS asyncpg's close waits for the server's answer to the shutdown (without a
+        # timeout, until the pool's 5 s bound on closing); after CLOSE_WAIT asyncpg cuts the
+        # socket itself and raises, as the MySQL drivers' close cuts theirs
         with contextlib.suppress(*TIMEOUT_ERRORS):
             await self._conn.close(timeout=CLOSE_WAIT)
 
