@@ -7,6 +7,7 @@ it fails: CI must never pass by skipping.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import warnings
@@ -34,27 +35,55 @@ SERVICE_VARS = {
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs the suite in several processes) every worker
     gets databases of its own on the test servers, so that what a test counts in "its"
-    database (connections, running statements) is its own process's."""
+    database (connections, running statements) is its own process's. They are made empty
+    for each run (a run that was killed leaves its worker's tables behind) and dropped when
+    the worker ends."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         _use_databases_of_worker(worker)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _WORKER_DATABASES:
+        drop = _WORKER_DATABASES.pop()
+        try:
+            drop()
+        except Exception as exc:  # a cleanup: say so, the run's outcome is the tests'
+            print(f"could not drop a test database: {exc!r}", file=sys.stderr)
+
+
+#: how to drop the databases this worker made, newest first
+_WORKER_DATABASES: list[Callable[[], None]] = []
+
+
 def _use_databases_of_worker(worker: str) -> None:
-    makers = {"postgres": _create_postgres_database, "mariadb": _create_mysql_database}
-    for name, create in makers.items():
+    makers = {"postgres": _postgres_database, "mariadb": _mysql_database}
+    for name, statements in makers.items():
         var = SERVICE_VARS[name]
         url = os.environ.get(var)
         if not url:
             continue
         parts = urlsplit(url)
         database = f"{parts.path.lstrip('/')}_{worker}"
-        create(parts, database)
+        create, drop = statements(database)
+        run = _run_on_postgres if name == "postgres" else _run_on_mysql
+        run(parts, [drop, create])
+        _WORKER_DATABASES.append(functools.partial(run, parts, [drop]))
         # the subprocesses tests start (documentation examples, benchmarks) inherit it
         os.environ[var] = urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def _create_postgres_database(server: SplitResult, database: str) -> None:
+def _postgres_database(database: str) -> tuple[str, str]:
+    """The statements creating and dropping *database* (connections to it are cut)."""
+    return f'create database "{database}"', f'drop database if exists "{database}" with (force)'
+
+
+def _mysql_database(database: str) -> tuple[str, str]:
+    create = f"create database `{database}` character set utf8mb4"
+    return create, f"drop database if exists `{database}`"
+
+
+def _run_on_postgres(server: SplitResult, statements: list[str]) -> None:
     import psycopg2
 
     conn = psycopg2.connect(
@@ -63,18 +92,19 @@ def _create_postgres_database(server: SplitResult, database: str) -> None:
         user=unquote(server.username or ""),
         password=unquote(server.password or ""),
         dbname=server.path.lstrip("/"),
+        connect_timeout=10,
     )
     try:
-        conn.autocommit = True  # CREATE DATABASE runs outside a transaction
+        conn.autocommit = True  # CREATE/DROP DATABASE run outside a transaction
         with conn.cursor() as cur:
-            cur.execute("select 1 from pg_database where datname = %s", (database,))
-            if cur.fetchone() is None:
-                cur.execute(f'create database "{database}"')
+            cur.execute("set lock_timeout = '10s'")
+            for statement in statements:
+                cur.execute(statement)
     finally:
         conn.close()
 
 
-def _create_mysql_database(server: SplitResult, database: str) -> None:
+def _run_on_mysql(server: SplitResult, statements: list[str]) -> None:
     import pymysql
 
     conn = pymysql.connect(
@@ -82,10 +112,14 @@ def _create_mysql_database(server: SplitResult, database: str) -> None:
         port=server.port or 3306,
         user=unquote(server.username or ""),
         password=unquote(server.password or ""),
+        connect_timeout=10,
     )
     try:
         with conn.cursor() as cur:
-            cur.execute(f"create database if not exists `{database}` character set utf8mb4")
+            # a connection left open by a test holds a lock DROP DATABASE would wait for
+            cur.execute("set session lock_wait_timeout = 10")
+            for statement in statements:
+                cur.execute(statement)
     finally:
         conn.close()
 
