@@ -24,7 +24,7 @@ from benchmarks._harness import (
     run_benchmarks,
 )
 
-from tests.conftest import require_file_system
+from tests.conftest import require_file_system, service_url
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -412,6 +412,27 @@ def test_the_sqlite_turns_script_measures_each_way(
     assert _SqliteSession._in_turn is own  # the backend's line is back on
     assert list(tmp_path.iterdir()) == []  # its databases are removed
     assert "20 one-row transactions" in capsys.readouterr().out
+
+
+def test_the_connect_hold_script_measures_each_driver_and_ssl_mode(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import connect_hold
+
+    url = service_url("postgres")
+    assert connect_hold._driver_url("postgresql+psycopg2://u@h/d", "asyncpg") == (
+        "postgresql+asyncpg://u@h/d"
+    )
+    table = connect_hold.run(url, connections=2, rounds=1)
+    assert [(row["driver"], row["ssl"]) for row in table] == [
+        (driver, ssl) for driver in connect_hold.DRIVERS for ssl in connect_hold.SSL_MODES
+    ]
+    for row in table:
+        assert 0 < row["longest hold ms"] < row["connect ms"]
+    out = capsys.readouterr().out
+    assert "2 connections one at a time" in out
+    assert f"{connect_hold.REFERENCE}: " in out
+    assert url.split("@")[0].split(":")[-1] not in out  # the password is not printed
 
 
 @pytest.mark.parametrize("threadsafe", [True, False])
