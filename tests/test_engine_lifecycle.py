@@ -323,6 +323,31 @@ def test_each_loops_wake_descriptor_is_closed_once_the_loop_is_gone(kind: str) -
     assert _open_fds() == before
 
 
+@pytest.mark.skipif(not os.path.isdir(_FD_DIR), reason="needs /proc/self/fd")
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_two_loops_run_in_turn_on_one_thread_keep_one_wake_descriptor_each(kind: str) -> None:
+    """pytest-asyncio's session loop and its test loops, or an app keeping two loops: each
+    return to a loop used to watch a new descriptor, and keep the old one until its close
+    (200 turns: 400 descriptors more, and out of them under a low limit)."""
+    from asyncify_kit import _executor
+
+    work = _calls_one_at_a_time_and_in_flight()
+    first, second = _new_loop(kind), _new_loop(kind)
+    try:
+        assert first.run_until_complete(work()) == _EXPECTED
+        assert second.run_until_complete(work()) == _EXPECTED
+        wakers = (_executor.loop_waker(first), _executor.loop_waker(second))
+        before = _open_fds()
+        for _ in range(50):
+            assert first.run_until_complete(work()) == _EXPECTED
+            assert second.run_until_complete(work()) == _EXPECTED
+        assert _open_fds() == before
+        assert (_executor.loop_waker(first), _executor.loop_waker(second)) == wakers
+    finally:
+        first.close()
+        second.close()
+
+
 def test_uvloop_is_woken_through_the_wakers_descriptor() -> None:
     """uvloop can watch the waker's descriptor too (its methods cannot be replaced to count
     ``call_soon_threadsafe``, so the waker itself is checked)."""

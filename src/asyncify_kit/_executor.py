@@ -1132,17 +1132,25 @@ def timeout_error(job: Work) -> TimeoutError:
 
 
 _last_waker: _LoopWaker | None = None
+#: every loop's waker, by the loop's id. A waker lives as long as its loop watches its
+#: descriptor (the loop's handle holds it) or a job holds it, and holds its loop: while an
+#: entry is here, no other loop can have its id.
+_wakers: weakref.WeakValueDictionary[int, _LoopWaker] = weakref.WeakValueDictionary()
 
 
 def loop_waker(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
-    """The batching waker of *loop*, cached per thread (and the last one used, globally)."""
+    """The batching waker of *loop*: one per loop, however many loops a thread runs in turn
+    (cached per thread, and the last one used, globally)."""
     global _last_waker
     waker = _last_waker
     if waker is not None and waker.loop is loop:
         return waker
     waker = getattr(_tls, "waker", None)
     if waker is None or waker.loop is not loop:
-        waker = _tls.waker = _LoopWaker(loop)
+        waker = _wakers.get(id(loop))
+        if waker is None or waker.loop is not loop:
+            waker = _wakers[id(loop)] = _LoopWaker(loop)
+        _tls.waker = waker
     _last_waker = waker
     return waker
 
