@@ -888,20 +888,20 @@ class _Exhausted:
 _EXHAUSTED = _Exhausted()
 
 
-async def _run_step(
-    lane: Lane,
-    ctx: contextvars.Context,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    cancel: str,
-    timeout: float | None,
-) -> Any:
-    job = Job(fn, args, {}, ctx, None)
+async def _run_step(lane: Lane, step: Job, cancel: str, timeout: float | None) -> Any:
+    """Run *step* (a generator's next item, a context manager's entry) on *lane*, under the
+    *cancel* policy and *timeout* of any call."""
     try:
-        return await _run_job(job, lane.pool, lane.put, cancel, timeout)
+        return await _run_job(step, lane.pool, lane.put, cancel, timeout)
     except BaseException as exc:
         _strip_library_frames(exc)
         raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
+
+
+def _withdrawn(step: Job) -> bool:
+    """Whether *step*, which ended in an error, was withdrawn before any thread took it (its
+    caller cancelled or timed out while it waited for the lane's thread): it never ran."""
+    return not step.start_claim and bool(step.end_claim)
 
 
 def _put_cleanup(
@@ -1010,6 +1010,9 @@ class OffloadedIterator(AsyncIterator[T_co]):
             return next(self._holder[0])
         except StopIteration:
             return _EXHAUSTED
+        except StopAsyncIteration as exc:  # would end the caller's `async for` silently
+            # as an async generator's does (PEP 525), and as StopIteration from a call
+            raise RuntimeError(f"{_describe(self._fn)} raised StopAsyncIteration") from exc
 
     def _ensure_lane(self) -> Lane:
         lane = self._lane
@@ -1033,12 +1036,13 @@ class OffloadedIterator(AsyncIterator[T_co]):
         if self._finished:
             raise StopAsyncIteration
         lane = self._ensure_lane()
+        step = Job(self._next_in_thread, (), {}, self._ctx, None)
         try:
-            item = await _run_step(
-                lane, self._ctx, self._next_in_thread, (), self._cancel, self._timeout
-            )
+            item = await _run_step(lane, step, self._cancel, self._timeout)
         except BaseException as exc:
-            closing = self._release(run_close=True)
+            # a first step withdrawn made no generator: nothing to close, and no wait for a
+            # thread (a close queued on the lane would wait for one, to do nothing)
+            closing = self._release(run_close=bool(self._holder) or not _withdrawn(step))
             if closing is not None and self._cancel == "wait":  # the step has ended: close now
                 await _cleanup_after(exc, closing, f"closing {_describe(self._fn)}")
             _strip_library_frames(exc)  # this frame too
@@ -1217,13 +1221,15 @@ class OffloadedContextManager(Generic[T_co]):
         else:
             lane = self._lane = Lane(get_pool(self._pool_name))
             lane.start()
+        step = Job(self._enter_in_thread, (), {}, self._ctx, None)
         try:
-            value: T_co = await _run_step(
-                lane, self._ctx, self._enter_in_thread, (), self._cancel, self._timeout
-            )
+            value: T_co = await _run_step(lane, step, self._cancel, self._timeout)
         except BaseException as exc:
             if self._exited:  # its sticky proxy was closed meanwhile, and exits it
                 await self._await_closing(exc)
+            elif _withdrawn(step):  # never entered: nothing to exit, no thread to wait for
+                self._exited = True
+                _free_lane(lane, self._lent)
             else:
                 # entered by the time a cancellation or timeout came: exit before leaving
                 # (the thread stays held until then); a no-op if __enter__ raised or never ran

@@ -159,6 +159,23 @@ async def test_stop_iteration_does_not_leak_into_async_code() -> None:
         await first([])
 
 
+async def test_stop_async_iteration_from_a_generator_does_not_end_the_loop_silently() -> None:
+    """Raised out of the generator, it would end the caller's ``async for`` as if the items
+    had run out; an async generator turns it into RuntimeError (PEP 525), and so does this."""
+
+    @asyncify
+    def numbers() -> Iterator[int]:
+        yield 1
+        raise StopAsyncIteration("the source failed")
+
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="raised StopAsyncIteration") as info:
+        async for n in numbers():
+            seen.append(n)
+    assert seen == [1]
+    assert isinstance(info.value.__cause__, StopAsyncIteration)
+
+
 class Account:
     rate = 2
 

@@ -1,5 +1,6 @@
 """Less-trodden corners of the offload engine: `wrap` proxies made and dropped in one
-expression, copied or pickled; queue-wait percentiles; lanes inherited by a forked child."""
+expression, copied or pickled; queue-wait percentiles; lanes inherited by a forked child;
+generators and context managers whose first step is still queued when the caller leaves."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import anyio
 import pytest
 
-from asyncify_kit import asyncify, configure, stats, wrap
+from asyncify_kit import CancelPolicy, asyncify, configure, stats, wrap
 from tests.conftest import exit_code_in_a_forked_child
 
 pytestmark = pytest.mark.anyio
@@ -153,3 +155,84 @@ def test_lanes_opened_before_fork_are_refused_in_the_child_not_hung() -> None:
     finally:
         asyncio.run(items.aclose())  # type: ignore[attr-defined]
         asyncio.run(proxy.aclose())  # type: ignore[attr-defined]
+
+
+# -- a first step still queued when the caller leaves ---------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["wait", "abandon"])
+@pytest.mark.parametrize(
+    ("kind", "leave"),
+    [
+        ("generator", "cancel"),
+        ("generator", "timeout"),
+        ("context manager", "cancel"),
+        ("context manager", "timeout"),
+        # (a sticky proxy's timeout would end the call holding its thread too)
+        ("sticky generator", "cancel"),
+    ],
+)
+async def test_a_first_step_still_queued_is_withdrawn_at_once(
+    kind: str, leave: str, policy: CancelPolicy
+) -> None:
+    """Its pool's one thread is busy: the step never ran, so the caller leaves at once, as
+    a plain call does, instead of waiting for a thread to close or exit nothing."""
+    pool = f"queued-{uuid.uuid4().hex[:8]}"
+    configure(pools={pool: 1})
+    release = threading.Event()
+    ran: list[str] = []
+    timeout = 0.1 if leave == "timeout" else None
+
+    @asyncify(pool=pool)
+    def hog() -> None:
+        release.wait(10)
+
+    @asyncify(pool=pool, cancel=policy, timeout=timeout)
+    def numbers() -> Iterator[int]:
+        ran.append("generator")
+        yield 1
+
+    @asyncify(pool=pool, cancel=policy, timeout=timeout)
+    @contextmanager
+    def held() -> Iterator[int]:
+        ran.append("context manager")
+        yield 1
+
+    class Source:
+        def numbers(self) -> Iterator[int]:
+            ran.append("sticky generator")
+            yield 1
+
+        def block(self) -> None:
+            release.wait(10)
+
+    async def use() -> None:
+        if kind == "generator":
+            async for _ in numbers():
+                pass
+        elif kind == "context manager":
+            async with held():
+                pass
+        else:
+            async for _ in source.numbers():
+                pass
+
+    source = wrap(Source(), sticky=True, cancel=policy, timeout=timeout)
+    async with anyio.create_task_group() as tg:
+        # the pool's one thread (or the sticky proxy's own) is taken for as long as the test
+        tg.start_soon(source.block if kind == "sticky generator" else hog)
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        try:
+            if leave == "cancel":
+                with anyio.move_on_after(0.1):
+                    await use()
+            else:
+                with pytest.raises(TimeoutError):
+                    await use()
+            took = time.monotonic() - started
+        finally:
+            release.set()
+    await source.aclose()
+    assert took < 2  # it waited for the thread (10 s) before the fix
+    assert ran == []
