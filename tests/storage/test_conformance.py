@@ -449,6 +449,18 @@ async def test_list_non_recursive(st: Storage) -> None:
     assert [i.key async for i in st.list("a/", recursive=False)] == ["a/b.txt", "a/c/"]
 
 
+async def test_list_shows_keys_whose_later_segments_look_like_a_drive(st: Storage) -> None:
+    """Only a key's first segment may not look like a Windows drive: ``a/C:foo`` is a key,
+    and file:// skipped it (and ``d/``, holding only such keys) in its listings."""
+    keys = ["a/C:foo", "a/plain", "d/C:/x"]
+    for key in keys:
+        await st.write(key, b"x")
+    assert [i.key async for i in st.list()] == keys
+    assert [i.key async for i in st.list(recursive=False)] == ["a/", "d/"]
+    assert [i.key async for i in st.list("d/", recursive=False)] == ["d/C:/"]
+    assert [i.key async for i in st.list("a/C")] == ["a/C:foo"]
+
+
 async def test_list_paginates(st: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_file, "_LIST_PAGE", 2)
     monkeypatch.setattr(_s3, "_LIST_PAGE", 2)

@@ -228,3 +228,26 @@ async def test_root_swapped_for_symlink_after_open(tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError):
             await st.read("secret.txt")
         assert await st.read("mine.txt") == b"mine"
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "expected"),
+    [
+        ("C:foo", True, False),  # a key may not start with a drive
+        ("C:foo", False, True),  # a later segment may look like one
+        ("plain", True, True),
+        ("a/b", False, False),
+        ("..", False, False),
+        (".~asyncify-x.tmp", False, False),
+        ("nul\x00", False, False),
+        ("x" * 256, False, False),
+    ],
+)
+def test_a_directory_entry_is_a_key_segment_where_a_key_could_hold_it(
+    name: str, first: bool, expected: bool
+) -> None:
+    from asyncify_kit.storage._keys import is_key_segment
+
+    assert is_key_segment(name, first=first) is expected
+    if expected:
+        validate_key(name if first else f"a/{name}")

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_SEGMENT_BYTES",
     "TEMP_PREFIX",
+    "is_key_segment",
     "split_key",
     "type_from_key",
     "validate_key",
@@ -44,7 +45,8 @@ def _refuse(key: object, why: str) -> InvalidPath:
     return InvalidPath(f"invalid storage key {shown}: {why}")
 
 
-def _check_text(key: object, *, what: str) -> str:
+def _check_text(key: object, *, what: str, first: bool = True) -> str:
+    """*key* if it is text a key can hold; *first*: it starts a key (no Windows drive)."""
     if not isinstance(key, str):
         raise _refuse(key, f"a {what} must be a str, not {type(key).__name__}")
     if "\x00" in key:
@@ -55,7 +57,7 @@ def _check_text(key: object, *, what: str) -> str:
         raise _refuse(key, "backslashes are not allowed; use '/' between segments")
     if key.startswith("/"):
         raise _refuse(key, f"a {what} is relative; remove the leading '/'")
-    if _DRIVE.match(key):
+    if first and _DRIVE.match(key):
         raise _refuse(key, "a Windows drive is not allowed")
     try:
         encoded = key.encode("utf-8")
@@ -101,6 +103,19 @@ def validate_prefix(prefix: object) -> str:
         raise _refuse(prefix, "a prefix is relative; remove the leading '/'")
     _check_segments(text, body.split("/"))
     return text
+
+
+def is_key_segment(name: str, *, first: bool) -> bool:
+    """Whether *name* (a directory entry) can be one segment of a key: its first one if
+    *first*, which may not look like a Windows drive (``C:x``), else a later one, which may
+    (``a/C:x`` is a key)."""
+    if "/" in name:
+        return False
+    try:
+        _check_segments(name, [_check_text(name, what="key", first=first)])
+    except InvalidPath:
+        return False
+    return True
 
 
 def split_key(key: str) -> list[str]:

@@ -55,7 +55,13 @@ from ...exceptions import (
     StorageError,
     Unsupported,
 )
-from .._keys import MAX_KEY_BYTES, TEMP_PREFIX, split_key, type_from_key, validate_key
+from .._keys import (
+    MAX_KEY_BYTES,
+    TEMP_PREFIX,
+    is_key_segment,
+    split_key,
+    type_from_key,
+)
 from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write, finish
 
 __all__ = ["FileBackend", "InPlaceFile", "TempFile", "open_beneath"]
@@ -1064,14 +1070,6 @@ def _is_present(name: str, dir_fd: int) -> bool:
     return True
 
 
-def _valid_name(name: str) -> bool:
-    try:
-        validate_key(name)
-    except InvalidPath:
-        return False
-    return "/" not in name
-
-
 def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectInfo]:
     """Objects under the open directory *dfd* (key prefix *base*) whose name starts with
     *start*, in key order, never following a symbolic link.
@@ -1088,7 +1086,7 @@ def _walk(dfd: int, base: str, start: str, recursive: bool) -> Iterator[ObjectIn
     with os.scandir(dfd) as it:
         for entry in it:
             name = entry.name
-            if not name.startswith(start) or not _valid_name(name):
+            if not name.startswith(start) or not is_key_segment(name, first=not base):
                 continue
             encoded = name.encode("utf-8")
             if entry.is_dir(follow_symlinks=False):
@@ -1171,7 +1169,7 @@ def _scan_for_objects(dfd: int, room: int, subdirs: list[tuple[str, int]]) -> bo
     room left below them)."""
     with os.scandir(dfd) as it:
         for entry in it:
-            if not _valid_name(entry.name):
+            if not is_key_segment(entry.name, first=False):  # below a key's first segment
                 continue
             size = len(entry.name.encode("utf-8"))
             if entry.is_file(follow_symlinks=False):
