@@ -1,5 +1,5 @@
 """An operation that changes the store, called while its caller is already cancelled, does
-nothing, on every backend.
+nothing, on every backend; one that reads raises the cancellation too (memory:// returned).
 
 "Already cancelled": a cancelled anyio (or trio) cancel scope around the call, or on asyncio
 a ``task.cancel()`` not yet delivered. `file://` ran such a write or delete when its worker
@@ -105,3 +105,37 @@ async def test_called_with_a_task_cancel_pending(url: str, operation: str) -> No
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.create_task(cancelled_then(i))
         await _unchanged(st)
+
+
+async def _read_a_file(st: Storage) -> bytes:
+    async with await st.open("kept", "rb") as f:
+        return await f.read()
+
+
+READS: dict[str, Callable[[Storage], Awaitable[Any]]] = {
+    "read": lambda st: st.read("kept"),
+    "read_text": lambda st: st.read_text("kept"),
+    "stat": lambda st: st.stat("kept"),
+    "exists": lambda st: st.exists("kept"),
+    "open rb": _read_a_file,
+    "stream": lambda st: _drain(st.stream("kept")),
+    "list": lambda st: _drain(st.list()),
+}
+
+
+async def _drain(items: Any) -> list[Any]:
+    return [item async for item in items]
+
+
+@pytest.mark.parametrize("operation", list(READS))
+async def test_a_read_called_in_a_cancelled_scope_raises_the_cancellation(
+    url: str, operation: str
+) -> None:
+    run = READS[operation]
+    async with Storage(url) as st:
+        await st.write("kept", b"kept")
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await run(st)
+            pytest.fail(f"{operation} returned in a cancelled scope")
+        assert scope.cancelled_caught

@@ -205,3 +205,42 @@ async def test_large_objects_are_hashed_off_the_event_loop(
     assert len(large) == 2  # the copy hashed nothing again
     assert loop_thread not in large
     assert [on for size, on in hashed_on if size == 1024] == [loop_thread]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("how", ["read", "stat", "exists", "lines", "list"])
+async def test_a_timeout_around_a_loop_of_operations_takes_effect(
+    anyio_backend: str, how: str
+) -> None:
+    """Nothing of memory:// waits for I/O, and its operations never yielded to the loop: a
+    loop of them inside a 50 ms timeout ran on as long as it had work (the whole second
+    here), and other tasks did not run meanwhile."""
+    others = 0
+
+    async def other() -> None:
+        nonlocal others
+        while True:
+            await anyio.sleep(0.005)
+            others += 1
+
+    async with Storage("memory://") as st:
+        await st.write("k", b"line\n" * 100_000)
+        for i in range(3):
+            await st.write(f"dir/{i}", b"x")
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            with anyio.move_on_after(0.05):
+                while anyio.current_time() - started < 1:
+                    if how == "lines":
+                        async with await st.open("k", "rb") as f:
+                            async for _ in f:
+                                pass
+                    elif how == "list":
+                        [i async for i in st.list()]
+                    else:
+                        await getattr(st, how)("k")
+            tg.cancel_scope.cancel()
+        assert anyio.current_time() - started < 0.5
+        assert others > 0

@@ -4,9 +4,13 @@
 per name across every `Storage` of the process (cleared by nobody but you), event loops in
 other threads included: each store has a lock, taken for the instant of each change (and of
 a listing's snapshot of the keys), so ``if_not_exists``, ``move`` and ``list`` hold there
-too. Nothing here does I/O; writes are still all or nothing. The one slow step, the MD5
-hash of an object (its etag, as S3's: 2 ms per MiB), runs in a worker thread for objects of
-`_HASH_IN_THREAD` bytes or more, with the joining of a streamed write's chunks.
+too. Nothing here does I/O; writes are still all or nothing. Each operation (each read
+or write of an open file, each page of 1,000 of a listing) still yields to the event loop
+once, as the other backends' I/O does: a timeout or a cancelled scope around a loop of
+them takes effect, and one called cancelled raises before it does anything. The one slow
+step, the MD5 hash of an object (its etag, as S3's: 2 ms per MiB), runs in a worker thread
+for objects of `_HASH_IN_THREAD` bytes or more, with the joining of a streamed write's
+chunks.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from anyio.lowlevel import checkpoint
+
 from ..._config import BackendURL
 from ..._offload import run_sync
 from ...exceptions import AlreadyExists, NotFound
-from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend
+from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write
 
 __all__ = ["MemoryBackend"]
 
@@ -53,6 +59,10 @@ _named_lock = threading.Lock()
 _HASH_IN_THREAD = 256 * 1024
 
 
+#: keys a listing goes through between two yields to the event loop (S3's page size)
+_PAGE = 1000
+
+
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
@@ -78,6 +88,7 @@ class _MemoryReader(ByteReader):
         self._pos = 0
 
     async def read(self, size: int) -> bytes:
+        await checkpoint()
         chunk = bytes(self._view[self._pos : self._pos + size])
         self._pos += len(chunk)
         return chunk
@@ -96,15 +107,23 @@ class _MemoryWriter(ByteWriter):
         self._content_type = content_type
         self._parts: list[bytes] = []
         self._done = False
+        self._broken = False  # a write was cancelled: its bytes are missing
 
     async def write(self, data: bytes) -> None:
         if self._done:
             raise ValueError(f"writer of {self._key!r} is closed")
+        try:
+            await checkpoint()
+        except BaseException:  # cancelled: these bytes are not in, as on every backend
+            self._broken = True
+            raise
         self._parts.append(data)
 
     async def commit(self) -> None:
         if self._done:
             raise ValueError(f"writer of {self._key!r} is closed")
+        if self._broken:
+            raise broken_write(self._key, self._backend.describe())
         self._done = True
         blob = await _blob(self._parts, self._content_type)
         self._backend._put(self._key, blob, self._if_not_exists)
@@ -162,6 +181,7 @@ class MemoryBackend(StorageBackend):
             self._store[key] = blob
 
     async def read(self, key: str, offset: int, length: int | None) -> bytes:
+        await checkpoint()
         data = self._get(key).data
         end = None if length is None else offset + length
         return data[offset:end]
@@ -169,15 +189,18 @@ class MemoryBackend(StorageBackend):
     async def write(
         self, key: str, data: bytes, *, if_not_exists: bool, content_type: str | None
     ) -> None:
+        await checkpoint()
         self._check_open()
         self._put(key, await _blob([data], content_type), if_not_exists)
 
     async def open_reader(self, key: str) -> ByteReader:
+        await checkpoint()
         return _MemoryReader(self._get(key).data)
 
     async def open_writer(
         self, key: str, *, if_not_exists: bool, content_type: str | None
     ) -> ByteWriter:
+        await checkpoint()
         self._check_open()
         # refused at open, as the other backends do; commit checks again (a race)
         if if_not_exists and key in self._store:
@@ -185,14 +208,17 @@ class MemoryBackend(StorageBackend):
         return _MemoryWriter(self, key, if_not_exists, content_type)
 
     async def stat(self, key: str) -> ObjectInfo:
+        await checkpoint()
         blob = self._get(key)
         return ObjectInfo(key, len(blob.data), blob.modified, blob.etag, blob.content_type)
 
     async def exists(self, key: str) -> bool:
+        await checkpoint()
         self._check_open()
         return key in self._store
 
     async def delete(self, key: str, *, missing_ok: bool) -> None:
+        await checkpoint()
         self._check_open()
         with self._lock:
             blob = self._store.pop(key, None)
@@ -200,6 +226,7 @@ class MemoryBackend(StorageBackend):
             raise NotFound(f"no object {key!r} in {self.describe()}")
 
     async def copy(self, src: str, dst: str) -> None:
+        await checkpoint()
         blob = self._get(src)
         # the same bytes (immutable) and etag; modified now, as a copy on S3 and on file://
         copied = dataclasses.replace(blob, modified=datetime.now(timezone.utc))
@@ -207,6 +234,7 @@ class MemoryBackend(StorageBackend):
             self._store[dst] = copied
 
     async def move(self, src: str, dst: str) -> None:
+        await checkpoint()
         with self._lock:  # two moves of one key: one moves it, the other finds it gone
             blob = self._get(src)
             # modified now, as on S3 (where a move is a copy) and on file:// (which sets it)
@@ -215,12 +243,15 @@ class MemoryBackend(StorageBackend):
                 del self._store[src]
 
     async def list(self, prefix: str, *, recursive: bool) -> AsyncIterator[ObjectInfo]:
+        await checkpoint()
         self._check_open()
         with self._lock:  # a snapshot: iterating the dict itself fails if a thread changes it
             names = list(self._store)
         keys = sorted((k for k in names if k.startswith(prefix)), key=lambda k: k.encode("utf-8"))
         last_dir = None
-        for key in keys:
+        for n, key in enumerate(keys):
+            if n and not n % _PAGE:  # a page, as S3 gives them
+                await checkpoint()
             blob = self._store.get(key)
             if blob is None:
                 continue
