@@ -19,7 +19,14 @@ from typing import IO, Any, cast
 import aiofiles.threadpool
 
 from .._keys import split_key
-from ._file import FileBackend, TempFile, begin_stream, open_beneath, translate
+from ._file import (
+    FileBackend,
+    TempFile,
+    begin_stream,
+    discard_if_dropped,
+    open_beneath,
+    translate,
+)
 from .base import ByteReader, ByteWriter, broken_write, finish, shielded
 
 __all__ = ["AiofilesBackend"]
@@ -76,14 +83,21 @@ class _AiofilesReader(ByteReader):
 
 class _AiofilesWriter(ByteWriter):
     def __init__(
-        self, backend: AiofilesBackend, temp: TempFile, file: Any, key: str, if_not_exists: bool
+        self,
+        backend: AiofilesBackend,
+        temp: TempFile,
+        raw: IO[bytes],
+        key: str,
+        if_not_exists: bool,
     ) -> None:
+        """*raw*: the file object on *temp*, which aiofiles wraps here."""
         self._backend = backend
         self._temp = temp
-        self._file: Any = file
+        self._file: Any = _wrap(raw)
         self._key = key
         self._if_not_exists = if_not_exists
         self._failed = False  # a write raised or was cancelled: its bytes may be missing
+        self._dropped = discard_if_dropped(self, backend, temp, raw)
 
     async def write(self, data: bytes) -> None:
         try:
@@ -114,6 +128,7 @@ class _AiofilesWriter(ByteWriter):
             await self._backend._run(self._temp.commit, if_not_exists=self._if_not_exists)
         except OSError as exc:
             raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+        self._dropped.detach()
 
     async def abort(self) -> None:
         try:
@@ -125,6 +140,7 @@ class _AiofilesWriter(ByteWriter):
                     await self._file.close()
         finally:
             await self._backend._run(self._temp.discard)
+            self._dropped.detach()
 
 
 class AiofilesBackend(FileBackend):
@@ -200,4 +216,4 @@ class AiofilesBackend(FileBackend):
             temp, file = await self._run_owned(_abandon_writer, begin)
         except OSError as exc:
             raise translate(exc, key, self.describe(), writing=True) from exc
-        return _AiofilesWriter(self, temp, _wrap(file), key, if_not_exists)
+        return _AiofilesWriter(self, temp, file, key, if_not_exists)

@@ -29,6 +29,7 @@ Needs ``dir_fd`` support in `os` (Linux, macOS, the BSDs).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import functools
 import inspect
@@ -38,13 +39,15 @@ import os
 import secrets
 import stat as stat_mod
 import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from datetime import datetime, timezone
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import IO, Any, NamedTuple, TypeVar, cast
 
 from ..._config import BackendURL
-from ..._executor import DEFAULT_POOL, SerialQueue, check_cancelled, get_pool
+from ..._executor import DEFAULT_POOL, Job, SerialQueue, check_cancelled, get_pool
 from ..._offload import asyncify, run_owned, run_serial, run_sync
 from ...exceptions import (
     AlreadyExists,
@@ -64,7 +67,7 @@ from .._keys import (
 )
 from .base import ByteReader, ByteWriter, ObjectInfo, StorageBackend, broken_write, finish
 
-__all__ = ["FileBackend", "InPlaceFile", "TempFile", "open_beneath"]
+__all__ = ["FileBackend", "InPlaceFile", "TempFile", "discard_if_dropped", "open_beneath"]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -86,6 +89,8 @@ _DIR_WALKS = 5
 # 0.95x-1.06x).
 _SERIAL_WRITE_MAX = 256 * 1024
 _SERIAL_QUEUES_KEPT = 256  # per backend; idle ones are dropped beyond this
+#: how long closing the backend waits for the discards of writers dropped open
+_DROPPED_WAIT = 10.0
 
 T = TypeVar("T")
 Runner = Callable[..., Coroutine[Any, Any, Any]]
@@ -1319,6 +1324,54 @@ class _FileReader(ByteReader):
             self._finalizer()
 
 
+def _discard_dropped(
+    pool: str,
+    temp: TempFile | InPlaceFile,
+    pending: deque[threading.Event],
+    file: IO[bytes] | None,
+) -> None:
+    """Finalizer of a writer dropped open, neither committed nor aborted (a "wb" file left
+    unclosed): its temp file (an in-place file: cut at the bytes written) and descriptors are
+    discarded by a worker of *pool*, nobody waiting (this may run on the event loop's
+    thread); the backend's close waits for it (*pending*). *file*, a file object on the temp
+    file, is closed first, there too (collected, it would close and flush on this thread)."""
+    done = threading.Event()
+
+    def discard() -> None:
+        try:
+            if file is not None:
+                with contextlib.suppress(OSError):  # its buffer is thrown away anyway
+                    file.close()
+            temp.discard()
+        finally:
+            done.set()
+
+    pending.append(done)
+    get_pool(pool).submit(Job(discard, (), {}, contextvars.Context(), None))
+
+
+def discard_if_dropped(
+    writer: ByteWriter,
+    backend: FileBackend,
+    temp: TempFile | InPlaceFile,
+    file: IO[bytes] | None = None,
+) -> weakref.finalize[Any, Any]:
+    """The finalizer that discards *temp* (and closes *file*) if *writer* is collected still
+    open; detach it once the writer has committed or aborted. Not at interpreter exit (no
+    new thread then)."""
+    finalizer = weakref.finalize(
+        writer, _discard_dropped, backend.pool, temp, backend.dropped, file
+    )
+    finalizer.atexit = False
+    return finalizer
+
+
+def _wait_for(events: list[threading.Event], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    for event in events:
+        event.wait(max(0.0, deadline - time.monotonic()))
+
+
 class _FileWriter(ByteWriter):
     def __init__(
         self, temp: TempFile | InPlaceFile, key: str, backend: FileBackend, if_not_exists: bool
@@ -1329,6 +1382,7 @@ class _FileWriter(ByteWriter):
         self._if_not_exists = if_not_exists
         self._run = backend._run
         self._failed = False  # a write raised or was cancelled: its bytes may be missing
+        self._dropped = discard_if_dropped(self, backend, temp)
 
     async def write(self, data: bytes) -> None:
         try:
@@ -1346,9 +1400,11 @@ class _FileWriter(ByteWriter):
             await self._run(self._temp.commit, if_not_exists=self._if_not_exists)
         except OSError as exc:
             raise translate(exc, self._key, self._backend.describe(), writing=True) from exc
+        self._dropped.detach()
 
     async def abort(self) -> None:
         await self._run(self._temp.discard)
+        self._dropped.detach()
 
 
 class _Lane(NamedTuple):
@@ -1375,6 +1431,8 @@ class FileBackend(StorageBackend):
         self._root_fd = -1
         self._serial: dict[tuple[str, ...], _Lane] = {}
         self._spare_budget = threading.Semaphore(_SPARES_KEPT)
+        #: the discards of writers dropped open, under way or done (see `discard_if_dropped`)
+        self.dropped: deque[threading.Event] = deque()
         self._pooled: Callable[..., Coroutine[Any, Any, object]] = asyncify(pool=self.pool)(_invoke)
 
     async def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -1436,6 +1494,10 @@ class FileBackend(StorageBackend):
         await finish(self._close_all(lanes, fd))
 
     async def _close_all(self, lanes: dict[tuple[str, ...], _Lane], root_fd: int) -> None:
+        dropped = [event for event in self.dropped if not event.is_set()]
+        self.dropped.clear()
+        if dropped:  # the temp files of writers dropped open are gone when this returns
+            await self._run(_wait_for, dropped, _DROPPED_WAIT)
         for lane in lanes.values():
             # in turn with the lane's work: a spare file may be in use or being prepared
             await run_serial(lane.queue, _close_lane, lane)

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -389,8 +388,9 @@ class S3Backend(StorageBackend):
         # the response bodies being read now, by id: closed by `aclose` (see `body_read`)
         self._reading: dict[int, Any] = {}
         #: the writers whose multipart upload is made (or being made) and not yet complete:
-        #: `aclose` aborts those uploads first (`abandon_uploads`)
-        self.uploads: weakref.WeakSet[_S3Writer] = weakref.WeakSet()
+        #: `aclose` aborts those uploads first (`abandon_uploads`). Held: a writer dropped
+        #: open (a "wb" file never closed) is still aborted then, not forgotten with its id
+        self.uploads: set[_S3Writer] = set()
         #: the calls under way, which `aclose` lets end first (for `_CALLS_DRAIN` seconds),
         #: by their cancel scope, each with the id of the upload its part is for (or None)
         self._under_way: dict[anyio.CancelScope, str | None] = {}
@@ -544,7 +544,7 @@ class S3Backend(StorageBackend):
 
     async def _settle(self) -> None:
         writers = list(self.uploads)
-        self.uploads = weakref.WeakSet()
+        self.uploads = set()
         for writer in writers:
             await writer.abandon()
         if await self._drained(_CALLS_DRAIN) or not self.cancels_calls:
