@@ -3,6 +3,7 @@ it supports, against the real uvicorn test server on loopback."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -507,6 +508,23 @@ async def test_cancellation_is_prompt(http_server: ServerInfo, backend: str) -> 
         assert scope.cancelled_caught
         assert time.monotonic() - started < 2.5
         assert (await http.get("/ok")).text == "ok"
+
+
+async def test_a_request_cancelled_while_it_waits_for_a_connection_is_never_sent(
+    http_server: ServerInfo, backend: str, test_id: str
+) -> None:
+    """The one connection is busy; a POST waiting for it is cancelled. The requests
+    backend's abandoned thread went on waiting, took the connection once free and sent it:
+    a payment the caller gave up on, made anyway."""
+    async with client(http_server, backend, limits=Limits(max_connections=1)) as http:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(http.get, "/slow", params={"delay": 0.6}))
+            await anyio.sleep(0.2)  # the GET has the connection
+            with anyio.move_on_after(0.2) as scope:
+                await http.post(f"/retry/{test_id}", params={"fail": 0}, content=b"pay")
+            assert scope.cancelled_caught
+        await anyio.sleep(0.3)  # the connection has been free for that long
+        assert await attempts(http, test_id) == 0
 
 
 async def test_not_open(http_server: ServerInfo, backend: str) -> None:

@@ -41,8 +41,16 @@ except ImportError:  # urllib3 1.x exports it from its private module only
     from urllib3._collections import HTTPHeaderDict
 
 from ..._cleanup import finish
+from ..._executor import check_cancelled
 from ..._offload import OffloadedIterator, asyncify, run_sync
-from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
+from ...exceptions import (
+    CallCancelled,
+    ConnectError,
+    HTTPError,
+    ReadError,
+    TimeoutException,
+    TransportError,
+)
 from .._models import Request, Response
 from .base import (
     BODY_HEADERS,
@@ -237,9 +245,23 @@ class _HTTPSConnection(urllib3.connection.HTTPSConnection):
             raise BrokenPipeError(errno.EPIPE, f"the server closed the connection ({exc})") from exc
 
 
+def _connection_for_caller(conn: Any) -> Any:
+    """*conn*, just taken from a pool, unless the caller has gone meanwhile (cancelled or
+    timed out while the request waited for a free connection: the thread, abandoned, ran
+    on): then nothing is sent. The connection is closed and `CallCancelled` raised; urllib3
+    then gives its pool slot back (it puts None back for a connection that failed)."""
+    try:
+        check_cancelled()
+    except CallCancelled:
+        conn.close()
+        raise
+    return conn
+
+
 class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
-    """A pool that waits for a free connection at most the pool timeout (`_PoolWait`), and
-    whose connections skip informational responses (`_FinalResponse`)."""
+    """A pool that waits for a free connection at most the pool timeout (`_PoolWait`), sends
+    nothing for a caller gone while it waited (`_connection_for_caller`), and whose
+    connections skip informational responses (`_FinalResponse`)."""
 
     ConnectionCls = _HTTPConnection  # pyright: ignore[reportAssignmentType]
 
@@ -247,6 +269,9 @@ class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
         if kwargs.get("pool_timeout") is None:
             kwargs["pool_timeout"] = _POOL_WAIT.seconds
         return super().urlopen(method, url, *args, **kwargs)
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _connection_for_caller(super()._get_conn(timeout))
 
 
 class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
@@ -258,6 +283,9 @@ class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
         if kwargs.get("pool_timeout") is None:
             kwargs["pool_timeout"] = _POOL_WAIT.seconds
         return super().urlopen(method, url, *args, **kwargs)
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _connection_for_caller(super()._get_conn(timeout))
 
 
 _POOL_CLASSES = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
