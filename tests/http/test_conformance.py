@@ -410,9 +410,12 @@ async def test_multipart_upload(http_server: ServerInfo, backend: str) -> None:
             "named": ("report.csv", b"a,b\n1,2\n", "text/csv"),
             "fileobj": ("big.bin", io.BytesIO(big)),
         }
-        r = await http.post("/echo", data={"title": "Zoë's files"}, files=files)
+        data = {"title": "Zoë's files", "token": b"abc", "count": 3}
+        r = await http.post("/echo", data=data, files=files)
     form = r.json()["form"]
     assert form["title"] == "Zoë's files"
+    assert form["token"] == "abc"  # was "b'abc'": bytes went through str()
+    assert form["count"] == "3"
     assert form["plain"]["size"] == 5
     assert form["named"] == {
         "filename": "report.csv",

@@ -88,7 +88,8 @@ async def _multipart(data: FormInput | None, files: FilesInput) -> tuple[bytes, 
             parts += [
                 dash,
                 f'Content-Disposition: form-data; name="{_quote(str(name))}"\r\n\r\n'.encode(),
-                str(item).encode(),
+                # bytes as they are, as in a plain form (str() gave the text "b'abc'")
+                bytes(item) if isinstance(item, (bytes, bytearray)) else str(item).encode(),
                 b"\r\n",
             ]
     pairs = cast(
