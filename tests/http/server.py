@@ -301,6 +301,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await respond(
                 send, 200, b"set", [("set-cookie", f"{k}={v}; Path=/") for k, v in query.items()]
             )
+        elif args and args[0] == "clear":  # as Express's clearCookie: expired at the epoch
+            epoch = "Thu, 01 Jan 1970 00:00:00 GMT"
+            cleared = [("set-cookie", f"{k}=; Path=/; Expires={epoch}") for k in query]
+            await respond(send, 200, b"cleared", cleared)
         else:
             raw = next((v for k, v in headers if k == "cookie"), "")
             jar = dict(p.strip().split("=", 1) for p in raw.split(";") if "=" in p)

@@ -42,6 +42,18 @@ async def test_a_cookie_a_server_set_in_double_quotes_goes_back_as_set(
         assert (await http.get("/cookies")).json() == {**VALUES, "q": '"abc=="', "plain": "p/q=="}
 
 
+async def test_a_cookie_expired_at_the_epoch_is_removed(
+    http_server: ServerInfo, backend: str
+) -> None:
+    """``Expires=Thu, 01 Jan 1970 00:00:00 GMT``, how Express's ``clearCookie`` logs out:
+    aiohttp parsed that date to 0, took it for no date, and kept the cookie (empty) for the
+    session, sending ``session=`` back; httpx and requests remove it."""
+    async with HttpClient(http_server.url, backend=backend, retries=0) as http:
+        await http.get("/cookies/set", params={"session": "s1", "theme": "dark"})
+        await http.get("/cookies/clear", params={"session": ""})
+        assert (await http.get("/cookies")).json() == {"theme": "dark"}
+
+
 async def test_request_cookies_replace_the_jars_of_the_same_name(
     http_server: ServerInfo, backend: str
 ) -> None:

@@ -114,6 +114,14 @@ class _CookieJar(aiohttp.CookieJar):
     def __init__(self) -> None:
         super().__init__(unsafe=True, quote_cookie=False)
 
+    @classmethod
+    def _parse_date(cls, date_str: str) -> int | None:  # (a private hook)
+        """The time *date_str* names; the epoch as 1 s past it: aiohttp took its 0 for no
+        date, and kept a cookie set to expire then (Express's ``clearCookie``: a logout)
+        for the session, where httpx and requests remove it."""
+        when: int | None = super()._parse_date(date_str)
+        return 1 if when == 0 else when
+
     def _build_morsel(self, cookie: Morsel[str]) -> Morsel[str]:  # (a private hook)
         if cookie.coded_value[:1] == '"':
             return _morsel(cookie.key, cookie.value, cookie.coded_value)
