@@ -170,6 +170,10 @@ MATRIX: list[tuple[str, str, Case]] = [
     ("file-write", "os.write", lambda e: os.write(e.fd, b"x")),
     ("os-stat", "os.stat", lambda e: os.stat(e.path)),
     ("os-listdir", "os.listdir", lambda e: os.listdir(e.path.parent)),
+    # the os.listdir / os.scandir they make while consumed are part of the one report
+    ("path-iterdir", "pathlib.Path.iterdir", lambda e: list(e.path.parent.iterdir())),
+    ("path-glob", "pathlib.Path.glob", lambda e: list(e.path.parent.glob("*"))),
+    ("path-rglob", "pathlib.Path.rglob", lambda e: list(e.path.parent.rglob("*"))),
     ("os-exists", "os.stat", lambda e: os.path.exists(e.path)),
     ("subprocess-run", "subprocess.run", lambda e: subprocess.run(["true"], check=True)),
     ("popen", "subprocess.Popen", lambda e: subprocess.Popen(["true"]).wait()),
@@ -240,6 +244,48 @@ async def test_same_call_through_asyncify_is_not_reported(
         env.sqlite = await run_sync(sqlite3.connect, ":memory:", check_same_thread=False)
         await asyncify(off_loop)()
     assert detector.reports == []
+
+
+@pytest.fixture
+def tree(tmp_path: pathlib.Path) -> pathlib.Path:
+    """Two directories of one file each, made off the loop (a sync fixture)."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "f").write_bytes(b"")
+    return tmp_path
+
+
+@pytest.mark.parametrize("method", ["iterdir", "glob", "rglob"])
+async def test_a_lazy_path_listing_is_one_report_and_allowing_it_covers_its_steps(
+    method: str, tree: pathlib.Path
+) -> None:
+    tmp_path = tree
+    pattern = () if method == "iterdir" else ("*",)
+    with detect_blocking(mode="collect") as detector:
+        for _ in getattr(tmp_path, method)(*pattern):
+            time.sleep(0)  # non-blocking; the steps' guard must not cover the loop's body
+            os.stat(tmp_path)  # user code between steps is still reported
+    assert [r.function for r in detector.reports][:2] == [f"pathlib.Path.{method}", "os.stat"]
+    assert {r.function for r in detector.reports} == {f"pathlib.Path.{method}", "os.stat"}
+    assert [r.function for r in detector.reports].count(f"pathlib.Path.{method}") == 1
+
+    with detect_blocking(mode="raise", allow=[f"pathlib.Path.{method}"]) as detector:
+        assert len(list(getattr(tmp_path, method)(*pattern))) >= 2
+        listing = getattr(tmp_path, method)(*pattern)
+        next(listing)
+        listing.close()  # left early: closing it runs no unguarded blocking call
+    assert detector.reports == []
+
+
+async def test_a_path_listing_made_off_the_loop_and_consumed_on_it_is_reported(
+    tree: pathlib.Path,
+) -> None:
+    with detect_blocking(mode="collect") as detector:
+        listing = await run_sync(tree.rglob, "*")
+        assert len(list(listing)) == 4
+    functions = {r.function for r in detector.reports}
+    assert "os.scandir" in functions  # the calls that blocked ran on the loop: reported
+    assert "pathlib.Path.rglob" not in functions  # made off the loop
 
 
 async def test_non_blocking_socket_calls_are_not_reported() -> None:

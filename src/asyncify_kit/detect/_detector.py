@@ -66,6 +66,7 @@ _MODES: Final = ("raise", "warn", "log", "collect")
 #: modes whose detector decides the fate of a call; "warn" and "log" ones pass it on outward
 _DECIDING: Final = ("raise", "collect")
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 # asyncio._get_running_loop is in asyncio.events.__all__ (the low-level API for custom loops):
 # unlike get_running_loop() it returns None instead of raising, which keeps the hot path cheap.
@@ -896,10 +897,37 @@ def blocking_call(
         _local.depth -= 1
 
 
+def _covered(iterator: Iterator[T]) -> Generator[T, Any, Any]:
+    """*iterator*, each step of it run as part of the reported call that returned it.
+
+    ``Path.glob()`` returns at once; its ``os.scandir`` calls run while the caller consumes it.
+    The call was reported (or allowed) once, where it was made: the steps run under the same
+    guard as the call itself, so what they do is not reported again, call by call.
+    """
+    inner = iterator if isinstance(iterator, Generator) else (item for item in iterator)
+    step: Callable[[Any], T] = inner.send
+    value: Any = None
+    while True:
+        try:
+            with suspended():
+                item = step(value)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value = yield item
+            step = inner.send
+        except GeneratorExit:
+            with suspended():
+                inner.close()
+            raise
+        except BaseException as exc:
+            step, value = inner.throw, exc
+
+
 def _make_wrapper(rule: Rule, original: Callable[..., Any]) -> Callable[..., Any]:
     nonblocking = rule.nonblocking
     describe = rule.detail
-    name, kind, fix = rule.name, rule.kind, rule.fix
+    name, kind, fix, lazy = rule.name, rule.kind, rule.fix, rule.lazy
     get_loop = _get_running_loop
     sniffio_tl = _sniffio_thread_local
     local = _local
@@ -915,7 +943,7 @@ def _make_wrapper(rule: Rule, original: Callable[..., Any]) -> Callable[..., Any
         if local.depth or (nonblocking is not None and nonblocking(args, kwargs)):
             return original(*args, **kwargs)
         detail = describe(args, kwargs) if describe is not None else None
-        return blocking_call(
+        result = blocking_call(
             name,
             kind,
             fix,
@@ -924,6 +952,9 @@ def _make_wrapper(rule: Rule, original: Callable[..., Any]) -> Callable[..., Any
             sys._getframe(1),
             functools.partial(original, *args, **kwargs),
         )
+        if lazy and isinstance(result, Iterator):
+            return _covered(result)
+        return result
 
     if nonblocking is socket_nonblocking:
         # socket methods: the loop's own non-blocking sockets take the shortest path

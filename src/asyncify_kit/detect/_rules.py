@@ -70,6 +70,10 @@ class Rule:
     nonblocking: Callable[[Args, Kwargs], bool] | None = None
     detail: Callable[[Args, Kwargs], str | None] | None = None
     stdlib: bool = True
+    #: returns an iterator that does its blocking work as it is consumed (``Path.glob``): the
+    #: calls it makes then, on the loop thread, are covered by the report (or allowance) of the
+    #: call that made it, not reported again one by one
+    lazy: bool = False
 
     @property
     def fix(self) -> str:
@@ -291,7 +295,10 @@ def _build() -> tuple[Rule, ...]:
         Rule("io", "open", "io.open", "file", _open_nonblocking),
         Rule("os", "read", "os.read", "file", _fd_nonblocking),
         Rule("os", "write", "os.write", "file", _fd_nonblocking),
-        *[Rule("pathlib", f"Path.{m}", f"pathlib.Path.{m}", "file") for m in _PATH_METHODS],
+        *[
+            Rule("pathlib", f"Path.{m}", f"pathlib.Path.{m}", "file", lazy=m in _PATH_LAZY)
+            for m in _PATH_METHODS
+        ],
         *_stdlib("os", _OS_FILE, "os"),
     ]
     rules += [
@@ -412,5 +419,8 @@ _PATH_METHODS: Final = (
     "unlink",
     "mkdir",
 )
+
+#: the methods above whose iterator does the blocking work (a generator on some versions)
+_PATH_LAZY: Final = frozenset({"iterdir", "glob", "rglob"})
 
 RULES: Final[tuple[Rule, ...]] = _build()
