@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._executor import asyncio_loop
+
 __all__ = ["finish"]
 
 T = TypeVar("T")
@@ -24,7 +26,7 @@ async def finish(cleanup: Coroutine[Any, Any, T]) -> T:
     started), so a file, a temp file or a connection stayed open. On asyncio the cleanup
     runs as a task of its own, which that cancellation does not reach, and is waited for.
     """
-    if asyncio._get_running_loop() is None:  # trio
+    if asyncio_loop() is None:  # trio
         with anyio.CancelScope(shield=True):
             return await cleanup
     task = asyncio.ensure_future(cleanup)

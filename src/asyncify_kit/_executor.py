@@ -55,6 +55,29 @@ __all__ = [
 
 logger = logging.getLogger("asyncify_kit")
 
+_sniffio_thread_local: Any
+try:  # trio sets sniffio's thread-local to "trio" while its scheduler runs, guest mode included
+    from sniffio import thread_local as _sniffio_thread_local
+except ImportError:  # pragma: no cover - trio depends on sniffio: without it there is no trio
+    _sniffio_thread_local = None
+_get_running_loop: Final = asyncio._get_running_loop
+
+
+def asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop that runs the current task, or None: no loop, or a trio task.
+
+    ``asyncio._get_running_loop()`` alone (a C call that never raises) is not enough: in
+    trio's guest mode (``trio.lowlevel.start_guest_run`` on an asyncio host) trio's tasks run
+    inside the host loop's callbacks, where it returns the host loop, and an asyncio future
+    awaited there breaks trio ("unrecognized yield message"). Trio marks its own steps in
+    sniffio's thread-local, in guest mode as in ``trio.run``.
+    """
+    loop = _get_running_loop()
+    if loop is not None and _sniffio_thread_local and _sniffio_thread_local.name == "trio":
+        return None
+    return loop
+
+
 PENDING: Final = 0
 RUNNING: Final = 1
 DONE: Final = 2

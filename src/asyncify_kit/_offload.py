@@ -45,6 +45,8 @@ from ._executor import (
     Pool,
     SerialQueue,
     Work,
+    _sniffio_thread_local,
+    asyncio_loop,
     get_pool,
     loop_waker,
     timeout_error,
@@ -165,11 +167,7 @@ if sys.version_info < (3, 11):
     _strip_library_frames = _strip_and_set_handled
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+_running_loop = asyncio_loop  # the asyncio loop of this task; None under trio
 
 
 # anyio's table of its tasks' state on asyncio (the dict inside its WeakKeyDictionary, keyed
@@ -405,10 +403,7 @@ async def _offload(
     if submit is None:
         submit = pool.submit
     job = Job(fn, args, kwargs, contextvars.copy_context(), None)
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None  # trio; not awaited in this handler, which would become __context__
+    loop = asyncio_loop()  # None: trio (not awaited in a handler: no __context__)
     try:
         if loop is None:
             return await _run_job_trio(job, pool, submit, cancel, timeout)
@@ -687,8 +682,8 @@ async def _wait_shielded(waiter: asyncio.Future[Any]) -> None:
                 await asyncio.shield(waiter)
 
 
-_get_running_loop = asyncio._get_running_loop
 _copy_context = contextvars.copy_context
+_get_running_loop = asyncio._get_running_loop
 
 
 def start_call(
@@ -769,8 +764,8 @@ class OffloadedFunction:
         self._timeout = timeout
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        loop = _get_running_loop()
-        if loop is None:
+        loop = _get_running_loop()  # asyncio_loop(), inlined: this is the hot path
+        if loop is None or (_sniffio_thread_local and _sniffio_thread_local.name == "trio"):
             return _offload(self._pool_name, self._policy, self._timeout, self._fn, args, kwargs)
         if _cancel_pending(loop):  # submitted when awaited, if its task is not cancelled then
             return _offload(self._pool_name, self._policy, self._timeout, self._fn, args, kwargs)

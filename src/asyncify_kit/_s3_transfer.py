@@ -39,7 +39,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._cleanup import finish
-from ._executor import DEFAULT_POOL
+from ._executor import DEFAULT_POOL, asyncio_loop
 from ._offload import run_owned, run_sync
 
 __all__ = ["install", "thread_side"]
@@ -88,7 +88,7 @@ class _LoopSideFile:
 
     def __init__(self, fileobj: Any) -> None:
         self._fileobj = fileobj
-        loop = asyncio._get_running_loop()
+        loop = asyncio_loop()
         if loop is not None:
 
             def on_loop(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:

@@ -46,7 +46,7 @@ from typing import Any, Literal, Protocol
 
 from . import _aio_payloads, _s3_transfer
 from ._cleanup import finish
-from ._executor import DEFAULT_POOL
+from ._executor import DEFAULT_POOL, asyncio_loop
 from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
 from .exceptions import BackendNotInstalled, ConfigError, Unsupported
 
@@ -955,15 +955,11 @@ def client(
 @contextlib.asynccontextmanager
 async def _client(service: str, backend: str, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
     if backend == "aioboto3":
-        try:
-            import asyncio
-
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if asyncio_loop() is None:
             raise Unsupported(
                 "the 'aioboto3' AWS backend runs on asyncio only, and this is not an asyncio "
                 "event loop (trio?); use aws.client(..., backend='boto3') instead"
-            ) from None
+            )
 
         def make_session() -> Any:  # (imports included: blocking, see `_import_aio`)
             try:

@@ -2,12 +2,12 @@
 
 While at least one `BlockingDetector` is active, every function of `_rules.RULES` is replaced by
 a thin wrapper. Off the event-loop thread the wrapper only checks "is this thread running a
-loop?" (``asyncio._get_running_loop()``, a C call that never raises, then sniffio's thread-local
-that trio sets for the duration of ``trio.run``) and calls the original. On the loop thread it
-skips calls that cannot block (non-blocking sockets, zero timeouts), walks the stack to find
-the first frame of user code, applies the allow-lists and hands a `BlockingReport` to the
-active detectors that watch this thread (see `_receivers`), which raise, warn, log or collect
-it.
+loop?" (sniffio's thread-local, that trio sets while its scheduler runs, in ``trio.run`` or
+its guest mode, then ``asyncio._get_running_loop()``, a C call that never raises) and calls
+the original. On the loop thread it skips calls that cannot block (non-blocking sockets, zero
+timeouts), walks the stack to find the first frame of user code, applies the allow-lists and
+hands a `BlockingReport` to the active detectors that watch this thread (see `_receivers`),
+which raise, warn, log or collect it.
 
 Activations are reference-counted under a lock: the patches go in with the first activation
 and come out with the last, whatever the thread. A blocking call that is reported (or allowed)
@@ -83,10 +83,11 @@ def current_loop_kind() -> str | None:
     >>> current_loop_kind() is None
     True
     """
-    if _get_running_loop() is not None:
-        return "asyncio"
+    # trio first: in its guest mode (on an asyncio host) trio's steps run in the host's loop
     if _sniffio_thread_local is not None and _sniffio_thread_local.name == "trio":
         return "trio"
+    if _get_running_loop() is not None:
+        return "asyncio"
     return None
 
 
@@ -934,10 +935,10 @@ def _make_wrapper(rule: Rule, original: Callable[..., Any]) -> Callable[..., Any
 
     def blocking_wrapper(*args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        if get_loop() is not None:
-            loop = "asyncio"
-        elif sniffio_tl is not None and sniffio_tl.name == "trio":
+        if sniffio_tl is not None and sniffio_tl.name == "trio":  # guest mode too
             loop = "trio"
+        elif get_loop() is not None:
+            loop = "asyncio"
         else:
             return original(*args, **kwargs)
         if local.depth or (nonblocking is not None and nonblocking(args, kwargs)):

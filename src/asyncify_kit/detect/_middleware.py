@@ -320,12 +320,11 @@ class BlockingMiddleware:
 
 def _running_loop() -> object:
     """The running asyncio loop, or the trio run's token (None outside a loop)."""
-    loop = asyncio._get_running_loop()
-    if loop is None and current_loop_kind() == "trio":
+    if current_loop_kind() == "trio":  # trio.run, or its guest mode on an asyncio host
         import trio
 
         return trio.lowlevel.current_trio_token()
-    return loop
+    return asyncio._get_running_loop()
 
 
 def _scope_route(frame: FrameType) -> str | None:

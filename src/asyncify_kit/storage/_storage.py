@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import re
 import threading
@@ -11,6 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._config import BackendURL, resolve_url, validate_options
+from .._executor import asyncio_loop
 from .._offload import checkpoint_if_cancelled, run_sync
 from .._registry import BackendSpec, load_backend, lookup
 from ..exceptions import ConfigError, Unsupported
@@ -102,13 +102,11 @@ def _check_chunk(chunk_size: int) -> None:
 
 def require_asyncio(what: str, alternative: str) -> None:
     """Raise `Unsupported` unless an asyncio event loop runs this task."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if asyncio_loop() is None:
         raise Unsupported(
             f"{what} runs on asyncio only, and this is not an asyncio event loop "
             f"(trio?); {alternative}"
-        ) from None
+        )
 
 
 class ObjectStream(AsyncIterator[bytes]):

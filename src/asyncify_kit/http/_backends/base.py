@@ -16,7 +16,6 @@ boundary, into the facade's tree and chained (``raise ... from exc``, ``.orig``)
 from __future__ import annotations
 
 import abc
-import asyncio
 import re
 import ssl
 import sys
@@ -26,6 +25,7 @@ from typing import ClassVar, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..._errors import causes
+from ..._executor import asyncio_loop
 from ...exceptions import HTTPError, TimeoutException
 from .._models import Limits, Request, Response, Timeout
 from .._redact import REDACTED, redact_header, redact_text, redact_url
@@ -241,9 +241,7 @@ def latin1_header_items(items: Iterable[tuple[str, str]]) -> list[tuple[str, str
 
 def current_event_loop() -> str:
     """``"asyncio"``, ``"trio"`` or ``"unknown"``: the event loop running the caller."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if asyncio_loop() is None:
         trio = sys.modules.get("trio")
         if trio is not None and trio.lowlevel.in_trio_run():
             return "trio"

@@ -38,6 +38,7 @@ from ..._config import BackendURL
 from ..._executor import (
     DEFAULT_POOL,
     Work,
+    asyncio_loop,
     check_cancelled,
     configure,
     current_job,
@@ -478,10 +479,7 @@ class ConnectionPool:
                 return conn_or_retry
 
     async def _wait(self) -> Connection | None:
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        loop = asyncio_loop()
         waiter = _Waiter(loop)
         self._waiters.append(waiter)
         try:
