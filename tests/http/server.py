@@ -260,6 +260,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif head == "slow":
         await asyncio.sleep(float(query.get("delay", "1")))
         await respond(send, 200, b"slow")
+    elif head == "peer":
+        # /peer?delay=S: the client's port, which tells its connections apart, after S seconds
+        await asyncio.sleep(float(query.get("delay", "0")))
+        await respond(send, 200, str(scope["client"][1]).encode())
     elif head == "slow-body":
         await send(
             {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"8")]}

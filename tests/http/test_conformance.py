@@ -738,6 +738,41 @@ async def test_small_connection_limit(http_server: ServerInfo, backend: str) -> 
         assert (await http.get("/ok")).text == "ok"
 
 
+async def test_at_most_max_keepalive_connections_stay_open_idle(
+    http_server: ServerInfo, backend: str
+) -> None:
+    """6 requests at once open 6 connections; once they are done, 2 stay open for reuse."""
+
+    async def ports(http: HttpClient, delay: float) -> set[str]:
+        seen: list[str] = []
+
+        async def one() -> None:
+            seen.append((await http.get(f"/peer?delay={delay}")).text)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(6):
+                tg.start_soon(one)
+        return set(seen)
+
+    limits = Limits(max_connections=10, max_keepalive=2)
+    async with client(http_server, backend, limits=limits) as http:
+        first = await ports(http, 0.3)
+        assert len(first) == 6
+        again = await ports(http, 0.3)  # 6 at once again: 2 of them reuse a kept connection
+    assert len(first & again) == 2
+
+
+async def test_an_idle_connection_is_not_reused_after_keepalive_expiry(
+    http_server: ServerInfo, backend: str
+) -> None:
+    limits = Limits(keepalive_expiry=1.0)  # (the server keeps a connection 30 s)
+    async with client(http_server, backend, limits=limits) as http:
+        first = (await http.get("/peer")).text
+        assert (await http.get("/peer")).text == first  # reused within the expiry
+        await anyio.sleep(1.5)
+        assert (await http.get("/peer")).text != first
+
+
 async def test_pool_timeout(http_server: ServerInfo, backend: str) -> None:
     limits = Limits(max_connections=1, max_keepalive=1)
     timeout = Timeout(5, connect=0.2, pool=0.2)

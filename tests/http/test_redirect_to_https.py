@@ -27,7 +27,9 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
 ]
 
-HOST = "127.80.44.3"  # any 127.0.0.0/8 address is loopback on Linux
+# any 127.0.0.0/8 address is loopback on Linux: one per xdist worker, since several workers
+# may run this module's tests, each starting its servers (ports 80 and 443 of its address)
+HOST = f"127.80.44.{3 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0').removeprefix('gw'))}"
 SCRIPT = Path(__file__).with_name("tls_servers.py")
 CREDENTIALS = {"Authorization": "Bearer s3cr3t", "Proxy-Authorization": "Basic cHJveHk="}
 

@@ -78,7 +78,22 @@ _POOL_WAIT = "_asyncify_kit_pool_wait"
 class _Connector(aiohttp.TCPConnector):
     """aiohttp raises the same ``ConnectionTimeoutError`` when its ``connect`` timeout ends a
     wait for a free connection (the pool) and when it ends a connection attempt: the
-    cancellation that ends such a wait is marked (`_POOL_WAIT`), for `_pool_timed_out`."""
+    cancellation that ends such a wait is marked (`_POOL_WAIT`), for `_pool_timed_out`.
+
+    It also keeps every connection given back idle (until ``keepalive_timeout``): one given
+    back while *max_keepalive* others are idle is closed instead, as httpx does."""
+
+    def __init__(self, *, max_keepalive: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_keepalive = max_keepalive
+
+    if hasattr(aiohttp.TCPConnector, "_release"):  # (a private method, and attribute)
+
+        def _release(self, key: Any, protocol: Any, *, should_close: bool = False) -> None:
+            idle = getattr(self, "_conns", None)
+            if not should_close and idle is not None:
+                should_close = sum(map(len, idle.values())) >= self._max_keepalive
+            super()._release(key, protocol, should_close=should_close)
 
     if hasattr(aiohttp.TCPConnector, "_wait_for_available_connection"):  # (a private method)
 
@@ -477,6 +492,7 @@ class AiohttpBackend(HttpBackend):
             )
         config = self.config
         connector = _Connector(
+            max_keepalive=config.limits.max_keepalive,
             limit=config.limits.max_connections,
             limit_per_host=0,
             keepalive_timeout=config.limits.keepalive_expiry,

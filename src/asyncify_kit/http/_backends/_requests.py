@@ -258,37 +258,85 @@ def _connection_for_caller(conn: Any) -> Any:
     return conn
 
 
-class _HTTPConnectionPool(urllib3.HTTPConnectionPool):
-    """A pool that waits for a free connection at most the pool timeout (`_PoolWait`), sends
-    nothing for a caller gone while it waited (`_connection_for_caller`), and whose
-    connections skip informational responses (`_FinalResponse`)."""
+class _PoolRules:
+    """What the backend's connection pools add to urllib3's (mixed into both, http and https):
+    a wait for a free connection of at most the pool timeout (`_PoolWait`), nothing sent for
+    a caller gone while it waited (`_connection_for_caller`), and the client's keep-alive
+    limits, which urllib3 does not have: it keeps every connection it has opened idle, up to
+    the pool's size, for as long as the server keeps it.
 
-    ConnectionCls = _HTTPConnection  # pyright: ignore[reportAssignmentType]
+    A connection going back to the pool is stamped with the time; then the pool's idle
+    connections open longer than *keepalive_expiry* are closed, and the returned one too if
+    *max_keepalive* idle ones are already open. One taken from the pool that has expired
+    meanwhile is closed before use (urllib3 then opens a new one for the request). A closed
+    connection keeps its place in the pool, which is what limits *max_connections*. The
+    adapter makes subclasses that set both limits (`_pool_classes`).
+    """
+
+    max_keepalive: int = 20
+    keepalive_expiry: float = 5.0
+    pool: Any  # urllib3's LifoQueue of connections (None for a free place)
 
     def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("pool_timeout") is None:
             kwargs["pool_timeout"] = _POOL_WAIT.seconds
-        return super().urlopen(method, url, *args, **kwargs)
+        return super().urlopen(method, url, *args, **kwargs)  # type: ignore[misc]
 
     def _get_conn(self, timeout: float | None = None) -> Any:
-        return _connection_for_caller(super()._get_conn(timeout))
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        idle_since = getattr(conn, _IDLE_SINCE, None)
+        if idle_since is not None:
+            setattr(conn, _IDLE_SINCE, None)
+            if time.monotonic() - idle_since > self.keepalive_expiry and conn.sock is not None:
+                conn.close()
+        return _connection_for_caller(conn)
+
+    def _put_conn(self, conn: Any) -> None:
+        queue = self.pool
+        if conn is not None and conn.sock is not None and queue is not None:
+            now = time.monotonic()
+            oldest = now - self.keepalive_expiry
+            idle = 0
+            with queue.mutex:  # what a taker holds: none of these can be taken meanwhile
+                for other in queue.queue:
+                    if other is None or other.sock is None:
+                        continue
+                    since = getattr(other, _IDLE_SINCE, None)
+                    if since is not None and since < oldest:
+                        other.close()
+                    else:
+                        idle += 1
+            if idle >= self.max_keepalive:
+                conn.close()
+            else:
+                setattr(conn, _IDLE_SINCE, now)
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
-class _HTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+#: the attribute of a pooled connection that holds when it went idle
+_IDLE_SINCE = "_asyncify_idle"
+
+
+class _HTTPConnectionPool(_PoolRules, urllib3.HTTPConnectionPool):
+    """The pool for http (see `_PoolRules`); its connections skip informational responses
+    (`_FinalResponse`)."""
+
+    ConnectionCls = _HTTPConnection  # pyright: ignore[reportAssignmentType]
+
+
+class _HTTPSConnectionPool(_PoolRules, urllib3.HTTPSConnectionPool):
     """`_HTTPConnectionPool` for https."""
 
     ConnectionCls = _HTTPSConnection  # pyright: ignore[reportAssignmentType]
 
-    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("pool_timeout") is None:
-            kwargs["pool_timeout"] = _POOL_WAIT.seconds
-        return super().urlopen(method, url, *args, **kwargs)
 
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        return _connection_for_caller(super()._get_conn(timeout))
-
-
-_POOL_CLASSES = {"http": _HTTPConnectionPool, "https": _HTTPSConnectionPool}
+def _pool_classes(max_keepalive: int, keepalive_expiry: float) -> dict[str, type[Any]]:
+    """The pool class of each scheme, with these keep-alive limits."""
+    limits = {"max_keepalive": max_keepalive, "keepalive_expiry": keepalive_expiry}
+    return {
+        "http": type("_HTTPConnectionPool", (_HTTPConnectionPool,), limits),
+        "https": type("_HTTPSConnectionPool", (_HTTPSConnectionPool,), limits),
+    }
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
@@ -303,22 +351,25 @@ class _Adapter(requests.adapters.HTTPAdapter):
     a connection still in use (an abandoned request's) when its exchange ends.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext | None, **kwargs: Any) -> None:
-        self._ssl_context = ssl_context  # (used by __init__: init_poolmanager)
+    def __init__(
+        self, ssl_context: ssl.SSLContext | None, pool_classes: dict[str, type[Any]], **kwargs: Any
+    ) -> None:
+        self._ssl_context = ssl_context  # (both used by __init__: init_poolmanager)
+        self._pool_classes = pool_classes
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         if self._ssl_context is not None:
             kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         # the pools behind a proxy are ours too (pool timeout, informational responses)
         if self._ssl_context is not None:  # (used when the manager is made)
             proxy_kwargs["ssl_context"] = self._ssl_context
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOL_CLASSES
+        manager.pool_classes_by_scheme = self._pool_classes
         return manager
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
@@ -526,6 +577,7 @@ class RequestsBackend(HttpBackend):
         session = _Session()
         adapter = _Adapter(
             config.ssl_context,
+            _pool_classes(config.limits.max_keepalive, config.limits.keepalive_expiry),
             pool_connections=10,
             pool_maxsize=config.limits.max_connections,
             max_retries=0,
