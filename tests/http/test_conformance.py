@@ -83,6 +83,10 @@ TARGETS: list[tuple[str, dict[str, str] | None, str]] = [
     ("/echo?q=a b|{}^é", None, "/echo?q=a%20b%7C%7B%7D%5E%C3%A9"),
     ("/echo?q=%zz&r=a'b/c?d", None, "/echo?q=%25zz&r=a'b/c?d"),
     ("/echo", {"q": "a/b", "r": "'\"", "s": "a b+c"}, "/echo?q=a%2Fb&r=%27%22&s=a+b%2Bc"),
+    # an empty query is none (httpx kept "?" in Response.url); "??" is the query "?"
+    ("/echo?", None, "/echo"),
+    ("/echo?", {"b": "2"}, "/echo?b=2"),
+    ("/echo??", None, "/echo??"),
 ]
 
 

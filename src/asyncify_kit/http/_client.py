@@ -440,10 +440,10 @@ class HttpClient:
                 params if isinstance(params, str) else urlencode(without_none(params), doseq=True)
             )
             if query:  # (params that are all None, or empty lists, add nothing)
-                base, _, fragment = url.partition("#")
-                url = base + ("&" if "?" in base else "?") + query
-                if fragment:
-                    url += "#" + fragment
+                base, hash_, fragment = url.partition("#")
+                if base.find("?") == len(base) - 1:  # an empty query ("/a?"): none
+                    base = base[:-1]
+                url = base + ("&" if "?" in base else "?") + query + hash_ + fragment
         return canonical_url(url), credentials
 
     async def _prepare(

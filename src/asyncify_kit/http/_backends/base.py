@@ -114,7 +114,7 @@ def canonical_url(url: str) -> str:
     """*url* (absolute) with its path, query and fragment as `canonical_part` has them, so
     that every backend sends the same request target: httpx sent ``|``, ``^``, ``[``,
     ``]``, ``\\``, ``{``, ``}`` and a lone ``%`` as they were, aiohttp a space in the query
-    as ``+``, where the others escape them."""
+    as ``+``, where the others escape them. An empty query (``/a?``) is none (``/a``)."""
     scheme, sep, rest = url.partition("://")
     start = len(rest)
     for mark in "/?#":
@@ -122,6 +122,12 @@ def canonical_url(url: str) -> str:
         if 0 <= found < start:
             start = found
     target = rest[start:]
+    mark = target.find("?")
+    if mark >= 0 and target[mark + 1 : mark + 2] in ("", "#"):
+        # "?" and no query: the URL has none, as aiohttp and requests send and report it
+        # (httpx kept the "?" in `Response.url`)
+        target = target[:mark] + target[mark + 1 :]
+        url = scheme + sep + rest[:start] + target
     if _URL_TEXT.fullmatch(target.replace("#", "?", 1)):  # the usual case: nothing to do
         return url
     target, hash_, fragment = target.partition("#")
