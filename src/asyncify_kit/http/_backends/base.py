@@ -122,11 +122,11 @@ def canonical_url(url: str) -> str:
         if 0 <= found < start:
             start = found
     target = rest[start:]
-    mark = target.find("?")
-    if mark >= 0 and target[mark + 1 : mark + 2] in ("", "#"):
+    question = target.find("?")
+    if question >= 0 and target[question + 1 : question + 2] in ("", "#"):
         # "?" and no query: the URL has none, as aiohttp and requests send and report it
         # (httpx kept the "?" in `Response.url`)
-        target = target[:mark] + target[mark + 1 :]
+        target = target[:question] + target[question + 1 :]
         url = scheme + sep + rest[:start] + target
     if _URL_TEXT.fullmatch(target.replace("#", "?", 1)):  # the usual case: nothing to do
         return url
