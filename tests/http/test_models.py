@@ -25,7 +25,7 @@ from asyncify_kit.http import (
     Timeout,
     parse_retry_after,
 )
-from asyncify_kit.http._backends.base import without_userinfo
+from asyncify_kit.http._backends.base import canonical_url, without_userinfo
 from asyncify_kit.http._redact import redact_text, redact_url
 
 from .conftest import ServerInfo
@@ -362,3 +362,19 @@ async def test_secrets_never_leak(
     for text in texts:
         for secret in secrets:
             assert secret not in text, text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://h/a?", "http://h/a"),
+        ("http://h/a?#f", "http://h/a#f"),
+        ("http://h?", "http://h"),
+        ("http://h/a#f?", "http://h/a#f?"),  # a "?" of the fragment stays
+        ("http://h/a??", "http://h/a??"),  # the query "?"
+        ("http://h/a?b", "http://h/a?b"),
+        ("http://h/a b?", "http://h/a%20b"),
+    ],
+)
+def test_an_empty_query_is_none(url: str, expected: str) -> None:
+    assert canonical_url(url) == expected

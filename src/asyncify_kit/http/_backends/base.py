@@ -122,8 +122,11 @@ def canonical_url(url: str) -> str:
         if 0 <= found < start:
             start = found
     target = rest[start:]
-    question = target.find("?")
-    if question >= 0 and target[question + 1 : question + 2] in ("", "#"):
+    end = target.find("#")
+    if end < 0:
+        end = len(target)
+    question = target.find("?", 0, end)  # (a "?" in the fragment is the fragment's)
+    if question >= 0 and question == end - 1:
         # "?" and no query: the URL has none, as aiohttp and requests send and report it
         # (httpx kept the "?" in `Response.url`)
         target = target[:question] + target[question + 1 :]
