@@ -10,6 +10,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +32,7 @@ from asyncify_kit.http import (
     TransportError,
 )
 
-from .conftest import ServerInfo
+from .conftest import QuietHandler, ServerInfo, local_server
 
 pytestmark = pytest.mark.anyio
 
@@ -816,3 +817,45 @@ async def test_connect_timeout(backend: str) -> None:
     finally:
         for sock in [*fill, server]:
             sock.close()
+
+
+class _RawHeadersHandler(QuietHandler):
+    """Headers as a server may write them: names in any case, repeated, interleaved, values
+    with whitespace around them."""
+
+    def do_GET(self) -> None:
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Trail: v  \r\nX-Tab: \tt\t\r\n"
+            b"x-MiXed: m\r\nSet-Cookie: a=1\r\nX-Other: o\r\nset-cookie: b=2\r\nX-Empty:\r\n"
+            b"X-Multi: 1\r\nX-MULTI: 2\r\n\r\nok"
+        )
+
+
+@pytest.fixture
+def raw_headers_url() -> Iterator[str]:
+    with local_server(_RawHeadersHandler) as url:  # (in a sync fixture: it blocks)
+        yield url
+
+
+async def test_headers_come_as_received_on_every_backend(
+    raw_headers_url: str, backend: str
+) -> None:
+    """In their order, names as written, values without the whitespace around them (httpx
+    lowered the names; aiohttp spelled "set-cookie" "Set-Cookie"; requests kept trailing
+    whitespace, grouped a repeated name's values and spelled them as its first)."""
+    async with HttpClient(raw_headers_url, backend=backend) as http:
+        r = await http.get("/")
+    assert r.headers.multi_items() == [
+        ("Content-Length", "2"),
+        ("X-Trail", "v"),
+        ("X-Tab", "t"),
+        ("x-MiXed", "m"),
+        ("Set-Cookie", "a=1"),
+        ("X-Other", "o"),
+        ("set-cookie", "b=2"),
+        ("X-Empty", ""),
+        ("X-Multi", "1"),
+        ("X-MULTI", "2"),
+    ]
+    assert r.headers["x-multi"] == "1, 2"
+    assert r.headers.get_list("SET-COOKIE") == ["a=1", "b=2"]

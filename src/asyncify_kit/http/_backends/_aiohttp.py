@@ -50,6 +50,7 @@ from .base import (
     current_event_loop,
     header_text,
     http_error,
+    raw_header_items,
     redirect_method,
     redirect_url,
     without_userinfo,
@@ -142,18 +143,6 @@ class _CookieJar(aiohttp.CookieJar):
             return _morsel(cookie.key, cookie.value, cookie.coded_value)
         built: Morsel[str] = super()._build_morsel(cookie)
         return built
-
-
-def _header_items(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
-    """*headers* (decoded by aiohttp as UTF-8, other bytes as lone surrogates), each value
-    as `header_text` reads it."""
-    return [
-        (
-            name,
-            value if value.isascii() else header_text(value.encode("utf-8", "surrogateescape")),
-        )
-        for name, value in headers.items()
-    ]
 
 
 def _with_fragment(url: str, request_url: str, history: tuple[aiohttp.ClientResponse, ...]) -> str:
@@ -379,15 +368,10 @@ class _ClientResponse(aiohttp.ClientResponse):
     ``URI``) the URL every backend follows (`_followed_location`): aiohttp sent a space in
     a query as ``+``, and a value that was not UTF-8 as it was; and it read ``user:password@``
     there as credentials, to send as Basic auth to the next URL (or raised a raw
-    ``ValueError`` when the request had an ``Authorization`` header). `received_headers` are
-    the headers as received, which the facade's `Response` shows."""
+    ``ValueError`` when the request had an ``Authorization`` header). The facade's
+    `Response` shows the headers as received (``raw_headers``)."""
 
     _followed: CIMultiDictProxy[str] | None = None
-
-    @property
-    def received_headers(self) -> CIMultiDictProxy[str]:
-        """The headers as received."""
-        return super().headers
 
     @property  # over aiohttp's reify: read-only, as that one is
     def headers(self) -> CIMultiDictProxy[str]:
@@ -609,13 +593,14 @@ class AiohttpBackend(HttpBackend):
         content: bytes | None,
         stream: BackendStream | None = None,
     ) -> Response:
-        headers = r.received_headers if isinstance(r, _ClientResponse) else r.headers
         url = str(r.url)
         if r.history or "#" in request.url:
             url = _with_fragment(url, request.url, r.history)
         return Response.from_backend(
             r.status,
-            lambda: _header_items(headers),
+            # as received: `headers` spells a well-known name aiohttp's way ("Set-Cookie" for
+            # "set-cookie"), and decodes values as UTF-8 with lone surrogates for other bytes
+            lambda: raw_header_items(r.raw_headers),
             content,
             url,
             request,

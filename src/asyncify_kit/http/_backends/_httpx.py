@@ -24,6 +24,7 @@ from .base import (
     TranslatingIterator,
     header_text,
     http_error,
+    raw_header_items,
     redirect_method,
     redirect_url,
 )
@@ -42,16 +43,6 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 def _has_header(headers: list[tuple[str, str]] | None, name: str) -> bool:
     """Whether *headers* hold *name* (lower case)."""
     return bool(headers) and any(k.lower() == name for k, _ in headers or ())
-
-
-def _header_items(headers: httpx.Headers) -> list[tuple[str, str]]:
-    """*headers*, each value as `header_text` reads it: httpx decodes the values of a
-    response all as UTF-8, or all as Latin-1 when one of them is not UTF-8."""
-    items = headers.multi_items()
-    if headers.encoding == "ascii":
-        return items
-    raw = headers.raw
-    return [(name, header_text(value)) for (name, _), (_, value) in zip(items, raw, strict=True)]
 
 
 class _InvalidLocation(httpx.TransportError):
@@ -476,7 +467,9 @@ class HttpxBackend(HttpBackend):
     ) -> Response:
         return Response.from_backend(
             r.status_code,
-            lambda: _header_items(r.headers),
+            # as received (`multi_items()` lowers the names, and decodes the values of a
+            # response all as UTF-8, or all as Latin-1 when one of them is not UTF-8)
+            lambda: raw_header_items(r.headers.raw),
             content,
             str(r.url),
             request,

@@ -24,7 +24,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from http.cookiejar import CookieJar
 from typing import Any, cast
@@ -558,6 +558,21 @@ class _RequestsStream(BackendStream):
             await finish(run_sync(self._response.close))
 
 
+def _received_headers(r: requests.Response) -> list[tuple[str, str]]:
+    """The headers of *r* as received, as the other backends give them: in their order and
+    with their names as sent (urllib3's ``HTTPHeaderDict`` groups a repeated name's values
+    under its first spelling, and ``X-A, X-B, X-A`` came out as ``X-A, X-A, X-B``), each
+    value without the whitespace that ends it (RFC 9110, 5.5: not part of the value;
+    http.client kept it), as `header_text` reads it (http.client decoded it as Latin-1)."""
+    raw = r.raw
+    message = getattr(getattr(raw, "_original_response", None), "msg", None)
+    if message is not None:
+        items: Iterable[tuple[str, str]] = message.items()
+    else:  # (not read from a connection by urllib3: a response made by hand or an adapter)
+        items = (raw.headers if raw is not None else r.headers).items()
+    return latin1_header_items((name, value.rstrip(" \t")) for name, value in items)
+
+
 class RequestsBackend(HttpBackend):
     """`HttpClient` over a `requests.Session` in worker threads, for code migrating from it."""
 
@@ -734,11 +749,9 @@ class RequestsBackend(HttpBackend):
         content: bytes | None,
         stream: BackendStream | None = None,
     ) -> Response:
-        raw = r.raw
-        headers = raw.headers if raw is not None else r.headers
         return Response.from_backend(
             r.status_code,
-            lambda: latin1_header_items(headers.items()),  # (as http.client decoded them)
+            lambda: _received_headers(r),
             content,
             r.url,
             request,

@@ -240,6 +240,12 @@ def header_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def raw_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """Header lines as a library parsed them (bytes), as the facade gives them: each name as
+    the server wrote it, each value as `header_text` reads it."""
+    return [(name.decode("latin-1"), header_text(value)) for name, value in raw]
+
+
 def latin1_header_items(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Header items a library decoded as Latin-1, their values as `header_text` reads them."""
     return [
