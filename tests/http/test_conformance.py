@@ -859,3 +859,30 @@ async def test_headers_come_as_received_on_every_backend(
     ]
     assert r.headers["x-multi"] == "1, 2"
     assert r.headers.get_list("SET-COOKIE") == ["a=1", "b=2"]
+
+
+class _SpaceBeforeColonHandler(QuietHandler):
+    """A header line that is not one (RFC 9112, 5.1: no whitespace before the colon), then
+    the connection left open, as a keep-alive server leaves it."""
+
+    def do_GET(self) -> None:
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Sp : v\r\nContent-Length: 2\r\n\r\nok")
+        self.wfile.flush()
+        self.rfile.read(1)  # until the client closes the connection
+
+
+@pytest.fixture
+def space_before_colon_url() -> Iterator[str]:
+    with local_server(_SpaceBeforeColonHandler) as url:
+        yield url
+
+
+async def test_a_header_line_with_a_space_before_the_colon_is_a_read_error_at_once(
+    space_before_colon_url: str, backend: str
+) -> None:
+    """requests read the lines after it as the body, until the read timeout (retried)."""
+    async with HttpClient(space_before_colon_url, backend=backend, timeout=5) as http:
+        started = time.monotonic()
+        with pytest.raises(ReadError, match="X-Sp : v"):
+            await http.get("/")
+        assert time.monotonic() - started < 4

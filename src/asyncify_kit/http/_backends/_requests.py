@@ -26,6 +26,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from email.errors import MissingHeaderBodySeparatorDefect
 from http.cookiejar import CookieJar
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -214,6 +215,19 @@ class _FinalResponse(http.client.HTTPResponse):
     (``103 Early Hints``, ``102 Processing``) for the final one, with no body, and dropped
     the connection with the real response unread. They are skipped here, as httpx and
     aiohttp skip them (``101 Switching Protocols`` ends the exchange: it stays final)."""
+
+    def begin(self) -> None:
+        """http.client took a line that is not a header (``X-Sp : v``: a space before the
+        colon) for the end of the headers, dropping the rest (``Content-Length`` too) into
+        the body, then read that body until the read timeout, and urllib3 only logged it. It
+        is a protocol error at once, as on httpx (h11) and aiohttp, and the connection is
+        not reused."""
+        super().begin()
+        if any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in self.msg.defects):
+            payload = self.msg.get_payload()
+            line = payload.partition("\n")[0].rstrip("\r") if isinstance(payload, str) else ""
+            self.close()
+            raise http.client.HTTPException(f"invalid header line {line!r}")
 
     def _read_status(self) -> tuple[str, int, str]:
         for _ in range(_MAX_INFORMATIONAL):
