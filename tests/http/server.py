@@ -302,9 +302,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await respond_json(send, {"attempts": ATTEMPTS[args[0]]})
     elif head == "cookies":
         if args and args[0] == "set":
-            await respond(
-                send, 200, b"set", [("set-cookie", f"{k}={v}; Path=/") for k, v in query.items()]
-            )
+            # /cookies/set?name=value...[&_domain=D]: each cookie with "Domain=D" when given
+            domain = query.pop("_domain", None)
+            attributes = "; Path=/" + (f"; Domain={domain}" if domain is not None else "")
+            cookies = [("set-cookie", f"{k}={v}{attributes}") for k, v in query.items()]
+            await respond(send, 200, b"set", cookies)
         elif args and args[0] == "clear":  # as Express's clearCookie: expired at the epoch
             epoch = "Thu, 01 Jan 1970 00:00:00 GMT"
             cleared = [("set-cookie", f"{k}=; Path=/; Expires={epoch}") for k in query]

@@ -147,3 +147,17 @@ async def test_invalid_cookie_header(http_server: ServerInfo, backend: str, valu
         assert (await http.get("/ok")).text == "ok"
     with pytest.raises(ConfigError, match=message):
         HttpClient(http_server.url, backend=backend, headers=[("Cookie", value)])
+
+
+@pytest.mark.parametrize("domain", ["localhost", ".localhost"])
+async def test_a_cookie_localhost_sets_for_its_own_name_goes_back_to_it(
+    http_server: ServerInfo, backend: str, domain: str
+) -> None:
+    """``Set-Cookie: s=1; Domain=localhost`` from ``http://localhost``: httpx and requests
+    (http.cookiejar) stored it and never sent it back; aiohttp did. It is not sent to
+    another host (the same server as 127.0.0.1)."""
+    url = http_server.url.replace("127.0.0.1", "localhost")
+    async with HttpClient(url, backend=backend, retries=0, cookies={"own": "1"}) as http:
+        await http.get("/cookies/set", params={"s": "1", "_domain": domain})
+        assert (await http.get("/cookies")).json() == {"own": "1", "s": "1"}
+        assert (await http.get(f"{http_server.url}/cookies")).json() == {"own": "1"}

@@ -21,6 +21,7 @@ from .base import (
     BackendStream,
     ClientConfig,
     HttpBackend,
+    LocalhostCookies,
     TranslatingIterator,
     header_text,
     http_error,
@@ -340,8 +341,10 @@ class HttpxBackend(HttpBackend):
             )
             for _ in range(shards)
         ]
-        jar = clients[0].cookies.jar
-        for client in clients[1:]:
+        jar = LocalhostCookies()
+        for cookie in clients[0].cookies.jar:  # the client's own cookies (config.cookies)
+            jar.set_cookie(cookie)
+        for client in clients:
             client.cookies.jar = jar  # one cookie jar for the whole HttpClient
         for client in clients:
             _read_early_answers(client)

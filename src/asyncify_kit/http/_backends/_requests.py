@@ -58,6 +58,7 @@ from .base import (
     BackendStream,
     ClientConfig,
     HttpBackend,
+    LocalhostCookies,
     header_text,
     http_error,
     latin1_header_items,
@@ -88,6 +89,10 @@ def _origin(url: str | None) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url or "")
     scheme = parts.scheme.lower()
     return scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+class _CookieJar(LocalhostCookies, requests.cookies.RequestsCookieJar):  # type: ignore[misc]
+    """requests' jar, which sends a ``Domain=localhost`` cookie back (`LocalhostCookies`)."""
 
 
 class _Session(requests.Session):
@@ -604,6 +609,7 @@ class RequestsBackend(HttpBackend):
     def _make_session(self) -> _Session:
         config = self.config
         session = _Session()
+        session.cookies = _CookieJar()
         adapter = _Adapter(
             config.ssl_context,
             _pool_classes(config.limits.max_keepalive, config.limits.keepalive_expiry),

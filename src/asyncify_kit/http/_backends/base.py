@@ -16,12 +16,15 @@ boundary, into the facade's tree and chained (``raise ... from exc``, ``.orig``)
 from __future__ import annotations
 
 import abc
+import copy as copy_module
+import http.cookiejar
 import re
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..._errors import causes
@@ -36,6 +39,7 @@ __all__ = [
     "BackendStream",
     "ClientConfig",
     "HttpBackend",
+    "LocalhostCookies",
     "TimeoutPhase",
     "TranslatingIterator",
     "canonical_part",
@@ -238,6 +242,37 @@ def header_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+class LocalhostCookies(http.cookiejar.CookieJar):
+    """A cookie jar (mixed into httpx's and requests' own) that keeps a cookie a host without
+    a dot (``localhost``) set for its own name (``Domain=localhost``) as one for that host
+    alone, so that it goes back to it, as aiohttp and browsers send it.
+
+    http.cookiejar stored that cookie, then sent it nowhere: it compares a host without a
+    dot by its "effective" name, ``localhost.local``, which the domain ``.localhost`` does
+    not match (its policy cannot be changed for them: both libraries copy the jar into one
+    with the default policy for each request). A development server on ``localhost`` that
+    names its domain lost its session cookie on those two backends only.
+    """
+
+    def make_cookies(
+        self, response: Any, request: urllib.request.Request
+    ) -> Sequence[http.cookiejar.Cookie]:
+        cookies = super().make_cookies(response, request)
+        host = (urlsplit(request.get_full_url()).hostname or "").lower()
+        if "." in host or not any(c.domain_specified for c in cookies):
+            return cookies
+        return [_host_only(c, host) if c.domain.lstrip(".") == host else c for c in cookies]
+
+
+def _host_only(cookie: http.cookiejar.Cookie, host: str) -> http.cookiejar.Cookie:
+    """*cookie* as if it came without a ``Domain``, from *host* (a name without a dot)."""
+    copy = copy_module.copy(cookie)
+    copy.domain = f"{host}.local"  # (what http.cookiejar keeps for such a host's cookies)
+    copy.domain_specified = False
+    copy.domain_initial_dot = False
+    return copy
 
 
 def raw_header_items(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
