@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from asyncify_kit import BackendURL
 from asyncify_kit.sql import (
     ConnectionLost,
     Database,
+    Json,
     OperationalError,
     ProgrammingError,
     QueryTimeout,
@@ -31,9 +33,11 @@ from .conftest import CASES
 pytestmark = pytest.mark.anyio
 
 SQLITE_CASES = [p for p in CASES if p.values[0][0] == "sqlite"]  # type: ignore[index]
+PG_CASES = [p for p in CASES if p.values[0][0].startswith("postgresql")]  # type: ignore[index]
 
 TIMESTAMP_TYPE = {"postgresql": "timestamptz", "mysql": "datetime(6)", "sqlite": "timestamp"}
 DOUBLE_TYPE = {"postgresql": "double precision", "mysql": "double", "sqlite": "real"}
+JSON_TYPE = {"postgresql": "jsonb", "mysql": "json", "sqlite": "json"}
 
 #: a statement that runs for seconds on SQLite, and checks its progress handler meanwhile
 SLOW_SQLITE = (
@@ -240,5 +244,53 @@ async def test_a_plain_enum_member_is_refused_and_str_and_int_enums_send_values(
             await db.execute(insert, {"s": _Tone.WARM, "n": _Level.HIGH})
             rows = await db.fetch_all(f"select s, n from {table} order by n")
             assert [row.as_tuple() for row in rows] == [("kept", 0), ("kept", 0), ("warm", 7)]
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+class _Opaque:
+    """An application object: JSON cannot hold it."""
+
+
+async def test_a_dict_parameter_is_the_same_json_on_every_backend(
+    url: BackendURL, table: str
+) -> None:
+    # psycopg and psycopg2 used the plain json.dumps: a Decimal, UUID or datetime in a dict
+    # was a bare TypeError there, and an unknown object one everywhere but asyncpg
+    doc = {"price": Decimal("1.10"), "id": uuid.UUID(int=7), "at": dt.datetime(2024, 5, 1, 12)}
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (doc {JSON_TYPE[db.dialect]})")
+        try:
+            await db.execute(f"insert into {table} values (:doc)", {"doc": doc})
+            assert await db.fetch_val(f"select doc from {table}") == {
+                "price": "1.10",
+                "id": "00000000-0000-0000-0000-000000000007",
+                "at": "2024-05-01T12:00:00",
+            }
+            for bad in ({"x": _Opaque()}, Json([_Opaque()])):
+                with pytest.raises(ProgrammingError, match="as JSON"):
+                    await db.execute(f"insert into {table} values (:doc)", {"doc": bad})
+            assert await db.fetch_val(f"select count(*) from {table}") == 1
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("case", PG_CASES)
+async def test_postgres_infinite_decimals_and_arrays_of_uuids_and_dicts(
+    url: BackendURL, table: str
+) -> None:
+    # psycopg2 stored both infinities as NaN without a word, and could not adapt a UUID or
+    # a dict inside a list (`id = any(:ids)`)
+    ids = [uuid.UUID(int=1), uuid.UUID(int=2)]
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id uuid, v numeric)")
+        try:
+            for i, v in zip(ids, (Decimal("Infinity"), Decimal("-Infinity")), strict=True):
+                await db.execute(f"insert into {table} values (:id, :v)", {"id": i, "v": v})
+            rows = await db.fetch_all(f"select v from {table} order by v")
+            assert [row.v for row in rows] == [Decimal("-Infinity"), Decimal("Infinity")]
+            count = f"select count(*) from {table} where id = any(:ids)"
+            assert await db.fetch_val(count, {"ids": ids}) == 2
+            assert await db.fetch_val("select :docs::jsonb[]", {"docs": [{"a": 1}]}) == [{"a": 1}]
         finally:
             await db.execute(f"drop table {table}")

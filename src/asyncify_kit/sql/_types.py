@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+from ..exceptions import ProgrammingError
+
 __all__ = [
     "IsolationLevel",
     "Json",
@@ -64,10 +66,14 @@ class PoolStats:
 
 
 def encode_json(value: Any) -> str:
-    """JSON text of *value* (compact, UTF-8 characters kept)."""
+    """JSON text of *value* (compact, UTF-8 characters kept); `ProgrammingError` for a value
+    JSON cannot hold, on every backend (a driver's own encoder raised a bare ``TypeError``)."""
     if isinstance(value, Json):
         value = value.value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    except (TypeError, ValueError) as exc:  # (ValueError: a circular reference)
+        raise ProgrammingError(f"cannot send the parameter as JSON: {exc}") from exc
 
 
 def _json_default(value: Any) -> Any:

@@ -25,7 +25,7 @@ from psycopg.types.json import JsonbDumper
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
-from .._types import Json
+from .._types import Json, encode_json
 from ._dialects import (
     PgAsyncConnection,
     PgSyncSession,
@@ -38,7 +38,15 @@ from .base import Backend, Connection, SyncSession, ThreadedConnection
 __all__ = ["PsycopgBackend"]
 
 
-class _JsonMarkerDumper(JsonbDumper):
+class _JsonDumper(JsonbDumper):
+    """Dump a ``dict`` as ``jsonb`` with the facade's encoder (`encode_json`: decimals, UUIDs
+    and dates as text, as every backend sends them; psycopg's ``json.dumps`` refused them
+    with a bare ``TypeError``)."""
+
+    _dumps = staticmethod(encode_json)
+
+
+class _JsonMarkerDumper(_JsonDumper):
     """Dump asyncify-kit's `Json` marker as ``jsonb``."""
 
     def dump(self, obj: Any) -> Any:
@@ -62,7 +70,7 @@ class _RefusedEnumBinaryDumper(_RefusedEnumDumper):
 
 
 def _configure(conn: Any) -> None:
-    conn.adapters.register_dumper(dict, JsonbDumper)
+    conn.adapters.register_dumper(dict, _JsonDumper)
     conn.adapters.register_dumper(Json, _JsonMarkerDumper)
     # binary first: the text one, registered last, is the one `%s` uses
     conn.adapters.register_dumper(Enum, _RefusedEnumBinaryDumper)

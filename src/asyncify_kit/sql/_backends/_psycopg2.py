@@ -10,15 +10,17 @@ from __future__ import annotations
 import ssl
 import uuid
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
+from psycopg2.extensions import AsIs
 
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import ParamStyle
-from .._types import Json
+from .._types import Json, encode_json
 from ._dialects import PgSyncSession, libpq_connect_params, pg_check_tls, pg_error
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
@@ -48,12 +50,26 @@ _PLAIN = (int, str, float, bytes, type(None), bool)
 
 def _value(value: Any) -> Any:
     if isinstance(value, Json):
-        return psycopg2.extras.Json(value.value)
+        return psycopg2.extras.Json(value.value, dumps=encode_json)
     if isinstance(value, dict):
-        return psycopg2.extras.Json(value)
+        return psycopg2.extras.Json(value, dumps=encode_json)
     if isinstance(value, uuid.UUID):
-        return str(value)
+        return str(value)  # an untyped literal: it goes into uuid and text columns alike
+    if isinstance(value, Decimal) and value.is_infinite():
+        # psycopg2 sent every non-finite Decimal as 'NaN' (PostgreSQL 14 has infinities)
+        return AsIs("'-Infinity'::numeric" if value.is_signed() else "'Infinity'::numeric")
+    if isinstance(value, list):
+        return [_item(v) for v in value]
     return value
+
+
+def _item(value: Any) -> Any:
+    """An item of a list sent as an array, as asyncpg and psycopg send it: psycopg2 could
+    not adapt a UUID or a dict there (`= any(:ids)`); a UUID is typed, or the array would
+    be ``text[]``."""
+    if isinstance(value, uuid.UUID):
+        return AsIs(f"'{value}'::uuid")  # (str of a UUID: hex digits and dashes only)
+    return _value(value)
 
 
 class _Psycopg2Session(PgSyncSession):
