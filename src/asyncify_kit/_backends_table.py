@@ -6,7 +6,7 @@ The configuration reference in the docs is generated from this table.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from ._config import Option
 from ._registry import BackendSpec
@@ -84,12 +84,39 @@ _MYSQL_COMMON: tuple[Option[Any], ...] = (
         doc="PEM file of the CA certificates the server's must come from: TLS, with the "
         "certificate and the host name verified",
     ),
-    str_option("charset", "utf8mb4", doc="connection character set"),
 )
-_ASYNCMY_OPTIONS: tuple[Option[Any], ...] = _MYSQL_COMMON
-_AIOMYSQL_OPTIONS: tuple[Option[Any], ...] = _MYSQL_COMMON
+#: the client character sets PyMySQL (so aiomysql) knows; asyncmy all but utf8mb3. Any other
+#: name failed at connect with a bare AttributeError ("could not connect ...: AttributeError")
+_MYSQL_CHARSETS: Final = (
+    *("utf8mb4", "utf8", "utf8mb3", "latin1", "ascii", "binary", "armscii8", "big5"),
+    *("cp1250", "cp1251", "cp1256", "cp1257", "cp850", "cp852", "cp866", "cp932", "dec8"),
+    *("eucjpms", "euckr", "gb18030", "gb2312", "gbk", "geostd8", "greek", "hebrew", "hp8"),
+    *("keybcs2", "koi8r", "koi8u", "latin2", "latin5", "latin7", "macce", "macroman", "sjis"),
+    *("swe7", "tis620", "ujis"),
+)
+
+
+def _charset_option(charsets: tuple[str, ...]) -> Option[str]:
+    """The ``charset`` option: one of *charsets*, in any case."""
+
+    def parse(raw: str) -> str:
+        if raw.lower() not in charsets:
+            raise ValueError(raw)
+        return raw.lower()
+
+    return Option(
+        "charset", parse, "utf8mb4", "one of " + ", ".join(charsets), "connection character set"
+    )
+
+
+_ASYNCMY_OPTIONS: tuple[Option[Any], ...] = (
+    *_MYSQL_COMMON,
+    _charset_option(tuple(c for c in _MYSQL_CHARSETS if c != "utf8mb3")),
+)
+_AIOMYSQL_OPTIONS: tuple[Option[Any], ...] = (*_MYSQL_COMMON, _charset_option(_MYSQL_CHARSETS))
 _PYMYSQL_OPTIONS: tuple[Option[Any], ...] = (
     *_MYSQL_COMMON,
+    _charset_option(_MYSQL_CHARSETS),
     float_option(
         "read_timeout",
         None,

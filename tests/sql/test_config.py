@@ -60,6 +60,10 @@ def test_unknown_scheme_lists_the_known_ones() -> None:
         ("sqlite:///a.db", {"journal_mode": "fast"}, "'journal_mode'.*one of wal"),
         ("postgresql://u@h/db", {"min_size": 5, "max_size": 2}, "'min_size' .5. is larger"),
         ("mysql+pymysql://u@h/db", {"statement_cache_size": 3}, "unknown option"),
+        # a charset no driver knows failed at connect, with a bare AttributeError
+        ("mysql+pymysql://u@h/db?charset=nope", {}, "'charset'.*one of utf8mb4, utf8,"),
+        ("mysql+aiomysql://u@h/db", {"charset": "utf-8"}, "'charset'.*one of utf8mb4"),
+        ("mysql+asyncmy://u@h/db?charset=utf8mb3", {}, "'charset'.*one of utf8mb4"),
     ],
 )
 def test_options_are_validated(url: str, options: dict[str, object], match: str) -> None:
@@ -161,3 +165,4 @@ def test_no_password_in_repr_log_or_error(password: str, scheme: str) -> None:
     for text in texts:
         assert password not in text
     assert "***" in repr(db)
+

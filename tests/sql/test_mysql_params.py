@@ -152,3 +152,10 @@ async def test_an_iteration_left_open_when_its_transaction_ends(
             assert db.pool_stats().in_use == 0
         finally:
             await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("case", MYSQL_CASES, indirect=True)
+async def test_the_charset_option_is_the_connections_in_any_case(url: BackendURL) -> None:
+    async with Database(url, charset="LATIN1") as db:
+        assert await db.fetch_val("select @@character_set_client") == "latin1"
+        assert await db.fetch_val("select :s", {"s": "café"}) == "café"

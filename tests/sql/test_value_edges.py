@@ -294,3 +294,17 @@ async def test_postgres_infinite_decimals_and_arrays_of_uuids_and_dicts(
             assert await db.fetch_val("select :docs::jsonb[]", {"docs": [{"a": 1}]}) == [{"a": 1}]
         finally:
             await db.execute(f"drop table {table}")
+
+
+async def test_fetch_val_takes_a_column_index_only(url: BackendURL) -> None:
+    # a name worked on asyncpg only, and was a bare TypeError (KeyError) on the others
+    async with Database(url) as db:
+        assert await db.fetch_val("select 1 as i, 2 as j", column=1) == 2
+        for column in ("j", "nope", 1.0, True):
+            with pytest.raises(ProgrammingError, match="column is the index"):
+                await db.fetch_val("select 1 as i, 2 as j", column=column)  # type: ignore[arg-type]
+            async with db.connection() as conn:
+                with pytest.raises(ProgrammingError, match="column is the index"):
+                    await conn.fetch_val("select 1 as i", column=column)  # type: ignore[arg-type]
+        with pytest.raises(ProgrammingError, match="no column 5"):
+            await db.fetch_val("select 1 as i, 2 as j", column=5)

@@ -487,6 +487,7 @@ class Database:
 
     async def fetch_val(self, sql: str, params: Params = None, *, column: int = 0) -> Any:
         """One value: *column* of the first row, or None when there is no row."""
+        _check_column(column)
         query, args = self._compile(sql, params)
         try:
             return await self._run(_fetch_val, query, query, args, column)
@@ -705,6 +706,16 @@ def _discarded() -> ConnectionLost:
         "unknown state: the connection is discarded, and with it the transaction or session "
         "of this block; leave the block and run it again"
     )
+
+
+def _check_column(column: object) -> None:
+    """Refuse a *column* that is not an index: asyncpg's records took a name, the other
+    drivers' rows raised a bare ``TypeError``."""
+    if isinstance(column, bool) or not isinstance(column, int):
+        raise ProgrammingError(
+            f"fetch_val(column={column!r}): column is the index of a column of the result (an "
+            "int); for a column by name, use (await fetch_one(...))[name]"
+        )
 
 
 def _no_column(column: int, exc: IndexError) -> ProgrammingError:
@@ -1024,6 +1035,7 @@ class DatabaseConnection:
 
     async def fetch_val(self, sql: str, params: Params = None, *, column: int = 0) -> Any:
         """Like `Database.fetch_val`, on this connection."""
+        _check_column(column)
         query, args = self._db._compile(sql, params)
         try:
             return await self._db._on_pin(self._pinned(), _fetch_val, query, args, column)
