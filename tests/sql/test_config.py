@@ -165,4 +165,3 @@ def test_no_password_in_repr_log_or_error(password: str, scheme: str) -> None:
     for text in texts:
         assert password not in text
     assert "***" in repr(db)
-
