@@ -308,3 +308,34 @@ async def test_fetch_val_takes_a_column_index_only(url: BackendURL) -> None:
                     await conn.fetch_val("select 1 as i", column=column)  # type: ignore[arg-type]
         with pytest.raises(ProgrammingError, match="no column 5"):
             await db.fetch_val("select 1 as i, 2 as j", column=5)
+
+
+@pytest.mark.parametrize("case", PG_CASES)
+async def test_a_table_made_again_by_another_connection_does_not_break_prepared_queries(
+    url: BackendURL, table: str
+) -> None:
+    # psycopg kept its prepared statement: "cached plan must not change result type" on
+    # every later run of the query on that connection, for good
+    query = f"select v from {table}"
+    async with Database(url, max_size=1) as db, Database(url, max_size=1) as other:
+        await db.execute(f"create table {table} (v date)")
+        try:
+            for _ in range(8):  # prepared by now (psycopg's prepare_threshold is 5)
+                assert await db.fetch_all(query) == []
+            await other.execute(f"drop table {table}")
+            await other.execute(f"create table {table} (v text)")
+            await other.execute(f"insert into {table} values ('x')")
+            assert [row.v for row in await db.fetch_all(query)] == ["x"]
+            assert await db.fetch_val(query) == "x"
+
+            for _ in range(8):
+                await db.fetch_all(query)
+            await other.execute(f"alter table {table} alter column v type varchar(5)")
+            try:
+                async with db.transaction():
+                    await db.fetch_all(query)  # may fail in a transaction: it is aborted
+            except ProgrammingError:
+                pass
+            assert [row.v for row in await db.fetch_all(query)] == ["x"]
+        finally:
+            await other.execute(f"drop table {table}")

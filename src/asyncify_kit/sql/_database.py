@@ -43,6 +43,7 @@ from ._backends.base import (
     ThreadedConnectionPool,
     begin_statements,
     current_task,
+    stale_plan,
 )
 from ._compiler import CompiledQuery, compile_query
 from ._row import Row, convert_row
@@ -342,7 +343,7 @@ class Database:
                 f"{type(exc).__name__}: {exc}",
                 orig=exc,
             )
-        if conn is not None and isinstance(err, ConnectionLost):
+        if conn is not None and (isinstance(err, ConnectionLost) or stale_plan(exc)):
             conn.broken = True
         return err
 
@@ -379,7 +380,9 @@ class Database:
                 if err is exc:
                     raise
                 # (a pool closed meanwhile: disconnect() closed it under the statement)
-                if not (isinstance(err, ConnectionLost) and _found_dead(conn, pool)):
+                if not (
+                    (isinstance(err, ConnectionLost) and _found_dead(conn, pool)) or stale_plan(exc)
+                ):
                     raise err from exc
             except BaseException:
                 _cut_short(conn)
@@ -388,7 +391,8 @@ class Database:
             if not pool.release_now(conn):
                 await pool.release(conn)
         # The pooled connection was found dead before this statement could run on it (the
-        # server killed it while it was idle): retry once on a fresh connection.
+        # server killed it while it was idle), or its prepared statement was stale (see
+        # `_stale_plan`: refused before it ran): retry once on a fresh connection.
         await pool.drop_idle()
         conn = await pool.acquire(fresh=True)
         try:

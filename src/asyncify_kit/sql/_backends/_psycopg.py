@@ -19,7 +19,7 @@ import psycopg
 import sniffio
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
-from psycopg.pq import Format
+from psycopg.pq import Format, TransactionStatus
 from psycopg.types.json import JsonbDumper
 
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
@@ -33,7 +33,7 @@ from ._dialects import (
     pg_check_tls,
     pg_error,
 )
-from .base import Backend, Connection, SyncSession, ThreadedConnection
+from .base import Backend, Connection, SyncSession, ThreadedConnection, stale_plan
 
 __all__ = ["PsycopgBackend"]
 
@@ -207,6 +207,18 @@ class _PsycopgSession(PgSyncSession):
         conn = self.conn
         if conn is not None:
             conn.cancel_safe(timeout=5.0)
+
+    def _call(self, method: str, args: tuple[Any, ...]) -> Any:
+        try:
+            return super()._call(method, args)
+        except psycopg.errors.FeatureNotSupported as exc:
+            # a prepared statement gone stale (see `stale_plan`); in a transaction, the
+            # rollback makes psycopg forget them
+            conn = self.conn
+            if not stale_plan(exc) or conn.info.transaction_status != TransactionStatus.IDLE:
+                raise
+            conn.execute("DEALLOCATE ALL")  # the server's, and psycopg forgets its own
+            return super()._call(method, args)
 
 
 class PsycopgBackend(Backend):

@@ -80,6 +80,18 @@ TIMEOUT_ERRORS: tuple[type[Exception], ...] = (TimeoutError, asyncio.TimeoutErro
 logger = logging.getLogger("asyncify_kit.sql")
 
 
+def stale_plan(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused a prepared statement of the connection because a table it
+    reads changed since it was prepared ("cached plan must not change result type": a
+    migration, or a table dropped and made again, on another connection). psycopg kept the
+    statement, so the same query failed on that connection for good; asyncpg retries it by
+    itself outside a transaction. The server checks this before the statement runs, so it
+    did nothing: `Database` discards the connection (with its prepared statements) and runs
+    a statement outside a transaction again on a fresh one; a threaded psycopg session
+    deallocates them and runs it again."""
+    return getattr(exc, "sqlstate", None) == "0A000" and "cached plan must not change" in str(exc)
+
+
 class Connection(abc.ABC):
     """One open driver connection.
 
