@@ -339,3 +339,17 @@ async def test_a_table_made_again_by_another_connection_does_not_break_prepared_
             assert [row.v for row in await db.fetch_all(query)] == ["x"]
         finally:
             await other.execute(f"drop table {table}")
+
+
+async def test_a_datetime_written_to_a_date_column_reads_back_as_its_date(
+    url: BackendURL, table: str
+) -> None:
+    # SQLite kept the timestamp's text, then refused to read the row ("cannot be read as DATE")
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (d date)")
+        try:
+            at = dt.datetime(2024, 5, 1, 9, 30, tzinfo=dt.timezone.utc)
+            await db.execute(f"insert into {table} values (:d)", {"d": at})
+            assert await db.fetch_val(f"select d from {table}") == dt.date(2024, 5, 1)
+        finally:
+            await db.execute(f"drop table {table}")

@@ -66,6 +66,15 @@ def _to_datetime(raw: bytes) -> _dt.datetime:
     return as_utc(_dt.datetime.fromisoformat(text))
 
 
+def _to_date(raw: bytes) -> _dt.date:
+    """A ``DATE`` column's value; a timestamp stored there (the facade writes a `datetime`
+    as one, whatever the column) is read as its UTC date, as PostgreSQL and MySQL store a
+    timestamp given for a date (it made the row unreadable: "cannot be read as DATE")."""
+    if len(raw) > 10 and raw[10:11] in (b"T", b" "):
+        return _to_datetime(raw).date()
+    return _dt.date.fromisoformat(raw.decode())
+
+
 def _to_bool(raw: bytes) -> bool:
     return raw not in (b"0", b"", b"false", b"FALSE", b"f")
 
@@ -73,7 +82,7 @@ def _to_bool(raw: bytes) -> bool:
 _CONVERTERS: dict[str, Any] = {
     "BOOLEAN": _to_bool,
     "BOOL": _to_bool,
-    "DATE": lambda raw: _dt.date.fromisoformat(raw.decode()),
+    "DATE": _to_date,
     "TIME": lambda raw: _dt.time.fromisoformat(raw.decode()),
     "TIMESTAMP": _to_datetime,
     "TIMESTAMPTZ": _to_datetime,
