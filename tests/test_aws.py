@@ -851,6 +851,27 @@ async def test_upload_and_download_files_round_trip(
     assert await unfinished_uploads(s3) == []
 
 
+@pytest.mark.parametrize("size", [1000, 6 * MIB])  # one put_object; a multipart upload
+async def test_a_failed_upload_file_is_boto3s_s3uploadfailederror(
+    s3: Any, payload: bytes, tmp_path: Path, size: int
+) -> None:
+    """aioboto3 raised the ClientError itself (NoSuchBucket), where boto3's `upload_file`
+    raises `S3UploadFailedError` naming the file and the target; and a Filename that is not
+    a path was a TypeError there, boto3's ValueError here."""
+    from boto3.exceptions import S3UploadFailedError
+
+    source = tmp_path / "source.bin"
+    await anyio.Path(source).write_bytes(payload[:size])
+    missing = f"missing-{uuid.uuid4().hex[:10]}"
+    with pytest.raises(S3UploadFailedError, match=f"Failed to upload .*source.bin to {missing}/k"):
+        await s3.upload_file(source, missing, "k", Config=SMALL_PARTS)
+    for bad in (123, None):
+        with pytest.raises(ValueError, match="Filename must be a string or a path-like"):
+            await s3.upload_file(bad, s3.test_bucket, "k")
+        with pytest.raises(ValueError, match="Filename must be a string or a path-like"):
+            await s3.download_file(s3.test_bucket, "k", bad)
+
+
 async def test_file_objects_round_trip(s3: Any, payload: bytes) -> None:
     await s3.upload_fileobj(io.BytesIO(payload), s3.test_bucket, "blob", Config=SMALL_PARTS)
     sink = io.BytesIO()

@@ -221,13 +221,29 @@ async def upload_file(
     Config: Any = None,
 ) -> None:
     """Upload the file at ``Filename`` to ``Bucket``/``Key``, as boto3's ``upload_file``
-    (opened, read and closed in worker threads)."""
-    fileobj = await run_owned(DEFAULT_POOL, _close, open, os.fspath(Filename), "rb")
+    (opened, read and closed in worker threads). As boto3's, a failed request is a
+    ``boto3.exceptions.S3UploadFailedError`` (the ``ClientError`` was raised as it was)."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError
+
+    path = _filename(Filename)
+    fileobj = await run_owned(DEFAULT_POOL, _close, open, path, "rb")
     try:
         size = (await run_sync(os.fstat, fileobj.fileno())).st_size
         await _upload(self, _Reader(fileobj), Bucket, Key, ExtraArgs, Callback, Config, size)
+    except ClientError as exc:
+        raise S3UploadFailedError(f"Failed to upload {path} to {Bucket}/{Key}: {exc}") from exc
     finally:
         await finish(run_sync(fileobj.close))
+
+
+def _filename(filename: object) -> str:
+    """*filename* as a ``str``, or boto3's ``ValueError`` (a ``TypeError`` came from ``open``)."""
+    if isinstance(filename, os.PathLike):
+        filename = os.fspath(filename)
+    if not isinstance(filename, str):
+        raise ValueError("Filename must be a string or a path-like object")
+    return filename
 
 
 def _close(fileobj: Any) -> None:
@@ -592,7 +608,7 @@ async def download_file(
     file next to it (``Filename`` + ``.`` + 8 random characters), renamed over ``Filename``
     once complete. A missing key, a failure or a cancellation leaves ``Filename`` as it was
     and removes the temp file; all file work runs in worker threads."""
-    path = os.fspath(Filename)
+    path = _filename(Filename)
     temp = _temp_path(path)
     opened: list[Any] = []
 
