@@ -202,6 +202,49 @@ async def test_requests_no_route_serves_share_one_label(monkeypatch: pytest.Monk
     assert sorted(middleware.metrics()["routes"]) == ["<other>", "<unmatched>", "GET /", "GET /a"]
 
 
+async def asgi_get(app: Any, path: str, root_path: str = "") -> tuple[int, bytes]:
+    """GET *path* from *app* as a server gives it: uvicorn ``--root-path /api`` puts the root
+    path in front of ``scope["path"]`` (httpx's ASGITransport does not)."""
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_metrics_answer_where_the_routes_do_under_a_root_path() -> None:
+    # the path was compared with scope["path"] as it was: under `--root-path /api` the
+    # metrics were a 404 at every URL, while the app's routes answered
+    app = build_app(detect=None, monitor=False, metrics_path="/metrics")
+    try:
+        assert (await asgi_get(app, "/api/", "/api"))[0] == 200
+        status, body = await asgi_get(app, "/api/metrics", "/api")
+        assert status == 200 and b"asyncify_route_requests_total" in body
+        assert (await asgi_get(app, "/api/metricsx", "/api"))[0] == 404
+        assert (await asgi_get(app, "/metrics"))[0] == 200
+    finally:
+        BlockingMiddleware.of(app).stop()
+
+
 # checks the global patch state: the plugin's own detector would keep the patches in
 @pytest.mark.allow_blocking
 @pytest.mark.parametrize("raises", [True, False], ids=["app-raises", "app-reports-failure"])

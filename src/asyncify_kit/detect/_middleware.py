@@ -215,7 +215,7 @@ class BlockingMiddleware:
         if (
             self.metrics_path is not None
             and kind == "http"
-            and scope.get("path") == self.metrics_path
+            and _route_path(scope) == self.metrics_path
         ):
             await self._serve_metrics(send)
             return
@@ -316,6 +316,17 @@ class BlockingMiddleware:
         if self.monitor is not None:
             text += self.monitor.prometheus(prefix)
         return text
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path inside the app, as Starlette's router matches it: without the
+    ``root_path`` a server puts in front of it (``uvicorn --root-path /api`` serves
+    ``/metrics`` with ``scope["path"] == "/api/metrics"``; the exact path never matched)."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]
+    return path
 
 
 def _running_loop() -> object:
