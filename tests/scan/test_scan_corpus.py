@@ -423,6 +423,32 @@ CORPUS = [
         ],
     ),
     Snippet(
+        "thread-locks-in-with",  # `with lock:` acquires it, as lock.acquire() does
+        """
+        import asyncio, threading
+        LOCK = threading.Lock()
+        class Worker:
+            def __init__(self):
+                self.guard = threading.RLock()
+                self.slots = threading.BoundedSemaphore(2)
+            async def handler(self):
+                with LOCK:
+                    pass
+                with self.guard, self.slots:
+                    pass
+                async with asyncio.Lock():
+                    pass
+                with open("x") as f:
+                    pass
+        """,
+        [
+            f"ASY114 {S}:9 Worker.handler -> threading.Lock.__enter__",
+            f"ASY114 {S}:11 Worker.handler -> threading.RLock.__enter__",
+            f"ASY114 {S}:11 Worker.handler -> threading.Semaphore.__enter__",
+            f"ASY105 {S}:15 Worker.handler -> builtins.open",
+        ],
+    ),
+    Snippet(
         "sqlalchemy-sync",
         """
         from sqlalchemy import create_engine, select, text

@@ -1285,13 +1285,28 @@ class Project:
             sites.append(site)
 
     def _with_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
-        """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class."""
+        """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class, and blocks
+        where a library type's ``__enter__`` does (``with lock:`` on a ``threading.Lock``
+        acquires it, as ``lock.acquire()`` does)."""
         for node in func.withs:
             owner = self.eval(node, func, node.lineno)
             if not isinstance(owner, Inst):
                 continue
             cls = self.registry.get(owner.type)
             if not isinstance(cls, ClassInfo):
+                rule_id = BLOCKING_CALLS.get(f"{owner.type}.__enter__")
+                if cls is None and rule_id is not None:
+                    sites.append(
+                        Blocking(
+                            rule_id,
+                            f"{owner.type}.__enter__",
+                            "",
+                            f"with {_call_text(node)}",
+                            node.lineno,
+                            node.end_lineno or node.lineno,
+                            node.col_offset,
+                        )
+                    )
                 continue
             text = f"with {_call_text(node)}"
             for name in ("__enter__", "__exit__"):

@@ -368,10 +368,11 @@ BLOCKING_CALLS: dict[str, str] = {
     **_names("ssl.SSLSocket", "connect accept recv send sendall do_handshake read write", "ASY113"),
     # waiting for threads, locks, queues, futures and standard input
     "builtins.input": "ASY114",
-    **_names("threading.Lock", "acquire", "ASY114"),
-    **_names("threading.RLock", "acquire", "ASY114"),
-    **_names("threading.Semaphore", "acquire", "ASY114"),
-    **_names("threading.Condition", "acquire wait wait_for", "ASY114"),
+    # (``__enter__``: ``with lock:`` acquires it, see `_with_sites`)
+    **_names("threading.Lock", "acquire __enter__", "ASY114"),
+    **_names("threading.RLock", "acquire __enter__", "ASY114"),
+    **_names("threading.Semaphore", "acquire __enter__", "ASY114"),
+    **_names("threading.Condition", "acquire wait wait_for __enter__", "ASY114"),
     **_names("threading.Event", "wait", "ASY114"),
     **_names("threading.Barrier", "wait", "ASY114"),
     **_names("threading.Thread", "join", "ASY114"),
