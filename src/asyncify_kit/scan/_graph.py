@@ -1285,9 +1285,12 @@ class Project:
             sites.append(site)
 
     def _with_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
-        """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class, and blocks
-        where a library type's ``__enter__`` does (``with lock:`` on a ``threading.Lock``
-        acquires it, as ``lock.acquire()`` does)."""
+        """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class, and, in an
+        ``async def`` itself, blocks where a library type's ``__enter__`` does (``with lock:``
+        on a ``threading.Lock`` acquires it, as ``lock.acquire()`` does). Not in the sync
+        functions async code calls: there a ``with lock:`` is mostly a short critical
+        section over shared state, which threads and the loop take in turn (the library's
+        own code has some 110 of them, none a wait that lasts)."""
         for node in func.withs:
             owner = self.eval(node, func, node.lineno)
             if not isinstance(owner, Inst):
@@ -1295,7 +1298,7 @@ class Project:
             cls = self.registry.get(owner.type)
             if not isinstance(cls, ClassInfo):
                 rule_id = BLOCKING_CALLS.get(f"{owner.type}.__enter__")
-                if cls is None and rule_id is not None:
+                if cls is None and rule_id is not None and func.is_async:
                     sites.append(
                         Blocking(
                             rule_id,

@@ -548,7 +548,8 @@ class _RequestsStream(BackendStream):
     async def abort(self) -> None:
         """Close the connection for the client's aclose(): the rest of the body, if read,
         raises `ReadError` (requests would leave the connection open and go on reading)."""
-        with self._lock:
+        # (the reading thread holds this lock for a few assignments only, never over a read)
+        with self._lock:  # asyncify: ignore[sync-wait]
             self._aborted = True
             reading = self._reading
             if reading:
@@ -563,7 +564,7 @@ class _RequestsStream(BackendStream):
         return self._chunks
 
     async def aclose(self) -> None:
-        with self._lock:
+        with self._lock:  # asyncify: ignore[sync-wait]  (a few assignments: see abort)
             self._done = True
             if self._reading:
                 # a reader cancelled in the middle of a chunk: its thread is still in the read

@@ -1248,14 +1248,15 @@ class ThreadedConnectionPool:
         self.release_now(conn)
 
     async def drop_idle(self) -> None:
-        with self._cond:
+        # (the pool's threads hold this condition over list moves only, never over I/O)
+        with self._cond:  # asyncify: ignore[sync-wait]
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.terminate()
 
     async def close(self) -> None:
         """Close the pool: bounded by *close_timeout*, and safe to cancel."""
-        with self._cond:
+        with self._cond:  # asyncify: ignore[sync-wait]  (list moves only: see drop_idle)
             if self._closed:
                 return
             self._closed = True
@@ -1269,7 +1270,7 @@ class ThreadedConnectionPool:
                 # Event; poll, for close_timeout at most
                 while self._in_use or self._opening:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
-            with self._cond:
+            with self._cond:  # asyncify: ignore[sync-wait]  (list moves only)
                 idle, self._idle = self._idle, []
                 busy, self._in_use = list(self._in_use), set()
             with anyio.move_on_after(min(self.close_timeout, 5.0)):
