@@ -284,17 +284,24 @@ class _PoolRules:
     limits, which urllib3 does not have: it keeps every connection it has opened idle, up to
     the pool's size, for as long as the server keeps it.
 
-    A connection going back to the pool is stamped with the time; then the pool's idle
-    connections open longer than *keepalive_expiry* are closed, and the returned one too if
-    *max_keepalive* idle ones are already open. One taken from the pool that has expired
-    meanwhile is closed before use (urllib3 then opens a new one for the request). A closed
-    connection keeps its place in the pool, which is what limits *max_connections*. The
-    adapter makes subclasses that set both limits (`_pool_classes`).
+    A connection going back to the pool is stamped with the time and counted idle, or closed
+    if *max_keepalive* idle ones are counted already; one taken from the pool that has been
+    idle longer than *keepalive_expiry* is closed before use (urllib3 then opens a new one
+    for the request). At most once a second (or per *keepalive_expiry*, if shorter), giving
+    one back also closes the idle ones that have expired. A closed connection keeps its
+    place in the pool, which is what limits *max_connections*. The adapter makes subclasses
+    that set both limits (`_pool_classes`).
     """
 
     max_keepalive: int = 20
     keepalive_expiry: float = 5.0
     pool: Any  # urllib3's LifoQueue of connections (None for a free place)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._idle_lock = threading.Lock()  # (taken after the queue's mutex, never before)
+        self._idle_open = 0  # connections stamped idle: in the pool, or being taken from it
+        self._swept = time.monotonic()
 
     def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("pool_timeout") is None:
@@ -303,33 +310,44 @@ class _PoolRules:
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)  # type: ignore[misc]
-        idle_since = getattr(conn, _IDLE_SINCE, None)
-        if idle_since is not None:
-            setattr(conn, _IDLE_SINCE, None)
-            if time.monotonic() - idle_since > self.keepalive_expiry and conn.sock is not None:
+        if getattr(conn, _IDLE_SINCE, None) is not None:
+            with self._idle_lock:
+                since = getattr(conn, _IDLE_SINCE, None)  # (None: a sweep closed it)
+                if since is not None:
+                    setattr(conn, _IDLE_SINCE, None)
+                    self._idle_open -= 1
+            if since is not None and time.monotonic() - since > self.keepalive_expiry:
                 conn.close()
         return _connection_for_caller(conn)
 
     def _put_conn(self, conn: Any) -> None:
-        queue = self.pool
-        if conn is not None and conn.sock is not None and queue is not None:
+        if conn is not None and conn.sock is not None and self.pool is not None:
             now = time.monotonic()
-            oldest = now - self.keepalive_expiry
-            idle = 0
-            with queue.mutex:  # what a taker holds: none of these can be taken meanwhile
-                for other in queue.queue:
-                    if other is None or other.sock is None:
-                        continue
-                    since = getattr(other, _IDLE_SINCE, None)
-                    if since is not None and since < oldest:
-                        other.close()
-                    else:
-                        idle += 1
-            if idle >= self.max_keepalive:
+            if now - self._swept >= min(self.keepalive_expiry, 1.0):
+                self._sweep(now)
+            with self._idle_lock:
+                keep = self._idle_open < self.max_keepalive
+                if keep:
+                    self._idle_open += 1
+                    setattr(conn, _IDLE_SINCE, now)
+            if not keep:
                 conn.close()
-            else:
-                setattr(conn, _IDLE_SINCE, now)
         super()._put_conn(conn)  # type: ignore[misc]
+
+    def _sweep(self, now: float) -> None:
+        """Close the idle connections of the pool that have expired."""
+        self._swept = now
+        oldest = now - self.keepalive_expiry
+        queue = self.pool
+        if queue is None:
+            return
+        with queue.mutex, self._idle_lock:  # (what a taker holds: none is taken meanwhile)
+            for other in queue.queue:
+                since = None if other is None else getattr(other, _IDLE_SINCE, None)
+                if since is not None and since < oldest:
+                    setattr(other, _IDLE_SINCE, None)
+                    self._idle_open -= 1
+                    other.close()
 
 
 #: the attribute of a pooled connection that holds when it went idle

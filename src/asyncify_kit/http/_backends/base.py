@@ -260,8 +260,10 @@ class LocalhostCookies(http.cookiejar.CookieJar):
         self, response: Any, request: urllib.request.Request
     ) -> Sequence[http.cookiejar.Cookie]:
         cookies = super().make_cookies(response, request)
+        if not any(c.domain_specified for c in cookies):  # (the usual case: no Domain)
+            return cookies
         host = (urlsplit(request.get_full_url()).hostname or "").lower()
-        if "." in host or not any(c.domain_specified for c in cookies):
+        if "." in host:
             return cookies
         return [_host_only(c, host) if c.domain.lstrip(".") == host else c for c in cookies]
 
