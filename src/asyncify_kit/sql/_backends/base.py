@@ -87,8 +87,9 @@ def stale_plan(exc: BaseException) -> bool:
     statement, so the same query failed on that connection for good; asyncpg retries it by
     itself outside a transaction. The server checks this before the statement runs, so it
     did nothing: `Database` discards the connection (with its prepared statements) and runs
-    a statement outside a transaction again on a fresh one; a threaded psycopg session
-    deallocates them and runs it again."""
+    a statement outside a transaction again on a fresh one, as for a connection found dead
+    (the pool's idle ones go too: theirs are likely stale as well); a threaded psycopg
+    session deallocates them and runs it again."""
     return getattr(exc, "sqlstate", None) == "0A000" and "cached plan must not change" in str(exc)
 
 
