@@ -343,7 +343,9 @@ class _PoolRules:
             return
         with queue.mutex, self._idle_lock:  # (what a taker holds: none is taken meanwhile)
             for other in queue.queue:
-                since = None if other is None else getattr(other, _IDLE_SINCE, None)
+                if other is None:
+                    continue
+                since = getattr(other, _IDLE_SINCE, None)
                 if since is not None and since < oldest:
                     setattr(other, _IDLE_SINCE, None)
                     self._idle_open -= 1
