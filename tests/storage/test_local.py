@@ -1056,3 +1056,25 @@ async def test_file_move_and_delete_with_fsync_sync_the_directories(
         assert synced == [str(root / "a")]
         monkeypatch.undo()
         assert [i.key async for i in st.list()] == ["k", "same2"]
+
+
+def test_a_failed_write_leaves_no_empty_parent_another_operation_could_not_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`a/` is empty, left by an operation whose prune found this write's `a/b/` in it (a
+    cancellation storm left `own04/` so). The write made `b` only, then failed before its
+    temp file: it removed `b` and kept `a`, an empty directory no operation would remove."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+
+    def no_space(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "no space left on device")
+
+    monkeypatch.setattr(_file, "_dir_lock", no_space)  # after the walk, before the temp file
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError, match="no space"):
+            _file.TempFile(root_fd, ["a", "b", "k"], fsync=False)
+    finally:
+        os.close(root_fd)
+    assert list(root.iterdir()) == []

@@ -372,15 +372,16 @@ class _OpenFile:
         """Remove the directories this write made while they are empty, deepest first, as
         `_delete_file` prunes: a failed write leaves no directory behind (S3 has none).
 
-        *emptied*: the write removed a temp file of its own from the key's directory, so it
-        may be the one that leaves the directories of the key empty, whoever made them (a
-        delete of their last object could not remove them while that file was there): every
-        one of them still empty goes.
+        Every directory of the key still empty goes, whoever made it, once this write made
+        one or removed a temp file of its own (*emptied*): either may be what kept another
+        operation from removing the ones above (a delete of their last object, a failed
+        write that made them: its ``rmdir`` found this write's directory or file there). A
+        cancellation storm left such an empty parent once (``own04/``, its ``sub/`` made and
+        removed by a write cut short before its temp file).
         """
-        top = 0 if emptied else min(self.made, default=-1)
-        self.made = []
-        if top != -1:
-            _prune(self.root_fd, self.parts, top)
+        made, self.made = self.made, []
+        if emptied or made:
+            _prune(self.root_fd, self.parts)
 
     def _drop_root(self) -> None:
         """Close the descriptor of ROOT this write owns, once it is over (`begin_stream`)."""
@@ -905,14 +906,13 @@ def _stat_file(root_fd: int, parts: list[str], key: str) -> ObjectInfo:
     return _info(key, st, type_from_key(key))
 
 
-def _prune(root_fd: int, parts: list[str], top: int = 0) -> None:
-    """Remove the directories of *parts* that became empty, deepest first (as S3 prefixes),
-    up to the one at depth *top* (``parts[top]``)."""
+def _prune(root_fd: int, parts: list[str]) -> None:
+    """Remove the directories of *parts* that became empty, deepest first (as S3 prefixes)."""
     fds = [root_fd]
     try:
         for name in parts[:-2]:
             fds.append(_open_dir(name, fds[-1]))
-        for depth in range(len(parts) - 2, top - 1, -1):
+        for depth in range(len(parts) - 2, -1, -1):
             try:
                 os.rmdir(parts[depth], dir_fd=fds[depth])
             except OSError:
@@ -1059,7 +1059,7 @@ def _rename_file(
                 _close_dir(dfd, root_fd)
     except BaseException:
         if made:
-            _prune(root_fd, dst, min(made))
+            _prune(root_fd, dst)  # (every empty one: see `_OpenFile._unmake`)
         raise
     finally:
         _close_dir(sfd, root_fd)
