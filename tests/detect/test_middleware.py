@@ -127,6 +127,38 @@ async def test_blocking_calls_and_stalls_are_attributed_to_the_route() -> None:
     assert middleware.monitor is not None and not middleware.monitor.running  # lifespan stop
 
 
+async def test_a_streaming_body_blocking_call_is_attributed_its_stall_only_counted() -> None:
+    """As docs/detection.md says: a blocking call in a `StreamingResponse` body (a task of its
+    own) is attributed to the route, through the task's context; its stall is counted by the
+    monitor, but against no route (no frame of the middleware is on that task's stack)."""
+    from fastapi.responses import StreamingResponse
+
+    app = build_app(detect="collect", stall_threshold=0.08)
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            time.sleep(0.15)  # the blocking body
+            yield b"x"
+
+        return StreamingResponse(body())
+
+    async with served(app) as client:
+        assert (await client.get("/stream")).content == b"x"
+        middleware = BlockingMiddleware.of(app)
+        assert middleware.monitor is not None
+        with anyio.move_on_after(10):
+            while not middleware.monitor.metrics()["stalls"]:
+                await anyio.sleep(0.01)
+        stalls = middleware.monitor.metrics()["stalls"]
+        routes = middleware.metrics()["routes"]
+    assert stalls >= 1
+    assert middleware.detector is not None
+    assert [r.route for r in middleware.detector.reports] == ["GET /stream"]
+    assert routes["GET /stream"]["blocking_calls"] == 1
+    assert routes["GET /stream"]["stalls"] == 0
+
+
 async def test_a_normal_fastapi_request_cycle_reports_nothing() -> None:
     app = build_app(detect="raise", stall_threshold=0.5)
     with detect_blocking(mode="collect") as outer:

@@ -247,7 +247,7 @@ def header_text(raw: bytes) -> str:
 class LocalhostCookies(http.cookiejar.CookieJar):
     """A cookie jar (mixed into httpx's and requests' own) that keeps a cookie a host without
     a dot (``localhost``) set for its own name (``Domain=localhost``) as one for that host
-    alone, so that it goes back to it, as aiohttp and browsers send it.
+    alone, so that it goes back to it, as aiohttp sends it.
 
     http.cookiejar stored that cookie, then sent it nowhere: it compares a host without a
     dot by its "effective" name, ``localhost.local``, which the domain ``.localhost`` does
