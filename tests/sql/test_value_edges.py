@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import ipaddress
 import math
 import uuid
 from decimal import Decimal
@@ -292,6 +293,34 @@ async def test_postgres_infinite_decimals_and_arrays_of_uuids_and_dicts(
             count = f"select count(*) from {table} where id = any(:ids)"
             assert await db.fetch_val(count, {"ids": ids}) == 2
             assert await db.fetch_val("select :docs::jsonb[]", {"docs": [{"a": 1}]}) == [{"a": 1}]
+        finally:
+            await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize("case", PG_CASES)
+async def test_postgres_network_addresses_are_ipaddress_objects(
+    url: BackendURL, table: str
+) -> None:
+    # psycopg2 returned inet and cidr values as text and could not send an ipaddress object;
+    # asyncpg and psycopg read and send the ipaddress types
+    host = ipaddress.ip_address("10.0.0.1")
+    iface = ipaddress.ip_interface("10.1.2.3/16")
+    net = ipaddress.ip_network("2001:db8::/32")
+    async with Database(url) as db:
+        await db.execute(f"create table {table} (id int, a inet, n cidr)")
+        try:
+            insert = f"insert into {table} values (:id, :a, :n)"
+            await db.execute(insert, {"id": 1, "a": host, "n": net})
+            await db.execute(insert, {"id": 2, "a": iface, "n": None})
+            rows = await db.fetch_all(f"select a, n from {table} order by id")
+            assert [tuple(row.values()) for row in rows] == [(host, net), (iface, None)]
+            assert [type(row.a) for row in rows] == [ipaddress.IPv4Address, ipaddress.IPv4Interface]
+            count = f"select count(*) from {table} where a = any(:hosts)"
+            assert await db.fetch_val(count, {"hosts": [host, iface]}) == 2
+            arrays = await db.fetch_one(
+                f"select array[a] as a, array[n] as n from {table} where id = 1"
+            )
+            assert arrays is not None and (arrays.a, arrays.n) == ([host], [net])
         finally:
             await db.execute(f"drop table {table}")
 

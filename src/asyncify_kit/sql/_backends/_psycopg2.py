@@ -1,12 +1,15 @@
 """``postgresql+psycopg2``: the legacy blocking psycopg2, one thread hop per operation.
 
 Works on asyncio and trio. Each connection gets, on itself only (nothing global), a
-``uuid`` -> `uuid.UUID` and a ``bytea`` -> `bytes` typecaster (and one for their arrays);
-JSON parameters are sent through `psycopg2.extras.Json`.
+``uuid`` -> `uuid.UUID`, a ``bytea`` -> `bytes` and an ``inet``/``cidr`` -> `ipaddress`
+typecaster (and one for their arrays); JSON parameters are sent through
+`psycopg2.extras.Json`.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import ssl
 import uuid
 from collections.abc import Callable, Sequence
@@ -30,7 +33,7 @@ __all__ = ["Psycopg2Backend"]
 def _uuid(value: str | bytes | None, cur: Any) -> uuid.UUID | None:
     if value is None:
         return None
-    return uuid.UUID(value.decode() if isinstance(value, bytes) else value)
+    return uuid.UUID(_text(value))
 
 
 def _bytea(value: str | bytes | None, cur: Any) -> bytes | None:
@@ -39,11 +42,51 @@ def _bytea(value: str | bytes | None, cur: Any) -> bytes | None:
     return bytes(psycopg2.BINARY(value, cur))
 
 
+def _inet(value: str | bytes | None, cur: Any) -> object:
+    """As asyncpg and psycopg read it: an address without a prefix (PostgreSQL's text
+    leaves out a host's /32 or /128), else an interface (an address and its network)."""
+    if value is None:
+        return None
+    text = _text(value)
+    return ipaddress.ip_interface(text) if "/" in text else ipaddress.ip_address(text)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _cidr(value: str | bytes | None, cur: Any) -> object:
+    return None if value is None else ipaddress.ip_network(_text(value))
+
+
 _UUID_TYPE = psycopg2.extensions.new_type((2950,), "ASYNCIFY_UUID", _uuid)
 _BYTEA_TYPE = psycopg2.extensions.new_type((17,), "ASYNCIFY_BYTEA", _bytea)
 # and their arrays, which psycopg2 would return as text ('{...}') and memoryviews
 _UUID_ARRAY_TYPE = psycopg2.extensions.new_array_type((2951,), "ASYNCIFY_UUID[]", _UUID_TYPE)
 _BYTEA_ARRAY_TYPE = psycopg2.extensions.new_array_type((1001,), "ASYNCIFY_BYTEA[]", _BYTEA_TYPE)
+# psycopg2 returned network addresses as text, and its own `register_ipaddress` is global
+_INET_TYPE = psycopg2.extensions.new_type((869,), "ASYNCIFY_INET", _inet)
+_CIDR_TYPE = psycopg2.extensions.new_type((650,), "ASYNCIFY_CIDR", _cidr)
+_INET_ARRAY_TYPE = psycopg2.extensions.new_array_type((1041,), "ASYNCIFY_INET[]", _INET_TYPE)
+_CIDR_ARRAY_TYPE = psycopg2.extensions.new_array_type((651,), "ASYNCIFY_CIDR[]", _CIDR_TYPE)
+_TYPES = (
+    _UUID_TYPE,
+    _BYTEA_TYPE,
+    _UUID_ARRAY_TYPE,
+    _BYTEA_ARRAY_TYPE,
+    _INET_TYPE,
+    _CIDR_TYPE,
+    _INET_ARRAY_TYPE,
+    _CIDR_ARRAY_TYPE,
+)
+_ADDRESSES = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+)
+_NETWORKS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
+_PLAIN_ADDRESS = re.compile(r"[0-9A-Fa-f.:/]+")
 
 _PLAIN = (int, str, float, bytes, type(None), bool)
 
@@ -53,8 +96,8 @@ def _value(value: Any) -> Any:
         return psycopg2.extras.Json(value.value, dumps=encode_json)
     if isinstance(value, dict):
         return psycopg2.extras.Json(value, dumps=encode_json)
-    if isinstance(value, uuid.UUID):
-        return str(value)  # an untyped literal: it goes into uuid and text columns alike
+    if isinstance(value, (uuid.UUID, *_ADDRESSES, *_NETWORKS)):
+        return str(value)  # an untyped literal: it goes into uuid (inet...) and text columns alike
     if isinstance(value, Decimal) and value.is_infinite():
         # psycopg2 sent every non-finite Decimal as 'NaN' (PostgreSQL 14 has infinities)
         return AsIs("'-Infinity'::numeric" if value.is_signed() else "'Infinity'::numeric")
@@ -69,6 +112,9 @@ def _item(value: Any) -> Any:
     be ``text[]``."""
     if isinstance(value, uuid.UUID):
         return AsIs(f"'{value}'::uuid")  # (str of a UUID: hex digits and dashes only)
+    if isinstance(value, (*_ADDRESSES, *_NETWORKS)) and _PLAIN_ADDRESS.fullmatch(str(value)):
+        # (an IPv6 scope, `fe80::1%eth0`, may hold any character: it goes as quoted text)
+        return AsIs(f"'{value}'::{'cidr' if isinstance(value, _NETWORKS) else 'inet'}")
     return _value(value)
 
 
@@ -81,10 +127,8 @@ class _Psycopg2Session(PgSyncSession):
         conn = psycopg2.connect(**self.params)
         try:
             conn.autocommit = True
-            psycopg2.extensions.register_type(_UUID_TYPE, conn)
-            psycopg2.extensions.register_type(_BYTEA_TYPE, conn)
-            psycopg2.extensions.register_type(_UUID_ARRAY_TYPE, conn)
-            psycopg2.extensions.register_type(_BYTEA_ARRAY_TYPE, conn)
+            for caster in _TYPES:
+                psycopg2.extensions.register_type(caster, conn)
         except BaseException:
             conn.close()
             raise
