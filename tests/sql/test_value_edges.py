@@ -325,6 +325,20 @@ async def test_postgres_network_addresses_are_ipaddress_objects(
             await db.execute(f"drop table {table}")
 
 
+@pytest.mark.parametrize("case", PG_CASES)
+@pytest.mark.parametrize(
+    "sql", ["select '24:00'::time", "select '24:00+02'::timetz", "select array['24:00'::time]"]
+)
+async def test_postgres_time_24_00_is_refused_on_every_backend(url: BackendURL, sql: str) -> None:
+    # PostgreSQL's end of day has no `datetime.time`: asyncpg and psycopg refused it, and
+    # psycopg2 read it as midnight, the start of the day, without a word
+    async with Database(url) as db:
+        with pytest.raises(ProgrammingError, match=r"hour must be in 0\.\.23"):
+            await db.fetch_val(sql)
+        assert await db.fetch_val("select '23:59:59.999999'::time") == dt.time(23, 59, 59, 999999)
+        assert await db.fetch_val("select array['00:00'::time]") == [dt.time(0)]
+
+
 async def test_fetch_val_takes_a_column_index_only(url: BackendURL) -> None:
     # a name worked on asyncpg only, and was a bare TypeError (KeyError) on the others
     async with Database(url) as db:

@@ -2,8 +2,8 @@
 
 Works on asyncio and trio. Each connection gets, on itself only (nothing global), a
 ``uuid`` -> `uuid.UUID`, a ``bytea`` -> `bytes` and an ``inet``/``cidr`` -> `ipaddress`
-typecaster (and one for their arrays); JSON parameters are sent through
-`psycopg2.extras.Json`.
+typecaster, one that refuses the time ``24:00`` (and one for their arrays); JSON
+parameters are sent through `psycopg2.extras.Json`.
 """
 
 from __future__ import annotations
@@ -59,6 +59,14 @@ def _cidr(value: str | bytes | None, cur: Any) -> object:
     return None if value is None else ipaddress.ip_network(_text(value))
 
 
+def _time(value: str | bytes | None, cur: Any) -> object:
+    """psycopg2's own, but PostgreSQL's end of day (``24:00:00``), which psycopg2 read as
+    midnight, is refused as asyncpg and psycopg refuse it (`datetime.time` has no hour 24)."""
+    if value is not None and _text(value).startswith("24"):
+        raise ValueError(f"hour must be in 0..23 (PostgreSQL time {_text(value)!r})")
+    return psycopg2.extensions.TIME(value, cur)
+
+
 _UUID_TYPE = psycopg2.extensions.new_type((2950,), "ASYNCIFY_UUID", _uuid)
 _BYTEA_TYPE = psycopg2.extensions.new_type((17,), "ASYNCIFY_BYTEA", _bytea)
 # and their arrays, which psycopg2 would return as text ('{...}') and memoryviews
@@ -69,6 +77,10 @@ _INET_TYPE = psycopg2.extensions.new_type((869,), "ASYNCIFY_INET", _inet)
 _CIDR_TYPE = psycopg2.extensions.new_type((650,), "ASYNCIFY_CIDR", _cidr)
 _INET_ARRAY_TYPE = psycopg2.extensions.new_array_type((1041,), "ASYNCIFY_INET[]", _INET_TYPE)
 _CIDR_ARRAY_TYPE = psycopg2.extensions.new_array_type((651,), "ASYNCIFY_CIDR[]", _CIDR_TYPE)
+_TIME_TYPE = psycopg2.extensions.new_type(psycopg2.extensions.TIME.values, "ASYNCIFY_TIME", _time)
+_TIME_ARRAY_TYPE = psycopg2.extensions.new_array_type(
+    psycopg2.extensions.TIMEARRAY.values, "ASYNCIFY_TIME[]", _TIME_TYPE
+)
 _TYPES = (
     _UUID_TYPE,
     _BYTEA_TYPE,
@@ -78,6 +90,8 @@ _TYPES = (
     _CIDR_TYPE,
     _INET_ARRAY_TYPE,
     _CIDR_ARRAY_TYPE,
+    _TIME_TYPE,
+    _TIME_ARRAY_TYPE,
 )
 _ADDRESSES = (
     ipaddress.IPv4Address,
