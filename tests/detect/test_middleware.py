@@ -277,6 +277,74 @@ async def test_metrics_answer_where_the_routes_do_under_a_root_path() -> None:
         BlockingMiddleware.of(app).stop()
 
 
+def mounted_app(**options: Any) -> tuple[FastAPI, FastAPI]:
+    """/tenants/{tenant} mounts a sub-app, in which /v2 mounts another (a blocking route)."""
+    inner = FastAPI()
+
+    @inner.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        time.sleep(0.001)  # a blocking call, attributed to this route
+        return {"id": item_id}
+
+    sub = FastAPI()
+    sub.mount("/v2", inner)
+    sub.add_middleware(BlockingMiddleware, detect="collect", monitor=False)
+    app = FastAPI()
+    app.mount("/tenants/{tenant}", sub)
+    app.add_middleware(BlockingMiddleware, detect="collect", monitor=False, **options)
+    return app, sub
+
+
+async def test_a_mount_with_a_parameter_is_labelled_by_its_template() -> None:
+    # Starlette's Mount puts the raw matched prefix in scope["root_path"]: the label held the
+    # tenant the client sent, one label (and Prometheus series) per tenant, and a %0A in it
+    # wrote lines of the client's choosing into /metrics
+    app, sub = mounted_app(metrics_path="/metrics")
+    try:
+        for tenant in ("acme", "globex", "x%0Aforged_total 9999%0A%23"):
+            assert (await asgi_get(app, f"/api/tenants/{tenant}/v2/items/1", "/api"))[0] == 200
+        label = "GET /api/tenants/{tenant}/v2/items/{item_id}"
+        for middleware in (BlockingMiddleware.of(app), BlockingMiddleware.of(sub)):
+            assert middleware.metrics()["routes"] == {
+                label: {"requests": 3, "blocking_calls": 3, "stalls": 0, "stall_seconds": 0.0}
+            }
+        reports = [  # (the innermost detector collects them)
+            report
+            for middleware in (BlockingMiddleware.of(app), BlockingMiddleware.of(sub))
+            for report in middleware.detector.reports  # type: ignore[union-attr]
+        ]
+        assert [r.route for r in reports] == [label] * 3
+        status, body = await asgi_get(app, "/api/metrics", "/api")
+        assert status == 200 and b"forged" not in body
+    finally:
+        for middleware in (BlockingMiddleware.of(app), BlockingMiddleware.of(sub)):
+            middleware.stop()
+
+
+async def test_a_label_never_holds_text_a_client_chose() -> None:
+    middleware = BlockingMiddleware(FastAPI(), detect=None, monitor=False)
+    middleware._count('GET /a"b\\c\nforged_total 1', "requests", 1)
+    text = middleware.prometheus()
+    assert not any(line.startswith("forged_total") for line in text.splitlines())
+    assert r'route="GET /a\"b\\c\nforged_total 1"' in text
+
+
+def test_a_method_no_route_lists_is_labelled_only_when_it_is_a_standard_one() -> None:
+    # a route without a method list (an HTTPEndpoint) answers 405 to a method it lacks: the
+    # label was the method the client sent (`BREW /items`), one more label per method
+    from starlette.endpoints import HTTPEndpoint
+    from starlette.routing import Route
+
+    class Items(HTTPEndpoint):
+        async def get(self, request: object) -> None: ...
+
+    route = Route("/items", Items)
+    assert route.methods is None
+    for method, label in (("GET", "GET /items"), ("DELETE", "DELETE /items"), ("BREW", None)):
+        scope = {"type": "http", "method": method, "route": route}
+        assert route_label(scope) == (label or "<unmatched>")
+
+
 # checks the global patch state: the plugin's own detector would keep the patches in
 @pytest.mark.allow_blocking
 @pytest.mark.parametrize("raises", [True, False], ids=["app-raises", "app-reports-failure"])

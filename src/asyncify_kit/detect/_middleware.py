@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import FrameType
@@ -33,7 +34,7 @@ from ._detector import (
     remove_listener,
     route_provider,
 )
-from ._monitor import LoopMonitor, StallReport, route_frames
+from ._monitor import LoopMonitor, StallReport, _label, route_frames
 
 __all__ = ["BlockingMiddleware", "route_label"]
 
@@ -63,16 +64,79 @@ def route_label(scope: Scope) -> str:
     """``"GET /items/{item_id}"``: the method and the route template, else `UNMATCHED`.
 
     The template is the one the framework recorded in ``scope["route"]`` (Starlette and
-    FastAPI do); a request that matched no route, or whose method the route does not take, is
-    `UNMATCHED`: never the raw path, so the labels are as few as the app's routes.
+    FastAPI do), after the templates of the mounts the request went through
+    (``/tenants/{tenant}``); a request that matched no route, or whose method the route does
+    not take, is `UNMATCHED`: never the raw path, so the labels are as few as the app's routes.
     """
     method = scope.get("method") or ("WEBSOCKET" if scope.get("type") == "websocket" else "")
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     methods = getattr(route, "methods", None)
-    if not isinstance(template, str) or (scope.get("method") and methods and method not in methods):
+    if not isinstance(template, str):
         return UNMATCHED
-    return f"{method} {scope.get('root_path', '')}{template}".strip()
+    if scope.get("method") and (method not in methods if methods else method not in _METHODS):
+        return UNMATCHED  # a 405 (a route with no method list answers any, 405 to most)
+    root: str = scope.get("root_path", "")
+    top = scope.get("app_root_path")  # Starlette: root_path before the first Mount
+    if isinstance(top, str) and top != root:
+        mounts = _mount_templates(scope, top, root)
+        if mounts is None:
+            return UNMATCHED
+        root = top + mounts
+    return f"{method} {root}{template}".strip()
+
+
+#: the methods a route without a method list is labelled with (any other is a 405 there)
+_METHODS: Final = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
+)
+
+
+def _mount_templates(scope: Scope, top: str, root: str) -> str | None:
+    """The templates of the Starlette mounts that took *root* from *top* (``/tenants/acme``
+    -> ``/tenants/{tenant}``): Starlette's Mount puts the raw prefix it matched in
+    ``scope["root_path"]``, text the client chose. The router's matching is done again from
+    the app's top router; None when it does not lead to *root* (never the raw text)."""
+    routing = sys.modules.get("starlette.routing")
+    raw = root[len(top) :] if root.startswith(top) else None
+    path: str = scope.get("path", "")
+    if routing is None or raw is None or not path.startswith(top):
+        return None
+    remaining = path[len(top) :]  # what the top router matched (Starlette's route path)
+    routes = _routes(scope.get("router"))
+    found: list[str] = []
+    for _ in range(_MAX_MOUNTS):
+        if not raw:
+            return "".join(found)
+        for mount in routes:
+            match = mount.path_regex.match(remaining) if isinstance(mount, routing.Mount) else None
+            if match is not None:
+                break
+        else:
+            return None
+        rest = "/" + match.group("path")
+        matched = remaining[: -len(rest)]
+        if not raw.startswith(matched):
+            return None
+        found.append(mount.path_format[: -len("/{path}")])
+        raw, remaining, routes = raw[len(matched) :], rest, _routes(mount)
+    return None
+
+
+_MAX_MOUNTS: Final = 16
+
+
+def _routes(app: object) -> list[Any]:
+    """The routes of a router, a Starlette app or a Mount, through the middlewares around a
+    mounted app (each keeps the next one as ``.app``)."""
+    for _ in range(_MAX_MOUNTS):
+        routes = getattr(app, "routes", None)
+        if routes:
+            return list(routes)
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return []
 
 
 def chosen_monitor(monitor: object, stall_threshold: float) -> LoopMonitor | None:
@@ -310,7 +374,7 @@ class BlockingMiddleware:
             lines.append(f"# HELP {name} {help_}")
             lines.append(f"# TYPE {name} counter")
             for route, values in sorted(routes.items()):
-                label = route.replace("\\", "\\\\").replace('"', '\\"')
+                label = _label(route)  # (an app's labels may hold any text)
                 lines.append(f'{name}{{route="{label}"}} {float(values[field])!r}')
         text = "\n".join(lines) + "\n"
         if self.monitor is not None:
