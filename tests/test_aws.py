@@ -169,7 +169,9 @@ async def test_dynamodb(backend: Any, client_kwargs: dict[str, Any]) -> None:
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        await ddb.get_waiter("table_exists").wait(TableName=table)
+        # the last response, as aiobotocore's waiter gives it (boto3's gave None)
+        done = await ddb.get_waiter("table_exists").wait(TableName=table)
+        assert done["Table"]["TableName"] == table
         await ddb.put_item(TableName=table, Item={"id": {"S": "a"}, "n": {"N": "1"}})
         item = await ddb.get_item(TableName=table, Key={"id": {"S": "a"}})
         assert item["Item"]["n"] == {"N": "1"}

@@ -518,11 +518,30 @@ class _Paginator:
 
 
 class _Waiter:
+    """boto3's waiter, whose `wait` returns the last response, as aiobotocore's does
+    (botocore's returns None)."""
+
     def __init__(self, waiter: Any) -> None:
         self._waiter = waiter
+        self._last: dict[int, Any] = {}  # by thread: the response of its wait's last poll
+        poll = getattr(waiter, "_operation_method", None)  # (botocore's, private)
+        if callable(poll):
 
-    async def wait(self, **kwargs: Any) -> None:
-        await run_sync(self._waiter.wait, **kwargs)
+            def recorded(**kwargs: Any) -> Any:
+                response = self._last[threading.get_ident()] = poll(**kwargs)
+                return response
+
+            waiter._operation_method = recorded
+
+    def _wait(self, **kwargs: Any) -> Any:
+        try:
+            self._waiter.wait(**kwargs)
+            return self._last.get(threading.get_ident())
+        finally:
+            self._last.pop(threading.get_ident(), None)
+
+    async def wait(self, **kwargs: Any) -> Any:
+        return await run_sync(self._wait, **kwargs)
 
 
 class Boto3Client:

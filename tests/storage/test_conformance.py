@@ -437,6 +437,20 @@ async def test_list_recursive(st: Storage) -> None:
     assert [i.key async for i in st.list("a/c/d.txt")] == ["a/c/d.txt"]
 
 
+async def test_list_takes_a_prefix_ending_in_a_partial_dot_segment(st: Storage) -> None:
+    """The prefix is a string prefix: ``"."`` lists the dot-files and ``"cfg/."`` those of
+    ``cfg/``; the unfinished last segment was refused as a ``.`` or ``..`` segment."""
+    for key in (".env", "..x", "cfg/.hidden", "cfg/visible"):
+        await st.write(key, b"1")
+    assert [i.key async for i in st.list(".")] == ["..x", ".env"]
+    assert [i.key async for i in st.list("..")] == ["..x"]
+    assert [i.key async for i in st.list("cfg/.")] == ["cfg/.hidden"]
+    assert [i.key async for i in st.list(".", recursive=False)] == ["..x", ".env"]
+    for bad in ("./", "../", "cfg/./", "cfg/../x", "./.env"):
+        with pytest.raises(InvalidPath):
+            st.list(bad)
+
+
 async def test_list_non_recursive(st: Storage) -> None:
     await _fill(st)
     top = [info async for info in st.list(recursive=False)]
@@ -565,6 +579,17 @@ async def test_stream_chunks_and_early_close(st: Storage) -> None:
         await stream.__anext__()
     with pytest.raises(ValueError, match="chunk_size"):
         st.stream("s.bin", chunk_size=0)
+
+
+async def test_stream_chunks_are_full_but_the_last(st: Storage) -> None:
+    """Every chunk holds `chunk_size` bytes but the last, on every backend: s3:// yielded
+    what aiohttp had buffered (chunks of 144 or 536 bytes for 1,000 asked, mid-object)."""
+    payload = os.urandom(1_024_000)
+    await st.write("full.bin", payload)
+    for size, sizes in ((1000, [1000] * 1024), (300_000, [300_000] * 3 + [124_000])):
+        got = [chunk async for chunk in st.stream("full.bin", chunk_size=size)]
+        assert b"".join(got) == payload
+        assert [len(c) for c in got] == sizes
 
 
 async def test_open_read_lines(st: Storage) -> None:

@@ -93,6 +93,7 @@ def test_validate_prefix() -> None:
     assert validate_prefix("") == ""
     assert validate_prefix("a/") == "a/"
     assert validate_prefix("a/b") == "a/b"
+    assert validate_prefix("a/..") == "a/.."  # a string prefix (of `a/..x`), not a segment
     for bad in ("/", "/a", "../", "a//", "a\\", "a/../"):
         with pytest.raises(InvalidPath):
             validate_prefix(bad)

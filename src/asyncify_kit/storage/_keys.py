@@ -94,14 +94,19 @@ def validate_key(key: object) -> str:
 
 
 def validate_prefix(prefix: object) -> str:
-    """Like `validate_key`, but ``""`` (everything) and a trailing ``/`` are allowed."""
+    """Like `validate_key`, but ``""`` (everything) and a trailing ``/`` are allowed, and
+    an unfinished last segment may be ``.`` or ``..``: a prefix is a string prefix
+    (``"."`` lists ``.env``), and that segment only filters the names listed."""
     text = _check_text(prefix, what="prefix")
     if text == "":
         return text
     body = text[:-1] if text.endswith("/") else text
     if body == "":
         raise _refuse(prefix, "a prefix is relative; remove the leading '/'")
-    _check_segments(text, body.split("/"))
+    segments = body.split("/")
+    if not text.endswith("/") and segments[-1] in (".", ".."):
+        segments[-1] = "x"  # (checked as any name: it is not empty, nor too long)
+    _check_segments(text, segments)
     return text
 
 

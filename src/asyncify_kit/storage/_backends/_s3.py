@@ -134,9 +134,23 @@ class _S3Reader(ByteReader):
         self._key = key
 
     async def read(self, size: int) -> bytes:
+        """*size* bytes, fewer only at the end: aiohttp's body gives what it has buffered
+        (a stream's chunks came out 144 or 536 bytes long mid-object), the other backends'
+        readers fill the request, so a chunk is the same on every backend."""
         if self._body is None:
             raise ValueError("read from a closed reader")
-        return await self._backend.read_body(self._body, size, self._key)
+        data = await self._backend.read_body(self._body, size, self._key)
+        if not data or len(data) >= size:
+            return data
+        parts = [data]
+        missing = size - len(data)
+        while missing > 0 and self._body is not None:
+            more = await self._backend.read_body(self._body, missing, self._key)
+            if not more:
+                break
+            parts.append(more)
+            missing -= len(more)
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         body, self._body = self._body, None
