@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +141,44 @@ def test_output_file(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str
     else:
         assert len(document["findings"]) == 4
     assert capsys.readouterr().out.startswith("Found 4 blocking calls")
+
+
+@pytest.fixture
+def non_utf8_file(tmp_path: Path) -> Path:
+    """``caf\\xe9.py``, a Latin-1 file name (a lone surrogate in a str), that blocks."""
+    path = tmp_path / os.fsdecode(b"caf\xe9.py")
+    try:
+        write(path, "import time\nasync def f():\n    time.sleep(1)\n")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes UTF-8 file names only")
+    return path
+
+
+def test_a_file_name_that_is_not_utf8_is_escaped_in_the_text_report(
+    non_utf8_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The text report went to a strict UTF-8 stream (a file, or stdout with
+    PYTHONIOENCODING=utf-8): UnicodeEncodeError, status 1 as for findings, an empty report."""
+    out = tmp_path / "report.txt"
+    argv = [str(non_utf8_file), "--root", str(tmp_path), "--no-config"]
+    assert main([*argv, "-o", str(out)]) == 1
+    expected = "caf\\udce9.py:3:5: ASY111 [time-sleep]"
+    assert out.read_text(encoding="utf-8").startswith(expected)
+    assert main(argv) == 1  # capsys' stdout is strict UTF-8
+    assert capsys.readouterr().out.startswith(expected)
+
+
+def test_a_failure_is_status_2_not_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "app.py", "import time\nasync def f():\n    time.sleep(1)\n")
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stdout", closed)  # the report cannot be written
+    assert main([str(tmp_path), "--no-config"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    assert "asyncify-kit scan: error: the scan failed: ValueError(" in err
 
 
 def test_list_rules(capsys: pytest.CaptureFixture[str]) -> None:

@@ -449,6 +449,69 @@ CORPUS = [
         ],
     ),
     Snippet(
+        # the end of an executor's `with` waits for its work (shutdown(wait=True)), as do
+        # as_completed() and Executor.map() as they are consumed
+        "thread-pool-fan-out",
+        """
+        import concurrent.futures as cf
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+        def work(x):
+            return x
+        async def fan_out(xs):
+            with ThreadPoolExecutor(max_workers=8) as ex:
+                futures = [ex.submit(work, x) for x in xs]
+                for _ in as_completed(futures):
+                    pass
+        async def fan_out_map(xs):
+            with cf.ProcessPoolExecutor() as ex:
+                return list(ex.map(work, xs))
+        def submit_all(xs):
+            with ThreadPoolExecutor() as ex:
+                for x in xs:
+                    ex.submit(work, x)
+        async def via_helper(xs):
+            submit_all(xs)
+        """,
+        [
+            f"ASY114 {S}:7 fan_out -> concurrent.futures.Executor.__exit__",
+            f"ASY114 {S}:9 fan_out -> concurrent.futures.as_completed",
+            f"ASY114 {S}:12 fan_out_map -> concurrent.futures.Executor.__exit__",
+            f"ASY114 {S}:13 fan_out_map -> concurrent.futures.Executor.map",
+            f"ASY114 {S}:19 via_helper -> {S}:15 submit_all -> "
+            "concurrent.futures.Executor.__exit__",
+        ],
+    ),
+    Snippet(
+        # work handed to the loop is awaited: the pool is only created, or its `with` block
+        # awaits, so nothing is left to wait for at its end
+        "thread-pool-awaited",
+        """
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+        POOL = ThreadPoolExecutor()
+        def work(x):
+            return x
+        async def created(xs):
+            loop = asyncio.get_running_loop()
+            ex = ThreadPoolExecutor()
+            await loop.run_in_executor(ex, work, 1)
+            await asyncio.wrap_future(ex.submit(work, 2))
+            await loop.run_in_executor(POOL, work, 3)
+        async def in_with(xs):
+            loop = asyncio.get_running_loop()
+            with ThreadPoolExecutor() as ex:
+                await asyncio.gather(*(loop.run_in_executor(ex, work, x) for x in xs))
+            with ThreadPoolExecutor() as ex:
+                futures = [asyncio.wrap_future(ex.submit(work, x)) for x in xs]
+                async for _ in aiter_of(futures):
+                    pass
+        async def aiter_of(futures):
+            for future in futures:
+                yield await future
+        """,
+        [],
+    ),
+    Snippet(
         "sqlalchemy-sync",
         """
         from sqlalchemy import create_engine, select, text

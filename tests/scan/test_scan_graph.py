@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import os
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
+from asyncify_kit import ConfigError
 from asyncify_kit.scan import RULES, ScanConfig, scan_paths
 from asyncify_kit.scan._rules import (
     ANY_METHOD_TYPES,
@@ -241,3 +244,31 @@ def test_a_linked_file_is_scanned_once(tmp_path: Path) -> None:
     assert result.files == 2
     # the first path in the walk's sorted order is kept
     assert [f.path for f in result.findings] == ["a_link.py", "app/api.py"]
+
+
+def _open_for_writing(fifo: Path) -> None:
+    """Open and close *fifo* for writing, if something waits to read it (it then reads EOF)."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader: nothing to release
+        return
+    os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_named_like_a_python_file_is_skipped_not_read(tmp_path: Path) -> None:
+    write(tmp_path / "app.py", "import time\nasync def h():\n    time.sleep(1)\n")
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    (tmp_path / "link.py").symlink_to("pipe.py")
+    # reading the FIFO waited for a writer for ever; this one ends such a wait after 5 s
+    release = threading.Timer(5, _open_for_writing, (fifo,))
+    release.start()
+    try:
+        result = scan_paths([tmp_path], root=tmp_path)
+    finally:
+        release.cancel()
+    assert result.files == 1
+    assert [(f.rule_id, f.path) for f in result.findings] == [("ASY111", "app.py")]
+    with pytest.raises(ConfigError, match=r"not a regular file or directory: .*pipe\.py"):
+        scan_paths([fifo], root=tmp_path)

@@ -983,6 +983,9 @@ class _Patch:
     attr: str
     original: Any  # what owner.__dict__ held, or _INHERITED
     installed: Any
+    #: the classes derived from this one get *installed* copied in when they are made
+    #: (`Rule.injected_into`): those made while it was in are restored with it
+    copied_into: type | None = None
 
 
 _INHERITED: Final = object()
@@ -998,8 +1001,8 @@ _patches: list[_Patch] = []
 def _resolve(rule: Rule) -> tuple[Any, str] | None:
     module = sys.modules.get(rule.module)
     if module is None:
-        if not rule.stdlib:
-            return None
+        if not rule.stdlib and rule.module.partition(".")[0] not in sys.modules:
+            return None  # a driver the app does not use
         try:
             module = importlib.import_module(rule.module)
         except ImportError:
@@ -1041,8 +1044,14 @@ def _install() -> None:
                 wrapped = _make_wrapper(rule, tracked_open(raw))
             else:
                 wrapped = _make_wrapper(rule, raw)
+        copied_into = _injected_into(rule)
         setattr(owner, attr, wrapped)
-        _patches.append(_Patch(owner, attr, raw, wrapped))
+        _patches.append(_Patch(owner, attr, raw, wrapped, copied_into))
+        if copied_into is not None:
+            for cls in _subclasses(copied_into):
+                if cls.__dict__.get(attr) is raw:
+                    setattr(cls, attr, wrapped)
+                    _patches.append(_Patch(cls, attr, raw, wrapped))
         if owner is os:
             # `os.open in os.supports_dir_fd` must stay true for the wrapper (shutil, pathlib,
             # storage backends ask before using dir_fd/follow_symlinks)
@@ -1052,9 +1061,36 @@ def _install() -> None:
                     members.add(wrapped)
 
 
+def _injected_into(rule: Rule) -> type | None:
+    """The class whose subclasses get a copy of *rule*'s function when they are made."""
+    if rule.injected_into is None:
+        return None
+    module, name = rule.injected_into
+    base = getattr(sys.modules.get(module), name, None)
+    return base if isinstance(base, type) else None
+
+
+def _subclasses(base: type) -> list[type]:
+    """Every live class derived from *base*, however indirectly."""
+    found: dict[type, None] = {}
+    pending = [base]
+    while pending:
+        subclasses: list[type] = type.__subclasses__(pending.pop())
+        for cls in subclasses:
+            if cls not in found:
+                found[cls] = None
+                pending.append(cls)
+    return list(found)
+
+
 def _uninstall() -> None:
     while _patches:
         patch = _patches.pop()
+        if patch.copied_into is not None:
+            # classes made while the patch was in hold a copy of it
+            for cls in _subclasses(patch.copied_into):
+                if cls.__dict__.get(patch.attr) is patch.installed:
+                    setattr(cls, patch.attr, patch.original)
         current = (
             patch.owner.__dict__.get(patch.attr)
             if isinstance(patch.owner, type)

@@ -5,8 +5,9 @@ report shows, the kind of blocking it is, and the fix from DESIGN.md's table. So
 block sometimes: a call on a non-blocking socket, ``select`` with a zero timeout, a numeric-only
 ``getaddrinfo``. Their ``nonblocking`` predicate sees the call's arguments and lets those pass.
 
-Third-party rows are patched only when their module has already been imported when detection
-starts (the detector never imports a driver by itself).
+Third-party rows are patched only when their package has already been imported when detection
+starts (the detector never imports a driver by itself). The submodule a row names is imported
+then: boto3 imports ``boto3.s3.inject`` only when it makes its first S3 client.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class Rule:
     #: calls it makes then, on the loop thread, are covered by the report (or allowance) of the
     #: call that made it, not reported again one by one
     lazy: bool = False
+    #: ``(module, class)``: the function is copied into each class derived from that one when
+    #: the class is made (boto3 puts its S3 transfer methods into every S3 client class, see
+    #: boto3/s3/inject.py). Those copies are patched too: in the classes that exist when
+    #: detection starts, and in those made while it is on (they get the patched function)
+    injected_into: tuple[str, str] | None = None
 
     @property
     def fix(self) -> str:
@@ -399,9 +405,51 @@ def _build() -> tuple[Rule, ...]:
             detail=_botocore_detail,
             stdlib=False,
         ),
+        # managed transfers: s3transfer's threads do the requests while the call waits for them
+        # (Event.wait, Thread.join). Reported as the call, the waits inside it are not reported
+        # again; in raise mode nothing is transferred
+        *[
+            Rule(
+                "boto3.s3.inject",
+                method,
+                f"boto3.S3.Client.{method}",
+                "aws",
+                stdlib=False,
+                injected_into=("botocore.client", "BaseClient"),
+            )
+            for method in _S3_TRANSFERS
+        ],
+        *[
+            Rule(
+                "boto3.s3.transfer",
+                f"S3Transfer.{method}",
+                f"boto3.s3.transfer.S3Transfer.{method}",
+                "aws",
+                stdlib=False,
+            )
+            for method in ("upload_file", "download_file")
+        ],
+        # the end of ``with S3Transfer(...)`` (TransferManager.__exit__ and .shutdown): waits
+        # for the transfers in flight and joins s3transfer's threads
+        Rule(
+            "s3transfer.manager",
+            "TransferManager._shutdown",
+            "s3transfer.TransferManager.shutdown",
+            "aws",
+            stdlib=False,
+        ),
     ]
     return tuple(rules)
 
+
+#: the managed-transfer methods boto3 adds to every S3 client class (boto3/s3/inject.py)
+_S3_TRANSFERS: Final = (
+    "upload_file",
+    "download_file",
+    "upload_fileobj",
+    "download_fileobj",
+    "copy",
+)
 
 _PATH_METHODS: Final = (
     "open",

@@ -1,16 +1,18 @@
 """The ``scan`` command line: ``asyncify-kit scan`` and ``python -m asyncify_kit.scan``.
 
 Exit status: 1 when there are findings, 0 when there are none, 2 for a usage error (bad
-option, missing path, invalid configuration).
+option, missing path, invalid configuration) or a failure (a report that cannot be written, an
+error of the scanner itself): never 1, which CI reads as findings.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..exceptions import ConfigError
 from ._config import find_pyproject, load_config
@@ -26,7 +28,7 @@ _DESCRIPTION = (
 )
 _EPILOG = (
     "Settings are read from [tool.asyncify-kit.scan] in the nearest pyproject.toml. "
-    "Exit status: 1 with findings, 0 without, 2 on a usage error."
+    "Exit status: 1 with findings, 0 without, 2 on a usage error or a failure."
 )
 
 
@@ -75,10 +77,36 @@ def add_scan_subcommand(subparsers: Any) -> None:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    """Run a scan for parsed arguments; print the report; return the exit status."""
+    """Run a scan for parsed arguments; print the report; return the exit status.
+
+    A failure is status 2, as a usage error is, never 1 (findings): an unexpected error is
+    printed with its traceback.
+    """
+    try:
+        return _run_scan(args)
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"asyncify-kit scan: error: the scan failed: {exc!r}", file=sys.stderr)
+        return 2
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write `text`, with a backslash escape for what the stream's encoding cannot hold.
+
+    A file name that is not valid UTF-8 reaches the report as lone surrogates (``caf\\udce9.py``
+    for the bytes ``caf\\xe9.py``), which a strict UTF-8 stream refuses: escaped, the report
+    stays valid text in its encoding and shows the name as the JSON report does.
+    """
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+
+def _run_scan(args: argparse.Namespace) -> int:
     if args.list_rules:
         for rule in RULES.values():
-            print(f"{rule.id}  {rule.name:<17} {rule.summary}\n        fix: {rule.fix}")
+            _write(
+                sys.stdout, f"{rule.id}  {rule.name:<17} {rule.summary}\n        fix: {rule.fix}\n"
+            )
         return 0
     try:
         if args.no_config:
@@ -101,7 +129,7 @@ def run_scan(args: argparse.Namespace) -> int:
     report = render(result, args.format)
     if args.output:
         try:
-            Path(args.output).write_text(report, encoding="utf-8")
+            Path(args.output).write_text(report, encoding="utf-8", errors="backslashreplace")
         except OSError as exc:
             print(
                 f"asyncify-kit scan: error: cannot write {args.output}: {exc.strerror}",
@@ -109,9 +137,9 @@ def run_scan(args: argparse.Namespace) -> int:
             )
             return 2
         if args.format != "text":
-            print(render(result, "text").splitlines()[-1])
+            _write(sys.stdout, render(result, "text").splitlines()[-1] + "\n")
     else:
-        sys.stdout.write(report)
+        _write(sys.stdout, report)
     return result.exit_code
 
 

@@ -254,7 +254,8 @@ class FunctionInfo(Scope):
         self.calls: list[ast.Call] = []
         self.nonblocking: set[int] = set()
         self.attr_loads: list[ast.Attribute] = []
-        self.withs: list[ast.expr] = []  # context managers of ``with`` (not ``async with``)
+        # context managers of ``with`` (not ``async with``), each with its statement
+        self.withs: list[tuple[ast.expr, ast.With]] = []
         self.yields: list[ast.expr] = []  # values of ``yield x`` statements
         self.returns: list[ast.expr] = []
         self.offloaded: bool | None = None
@@ -412,7 +413,7 @@ class _Walker:
             for item in stmt.items:
                 self.expression(item.context_expr, scope, func)
                 if func is not None and isinstance(stmt, ast.With):
-                    func.withs.append(item.context_expr)
+                    func.withs.append((item.context_expr, stmt))
                 if item.optional_vars is not None:
                     self.assign(
                         item.optional_vars, item.context_expr, None, scope, func, stmt.lineno
@@ -730,6 +731,25 @@ def _catches_blocking_io(handlers: list[ast.ExceptHandler]) -> bool:
             name = kind.id if isinstance(kind, ast.Name) else getattr(kind, "attr", "")
             if name in _NONBLOCKING_ERRORS:
                 return True
+    return False
+
+
+_ASYNC_NODES = (ast.Await, ast.AsyncFor, ast.AsyncWith)
+_NESTED_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _awaits(body: list[ast.stmt]) -> bool:
+    """True if `body` suspends the coroutine it runs in: an ``await``, ``async for``,
+    ``async with`` or async comprehension (not in the functions or classes it defines)."""
+    stack: list[ast.AST] = [*body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _ASYNC_NODES):
+            return True
+        if isinstance(node, ast.comprehension) and node.is_async:
+            return True
+        if not isinstance(node, _NESTED_SCOPES):
+            stack.extend(ast.iter_child_nodes(node))
     return False
 
 
@@ -1285,33 +1305,47 @@ class Project:
             sites.append(site)
 
     def _with_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
-        """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class, and, in an
-        ``async def`` itself, blocks where a library type's ``__enter__`` does (``with lock:``
-        on a ``threading.Lock`` acquires it, as ``lock.acquire()`` does). Not in the sync
-        functions async code calls: there a ``with lock:`` is mostly a short critical
-        section over shared state, which threads and the loop take in turn (the library's
-        own code has some 110 of them, none a wait that lasts)."""
-        for node in func.withs:
+        """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class, and blocks
+        where a library type's ``__enter__`` or ``__exit__`` does.
+
+        A library ``__enter__`` (``with lock:`` on a ``threading.Lock`` acquires it, as
+        ``lock.acquire()`` does) counts in an ``async def`` itself only. Not in the sync
+        functions async code calls: there a ``with lock:`` is mostly a short critical section
+        over shared state, which threads and the loop take in turn (the library's own code has
+        some 110 of them, none a wait that lasts). A library ``__exit__`` (an executor's:
+        ``shutdown(wait=True)`` waits for all the work submitted) counts everywhere except in
+        an ``async def`` whose block awaits: the work it hands the loop (``run_in_executor(ex,
+        ...)``, ``wrap_future(ex.submit(...))``) is done by the end of the block.
+        """
+        for node, statement in func.withs:
             owner = self.eval(node, func, node.lineno)
             if not isinstance(owner, Inst):
                 continue
             cls = self.registry.get(owner.type)
+            text = f"with {_call_text(node)}"
             if not isinstance(cls, ClassInfo):
-                rule_id = BLOCKING_CALLS.get(f"{owner.type}.__enter__")
-                if cls is None and rule_id is not None and func.is_async:
+                if cls is not None:
+                    continue
+                for name in ("__enter__", "__exit__"):
+                    rule_id = BLOCKING_CALLS.get(f"{owner.type}.{name}")
+                    if rule_id is None:
+                        continue
+                    if name == "__enter__" and not func.is_async:
+                        continue
+                    if name == "__exit__" and func.is_async and _awaits(statement.body):
+                        continue
                     sites.append(
                         Blocking(
                             rule_id,
-                            f"{owner.type}.__enter__",
+                            f"{owner.type}.{name}",
                             "",
-                            f"with {_call_text(node)}",
+                            text,
                             node.lineno,
                             node.end_lineno or node.lineno,
                             node.col_offset,
                         )
                     )
                 continue
-            text = f"with {_call_text(node)}"
             for name in ("__enter__", "__exit__"):
                 method = self.member(cls, name, instance=False)
                 target = self.registry.get(method.name) if isinstance(method, Ref) else None

@@ -379,8 +379,10 @@ BLOCKING_CALLS: dict[str, str] = {
     # (not put: an unbounded queue, the usual one, never waits to put)
     **_names("queue.Queue", "get join", "ASY114"),
     **_names("concurrent.futures.Future", "result exception", "ASY114"),
-    **_names("concurrent.futures", "wait", "ASY114"),
-    **_names("concurrent.futures.Executor", "shutdown", "ASY114"),
+    # (``as_completed`` and ``Executor.map`` wait as their iterators are consumed; an
+    # executor's ``with`` block waits for all its work at the end, see `_with_sites`)
+    **_names("concurrent.futures", "wait as_completed", "ASY114"),
+    **_names("concurrent.futures.Executor", "shutdown map __exit__", "ASY114"),
     **_names("multiprocessing.pool.AsyncResult", "get wait", "ASY114"),
     # SQLAlchemy, sync API (sqlalchemy.ext.asyncio's names differ, and are not listed)
     **_names("sqlalchemy.Engine", "connect begin raw_connection dispose", "ASY115"),

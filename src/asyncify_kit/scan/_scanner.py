@@ -8,6 +8,7 @@ import gc
 import io
 import os
 import re
+import stat
 import time
 import tokenize
 from collections.abc import Iterable, Sequence
@@ -53,9 +54,10 @@ def scan_paths(
     """Scan files and directories for blocking calls reachable from ``async def`` functions.
 
     Directories are searched recursively for ``*.py`` files (hidden directories, virtual
-    environments, ``__pycache__``, ``build`` and ``dist`` are skipped, and so is every path
-    matched by ``config.exclude``, relative to ``config.project_root`` (default: `root`); files
-    named explicitly are always scanned; a linked file is scanned once). Paths in the findings
+    environments, ``__pycache__``, ``build`` and ``dist`` are skipped, as are a FIFO, socket or
+    device named ``*.py``, and every path matched by ``config.exclude``, relative to
+    ``config.project_root`` (default: `root`); files named explicitly are always scanned; a
+    linked file is scanned once). Paths in the findings
     are relative to `root` (default: the current directory). A file that does not parse, or
     code nested too deeply to analyse, is reported as an ``ASY001`` finding and the scan goes
     on. A path that does not exist
@@ -322,7 +324,10 @@ def _discover(
                 yield path, path.parent
             continue
         if not path.is_dir():
-            raise ConfigError(f"no such file or directory: {given}")
+            problem = (
+                "not a regular file or directory" if path.exists() else "no such file or directory"
+            )
+            raise ConfigError(f"{problem}: {given}")
         for directory, dirnames, filenames in os.walk(path):
             current = Path(directory)
             dirnames[:] = sorted(
@@ -337,6 +342,8 @@ def _discover(
                 if not filename.endswith(".py"):
                     continue
                 file = current / filename
+                if _special(file):
+                    continue
                 # the walk is below a resolved directory and does not enter linked ones:
                 # only a linked file can be met again under another name
                 real = file.resolve() if file.is_symlink() else file
@@ -344,6 +351,16 @@ def _discover(
                     continue
                 seen.add(real)
                 yield file, path
+
+
+def _special(file: Path) -> bool:
+    """True for a FIFO, socket or device named ``*.py`` (or a link to one): reading a FIFO
+    waits for a writer, for ever. A file that cannot be looked at is kept: reading it
+    reports why (ASY001)."""
+    try:
+        return not stat.S_ISREG(file.stat().st_mode)
+    except OSError:
+        return False
 
 
 def _excluded(path: Path, base: Path, scanned: Path, patterns: tuple[str, ...]) -> bool:
