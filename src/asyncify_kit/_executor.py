@@ -149,6 +149,7 @@ class Job(Work):
         "fn",
         "future",
         "kwargs",
+        "name",
         "notify",
         "start_claim",
         "timed_out",
@@ -162,8 +163,13 @@ class Job(Work):
         kwargs: dict[str, Any],
         ctx: contextvars.Context,
         notify: Callable[[Work], None] | None,
+        *,
+        name: str = "",
     ) -> None:
+        """*name*: what errors, logs and `stats()` call it, if not *fn*'s name (a step of a
+        generator, run by a method of the library's, goes by the generator function's)."""
         self.fn = fn
+        self.name = name
         self.args = args
         self.kwargs = kwargs
         self.ctx = ctx
@@ -185,6 +191,9 @@ class Job(Work):
         # "abandoned". list.pop() is atomic, so exactly one side wins each.
         self.start_claim: list[None] = [None]
         self.end_claim: list[None] = [None]
+
+    def describe(self) -> str:
+        return self.name or super().describe()
 
     def settle(self) -> None:
         settle_future(self)
@@ -306,8 +315,11 @@ class Lane:
     each of its steps counts as running in the pool while it runs.
     """
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, *, holder: str = "") -> None:
+        """*holder*: the name of the function whose generator or context manager holds the
+        lane, which `stats()` lists among the pool's running calls while it is open."""
         self.pool = pool
+        self.holder = holder
         self.queue: SimpleQueue[Any] = SimpleQueue()
         self.dedicated = False
         self.started = False
@@ -570,7 +582,7 @@ def _wake(held: list[Work]) -> None:
 
 def _describe(item: Work | Lane | SerialQueue) -> str:
     if isinstance(item, Lane):
-        return "<generator/context lane>"
+        return item.holder or "<generator/context lane>"
     if isinstance(item, SerialQueue):
         current = item.current
         return "<serial queue>" if current is None else current.describe()

@@ -424,7 +424,8 @@ def _release_later(pool: Pool, release: Callable[[Any], object], value: Any) -> 
         except Exception:
             logger.warning("releasing an unclaimed %r failed", value, exc_info=True)
 
-    pool.submit(Job(run, (), {}, contextvars.Context(), None))
+    name = _callable_name(release, "__qualname__")
+    pool.submit(Job(run, (), {}, contextvars.Context(), None, name=name))
 
 
 async def run_owned(
@@ -763,7 +764,7 @@ class OffloadedFunction:
         self._policy = cancel
         self._timeout = timeout
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # (a `self=` is for the function)
         loop = _get_running_loop()  # asyncio_loop(), inlined: this is the hot path
         if loop is None or (_sniffio_thread_local and _sniffio_thread_local.name == "trio"):
             return _offload(self._pool_name, self._policy, self._timeout, self._fn, args, kwargs)
@@ -836,12 +837,11 @@ def _reject_async(fn: object) -> None:
     for _ in range(_MAX_WRAPPED):  # bounded: `unittest.mock.call` has __wrapped__ endlessly
         while isinstance(layer, functools.partial):
             layer = layer.func
-        call = getattr(layer, "__call__", None)  # noqa: B004 - async __call__ of instances too
-        if (
-            inspect.iscoroutinefunction(layer)
-            or inspect.isasyncgenfunction(layer)
-            or (not inspect.isroutine(layer) and inspect.iscoroutinefunction(call))
-        ):
+        # what calling it runs: a class's metaclass makes an instance (sync, whatever the
+        # instances' own __call__ is: an ASGI app class); an instance runs its __call__
+        caller = type(layer) if isinstance(layer, type) else layer
+        call = getattr(caller, "__call__", None)  # noqa: B004 - async __call__ of instances too
+        if _is_async_def(layer) or (not inspect.isroutine(layer) and _is_async_def(call)):
             # only now: repr() of a bound method's object may itself block (psutil reads /proc)
             name = getattr(target, "__qualname__", None) or repr(target)
             wraps = "" if layer is target else " (it wraps an async function)"
@@ -858,6 +858,30 @@ def _reject_async(fn: object) -> None:
 _MAX_WRAPPED = 100
 
 
+def _is_async_def(fn: object) -> bool:
+    """`inspect.iscoroutinefunction` or `inspect.isasyncgenfunction`, mocks aside (see
+    `_mock_code`)."""
+    if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+        return False
+    return not _mock_code(fn)
+
+
+def _mock_code(fn: object) -> bool:
+    """Whether the code flags inspect tests for *fn* are not a number, as a mock's: the
+    methods of ``create_autospec(cls, instance=True)`` pass `inspect.isfunction`, and their
+    ``__code__.co_flags & flag`` is a truthy mock, so inspect calls them coroutine, async
+    generator and generator functions at once. They are plain sync callables."""
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif inspect.ismethod(fn):
+            fn = fn.__func__
+        else:
+            break
+    flags = getattr(getattr(fn, "__code__", None), "co_flags", 0)
+    return not isinstance(flags, int)
+
+
 def _contextmanager_code() -> Any:
     @contextlib.contextmanager
     def probe() -> Iterator[None]:
@@ -871,9 +895,20 @@ _CO_GENERATOR = inspect.CO_GENERATOR
 
 
 def _is_contextmanager_function(fn: object) -> bool:
-    while isinstance(fn, functools.partial):  # as inspect.isgeneratorfunction does
-        fn = fn.func
-    return getattr(fn, "__code__", None) is _CM_HELPER_CODE
+    """Whether *fn* is an ``@contextmanager`` function, or a sync wrapper of one that
+    `functools.wraps` recorded in ``__wrapped__``: type checkers see such a wrapper (of a
+    decorator typed with ParamSpec) return a context manager, so `asyncify` makes it an async
+    one, as it does the function itself."""
+    layer: object = fn
+    for _ in range(_MAX_WRAPPED):
+        while isinstance(layer, functools.partial):  # as inspect.isgeneratorfunction does
+            layer = layer.func
+        if getattr(layer, "__code__", None) is _CM_HELPER_CODE:
+            return True
+        layer = getattr(layer, "__wrapped__", None)
+        if layer is None:
+            return False
+    return False
 
 
 class _Exhausted:
@@ -900,11 +935,16 @@ def _withdrawn(step: Job) -> bool:
 
 
 def _put_cleanup(
-    lane: Lane, ctx: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...]
+    lane: Lane,
+    ctx: contextvars.Context,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    name: str,
 ) -> Job:
     """Queue a clean-up step (a context manager's exit, a generator's close) on *lane* now,
-    for `_wait_cleanup` to wait for (on the loop that runs this task)."""
-    job = Job(fn, args, {}, ctx, None)
+    for `_wait_cleanup` to wait for (on the loop that runs this task); *name*: its user's
+    function's (see `Job`)."""
+    job = Job(fn, args, {}, ctx, None, name=name)
     loop = _running_loop()
     if loop is None:
         import trio
@@ -945,10 +985,14 @@ async def _outcome(fut: asyncio.Future[Any]) -> Any:
 
 
 async def _run_step_to_end(
-    lane: Lane, ctx: contextvars.Context, fn: Callable[..., Any], args: tuple[Any, ...]
+    lane: Lane,
+    ctx: contextvars.Context,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    name: str,
 ) -> Any:
     """Run a clean-up step on *lane* to its end; see `_wait_cleanup`."""
-    return await _wait_cleanup(_put_cleanup(lane, ctx, fn, args))
+    return await _wait_cleanup(_put_cleanup(lane, ctx, fn, args, name))
 
 
 async def _cleanup_after(exc: BaseException | None, job: Job, what: str) -> None:
@@ -983,6 +1027,8 @@ class OffloadedIterator(AsyncIterator[T_co]):
         lent: tuple[Lane, object] | None = None,
     ) -> None:
         self._fn = fn
+        # what errors, logs and stats() call its steps: not the library's methods that run them
+        self._name = _callable_name(fn, "__qualname__")
         self._args = args
         self._kwargs = kwargs
         self._pool_name = pool
@@ -1007,7 +1053,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
             return _EXHAUSTED
         except StopAsyncIteration as exc:  # would end the caller's `async for` silently
             # as an async generator's does (PEP 525), and as StopIteration from a call
-            raise RuntimeError(f"{_describe(self._fn)} raised StopAsyncIteration") from exc
+            raise RuntimeError(f"{self._name} raised StopAsyncIteration") from exc
 
     def _ensure_lane(self) -> Lane:
         lane = self._lane
@@ -1015,10 +1061,17 @@ class OffloadedIterator(AsyncIterator[T_co]):
             if self._lent is not None:
                 lane = self._lane = _lent_lane(self._lent[0])
             else:
-                lane = self._lane = Lane(get_pool(self._pool_name))
+                lane = self._lane = Lane(get_pool(self._pool_name), holder=self._name)
                 lane.start()
             self._finalizer = weakref.finalize(
-                self, _close_lane_later, lane, self._ctx, self._holder, self._lent is None
+                self,
+                _close_lane_later,
+                lane,
+                self._ctx,
+                _close_generator,
+                (self._holder,),
+                self._lent is None,
+                self._name,
             )
         elif self._lent is not None:
             _lent_lane(lane)  # still open
@@ -1030,8 +1083,12 @@ class OffloadedIterator(AsyncIterator[T_co]):
     async def __anext__(self) -> T_co:
         if self._finished:
             raise StopAsyncIteration
+        if self._lane is None:
+            # a first step made while cancelled never starts, as a call does; checked before
+            # the lane starts, else the close of nothing waits for a free thread of the pool
+            await checkpoint_if_cancelled()
         lane = self._ensure_lane()
-        step = Job(self._next_in_thread, (), {}, self._ctx, None)
+        step = Job(self._next_in_thread, (), {}, self._ctx, None, name=self._name)
         try:
             item = await _run_step(lane, step, self._cancel, self._timeout)
         except BaseException as exc:
@@ -1039,7 +1096,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
             # thread (a close queued on the lane would wait for one, to do nothing)
             closing = self._release(run_close=bool(self._holder) or not _withdrawn(step))
             if closing is not None and self._cancel == "wait":  # the step has ended: close now
-                await _cleanup_after(exc, closing, f"closing {_describe(self._fn)}")
+                await _cleanup_after(exc, closing, f"closing {self._name}")
             _strip_library_frames(exc)  # this frame too
             raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
         if item is _EXHAUSTED:
@@ -1059,7 +1116,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
         if lane is None:
             return None
         if run_close and not lane.lost and not lane.closed:
-            self._closing = _put_cleanup(lane, self._ctx, self._close_in_thread, ())
+            self._closing = _put_cleanup(lane, self._ctx, self._close_in_thread, (), self._name)
         _free_lane(lane, self._lent)
         return self._closing
 
@@ -1068,7 +1125,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
         if self._finished:
             closing = self._closing
             if closing is not None:  # a step failed: its close may still be under way
-                await _cleanup_after(None, closing, f"closing {_describe(self._fn)}")
+                await _cleanup_after(None, closing, f"closing {self._name}")
             return
         self._finished = True
         if self._finalizer is not None:
@@ -1078,7 +1135,7 @@ class OffloadedIterator(AsyncIterator[T_co]):
         if lane is None or lane.lost or lane.closed:
             return
         try:
-            await _run_step_to_end(lane, self._ctx, self._close_in_thread, ())
+            await _run_step_to_end(lane, self._ctx, self._close_in_thread, (), self._name)
         except BaseException as exc:
             _strip_library_frames(exc)  # this frame too
             raise
@@ -1101,11 +1158,17 @@ def _close_generator(holder: list[Iterator[Any]]) -> None:
 
 
 def _close_lane_later(
-    lane: Lane, ctx: contextvars.Context, holder: list[Iterator[Any]], own: bool
+    lane: Lane,
+    ctx: contextvars.Context,
+    close: Callable[..., None],
+    args: tuple[Any, ...],
+    own: bool,
+    name: str,
 ) -> None:
-    """Finalizer of an iterator dropped unfinished: close its generator on its own thread."""
+    """Finalizer of an iterator dropped unfinished, or of a context manager dropped entered:
+    ``close(*args)`` (its generator's close, its exit) on its own thread, then release it."""
     if not lane.lost and not lane.closed:
-        lane.put(Job(_close_generator, (holder,), {}, ctx, None))
+        lane.put(Job(close, args, {}, ctx, None, name=name))
     if own:
         lane.close()
 
@@ -1155,22 +1218,25 @@ class OffloadedContextManager(Generic[T_co]):
         lent: tuple[Lane, object] | None = None,
     ) -> None:
         self._fn = fn
+        # what errors, logs and stats() call its steps: not the library's methods that run them
+        self._name = _callable_name(fn, "__qualname__")
         self._args = args
         self._kwargs = kwargs
         self._pool_name = pool
         self._cancel = cancel
         self._timeout = timeout
         self._ctx = contextvars.copy_context()
-        self._cm: AbstractContextManager[T_co] | None = None
+        self._holder: list[AbstractContextManager[T_co]] = []  # the context manager, entered
         self._lane: Lane | None = None
         self._lent = lent  # a sticky proxy's thread and the proxy, as in OffloadedIterator
         self._exited = False  # its exit is queued or done (no second one)
         self._closing: Job | None = None  # the exit queued when its sticky proxy was closed
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def _enter_in_thread(self) -> T_co:
         cm = self._fn(*self._args, **self._kwargs)
         value = cm.__enter__()
-        self._cm = cm
+        self._holder.append(cm)
         return value
 
     def _exit_in_thread(
@@ -1179,17 +1245,23 @@ class OffloadedContextManager(Generic[T_co]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        cm, self._cm = self._cm, None
-        if cm is None:
+        if not self._holder:
             return None
-        return cm.__exit__(exc_type, exc, tb)
+        return self._holder.pop().__exit__(exc_type, exc, tb)
 
     def _abort_in_thread(self) -> None:
         exc = CallCancelled("the caller was cancelled while entering the context manager")
         self._exit_in_thread(CallCancelled, exc, None)
 
     def _close_in_thread(self) -> None:
-        self._exit_in_thread(GeneratorExit, GeneratorExit(), None)
+        _exit_interrupted(self._holder)
+
+    def _set_exited(self) -> None:
+        """Its exit is queued or done, or it will never be entered: no second exit, and none
+        by the finalizer."""
+        self._exited = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
 
     def _release(self, *, run_close: bool) -> Job | None:
         """Its sticky proxy is closing: queue the exit (a `GeneratorExit`, if *run_close*) on
@@ -1198,42 +1270,56 @@ class OffloadedContextManager(Generic[T_co]):
         lane = self._lane
         if lane is None or self._exited:
             return None
-        self._exited = True
+        self._set_exited()
         if run_close and not lane.lost and not lane.closed:
-            self._closing = _put_cleanup(lane, self._ctx, self._close_in_thread, ())
+            self._closing = _put_cleanup(lane, self._ctx, self._close_in_thread, (), self._name)
         return self._closing
 
     async def _await_closing(self, exc: BaseException | None) -> None:
         closing, self._closing = self._closing, None
         if closing is not None:
-            await _cleanup_after(exc, closing, f"exiting {_describe(self._fn)}")
+            await _cleanup_after(exc, closing, f"exiting {self._name}")
 
     async def __aenter__(self) -> T_co:
         if self._lane is not None:
             raise RuntimeError("this offloaded context manager was already entered")
+        # an entry made while cancelled never starts, as a call does; checked before the lane
+        # starts, else the exit of nothing waits for a free thread (of the pool, or the proxy's)
+        await checkpoint_if_cancelled()
         if self._lent is not None:
             lane = self._lane = _lent_lane(self._lent[0])
         else:
-            lane = self._lane = Lane(get_pool(self._pool_name))
+            lane = self._lane = Lane(get_pool(self._pool_name), holder=self._name)
             lane.start()
-        step = Job(self._enter_in_thread, (), {}, self._ctx, None)
+        # dropped while entered (no __aexit__): exited on its thread, as a block interrupted
+        self._finalizer = weakref.finalize(
+            self,
+            _close_lane_later,
+            lane,
+            self._ctx,
+            _exit_dropped,
+            (self._holder, self._name),
+            self._lent is None,
+            self._name,
+        )
+        step = Job(self._enter_in_thread, (), {}, self._ctx, None, name=self._name)
         try:
             value: T_co = await _run_step(lane, step, self._cancel, self._timeout)
         except BaseException as exc:
             if self._exited:  # its sticky proxy was closed meanwhile, and exits it
                 await self._await_closing(exc)
             elif _withdrawn(step):  # never entered: nothing to exit, no thread to wait for
-                self._exited = True
+                self._set_exited()
                 _free_lane(lane, self._lent)
             else:
                 # entered by the time a cancellation or timeout came: exit before leaving
                 # (the thread stays held until then); a no-op if __enter__ raised or never ran
-                self._exited = True
+                self._set_exited()
                 try:
-                    abort = _put_cleanup(lane, self._ctx, self._abort_in_thread, ())
+                    abort = _put_cleanup(lane, self._ctx, self._abort_in_thread, (), self._name)
                 finally:
                     _free_lane(lane, self._lent)
-                what = f"exiting {_describe(self._fn)} after a failed entry"
+                what = f"exiting {self._name} after a failed entry"
                 await _cleanup_after(exc, abort, what)
             _strip_library_frames(exc)  # this frame too
             raise  # bare: keeps the call's own __cause__/__context__/__suppress_context__
@@ -1254,10 +1340,10 @@ class OffloadedContextManager(Generic[T_co]):
         if self._exited:  # exited when its sticky proxy was closed (or exited already)
             await self._await_closing(None)
             return False
-        self._exited = True
+        self._set_exited()
         try:
             suppress: bool | None = await _run_step_to_end(
-                lane, self._ctx, self._exit_in_thread, (exc_type, exc, tb)
+                lane, self._ctx, self._exit_in_thread, (exc_type, exc, tb), self._name
             )
             return bool(suppress)
         except BaseException as error:
@@ -1265,6 +1351,23 @@ class OffloadedContextManager(Generic[T_co]):
             raise
         finally:
             _free_lane(lane, self._lent)
+
+
+def _exit_interrupted(holder: list[AbstractContextManager[Any]]) -> None:
+    """Exit the context manager in *holder*, if entered, as a block interrupted: its
+    ``__exit__`` gets a `GeneratorExit`, what a generator's ``close()`` throws (so a ``with
+    con:`` inside rolls back rather than commits)."""
+    if holder:
+        holder.pop().__exit__(GeneratorExit, GeneratorExit(), None)
+
+
+def _exit_dropped(holder: list[AbstractContextManager[Any]], name: str) -> None:
+    """`_exit_interrupted`, for a context manager dropped while entered: no caller is told
+    what its exit raises, so it is logged."""
+    try:
+        _exit_interrupted(holder)
+    except Exception:
+        logger.warning("exiting %s, dropped while entered, raised", name, exc_info=True)
 
 
 @final
@@ -1364,7 +1467,7 @@ def asyncify(
         if isinstance(fn, staticmethod):
             return staticmethod(decorate(fn.__func__))
         _reject_async(fn)
-        if inspect.isgeneratorfunction(fn):
+        if inspect.isgeneratorfunction(fn) and not _mock_code(fn):
 
             @functools.wraps(fn)
             def iterate(*args: Any, **kwargs: Any) -> OffloadedIterator[Any]:
@@ -1466,8 +1569,12 @@ class AsyncProxy(Generic[O]):
         _check_sync(attr)  # an async method would come back as an un-awaited coroutine
         lane = self._lane
         code = getattr(attr, "__code__", None)  # a bound method reads its function's
-        if code is not None and (code is _CM_HELPER_CODE or code.co_flags & _CO_GENERATOR):
-            return self._steps_method(name, attr, lane)
+        if code is not None:
+            flags = getattr(code, "co_flags", 0)  # (a mock's is no number: see _mock_code)
+            if isinstance(flags, int) and flags & _CO_GENERATOR:
+                return self._steps_method(name, attr, lane, OffloadedIterator)
+            if _is_contextmanager_function(attr):
+                return self._steps_method(name, attr, lane, OffloadedContextManager)
         if lane is None:
             pool, cancel, timeout = self._pool, self._cancel, self._timeout
 
@@ -1497,14 +1604,17 @@ class AsyncProxy(Generic[O]):
         call.__qualname__ = f"{type(self._obj).__name__}.{name}"
         return call
 
-    def _steps_method(self, name: str, attr: Any, lane: Lane | None) -> Any:
+    def _steps_method(
+        self,
+        name: str,
+        attr: Any,
+        lane: Lane | None,
+        kind: type[OffloadedIterator[Any]] | type[OffloadedContextManager[Any]],
+    ) -> Any:
         """A generator method, as an async iterator (an ``@contextmanager`` one, as an async
         context manager) whose steps run on the proxy's thread, if sticky, else on one
         thread of the pool each, as `asyncify` makes them."""
         lent = None if lane is None else (lane, self)
-        kind: Any = (
-            OffloadedContextManager if attr.__code__ is _CM_HELPER_CODE else OffloadedIterator
-        )
         pool, cancel, timeout = self._pool, self._cancel, self._timeout
 
         opened = self._opened
@@ -1570,7 +1680,7 @@ def post_to_sticky(proxy: AsyncProxy[Any], fn: Callable[..., Any], /, *args: Any
         except Exception:
             logger.warning("%s, posted to a sticky proxy, raised", _describe(fn), exc_info=True)
 
-    lane.put(Job(run, (), {}, contextvars.Context(), None))
+    lane.put(Job(run, (), {}, contextvars.Context(), None, name=_callable_name(fn, "__qualname__")))
 
 
 def _rewrap(obj: O, pool: str, cancel: CancelPolicy, timeout: float | None) -> AsyncProxy[O]:

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
 import pytest
 
-from asyncify_kit import asyncify, run_sync, wrap
+from asyncify_kit import asyncify, configure, run_sync, wrap
 
 pytestmark = pytest.mark.anyio
 
@@ -348,3 +350,108 @@ async def test_an_anyio_shield_does_not_hold_off_a_pending_task_cancel() -> None
     with pytest.raises(asyncio.CancelledError):
         await asyncio.create_task(cancelled_in_a_shield())
     assert counter.calls == 0
+
+
+# -- a first step made while cancelled, with no thread free ---------------------------------
+
+STEP_KINDS = ["generator", "context manager", "sticky generator", "sticky context manager"]
+
+
+class Busy:
+    """One pool of one thread, and a sticky proxy, each kept busy until `release`; the
+    generator and context manager functions of both, which log whether they ran."""
+
+    def __init__(self) -> None:
+        self.pool = f"precancelled-{uuid.uuid4().hex[:8]}"
+        configure(pools={self.pool: 1})
+        self.release = threading.Event()
+        self.ran: list[str] = []
+        self.proxy = wrap(self, sticky=True)
+
+    def block(self) -> None:
+        self.release.wait(10)
+
+    def items(self) -> Iterator[int]:
+        self.ran.append("generator")
+        yield 1
+
+    @contextlib.contextmanager
+    def managed(self) -> Iterator[int]:
+        self.ran.append("context manager")
+        yield 1
+
+    async def first_step(self, kind: str) -> object:
+        """What *kind* awaits first: the generator's first item, the context's entry."""
+        if kind == "generator":
+            return await asyncify(pool=self.pool)(self.items)().__anext__()
+        if kind == "context manager":
+            return await asyncify(pool=self.pool)(self.managed)().__aenter__()
+        if kind == "sticky generator":
+            return await self.proxy.items().__anext__()
+        return await self.proxy.managed().__aenter__()
+
+    async def hog(self, kind: str) -> None:
+        """Keep the thread *kind* needs busy: the pool's only one, or the proxy's."""
+        if kind.startswith("sticky"):
+            await self.proxy.block()
+        else:
+            await asyncify(pool=self.pool)(self.block)()
+
+
+@pytest.mark.parametrize("kind", STEP_KINDS)
+async def test_a_first_step_in_a_cancelled_scope_waits_for_no_thread(kind: str) -> None:
+    """It raises at once, as a call does. It waited for the busy thread (forever, behind an
+    open generator holding a pool's only thread) to close or exit what never started."""
+    busy = Busy()
+    threading.Timer(3, busy.release.set).start()  # (bounds the wait before the fix)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(busy.hog, kind)
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await busy.first_step(kind)
+        took = time.monotonic() - started
+        busy.release.set()
+    await busy.proxy.aclose()
+    assert scope.cancelled_caught
+    assert took < 1, took
+    assert busy.ran == []
+
+
+@ON_ASYNCIO
+@pytest.mark.parametrize("kind", STEP_KINDS)
+async def test_a_first_step_with_a_native_cancel_pending_waits_for_no_thread(kind: str) -> None:
+    busy = Busy()
+    threading.Timer(3, busy.release.set).start()
+
+    async def cancelled_then_step() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # not delivered until this task next yields
+        await busy.first_step(kind)
+
+    hog = asyncio.ensure_future(busy.hog(kind))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(cancelled_then_step())
+    took = time.monotonic() - started
+    busy.release.set()
+    await hog
+    await busy.proxy.aclose()
+    assert took < 1, took
+    assert busy.ran == []
+
+
+async def test_an_iterator_whose_first_step_was_cancelled_can_still_be_used() -> None:
+    """Nothing started: the next step, made outside the cancelled scope, starts it."""
+    busy = Busy()
+    items = asyncify(pool=busy.pool)(busy.items)()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await items.__anext__()
+    assert busy.ran == []
+    async with items:
+        assert [item async for item in items] == [1]
+    await busy.proxy.aclose()
