@@ -116,3 +116,41 @@ async def test_a_body_after_a_204_hurts_a_different_request_on_each_backend(
             with pytest.raises(ReadError):
                 await http.get("/ok")
         assert (await http.get("/ok")).text == "ok"
+
+
+class _LengthHandler(QuietHandler):
+    """Answers each request, with no body, with the ``Content-Length`` it came with in
+    ``X-Sent-Length`` (``-`` for none)."""
+
+    def _any(self) -> None:
+        self.send_response(200)
+        self.send_header("X-Sent-Length", self.headers.get("Content-Length", "-"))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _any
+    do_PROPFIND = _any
+
+
+@pytest.fixture
+def length_url() -> Iterator[str]:
+    with local_server(_LengthHandler) as url:
+        yield url
+
+
+# the Content-Length each backend sends with a request without a body, by method
+BODYLESS_LENGTHS = {
+    "httpx": {"POST": "0", "PUT": "0", "PATCH": "0"},
+    "aiohttp": {"POST": "0", "PUT": "0", "PATCH": "0", "DELETE": "0", "PROPFIND": "0"},
+    "requests": {"POST": "0", "PUT": "0", "PATCH": "0", "DELETE": "0", "OPTIONS": "0"}
+    | {"PROPFIND": "0"},
+}
+
+
+async def test_the_content_length_of_a_request_without_a_body(
+    length_url: str, backend: str
+) -> None:
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"]
+    async with HttpClient(length_url, backend=backend, retries=0) as http:
+        sent = {m: (await http.request(m, "/")).headers["X-Sent-Length"] for m in methods}
+    assert {m: length for m, length in sent.items() if length != "-"} == BODYLESS_LENGTHS[backend]

@@ -88,6 +88,10 @@ TARGETS: list[tuple[str, dict[str, str] | None, str]] = [
     ("/echo?", None, "/echo"),
     ("/echo?", {"b": "2"}, "/echo?b=2"),
     ("/echo??", None, "/echo??"),
+    # "." and ".." segments removed (RFC 3986): httpx sent "/echo" and "/echo/x"
+    ("/echo/x/..", None, "/echo/"),
+    ("/echo/x/.", None, "/echo/x/"),
+    ("/echo/x/../y/./z?q=/../", None, "/echo/y/z?q=/../"),
 ]
 
 

@@ -79,7 +79,7 @@ async def test_cancel_in_the_middle_of_a_chunk(
         assert cancelled - started < 1.5  # leaving the block did not wait for the server
         assert released_after is not None and released_after < 1.0, released_after
         # no worker thread is still reading the cancelled body
-        assert not [c for c in stats().running_calls if "_next_in_thread" in c]
+        assert not [c for c in stats().running_calls if "_chunks_in_thread" in c]
         assert (await http.get("/ok")).text == "ok"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

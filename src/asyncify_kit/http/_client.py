@@ -208,6 +208,10 @@ def _proxy_url(proxy: object) -> str | None:
     return proxy.rstrip("/")
 
 
+# an absolute URL of a scheme (``ws://``, ``ftp://``, ``htp://``): never a relative one
+_OTHER_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _check_scheme(url: str) -> None:
     head = url[:8].lower()
     if not (head.startswith("http://") or head.startswith("https://")):
@@ -431,6 +435,12 @@ class HttpClient:
             _check_authority(url)
             if "@" in url:
                 url, credentials = _split_userinfo(url)
+        elif _OTHER_SCHEME.match(url):
+            # with a base_url too: "ws://host/x" was sent to it, as the path "/ws://host/x"
+            raise ConfigError(
+                f"cannot send a request to {redact_url(url)!r}: the URL must start with "
+                "http:// or https://, or be relative to the client's base_url (no scheme)"
+            )
         elif self._base:
             url = self._base + url.lstrip("/")
         else:

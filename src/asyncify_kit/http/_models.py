@@ -266,9 +266,20 @@ class Limits:
             raise ConfigError(f"invalid keepalive_expiry {expiry!r}; accepted: seconds >= 0")
 
 
+class HeaderList(list[tuple[str, str]]):
+    """The ``(name, value)`` pairs of `Request.headers`: a plain list, except that its
+    ``repr`` hides credentials as that of `Headers` does (it showed a bearer token, or the
+    Basic credentials made of a URL's password, to whoever printed or logged it)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr([(k, redact_url(redact_header(k, v))) for k, v in self])
+
+
 class Request:
     """One request as the facade hands it to a backend: method, absolute URL (without user
-    info), extra headers, encoded body and per-request settings."""
+    info), extra headers (a `HeaderList`), encoded body and per-request settings."""
 
     __slots__ = ("content", "cookies", "follow_redirects", "headers", "method", "timeout", "url")
 
@@ -285,7 +296,9 @@ class Request:
     ) -> None:
         self.method = method
         self.url = url
-        self.headers = headers
+        if headers is not None and type(headers) is not HeaderList:
+            headers = HeaderList(headers)
+        self.headers: list[tuple[str, str]] | None = headers
         self.content = content
         self.cookies = cookies
         self.timeout = timeout

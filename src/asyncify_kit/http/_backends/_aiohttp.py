@@ -75,6 +75,10 @@ class _WriteTimeout(asyncio.TimeoutError):
 #: set on the cancellation that ends a wait for a free connection (`_Connector`)
 _POOL_WAIT = "_asyncify_kit_pool_wait"
 
+#: the message of aiohttp's ``ClientConnectionError`` for a request the client's close ended
+#: before it had a connection (see `_Connector`)
+_CONNECTOR_CLOSED = "Connector is closed."
+
 
 class _Connector(aiohttp.TCPConnector):
     """aiohttp raises the same ``ConnectionTimeoutError`` when its ``connect`` timeout ends a
@@ -82,7 +86,10 @@ class _Connector(aiohttp.TCPConnector):
     cancellation that ends such a wait is marked (`_POOL_WAIT`), for `_pool_timed_out`.
 
     It also keeps every connection given back idle (until ``keepalive_timeout``): one given
-    back while *max_keepalive* others are idle is closed instead, as httpx does."""
+    back while *max_keepalive* others are idle is closed instead, as httpx does. And a
+    request still waiting for a free connection when the client closes fails with
+    `_CONNECTOR_CLOSED`, as one whose connection is being made does: aiohttp cancelled its
+    wait, and a raw ``CancelledError`` reached a caller no one had cancelled."""
 
     def __init__(self, *, max_keepalive: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -95,6 +102,17 @@ class _Connector(aiohttp.TCPConnector):
             if not should_close and idle is not None:
                 should_close = sum(map(len, idle.values())) >= self._max_keepalive
             super()._release(key, protocol, should_close=should_close)
+
+    if hasattr(aiohttp.TCPConnector, "_close"):  # (a private method, and attribute)
+
+        def _close(self, *args: Any, **kwargs: Any) -> Any:
+            waiters: dict[Any, Any] = getattr(self, "_waiters", {})
+            if not self.closed and not self._loop.is_closed():
+                for keyed in waiters.values():
+                    for waiter in keyed:
+                        if not waiter.done():  # (done: its wait is over; aiohttp cancels it)
+                            waiter.set_exception(aiohttp.ClientConnectionError(_CONNECTOR_CLOSED))
+            return super()._close(*args, **kwargs)
 
     if hasattr(aiohttp.TCPConnector, "_wait_for_available_connection"):  # (a private method)
 
@@ -417,6 +435,18 @@ _REDIRECT_TRACE.on_request_redirect.append(_on_request_redirect)
 _REDIRECT_TRACE.freeze()
 
 
+def _no_resend(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """*session* without aiohttp's own resend: a GET, PUT, DELETE ... whose reused
+    keep-alive connection the server closed without an answer was sent again, once, even
+    with ``retries=0`` (the server saw it twice; httpx and requests send it once). What is
+    retried is the facade's `Retry` alone, on every backend. (A private attribute, aiohttp's
+    test client turns it off the same way; where it is missing there is nothing to turn off.)
+    """
+    if hasattr(session, "_retry_connection"):
+        session._retry_connection = False
+    return session
+
+
 class _Chunks(TranslatingIterator):
     """The chunks of a body; aiohttp's ``RuntimeError("Connection closed.")`` (a read after
     the session closed the connection) is a `ReadError` too, as on httpx."""
@@ -502,11 +532,15 @@ class AiohttpBackend(HttpBackend):
             "max_line_size": _MAX_HEADER_LINE,
             "max_field_size": _MAX_HEADER_LINE,
         }
-        self._session = aiohttp.ClientSession(
-            cookies=_caller_cookies(config.cookies) if config.cookies else None, **settings
+        self._session = _no_resend(
+            aiohttp.ClientSession(
+                cookies=_caller_cookies(config.cookies) if config.cookies else None, **settings
+            )
         )
-        self._traced = aiohttp.ClientSession(
-            connector_owner=False, trace_configs=[_REDIRECT_TRACE], **settings
+        self._traced = _no_resend(
+            aiohttp.ClientSession(
+                connector_owner=False, trace_configs=[_REDIRECT_TRACE], **settings
+            )
         )
 
     async def aclose(self) -> None:
@@ -554,6 +588,12 @@ class AiohttpBackend(HttpBackend):
             ),
         ):
             return http_error(ReadError, "connection broken while reading", request, exc, secrets)
+        if type(exc) is aiohttp.ClientConnectionError and str(exc).startswith(
+            _CONNECTOR_CLOSED[:-1]
+        ):
+            # the client closed while the request waited for or made its connection: a
+            # ReadError, as for one whose connection the close broke (and as on httpx)
+            return http_error(ReadError, "the client was closed", request, exc, secrets)
         return http_error(TransportError, "transport error", request, exc, secrets)
 
     def _kwargs(self, request: Request) -> dict[str, Any]:

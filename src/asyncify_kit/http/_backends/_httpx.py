@@ -98,11 +98,23 @@ def _httpx_timeout(timeout: Timeout) -> httpx.Timeout:
 
 
 class _HttpxStream(BackendStream):
-    def __init__(self, backend: HttpxBackend, response: httpx.Response, request: Request) -> None:
+    """A streamed body; it counts as a request under way on its client (``busy[index]``,
+    see `HttpxBackend._pick`) until closed: it holds that client's connection till then."""
+
+    def __init__(
+        self,
+        backend: HttpxBackend,
+        response: httpx.Response,
+        request: Request,
+        busy: list[int],
+        index: int,
+    ) -> None:
         self._backend = backend
         self._response = response
         self._request = request
         self._chunks: AsyncIterator[bytes] | None = None
+        self._busy: list[int] | None = busy
+        self._index = index
 
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
         self._chunks = self._response.aiter_bytes(chunk_size)
@@ -113,6 +125,9 @@ class _HttpxStream(BackendStream):
         )
 
     async def aclose(self) -> None:
+        busy, self._busy = self._busy, None
+        if busy is not None:  # (at once, once: the awaits below may be cancelled)
+            busy[self._index] -= 1
         chunks, self._chunks = self._chunks, None
         if chunks is not None:
             await chunks.aclose()  # type: ignore[attr-defined]
@@ -280,9 +295,24 @@ def _read_early_answers(client: httpx.AsyncClient) -> None:
             pool._network_backend = _EarlyAnswerBackend(backend)  # type: ignore[union-attr]
 
 
-def shard_count(max_connections: int) -> int:
-    """How many `httpx.AsyncClient` pools share *max_connections* (one per 25, at most 8)."""
-    return max(1, min(8, max_connections // 25))
+def shard_count(max_connections: int, max_keepalive: int | None = None) -> int:
+    """How many `httpx.AsyncClient` pools share *max_connections* (one per 25, at most 8),
+    and no more than *max_keepalive*: each pool keeps at least one connection for reuse
+    (one that kept none would open a connection for every request it takes)."""
+    shards = max(1, min(8, max_connections // 25))
+    if max_keepalive is not None:
+        shards = max(1, min(shards, max_keepalive))
+    return shards
+
+
+def split(total: int, parts: int) -> list[int]:
+    """*total* shared out among *parts*, the remainder one each to the first.
+
+    >>> split(20, 8), split(3, 2)
+    ([3, 3, 3, 3, 2, 2, 2, 2], [2, 1])
+    """
+    share, rest = divmod(total, parts)
+    return [share + (i < rest) for i in range(parts)]
 
 
 class HttpxBackend(HttpBackend):
@@ -291,11 +321,13 @@ class HttpxBackend(HttpBackend):
     httpcore's connection pool does work proportional to (open connections x waiting
     requests) on every request event, so one pool of 200 connections under 200 concurrent
     requests spends most of its time scheduling. The backend therefore spreads requests
-    over a few clients (one per 25 allowed connections, at most 8), which share one cookie
-    jar and one TLS context and split the connection limits between them. Each request goes
-    to the client with the fewest requests under way (the first of those): one at a time,
-    they all go to the first client and its one connection (round-robin over 8 clients cost
-    one request at a time 1.2-2.6% more than one client, in three ad hoc runs of 21 rounds).
+    over a few clients (one per 25 allowed connections, at most 8, and at most
+    ``max_keepalive``: `shard_count`), which share one cookie jar and one TLS context and
+    split the connection limits between them. Each request goes to the client with the
+    fewest requests under way (the first of those), a streamed one counted until its stream
+    is closed: one at a time, they all go to the first client and its one connection
+    (round-robin over 8 clients cost one request at a time 1.2-2.6% more than one client, in
+    three ad hoc runs of 21 rounds).
     """
 
     name = "httpx"
@@ -314,7 +346,10 @@ class HttpxBackend(HttpBackend):
     def _make_clients(self) -> list[httpx.AsyncClient]:
         config = self.config
         limits = config.limits
-        shards = shard_count(limits.max_connections)
+        keepalive = min(limits.max_keepalive, limits.max_connections)
+        shards = shard_count(limits.max_connections, keepalive)
+        # each limit shared out whole (`split`): `max(1, max_keepalive // shards)` a pool
+        # kept 4 connections with max_keepalive=1 or 3, and `110 // 4` lost 2 of 110
         ssl_context = config.ssl_context
         if ssl_context is None:  # verify=False
             ssl_context = httpx.create_ssl_context(verify=False)
@@ -324,10 +359,8 @@ class HttpxBackend(HttpBackend):
                 cookies=config.cookies,
                 timeout=_httpx_timeout(config.timeout),
                 limits=httpx.Limits(
-                    max_connections=limits.max_connections // shards,
-                    max_keepalive_connections=max(
-                        1, min(limits.max_keepalive, limits.max_connections) // shards
-                    ),
+                    max_connections=connections,
+                    max_keepalive_connections=keep,
                     keepalive_expiry=limits.keepalive_expiry,
                 ),
                 follow_redirects=config.follow_redirects,
@@ -339,7 +372,9 @@ class HttpxBackend(HttpBackend):
                 trust_env=False,
                 event_hooks={"request": [self._on_request]},
             )
-            for _ in range(shards)
+            for connections, keep in zip(
+                split(limits.max_connections, shards), split(keepalive, shards), strict=True
+            )
         ]
         jar = LocalhostCookies()
         for cookie in clients[0].cookies.jar:  # the client's own cookies (config.cookies)
@@ -433,8 +468,9 @@ class HttpxBackend(HttpBackend):
         merged.set_cookie_header(request)
 
     def _pick(self) -> tuple[httpx.AsyncClient, list[int], int]:
-        """The client with the fewest requests under way, the list that counts them and its
-        index there (the caller counts its request in and out)."""
+        """The client with the fewest requests under way (streams still open included), the
+        list that counts them and its index there (the caller counts its request in and
+        out)."""
         clients = self._clients
         if not clients:
             raise RuntimeError("the httpx backend is not open; use `async with HttpClient()`")
@@ -517,13 +553,19 @@ class HttpxBackend(HttpBackend):
     async def send_stream(self, request: Request) -> Response:
         client, busy, index = self._pick()
         started = time.perf_counter()
-        busy[index] += 1  # (until the answer's head: the body is read at the caller's pace)
+        # counted until the stream is closed (`_HttpxStream.aclose`), not only until the
+        # answer's head: an open stream holds its connection, and counted idle, every stream
+        # went to the first client, which refused the 26th of 100 allowed (a pool timeout)
+        busy[index] += 1
         try:
             r = await client.send(
                 self._build(client, request), stream=True, follow_redirects=self.follow_for(request)
             )
         except httpx.HTTPError as exc:
-            raise self.translate(exc, request) from exc
-        finally:
             busy[index] -= 1
-        return self._response(r, request, started, None, _HttpxStream(self, r, request))
+            raise self.translate(exc, request) from exc
+        except BaseException:  # (cancelled)
+            busy[index] -= 1
+            raise
+        stream = _HttpxStream(self, r, request, busy, index)
+        return self._response(r, request, started, None, stream)

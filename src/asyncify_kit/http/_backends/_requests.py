@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import re
 import socket
 import ssl
 import threading
@@ -211,6 +212,9 @@ class _PoolWait(threading.local):
 _POOL_WAIT = _PoolWait()
 
 
+#: a Content-Length (str.isdigit would take "²" too)
+_DIGITS = re.compile(r"[0-9]+")
+
 #: informational responses skipped before a final one, at most (h11 and aiohttp set none)
 _MAX_INFORMATIONAL = 100
 
@@ -233,6 +237,22 @@ class _FinalResponse(http.client.HTTPResponse):
             line = payload.partition("\n")[0].rstrip("\r") if isinstance(payload, str) else ""
             self.close()
             raise http.client.HTTPException(f"invalid header line {line!r}")
+        lengths = self.msg.get_all("Content-Length")
+        if lengths and not self.chunked:
+            self._check_content_length(lengths)
+
+    def _check_content_length(self, values: list[str]) -> None:
+        """A ``Content-Length`` that is not a number (``abc``, ``-1``), or two that differ
+        (RFC 9112, 6.3: an unrecoverable error), is a protocol error, as on httpx and
+        aiohttp: http.client read the body of the first up to the connection's close (a 200
+        with whatever came), and urllib3 raised a bare error of its own for the second (a
+        `TransportError`). One value repeated (``5, 5``) is that value, as urllib3 reads it."""
+        found = {part.strip(" \t") for value in values for part in value.split(",")}
+        if len(found) == 1 and _DIGITS.fullmatch(found.pop()):
+            return
+        shown = ", ".join(values)
+        self.close()
+        raise http.client.HTTPException(f"invalid Content-Length {shown!r}")
 
     def _read_status(self) -> tuple[str, int, str]:
         for _ in range(_MAX_INFORMATIONAL):
@@ -450,6 +470,37 @@ def _wake_reader(raw: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+def _reads_as_it_arrives(raw: Any) -> bool:
+    """Whether `_as_it_arrives` can read the body of *raw* (a urllib3 2 response, not
+    chunked: urllib3 reads a chunked body one chunk at a time already)."""
+    if not isinstance(raw, urllib3.HTTPResponse) or not hasattr(raw, "read1"):
+        return False  # (urllib3 1.x has no read1; or a response an adapter made)
+    return not (raw.chunked and raw.supports_chunked_reads())
+
+
+def _as_it_arrives(response: requests.Response) -> Iterator[bytes]:
+    """The decoded body of *response* as it arrives: what one read of the socket gives, at
+    most `STREAM_CHUNK` bytes. requests' ``iter_content`` reads with urllib3's ``read(amt)``,
+    which waits for *amt* bytes: a body sent with a ``Content-Length`` or ending at the
+    connection's close (NDJSON lines, a progress feed) reached the caller only once 256 KiB
+    had arrived, or the body ended. urllib3's errors become requests' as there."""
+    raw = response.raw
+    try:
+        while True:
+            data = raw.read1(STREAM_CHUNK, decode_content=True)
+            if not data:
+                break
+            yield data
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.ConnectionError(exc) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+
+
 class _RequestsStream(BackendStream):
     """A streamed body read on a worker thread, one chunk per hop.
 
@@ -516,13 +567,17 @@ class _RequestsStream(BackendStream):
             self._closed = True
             return True
 
-    def _read_chunks(self, chunk_size: int) -> Generator[bytes, None, None]:
+    def _read_chunks(self, chunk_size: int | None) -> Generator[bytes, None, None]:
         # kept on the stream too: collected with this frame (this generator closed between
         # chunks, on its thread), urllib3's generator of the body would close the connection
         # and give it back to the pool behind the back of whoever closes the response, maybe
         # at the same time on another thread: the pool would hand it to two requests
-        chunks = self._body = self._response.iter_content(chunk_size)
-        raw = self._response.raw
+        response = self._response
+        raw = response.raw
+        if chunk_size is None and _reads_as_it_arrives(raw):
+            chunks = self._body = _as_it_arrives(response)
+        else:
+            chunks = self._body = response.iter_content(chunk_size or STREAM_CHUNK)
         # urllib3 calls it on the response itself, from inside the read that ends the body
         raw.release_conn = self._on_release  # type: ignore[method-assign]  # for this read only
         try:
@@ -545,7 +600,7 @@ class _RequestsStream(BackendStream):
             gone = ConnectionAbortedError("the HttpClient was closed")
             raise self._aborted_error(gone) from gone
 
-    def _chunks_in_thread(self, chunk_size: int) -> Generator[bytes, None, None]:
+    def _chunks_in_thread(self, chunk_size: int | None) -> Generator[bytes, None, None]:
         try:
             yield from self._read_chunks(chunk_size)
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
@@ -578,9 +633,7 @@ class _RequestsStream(BackendStream):
             await finish(run_sync(self._response.close))
 
     def aiter_chunks(self, chunk_size: int | None) -> AsyncIterator[bytes]:
-        self._chunks = asyncify(cancel="abandon")(self._chunks_in_thread)(
-            chunk_size or STREAM_CHUNK
-        )
+        self._chunks = asyncify(cancel="abandon")(self._chunks_in_thread)(chunk_size)
         return self._chunks
 
     async def aclose(self) -> None:

@@ -118,7 +118,13 @@ def canonical_url(url: str) -> str:
     """*url* (absolute) with its path, query and fragment as `canonical_part` has them, so
     that every backend sends the same request target: httpx sent ``|``, ``^``, ``[``,
     ``]``, ``\\``, ``{``, ``}`` and a lone ``%`` as they were, aiohttp a space in the query
-    as ``+``, where the others escape them. An empty query (``/a?``) is none (``/a``)."""
+    as ``+``, where the others escape them. An empty query (``/a?``) is none (``/a``), and
+    the path's ``.`` and ``..`` segments are removed as RFC 3986 removes them: httpx sent
+    ``/a/x/..`` as ``/a`` and ``/a/x/.`` as ``/a/x``, the others ``/a/`` and ``/a/x/``.
+
+    >>> canonical_url("http://h/a/x/..?q=a b"), canonical_url("http://h/a/%2E/b")
+    ('http://h/a/?q=a%20b', 'http://h/a/b')
+    """
     scheme, sep, rest = url.partition("://")
     start = len(rest)
     for mark in "/?#":
@@ -135,17 +141,30 @@ def canonical_url(url: str) -> str:
         # (httpx kept the "?" in `Response.url`)
         target = target[:question] + target[question + 1 :]
         url = scheme + sep + rest[:start] + target
-    if _URL_TEXT.fullmatch(target.replace("#", "?", 1)):  # the usual case: nothing to do
-        return url
-    target, hash_, fragment = target.partition("#")
-    target = canonical_part(target)
-    if hash_:
-        target += "#" + canonical_part(fragment)
-    return scheme + sep + rest[:start] + target
+    if not _URL_TEXT.fullmatch(target.replace("#", "?", 1)):
+        target, hash_, fragment = target.partition("#")
+        target = canonical_part(target)
+        if hash_:
+            target += "#" + canonical_part(fragment)
+        url = scheme + sep + rest[:start] + target
+    if "/." in target:  # (rare: a cheap test first) maybe a dot segment in the path
+        path_end = len(target)
+        for mark in "?#":
+            found = target.find(mark)
+            if 0 <= found < path_end:
+                path_end = found
+        path = target[:path_end]
+        if path.startswith("/") and _DOT_SEGMENT.search(path):
+            url = scheme + sep + rest[:start] + _without_dot_segments(path) + target[path_end:]
+    return url
 
 
 # what comes before a reference's path: ``scheme:`` and ``//authority``, either optional
 _REFERENCE_HEAD = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?://[^/?#]*)?")
+
+
+# a "." or ".." segment of a path (what `_without_dot_segments` removes)
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 
 
 def _without_dot_segments(path: str) -> str:
