@@ -72,6 +72,16 @@ def test_iteration_and_the_mapping_methods() -> None:
             pytest.fail("a row matches a mapping pattern")
 
 
+def test_get_takes_a_name_or_a_position_and_a_default() -> None:
+    row = _row(id=7, name="ada", score=None)
+    assert row.get("name") == row.get(1) == row.get(-2) == "ada"
+    assert row.get(2, "default") is None  # a NULL is a value, not a missing column
+    assert row.get("nope") is None
+    assert row.get("nope", "default") == "default"
+    assert row.get(3, "default") == row.get(-4, "default") == "default"  # past either end
+    assert row.get(99) is None
+
+
 def test_positions_and_slices() -> None:
     row = _row(a=1, b=2, c=3)
     assert (row[0], row[1], row[2], row[-1], row[-3]) == (1, 2, 3, 3, 1)

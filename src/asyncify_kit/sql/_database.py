@@ -430,24 +430,42 @@ class Database:
             raise _discarded()
         if conn.rolled_back:
             raise OperationalError(
-                "the server rolled back this transaction (after a deadlock); no statement runs "
-                "in it any more: leave the `db.transaction()` block, and run it again"
+                "the server rolled back this transaction (after a deadlock, say); no statement "
+                "runs in it any more: leave the `db.transaction()` block, and run it again"
             )
         try:
             return await op(conn, *args)
         except Exception as exc:
             err = self._translate(exc, conn)
-            if self._backend.ends_transaction(exc):
-                pin = self._pin()
-                if pin is not None and pin.conn is conn and pin.depth > 0:
-                    # the rest of the block must not run (and commit) outside a transaction
-                    conn.rolled_back = True
+            await self._note_rollback(conn, exc, err)
             if err is exc:
                 raise
             raise err from exc
         except BaseException:
             _cut_short(conn)
             raise
+
+    async def _note_rollback(self, conn: Connection, exc: Exception, err: BaseException) -> None:
+        """Mark *conn* `rolled_back` when the driver error *exc* (translated: *err*) of a
+        statement in this task's transaction on it came with the server's rollback of that
+        whole transaction (a MySQL deadlock): the rest of the block must not run (and commit)
+        outside a transaction, and its end must not pass for a commit."""
+        pin = self._pin()
+        if (
+            pin is None
+            or pin.conn is not conn
+            or pin.depth == 0
+            or not isinstance(err, OperationalError)
+            or isinstance(err, ConnectionLost)
+        ):
+            return
+
+        async def ask(sql: str) -> Any:
+            query = compile_query(sql, self._backend.dialect, self._backend.style)
+            return await self._on(conn, _fetch_val, query, (), 0)
+
+        if await self._backend.ends_transaction(exc, ask):
+            conn.rolled_back = True
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -608,6 +626,7 @@ class Database:
                             and _found_dead(conn, home)
                         )
                         if not retry:
+                            await self._note_rollback(conn, exc, err)  # (a locking read's)
                             if err is exc:
                                 raise
                             raise err from exc
@@ -863,11 +882,22 @@ class Transaction:
     async def _commit(self, pin: _Pin) -> None:
         db = self._db
         if pin.conn.rolled_back:
-            # the server rolled the transaction back: nothing to commit (as on PostgreSQL,
-            # whose COMMIT of an aborted transaction rolls back); end it on our side too
-            if self._savepoint is None:
-                await self._rollback(pin)
-            return
+            # the server rolled the whole transaction back (a MySQL deadlock whose error the
+            # block caught): nothing of it is committed, which its end must say, as on
+            # PostgreSQL; the outermost block ends it on our side too
+            if self._savepoint is not None:
+                raise OperationalError(
+                    "the server rolled back the whole transaction this nested block is in "
+                    "(after a deadlock, say): nothing of it will be committed; leave the "
+                    "outer `db.transaction()` block, and run it again (see 'Errors inside a "
+                    "transaction' in docs/sql.md)"
+                )
+            await self._rollback(pin)
+            raise OperationalError(
+                "the server rolled back this transaction (after a deadlock, say), and nothing "
+                "of it is committed; run the block again (see 'Errors inside a transaction' "
+                "in docs/sql.md)"
+            )
         if self._savepoint is not None:
             try:
                 aborted = await self._aborted(pin)

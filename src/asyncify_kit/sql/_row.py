@@ -162,6 +162,18 @@ class Row(_RowBase, Mapping[str, Any]):
             return tuple(self._values)[key]
         return self._values[key]
 
+    def get(self, key: str | int, default: Any = None) -> Any:
+        """The value of column *key*, a name or a position as for ``row[key]``, or *default*
+        when the row has no such column (`Mapping.get` would raise the `IndexError` of a
+        position past the end, as it catches `KeyError` only)."""
+        if isinstance(key, str):
+            index = self._keys.get(key)
+            return default if index is None else self._values[index]
+        try:
+            return self._values[key]
+        except IndexError:
+            return default
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self._values[self._keys[name]]

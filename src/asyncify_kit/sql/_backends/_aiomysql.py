@@ -107,10 +107,14 @@ class AiomysqlBackend(Backend):
         # cancellation (the connect_timeout deadline)
         raw: Any = aiomysql.Connection(**mysql_connect_kwargs(self, await self.tls_context()))
         raw.escape = _escape_with_bytes(raw)
-        return await mysql_open(raw, raw._connect, AiomysqlConnection(raw), self.options)
+        return await mysql_open(
+            raw, raw._connect, AiomysqlConnection(raw, self.connect), self.options
+        )
 
-    def ends_transaction(self, exc: BaseException) -> bool:
-        return mysql_rolled_back(exc)
+    async def ends_transaction(
+        self, exc: BaseException, ask: Callable[[str], Awaitable[Any]]
+    ) -> bool:
+        return await mysql_rolled_back(self, exc, ask)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         return translate_mysql(exc, pymysql.err.MySQLError)

@@ -7,6 +7,7 @@ becomes MariaDB's ``max_statement_time`` (MySQL: ``max_execution_time``).
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import asyncmy
@@ -75,10 +76,14 @@ class AsyncmyBackend(Backend):
         # what `asyncmy.connect` does, with the connection at hand to close on a timeout
         raw = asyncmy.Connection(**kwargs)  # type: ignore[no-untyped-call]  # (its stub's)
         raw.show_warnings = _no_warnings  # type: ignore[method-assign]  # see `_no_warnings`
-        return await mysql_open(raw, raw.connect, AsyncmyConnection(raw), self.options)
+        return await mysql_open(
+            raw, raw.connect, AsyncmyConnection(raw, self.connect), self.options
+        )
 
-    def ends_transaction(self, exc: BaseException) -> bool:
-        return mysql_rolled_back(exc)
+    async def ends_transaction(
+        self, exc: BaseException, ask: Callable[[str], Awaitable[Any]]
+    ) -> bool:
+        return await mysql_rolled_back(self, exc, ask)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         return translate_mysql(exc, asyncmy.errors.MySQLError)

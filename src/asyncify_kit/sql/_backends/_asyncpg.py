@@ -183,6 +183,14 @@ class AsyncpgConnection(PgAsyncConnection):
     def terminate(self) -> None:
         self._conn.terminate()
 
+    async def abandon(self) -> None:
+        # asyncpg sent the server a cancel request for the statement whose caller left; its
+        # close waits for the server's answer to it, then ends the session (and with it the
+        # transaction and its locks). Terminated at once, the request was cut off, and the
+        # statement ran to its end.
+        with contextlib.suppress(*TIMEOUT_ERRORS):
+            await self._conn.close(timeout=CLOSE_WAIT)
+
 
 class AsyncpgBackend(Backend):
     """PostgreSQL through asyncpg."""

@@ -140,10 +140,12 @@ _MY_PROGRAMMING = {
     1008,
     1050,
     1051,
+    1052,  # ambiguous column
     1054,
     1060,
     1061,
     1064,
+    1066,  # a table or alias named twice
     1091,
     1110,
     1136,
@@ -151,6 +153,9 @@ _MY_PROGRAMMING = {
     1149,
     1166,
     1193,
+    1222,  # SELECTs of a UNION with different numbers of columns
+    1241,  # a subquery or row of several columns where one value goes
+    1242,  # a subquery of several rows where one value goes (PostgreSQL's 21000)
     1247,
     1264,
     1265,
@@ -187,15 +192,39 @@ def translate_mysql(
     return None
 
 
-#: errors after which MySQL/MariaDB has rolled back the whole transaction (a deadlock)
-_MY_ROLLED_BACK = {1213}
+#: errors after which MySQL/MariaDB (InnoDB) has rolled back the whole transaction: a
+#: deadlock, and a transaction holding more locks than the lock table takes
+_MY_ROLLED_BACK = {1206, 1213}
+#: a lock wait timeout: InnoDB rolls back the statement alone, or the whole transaction when
+#: the server runs with ``innodb_rollback_on_timeout`` (read-only while it runs)
+_MY_LOCK_WAIT_TIMEOUT = 1205
 
 
-def mysql_rolled_back(exc: BaseException) -> bool:
+async def mysql_rolled_back(
+    backend: Backend, exc: BaseException, ask: Callable[[str], Awaitable[Any]]
+) -> bool:
     """Whether the MySQL driver exception *exc* means the server rolled back the transaction
-    (it then goes on in autocommit: the rest of the block would commit statement by statement)."""
+    (it then goes on in autocommit: the rest of the block would commit statement by statement).
+
+    For a lock wait timeout the server's ``innodb_rollback_on_timeout`` decides: read with
+    *ask* at the first one, and kept on *backend*. When it cannot be read, the transaction
+    counts as rolled back: a block that then ends says nothing was committed (its rollback
+    makes that true), rather than committing what may have run in autocommit.
+    """
     args = exc.args
-    return bool(args) and args[0] in _MY_ROLLED_BACK
+    code = args[0] if args and isinstance(args[0], int) else None
+    if code in _MY_ROLLED_BACK:
+        return True
+    if code != _MY_LOCK_WAIT_TIMEOUT:
+        return False
+    setting = backend.server_settings.get("innodb_rollback_on_timeout")
+    if setting is None:
+        try:
+            value = await ask("SELECT @@innodb_rollback_on_timeout")
+        except Exception:  # (not kept: the next lock wait timeout asks again)
+            return True
+        setting = backend.server_settings["innodb_rollback_on_timeout"] = bool(int(value))
+    return bool(setting)
 
 
 def mysql_error(code: int | None, message: str, exc: BaseException, kind: str) -> DatabaseError:
@@ -917,11 +946,18 @@ def mysql_check_whole(cur: Any, raw: Any) -> None:
 
 
 class MysqlAsyncConnection(Connection):
-    """One asyncmy or aiomysql connection; subclasses say how to open cursors."""
+    """One asyncmy or aiomysql connection; subclasses say how to open cursors.
 
-    def __init__(self, conn: Any) -> None:
+    *connect_other* opens another connection to the same server (`abandon` kills the
+    statement of this one from it).
+    """
+
+    def __init__(
+        self, conn: Any, connect_other: Callable[[], Awaitable[Connection]] | None = None
+    ) -> None:
         super().__init__()
         self._conn = conn
+        self._connect_other = connect_other
         self._stream: MysqlStream | None = None  # an iterate() result still being sent
 
     async def _settle(self, statement: str | None = None) -> None:
@@ -1115,6 +1151,21 @@ class MysqlAsyncConnection(Connection):
         self._conn.close()
         if transport is not None:
             transport.abort()  # now, not after a TLS shutdown that waits for the server
+
+    async def abandon(self) -> None:
+        # The server runs the statement whose caller left to its end (a closed socket does
+        # not stop it), and its transaction keeps its locks until then: kill the statement
+        # from a connection of its own; the server then finds the socket closed, ends the
+        # session and rolls the transaction back.
+        thread_id = int(self._conn.thread_id())
+        self.terminate()
+        if self._connect_other is None:
+            return
+        other = await self._connect_other()
+        try:
+            await other.run(f"KILL QUERY {thread_id}")
+        finally:
+            await other.close()
 
 
 async def mysql_session_setup(conn: MysqlAsyncConnection, options: dict[str, Any]) -> None:

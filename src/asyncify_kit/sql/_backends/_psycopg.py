@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ssl
 import traceback
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -97,11 +97,16 @@ def _rows(cur: Any, records: list[Any]) -> list[Row]:
 
 
 class PsycopgAsyncConnection(PgAsyncConnection):
-    """One `psycopg.AsyncConnection` (asyncio)."""
+    """One `psycopg.AsyncConnection` (asyncio). *connect_other* opens another connection to
+    the same server (`abandon` cancels the statement of this one from it)."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(
+        self, conn: Any, connect_other: Callable[[], Awaitable[Connection]] | None = None
+    ) -> None:
         super().__init__()
         self._conn = conn
+        self._connect_other = connect_other
+        self._pid: int = conn.info.backend_pid  # (for `abandon`: gone once closed)
 
     @property
     def raw(self) -> Any:
@@ -186,6 +191,23 @@ class PsycopgAsyncConnection(PgAsyncConnection):
         if not self._conn.closed:
             pgconn.finish()
 
+    async def abandon(self) -> None:
+        # psycopg cancels the statement of a caller that leaves, unless the caller is
+        # cancelled again meanwhile (anyio cancels it until it leaves the cancelled scope):
+        # then it closes the connection, and the server runs the statement to its end,
+        # holding its transaction's locks. Cancel it from a connection of its own; the server
+        # then finds the socket closed, and ends the session.
+        conn = self._conn
+        running = bool(conn.closed) or conn.pgconn.transaction_status == TransactionStatus.ACTIVE
+        self.terminate()
+        if not running or self._connect_other is None:
+            return
+        other = await self._connect_other()
+        try:
+            await other.run(f"SELECT pg_cancel_backend({int(self._pid)})")
+        finally:
+            await other.close()
+
 
 class _PsycopgSession(PgSyncSession):
     """psycopg 3's blocking connection, for trio."""
@@ -253,7 +275,7 @@ class PsycopgBackend(Backend):
             _drop_half_made(exc)
             raise
         _configure(conn)
-        return PsycopgAsyncConnection(conn)
+        return PsycopgAsyncConnection(conn, self.connect)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         if not isinstance(exc, psycopg.Error):

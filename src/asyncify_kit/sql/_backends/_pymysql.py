@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pymysql
@@ -226,8 +226,10 @@ class PymysqlBackend(Backend):
         kwargs = self._kwargs(await self.tls_context())
         return await ThreadedConnection.open(_PymysqlSession(kwargs, self.options))
 
-    def ends_transaction(self, exc: BaseException) -> bool:
-        return mysql_rolled_back(exc)
+    async def ends_transaction(
+        self, exc: BaseException, ask: Callable[[str], Awaitable[Any]]
+    ) -> bool:
+        return await mysql_rolled_back(self, exc, ask)
 
     def translate(self, exc: BaseException) -> DatabaseError | None:
         err = translate_mysql(exc, pymysql.err.MySQLError)

@@ -579,6 +579,33 @@ def _close_discarded(session: _SqliteSession) -> None:
         session.close()
 
 
+#: SQLite's result code of an error in the statement itself (a syntax error, an unknown or
+#: ambiguous name, a table that exists already, a wrong number of values or columns...);
+#: each failure of the database or the system has a code of its own (busy, locked,
+#: readonly, I/O error, interrupted, full, cannot open...)
+_SQLITE_ERROR = 1
+
+#: the messages of `_SQLITE_ERROR` that a wrong statement gets, for Python 3.10, whose
+#: sqlite3 does not give the code (an error whose message is not here stays operational)
+_WRONG_QUERY = re.compile(
+    r"no such |near |syntax error|incomplete input|unrecognized token|ambiguous column name"
+    r"|duplicate column name|wrong number of arguments to function|misuse of "
+    r"|(?:table|index|view|trigger) .+ already exists$|SELECTs to the left and right of"
+    r"|sub-select returns|row value misused|\d+\w* (?:ORDER|GROUP) BY term out of range"
+    r"|HAVING clause on a non-aggregate query|\d+ values for \d+ columns$"
+    r"|.* has \d+ columns but \d+ values were supplied$|.* has no column"
+)
+
+
+def _wrong_query(exc: sqlite3.OperationalError, text: str) -> bool:
+    """Whether SQLite's *exc* (its message: *text*) says the statement is wrong, rather than
+    that the database could not run it: `ProgrammingError`, as on the servers."""
+    code = getattr(exc, "sqlite_errorcode", None)  # (Python 3.11+)
+    if code is not None:
+        return bool(code & 0xFF == _SQLITE_ERROR)
+    return _WRONG_QUERY.match(text) is not None
+
+
 class SqliteBackend(Backend):
     """The stdlib `sqlite3` on dedicated threads (one per connection)."""
 
@@ -623,7 +650,7 @@ class SqliteBackend(Backend):
             return IntegrityError(message, orig=exc)
         if isinstance(exc, sqlite3.OperationalError):
             text = str(exc)
-            if text.startswith(("no such", "near ", "syntax error")) or "has no column" in text:
+            if _wrong_query(exc, text):
                 return ProgrammingError(message, orig=exc)
             if "readonly database" in text and self.options.get("mode") == "ro":
                 message += " (the URL opens it read-only: mode=ro)"

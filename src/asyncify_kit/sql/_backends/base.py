@@ -177,12 +177,28 @@ class Connection(abc.ABC):
     def terminate(self) -> None:
         """Close at once without waiting for the server (never blocks the loop)."""
 
+    async def abandon(self) -> None:
+        """Close the connection after an operation on it was cancelled midway (`interrupted`),
+        first stopping what the server may still run for it: a server whose client is gone
+        runs the statement to its end, and keeps the locks of its transaction until then.
+        The pool runs it in a task of its own (the cancelled caller never waits for it),
+        bounded, and terminates the connection after it. Here: `terminate` at once."""
+        self.terminate()
+
 
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 _DIALECT_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB"}
 
 #: how long ending an iteration (closing its cursor, ending its transaction) may take
 ITERATION_END_TIMEOUT = 10.0
+
+#: how long giving up a connection after a cancelled operation (`Connection.abandon`: stopping
+#: its statement on the server) may take, in the background
+ABANDON_WAIT = 5.0
+#: at most this many connections of a pool are given up that way at once (some drivers open
+#: a connection to stop the statement): in a storm of cancellations the others are closed at
+#: once, and the server runs their statements to their ends, as it did before
+MAX_ABANDONING = 4
 
 
 @contextlib.contextmanager
@@ -213,6 +229,9 @@ class Backend(abc.ABC):
         self.url = url
         self.options = options
         self._tls: tuple[ssl.SSLContext | None] | None = None
+        #: settings of the server that it cannot change while it runs, read once when first
+        #: needed (see `ends_transaction`)
+        self.server_settings: dict[str, Any] = {}
 
     async def tls_context(self) -> ssl.SSLContext | None:
         """The TLS context of this backend's connections (`make_tls_context`), made once, in
@@ -238,10 +257,13 @@ class Backend(abc.ABC):
     def translate(self, exc: BaseException) -> DatabaseError | None:
         """The `DatabaseError` for a driver exception, or None if *exc* is not the driver's."""
 
-    def ends_transaction(self, exc: BaseException) -> bool:
+    async def ends_transaction(
+        self, exc: BaseException, ask: Callable[[str], Awaitable[Any]]
+    ) -> bool:
         """Whether the server rolled back the whole open transaction with the statement that
         raised the driver exception *exc* (PostgreSQL never does: it aborts it, and refuses
-        every statement until it ends)."""
+        every statement until it ends). Where a setting of the server's decides it, *ask*
+        runs a query on the transaction's connection and returns its first value."""
         return False
 
     def session_factory(self) -> Callable[[], SyncSession] | None:
@@ -419,6 +441,9 @@ class ConnectionPool:
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
         self._drained: anyio.Event | None = None
+        #: connections given up after a cancelled operation, being closed by `_abandon`
+        self._abandoning: dict[asyncio.Task[None], Connection] = {}
+        self._shut = False  # the close is over: nothing more starts (see `_drop`)
 
     @property
     def size(self) -> int:
@@ -556,7 +581,7 @@ class ConnectionPool:
         """Give *conn* back; a broken or closed connection is closed and replaced on demand."""
         self._in_use.discard(conn)
         if conn.broken or conn.is_closed():
-            conn.terminate()  # its state is unknown: never wait on it
+            self._drop(conn)
             self._wake_one_for_retry()
         elif self._closed:
             await self._close_quietly(conn)
@@ -564,6 +589,37 @@ class ConnectionPool:
             self._put_back(conn)
         if self._closed and not self._in_use and self._drained is not None:
             self._drained.set()
+
+    def _drop(self, conn: Connection) -> None:
+        """Close the broken *conn* without waiting on it (its state is unknown). One whose
+        operation was cancelled midway is given up in a task of its own (`_abandon`): the
+        statement the server may still run for it is stopped first, so that it releases its
+        transaction's locks now rather than when it ends by itself."""
+        loop = asyncio_loop()
+        # (not `driver_closed()`: a driver may close the connection as it is cancelled)
+        if (
+            not conn.interrupted
+            or loop is None
+            or self._shut
+            or len(self._abandoning) >= MAX_ABANDONING
+        ):
+            conn.terminate()
+            return
+        task = loop.create_task(self._abandon(conn))
+        self._abandoning[task] = conn
+        task.add_done_callback(self._abandoned)
+
+    async def _abandon(self, conn: Connection) -> None:
+        try:
+            with anyio.move_on_after(min(self.close_timeout, ABANDON_WAIT)):
+                await conn.abandon()
+        except Exception:  # the connection is thrown away anyway: nothing to report
+            logger.debug("stopping the statement of a connection given up failed", exc_info=True)
+        finally:
+            conn.terminate()
+
+    def _abandoned(self, task: asyncio.Task[None]) -> None:
+        self._abandoning.pop(task, None)
 
     async def drop_idle(self) -> None:
         """Close every idle connection (after one was found dead, the others likely are)."""
@@ -607,9 +663,16 @@ class ConnectionPool:
                 async with anyio.create_task_group() as tg:
                     for conn in idle:
                         tg.start_soon(self._close_quietly, conn)
+            if self._abandoning:  # (asyncio only: see `_drop`)
+                with anyio.move_on_after(min(self.close_timeout, ABANDON_WAIT)):
+                    await asyncio.wait(list(self._abandoning))
+                for task, conn in list(self._abandoning.items()):
+                    conn.terminate()
+                    task.cancel()
             for conn in list(self._in_use):
                 conn.terminate()
             self._in_use.clear()
+            self._shut = True
 
 
 # -- blocking drivers, one thread hop per operation --------------------------------------------
