@@ -339,6 +339,16 @@ async def test_postgres_time_24_00_is_refused_on_every_backend(url: BackendURL, 
         assert await db.fetch_val("select array['00:00'::time]") == [dt.time(0)]
 
 
+@pytest.mark.parametrize("case", PG_CASES)
+async def test_postgres_void_is_none_on_every_backend(url: BackendURL) -> None:
+    # a function returning void (pg_sleep, pg_notify): asyncpg read None, psycopg and
+    # psycopg2 the empty string
+    async with Database(url) as db:
+        assert await db.fetch_val("select pg_sleep(0)") is None
+        row = await db.fetch_one("select pg_notify('asyncify_void', 'x') as n, 1 as one")
+        assert row is not None and (row.n, row.one) == (None, 1)
+
+
 async def test_fetch_val_takes_a_column_index_only(url: BackendURL) -> None:
     # a name worked on asyncpg only, and was a bare TypeError (KeyError) on the others
     async with Database(url) as db:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import psycopg
 import sniffio
 from psycopg.abc import Buffer
-from psycopg.adapt import Dumper
+from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format, TransactionStatus
 from psycopg.types.json import JsonbDumper
 
@@ -69,7 +69,24 @@ class _RefusedEnumBinaryDumper(_RefusedEnumDumper):
     format = Format.BINARY
 
 
+class _VoidLoader(Loader):
+    """``void`` (what ``pg_sleep``, ``pg_notify`` return) as None, as asyncpg reads it;
+    psycopg read the empty string."""
+
+    def load(self, data: Buffer) -> None:
+        return None
+
+
+class _VoidBinaryLoader(_VoidLoader):
+    format = Format.BINARY
+
+
+_VOID_OID = 2278
+
+
 def _configure(conn: Any) -> None:
+    conn.adapters.register_loader(_VOID_OID, _VoidLoader)
+    conn.adapters.register_loader(_VOID_OID, _VoidBinaryLoader)
     conn.adapters.register_dumper(dict, _JsonDumper)
     conn.adapters.register_dumper(Json, _JsonMarkerDumper)
     # binary first: the text one, registered last, is the one `%s` uses

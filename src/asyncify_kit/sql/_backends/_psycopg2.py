@@ -77,6 +77,8 @@ _INET_TYPE = psycopg2.extensions.new_type((869,), "ASYNCIFY_INET", _inet)
 _CIDR_TYPE = psycopg2.extensions.new_type((650,), "ASYNCIFY_CIDR", _cidr)
 _INET_ARRAY_TYPE = psycopg2.extensions.new_array_type((1041,), "ASYNCIFY_INET[]", _INET_TYPE)
 _CIDR_ARRAY_TYPE = psycopg2.extensions.new_array_type((651,), "ASYNCIFY_CIDR[]", _CIDR_TYPE)
+# ``void`` (what ``pg_sleep``, ``pg_notify`` return): None, as asyncpg reads it, not ""
+_VOID_TYPE = psycopg2.extensions.new_type((2278,), "ASYNCIFY_VOID", lambda value, cur: None)
 _TIME_TYPE = psycopg2.extensions.new_type(psycopg2.extensions.TIME.values, "ASYNCIFY_TIME", _time)
 _TIME_ARRAY_TYPE = psycopg2.extensions.new_array_type(
     psycopg2.extensions.TIMEARRAY.values, "ASYNCIFY_TIME[]", _TIME_TYPE
@@ -92,6 +94,7 @@ _TYPES = (
     _CIDR_ARRAY_TYPE,
     _TIME_TYPE,
     _TIME_ARRAY_TYPE,
+    _VOID_TYPE,
 )
 _ADDRESSES = (
     ipaddress.IPv4Address,
