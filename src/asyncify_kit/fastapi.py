@@ -38,7 +38,7 @@ from typing import Annotated, Any, TypeVar, overload
 
 from ._offload import run_sync
 from .detect import BlockingMiddleware, LoopMonitor, Mode, detect_blocking
-from .detect._middleware import chosen_monitor
+from .detect._middleware import checked_metrics_path, chosen_monitor
 from .exceptions import BackendNotInstalled, ConfigError
 from .http import HttpClient
 from .sql import Database
@@ -317,6 +317,7 @@ def install_detection(
     patterns = (allow,) if isinstance(allow, str) else tuple(allow)
     # validates the mode and patterns (even unused ones); the middleware builds its own
     detect_blocking(mode="log" if detect is None else detect, allow=patterns)
+    checked_metrics_path(metrics_path)
     chosen = chosen_monitor(monitor, stall_threshold)
     app.add_middleware(
         BlockingMiddleware,

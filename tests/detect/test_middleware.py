@@ -422,6 +422,15 @@ def test_a_monitor_of_the_wrong_type_is_a_config_error() -> None:
         BlockingMiddleware(build_app(), monitor="yes")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("path", ["metrics", "", 5])
+def test_a_metrics_path_that_no_request_can_have_is_a_config_error(path: object) -> None:
+    # it was taken, and the metrics then answered at no URL
+    with pytest.raises(ConfigError, match=r"invalid metrics_path .*; accepted: a path"):
+        BlockingMiddleware(build_app(), metrics_path=path)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="invalid metrics_path"):
+        install_detection(FastAPI(), metrics_path=path)  # type: ignore[arg-type]
+
+
 async def test_monitor_can_be_shared_and_is_not_stopped_by_the_middleware() -> None:
     async with LoopMonitor(interval=0.01) as monitor:
         app = build_app(monitor=monitor, detect=None)

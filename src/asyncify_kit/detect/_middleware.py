@@ -151,6 +151,17 @@ def chosen_monitor(monitor: object, stall_threshold: float) -> LoopMonitor | Non
     )
 
 
+def checked_metrics_path(path: object) -> str | None:
+    """*path* if a request can have it (``"/metrics"``), or None; else `ConfigError` (a path
+    without its leading ``/``, or not a str, answered at no URL)."""
+    if path is None or (isinstance(path, str) and path.startswith("/")):
+        return path
+    raise ConfigError(
+        f"invalid metrics_path {path!r}; accepted: a path starting with '/' (such as "
+        "'/metrics'), or None"
+    )
+
+
 class BlockingMiddleware:
     """Attribute blocking calls and loop stalls to the route being served.
 
@@ -202,7 +213,7 @@ class BlockingMiddleware:
         self.detector: BlockingDetector | None = (
             detect_blocking(mode=detect, allow=allow) if detect is not None else None
         )
-        self.metrics_path = metrics_path
+        self.metrics_path = checked_metrics_path(metrics_path)
         self._lock = threading.Lock()
         self._routes: dict[str, dict[str, float]] = {}
         self._started = False
