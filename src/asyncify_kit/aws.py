@@ -30,6 +30,7 @@ payload``, on both. An S3 client's ``upload_file``, ``upload_fileobj``, ``downlo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import copy
 import functools
@@ -38,6 +39,7 @@ import inspect
 import socket
 import ssl
 import threading
+import traceback
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
@@ -46,9 +48,9 @@ from typing import Any, Literal, Protocol
 
 from . import _aio_payloads, _s3_transfer
 from ._cleanup import finish
-from ._executor import DEFAULT_POOL, asyncio_loop
+from ._executor import DEFAULT_POOL, Work, asyncio_loop, current_job
 from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
-from .exceptions import BackendNotInstalled, ConfigError, Unsupported
+from .exceptions import BackendNotInstalled, CallCancelled, ConfigError, Unsupported
 
 __all__ = ["AsyncBody", "Boto3Client", "botocore_session", "bounded_config", "client"]
 
@@ -544,6 +546,130 @@ class _Waiter:
         return await run_sync(self._wait, **kwargs)
 
 
+#: boto3's managed S3 transfers (s3transfer's): each one call, run in one worker thread
+_TRANSFERS = frozenset(
+    {"copy", "download_file", "download_fileobj", "upload_file", "upload_fileobj"}
+)
+
+
+class _TransferCancelled(CallCancelled, concurrent.futures.CancelledError):
+    """What stops a boto3 transfer whose caller was cancelled, raised in s3transfer's threads.
+
+    s3transfer fails the transfer on it and runs its own clean-ups, as for any error: the
+    multipart upload aborted, the temp file of a download removed, the parts not yet started
+    skipped. A ``concurrent.futures.CancelledError``, which botocore lets through as it is
+    (any other error raised while a request body is sent becomes an ``HTTPClientError``,
+    which botocore retries); a `CallCancelled`, which the worker's caller drops unlogged.
+    """
+
+
+class _TransferStop:
+    """Tells one boto3 transfer, in s3transfer's threads, that its caller was cancelled.
+
+    boto3 runs the whole transfer as one call in a worker thread, which the caller, once
+    cancelled, waits for (the "wait" policy): nothing told s3transfer to stop, so a cancelled
+    ``download_file`` still replaced its file and a cancelled upload still made its object.
+    The worker thread records its job (`current_job`), whose ``cancel_requested`` the
+    caller's cancellation sets; boto3's progress `callback` and the thread side of an async
+    file object (`file`) raise `_TransferCancelled` once it is set.
+
+    An upload's callback raises only while a request is being sent (`_sending`): s3transfer
+    also reports a part's last bytes as it closes the part's body, and an error there skips
+    the close of the file it reads (``ReadFileChunk.close``), left to the garbage collector.
+    """
+
+    __slots__ = ("job", "upload")
+
+    def __init__(self, *, upload: bool = False) -> None:
+        self.job: Work | None = None
+        self.upload = upload
+
+    def check(self) -> None:
+        job = self.job
+        if job is not None and job.cancel_requested:
+            raise _TransferCancelled(f"the caller of {job.describe()} was cancelled")
+
+    def callback(self, user: Callable[[int], object] | None) -> Callable[[int], None]:
+        """boto3's ``Callback``: the user's (*user*, if any, as boto3 takes it), then the
+        check. s3transfer calls it for every 256 KiB sent or received, and per part copied."""
+
+        def progress(amount: int) -> None:
+            if user:
+                user(amount)
+            if not self.upload or getattr(_sending, "active", False):
+                self.check()
+
+        return progress
+
+    def file(self, fileobj: Any) -> Any:
+        """*fileobj* for boto3's threads (`_s3_transfer.thread_side`); an async one's reads
+        and writes also check first. A download's parts are fetched well before a slow sink
+        has written them (s3transfer queues up to 1,000 chunks for it), with no progress
+        left to report: a cancelled ``download_fileobj`` wrote on to the end."""
+        side = _s3_transfer.thread_side(fileobj)
+        return side if side is fileobj else _StoppableFile(side, self)
+
+
+#: whether this thread is sending a request of a boto3 S3 client (`_track_sending`)
+_sending = threading.local()
+
+
+def _sending_starts(**kwargs: Any) -> None:
+    _sending.active = True
+
+
+def _sending_ends(**kwargs: Any) -> None:
+    _sending.active = False
+
+
+def _track_sending(client: Any) -> None:
+    """Mark, in `_sending`, the threads sending a request of the boto3 S3 *client*: botocore
+    emits ``before-send`` before each attempt and ``response-received`` after it, whether
+    it failed or not."""
+    events = client.meta.events
+    events.register("before-send.s3", _sending_starts, unique_id="asyncify-kit-sending")
+    events.register("response-received.s3", _sending_ends, unique_id="asyncify-kit-sent")
+
+
+class _StoppableFile:
+    """An async file object's thread side whose ``read`` and ``write`` stop once the
+    transfer's caller is cancelled (see `_TransferStop.file`)."""
+
+    def __init__(self, side: Any, stop: _TransferStop) -> None:
+        self._side = side
+        self._stop = stop
+
+    def read(self, size: int = -1) -> Any:
+        self._stop.check()
+        return self._side.read(size)
+
+    def write(self, data: bytes) -> Any:
+        self._stop.check()
+        return self._side.write(data)
+
+
+def _run_transfer(
+    stop: _TransferStop, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Run boto3's transfer *method* (in a worker thread), with *stop*'s ``Callback``."""
+    stop.job = current_job()
+    try:
+        bound = inspect.signature(method).bind(*args, **kwargs)
+    except (TypeError, ValueError):  # arguments boto3 refuses (its own error), or no signature
+        return method(*args, **kwargs)
+    if "Callback" not in bound.signature.parameters:
+        return method(*args, **kwargs)
+    bound.arguments["Callback"] = stop.callback(bound.arguments.get("Callback"))
+    try:
+        return method(*bound.args, **bound.kwargs)
+    except _TransferCancelled as exc:
+        # s3transfer keeps the error, and through its traceback the frames it was raised
+        # in, among them a part's unread response: in a cycle, its socket was left to the
+        # garbage collector (ResourceWarning). Nobody will see these frames: let them go
+        traceback.clear_frames(exc.__traceback__)
+        raise
+
+
 class Boto3Client:
     """A boto3 client whose operations are awaitable and run in worker threads.
 
@@ -553,6 +679,8 @@ class Boto3Client:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        if client.meta.service_model.service_name == "s3":
+            _track_sending(client)  # (see `_TransferStop`)
         # the bodies and event streams handed out: each may hold a connection out of the
         # pool, which closing the client does not close (aiobotocore's session close does)
         self._streams: weakref.WeakSet[_HandedOut] = weakref.WeakSet()
@@ -579,7 +707,8 @@ class Boto3Client:
 
     async def upload_fileobj(self, Fileobj: Any, *args: Any, **kwargs: Any) -> None:
         """boto3's, for a sync file object or an async one (aiofiles'), as on aioboto3."""
-        await self._operation("upload_fileobj")(_s3_transfer.thread_side(Fileobj), *args, **kwargs)
+        stop = _TransferStop(upload=True)
+        await self._transfer("upload_fileobj", stop, (stop.file(Fileobj), *args), kwargs)
 
     async def download_fileobj(
         self,
@@ -590,8 +719,16 @@ class Boto3Client:
         **kwargs: Any,
     ) -> None:
         """boto3's, for a sync file object or an async one (aiofiles'), as on aioboto3."""
-        fileobj = _s3_transfer.thread_side(Fileobj)
-        await self._operation("download_fileobj")(Bucket, Key, fileobj, *args, **kwargs)
+        stop = _TransferStop()
+        args = (Bucket, Key, stop.file(Fileobj), *args)
+        await self._transfer("download_fileobj", stop, args, kwargs)
+
+    async def _transfer(
+        self, name: str, stop: _TransferStop, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """boto3's transfer *name*, in one worker thread; stopped by *stop* if the caller is
+        cancelled (the caller still leaves once boto3 has cleaned up)."""
+        return await run_sync(_run_transfer, stop, getattr(self._client, name), args, kwargs)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -601,6 +738,14 @@ class Boto3Client:
 
     def _operation(self, name: str) -> Callable[..., Any]:
         attr = getattr(self._client, name)
+        if name in _TRANSFERS:  # upload_file, download_file, copy
+
+            async def transfer(*args: Any, **kwargs: Any) -> Any:
+                stop = _TransferStop(upload=name == "upload_file")
+                return await self._transfer(name, stop, args, kwargs)
+
+            transfer.__name__ = name
+            return transfer
 
         async def operation(*args: Any, **kwargs: Any) -> Any:
             # a response that arrives for a cancelled caller has its bodies closed for it
