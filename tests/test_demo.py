@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
 from asyncify_kit import cli
@@ -235,3 +239,68 @@ def test_missing_demo_extra_names_the_pip_line() -> None:
     assert done.returncode == 2, done.stderr
     assert "'uvicorn'" in done.stderr
     assert "pip install 'asyncify-kit[demo]'" in done.stderr
+
+
+# the demo's command line, with Python's own SIGINT handler whatever this process ignores
+_DEMO_WITH_CTRL_C = (
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "from asyncify_kit.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def _established(process: Any) -> list[Any]:
+    connections = getattr(process, "net_connections", None) or process.connections
+    return [c for c in connections(kind="tcp") if c.status == psutil.CONN_ESTABLISHED]
+
+
+def _gone(process: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_ctrl_c_stops_the_demo_at_once_with_one_line() -> None:
+    """A Ctrl-C while the demo measured took 2.5-6 s to end it, with ~40 lines of tracebacks
+    ("Future exception was never retrieved", httpx.ReadError) and the exit status of a
+    process killed by SIGINT. Now: one line, exit code 130, the server process gone."""
+    args = ["demo", "-n", "5", "--duration", "0.2", "--window", "10", "--json"]
+    demo = subprocess.Popen(
+        [sys.executable, "-c", _DEMO_WITH_CTRL_C, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job
+    )
+    try:
+        parent = psutil.Process(demo.pid)
+        deadline = time.monotonic() + 60
+        while len(_established(parent)) < 3:  # the load's connections and the prober's
+            assert demo.poll() is None, demo.communicate()
+            assert time.monotonic() < deadline, "the demo never started measuring"
+            time.sleep(0.05)
+        children = parent.children(recursive=True)
+        time.sleep(0.3)
+        os.killpg(demo.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+        began = time.monotonic()
+        out, err = demo.communicate(timeout=30)
+        elapsed = time.monotonic() - began
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    assert (demo.returncode, err.splitlines(), out) == (
+        130,
+        ["asyncify-kit demo: interrupted"],
+        "",
+    ), err
+    assert elapsed < 5.0
+    assert children  # the server (and multiprocessing's resource tracker)
+    assert all(_gone(child) for child in children)

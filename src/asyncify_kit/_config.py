@@ -3,16 +3,24 @@
 A backend is chosen by a URL such as ``postgresql+asyncpg://user:pw@host:5432/db?max_size=10``:
 the scheme names the dialect, the optional ``+driver`` the backend, the query string holds
 backend options. Passwords are never shown: ``str()``, ``repr()`` and every error render
-them as ``***`` (so are options named like secrets, ``?aws_secret_access_key=...``); only
-`BackendURL.render(hide_password=False)` gives the real URL back.
+them as ``***`` (so are options named like secrets, ``?aws_secret_access_key=...``, and the
+password of an option that is a URL, ``?endpoint_url=http://key:***@minio:9000``); only
+`BackendURL.render(hide_password=False)` gives the real URL back. Text that is not a URL
+(a libpq ``host=... password=...`` string) is never quoted in an error.
+
+A URL holds no raw white space or control character: percent-encode them. A URL read from
+the environment with a trailing newline (``$(cat secret)``, a secret file) is refused, not
+stripped, and every error about such a URL starts with the variable's name.
 
 Precedence everywhere: explicit argument > environment variable > embedded default.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -50,6 +58,9 @@ class BackendURL:
     ('postgresql', 'asyncpg', 'db', 5432, 'shop')
     >>> str(url)
     'postgresql+asyncpg://app:***@db:5432/shop?max_size=5'
+
+    *source* says where the URL was read, when not from code (``environment variable
+    DATABASE_URL``, set by `resolve_url`); errors about the URL start with it.
     """
 
     dialect: str
@@ -60,6 +71,7 @@ class BackendURL:
     port: int | None = None
     path: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+    source: str | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, url: str | BackendURL) -> BackendURL:
@@ -70,10 +82,7 @@ class BackendURL:
             raise ConfigError(f"a backend URL must be a string, not {type(url).__name__}")
         scheme, sep, rest = url.partition("://")
         if not sep or not scheme:
-            raise ConfigError(
-                f"{_redact_raw(url)!r} is not a backend URL; expected 'scheme://...', "
-                "for example 'sqlite:///./asyncify.db' or 's3://bucket/prefix'"
-            )
+            raise ConfigError(_not_a_url(url))
         scheme = scheme.lower()
         dialect, plus, driver = scheme.partition("+")
         if (
@@ -82,11 +91,12 @@ class BackendURL:
             or not _is_token(dialect)
             or (driver and not _is_token(driver))
         ):
-            shown = _REDACTED if "@" in scheme else repr(scheme)
+            shown = _REDACTED if _UNSAFE_SCHEME.search(scheme) else repr(scheme)
             raise ConfigError(
                 f"invalid scheme {shown} in backend URL {_redact_raw(url)!r}; expected "
                 "'dialect' or 'dialect+driver', for example 'postgresql+asyncpg'"
             )
+        _check_characters(url, scheme)
         whole = rest
         userinfo, rest = _split_userinfo(rest)
         if "@" in rest and _may_hold_password(whole):
@@ -111,7 +121,9 @@ class BackendURL:
             password = unquote(pw) if colon else None
         # an '@' left after the userinfo: what follows it may be a piece of a raw password
         doubtful = "@" in rest or "@" in query
-        host, port = _split_host_port(authority, url, doubtful=doubtful)
+        host, port = _split_host_port(
+            authority, url, doubtful=doubtful, after_userinfo=userinfo is not None
+        )
         options: dict[str, str] = {}
         for key, value in parse_qsl(query, keep_blank_values=True):
             if key in options:
@@ -138,6 +150,15 @@ class BackendURL:
     def database(self) -> str:
         """The path without its leading slash (the database name for SQL servers)."""
         return self.path[1:] if self.path.startswith("/") else self.path
+
+    @property
+    def hostname(self) -> str:
+        """The host as drivers and sockets take it: an IPv6 address without its brackets
+        (``[::1]`` -> ``::1``), which `host` keeps as the URL writes them. A driver given
+        ``[::1]`` looks it up as a host name, and fails."""
+        if self.host.startswith("[") and self.host.endswith("]"):
+            return self.host[1:-1]
+        return self.host
 
     @property
     def location(self) -> str:
@@ -168,7 +189,7 @@ class BackendURL:
                     + (
                         _REDACTED
                         if hide_password and is_secret_option(key)
-                        else quote_plus(str(value), safe="")  # as urlencode: 4 -> "4"
+                        else _render_option_value(str(value), hide_password=hide_password)
                     )
                     for key, value in self.options.items()
                 )
@@ -186,6 +207,7 @@ class BackendURL:
             "port": self.port,
             "path": self.path,
             "options": self.options,
+            "source": self.source,
         }
         unknown = set(changes) - set(values)
         if unknown:
@@ -226,6 +248,98 @@ def is_secret_option(name: str) -> bool:
     """
     lowered = name.lower()
     return lowered in _SECRET_NAMES or any(word in lowered for word in _SECRET_WORDS)
+
+
+def _redact_option_value(value: str) -> str:
+    """An option value as ``str()`` and errors show it: one that is a URL with its password
+    hidden as a backend URL's is (``http://key:***@minio:9000``), any other as it is."""
+    return _redact_raw(value) if "://" in value else value
+
+
+def _render_option_value(value: str, *, hide_password: bool) -> str:
+    """*value* encoded for the query string, as ``urlencode`` writes it; a hidden password
+    stays a readable ``***``."""
+    if hide_password:
+        shown = _redact_option_value(value)
+        if shown != value:
+            return quote_plus(shown, safe="*")
+    return quote_plus(value, safe="")
+
+
+_BACKEND_URL_HINT = (
+    "expected 'scheme://...', for example 'sqlite:///./asyncify.db' or 's3://bucket/prefix'"
+)
+# ``host=db dbname=shop`` (libpq), ``Server=db;Password=...;`` (ODBC, ADO.NET)
+_KEY_VALUE = re.compile(r"\s*[A-Za-z][A-Za-z0-9 _-]*=")
+
+
+def _not_a_url(text: str) -> str:
+    """The error for *text*, which has no ``scheme://``. The text is never quoted: it may be
+    a connection string in another form that holds a password, or a bare password."""
+    if not text.strip():
+        return f"an empty or blank value is not a backend URL; {_BACKEND_URL_HINT}"
+    if _KEY_VALUE.match(text):
+        return (
+            "a key=value connection string (libpq's 'host=... dbname=...' or ODBC's "
+            "'Server=...;...') is not a backend URL, and is not shown here: it may hold a "
+            "password; write it as a URL, for example "
+            "'postgresql://user:password@host:5432/database'"
+        )
+    if text.startswith("://"):
+        return (
+            "the value is not a backend URL: it has no scheme before '://' (the rest is not "
+            f"shown: it may hold a password); {_BACKEND_URL_HINT}"
+        )
+    head, colon, rest = text.partition(":")
+    if colon and head and _is_token(head) and rest[:1] in ("/", "\\"):  # 'postgresql:\\'
+        return (
+            f"the value is not a backend URL: it starts with {head + ':'!r}, not {head + '://'!r} "
+            f"(the rest is not shown: it may hold a password); {_BACKEND_URL_HINT}"
+        )
+    return (
+        "the value is not a backend URL (it has no '://'; it is not shown, as it may hold a "
+        f"password); {_BACKEND_URL_HINT}"
+    )
+
+
+# a "scheme" holding these is some other text (a key=value string, user:password@...): it
+# is never quoted
+_UNSAFE_SCHEME = re.compile(r"[@=;]")
+
+_CHARACTER_NAMES = {
+    "\n": "a newline",
+    "\r": "a carriage return",
+    "\t": "a tab",
+    " ": "a space",
+    "\u00a0": "a no-break space",
+}
+
+
+def _is_invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cf")
+
+
+def _check_characters(url: str, scheme: str) -> None:
+    """`ConfigError` if *url* holds white space or a control or format character (a raw one:
+    percent-encoded, it is taken). Such a character is invisible in a log or an error, and
+    was taken into a file, host or database name: a trailing newline from ``$(cat ...)``
+    made a SQLite file ``app.db\\n``. The URL is not quoted (the character may sit in the
+    password); where it sits is."""
+    index = next((i for i, char in enumerate(url) if _is_invisible(char)), None)
+    if index is None:
+        return
+    char = url[index]
+    what = _CHARACTER_NAMES.get(char, f"the character U+{ord(char):04X}")
+    if all(_is_invisible(c) for c in url[index:]):
+        where = "at its end"
+        fix = "remove it (a value read from a file or with $(...) often ends with a newline)"
+    else:
+        where = f"at character {index + 1} of {len(url)}"
+        fix = f"remove it, or percent-encode it as {quote(char, safe='')}"
+    raise ConfigError(
+        f"the {scheme!r} backend URL holds {what} {where}; a URL takes no raw white space "
+        f"or control characters: {fix}"
+    )
 
 
 def _is_token(text: str) -> bool:
@@ -298,8 +412,14 @@ def _authority_end(rest: str, start: int) -> int:
 _RAW_USERINFO = re.compile(r"((?!\[)[^:/?#@]*):[^@]*@")
 
 
-def _split_host_port(authority: str, url: str, *, doubtful: bool) -> tuple[str, int | None]:
-    """*doubtful*: the authority may be a piece of a raw password; errors do not quote it."""
+def _split_host_port(
+    authority: str, url: str, *, doubtful: bool, after_userinfo: bool
+) -> tuple[str, int | None]:
+    """*doubtful*: the authority may be a piece of a raw password; errors do not quote it.
+
+    Without a userinfo (*after_userinfo* false) a bad port is not quoted either: a URL that
+    lacks its ``@host`` (``postgresql://app:hunter2/shop``) reads the password as the port.
+    """
     if authority.startswith("["):
         end = authority.find("]")
         if end == -1:
@@ -314,8 +434,15 @@ def _split_host_port(authority: str, url: str, *, doubtful: bool) -> tuple[str, 
         return host, None
     port = whole_number(port_text)
     if port is None or not 0 < port < 65536:
-        shown = "" if doubtful else f" {port_text!r}"
-        raise ConfigError(f"invalid port{shown} in {_redact_raw(url)!r}; expected 1-65535")
+        digits = port_text.isascii() and port_text.isdigit()
+        shown = f" {port_text!r}" if digits and after_userinfo and not doubtful else ""
+        hint = ""
+        if not after_userinfo and not digits:
+            hint = (
+                " (a URL without '@' reads 'user:password' as host and port: is its "
+                "'@host' missing?)"
+            )
+        raise ConfigError(f"invalid port{shown} in {_redact_raw(url)!r}; expected 1-65535{hint}")
     return host, port
 
 
@@ -324,25 +451,43 @@ def _redact_raw(url: str) -> str:
 
     Whatever lies between ``://`` and the *last* ``@`` is shown as ``***`` (after the user
     name, when the text starts with a plain ``user:``), however the URL was meant to be split:
-    a raw password may hold ``@``, ``/``, ``?`` or ``[``. Secret options are hidden as well.
+    a raw password may hold ``@``, ``/``, ``?`` or ``[``. Without an ``@``, what follows a
+    ``:`` of the authority is ``***`` unless it is a port: ``app:hunter2/shop`` lacks its
+    ``@host``, and its password would read as a port. Secret options are hidden as well, and
+    the password of an option that is a URL. Text that is not a URL is ``***`` whole.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" in scheme:
-        return url if "@" not in url else _REDACTED
+    if not sep or _UNSAFE_SCHEME.search(scheme):
+        return _REDACTED
     _, at, tail = rest.rpartition("@")
     if at:
         match = _RAW_USERINFO.match(rest)
         user = f"{match.group(1)}:" if match is not None else ""
         tail = f"{user}{_REDACTED}@{tail}"
+    else:
+        authority = rest[: _authority_end(rest, 0)]
+        host, colon, port = authority.partition(":")
+        if colon and not authority.startswith("[") and not _is_port(port):
+            # the rest too: a raw password may hold '/', '?' or '#'
+            return f"{scheme}{sep}{host}:{_REDACTED}"
     head, question, query = tail.partition("?")
     if question:
         pairs = []
         for pair in query.split("&"):
-            key, equals, _ = pair.partition("=")
-            secret = equals and is_secret_option(unquote_plus(key))
-            pairs.append(f"{key}={_REDACTED}" if secret else pair)
+            key, equals, value = pair.partition("=")
+            if equals and is_secret_option(unquote_plus(key)):
+                pairs.append(f"{key}={_REDACTED}")
+                continue
+            decoded = unquote_plus(value)
+            shown = _redact_option_value(decoded)
+            pairs.append(pair if shown == decoded else f"{key}={shown}")
         tail = head + "?" + "&".join(pairs)
     return f"{scheme}{sep}{tail}"
+
+
+def _is_port(text: str) -> bool:
+    port = whole_number(text)
+    return port is not None and 0 < port < 65536
 
 
 @dataclass(frozen=True)
@@ -362,7 +507,7 @@ class Option(Generic[T]):
         try:
             return self.parse(raw)
         except (ValueError, TypeError):
-            shown = _REDACTED if is_secret_option(self.name) else repr(raw)
+            shown = _REDACTED if is_secret_option(self.name) else repr(_redact_option_value(raw))
             raise ConfigError(
                 f"invalid value {shown} for option {self.name!r} of the {backend!r} backend; "
                 f"accepted: {self.accepted}"
@@ -477,18 +622,27 @@ def validate_options(
     """Convert *url*'s query options with *options*; unknown or bad ones are a `ConfigError`.
 
     Returns every declared option, defaults filled in.
+    An error about a URL read from the environment starts with the variable's name.
     """
     declared = {opt.name: opt for opt in options}
+    origin = f"{url.source}: " if url.source else ""
     unknown = sorted(set(url.options) - set(declared))
     if unknown:
         known = ", ".join(sorted(declared)) or "none"
+        close = difflib.get_close_matches(unknown[0], declared, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"unknown option {unknown[0]!r} for the {backend!r} backend in {url}; "
-            f"known options: {known}"
+            f"{origin}unknown option {unknown[0]!r} for the {backend!r} backend in {url}; "
+            f"known options: {known}{hint}"
         )
     values = {name: opt.default for name, opt in declared.items()}
     for name, raw in url.options.items():
-        values[name] = declared[name].convert(raw, backend=backend)
+        try:
+            values[name] = declared[name].convert(raw, backend=backend)
+        except ConfigError as exc:
+            if not origin:
+                raise
+            raise ConfigError(f"{origin}{exc}") from None
     return values
 
 
@@ -505,7 +659,20 @@ def env_setting(*names: str, environ: Mapping[str, str] | None = None) -> str | 
 def resolve_url(
     explicit: str | BackendURL | None, env_names: tuple[str, ...], default: str
 ) -> BackendURL:
-    """Apply the precedence explicit argument > environment > embedded default."""
+    """Apply the precedence explicit argument > environment > embedded default.
+
+    A URL from the environment keeps the variable's name as its `BackendURL.source`, and an
+    error about it starts with that name (``environment variable DATABASE_URL: ...``).
+    """
     if explicit is not None:
         return BackendURL.parse(explicit)
-    return BackendURL.parse(env_setting(*env_names) or default)
+    for name in env_names:
+        value = os.environ.get(name)
+        if value:
+            source = f"environment variable {name}"
+            try:
+                parsed = BackendURL.parse(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
+            return parsed.replace(source=source)
+    return BackendURL.parse(default)

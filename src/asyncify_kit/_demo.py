@@ -29,11 +29,12 @@ import contextlib
 import json
 import math
 import multiprocessing
+import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -52,6 +53,8 @@ PROBE_INTERVAL = 0.010
 STALL_RATIO = 10.0
 SERVER_START_TIMEOUT = 30.0
 SERVER_BACKLOG = 1024
+# how long the server may take to shut down gracefully at the end of a run (then it is killed)
+SERVER_STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,10 @@ def serve() -> Iterator[tuple[str, Flag]]:
     process = context.Process(
         target=_server_process, args=(send, slow_started), name="asyncify-kit-demo-server"
     )
-    process.start()
+    with _sigint_ignored():  # inherited: a Ctrl-C reaches uvicorn only, never a traceback
+        process.start()
     send.close()
+    interrupted = False
     try:
         if not receive.poll(SERVER_START_TIMEOUT):
             raise RuntimeError(
@@ -177,13 +182,33 @@ def serve() -> Iterator[tuple[str, Flag]]:
             )
         port = receive.recv()
         yield f"http://127.0.0.1:{port}", slow_started
+    except BaseException:
+        interrupted = True
+        raise
     finally:
         receive.close()
-        process.terminate()
-        process.join(timeout=10)
-        if process.is_alive():
+        if not interrupted:
+            process.terminate()  # a graceful shutdown
+            process.join(timeout=SERVER_STOP_TIMEOUT)
+        if process.is_alive():  # interrupted (Ctrl-C): no wait for its handlers to end
             process.kill()
             process.join(timeout=5)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a child process starts, so that the child starts with it ignored
+    (uvicorn handles it while it runs, then puts back "ignored"). Otherwise a Ctrl-C in the
+    terminal, which reaches the whole process group, raised KeyboardInterrupt in the child
+    while it imported, or after uvicorn's shutdown, each printing a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can be set in the main thread only
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -329,9 +354,17 @@ async def _load(
         start = time.perf_counter()
         while not bursts or time.perf_counter() - start < window:
             began = time.perf_counter()
-            responses = await asyncio.gather(
-                *(client.get(path, params={"d": duration}) for _ in range(concurrency))
+            # every request's error retrieved: when the server goes away, all of them fail,
+            # and those gather() does not raise were each logged with a traceback
+            answers = await asyncio.gather(
+                *(client.get(path, params={"d": duration}) for _ in range(concurrency)),
+                return_exceptions=True,
             )
+            responses: list[httpx.Response] = []
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    raise answer
+                responses.append(answer)
             for response in responses:
                 response.raise_for_status()
             sent += len(responses)
@@ -339,10 +372,49 @@ async def _load(
     return bursts, sent
 
 
-def _run_load(
-    base_url: str, path: str, concurrency: int, duration: float, window: float
-) -> tuple[list[float], int]:
-    return asyncio.run(_load(base_url, path, concurrency, duration, window))
+class LoadStopped(Exception):
+    """The load generator was stopped (`LoadThread.stop`) before its window ended."""
+
+
+class LoadThread:
+    """The load generator's event loop, run in a worker thread by `run`, which another thread
+    can stop at once (`stop`): a Ctrl-C then ends the run without waiting for the bursts of
+    the window, and the process's exit for the thread."""
+
+    def __init__(self, load: Coroutine[Any, Any, tuple[list[float], int]]) -> None:
+        self._load = load
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+
+    def run(self) -> tuple[list[float], int]:
+        """Run the load to its end (in the calling thread); `LoadStopped` if stopped."""
+        try:
+            return asyncio.run(self._main())
+        except asyncio.CancelledError:
+            raise LoadStopped from None
+
+    async def _main(self) -> tuple[list[float], int]:
+        task = asyncio.current_task()  # (always one, inside asyncio.run)
+        with self._lock:
+            if self._stopped:
+                self._load.close()
+                raise asyncio.CancelledError
+            if task is not None:
+                self._running = (asyncio.get_running_loop(), task)
+        try:
+            return await self._load
+        finally:
+            with self._lock:
+                self._running = None  # the loop may close now: `stop` no longer calls it
+
+    def stop(self) -> None:
+        """Cancel the load, from any thread; it ends at its next await."""
+        with self._lock:
+            self._stopped = True
+            if self._running is not None:
+                loop, task = self._running
+                loop.call_soon_threadsafe(task.cancel)
 
 
 class Prober:
@@ -408,12 +480,14 @@ async def measure(
     probe = Prober(url.host, url.port or 80)
     loop = asyncio.get_running_loop()
     started: asyncio.Future[bool] | None = None
+    load_thread: LoadThread | None = None
+    load: asyncio.Future[tuple[list[float], int]] | None = None
+    probes: list[asyncio.Task[None]] = []
     try:
         await probe.get()  # connected and warm before the load starts
         slow_started.clear()
-        load = loop.run_in_executor(
-            None, _run_load, base_url, variant.path, concurrency, duration, window
-        )
+        load_thread = LoadThread(_load(base_url, variant.path, concurrency, duration, window))
+        load = loop.run_in_executor(None, load_thread.run)
         started = loop.run_in_executor(None, slow_started.wait, SERVER_START_TIMEOUT)
         first: set[asyncio.Future[Any]] = {load, started}
         await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
@@ -422,7 +496,6 @@ async def measure(
             await probe.get()
             result.probes_ms.append((time.perf_counter() - due) * 1000)
 
-        probes: list[asyncio.Task[None]] = []
         due = time.perf_counter()
         while not load.done():
             probes.append(asyncio.ensure_future(probe_once(due)))
@@ -431,6 +504,17 @@ async def measure(
         await asyncio.gather(*probes)
         result.bursts_ms, result.slow_requests = await load
     finally:
+        # Cancelled (Ctrl-C) or failed: stop the load thread at once and end every probe,
+        # their errors retrieved (not each logged with a traceback as the loop closes).
+        if load_thread is not None:
+            load_thread.stop()
+        for task in probes:
+            task.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+        if load is not None:
+            await asyncio.wait({load})
+            if not load.cancelled():
+                load.exception()
         if started is not None:
             slow_started.set()  # frees the waiting thread if the load failed before any handler ran
             await started

@@ -11,6 +11,11 @@ entry point's name is ``family:scheme`` and its value ``module:Class``::
 
     [project.entry-points."asyncify_kit.backends"]
     "sql:postgresql+mydriver" = "my_pkg.backend:MyDatabaseBackend"
+
+A third-party SQL backend takes the pool options every built-in server backend takes
+(``min_size``, ``max_size``, ``acquire_timeout``, ``connect_timeout``, ``statement_timeout``,
+``close_timeout``), defaults filled in; its class is imported only when first used, so it
+declares no options of its own.
 """
 
 from __future__ import annotations
@@ -72,6 +77,17 @@ def register(spec: BackendSpec, *, default_for: str | None = None) -> None:
             _defaults[(spec.family, default_for)] = spec.scheme
 
 
+def _plugin_options(family: str) -> tuple[Option[Any], ...]:
+    """The options a third-party backend of *family* takes: for SQL, the common pool options
+    of the built-in server backends (without them ``?max_size=2`` was an unknown option, and
+    the pool found no ``min_size``); none for the other families."""
+    if family != "sql":
+        return ()
+    from ._backends_table import _SQL_POOL  # the built-in table's own list, not a copy
+
+    return _SQL_POOL
+
+
 def _read_entry_points() -> None:
     """Add the third-party backends of the entry-point group, once (call with `_lock` held).
 
@@ -102,6 +118,7 @@ def _read_entry_points() -> None:
                 scheme.lower(),
                 ep.value,
                 description=f"third-party backend from {ep.value}",
+                options=_plugin_options(family),
             )
 
 
@@ -138,10 +155,11 @@ def lookup(family: str, url: BackendURL) -> BackendSpec:
             scheme = f"{canonical}+{url.driver}"
         spec = _table.get((family, scheme))
         if spec is None:
+            origin = f"{url.source}: " if url.source else ""
             families = sorted({f for f, _ in _table})
             if family not in families:
                 raise ConfigError(
-                    f"unknown backend family {family!r}; known: {', '.join(families)}"
+                    f"{origin}unknown backend family {family!r}; known: {', '.join(families)}"
                 )
             known = sorted(
                 {s for f, s in _table if f == family} | {d for f, d in _defaults if f == family}
@@ -149,7 +167,7 @@ def lookup(family: str, url: BackendURL) -> BackendSpec:
             # a backend named alone (HttpClient(backend="nope")) has no URL worth showing
             where = "" if str(url) == f"{url.scheme}://" else f" in {url}"
             raise ConfigError(
-                f"unknown {family} backend {url.scheme!r}{where}; known: {', '.join(known)}"
+                f"{origin}unknown {family} backend {url.scheme!r}{where}; known: {', '.join(known)}"
             )
         return spec
 

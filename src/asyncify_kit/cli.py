@@ -23,6 +23,9 @@ from typing import Any
 
 from .scan import add_scan_subcommand
 
+#: the exit code of a command stopped by Ctrl-C, as shells report it (128 + SIGINT)
+EXIT_INTERRUPTED = 130
+
 SubParsers = Any  # argparse's _SubParsersAction is private; its type is not public API
 Handler = Callable[[argparse.Namespace], int]
 
@@ -65,6 +68,16 @@ def _plot_problem(path: str) -> str | None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    """``asyncify-kit demo``; a Ctrl-C ends it with one line and the shell's code for SIGINT
+    (the load thread and the server process are stopped by then), not with tracebacks."""
+    try:
+        return _demo_command(args)
+    except KeyboardInterrupt:
+        print("asyncify-kit demo: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _demo_command(args: argparse.Namespace) -> int:
     try:
         import httpx
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from asyncify_kit import BackendURL, ConfigError
 from asyncify_kit._config import (
+    Option,
     bool_option,
     choice_option,
     env_setting,
@@ -108,6 +111,23 @@ def test_parse_ipv6_host_and_scheme_case() -> None:
     assert url.port == 5432
     assert url.username == "u"
     assert url.password is None
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "hostname"),
+    [
+        ("postgresql://u:p@[::1]:5432/db", "[::1]", "::1"),
+        ("mysql://[2001:db8::7]/db", "[2001:db8::7]", "2001:db8::7"),
+        ("postgresql://[fe80::1%25eth0]:5432/db", "[fe80::1%eth0]", "fe80::1%eth0"),
+        ("postgresql://db.internal:5432/db", "db.internal", "db.internal"),
+        ("sqlite:///./app.db", "", ""),
+    ],
+)
+def test_hostname_is_the_host_without_ipv6_brackets(text: str, host: str, hostname: str) -> None:
+    """Drivers and sockets take ``::1``; given ``[::1]`` they look it up as a name, and fail."""
+    url = BackendURL.parse(text)
+    assert (url.host, url.hostname) == (host, hostname)
+    assert BackendURL.parse(url.render(hide_password=False)) == url
 
 
 def test_parse_accepts_a_backend_url() -> None:
@@ -309,9 +329,14 @@ def test_parse_render_round_trip(url: BackendURL) -> None:
 @given(backend_urls())
 def test_str_and_repr_parse_back_apart_from_the_password(url: BackendURL) -> None:
     shown = BackendURL.parse(str(url))
+    from asyncify_kit._config import _redact_option_value
+
     expected = url.replace(
         password="***" if url.password is not None else None,
-        options={k: "***" if is_secret_option(k) else v for k, v in url.options.items()},
+        options={
+            k: "***" if is_secret_option(k) else _redact_option_value(v)
+            for k, v in url.options.items()
+        },
     )
     assert shown == expected
 
@@ -329,9 +354,12 @@ def test_str_and_repr_parse_back_apart_from_the_password(url: BackendURL) -> Non
         ("postgresql+://h/db", "invalid scheme"),
         ("9sql://h/db", "invalid scheme"),
         ("pöstgres://h/db", "invalid scheme"),
-        ("postgresql://h:0/db", "invalid port '0'"),
-        ("postgresql://h:65536/db", "invalid port '65536'"),
-        ("postgresql://h:abc/db", "invalid port 'abc'"),
+        ("postgresql://u@h:0/db", "invalid port '0' in 'postgresql://***@h:0/db'"),
+        ("postgresql://u@h:65536/db", "invalid port '65536'"),
+        ("postgresql://u@h:abc/db", "invalid port in 'postgresql://***@h:abc/db'"),
+        # without '@', 'h:...' may be 'user:password': the port is not quoted
+        ("postgresql://h:0/db", "invalid port in 'postgresql://h:***'; expected 1-65535"),
+        ("postgresql://h:abc/db", "is its '@host' missing?"),
         ("postgresql://h:²/db", "invalid port"),
         ("postgresql://h:٣/db", "invalid port"),
         ("postgresql://[::1/db", "unclosed IPv6"),
@@ -383,6 +411,13 @@ def _broken_variants(url: BackendURL) -> list[str]:
         f"{scheme}://user:{raw_pw}@h/db#frag",
         f"{scheme}://user:{raw_pw}@h/db",  # parses: the whole raw password stays one
         f"bad scheme://user:{raw_pw}@h/db",
+        # '@host' forgotten: the password reads as a port (with an '@' in it, as a user and
+        # a host, which no rule can tell from a real one)
+        *(
+            [f"{scheme}://user:{raw_pw}", f"{scheme}://user:{raw_pw}/db"]
+            if "@" not in raw_pw
+            else []
+        ),
     ]
 
 
@@ -644,3 +679,216 @@ def test_env_setting_with_explicit_mapping() -> None:
     env = {"A": "", "B": "b", "C": "c"}
     assert env_setting("A", "B", "C", environ=env) == "b"
     assert env_setting("X", environ=env) is None
+
+
+# -- text that is not a URL, a URL missing its host, characters a URL cannot hold ------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("host=db user=app password=hunter2 dbname=shop", "key=value connection string"),
+        ("host=db user=app PASSWORD = hunter2", "key=value connection string"),
+        ("Server=db;Database=shop;User Id=app;Password=hunter2;", "key=value connection string"),
+        ("Server=db;Pwd=hunter2", "key=value connection string"),
+        ("postgresql//app:hunter2@db/shop", "it has no '://'"),
+        ("postgresql:\\\\app:hunter2@db/shop", "it starts with 'postgresql:', not 'postgresql://'"),
+        ("postgresql:/app:hunter2/shop", "it starts with 'postgresql:', not 'postgresql://'"),
+        ("hunter2", "it has no '://'"),
+        ("://app:hunter2/shop", "no scheme before '://'"),
+        ("host=db password=hunter2 ://x", "invalid scheme ***"),
+    ],
+)
+def test_text_that_is_not_a_url_is_never_quoted(text: str, message: str) -> None:
+    """A libpq or ODBC connection string in DATABASE_URL was echoed whole, password and all."""
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        BackendURL.parse(text)
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql://app:hunter2",
+        "postgresql://app:hunter2/shop",
+        "mysql://root:hunter2?charset=utf8mb4",
+        "postgresql://app:hunter2#x/shop",
+        "postgresql://app:hunter2/sh?op/db",
+        "postgresql://app:hun/ter2/shop",
+        "postgresql://app:1234567/shop",
+        "postgresql://app:99999",
+    ],
+)
+def test_a_url_missing_its_host_never_shows_the_password_as_a_port(text: str) -> None:
+    """``postgresql://app:hunter2/shop`` (no ``@host``) said ``invalid port 'hunter2'``."""
+    with pytest.raises(ConfigError) as info:
+        BackendURL.parse(text)
+    message = str(info.value)
+    for piece in ("hunter2", "hun", "ter2", "1234567", "99999"):
+        assert piece not in message
+    assert "://app:***" in message or "://root:***" in message
+
+
+def test_a_url_missing_its_host_says_what_may_be_wrong() -> None:
+    with pytest.raises(ConfigError) as info:
+        BackendURL.parse("postgresql://app:hunter2/shop")
+    assert str(info.value) == (
+        "invalid port in 'postgresql://app:***'; expected 1-65535 (a URL without '@' reads "
+        "'user:password' as host and port: is its '@host' missing?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("sqlite:///./app.db\n", "a newline at its end"),
+        ("sqlite:///./app.db\r\n", "a carriage return at its end"),
+        ("file://./store\n", "a newline at its end"),
+        ("postgresql://app:pw@db.internal\t/shop", "a tab at character 32 of 37"),
+        ("postgresql://app:pw@db/shop ", "a space at its end"),
+        (" postgresql://app:pw@db/shop", "invalid scheme"),
+        ("postgresql://app:pw@db/my shop", "a space at character 26 of 30"),
+        ("postgresql://app:pw@db/shop?application_name=a\x00b", "the character U+0000"),
+        ("sqlite:///./a\u200bb.db", "the character U+200B at character 14 of 18"),
+        ("sqlite:///./a\u00a0b.db", "a no-break space"),
+        ("s3://bucket/p\x7f", "the character U+007F at its end"),
+    ],
+)
+def test_white_space_and_control_characters_are_refused(text: str, what: str) -> None:
+    """They were taken silently: ``sqlite:///./app.db\\n`` made a file ``app.db\\n``, a tab
+    ended up in a PostgreSQL host name."""
+    with pytest.raises(ConfigError, match=re.escape(what)):
+        BackendURL.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("postgresql://app:hun ter2@db/shop", "hun"),
+        ("postgresql://app:hunter2\n@db/shop", "hunter2"),
+        ("postgresql://app:hunter2@db/shop\n", "hunter2"),
+        ("postgresql://app:hunter2/shop\n", "hunter2"),
+    ],
+)
+def test_a_character_error_never_shows_the_password(text: str, secret: str) -> None:
+    with pytest.raises(ConfigError, match="takes no raw white space") as info:
+        BackendURL.parse(text)
+    assert secret not in str(info.value)
+
+
+def test_white_space_percent_encoded_is_taken() -> None:
+    url = BackendURL.parse("postgresql://app:hun%20ter2@db/my%20shop?application_name=a+b%0A")
+    assert (url.password, url.database, url.options["application_name"]) == (
+        "hun ter2",
+        "my shop",
+        "a b\n",
+    )
+    assert BackendURL.parse(url.render(hide_password=False)) == url
+
+
+# -- options whose values are URLs --------------------------------------------------------
+
+
+def test_the_password_of_an_option_that_is_a_url_is_hidden() -> None:
+    """``?endpoint_url=http://minio:hunter2@localhost:9000`` showed the password in repr()."""
+    url = BackendURL.parse(
+        "s3://bucket/p?endpoint_url=http%3A%2F%2Fminio%3Ahunter2%40localhost%3A9000&region=eu"
+    )
+    assert url.options["endpoint_url"] == "http://minio:hunter2@localhost:9000"
+    for shown in (str(url), repr(url), url.render()):
+        assert "hunter2" not in shown
+        assert "minio%3A***%40localhost%3A9000" in shown
+        assert "region=eu" in shown
+    assert BackendURL.parse(str(url)).options["endpoint_url"] == "http://minio:***@localhost:9000"
+    assert "hunter2" in url.render(hide_password=False)
+    assert BackendURL.parse(url.render(hide_password=False)) == url
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("http://minio:hunter2@localhost:9000", "http://minio:***@localhost:9000"),
+        ("https://hunter2@example.com/x", "https://***@example.com/x"),
+        ("http://minio:hun@ter2@localhost", "http://minio:***@localhost"),
+        ("http://minio:hunter2", "http://minio:***"),
+        ("http://localhost:9000/p", "http://localhost:9000/p"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_option_values_that_are_urls_hide_their_userinfo(value: str, shown: str) -> None:
+    from asyncify_kit._config import _redact_option_value
+
+    assert _redact_option_value(value) == shown
+
+
+def test_the_password_of_an_option_that_is_a_url_is_hidden_in_errors() -> None:
+    raw = "http://minio:hunter2@localhost:9000"
+    url = BackendURL("s3", None, None, None, "bucket", None, "/p", {"endpoint": raw, "n": raw})
+    with pytest.raises(ConfigError) as unknown:
+        validate_options(url, [int_option("n", 1)], backend="s3")
+    with pytest.raises(ConfigError) as invalid:
+        validate_options(url.replace(options={"n": raw}), [int_option("n", 1)], backend="s3")
+    assert "invalid value 'http://minio:***@localhost:9000'" in str(invalid.value)
+    with pytest.raises(ConfigError) as parsed:
+        BackendURL.parse("s3://b/p?endpoint=http%3A%2F%2Fminio%3Ahunter2%40localhost&a=1&a=2")
+    for info in (unknown, invalid, parsed):
+        assert "hunter2" not in str(info.value)
+
+
+# -- which environment variable a URL came from --------------------------------------------
+
+
+def test_an_env_url_that_does_not_parse_names_its_variable(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE_URL", "host=db password=hunter2")
+    with pytest.raises(ConfigError) as info:
+        resolve_url(None, SQL_ENV, DEFAULT_SQL)
+    assert str(info.value).startswith("environment variable DATABASE_URL: a key=value")
+    assert "hunter2" not in str(info.value)
+    clean_env.setenv("ASYNCIFY_SQL_URL", "sqlite:///./app.db\n")
+    with pytest.raises(ConfigError, match=r"^environment variable ASYNCIFY_SQL_URL: .* newline"):
+        resolve_url(None, SQL_ENV, DEFAULT_SQL)
+
+
+def test_option_errors_of_an_env_url_name_its_variable(clean_env: pytest.MonkeyPatch) -> None:
+    """``DATABASE_URL=postgres://...?sslmode=require`` said "unknown option 'sslmode'" without
+    saying where the URL came from."""
+    clean_env.setenv("DATABASE_URL", "postgres://app:hunter2@db/shop?sslmode=require")
+    url = resolve_url(None, SQL_ENV, DEFAULT_SQL)
+    assert url.source == "environment variable DATABASE_URL"
+    assert url == BackendURL.parse("postgres://app:hunter2@db/shop?sslmode=require")
+    options: list[Option[Any]] = [
+        choice_option("ssl", "prefer", ["disable", "require"]),
+        int_option("n", 1),
+    ]
+    with pytest.raises(ConfigError) as unknown:
+        validate_options(url, options, backend="postgresql+asyncpg")
+    assert str(unknown.value).startswith(
+        "environment variable DATABASE_URL: unknown option 'sslmode' for the "
+        "'postgresql+asyncpg' backend in postgres://app:***@db/shop?sslmode=require;"
+    )
+    assert str(unknown.value).endswith("; did you mean 'ssl'?")
+    bad = url.replace(options={"n": "x"})
+    assert bad.source == url.source  # replace() keeps it (Database merges keyword options so)
+    with pytest.raises(ConfigError, match=r"^environment variable DATABASE_URL: invalid value 'x'"):
+        validate_options(bad, options, backend="postgresql+asyncpg")
+    # a URL from code names no variable
+    with pytest.raises(ConfigError, match=r"^unknown option 'sslmode'"):
+        validate_options(BackendURL.parse("postgres://h/db?sslmode=x"), options, backend="pg")
+
+
+def test_storage_urls_from_the_environment_alike(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``ASYNCIFY_STORAGE_URL=file://./store\\n`` made a directory ``store\\n``; an
+    ``endpoint_url`` holding a password showed it in the facade's repr()."""
+    from asyncify_kit.storage import Storage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASYNCIFY_STORAGE_URL", "file://./store\n")
+    with pytest.raises(ConfigError, match=r"^environment variable ASYNCIFY_STORAGE_URL: "):
+        Storage()
+    assert list(tmp_path.iterdir()) == []
+    store = Storage("s3://bucket/p?endpoint_url=http://minio:hunter2@localhost:9000")
+    assert repr(store) == (
+        "<Storage 's3://bucket/p?endpoint_url=http%3A%2F%2Fminio%3A***%40localhost%3A9000' closed>"
+    )

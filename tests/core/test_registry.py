@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +130,17 @@ def test_unknown_backend_named_alone_shows_no_made_up_url() -> None:
     assert str(info.value) == "unknown http backend 'nope'; known: aiohttp, httpx, requests"
     with pytest.raises(ConfigError, match=r"unknown storage backend 'ftp' in ftp://h/x; known"):
         lookup("storage", url("ftp://h/x"))  # a real URL is still shown
+
+
+def test_unknown_scheme_of_an_env_url_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncify_kit._config import resolve_url
+
+    monkeypatch.setenv("ASYNCIFY_STORAGE_URL", "ftp://h/x")
+    with pytest.raises(ConfigError) as info:
+        lookup("storage", resolve_url(None, ("ASYNCIFY_STORAGE_URL",), "memory://"))
+    assert str(info.value).startswith(
+        "environment variable ASYNCIFY_STORAGE_URL: unknown storage backend 'ftp' in ftp://h/x"
+    )
 
 
 def test_unknown_family_lists_the_families() -> None:
@@ -280,3 +292,92 @@ def test_entry_point_group_registers_third_party_backends(tmp_path: Path) -> Non
     # the malformed entry point is reported, not fatal
     assert "no-colon-here" in out.stderr
     assert "family:scheme" in out.stderr
+
+
+_SQL_PLUGIN = '''
+from asyncify_kit.sql._backends._sqlite import SqliteBackend
+
+
+class LiteBackend(SqliteBackend):
+    """A third-party SQL backend: SQLite under a scheme of its own, its own options fixed."""
+
+    def __init__(self, url, options):
+        own = {"busy_timeout": 5.0, "journal_mode": "wal", "foreign_keys": True,
+               "mode": "rwc", "cache": "private"}
+        super().__init__(url, {**own, **options})
+'''
+
+_SQL_PLUGIN_PROBE = """
+import asyncio, json, sys
+from asyncify_kit import ConfigError
+from asyncify_kit.sql import Database
+
+async def main():
+    out = {}
+    db = Database(sys.argv[1] + "?max_size=2&acquire_timeout=5")
+    out["closed"] = db.pool_stats().max_size
+    async with db:
+        out["value"] = await db.fetch_val("select 41 + 1")
+        out["open"] = db.pool_stats().max_size
+    out["keyword"] = Database(sys.argv[1], min_size=0, max_size=3).pool_stats().max_size
+    out["default"] = Database(sys.argv[1]).pool_stats().max_size
+    try:
+        Database(sys.argv[1] + "?busy_timeout=1")
+    except ConfigError as exc:
+        out["unknown"] = str(exc)
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_a_third_party_sql_backend_takes_the_common_pool_options(tmp_path: Path) -> None:
+    """A backend from the entry-point group took no option at all: ``?max_size=2`` was
+    "unknown option ... known options: none", and without options its connect failed with a
+    KeyError from `Backend.pool_limits`."""
+    (tmp_path / "lite_asyncify_plugin.py").write_text(_SQL_PLUGIN)
+    dist = tmp_path / "lite_asyncify_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: lite-asyncify-plugin\nVersion: 1.0\n"
+    )
+    (dist / "entry_points.txt").write_text(
+        "[asyncify_kit.backends]\nsql:sqlite+lite = lite_asyncify_plugin:LiteBackend\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _SQL_PLUGIN_PROBE, f"sqlite+lite:///{tmp_path / 'lite.db'}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(SRC)])},
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result.pop("unknown").startswith(
+        "unknown option 'busy_timeout' for the 'sqlite+lite' backend in sqlite+lite://"
+    )
+    assert result == {"closed": 2, "value": 42, "open": 2, "keyword": 3, "default": 10}
+
+
+def test_pool_limits_fill_in_what_the_options_lack() -> None:
+    from asyncify_kit.sql._backends.base import Backend
+
+    class Bare(Backend):
+        dialect = "postgresql"
+        style = "format"
+
+        async def connect(self) -> Any:
+            raise NotImplementedError
+
+        def translate(self, exc: BaseException) -> None:
+            return None
+
+    def limits(options: dict[str, Any]) -> tuple[int, int]:
+        return Bare(url("postgresql+bare://h/db"), options).pool_limits()
+
+    assert limits({}) == (1, 10)
+    assert limits({"max_size": 4}) == (1, 4)
+    assert limits({"min_size": 0}) == (0, 10)
+    assert limits({"min_size": 12}) == (10, 10)
+    assert limits({"min_size": 2, "max_size": 3}) == (2, 3)

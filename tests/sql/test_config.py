@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+from pathlib import Path
 
 import anyio
 import pytest
@@ -33,6 +34,42 @@ def test_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASYNCIFY_SQL_URL", "sqlite:///from_asyncify.db")
     assert Database().url.database == "from_asyncify.db"
     assert Database("sqlite:///explicit.db").url.database == "explicit.db"
+
+
+def test_a_trailing_newline_in_the_env_url_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``ASYNCIFY_SQL_URL="sqlite:///./app.db\\n"`` (as ``$(cat ...)`` or a secret file leaves
+    it) opened a file named ``app.db\\n``; now it is a `ConfigError` naming the variable."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("ASYNCIFY_SQL_URL", "sqlite:///./app.db\n")
+    with pytest.raises(ConfigError) as info:
+        Database()
+    assert str(info.value).startswith("environment variable ASYNCIFY_SQL_URL: ")
+    assert "a newline at its end" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_option_errors_of_database_url_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A platform's ``DATABASE_URL=postgres://...?sslmode=require`` said "unknown option
+    'sslmode'" without the variable's name or the option to use instead."""
+    monkeypatch.delenv("ASYNCIFY_SQL_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgres://app:hunter2@db:5432/shop?sslmode=require")
+    with pytest.raises(ConfigError) as info:
+        Database()
+    message = str(info.value)
+    assert message.startswith("environment variable DATABASE_URL: unknown option 'sslmode' ")
+    assert message.endswith("did you mean 'ssl'?")
+    assert "hunter2" not in message
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:hunter2@db/shop?connect_timeout=0")
+    with pytest.raises(ConfigError, match=r"^environment variable DATABASE_URL: invalid value"):
+        Database()
+    monkeypatch.setenv("DATABASE_URL", "host=db user=app password=hunter2 dbname=shop")
+    with pytest.raises(ConfigError, match=r"^environment variable DATABASE_URL: a key=value") as kv:
+        Database()
+    assert "hunter2" not in str(kv.value)
+    assert Database("postgresql://app:hunter2@db/shop").url.source is None  # from code
 
 
 def test_default_drivers() -> None:

@@ -4,6 +4,7 @@ reports before `connect()` and after `disconnect()`."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import select
 import socket
@@ -314,3 +315,79 @@ async def test_connect_and_disconnect_leave_no_thread_pool_behind(url: BackendUR
         async with Database(url, min_size=1) as db:
             assert await db.fetch_val("select 1") == 1
     assert set(_executor._pools) == before
+
+
+class Ipv6Relay:
+    """A TCP relay listening on ``[::1]`` in front of a server on 127.0.0.1 (the test services
+    listen on IPv4 only): it forwards bytes both ways, one thread per direction."""
+
+    def __init__(self, target_port: int) -> None:
+        self._listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+        self.port: int = self._listener.getsockname()[1]
+        self.accepted = 0
+        self._target = target_port
+        self._sockets: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, name="ipv6-relay", daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            self.accepted += 1
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(
+                    target=self._pipe, args=(source, sink), name="ipv6-relay", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux)
+        self._listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+@pytest.fixture
+def ipv6_relay(url: BackendURL) -> Iterator[Ipv6Relay]:
+    try:
+        relay = Ipv6Relay(url.port or 0)
+    except OSError as exc:  # no IPv6 loopback on this machine
+        pytest.skip(f"cannot listen on [::1]: {exc}")
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+@pytest.mark.parametrize("case", SERVER_CASES, indirect=True)
+async def test_an_ipv6_host_reaches_the_server(url: BackendURL, ipv6_relay: Ipv6Relay) -> None:
+    """``postgresql://u:p@[::1]:5432/db``: the drivers were given the host with its brackets,
+    looked ``[::1]`` up as a host name and failed ("Name or service not known")."""
+    ipv6 = BackendURL.parse(
+        url.replace(host="[::1]", port=ipv6_relay.port).render(hide_password=False)
+    )
+    async with Database(ipv6, min_size=1, max_size=1, connect_timeout=5) as db:
+        assert await db.fetch_val("select 1") == 1
+    assert ipv6_relay.accepted >= 1  # through [::1], not some other way

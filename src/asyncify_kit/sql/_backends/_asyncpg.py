@@ -225,7 +225,7 @@ class AsyncpgBackend(Backend):
         # require and the verify modes: a context made once, in a thread (`pg_tls_context`)
         context = await self.tls_context()
         conn = await asyncpg.connect(
-            host=url.host or None,
+            host=url.hostname or None,  # [::1] -> ::1
             port=url.port,
             user=url.username,
             password=url.password,

@@ -117,7 +117,7 @@ def libpq_options(settings: dict[str, str]) -> str:
 def libpq_connect_params(url: BackendURL, opts: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The keyword arguments of a libpq connect (psycopg 3 and psycopg2), Nones dropped."""
     params: dict[str, Any] = {
-        "host": url.host or None,
+        "host": url.hostname or None,  # [::1] -> ::1
         "port": url.port,
         "user": url.username,
         "password": url.password,
@@ -355,7 +355,7 @@ def mysql_connect_kwargs(backend: Backend, context: _ssl.SSLContext | None) -> d
     """
     url, opts = backend.url, backend.options
     kwargs: dict[str, Any] = {
-        "host": url.host or "localhost",
+        "host": url.hostname or "localhost",  # [::1] -> ::1
         "port": url.port or 3306,
         "user": url.username,
         "password": url.password or "",

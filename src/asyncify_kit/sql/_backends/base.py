@@ -272,8 +272,10 @@ class Backend(abc.ABC):
         return None
 
     def pool_limits(self) -> tuple[int, int]:
-        """(min_size, max_size) for the pool."""
-        return int(self.options["min_size"]), int(self.options["max_size"])
+        """(min_size, max_size) for the pool: 1 and 10 when the options lack them (a
+        third-party backend's may: a KeyError here failed its connect)."""
+        max_size = int(self.options.get("max_size", 10))
+        return min(int(self.options.get("min_size", 1)), max_size), max_size
 
     def target(self) -> str:
         """Where connections go, for the error of a failed connect: host, port, database and
