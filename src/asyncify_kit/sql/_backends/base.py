@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import ssl
@@ -1078,6 +1079,21 @@ _pool_serial = itertools.count(1)
 _WAIT_SLICE = 0.05
 
 
+class _Opening:
+    """One connect under way in a thread of its own (`ThreadedConnectionPool._open_reserved`),
+    and its outcome; all of it is read and written under the pool's condition."""
+
+    __slots__ = ("conn", "done", "error", "left")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.conn: ThreadedConnection | None = None
+        self.error: BaseException | None = None
+        #: the worker waiting for it left (its caller was cancelled or timed out): what it
+        #: opens is the pool's
+        self.left = False
+
+
 class ThreadedConnectionPool:
     """A thread-safe pool of blocking connections (psycopg2, PyMySQL, psycopg on trio).
 
@@ -1089,7 +1105,9 @@ class ThreadedConnectionPool:
     out of the same pool with `acquire`; their queries then go to that connection.
 
     Same interface and behaviour as `ConnectionPool` (statistics, ``acquire_timeout``, bounded
-    close, replacing connections the server killed), plus `run_unpinned`.
+    close, replacing connections the server killed), plus `run_unpinned`. A caller cancelled
+    while a connection is opened for it leaves without it, as there: the connect goes on in a
+    thread of its own, for the pool (`_open_reserved`).
     """
 
     threaded: ClassVar[bool] = True
@@ -1118,6 +1136,8 @@ class ThreadedConnectionPool:
         self._idle: list[ThreadedConnection] = []
         self._in_use: set[ThreadedConnection] = set()
         self._opening = 0
+        #: connects of `_opening` whose caller left (see `_open_reserved`)
+        self._orphans = 0
         self._waiting = 0
         self._closed = False
         self._threads = f"asyncify-sql-{next(_pool_serial)}"
@@ -1129,7 +1149,10 @@ class ThreadedConnectionPool:
 
     @property
     def size(self) -> int:
-        return len(self._idle) + len(self._in_use) + self._opening
+        # a connect whose caller left counts until it ends, except in a closed pool: it
+        # closes what it opens then (see `_opened`), so the closed pool shows no connection
+        orphans = self._orphans if self._closed else 0
+        return len(self._idle) + len(self._in_use) + self._opening - orphans
 
     @property
     def closed(self) -> bool:
@@ -1187,23 +1210,93 @@ class ThreadedConnectionPool:
         finally:
             for conn in stale:
                 _close_session(conn._session)
+        return self._open_reserved()
+
+    def _open_reserved(self) -> ThreadedConnection:
+        """Open a connection in the place `_checkout` reserved (counted in ``_opening``), in
+        use by this worker's caller.
+
+        The driver's connect runs in a thread of its own, which this worker waits for, looking
+        every slice whether its caller left: a caller cancelled (or timed out) meanwhile then
+        stops it at once (`CallCancelled`), instead of waiting for the connect, which takes up
+        to ``connect_timeout`` with a server that never answers (its caller waits for this
+        worker: `acquire`, `run_unpinned` and `open` run it under the "wait" policy). The
+        connect goes on without it, and keeps its place in the pool until it ends
+        (`_opened`): so cancelled callers never open more than ``max_size`` at once.
+        """
+        opening = _Opening()
+        thread = threading.Thread(
+            # (a copy of the caller's context: a context cannot be entered by two threads)
+            target=contextvars.copy_context().run,
+            args=(self._connect_for, opening),
+            name=f"{self._threads}-connect",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except BaseException as exc:  # ("can't start new thread")
+            self._opened(opening, None, exc)
+        job = current_job()
+        while not opening.done.wait(None if job is None else _WAIT_SLICE):
+            if job is not None and job.cancel_requested:
+                with self._cond:
+                    if not opening.done.is_set():
+                        opening.left = True
+                        self._orphans += 1
+                        raise CallCancelled(
+                            "the caller left while a connection was opened for it; the "
+                            "connect goes on for the pool"
+                        )
+        error = opening.error
+        if error is not None:
+            if self._connect_error is not None and isinstance(error, Exception):
+                # the same error as a native pool's failed connect (naming the target),
+                # whether the pool opens or grows, for a query or a transaction
+                raise self._connect_error(error) from error
+            raise error
+        return cast("ThreadedConnection", opening.conn)
+
+    def _connect_for(self, opening: _Opening) -> None:
+        """The thread of one connect of `_open_reserved`."""
         try:
             session = self._make_session()
             session.connect()
-        except BaseException as exc:
-            with self._cond:
-                self._opening -= 1
-                self._cond.notify()
-            if self._connect_error is not None and isinstance(exc, Exception):
-                # the same error as a native pool's failed connect (naming the target),
-                # whether the pool opens or grows, for a query or a transaction
-                raise self._connect_error(exc) from exc
-            raise
-        conn = ThreadedConnection(session, wrap(session))
+        except BaseException as exc:  # (all of it goes to the worker, or to the log)
+            self._opened(opening, None, exc)
+            return
+        self._opened(opening, ThreadedConnection(session, wrap(session)), None)
+
+    def _opened(
+        self, opening: _Opening, conn: ThreadedConnection | None, error: BaseException | None
+    ) -> None:
+        """Settle *opening* with its connection or its error. Its worker takes either; if
+        that worker left, the connection goes to the pool idle (closed if the pool was closed
+        meanwhile), and a failure is logged at debug level only: nobody waits for it, and
+        the next connect says it again."""
+        discard = False
         with self._cond:
             self._opening -= 1
-            self._in_use.add(conn)
-        return conn
+            if opening.left:
+                self._orphans -= 1
+                if conn is not None:
+                    discard = self._closed
+                    if not discard:
+                        self._idle.append(conn)
+            else:
+                opening.conn, opening.error = conn, error
+                if conn is not None:
+                    self._in_use.add(conn)
+            if conn is None or opening.left:  # a place or a connection for a waiting thread
+                self._cond.notify()
+            opening.done.set()
+        if not opening.left:
+            return
+        if conn is not None and discard:
+            _close_session(conn._session)
+        elif error is not None:
+            logger.debug(
+                "a connect of %s failed after its caller left", self._describe, exc_info=error
+            )
 
     def _checkin(self, conn: ThreadedConnection) -> None:
         """Give *conn* back (on a worker thread: closing a dead one may block)."""
@@ -1251,11 +1344,12 @@ class ThreadedConnectionPool:
 
     def _open_min(self) -> None:
         opened: list[ThreadedConnection] = []
-        while self.size < self.min_size:  # (the connections opened so far count as in use)
-            conn = self._checkout(fresh=True)
-            opened.append(conn)
-        for conn in opened:
-            self._checkin(conn)
+        try:
+            while self.size < self.min_size:  # (the connections opened so far count as in use)
+                opened.append(self._checkout(fresh=True))
+        finally:  # (also when a connect fails, or the caller left: `open` closes them then)
+            for conn in opened:
+                self._checkin(conn)
 
     # -- the async side -----------------------------------------------------------------------
 
@@ -1270,7 +1364,14 @@ class ThreadedConnectionPool:
         return await self._call(method, args)
 
     async def open(self) -> None:
-        await self._call_default(self._open_min)
+        try:
+            await self._call_default(self._open_min)
+        except BaseException:
+            # a connect failed, or the caller was cancelled: the pool is dropped, so what it
+            # opened is closed now, not when collected (a connect still under way closes its
+            # connection when it ends)
+            await self.close()
+            raise
 
     @staticmethod
     async def _call_default(fn: Callable[..., Any], *args: Any) -> Any:
@@ -1334,7 +1435,8 @@ class ThreadedConnectionPool:
             with anyio.move_on_after(self.close_timeout):
                 # connections come back from worker threads, which cannot set an anyio
                 # Event; poll, for close_timeout at most
-                while self._in_use or self._opening:  # noqa: ASYNC110
+                # (not for a connect whose caller left: it closes what it opens itself)
+                while self._in_use or self._opening > self._orphans:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
             with self._cond:  # asyncify: ignore[sync-wait]  (list moves only)
                 idle, self._idle = self._idle, []
