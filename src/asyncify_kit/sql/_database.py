@@ -849,12 +849,17 @@ class Transaction:
                 self._savepoint = f"asyncify_sp_{pin.depth}"
                 await db._on(pin.conn, _run_statement, f"SAVEPOINT {self._savepoint}")
         except BaseException as exc:
-            if self._pin is pin and pin.depth == 0 and not isinstance(exc, Exception):
-                # cancelled while the transaction was being opened: on a threaded connection
-                # the statements still ran to their end (SQLite's BEGIN IMMEDIATE waits for
-                # the write lock), so the transaction may be open: never hand it on
-                await self._rollback(pin, unsure=True)
-            await self._unpin()
+            try:
+                if self._pin is pin and pin.depth == 0 and not isinstance(exc, Exception):
+                    # cancelled while the transaction was being opened: on a threaded
+                    # connection the statements still ran to their end (SQLite's BEGIN
+                    # IMMEDIATE waits for the write lock), so the transaction may be open:
+                    # never hand it on
+                    await self._rollback(pin, unsure=True)
+            finally:
+                # (also when the rollback, which runs to its end, re-raises a cancellation
+                # that came meanwhile: the connection stayed lent out for good)
+                await self._unpin()
             raise
         pin.depth += 1
         self._active = True
