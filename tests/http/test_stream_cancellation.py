@@ -84,6 +84,17 @@ async def test_cancel_in_the_middle_of_a_chunk(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+async def urllib3_pool(http: HttpClient, url: str) -> Any:
+    """The one urllib3 pool of the requests backend of *http*, that of *url*'s host and port."""
+    backend = http._backend
+    assert isinstance(backend, RequestsBackend) and backend._session is not None
+    adapter = backend._session.get_adapter(url)
+    assert isinstance(adapter, requests.adapters.HTTPAdapter)
+    pools = adapter.poolmanager.pools
+    (key,) = await run_sync(pools.keys)
+    return await run_sync(pools.__getitem__, key)
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_requests_cancel_as_the_body_ends_spares_the_next_request(
     http_server: ServerInfo,
@@ -96,13 +107,7 @@ async def test_requests_cancel_as_the_body_ends_spares_the_next_request(
     released, taken, resume = threading.Event(), threading.Event(), threading.Event()
     async with HttpClient(http_server.url, backend="requests", retries=0, timeout=5) as http:
         assert (await http.get("/ok")).text == "ok"  # the pool, with one idle connection
-        backend = http._backend
-        assert isinstance(backend, RequestsBackend) and backend._session is not None
-        adapter = backend._session.get_adapter(http_server.url)
-        assert isinstance(adapter, requests.adapters.HTTPAdapter)
-        pools = adapter.poolmanager.pools
-        (key,) = await run_sync(pools.keys)  # the one pool, of the server's host and port
-        pool = await run_sync(pools.__getitem__, key)
+        pool = await urllib3_pool(http, http_server.url)
         put_conn, get_conn = pool._put_conn, pool._get_conn
 
         def put_conn_and_hold(conn: Any) -> None:

@@ -2,12 +2,13 @@
 
 Each request is one hop to a thread of the default pool; a cancelled caller leaves at once
 (``cancel="abandon"``) while the thread finishes the exchange (an HTTP error it ends in is
-dropped, not logged). A streamed body is read in chunk hops: one hop per chunk, the response
-held by one thread from first chunk to close. requests has no write timeout of its own: its
-connect and read timeouts are enforced, and urllib3 sends the request with the connect
-timeout on the socket (a stalled upload is a write `TimeoutException` after it). The pools
-hold at most ``max_connections`` connections per host; a request beyond them waits for one
-at most the pool timeout (`_PoolWait`).
+dropped, not logged; a streamed response no one takes is closed, `_Handoff`). A streamed
+body is read in chunk hops: one hop per chunk, the response held by one thread from first
+chunk to close. requests has no write timeout of its own: its connect and read timeouts are
+enforced, and urllib3 sends the request with the connect timeout on the socket (a stalled
+upload is a write `TimeoutException` after it). The pools hold at most ``max_connections``
+connections per host; a request beyond them waits for one at most the pool timeout
+(`_PoolWait`).
 
 requests keeps one value per header name. A header given more than once (``headers=[("X-Tag",
 "a"), ("X-Tag", "b")]``, for the client or a request) is therefore sent through urllib3's
@@ -651,6 +652,41 @@ class _RequestsStream(BackendStream):
             await finish(run_sync(self._response.close))
 
 
+class _Handoff:
+    """The stream of one `send_stream`, handed from its thread to its caller, who may have left.
+
+    Under ``cancel="abandon"`` the thread's result is dropped when the caller has left (a
+    timeout while it waits for the headers): dropped unclosed, the response kept its slot of
+    urllib3's blocking pool for good (the socket was closed when collected, the slot never
+    given back), and after ``max_connections`` such cancellations every request failed with
+    a pool timeout. Whichever of the two comes second closes the response: the thread, if
+    the caller left first (`deliver`), else the caller (`leave`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._left = False
+        self._stream: _RequestsStream | None = None
+
+    def deliver(self, stream: _RequestsStream) -> bool:
+        """Hand *stream* over (on its thread); False if the caller has left: the thread closes
+        it."""
+        with self._lock:
+            if self._left:
+                return False
+            self._stream = stream
+            return True
+
+    def leave(self) -> _RequestsStream | None:
+        """The caller leaves without a result: the stream it must close, if already handed
+        over."""
+        # (the thread holds this lock for two assignments only, never over a call)
+        with self._lock:  # asyncify: ignore[sync-wait]
+            self._left = True
+            stream, self._stream = self._stream, None
+            return stream
+
+
 def _received_headers(r: requests.Response) -> list[tuple[str, str]]:
     """The headers of *r* as received, as the other backends give them: in their order and
     with their names as sent (urllib3's ``HTTPHeaderDict`` groups a repeated name's values
@@ -877,17 +913,28 @@ class RequestsBackend(HttpBackend):
             raise outcome
         return outcome
 
-    def _stream_in_thread(self, request: Request) -> tuple[Response, _RequestsStream] | HTTPError:
+    def _stream_in_thread(
+        self, request: Request, handoff: _Handoff
+    ) -> tuple[Response, _RequestsStream] | HTTPError:
         started = time.perf_counter()
         try:
             r = self._call(request, stream=True)
         except HTTPError as exc:
             return exc
         stream = _RequestsStream(self, r, request)
+        if not handoff.deliver(stream):
+            r.close()  # the caller has left: the connection goes back to the pool
         return self._response(r, request, started, None, stream), stream
 
     async def send_stream(self, request: Request) -> Response:
-        outcome = await self._send_stream(request)
+        handoff = _Handoff()
+        try:
+            outcome = await self._send_stream(request, handoff)
+        except BaseException:
+            stream = handoff.leave()
+            if stream is not None:  # handed over, yet the caller was cancelled all the same
+                await stream.aclose()
+            raise
         if isinstance(outcome, HTTPError):
             raise outcome
         response, stream = outcome
