@@ -396,7 +396,8 @@ class LoadThread:
 
     async def _main(self) -> tuple[list[float], int]:
         task = asyncio.current_task()  # (always one, inside asyncio.run)
-        with self._lock:
+        # (a few assignments under the lock, which `stop` holds as briefly)
+        with self._lock:  # asyncify: ignore[sync-wait]
             if self._stopped:
                 self._load.close()
                 raise asyncio.CancelledError
@@ -405,7 +406,7 @@ class LoadThread:
         try:
             return await self._load
         finally:
-            with self._lock:
+            with self._lock:  # asyncify: ignore[sync-wait]
                 self._running = None  # the loop may close now: `stop` no longer calls it
 
     def stop(self) -> None:
