@@ -5,6 +5,7 @@ reports before `connect()` and after `disconnect()`."""
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import select
 import socket
@@ -373,7 +374,9 @@ class Ipv6Relay:
 def ipv6_relay(url: BackendURL) -> Iterator[Ipv6Relay]:
     try:
         relay = Ipv6Relay(url.port or 0)
-    except OSError as exc:  # no IPv6 loopback on this machine
+    except OSError as exc:  # no IPv6 loopback on this machine (CI's has one: it must run)
+        if os.environ.get("CI") == "true":
+            raise
         pytest.skip(f"cannot listen on [::1]: {exc}")
     try:
         yield relay
