@@ -13,6 +13,7 @@ import pytest
 
 from asyncify_kit.exceptions import ConfigError
 from asyncify_kit.scan import ScanConfig, load_config, main
+from tests.conftest import ON_CI
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -150,6 +151,8 @@ def non_utf8_file(tmp_path: Path) -> Path:
     try:
         write(path, "import time\nasync def f():\n    time.sleep(1)\n")
     except (OSError, UnicodeEncodeError):
+        if ON_CI:  # (CI's ext4 takes any bytes: the test must run there)
+            raise
         pytest.skip("this file system takes UTF-8 file names only")
     return path
 

@@ -21,6 +21,7 @@ import pytest
 
 from asyncify_kit import BackendURL
 from asyncify_kit.sql import Database
+from asyncify_kit.sql._backends.base import MAX_ABANDONING
 
 from .conftest import SERVER_CASES
 
@@ -116,3 +117,23 @@ async def test_a_transaction_cut_short_releases_its_locks_at_once(
             assert db.pool_stats().in_use == 0
         finally:
             await db.execute(f"drop table {table}")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [p for p in STOPPING_CASES if p.values[0][0] == "postgresql+asyncpg"],  # type: ignore[index]
+    indirect=True,
+)
+async def test_at_most_max_abandoning_statements_are_stopped_at_once(url: BackendURL) -> None:
+    # a storm of cancellations: the first MAX_ABANDONING connections are given up in the
+    # background (their statements stopped), the others closed at once, as before
+    marker = f"m{uuid.uuid4().hex[:12]}"
+    storm = MAX_ABANDONING + 2
+    async with Database(url) as monitor, Database(url, max_size=storm) as db:
+        with anyio.move_on_after(0.5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(storm):
+                    tg.start_soon(db.fetch_val, _long_statement(db, marker))
+        await anyio.sleep(1.5)  # the stopped ones are gone by now; the others run on
+        assert await _running(monitor, marker) == storm - MAX_ABANDONING
+        assert db.pool_stats().in_use == 0

@@ -5,7 +5,6 @@ reports before `connect()` and after `disconnect()`."""
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import select
 import socket
@@ -20,6 +19,7 @@ import pytest
 
 from asyncify_kit import BackendURL, run_sync
 from asyncify_kit.sql import Database, OperationalError, PoolStats
+from tests.conftest import ON_CI
 
 from .conftest import CASES, SERVER_CASES
 
@@ -375,7 +375,7 @@ def ipv6_relay(url: BackendURL) -> Iterator[Ipv6Relay]:
     try:
         relay = Ipv6Relay(url.port or 0)
     except OSError as exc:  # no IPv6 loopback on this machine (CI's has one: it must run)
-        if os.environ.get("CI") == "true":
+        if ON_CI:
             raise
         pytest.skip(f"cannot listen on [::1]: {exc}")
     try:
