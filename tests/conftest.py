@@ -36,11 +36,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs the suite in several processes) every worker
     gets databases of its own on the test servers, so that what a test counts in "its"
     database (connections, running statements) is its own process's. They are made empty
-    for each run (a run that was killed leaves its worker's tables behind) and dropped when
-    the worker ends."""
+    for each run and dropped when the worker ends. Their names carry the run's id too, so
+    that two runs at once (two engineers' subsets, say) never share one."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
-        _use_databases_of_worker(worker)
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8]
+        _use_databases_of_worker(f"{worker}_{run}" if run else worker)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
