@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import socket
 import threading
@@ -27,7 +28,7 @@ from s3transfer.exceptions import S3DownloadFailedError
 
 from asyncify_kit import ConfigError, asyncify, aws
 from tests.conftest import service_url
-from tests.storage.local_helpers import cancel_when, returns_late
+from tests.storage.local_helpers import cancel_when, raises_late, returns_late
 
 CASES = [("aioboto3", "asyncio"), ("boto3", "asyncio"), ("boto3", "trio")]
 BOTO3 = [case for case in CASES if case[0] == "boto3"]
@@ -295,6 +296,39 @@ async def test_a_body_arriving_for_a_cancelled_caller_is_closed(
         monkeypatch.undo()
         body = responses[0]["Body"]
         assert await eventually(lambda: bool(body._raw_stream.closed))
+
+
+@pytest.mark.parametrize("case", BOTO3, ids=[f"{b}-{loop}" for b, loop in BOTO3])
+async def test_an_error_arriving_for_a_cancelled_caller_is_not_logged(
+    backend: Any,
+    client_kwargs: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call whose caller was cancelled while it ran in its thread, and which then fails as
+    calls do (a missing key), is dropped with its error, as aiobotocore's is. It was logged
+    at WARNING with the ``ClientError``'s traceback, once per cancelled call."""
+    caplog.set_level(logging.DEBUG, logger="asyncify_kit")
+    bucket = f"aws-late-{uuid.uuid4().hex[:10]}"
+    failed: list[ClientError] = []
+    arrived = threading.Event()
+    async with aws.client("s3", backend=backend, **client_kwargs) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        real = s3.wrapped.head_object
+
+        def head_object(**kwargs: Any) -> Any:
+            try:
+                return real(**kwargs)
+            except ClientError as exc:
+                failed.append(exc)
+                raise
+
+        monkeypatch.setattr(s3.wrapped, "head_object", raises_late(head_object, arrived))
+        assert await cancel_when(arrived, lambda: s3.head_object(Bucket=bucket, Key="k"))
+        monkeypatch.undo()
+        await s3.delete_bucket(Bucket=bucket)
+    assert len(failed) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_body_and_an_event_stream_are_async_iterables_on_both_backends(

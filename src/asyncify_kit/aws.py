@@ -416,6 +416,20 @@ def _close_bodies(response: Any) -> None:
                 value.close()
 
 
+def call_returning_error(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` in a worker thread, its error returned rather than raised
+    (a client's call never returns an exception); the caller raises it.
+
+    The thread of a cancelled caller still finishes its call, and the error it ends in (a
+    missing key, say) is then dropped with it, as aiobotocore's is: raised, the engine would
+    log it as a late error, at WARNING with its traceback, once per cancelled call.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        return exc
+
+
 def _close_client(client: Any) -> None:
     client.close()
 
@@ -749,7 +763,11 @@ class Boto3Client:
 
         async def operation(*args: Any, **kwargs: Any) -> Any:
             # a response that arrives for a cancelled caller has its bodies closed for it
-            response = await run_owned(DEFAULT_POOL, _close_bodies, attr, *args, **kwargs)
+            response = await run_owned(
+                DEFAULT_POOL, _close_bodies, call_returning_error, attr, args, kwargs
+            )
+            if isinstance(response, Exception):
+                raise response
             return _async_bodies(response, self._streams)
 
         operation.__name__ = name

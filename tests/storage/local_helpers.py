@@ -66,13 +66,32 @@ def returns_late(fn: Callable[..., T], opened: threading.Event) -> Callable[...,
     def late(*args: object, **kwargs: object) -> T:
         result = fn(*args, **kwargs)
         opened.set()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                check_cancelled()
-            except CallCancelled:
-                break
-            time.sleep(0.001)
+        _until_cancelled()
         return result
 
     return late
+
+
+def raises_late(fn: Callable[..., T], arrived: threading.Event) -> Callable[..., T]:
+    """*fn*, whose outcome (its error, say) is handed back only once its caller was
+    cancelled."""
+
+    def late(*args: object, **kwargs: object) -> T:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            arrived.set()
+            _until_cancelled()
+
+    return late
+
+
+def _until_cancelled() -> None:
+    """In a worker thread: wait (10 s at most) for the call's caller to be cancelled."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            check_cancelled()
+        except CallCancelled:
+            break
+        time.sleep(0.001)

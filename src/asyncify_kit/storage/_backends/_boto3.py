@@ -13,6 +13,7 @@ from typing import Any
 
 from ..._executor import DEFAULT_POOL
 from ..._offload import run_owned, run_sync, wrap
+from ...aws import call_returning_error
 from ._s3 import S3Backend
 from .base import finish
 
@@ -24,7 +25,8 @@ def _close_client(client: Any) -> None:
 
 
 def _close_body(response: Any) -> None:
-    response["Body"].close()
+    if not isinstance(response, Exception):
+        response["Body"].close()
 
 
 class Boto3Backend(S3Backend):
@@ -62,12 +64,19 @@ class Boto3Backend(S3Backend):
             await finish(run_sync(client.close))
 
     async def send(self, operation: str, kwargs: dict[str, Any]) -> Any:
-        if operation != "get_object":
-            return await super().send(operation, kwargs)
-        # the response's body is an open connection: if the caller is cancelled while boto3
-        # fetches it, it is closed for the caller instead of being dropped open
-        get_object = self._client.wrapped.get_object
-        return await run_owned(DEFAULT_POOL, _close_body, get_object, Bucket=self.bucket, **kwargs)
+        method = getattr(self._client.wrapped, operation)
+        kwargs = {"Bucket": self.bucket, **kwargs}
+        if operation == "get_object":
+            # the response's body is an open connection: if the caller is cancelled while
+            # boto3 fetches it, it is closed for the caller instead of being dropped open
+            outcome = await run_owned(
+                DEFAULT_POOL, _close_body, call_returning_error, method, (), kwargs
+            )
+        else:
+            outcome = await run_sync(call_returning_error, method, (), kwargs)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def body_read(self, body: Any, size: int | None) -> bytes:
         data: bytes = await run_sync(body.read, size)
