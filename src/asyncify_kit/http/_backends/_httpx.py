@@ -248,13 +248,33 @@ class _EarlyAnswerStream(httpcore.AsyncNetworkStream):
         return self._stream.get_extra_info(info)
 
 
+class _Closing:
+    """Whether the backend whose pools share this is closed (`_EarlyAnswerBackend`)."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
+
+
 class _EarlyAnswerBackend(httpcore.AsyncNetworkBackend):
-    """The network backend of an httpcore pool, its streams wrapped in `_EarlyAnswerStream`."""
+    """The network backend of an httpcore pool, its streams wrapped in `_EarlyAnswerStream`.
 
-    __slots__ = ("_backend",)
+    It opens no connection once the client is closed (*closing*): httpcore's ``aclose``
+    closes the connections the pool has, and a request still waiting for a free one was
+    given a new one when the last request under way ended, then sent, after the close. Now
+    it fails at once, with the `ReadError` of the requests the close broke.
+    """
 
-    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+    __slots__ = ("_backend", "_closing")
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend, closing: _Closing) -> None:
         self._backend = backend
+        self._closing = closing
+
+    def _check_open(self) -> None:
+        if self._closing.closed:
+            raise httpcore.ReadError("the client was closed")
 
     async def connect_tcp(
         self,
@@ -264,6 +284,7 @@ class _EarlyAnswerBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        self._check_open()
         stream = await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
         return _EarlyAnswerStream(stream)
 
@@ -273,6 +294,7 @@ class _EarlyAnswerBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        self._check_open()
         stream = await self._backend.connect_unix_socket(path, timeout, socket_options)
         return _EarlyAnswerStream(stream)
 
@@ -280,10 +302,10 @@ class _EarlyAnswerBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
-def _read_early_answers(client: httpx.AsyncClient) -> None:
+def _read_early_answers(client: httpx.AsyncClient, closing: _Closing) -> None:
     """Wrap the network backend of each connection pool of *client* (its own, and those of
-    the proxies it mounted) in `_EarlyAnswerBackend`. A pool kept elsewhere by a later
-    httpx is left as it is."""
+    the proxies it mounted) in `_EarlyAnswerBackend`, closed with *closing*. A pool kept
+    elsewhere by a later httpx is left as it is."""
     mounts: dict[Any, Any] = getattr(client, "_mounts", {})
     transports = [getattr(client, "_transport", None), *mounts.values()]
     for transport in transports:
@@ -292,7 +314,7 @@ def _read_early_answers(client: httpx.AsyncClient) -> None:
         if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(
             backend, _EarlyAnswerBackend
         ):
-            pool._network_backend = _EarlyAnswerBackend(backend)  # type: ignore[union-attr]
+            pool._network_backend = _EarlyAnswerBackend(backend, closing)  # type: ignore[union-attr]
 
 
 def shard_count(max_connections: int, max_keepalive: int | None = None) -> int:
@@ -338,6 +360,7 @@ class HttpxBackend(HttpBackend):
         self._clients: list[httpx.AsyncClient] = []
         self._busy: list[int] = []  # requests under way on each client (see `_pick`)
         self._jar = httpx.Cookies()  # the one jar every client shares, set by aopen()
+        self._closing = _Closing()  # the clients' pools open no connection once set
         # credentials of the client: its requests need the redirect state of _build
         self._credentials = _has_header(config.headers, "authorization") or _has_header(
             config.headers, "proxy-authorization"
@@ -382,16 +405,19 @@ class HttpxBackend(HttpBackend):
         for client in clients:
             client.cookies.jar = jar  # one cookie jar for the whole HttpClient
         for client in clients:
-            _read_early_answers(client)
+            _read_early_answers(client, self._closing)
         self._jar = clients[0].cookies
         return clients
 
     async def aopen(self) -> None:
+        self._closing = _Closing()
         # building a client loads the CA bundle from disk: a blocking call, so in a thread
         clients = await run_sync(self._make_clients)
         self._clients, self._busy = clients, [0] * len(clients)
 
     async def aclose(self) -> None:
+        # set first: the close ends the requests under way, handing their places on
+        self._closing.closed = True
         clients, self._clients = self._clients, []
         for client in clients:
             await client.aclose()

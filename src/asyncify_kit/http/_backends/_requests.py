@@ -8,7 +8,7 @@ chunk to close. requests has no write timeout of its own: its connect and read t
 enforced, and urllib3 sends the request with the connect timeout on the socket (a stalled
 upload is a write `TimeoutException` after it). The pools hold at most ``max_connections``
 connections per host; a request beyond them waits for one at most the pool timeout
-(`_PoolWait`).
+(`_PoolWait`), or until the client closes (`_PoolRules.close`).
 
 requests keeps one value per header name. A header given more than once (``headers=[("X-Tag",
 "a"), ("X-Tag", "b")]``, for the client or a request) is therefore sent through urllib3's
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import queue
 import re
 import socket
 import ssl
@@ -329,8 +330,27 @@ class _PoolRules:
             kwargs["pool_timeout"] = _POOL_WAIT.seconds
         return super().urlopen(method, url, *args, **kwargs)  # type: ignore[misc]
 
+    def close(self) -> None:
+        """urllib3's close, which also fails the requests waiting for a free connection:
+        urllib3 left them waiting on the closed pool's queue, which nothing fills again,
+        until their pool timeout (a `TimeoutException` long after the client closed; for
+        good, thread included, with ``pool=None``). One is woken here; it fails with
+        `ClosedPoolError` and wakes the next (`_get_conn`)."""
+        waiting = self.pool
+        super().close()  # type: ignore[misc]
+        if waiting is not None:
+            _wake_one(waiting)
+
     def _get_conn(self, timeout: float | None = None) -> Any:
+        waiting = self.pool  # (urllib3's close sets None: what a taker waits on stays)
         conn = super()._get_conn(timeout)  # type: ignore[misc]
+        if self.pool is None:
+            # closed while this request waited (woken by `close`, or given a connection
+            # just before): nothing is sent, and the connection, not pooled, is closed
+            conn.close()
+            if waiting is not None:
+                _wake_one(waiting)
+            raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")  # type: ignore[arg-type]
         if getattr(conn, _IDLE_SINCE, None) is not None:
             with self._idle_lock:
                 since = getattr(conn, _IDLE_SINCE, None)  # (None: a sweep closed it)
@@ -375,6 +395,13 @@ class _PoolRules:
 
 #: the attribute of a pooled connection that holds when it went idle
 _IDLE_SINCE = "_asyncify_idle"
+
+
+def _wake_one(waiting: queue.Queue[Any]) -> None:
+    """Wake one request waiting on *waiting*, the queue of a closed pool: a None (urllib3's
+    free place) that it takes and, seeing the pool closed, puts back for the next."""
+    with suppress(queue.Full):  # (full: a connection given back meanwhile wakes one too)
+        waiting.put(None, block=False)
 
 
 class _HTTPConnectionPool(_PoolRules, urllib3.HTTPConnectionPool):
@@ -779,6 +806,12 @@ class RequestsBackend(HttpBackend):
             return http_error(TimeoutException, "read timeout", request, exc, secrets, phase="read")
         if isinstance(exc, urllib3.exceptions.EmptyPoolError):  # from a blocking pool only
             return http_error(TimeoutException, "pool timeout", request, exc, secrets, phase="pool")
+        if isinstance(exc, urllib3.exceptions.ClosedPoolError) or isinstance(
+            inner, urllib3.exceptions.ClosedPoolError
+        ):
+            # the client closed while the request waited for a free connection: a ReadError,
+            # as on httpx and aiohttp
+            return http_error(ReadError, "the client was closed", request, exc, secrets)
         # urllib3 wraps a socket timeout while it sends the request (its body to a server that
         # stopped reading, say) as ProtocolError("Connection aborted.", TimeoutError(...));
         # one while it waits for the response is a ReadTimeoutError
@@ -846,7 +879,14 @@ class RequestsBackend(HttpBackend):
     def _call(self, request: Request, stream: bool) -> requests.Response:
         session = self._session
         if session is None:
-            raise RuntimeError("the requests backend is not open; use `async with HttpClient()`")
+            # closed after the client took the request (it refuses one when closed) and
+            # before this thread picked it up: as for a request that waited for the pool
+            raise http_error(
+                ReadError,
+                "the client was closed",
+                request,
+                RuntimeError("closed before the request was sent"),
+            )
         timeout = self.timeout_for(request)
         kwargs: dict[str, Any] = {
             "timeout": (timeout.connect, timeout.read),
