@@ -45,6 +45,16 @@ _PG_SSL = choice_option(
     ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
     doc="TLS mode (libpq sslmode)",
 )
+#: libpq's name of ``ssl``, which takes libpq's values: URLs copied from libpq (a platform's
+#: ``DATABASE_URL=...?sslmode=require``) work as they are. `Database` folds it into ``ssl``
+#: (both given: they must agree); backends never see it.
+_PG_SSL_MODE: Option[str | None] = Option(
+    "sslmode",
+    _PG_SSL.parse,
+    None,
+    _PG_SSL.accepted,
+    "libpq's name of ssl (either may be given; both must agree)",
+)
 _PG_APP = str_option("application_name", None, doc="shown in pg_stat_activity")
 _PG_ROOT_CERT = str_option(
     "sslrootcert",
@@ -56,6 +66,7 @@ _PG_ROOT_CERT = str_option(
 _ASYNCPG_OPTIONS: tuple[Option[Any], ...] = (
     *_SQL_POOL,
     _PG_SSL,
+    _PG_SSL_MODE,
     _PG_ROOT_CERT,
     _PG_APP,
     int_option("statement_cache_size", 100, doc="prepared statements cached per connection"),
@@ -70,11 +81,18 @@ _ASYNCPG_OPTIONS: tuple[Option[Any], ...] = (
 _PSYCOPG_OPTIONS: tuple[Option[Any], ...] = (
     *_SQL_POOL,
     _PG_SSL,
+    _PG_SSL_MODE,
     _PG_ROOT_CERT,
     _PG_APP,
     int_option("prepare_threshold", 5, doc="executions before a query is prepared"),
 )
-_PSYCOPG2_OPTIONS: tuple[Option[Any], ...] = (*_SQL_POOL, _PG_SSL, _PG_ROOT_CERT, _PG_APP)
+_PSYCOPG2_OPTIONS: tuple[Option[Any], ...] = (
+    *_SQL_POOL,
+    _PG_SSL,
+    _PG_SSL_MODE,
+    _PG_ROOT_CERT,
+    _PG_APP,
+)
 _MYSQL_COMMON: tuple[Option[Any], ...] = (
     *_SQL_POOL,
     bool_option("ssl", False, doc="use TLS (server certificate not verified; see ssl_ca)"),

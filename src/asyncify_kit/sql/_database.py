@@ -90,6 +90,33 @@ _PINS: contextvars.ContextVar[Mapping[Database, _Pin]] = contextvars.ContextVar(
 )
 
 
+#: the two names of a PostgreSQL backend's TLS mode: ours, and libpq's (see `_fold_sslmode`)
+_SSL_NAMES = frozenset({"ssl", "sslmode"})
+
+
+def _takes_sslmode(spec: BackendSpec) -> bool:
+    return any(option.name == "sslmode" for option in spec.options)
+
+
+def _fold_sslmode(url: BackendURL, values: dict[str, Any], backend: str) -> None:
+    """Fold ``sslmode`` (libpq's name, which a PostgreSQL backend takes as an alias of
+    ``ssl``, with the same values) into ``ssl``: a URL copied from libpq, or a platform's
+    ``DATABASE_URL=...?sslmode=require``, works as it is. Given both, they must agree (a
+    `ConfigError` naming both): a silent choice could weaken the TLS the user asked for."""
+    if "sslmode" not in values:  # (not a PostgreSQL backend)
+        return
+    mode = values.pop("sslmode")
+    if mode is None:
+        return
+    if "ssl" in url.options and values["ssl"] != mode:
+        origin = f"{url.source}: " if url.source else ""
+        raise ConfigError(
+            f"{origin}options 'ssl' ({values['ssl']}) and 'sslmode' ({mode}) disagree for the "
+            f"{backend!r} backend in {url}; 'sslmode' is libpq's name of 'ssl': give one of them"
+        )
+    values["ssl"] = mode
+
+
 def _option_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -115,13 +142,18 @@ class Database:
 
     def __init__(self, url: str | BackendURL | None = None, **options: Any) -> None:
         parsed = resolve_url(url, ENV_NAMES, DEFAULT_URL)
+        spec = lookup("sql", parsed)
         if options:
             merged = dict(parsed.options)
+            if _SSL_NAMES & options.keys() and _takes_sslmode(spec):
+                # a TLS mode given as a keyword overrides the URL's, under either name
+                for name in _SSL_NAMES:
+                    merged.pop(name, None)
             merged.update({k: _option_text(v) for k, v in options.items()})
             parsed = parsed.replace(options=merged)
-        spec = lookup("sql", parsed)
         check_installed(spec)
         values = validate_options(parsed, spec.options, backend=spec.scheme)
+        _fold_sslmode(parsed, values, spec.scheme)
         if (
             "min_size" in values
             and "max_size" in values
@@ -231,6 +263,11 @@ class Database:
         except Exception as exc:
             await pool.close()
             raise self._connect_error(exc) from exc
+        except BaseException:
+            # cancelled (or timed out) after some of its connections were open: close them
+            # now (the close is shielded and bounded), not when the dropped pool is collected
+            await pool.close()
+            raise
         self._pool = pool
         self._closed_pool = None
 

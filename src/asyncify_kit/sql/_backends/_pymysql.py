@@ -1,12 +1,16 @@
 """``mysql+pymysql``: the legacy blocking PyMySQL, one thread hop per operation.
 
-Works on asyncio and trio. Same session settings and types as the async MySQL backends.
+Works on asyncio and trio. Same session settings and types as the async MySQL backends. A
+statement whose caller was cancelled is stopped with ``KILL QUERY`` from a connection of its
+own (`_PymysqlSession.cancel_query`), as on asyncmy and aiomysql.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -15,6 +19,7 @@ import pymysql
 import pymysql.connections
 import pymysql.cursors
 
+from ..._executor import start_thread
 from ...exceptions import ConnectionLost, DatabaseError, QueryTimeout
 from .._compiler import ParamStyle
 from .._row import Row
@@ -33,9 +38,19 @@ from ._dialects import (
     mysql_value,
     translate_mysql,
 )
-from .base import STREAM_METHODS, Backend, Connection, SyncSession, ThreadedConnection
+from .base import (
+    ABANDON_WAIT,
+    MAX_ABANDONING,
+    STREAM_METHODS,
+    Backend,
+    Connection,
+    SyncSession,
+    ThreadedConnection,
+)
 
 __all__ = ["PymysqlBackend"]
+
+logger = logging.getLogger("asyncify_kit.sql")
 
 
 @contextlib.contextmanager
@@ -80,18 +95,79 @@ def _within(conn: Any, deadline: float) -> Iterator[None]:
 
 
 class _PymysqlSession(SyncSession):
-    def __init__(self, kwargs: dict[str, Any], options: dict[str, Any]) -> None:
+    #: the statement of a cancelled caller is killed from another connection (`cancel_query`)
+    cancellable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+        killing: threading.BoundedSemaphore,
+    ) -> None:
         super().__init__()
         self.kwargs = kwargs
         self.options = options
         self._stream: MysqlStream | None = None  # an iterate() result still being sent
+        #: the places for kills under way, shared by the sessions of one backend (a pool)
+        self._killing = killing
+        #: set when the kill of `cancel_query` is over (or never started)
+        self._killed: threading.Event | None = None
 
     def call(self, method: str, *args: Any) -> Any:
         with self.lock:  # (the settling and the call as one turn: see `SyncSession.call`)
-            if self._stream is not None and method not in STREAM_METHODS:
-                self.require_open()
-                self._settle(args[0] if method == "run" else None)
-            return super().call(method, *args)
+            try:
+                if self._stream is not None and method not in STREAM_METHODS:
+                    self.require_open()
+                    self._settle(args[0] if method == "run" else None)
+                return super().call(method, *args)
+            finally:
+                killed = self._killed
+                if killed is not None:
+                    # the connection goes back only once its kill is over: a ``KILL QUERY``
+                    # still on its way would stop the connection's next statement instead
+                    killed.wait(mysql_connect_limit(self.options) + ABANDON_WAIT)
+
+    def cancel_query(self) -> None:
+        """Stop the running statement, whose caller was cancelled: ``KILL QUERY`` from a
+        connection of its own, in a thread of its own (this runs on the one thread that
+        watches every cancelled statement, under its lock). PyMySQL has no cancel request,
+        and the server runs a statement to its end, holding the locks of its transaction;
+        this worker's thread then finds the statement interrupted (or, at its very end, its
+        result), and waits for the kill to be over before the connection goes back.
+
+        Like the native pools' `abandon`, at most `MAX_ABANDONING` kills of one pool run at
+        once: the statements of the others run to their ends, as they did before.
+        """
+        conn = self.conn
+        if conn is None:
+            return
+        thread_id = int(conn.thread_id())
+        if not self._killing.acquire(blocking=False):
+            return
+        killed = self._killed = threading.Event()
+        killer = threading.Thread(
+            target=self._kill, args=(thread_id, killed), name="asyncify-sql-kill", daemon=True
+        )
+        start_thread(killer, lambda error: self._kill_not_started(killed, error))
+
+    def _kill(self, thread_id: int, killed: threading.Event) -> None:
+        try:
+            other = _PymysqlSession(self.kwargs, self.options, self._killing)
+            other.connect()  # (within connect_timeout)
+            try:
+                other.run(f"KILL QUERY {thread_id}")
+            finally:
+                other.close()
+        except Exception:  # the statement runs to its end then, as it did before
+            logger.debug("killing the statement of a cancelled caller failed", exc_info=True)
+        finally:
+            self._killing.release()
+            killed.set()
+
+    def _kill_not_started(self, killed: threading.Event, error: BaseException) -> None:
+        self._killing.release()
+        killed.set()
+        logger.debug("the kill of a cancelled statement could not start: %r", error)
 
     def _settle(self, statement: str | None) -> None:
         """Read the rest of an open `iterate` result, so *statement* (a control statement of
@@ -182,8 +258,14 @@ class _PymysqlSession(SyncSession):
             stream.cursor.close()  # nothing left to read
 
     def is_closed(self) -> bool:
-        # a result left unread is not worth reading to reuse the connection: closing is cheaper
-        return self.conn is None or not self.conn.open or self._stream is not None
+        # a result left unread is not worth reading to reuse the connection: closing is cheaper;
+        # so is a connection whose statement was killed (what the kill cut off is unknown)
+        return (
+            self.conn is None
+            or not self.conn.open
+            or self._stream is not None
+            or self._killed is not None
+        )
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
@@ -220,11 +302,14 @@ class PymysqlBackend(Backend):
 
     def session_factory(self) -> Callable[[], SyncSession]:
         kwargs, options = self._kwargs(self.made_tls_context()), self.options
-        return lambda: _PymysqlSession(kwargs, options)
+        killing = threading.BoundedSemaphore(MAX_ABANDONING)  # (one pool's: see `cancel_query`)
+        return lambda: _PymysqlSession(kwargs, options, killing)
 
     async def connect(self) -> Connection:
         kwargs = self._kwargs(await self.tls_context())
-        return await ThreadedConnection.open(_PymysqlSession(kwargs, self.options))
+        return await ThreadedConnection.open(
+            _PymysqlSession(kwargs, self.options, threading.BoundedSemaphore(MAX_ABANDONING))
+        )
 
     async def ends_transaction(
         self, exc: BaseException, ask: Callable[[str], Awaitable[Any]]
