@@ -57,6 +57,27 @@ def test_exit_2_on_usage_errors(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("comment", "message"),
+    [
+        ("# asyncify: ignore ASY105", "malformed ignore comment"),
+        ("# asyncify: ignore-file", "malformed ignore comment"),
+        ("# asyncify: ignore [ASY105", "malformed ignore comment"),
+        ("# asyncify: ignore[file_open]", "unknown rule 'file_open' in an ignore comment"),
+        ("# asyncify: ignore[]", "unknown rule '' in an ignore comment"),
+    ],
+)
+def test_exit_2_on_a_malformed_ignore_comment(
+    comment: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A comment that would silence every rule, or none, by a slip of the pen is an error."""
+    write(tmp_path / "app.py", f"async def f(path):\n    return open(path)  {comment}\n")
+    assert main([str(tmp_path), "--no-config"]) == 2
+    err = capsys.readouterr().err
+    assert "app.py:2: " in err
+    assert message in err
+
+
 def test_exit_2_on_a_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc_info:
         main(["--format", "xml", "."])
@@ -128,6 +149,21 @@ def test_ignore_and_exclude_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([str(tmp_path), "--no-config", "--ignore", "time-sleep,subprocess"]) == 0
     assert main([str(tmp_path), "--no-config", "--exclude", "gen/*"]) == 1
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("pattern", ["./gen", "./gen/*", "gen/", "./gen/b.py", "./gen/../gen"])
+@pytest.mark.parametrize("where", ["option", "pyproject"])
+def test_exclude_patterns_spelled_with_dot_slash(
+    pattern: str, where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "a.py", "async def f():\n    pass\n")
+    write(tmp_path / "gen" / "b.py", "import os\nasync def g():\n    os.system('x')\n")
+    if where == "option":
+        assert main([str(tmp_path), "--no-config", "--exclude", pattern]) == 0
+    else:
+        write(tmp_path / "pyproject.toml", f'[tool.asyncify-kit.scan]\nexclude = ["{pattern}"]\n')
+        assert main([str(tmp_path)]) == 0
+    assert "(1 file," in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fmt", ["json", "sarif"])

@@ -1414,6 +1414,211 @@ CORPUS = [
         """,
         [f"ASY111 {S}:29 handler -> {S}:24 four -> time.sleep"],
     ),
+    # -- found by the fourth audit -----------------------------------------------------
+    Snippet(
+        "from-package-import-prefers-its-binding-over-the-submodule",
+        {
+            "app/__init__.py": "",
+            # ``s3`` the object (named like its submodule), ``mail`` the submodule itself
+            "app/clients/__init__.py": "from .s3 import s3\nfrom . import mail\n",
+            "app/clients/s3.py": "import boto3\ns3 = boto3.client('s3')\n",
+            "app/clients/mail.py": "import smtplib\ndef send():\n    smtplib.SMTP('mx')\n",
+            "app/clients/files.py": "def read(p):\n    return open(p).read()\n",
+            "app/api.py": """
+                from app.clients import s3, mail, files
+                async def upload(key):
+                    s3.put_object(Bucket="b", Key=key)
+                async def notify():
+                    mail.send()
+                async def load(path):
+                    return files.read(path)
+                """,
+        },
+        [
+            "ASY104 app/api.py:4 upload -> boto3.client.put_object",
+            "ASY118 app/api.py:6 notify -> app/clients/mail.py:3 send -> smtplib.SMTP",
+            "ASY105 app/api.py:8 load -> app/clients/files.py:2 read -> builtins.open",
+        ],
+    ),
+    Snippet(
+        "generator-handed-to-a-call-runs-nothing-on-the-loop",
+        """
+        import asyncio
+        import sqlite3
+        from fastapi.responses import StreamingResponse
+        from starlette.concurrency import iterate_in_threadpool
+        def iterfile(path):
+            with open(path, mode="rb") as f:
+                yield from f
+        def export_rows():
+            conn = sqlite3.connect("app.db")
+            for row in conn.execute("select * from orders"):
+                yield ",".join(map(str, row))
+        async def video():
+            return StreamingResponse(iterfile("video.mp4"), media_type="video/mp4")
+        async def export():
+            rows = export_rows()
+            return StreamingResponse(rows, media_type="text/csv")
+        async def count_rows():
+            return [row async for row in iterate_in_threadpool(export_rows())]
+        async def all_rows():
+            return await asyncio.to_thread(list, export_rows())
+        """,
+        [],
+    ),
+    Snippet(
+        "generator-iterated-on-the-loop",
+        """
+        import time
+        def ticks():
+            time.sleep(1)
+            yield 1
+        def relay():
+            yield from ticks()
+        def make():
+            return ticks()
+        async def loop():
+            for tick in ticks():
+                pass
+        async def listed():
+            return list(ticks())
+        async def named():
+            it = ticks()
+            return next(it)
+        async def joined():
+            return "".join(str(t) for t in relay())
+        async def returned():
+            for tick in make():
+                pass
+        def consume(it):
+            return sum(it)
+        async def handed_to_the_project():
+            return consume(ticks())
+        async def written(writer):
+            writer.writerows(items=ticks())
+        """,
+        [
+            f"ASY111 {S}:11 loop -> {S}:4 ticks -> time.sleep",
+            f"ASY111 {S}:14 listed -> {S}:4 ticks -> time.sleep",
+            f"ASY111 {S}:16 named -> {S}:4 ticks -> time.sleep",
+            f"ASY111 {S}:19 joined -> {S}:7 relay -> {S}:4 ticks -> time.sleep",
+            f"ASY111 {S}:21 returned -> {S}:9 make -> {S}:4 ticks -> time.sleep",
+            f"ASY111 {S}:26 handed_to_the_project -> {S}:4 ticks -> time.sleep",
+            f"ASY111 {S}:28 written -> {S}:4 ticks -> time.sleep",
+        ],
+    ),
+    Snippet(
+        "psycopg-pools",
+        """
+        from psycopg2.pool import SimpleConnectionPool, ThreadedConnectionPool
+        from psycopg_pool import ConnectionPool
+        pg2 = ThreadedConnectionPool(1, 10, "dbname=app")
+        pg3 = ConnectionPool("dbname=app")
+        async def a():
+            conn = pg2.getconn()
+            with conn.cursor() as cur:
+                cur.execute("select 1")
+            pg2.putconn(conn)
+        async def b():
+            with pg3.connection() as conn:
+                return conn.execute("select 1").fetchall()
+        async def c(pool: SimpleConnectionPool):
+            return pool.getconn().cursor().fetchone()
+        """,
+        [
+            f"ASY108 {S}:7 a -> psycopg2.pool.AbstractConnectionPool.getconn",
+            f"ASY108 {S}:9 a -> psycopg2.cursor.execute",
+            f"ASY108 {S}:10 a -> psycopg2.pool.AbstractConnectionPool.putconn",
+            f"ASY108 {S}:12 b -> psycopg_pool.ConnectionPool.connection",
+            f"ASY108 {S}:13 b -> psycopg.Connection.execute",
+            f"ASY108 {S}:13 b -> psycopg.Cursor.fetchall",
+            f"ASY108 {S}:15 c -> psycopg2.cursor.fetchone",
+            f"ASY108 {S}:15 c -> psycopg2.pool.AbstractConnectionPool.getconn",
+        ],
+    ),
+    Snippet(
+        "boto3-resource-collections",
+        """
+        import boto3
+        s3 = boto3.resource("s3")
+        async def keys(prefix):
+            return [o.key for o in s3.Bucket("media").objects.filter(Prefix=prefix)]
+        async def every_key():
+            bucket = s3.Bucket("media")
+            for obj in bucket.objects.all():
+                yield obj.key
+        """,
+        [
+            f"ASY104 {S}:5 keys -> boto3.resource.filter",
+            f"ASY104 {S}:8 every_key -> boto3.resource.all",
+        ],
+    ),
+    Snippet(
+        "ignore-comment-on-any-line-of-a-multi-line-signature",
+        """
+        import time
+        import requests
+        async def handler(
+            request,
+            user_id: int,
+        ):  # asyncify: ignore[time-sleep]
+            time.sleep(1)
+            requests.get("https://example.com")
+        async def other(
+            request,  # asyncify: ignore
+            user_id: int,
+        ) -> None:
+            time.sleep(1)
+        async def body_comment(
+            request,
+        ):
+            # asyncify: ignore
+            time.sleep(1)
+        """,
+        [
+            f"ASY101 {S}:9 handler -> requests.get",
+            f"ASY111 {S}:19 body_comment -> time.sleep",
+        ],
+    ),
+    Snippet(
+        "ignore-comment-with-a-space-before-the-bracket-and-reasons",
+        """
+        import time
+        import requests
+        async def other(url):
+            data = open(requests.get(url).text).read()  # asyncify: ignore [ASY105]
+            time.sleep(1)  # asyncify: ignore[time-sleep]  (a test double, instant)
+            time.sleep(2)  # asyncify: ignore  # a test double too
+            return data
+        """,
+        [f"ASY101 {S}:5 other -> requests.get"],
+    ),
+    Snippet(
+        "archives-glob-which-and-resolve",
+        """
+        import bz2, glob, gzip, lzma, shutil, tarfile, zipfile
+        from pathlib import Path
+        async def handler(name: str, p: Path):
+            glob.glob("/data/*.csv")
+            gzip.open(name).read()
+            bz2.open(name)
+            lzma.open(name)
+            zipfile.ZipFile(name).namelist()
+            tarfile.open(name)
+            shutil.which("ffmpeg")
+            return p.resolve()
+        """,
+        [
+            f"ASY107 {S}:5 handler -> glob.glob",
+            f"ASY105 {S}:6 handler -> gzip.open",
+            f"ASY105 {S}:7 handler -> bz2.open",
+            f"ASY105 {S}:8 handler -> lzma.open",
+            f"ASY105 {S}:9 handler -> zipfile.ZipFile",
+            f"ASY105 {S}:10 handler -> tarfile.open",
+            f"ASY107 {S}:11 handler -> shutil.which",
+            f"ASY106 {S}:12 handler -> pathlib.Path.resolve",
+        ],
+    ),
 ]
 
 

@@ -177,6 +177,24 @@ LAYOUTS = [
             " -> services/billing/src/billing/db.py:3 connect -> sqlite3.connect",
         ],
     ),
+    Layout(
+        # a package named like build output is scanned; build output (no __init__.py) is not
+        "packages-named-build-and-dist",
+        {
+            "app/__init__.py": "",
+            "app/build/__init__.py": "",
+            "app/build/runner.py": "import subprocess\ndef run(ref):\n    subprocess.run([ref])\n",
+            "app/api.py": "from app.build.runner import run\nasync def go(ref):\n    run(ref)\n",
+            "app/dist/__init__.py": "import time\nasync def publish():\n    time.sleep(5)\n",
+            "build/lib/app/api.py": "import time\nasync def copied():\n    time.sleep(1)\n",
+            "dist/tool.py": "import time\nasync def bundled():\n    time.sleep(1)\n",
+        },
+        ["."],
+        [
+            "ASY112 app/api.py:3 go -> app/build/runner.py:3 run -> subprocess.run",
+            "ASY111 app/dist/__init__.py:3 publish -> time.sleep",
+        ],
+    ),
 ]
 
 

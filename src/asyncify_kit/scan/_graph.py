@@ -89,6 +89,7 @@ _IMPORT = 3  # target is a dotted name
 _DEF = 4  # target is a project key
 _SELF = 5  # first parameter of a method: target is the class key
 _CLS = 6  # first parameter of a classmethod
+_FROM = 7  # ``from pkg import name``: target is ``pkg.name``
 
 _PENDING = 1
 _DONE = 2
@@ -402,7 +403,7 @@ class _Walker:
                     continue
                 full = f"{base}.{alias.name}" if base else alias.name
                 scope.bind(
-                    alias.asname or alias.name, Binding(scope, stmt.lineno, _IMPORT, target=full)
+                    alias.asname or alias.name, Binding(scope, stmt.lineno, _FROM, target=full)
                 )
         elif isinstance(stmt, ast.Return):
             if stmt.value is not None:
@@ -832,9 +833,13 @@ class Project:
             func.node.name for module in modules for func in module.functions if func.is_property
         )
         self._ref_cache: dict[str, Value] = {}
+        self._from_cache: dict[str, Value] = {}
+        self._from_pending: set[str] = set()
         self._ref_pending: set[str] = set()
         self._reach: dict[FunctionInfo, dict[Blocking, Chain]] = {}
         self._mro: dict[ClassInfo, tuple[list[ClassInfo], list[str]]] = {}
+        self._generators: dict[FunctionInfo, bool] = {}
+        self._iterated: dict[FunctionInfo, set[int]] = {}
         # functions whose calls could not be resolved (RecursionError): reported as ASY001
         self.too_deep: list[FunctionInfo] = []
 
@@ -873,6 +878,34 @@ class Project:
                 return ".".join([found.key, *parts[i:]])
         return dotted
 
+    def from_import(self, module: ModuleInfo, dotted: str) -> Value:
+        """The value ``from pkg import name`` (`dotted` is ``pkg.name``) binds in `module`.
+
+        Python reads the package's attribute first and imports the submodule only when there
+        is none, so a package re-exporting an object named like its own submodule
+        (``from .s3 import s3`` in ``clients/__init__.py``) gives the object. The package's
+        own ``from . import s3`` finds nothing bound yet, and gives the submodule.
+        """
+        absolute = self.imported(module, dotted)
+        cached = self._from_cache.get(absolute, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        package, _, name = absolute.rpartition(".")
+        owner = self.ref(package) if package else None
+        if not isinstance(owner, Ref) or not isinstance(self.registry.get(owner.name), ModuleInfo):
+            return self.ref(absolute)
+        if absolute in self._from_pending:  # the package's own import of it, or a star cycle
+            return self.ref(absolute)
+        self._from_pending.add(absolute)
+        try:
+            value = self.attr(owner, name)
+        finally:
+            self._from_pending.discard(absolute)
+        if value is None:
+            value = self.ref(absolute)
+        self._from_cache[absolute] = value
+        return value
+
     def _ref_walk(self, dotted: str) -> Value:
         parts = dotted.split(".")
         for i in range(len(parts) - 1, 0, -1):
@@ -898,7 +931,7 @@ class Project:
             here = False
         module = scope.module
         for star in module.stars:
-            value = self.ref(self.imported(module, f"{star}.{name}"))
+            value = self.from_import(module, f"{star}.{name}")
             if isinstance(value, Ref) and value.name not in self.registry:
                 if _known_external(value.name):
                     return value
@@ -925,6 +958,8 @@ class Project:
                     value = self.annotation(binding.node, binding.scope, binding.line)
             elif kind == _IMPORT:
                 value = self.ref(self.imported(binding.scope.module, binding.target))
+            elif kind == _FROM:
+                value = self.from_import(binding.scope.module, binding.target)
             elif kind == _DEF:
                 value = Ref(binding.target)
             elif kind == _SELF:
@@ -1049,7 +1084,7 @@ class Project:
                 if submodule in self.registry:
                     return Ref(submodule)
                 for star in target.stars:
-                    found = self.ref(self.imported(target, f"{star}.{name}"))
+                    found = self.from_import(target, f"{star}.{name}")
                     if found is not None and not (
                         isinstance(found, Ref)
                         and found.name not in self.registry
@@ -1302,7 +1337,96 @@ class Project:
                 and id(node) in func.nonblocking
             ):
                 continue
+            if (
+                isinstance(site, Edge)
+                and self._generator(site.target)
+                and id(node) not in self._iterated_calls(func)
+            ):
+                continue  # a generator object made, not run: whoever iterates it runs the body
             sites.append(site)
+
+    def _generator(self, func: FunctionInfo) -> bool:
+        """True for an undecorated generator function: calling it runs none of its body.
+
+        A decorated one (``@contextmanager``) is called like any function: the decorator
+        decides what the call runs.
+        """
+        known = self._generators.get(func)
+        if known is None:
+            known = False
+            if b"yield" in func.module.source and not any(
+                _decorator_name(d) not in ("staticmethod", "classmethod") for d in func.decorators
+            ):
+                stack: list[ast.AST] = [*func.node.body]
+                while stack and not known:
+                    node = stack.pop()
+                    if isinstance(node, ast.Yield | ast.YieldFrom):
+                        known = True
+                    elif not isinstance(node, _NESTED_SCOPES):
+                        stack.extend(ast.iter_child_nodes(node))
+            self._generators[func] = known
+        return known
+
+    def _iterated_calls(self, func: FunctionInfo) -> set[int]:
+        """The calls in `func` whose result is iterated there, or returned to the caller.
+
+        A generator's body runs where its generator object is iterated: as the iterable of a
+        ``for`` or a comprehension, under ``yield from`` or ``*``, as an argument of a call
+        that iterates (``list``, ``sorted``, ``next``, ``str.join``, ``writer.writerows``...)
+        or of a function or class of the project (which may iterate it), itself or through a
+        local name it is assigned to. Handed to a library's call (``StreamingResponse(gen())``,
+        ``asyncio.to_thread(list, gen())``) it is iterated by that callee, in a thread for
+        those; returned, it may be iterated by the caller, and counts as iterated.
+        """
+        known = self._iterated.get(func)
+        if known is not None:
+            return known
+        calls: set[int] = set()
+        names: set[str] = set()
+        assigned: list[tuple[str, ast.expr]] = []
+
+        def iterated(node: ast.expr | None) -> None:
+            if isinstance(node, ast.Call):
+                calls.add(id(node))
+            elif isinstance(node, ast.Name):
+                names.add(node.id)
+
+        stack: list[ast.AST] = [*func.node.body]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _NESTED_SCOPES):
+                continue
+            if isinstance(node, ast.For | ast.comprehension):
+                iterated(node.iter)
+            elif isinstance(node, ast.YieldFrom | ast.Starred | ast.Return):
+                iterated(node.value)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if len(targets) == 1 and isinstance(targets[0], ast.Name) and node.value:
+                    assigned.append((targets[0].id, node.value))
+            elif isinstance(node, ast.Call) and self._iterates(node, func):
+                for arg in (*node.args, *(keyword.value for keyword in node.keywords)):
+                    iterated(arg)
+            stack.extend(ast.iter_child_nodes(node))
+        calls.update(id(value) for name, value in assigned if name in names)
+        self._iterated[func] = calls
+        return calls
+
+    def _iterates(self, node: ast.Call, func: FunctionInfo) -> bool:
+        """True when the call iterates its arguments (``list(it)``, ``sep.join(it)``), or may:
+        a function or class of the project, which the scanner cannot tell runs the generator
+        in a thread, so it counts as iterating it on the loop (``write_csv(rows())``)."""
+        callee = node.func
+        if isinstance(callee, ast.Attribute) and callee.attr in _ITERATING_METHODS:
+            return True
+        value = self.eval(callee, func, node.lineno)
+        if isinstance(value, Ref):
+            return (
+                value.name in _ITERATING_CALLS
+                or value.name.startswith("itertools.")
+                or value.name in self.registry
+            )
+        return False
 
     def _with_sites(self, func: FunctionInfo, sites: list[Site]) -> None:
         """``with obj:`` calls ``__enter__`` and ``__exit__`` of a project class, and blocks
@@ -1579,6 +1703,23 @@ class Project:
 
 _MISSING = object()
 _PATH = Inst("pathlib.Path")
+# calls that iterate their arguments, or wrap them in an iterator iterated where it is made
+_ITERATING_CALLS = frozenset(
+    {
+        *(
+            f"builtins.{name}"
+            for name in (
+                *("list", "tuple", "set", "frozenset", "dict", "bytes", "bytearray"),
+                *("sorted", "reversed", "sum", "min", "max", "any", "all", "next", "iter"),
+                *("enumerate", "zip", "map", "filter"),
+            )
+        ),
+        "collections.deque",
+        "collections.Counter",
+        "functools.reduce",
+    }
+)
+_ITERATING_METHODS = frozenset({"join", "extend", "update", "writelines", "writerows"})
 
 
 def _pick(bindings: list[Binding], line: int) -> Binding:

@@ -234,6 +234,14 @@ _PASSLIB_HASHERS = (
     "scrypt",
 )
 
+# psycopg2's pools, one type for the scanner: ``getconn()`` gives a psycopg2 connection
+_PSYCOPG2_POOLS = (
+    "SimpleConnectionPool",
+    "ThreadedConnectionPool",
+    "PersistentConnectionPool",
+    "AbstractConnectionPool",
+)
+
 # Fully qualified call name -> rule id.
 BLOCKING_CALLS: dict[str, str] = {
     # requests
@@ -259,6 +267,9 @@ BLOCKING_CALLS: dict[str, str] = {
     "codecs.open": "ASY105",
     # (SpooledTemporaryFile stays in memory until it rolls over: not listed)
     **_names("tempfile", "NamedTemporaryFile TemporaryFile", "ASY105"),
+    # compressed files and archives: opening one opens the file (and reads an archive's index)
+    **{f"{module}.open": "ASY105" for module in ("gzip", "bz2", "lzma", "tarfile")},
+    "zipfile.ZipFile": "ASY105",
     # pandas readers open a file (or fetch a URL) and parse it whole
     **_names(
         "pandas",
@@ -271,7 +282,7 @@ BLOCKING_CALLS: dict[str, str] = {
         "pathlib.Path",
         "open read_text read_bytes write_text write_bytes exists is_file is_dir is_symlink "
         "is_mount stat lstat mkdir rmdir unlink touch rename replace iterdir glob rglob walk "
-        "chmod samefile owner group readlink symlink_to hardlink_to copy move",
+        "chmod samefile owner group readlink symlink_to hardlink_to copy move resolve",
         "ASY106",
     ),
     **_names(
@@ -290,9 +301,10 @@ BLOCKING_CALLS: dict[str, str] = {
     **_names(
         "shutil",
         "copy copy2 copyfile copyfileobj copytree copymode copystat move rmtree "
-        "make_archive unpack_archive disk_usage chown",
+        "make_archive unpack_archive disk_usage chown which",
         "ASY107",
     ),
+    **_names("glob", "glob iglob", "ASY107"),
     **_names("tempfile", "mkstemp mkdtemp TemporaryDirectory", "ASY107"),
     # PostgreSQL
     "psycopg2.connect": "ASY108",
@@ -310,6 +322,7 @@ BLOCKING_CALLS: dict[str, str] = {
         "psycopg.Cursor", "execute executemany fetchone fetchmany fetchall copy scroll", "ASY108"
     ),
     **_names("psycopg_pool.ConnectionPool", "connection getconn wait open", "ASY108"),
+    **_names("psycopg2.pool.AbstractConnectionPool", "getconn putconn closeall", "ASY108"),
     # MySQL / MariaDB
     **_names("pymysql", "connect Connect", "ASY109"),
     "pymysql.connections.Connection": "ASY109",
@@ -488,6 +501,10 @@ FACTORIES: dict[str, str] = {
     "psycopg.Connection.execute": "psycopg.Cursor",
     "psycopg_pool.ConnectionPool": "psycopg_pool.ConnectionPool",
     "psycopg_pool.ConnectionPool.getconn": "psycopg.Connection",
+    # (a context manager: ``with pool.connection() as conn`` gives the connection)
+    "psycopg_pool.ConnectionPool.connection": "psycopg.Connection",
+    **{f"psycopg2.pool.{name}": "psycopg2.pool.AbstractConnectionPool" for name in _PSYCOPG2_POOLS},
+    "psycopg2.pool.AbstractConnectionPool.getconn": "psycopg2.connection",
     "pymysql.connect": "pymysql.Connection",
     "pymysql.Connect": "pymysql.Connection",
     "pymysql.connections.Connection": "pymysql.Connection",
@@ -650,7 +667,10 @@ ANY_METHOD_TYPES: dict[str, tuple[str, frozenset[str]]] = {
             ]
         ),
     ),
-    "boto3.resource": ("ASY104", frozenset(["all", "filter", "limit", "page_size"])),
+    # a resource collection (``bucket.objects.filter(...)``, ``all()``, ``limit()``,
+    # ``page_size()``) requests page after page as it is iterated: reported where it is made,
+    # as pymongo's find()
+    "boto3.resource": ("ASY104", frozenset()),
     "pymongo.MongoClient": (
         "ASY119",
         frozenset(
@@ -737,6 +757,8 @@ TYPE_ALIASES: dict[str, str] = {
     "psycopg2.extensions.cursor": "psycopg2.cursor",
     "psycopg.connection.Connection": "psycopg.Connection",
     "psycopg.cursor.Cursor": "psycopg.Cursor",
+    **{f"psycopg2.pool.{name}": "psycopg2.pool.AbstractConnectionPool" for name in _PSYCOPG2_POOLS},
+    "psycopg_pool.pool.ConnectionPool": "psycopg_pool.ConnectionPool",
     "pymysql.connections.Connection": "pymysql.Connection",
     "pymysql.cursors.Cursor": "pymysql.Cursor",
     "pymysql.cursors.DictCursor": "pymysql.Cursor",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import gc
 import io
 import os
+import posixpath
 import re
 import stat
 import time
@@ -27,10 +29,11 @@ from ._graph import (
     build_module,
     silenced,
 )
-from ._rules import RULES, SYNTAX_ERROR_RULE
+from ._rules import RULES, SYNTAX_ERROR_RULE, rule_for
 
 __all__ = ["scan_paths"]
 
+# tool and build output: skipped unless the directory is a package (``app/build/``)
 _SKIP_DIRS = frozenset(
     {
         "__pycache__",
@@ -41,8 +44,8 @@ _SKIP_DIRS = frozenset(
         "site-packages",
     }
 )
-_IGNORE_COMMENT = re.compile(r"#\s*asyncify:\s*ignore\b(?:\[([^\]]*)\])?")
-_RULE_ID = re.compile(r"ASY\d+", re.IGNORECASE)
+# ``ignore``, then a bracketed list of rules (and any text), or the rest of the comment
+_IGNORE_COMMENT = re.compile(r"#\s*asyncify:\s*ignore\b(?:\s*\[([^\]]*)\]|(.*))")
 
 
 def scan_paths(
@@ -54,7 +57,8 @@ def scan_paths(
     """Scan files and directories for blocking calls reachable from ``async def`` functions.
 
     Directories are searched recursively for ``*.py`` files (hidden directories, virtual
-    environments, ``__pycache__``, ``build`` and ``dist`` are skipped, as are a FIFO, socket or
+    environments, ``__pycache__``, ``node_modules``, ``site-packages``, ``build`` and ``dist``
+    are skipped, unless they are packages, as are a FIFO, socket or
     device named ``*.py``, and every path matched by ``config.exclude``, relative to
     ``config.project_root`` (default: `root`); files named explicitly are always scanned; a
     linked file is scanned once). Paths in the findings
@@ -139,7 +143,7 @@ def _scan(
         for alias in importable[1:]:
             aliases.setdefault(alias, module)
         if b"asyncify:" in source:
-            ignores[module] = _ignore_comments(source)
+            ignores[module] = _ignore_comments(source, display)
 
     project = Project(
         modules, aliases, config.extra_rules, config.offload_decorators, ignores, local_names
@@ -188,9 +192,10 @@ def _findings_of(
             known = best.get(blocking)
             if known is None or len(known) > chain.length + 1:
                 best[blocking] = [(func, site), *chain]
+    ignored = _function_ignores(func, ignores) if best else frozenset()
     for blocking, hops in best.items():
         rule = RULES[blocking.rule_id]
-        if _ignored(rule.id, rule.name, func, ignores):
+        if ignored is None or rule.id in ignored or rule.name in ignored:
             continue
         trail = tuple(
             Hop(
@@ -224,25 +229,68 @@ def _findings_of(
         )
 
 
-def _ignored(
-    rule_id: str,
-    rule_name: str,
-    func: FunctionInfo,
-    ignores: dict[ModuleInfo, dict[int, frozenset[str] | None]],
-) -> bool:
-    """A comment on the ``async def`` line silences the whole function.
+def _function_ignores(
+    func: FunctionInfo, ignores: dict[ModuleInfo, dict[int, frozenset[str] | None]]
+) -> frozenset[str] | None:
+    """The rules silenced in the whole of `func` (None: every rule) by a comment on its
+    header, any line from ``def`` to the colon ending the signature (black puts that colon on
+    a line of its own, ``):``).
 
     Comments on call lines were applied to the call graph already (`Project.sites`).
     """
     comments = ignores.get(func.module)
-    if not comments or func.line not in comments:
-        return False
-    keys = comments[func.line]
-    return keys is None or rule_id in keys or rule_name in keys
+    if not comments or not any(
+        line in comments for line in range(func.line, func.node.body[0].lineno + 1)
+    ):
+        return frozenset()
+    keys: set[str] = set()
+    for line in _header_lines(func):
+        if line in comments:
+            found = comments[line]
+            if found is None:
+                return None
+            keys |= found
+    return frozenset(keys)
 
 
-def _ignore_comments(source: bytes) -> dict[int, frozenset[str] | None]:
-    """``# asyncify: ignore`` (every rule) or ``# asyncify: ignore[ASY101, file-open]``."""
+def _header_lines(func: FunctionInfo) -> range:
+    """The lines of the ``def`` header of `func`, from ``def`` to the colon of its signature."""
+    first = func.line
+    body = func.node.body[0].lineno
+    if body <= first:
+        return range(first, first + 1)
+    module = func.module
+    encoding = "utf-8"
+    with contextlib.suppress(SyntaxError):  # parsed already: the declaration is valid
+        encoding = tokenize.detect_encoding(io.BytesIO(module.source).readline)[0]
+    lines = [
+        line.decode(encoding, "replace")
+        for line in module.source.splitlines(True)[first - 1 : body]
+    ]
+    depth = 0
+    try:
+        for token in tokenize.generate_tokens(iter(lines).__next__):
+            if token.type != tokenize.OP:
+                continue
+            if token.string in "([{":
+                depth += 1
+            elif token.string in ")]}":
+                depth -= 1
+            elif token.string == ":" and depth == 0:
+                return range(first, first + token.start[0])
+    except (tokenize.TokenError, SyntaxError, StopIteration):
+        pass
+    return range(first, first + 1)
+
+
+def _ignore_comments(source: bytes, display: str) -> dict[int, frozenset[str] | None]:
+    """``# asyncify: ignore`` (every rule) or ``# asyncify: ignore[ASY101, file-open]``.
+
+    Anything after the bracket is free text (a reason); after a bare ``ignore``, only another
+    comment may follow (``# asyncify: ignore  # why``). Other text (``ignore ASY105``,
+    ``ignore-file``) or an unknown rule is a `ConfigError`, not a comment silencing every rule,
+    or none.
+    """
     found: dict[int, frozenset[str] | None] = {}
     try:
         for token in tokenize.tokenize(io.BytesIO(source).readline):
@@ -253,13 +301,28 @@ def _ignore_comments(source: bytes) -> dict[int, frozenset[str] | None]:
                 continue
             line = token.start[0]
             if match.group(1) is None:
+                if match.group(2).strip() and not match.group(2).lstrip().startswith("#"):
+                    raise ConfigError(
+                        f"{display}:{line}: malformed ignore comment {match.group(0).strip()!r}: "
+                        "write `# asyncify: ignore` (every rule) or "
+                        "`# asyncify: ignore[rule, ...]`"
+                    )
                 found[line] = None
             else:
-                keys = {
-                    key.upper() if _RULE_ID.fullmatch(key) else key.lower()
-                    for key in (part.strip() for part in match.group(1).split(","))
-                    if key
-                }
+                keys: set[str] = set()
+                listed = [
+                    key for key in (part.strip() for part in match.group(1).split(",")) if key
+                ]
+                for key in listed or [""]:
+                    rule = rule_for(key)
+                    if rule is None:
+                        raise ConfigError(
+                            f"{display}:{line}: unknown rule {key!r} in an ignore comment; "
+                            "known rules: "
+                            + ", ".join(f"{r.id} ({r.name})" for r in RULES.values())
+                        )
+                    keys.add(rule.id)
+                    keys.add(rule.name)
                 previous = found.get(line, frozenset())
                 found[line] = None if previous is None else previous | keys
     except (tokenize.TokenError, SyntaxError):
@@ -315,6 +378,8 @@ def _discover(
     `exclude` patterns match paths relative to `anchor` (the project root), else, for a path
     outside it, relative to the directory being searched.
     """
+    # ``./migrations/`` is ``migrations``
+    exclude = tuple(posixpath.normpath(pattern.strip("/")) for pattern in exclude)
     seen: set[Path] = set()
     for given in paths:
         path = given.resolve()
@@ -334,7 +399,7 @@ def _discover(
                 name
                 for name in dirnames
                 if not name.startswith(".")
-                and name not in _SKIP_DIRS
+                and (name not in _SKIP_DIRS or (current / name / "__init__.py").is_file())
                 and not name.endswith(".egg-info")
                 and not _excluded(current / name, anchor, path, exclude)
             )
@@ -372,7 +437,6 @@ def _excluded(path: Path, base: Path, scanned: Path, patterns: tuple[str, ...]) 
         relative = path.relative_to(scanned).as_posix()
     parts = relative.split("/")
     for pattern in patterns:
-        pattern = pattern.strip("/")
         if "/" in pattern:
             if any(
                 fnmatch.fnmatchcase("/".join(parts[: i + 1]), pattern) for i in range(len(parts))
