@@ -1619,6 +1619,319 @@ CORPUS = [
             f"ASY106 {S}:12 handler -> pathlib.Path.resolve",
         ],
     ),
+    # -- found by the fifth audit -----------------------------------------------------
+    Snippet(
+        "with-target-is-what-entering-the-context-gives",
+        {
+            "db.py": """
+                import sqlite3
+                from contextlib import asynccontextmanager, contextmanager
+                from typing import Self
+                import requests
+                from sqlalchemy import create_engine
+                from sqlalchemy.orm import sessionmaker
+                SessionLocal = sessionmaker(bind=create_engine("sqlite://"))
+                @contextmanager
+                def session_scope():
+                    session = SessionLocal()
+                    try:
+                        yield session
+                    finally:
+                        session.close()
+                @asynccontextmanager
+                async def http_session():
+                    s = requests.Session()
+                    yield s
+                class Cursor:
+                    def __init__(self, conn: sqlite3.Connection):
+                        self.conn = conn
+                    def __enter__(self):
+                        return self.conn.cursor()
+                    def __exit__(self, *exc):
+                        pass
+                class Store:
+                    def __init__(self, conn: sqlite3.Connection):
+                        self.conn = conn
+                    def __enter__(self) -> Self:
+                        return self
+                    def __exit__(self, *exc):
+                        pass
+                    def count(self):
+                        return self.conn.execute("select count(*) from t")
+                """,
+            "api.py": """
+                import sqlite3
+                from contextlib import closing
+                from db import Cursor, Store, http_session, session_scope
+                async def users():
+                    with session_scope() as s:
+                        return s.execute("select * from users").all()
+                async def page():
+                    async with http_session() as s:
+                        return s.get("https://example.com")
+                async def count(path):
+                    with closing(sqlite3.connect(path)) as conn:
+                        return conn.execute("select count(*) from t").fetchone()
+                async def count2(conn: sqlite3.Connection):
+                    with Cursor(conn) as cur:
+                        cur.execute("select count(*) from t")
+                    with Store(conn) as store:
+                        return store.count()
+                """,
+        },
+        [
+            "ASY115 api.py:7 users -> sqlalchemy.orm.Session.execute",
+            "ASY101 api.py:10 page -> requests.Session.get",
+            "ASY110 api.py:12 count -> sqlite3.connect",
+            "ASY110 api.py:13 count -> sqlite3.Connection.execute",
+            "ASY110 api.py:13 count -> sqlite3.Cursor.fetchone",
+            "ASY110 api.py:16 count2 -> sqlite3.Cursor.execute",
+            "ASY110 api.py:18 count2 -> db.py:35 Store.count -> sqlite3.Connection.execute",
+        ],
+    ),
+    Snippet(
+        "self-is-looked-up-on-the-receiving-subclass",
+        """
+        from abc import ABC, abstractmethod
+        import boto3
+        import requests
+        class BaseClient(ABC):
+            def load(self, key):
+                return self._fetch(key)
+            @abstractmethod
+            def _fetch(self, key): ...
+        class HttpClient(BaseClient):
+            def _fetch(self, key):
+                return requests.get(key)
+        class MemoryClient(BaseClient):
+            def _fetch(self, key):
+                return {}.get(key)
+        class BaseRepo:
+            def fetch(self, key):
+                return self.session.get(key)
+        class UsersRepo(BaseRepo):
+            def __init__(self):
+                self.session = requests.Session()
+        class S3Mixin:
+            def save(self, key):
+                self.s3.put_object(Bucket="b", Key=key, Body=b"")
+        class S3Holder:
+            def __init__(self):
+                self.s3 = boto3.client("s3")
+        class Store(S3Mixin, S3Holder):
+            pass
+        async def handler(key):
+            HttpClient().load(key)
+            MemoryClient().load(key)
+            UsersRepo().fetch(key)
+            Store().save(key)
+        """,
+        [
+            f"ASY101 {S}:31 handler -> {S}:7 BaseClient.load -> {S}:12 HttpClient._fetch"
+            " -> requests.get",
+            f"ASY101 {S}:33 handler -> {S}:18 BaseRepo.fetch -> requests.Session.get",
+            f"ASY104 {S}:34 handler -> {S}:24 S3Mixin.save -> boto3.client.put_object",
+        ],
+    ),
+    Snippet(
+        "vague-annotations-give-way-to-the-assigned-client",
+        """
+        from dataclasses import dataclass, field
+        from typing import Any, Optional, Protocol
+        import boto3
+        import requests
+        def make_s3():
+            return boto3.client("s3")
+        class HttpLike(Protocol):
+            def get(self, url: str) -> Any: ...
+        class WithAny:
+            session: Any = None
+            def __init__(self):
+                self.session = requests.Session()
+            def fetch(self):
+                return self.session.get("u")
+        class WithProtocol:
+            session: HttpLike
+            def __init__(self, session: Optional[HttpLike] = None):
+                self.session = session or requests.Session()
+            def fetch(self):
+                return self.session.get("u")
+        class WithObject:
+            s3: object
+            def __init__(self):
+                self.s3 = boto3.client("s3")
+            def put(self):
+                self.s3.put_object(Bucket="b", Key="k", Body=b"")
+        @dataclass
+        class Factory:
+            s3: object = field(default_factory=make_s3)
+            def put(self):
+                self.s3.put_object(Bucket="b", Key="k", Body=b"")
+        @dataclass
+        class Lambda:
+            s3: Any = field(default_factory=lambda: boto3.client("s3"))
+            def put(self):
+                self.s3.put_object(Bucket="b", Key="k", Body=b"")
+        async def handler():
+            WithAny().fetch()
+            WithProtocol().fetch()
+            WithObject().put()
+            Factory().put()
+            Lambda().put()
+        """,
+        [
+            f"ASY101 {S}:39 handler -> {S}:15 WithAny.fetch -> requests.Session.get",
+            f"ASY101 {S}:40 handler -> {S}:21 WithProtocol.fetch -> requests.Session.get",
+            f"ASY104 {S}:41 handler -> {S}:27 WithObject.put -> boto3.client.put_object",
+            f"ASY104 {S}:42 handler -> {S}:32 Factory.put -> boto3.client.put_object",
+            f"ASY104 {S}:43 handler -> {S}:37 Lambda.put -> boto3.client.put_object",
+        ],
+    ),
+    Snippet(
+        "boto3-stubs-renamed-package-and-resource-classes",
+        """
+        from mypy_boto3_dynamodb.service_resource import Table
+        from mypy_boto3_s3.service_resource import Bucket, Object
+        from mypy_boto3_sqs.service_resource import Queue
+        from types_boto3_s3.client import S3Client
+        from types_boto3_s3.paginator import ListObjectsV2Paginator
+        from types_boto3_sqs import SQSClient
+        async def a(sqs: SQSClient, s3: S3Client, pages: ListObjectsV2Paginator):
+            sqs.send_message(QueueUrl="q", MessageBody="m")
+            s3.get_object(Bucket="b", Key="k")
+            pages.paginate(Bucket="b")
+        async def b(table: Table, bucket: Bucket, obj: Object, queue: Queue):
+            table.put_item(Item={})
+            bucket.put_object(Key="k", Body=b"")
+            obj.get()
+            queue.send_message(MessageBody="m")
+        """,
+        [
+            f"ASY104 {S}:9 a -> boto3.client.send_message",
+            f"ASY104 {S}:10 a -> boto3.client.get_object",
+            f"ASY104 {S}:11 a -> boto3.Paginator.paginate",
+            f"ASY104 {S}:13 b -> boto3.resource.put_item",
+            f"ASY104 {S}:14 b -> boto3.resource.put_object",
+            f"ASY104 {S}:15 b -> boto3.resource.get",
+            f"ASY104 {S}:16 b -> boto3.resource.send_message",
+        ],
+    ),
+    Snippet(
+        "suppress-blocking-io-is-a-non-blocking-socket-or-fd",
+        """
+        import contextlib
+        import os
+        import socket
+        from contextlib import suppress
+        class Waker:
+            def __init__(self):
+                self.sock = socket.socket()
+                self.sock.setblocking(False)
+            def wake(self):
+                with contextlib.suppress(BlockingIOError):
+                    self.sock.send(b"x")
+            def wake_too(self):
+                with suppress(InterruptedError, BlockingIOError):
+                    self.sock.send(b"x")
+            def drain(self):
+                with suppress(OSError):
+                    self.sock.recv(1)
+        async def notify(waker: Waker, fd: int):
+            waker.wake()
+            waker.wake_too()
+            waker.drain()
+            try:
+                os.write(fd, b"x")
+            except BlockingIOError:
+                pass
+            with suppress(BlockingIOError):
+                os.read(fd, 1)
+            os.read(fd, 1)
+        """,
+        [
+            f"ASY113 {S}:22 notify -> {S}:18 Waker.drain -> socket.socket.recv",
+            f"ASY107 {S}:29 notify -> os.read",
+        ],
+    ),
+    Snippet(
+        "explicitly-non-blocking-waits",
+        """
+        import concurrent.futures
+        import queue
+        import threading
+        lock = threading.Lock()
+        event = threading.Event()
+        jobs: queue.Queue = queue.Queue()
+        async def poll(future: concurrent.futures.Future, thread: threading.Thread):
+            if lock.acquire(blocking=False):
+                lock.release()
+            if lock.acquire(False) or lock.acquire(timeout=0):
+                lock.release()
+            jobs.get(block=False)
+            jobs.get(False)
+            jobs.get(True, 0)
+            event.wait(0)
+            event.wait(timeout=0.0)
+            future.result(timeout=0)
+            thread.join(0)
+            lock.acquire(True)
+            jobs.get(timeout=1)
+            event.wait(timeout=5)
+        """,
+        [
+            f"ASY114 {S}:20 poll -> threading.Lock.acquire",
+            f"ASY114 {S}:21 poll -> queue.Queue.get",
+            f"ASY114 {S}:22 poll -> threading.Event.wait",
+        ],
+    ),
+    Snippet(
+        "lazy-stdlib-iterators-block-where-iterated",
+        """
+        import asyncio
+        import glob
+        import os
+        from pathlib import Path
+        async def in_a_thread(p: Path, pattern: str):
+            await asyncio.to_thread(list, os.walk(p))
+            await asyncio.to_thread(sorted, p.rglob("*.py"))
+            found = glob.iglob(pattern)
+            await asyncio.to_thread(list, found)
+            walker = p.walk()
+            return await asyncio.to_thread(list, walker)
+        async def on_the_loop(p: Path):
+            for root, dirs, files in os.walk(p):
+                pass
+            names = p.glob("*.txt")
+            return sorted(names), next(p.iterdir())
+        """,
+        [
+            f"ASY107 {S}:14 on_the_loop -> os.walk",
+            f"ASY106 {S}:16 on_the_loop -> pathlib.Path.glob",
+            f"ASY106 {S}:17 on_the_loop -> pathlib.Path.iterdir",
+        ],
+    ),
+    Snippet(
+        "future-result-after-awaiting-it-through-wrap-future",
+        """
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+        executor = ThreadPoolExecutor(4)
+        def work():
+            return 1
+        async def awaited():
+            future = executor.submit(work)
+            await asyncio.wrap_future(future)
+            return future.result()
+        async def too_early():
+            future = executor.submit(work)
+            value = future.result()
+            await asyncio.wrap_future(future)
+            return value
+        """,
+        [
+            f"ASY114 {S}:13 too_early -> concurrent.futures.Future.result",
+        ],
+    ),
 ]
 
 

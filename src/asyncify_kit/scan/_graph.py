@@ -90,6 +90,7 @@ _DEF = 4  # target is a project key
 _SELF = 5  # first parameter of a method: target is the class key
 _CLS = 6  # first parameter of a classmethod
 _FROM = 7  # ``from pkg import name``: target is ``pkg.name``
+_ENTER = 8  # ``with node as name``: what entering node gives; target "async" for ``async with``
 
 _PENDING = 1
 _DONE = 2
@@ -415,11 +416,22 @@ class _Walker:
                 self.expression(item.context_expr, scope, func)
                 if func is not None and isinstance(stmt, ast.With):
                     func.withs.append((item.context_expr, stmt))
-                if item.optional_vars is not None:
-                    self.assign(
-                        item.optional_vars, item.context_expr, None, scope, func, stmt.lineno
+                bound = item.optional_vars
+                if isinstance(bound, ast.Name):
+                    kind = "async" if isinstance(stmt, ast.AsyncWith) else ""
+                    scope.bind(
+                        bound.id,
+                        Binding(scope, stmt.lineno, _ENTER, item.context_expr, target=kind),
                     )
+                elif bound is not None:
+                    self.assign(bound, item.context_expr, None, scope, func, stmt.lineno)
+            start = len(func.calls) if func is not None else 0
             self.statements(stmt.body, scope, func)
+            if func is not None and any(
+                _suppresses_blocking_io(item.context_expr) for item in stmt.items
+            ):
+                # ``with suppress(BlockingIOError): sock.send(...)``, the ``try`` below
+                func.nonblocking.update(id(call) for call in func.calls[start:])
         elif isinstance(stmt, ast.For | ast.AsyncFor):
             self.expression(stmt.iter, scope, func)
             self.assign(stmt.target, None, None, scope, func, stmt.lineno)
@@ -722,17 +734,26 @@ class _Walker:
 
 
 _NONBLOCKING_ERRORS = frozenset({"BlockingIOError", "SSLWantReadError", "SSLWantWriteError"})
+# calls that raise BlockingIOError on a non-blocking socket or file descriptor (a pipe's)
 _SOCKET_METHODS = ("socket.socket.", "ssl.SSLSocket.")
+_FD_CALLS = frozenset({"os.read", "os.write"})
 
 
 def _catches_blocking_io(handlers: list[ast.ExceptHandler]) -> bool:
     for handler in handlers:
         kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-        for kind in kinds:
-            name = kind.id if isinstance(kind, ast.Name) else getattr(kind, "attr", "")
-            if name in _NONBLOCKING_ERRORS:
-                return True
+        if any(_decorator_name(kind) in _NONBLOCKING_ERRORS for kind in kinds if kind):
+            return True
     return False
+
+
+def _suppresses_blocking_io(node: ast.expr) -> bool:
+    """``contextlib.suppress(BlockingIOError, ...)``: what ``except BlockingIOError`` does."""
+    return (
+        isinstance(node, ast.Call)
+        and _decorator_name(node.func) == "suppress"
+        and any(_decorator_name(arg) in _NONBLOCKING_ERRORS for arg in node.args)
+    )
 
 
 _ASYNC_NODES = (ast.Await, ast.AsyncFor, ast.AsyncWith)
@@ -829,6 +850,17 @@ class Project:
             name.rpartition(".")[0] for name in (*BLOCKING_CALLS, *self.extra_exact)
         ) | frozenset(prefix[:-1] for prefix, _ in self.extra_prefixes)
         self.offload_decorators = OFFLOAD_DECORATORS | offload_decorators
+        # the types the rules know: an instance of any other says nothing (`vague`)
+        self.known_types = self.rule_types | frozenset(
+            (
+                *FACTORIES.values(),
+                *ANY_METHOD_TYPES,
+                *NAMESPACE_TYPES,
+                *ATTRIBUTE_TYPES.values(),
+                *TYPE_ALIASES.values(),
+            )
+        )
+        self._abstracts: dict[ClassInfo, bool] = {}
         self.property_names = frozenset(
             func.node.name for module in modules for func in module.functions if func.is_property
         )
@@ -838,8 +870,16 @@ class Project:
         self._ref_pending: set[str] = set()
         self._reach: dict[FunctionInfo, dict[Blocking, Chain]] = {}
         self._mro: dict[ClassInfo, tuple[list[ClassInfo], list[str]]] = {}
+        # inherited methods analysed for the class of their receiver (`_dispatched`)
+        self._descendants: dict[ClassInfo, list[ClassInfo]] | None = None
+        self._indexing = False
+        self._overridden: dict[ClassInfo, frozenset[str]] = {}
+        self._receiver_needed: dict[FunctionInfo, bool] = {}
+        self._specialized: dict[tuple[FunctionInfo, ClassInfo], FunctionInfo] = {}
         self._generators: dict[FunctionInfo, bool] = {}
         self._iterated: dict[FunctionInfo, set[int]] = {}
+        # per async def: the names of futures it awaits through ``asyncio.wrap_future``
+        self._awaited_futures: dict[FunctionInfo, dict[str, tuple[int, int]]] = {}
         # functions whose calls could not be resolved (RecursionError): reported as ASY001
         self.too_deep: list[FunctionInfo] = []
 
@@ -966,6 +1006,11 @@ class Project:
                 value = Inst(binding.target)
             elif kind == _CLS:
                 value = Ref(binding.target)
+            elif kind == _ENTER:
+                assert binding.node is not None
+                value = self.entered(
+                    binding.node, binding.scope, binding.line, is_async=binding.target == "async"
+                )
         finally:
             binding.value = value
             binding.state = _DONE
@@ -1030,14 +1075,18 @@ class Project:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             left = self.eval(node.left, scope, line)
             return left if left == _PATH else None
-        if isinstance(node, ast.IfExp):
-            return self.eval(node.body, scope, line) or self.eval(node.orelse, scope, line)
-        if isinstance(node, ast.BoolOp):
-            for value_node in node.values:
+        if isinstance(node, ast.IfExp | ast.BoolOp):
+            # ``session or requests.Session()``: the first value known, a concrete one first
+            first: Value = None
+            for value_node in (
+                (node.body, node.orelse) if isinstance(node, ast.IfExp) else node.values
+            ):
                 value = self.eval(value_node, scope, line)
                 if value is not None:
-                    return value
-            return None
+                    if not self.vague(value):
+                        return value
+                    first = first or value
+            return first
         if isinstance(node, ast.NamedExpr):
             return self.eval(node.value, scope, line)
         if isinstance(node, ast.Subscript):
@@ -1147,36 +1196,187 @@ class Project:
 
         Every binding counts, the class body's (``conn = None``) and, for an instance, the
         ``self.name = ...`` of the methods, for the class the ``cls.name = ...`` of its
-        classmethods, so a ``None`` default does not hide the rest.
+        classmethods, so a ``None`` default does not hide the rest. Nor does a value of a
+        type no rule knows, such as an annotation ``session: Any`` or one naming a protocol
+        or an abstract class: a value assigned elsewhere (``self.session =
+        requests.Session()``) is preferred, and the vague one used only when there is none.
         """
         project, external = self.mro(cls)
         found = False
+        vague: Value = None
         for current in project:
             bindings = current.bindings.get(name)
             if bindings:
                 found = True
                 binding = _pick(bindings, 0)
                 value = self.binding_value(binding)
+                if binding.kind == _DEF and isinstance(value, Ref) and current is not cls:
+                    func = self.registry.get(value.name)
+                    if isinstance(func, FunctionInfo):
+                        value = Ref(self._dispatched(func, cls).key)
                 if instance and binding.kind == _DEF and isinstance(value, Ref):
                     func = self.registry.get(value.name)
                     if isinstance(func, FunctionInfo) and func.is_property:
                         return self.returns(func)
                 if value is not None:
-                    return value
+                    if not self.vague(value):
+                        return value
+                    vague = vague or value
             attrs = (current.attrs if instance else current.class_attrs).get(name)
             if attrs:
                 found = True
                 for binding in reversed(attrs):
                     value = self.binding_value(binding)
                     if value is not None:
-                        return value
+                        if not self.vague(value):
+                            return value
+                        vague = vague or value
         if found:
-            return None
+            return vague
         for base in external:
             if instance:
                 return self.attr(Inst(base), name)
             return Ref(f"{base}.{name}")
         return None
+
+    def vague(self, value: Value) -> bool:
+        """True for an instance of a type that says nothing to the rules: a library type no
+        rule knows (``typing.Any``, ``object``), or a protocol or abstract class of the
+        project, which the object is an instance of a subclass of."""
+        if not isinstance(value, Inst):
+            return False
+        target = self.registry.get(value.type)
+        if isinstance(target, ClassInfo):
+            return self._abstract(target)
+        if target is not None:
+            return False
+        return value.type not in self.known_types and self._extra_rule(f"{value.type}.") is None
+
+    def _abstract(self, cls: ClassInfo) -> bool:
+        """A protocol, or an abstract base class (``ABC``, ``@abstractmethod`` methods)."""
+        known = self._abstracts.get(cls)
+        if known is None:
+            known = any(
+                _decorator_name(base.value if isinstance(base, ast.Subscript) else base)
+                in ("Protocol", "ABC")
+                for base in cls.base_nodes
+            )
+            for bindings in cls.bindings.values():
+                method = self.registry.get(bindings[-1].target)
+                if isinstance(method, FunctionInfo) and any(
+                    _decorator_name(decorator) == "abstractmethod"
+                    for decorator in method.decorators
+                ):
+                    known = True
+                    break
+            self._abstracts[cls] = known
+        return known
+
+    def _dispatched(self, func: FunctionInfo, receiver: ClassInfo) -> FunctionInfo:
+        """Method `func`, inherited by `receiver`, as it runs on an instance of `receiver`.
+
+        ``self.x`` in a method is looked up on the object's class, which may be a subclass of
+        the one defining it: a template method calling an abstract ``self._fetch()``, a base
+        repository or mixin using ``self.session`` that the subclass's ``__init__`` sets.
+        Such a method is analysed once per receiving class, as a copy whose ``self`` is an
+        instance of that class; a method whose ``self.*`` names no subclass redefines (nor
+        those of the methods it calls on ``self``) is the same for all, and is not copied.
+        """
+        if func.cls is None or func.cls is receiver or not self._receiver_needed_for(func):
+            return func
+        copy = self._specialized.get((func, receiver))
+        if copy is None:
+            assert func.parent is not None  # a method is nested in its module or function
+            copy = FunctionInfo(
+                f"{func.key}<{receiver.key}>",
+                func.display,
+                func.module,
+                func.parent,
+                func.node,
+                func.cls,
+            )
+            for slot in _SHARED_FUNCTION_SLOTS:
+                setattr(copy, slot, getattr(func, slot))
+            for name, bindings in func.bindings.items():
+                copy.bindings[name] = [
+                    _rebind(binding, func, copy, receiver) for binding in bindings
+                ]
+            self.registry[copy.key] = copy
+            self._specialized[(func, receiver)] = copy
+        return copy
+
+    def _receiver_needed_for(self, func: FunctionInfo) -> bool:
+        """True when what `func` reads on ``self`` may differ in a subclass of its class."""
+        known = self._receiver_needed.get(func)
+        if known is not None:
+            return known
+        self._receiver_needed[func] = False  # a cycle of methods calling each other on self
+        cls = func.cls
+        first = _first_param(func.node)
+        names = {
+            node.attr
+            for node in (*func.attr_loads, *(call.func for call in func.calls))
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == first
+        }
+        needed = False
+        binding = func.bindings.get(first) if first is not None else None
+        if cls is not None and names and binding and binding[0].kind == _SELF:
+            if names & self._names_below(cls):
+                needed = True
+            else:
+                project = self.mro(cls)[0]
+                for name in names:
+                    method = self._method_of(project, name)
+                    if method is not None and self._receiver_needed_for(method):
+                        needed = True
+                        break
+        self._receiver_needed[func] = needed
+        return needed
+
+    def _method_of(self, project: list[ClassInfo], name: str) -> FunctionInfo | None:
+        """The project method `name` first found along the classes `project`."""
+        for current in project:
+            bindings = current.bindings.get(name)
+            if bindings:
+                binding = _pick(bindings, 0)
+                if binding.kind != _DEF:
+                    return None
+                target = self.registry.get(binding.target)
+                return target if isinstance(target, FunctionInfo) else None
+        return None
+
+    def _names_below(self, cls: ClassInfo) -> frozenset[str]:
+        """The names bound, in their bodies or on ``self``, by the project classes that the
+        subclasses of `cls` inherit from and `cls` does not (the subclasses themselves too)."""
+        known = self._overridden.get(cls)
+        if known is not None:
+            return known
+        if self._descendants is None:
+            if self._indexing:  # a base class computed by a call that asks again: not known yet
+                return frozenset()
+            self._indexing = True
+            descendants: dict[ClassInfo, list[ClassInfo]] = {}
+            try:
+                for module in self.modules:
+                    for sub in module.classes:
+                        for base in self.mro(sub)[0][1:]:
+                            descendants.setdefault(base, []).append(sub)
+            finally:
+                self._indexing = False
+            self._descendants = descendants
+        names: set[str] = set()
+        own = set(self.mro(cls)[0])
+        seen: set[ClassInfo] = set()
+        for sub in self._descendants.get(cls, ()):
+            for current in self.mro(sub)[0]:  # a sibling base too: ``class Repo(Mixin, Holder)``
+                if current not in own and current not in seen:
+                    seen.add(current)
+                    names.update(current.bindings)
+                    names.update(current.attrs)
+        known = self._overridden[cls] = frozenset(names)
+        return known
 
     def call_value(self, callee: Value, node: ast.Call, scope: Scope, line: int) -> Value:
         """The value a call returns."""
@@ -1196,6 +1396,20 @@ class Project:
                 return None
             if name == "builtins.super":
                 return self._super(scope)
+            if name in _FIELD_CALLS:
+                # a class attribute ``s3: object = field(default_factory=make_s3)``: what the
+                # factory makes, or the default
+                for keyword in node.keywords:
+                    if keyword.arg in ("default_factory", "factory"):
+                        if isinstance(keyword.value, ast.Lambda):  # in a class body: not walked
+                            return self.eval(keyword.value.body, _lexical(scope), line)
+                        factory = ast.copy_location(
+                            ast.Call(func=keyword.value, args=[], keywords=[]), node
+                        )
+                        return self.eval(factory, scope, line)
+                    if keyword.arg == "default":
+                        return self.eval(keyword.value, scope, line)
+                return None
             if name in _DEPENDS:
                 # FastAPI's ``Depends(get_db)``: what the dependency returns (or yields)
                 if not node.args:
@@ -1244,6 +1458,8 @@ class Project:
             annotation = func.node.returns
             if annotation is not None:
                 value = self.annotation(annotation, func, func.line)
+                if value in _SELF_TYPES:  # ``def __enter__(self) -> Self``
+                    value = Inst(func.cls.key) if func.cls is not None else None
             if value is None:
                 for expr in func.returns:
                     value = self.eval(expr, func, expr.lineno)
@@ -1253,6 +1469,46 @@ class Project:
             func.ret_value = value
             func.ret_state = _DONE
         return value
+
+    def entered(self, node: ast.expr, scope: Scope, line: int, *, is_async: bool) -> Value:
+        """What ``with node as x`` (``async with``) binds to ``x``.
+
+        A ``@contextmanager`` (``@asynccontextmanager``) function of the project gives what it
+        yields, ``contextlib.closing(x)`` and ``nullcontext(x)`` give ``x``, and an instance of
+        a project class what its ``__enter__`` (``__aenter__``) returns. A library type is
+        taken as itself: the usual ``__enter__`` (a session, a connection, a file) returns
+        self, and the others are listed as the factories they are
+        (``with pool.connection() as conn``).
+        """
+        if isinstance(node, ast.Call):
+            callee = self.eval(node.func, scope, line)
+            while isinstance(callee, Partial):
+                callee = callee.inner
+            if isinstance(callee, Ref):
+                if callee.name in _PASSTHROUGH_CONTEXTS:
+                    return self.eval(node.args[0], scope, line) if node.args else None
+                target = self.registry.get(callee.name)
+                if isinstance(target, FunctionInfo) and any(
+                    _decorator_name(d) in _CONTEXT_DECORATORS for d in target.decorators
+                ):
+                    return self.yielded(target)
+        value = self.eval(node, scope, line)
+        if isinstance(value, Inst):
+            cls = self.registry.get(value.type)
+            if isinstance(cls, ClassInfo):
+                method = self.member(cls, "__aenter__" if is_async else "__enter__", instance=False)
+                target = self.registry.get(method.name) if isinstance(method, Ref) else None
+                if isinstance(target, FunctionInfo):
+                    return self.returns(target)
+        return value
+
+    def yielded(self, func: FunctionInfo) -> Value:
+        """The first known value generator function `func` yields."""
+        for expr in func.yields:
+            found = self.eval(expr, func, expr.lineno)
+            if found is not None:
+                return found
+        return None
 
     def dependency(self, value: Value) -> Value:
         """The value FastAPI injects for ``Depends(value)``: an instance of a class, what a
@@ -1265,11 +1521,7 @@ class Project:
         if not isinstance(target, FunctionInfo):
             return None
         if target.yields:
-            for expr in target.yields:
-                found = self.eval(expr, target, expr.lineno)
-                if found is not None:
-                    return found
-            return None
+            return self.yielded(target)
         return self.returns(target)
 
     def is_offloaded(self, func: FunctionInfo) -> bool:
@@ -1333,8 +1585,21 @@ class Project:
                 continue
             if (
                 isinstance(site, Blocking)
-                and site.name.startswith(_SOCKET_METHODS)
+                and (site.name.startswith(_SOCKET_METHODS) or site.name in _FD_CALLS)
                 and id(node) in func.nonblocking
+            ):
+                continue
+            if (
+                isinstance(site, Blocking)
+                and site.name in _LAZY_CALLS
+                and id(node) not in self._iterated_calls(func)
+            ):
+                continue  # a lazy iterator made: it reads the disk where it is iterated
+            if (
+                isinstance(site, Blocking)
+                and site.name in _FUTURE_WAITS
+                and func.is_async
+                and self._done_future(func, node)
             ):
                 continue
             if (
@@ -1344,6 +1609,36 @@ class Project:
             ):
                 continue  # a generator object made, not run: whoever iterates it runs the body
             sites.append(site)
+
+    def _done_future(self, func: FunctionInfo, node: ast.Call) -> bool:
+        """True for ``future.result()`` after ``await asyncio.wrap_future(future)`` in `func`:
+        the future is done, and the call returns at once."""
+        receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+        if not isinstance(receiver, ast.Name):
+            return False
+        awaited = self._awaited_futures.get(func)
+        if awaited is None:
+            awaited = {}
+            stack: list[ast.AST] = [*func.node.body]
+            while stack:
+                sub = stack.pop()
+                if isinstance(sub, _NESTED_SCOPES):
+                    continue
+                if isinstance(sub, ast.Await):
+                    for inner in ast.walk(sub.value):
+                        if (
+                            isinstance(inner, ast.Call)
+                            and _decorator_name(inner.func) == "wrap_future"
+                            and inner.args
+                            and isinstance(inner.args[0], ast.Name)
+                        ):
+                            end = (sub.end_lineno or sub.lineno, sub.end_col_offset or 0)
+                            name = inner.args[0].id
+                            awaited[name] = min(awaited.get(name, end), end)
+                stack.extend(ast.iter_child_nodes(sub))
+            self._awaited_futures[func] = awaited
+        done = awaited.get(receiver.id)
+        return done is not None and done <= (node.lineno, node.col_offset)
 
     def _generator(self, func: FunctionInfo) -> bool:
         """True for an undecorated generator function: calling it runs none of its body.
@@ -1498,6 +1793,7 @@ class Project:
                 if bindings:
                     target = self.registry.get(_pick(bindings, 0).target)
                     if isinstance(target, FunctionInfo) and target.is_property:
+                        target = self._dispatched(target, cls)
                         sites.append(self._edge(target, attr_node, attr_node))
                     break
 
@@ -1557,7 +1853,7 @@ class Project:
         target = self.registry.get(name)
         if target is None:
             rule_id = _blocking_rule(name)
-            if rule_id is None:
+            if rule_id is None or _does_not_wait(name, node):
                 return None
             return Blocking(
                 rule_id,
@@ -1722,6 +2018,29 @@ _ITERATING_CALLS = frozenset(
 _ITERATING_METHODS = frozenset({"join", "extend", "update", "writelines", "writerows"})
 
 
+# what a method's copy for another receiving class shares with the method (`_dispatched`)
+_SHARED_FUNCTION_SLOTS = (
+    "attr_loads",
+    "calls",
+    "decorators",
+    "elsewhere",
+    "is_property",
+    "nonblocking",
+    "returns",
+    "withs",
+    "yields",
+)
+
+
+def _rebind(
+    binding: Binding, func: FunctionInfo, copy: FunctionInfo, receiver: ClassInfo
+) -> Binding:
+    """`binding` of `func`'s scope, made for `copy`: evaluated there, ``self`` of `receiver`."""
+    scope = copy if binding.scope is func else binding.scope
+    target = receiver.key if binding.kind == _SELF else binding.target
+    return Binding(scope, binding.line, binding.kind, binding.node, target, binding.extra)
+
+
 def _pick(bindings: list[Binding], line: int) -> Binding:
     """The binding in force at `line`: the last one before it, else the last one of all.
 
@@ -1753,6 +2072,28 @@ _TYPING_WRAPPERS = frozenset(
     for module in ("typing", "typing_extensions")
     for name in ("Annotated", "Optional", "Union")
 )
+# library calls that return a generator, and read the disk only as it is iterated: taken as
+# the calls of a generator function of the project are (``Path.iterdir`` is not one: since
+# Python 3.13 it lists the directory when called, as ``os.scandir`` opens it)
+_LAZY_CALLS = frozenset(
+    {
+        "pathlib.Path.glob",
+        "pathlib.Path.rglob",
+        "pathlib.Path.walk",
+        "os.walk",
+        "os.fwalk",
+        "glob.iglob",
+    }
+)
+_FUTURE_WAITS = frozenset(
+    {"concurrent.futures.Future.result", "concurrent.futures.Future.exception"}
+)
+_FIELD_CALLS = frozenset(
+    {"dataclasses.field", "pydantic.Field", "pydantic.fields.Field", "attr.ib", "attrs.field"}
+)
+_SELF_TYPES = frozenset(Inst(f"{module}.Self") for module in ("typing", "typing_extensions"))
+_PASSTHROUGH_CONTEXTS = frozenset({"contextlib.closing", "contextlib.nullcontext"})
+_CONTEXT_DECORATORS = frozenset({"contextmanager", "asynccontextmanager"})
 _DEPENDS = frozenset({"fastapi.Depends", "fastapi.params.Depends", "fastapi.Security"})
 _NAMESPACE_NAMES = {name: ns for ns, names in NAMESPACE_TYPES.items() for name in names}
 
@@ -1771,15 +2112,24 @@ def _namespace_of(name: str) -> str | None:
     return None
 
 
+_BOTO3_STUBS = ("mypy_boto3_", "types_boto3_")
+
+
 def _type_alias(name: str) -> str:
     alias = TYPE_ALIASES.get(name)
     if alias is not None:
         return alias
-    if name.startswith("mypy_boto3_"):
-        if name.endswith("ServiceResource"):
+    if name.startswith(_BOTO3_STUBS):
+        # boto3-stubs' packages, ``mypy_boto3_s3.client.S3Client`` (``types_boto3_`` since
+        # the rename); each resource class is in ``service_resource`` (``Table``, ``Bucket``)
+        if name.endswith("ServiceResource") or ".service_resource." in name:
             return "boto3.resource"
         if name.endswith("Client"):
             return "boto3.client"
+        if name.endswith("Paginator"):
+            return "boto3.Paginator"
+        if name.endswith("Waiter"):
+            return "boto3.Waiter"
     return name
 
 
@@ -1798,6 +2148,55 @@ def _blocking_rule(name: str) -> str | None:
     ):
         return spec[0]
     return None
+
+
+# waits that return at once when an argument, by position or keyword, is the constant False
+# or 0 (``blocking=False``, ``timeout=0``): name -> those arguments
+_NO_WAIT_ARGUMENTS: dict[str, tuple[tuple[int, str], ...]] = {
+    **{
+        f"threading.{kind}.acquire": ((0, "blocking"), (1, "timeout"))
+        for kind in ("Lock", "RLock", "Semaphore", "Condition")
+    },
+    "queue.Queue.get": ((0, "block"), (1, "timeout")),
+    **{
+        name: ((0, "timeout"),)
+        for name in (
+            "threading.Event.wait",
+            "threading.Condition.wait",
+            "threading.Thread.join",
+            "concurrent.futures.Future.result",
+            "concurrent.futures.Future.exception",
+            "multiprocessing.pool.AsyncResult.get",
+            "multiprocessing.pool.AsyncResult.wait",
+        )
+    },
+    "threading.Condition.wait_for": ((1, "timeout"),),
+    "concurrent.futures.wait": ((1, "timeout"),),
+}
+
+
+def _does_not_wait(name: str, node: ast.Call) -> bool:
+    """True for the explicitly non-blocking form of a wait: ``lock.acquire(blocking=False)``,
+    ``q.get(False)``, ``event.wait(0)``, ``future.result(timeout=0)``."""
+    arguments = _NO_WAIT_ARGUMENTS.get(name)
+    if arguments is None:
+        return False
+    for position, keyword in arguments:
+        value: ast.expr | None = None
+        if position < len(node.args) and not any(
+            isinstance(arg, ast.Starred) for arg in node.args[: position + 1]
+        ):
+            value = node.args[position]
+        for item in node.keywords:
+            if item.arg == keyword:
+                value = item.value
+        if (
+            isinstance(value, ast.Constant)
+            and isinstance(value.value, int | float)
+            and value.value == 0
+        ):
+            return True
+    return False
 
 
 def _known_external(name: str) -> bool:
