@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +48,19 @@ try:  # trio sets sniffio's thread-local to "trio" for the whole of trio.run()
     from sniffio import thread_local as _sniffio_thread_local
 except ImportError:  # pragma: no cover - sniffio comes with trio; without it there is no trio
     _sniffio_thread_local = None
+
+
+def _forget_trio_in_child() -> None:
+    # A process forked from inside trio.run (multiprocessing's "fork") runs no trio loop, but
+    # the forking thread's thread-locals survive the fork: sniffio's still says "trio", and the
+    # child's blocking calls were reported (raised, in raise mode). asyncio forgets its running
+    # loop in a forked child the same way (a pid check, an at-fork hook since Python 3.12).
+    if _sniffio_thread_local is not None and _sniffio_thread_local.name == "trio":
+        _sniffio_thread_local.name = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_trio_in_child)
 
 __all__ = [
     "BlockingCallWarning",
@@ -380,8 +394,20 @@ KNOWN_ALLOW: Final = (
     "module:asyncpg.connect_utils",
 )
 
-_allowed: contextvars.ContextVar[AllowList | None] = contextvars.ContextVar(
-    "asyncify_kit_allow_blocking", default=None
+
+@dataclass(eq=False)
+class _AllowScope:
+    """One open ``with allow_blocking(...)`` block. *open* turns false when the block ends: a
+    task started inside it holds a copy of the context, scope included, and may outlive it."""
+
+    owner: allow_blocking
+    allow: AllowList
+    open: bool = True
+
+
+#: the allow_blocking blocks open in this context, innermost last
+_allowed: contextvars.ContextVar[tuple[_AllowScope, ...]] = contextvars.ContextVar(
+    "asyncify_kit_allow_blocking", default=()
 )
 
 #: set by BlockingMiddleware for the request being served: returns "GET /items/{id}"
@@ -390,12 +416,20 @@ route_provider: contextvars.ContextVar[Callable[[], str | None] | None] = contex
 )
 
 
+def _allowed_here(rule_name: str, kind: str, frames: list[FrameType]) -> bool:
+    """True if an open `allow_blocking` block of this context allows the call."""
+    return any(
+        scope.open and scope.allow.allows(rule_name, kind, frames) for scope in _allowed.get()
+    )
+
+
 class allow_blocking:
     """Allow blocking calls inside a block or function, even while a detector is active.
 
     With no pattern everything is allowed; otherwise only what the patterns name (same syntax as
-    ``detect_blocking(allow=...)``). Scoped to the current context (task), so other tasks on the
-    same loop are still checked.
+    ``detect_blocking(allow=...)``). Scoped to the current context (task, and the tasks it
+    starts inside the block, until the block ends), so other tasks on the same loop are still
+    checked. One instance can be shared (a module-level constant) by any number of tasks.
 
     >>> import time
     >>> with detect_blocking(mode="raise"), allow_blocking("time.sleep"):
@@ -404,35 +438,23 @@ class allow_blocking:
 
     def __init__(self, *patterns: str) -> None:
         self.allow = AllowList.parse(patterns) if patterns else AllowList(everything=True)
-        self._tokens: list[contextvars.Token[AllowList | None]] = []
 
     def __enter__(self) -> allow_blocking:
-        outer = _allowed.get()
-        merged = self.allow if outer is None else _merge(outer, self.allow)
-        self._tokens.append(_allowed.set(merged))
+        # set, never reset: a Token only resets in the context that made it, and this instance
+        # may be entered by several tasks at once; each context keeps its own stack of scopes
+        _allowed.set((*_allowed.get(), _AllowScope(self, self.allow)))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _allowed.reset(self._tokens.pop())
+        scopes = _allowed.get()
+        for index in range(len(scopes) - 1, -1, -1):
+            if scopes[index].owner is self and scopes[index].open:
+                scopes[index].open = False  # for the tasks started inside that outlive it
+                _allowed.set(scopes[:index] + scopes[index + 1 :])
+                return
 
     def __call__(self, fn: F) -> F:
-        # a fresh scope per call: concurrent calls of the function each hold their own token
-        return _decorate(fn, self._fresh)
-
-    def _fresh(self) -> allow_blocking:
-        scope = allow_blocking.__new__(allow_blocking)
-        scope.allow, scope._tokens = self.allow, []
-        return scope
-
-
-def _merge(a: AllowList, b: AllowList) -> AllowList:
-    return AllowList(
-        a.functions + b.functions,
-        a.modules + b.modules,
-        a.kinds + b.kinds,
-        a.sites + b.sites,
-        a.everything or b.everything,
-    )
+        return _decorate(fn, lambda: self)
 
 
 def _decorate(fn: F, scope: Callable[[], contextlib.AbstractContextManager[Any]]) -> F:
@@ -781,6 +803,41 @@ def suspended() -> Iterator[None]:
 # -- reporting -------------------------------------------------------------------------------
 
 
+#: the loops' functions that call a callback scheduled by the app: ``loop.call_soon(time.sleep,
+#: 1)`` has one of these, not user code, next to the blocking call (module, function name)
+_DISPATCHERS: Final = frozenset(
+    {
+        ("asyncio.events", "_run"),  # Handle._run: call_soon, call_later, add_reader...
+        ("trio._core._entry_queue", "run_cb"),  # TrioToken.run_sync_soon
+        ("trio._threads", "unprotected_fn"),  # trio.from_thread.run_sync
+        ("anyio._backends._asyncio", "wrapper"),  # anyio.from_thread.run_sync on asyncio
+    }
+)
+
+
+def _callback_site(frames: list[FrameType]) -> tuple[CallSite | None, str | None]:
+    """Where a blocking loop callback was scheduled (if known), and a note for the report.
+
+    The callback has no frame of user code: *frames* end at the loop's dispatching function.
+    asyncio's debug mode records where each callback was scheduled; without it, say so.
+    """
+    dispatcher = frames[-1]
+    if (_module_of(dispatcher), dispatcher.f_code.co_name) not in _DISPATCHERS:
+        return None, None
+    handle = dispatcher.f_locals.get("self") if _module_of(dispatcher) == "asyncio.events" else None
+    if not isinstance(handle, asyncio.Handle):
+        return None, "run by the event loop as a callback"
+    scheduled = getattr(handle, "_source_traceback", None)
+    if not scheduled:
+        return (
+            None,
+            "run by the event loop as a callback; asyncio debug mode shows where it was scheduled",
+        )
+    last = scheduled[-1]
+    site = CallSite(last.filename, last.lineno or 0, last.name, "", (last.line or "").strip())
+    return site, "run by the event loop as a callback"
+
+
 def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] | None:
     """Frames from the call out to the first user frame; None if the call is exempt.
 
@@ -788,7 +845,10 @@ def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] |
     first frame outside the standard library): the loop's own machinery, imports, traceback and
     source lookups, logging. Further out they do not count (every call on a loop thread has
     asyncio or trio at the bottom of its stack), except the import system: a library's
-    module-level code run by an import on the loop is the import's cost, not a call to fix.
+    module-level code run by an import on the loop is the import's cost, not a call to fix;
+    and logging: user code that logging runs (an app's own handler) is a logging handler too.
+    One loop frame next to the call is not exempt, a `_DISPATCHERS` one: the loop running a
+    blocking function the app scheduled as a callback; the walk ends there, with no user frame.
     """
     frames: list[FrameType] = []
     frame = start
@@ -801,15 +861,33 @@ def _walk(start: FrameType | None) -> tuple[list[FrameType], FrameType | None] |
         if adjacent:
             top = module.partition(".")[0]
             if top in EXEMPT:
-                return None
+                if (module, frame.f_code.co_name) not in _DISPATCHERS:
+                    return None
+                # the loop ran the blocking function (through the stdlib at most) as a callback
+                # of the app's; what is further out is the loop itself, not who scheduled it
+                frames.append(frame)
+                return frames, None
             adjacent = top in _STDLIB
         elif module.startswith("importlib._bootstrap"):
             return None  # a library's module-level code, run by an import
         frames.append(frame)
         if not _is_library_frame(frame, module):
-            return frames, frame
+            return (frames, frame) if not _called_by_logging(frame) else None
         frame = frame.f_back
     return frames, None
+
+
+def _called_by_logging(user: FrameType) -> bool:
+    """True if *user* runs inside a logging call: an app's own handler (its ``emit`` writing a
+    file), filter or formatter, called by ``Handler.handle`` or ``Logger.callHandlers``."""
+    frame = user.f_back
+    for _ in range(_MAX_STACK):
+        if frame is None:
+            return False
+        if _module_of(frame).partition(".")[0] == "logging":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _responsible(frames: list[FrameType]) -> FrameType:
@@ -861,8 +939,12 @@ def blocking_call(
         walked = _walk(start) if _sessions else None
         if walked is not None and walked[0]:
             frames, user = walked
-            extra = _allowed.get()
-            allowed = extra is not None and extra.allows(rule_name, kind, frames)
+            user_site = CallSite.from_frame(user) if user is not None else None
+            if user is None:  # a loop callback of the app's, or no user code at all
+                user_site, note = _callback_site(frames)
+                if note is not None:
+                    detail = f"{detail}; {note}" if detail else note
+            allowed = _allowed_here(rule_name, kind, frames)
             receivers = [] if allowed else _receivers(rule_name, kind, frames)
             if receivers:
                 provider = route_provider.get()
@@ -872,7 +954,7 @@ def blocking_call(
                     fix=fix,
                     loop=loop,
                     caller=CallSite.from_frame(_responsible(frames)),
-                    user_frame=CallSite.from_frame(user) if user is not None else None,
+                    user_frame=user_site,
                     stack=tuple(CallSite.from_frame(f) for f in frames[:16]),
                     thread=threading.current_thread().name,
                     detail=detail,
@@ -1024,6 +1106,7 @@ def _install() -> None:
         if found is None:
             continue
         owner, attr = found
+        _undo_stale(owner, attr)
         if isinstance(owner, type):
             raw = owner.__dict__.get(attr, _INHERITED)
             if raw is _INHERITED:
@@ -1044,6 +1127,8 @@ def _install() -> None:
                 wrapped = _make_wrapper(rule, tracked_open(raw))
             else:
                 wrapped = _make_wrapper(rule, raw)
+        _locate(wrapped, owner, attr)
+        _originals[_function_of(wrapped)] = raw
         copied_into = _injected_into(rule)
         setattr(owner, attr, wrapped)
         _patches.append(_Patch(owner, attr, raw, wrapped, copied_into))
@@ -1059,6 +1144,24 @@ def _install() -> None:
                 members = getattr(os, capability, None)
                 if isinstance(members, set) and raw in members:
                     members.add(wrapped)
+
+
+def _locate(wrapped: Any, owner: Any, attr: str) -> None:
+    """Name *wrapped* after the place it is installed (``os.stat``, not ``posix.stat``).
+
+    pickle stores a function as its ``__module__`` and ``__qualname__`` and refuses one it does
+    not find there: ``functools.update_wrapper`` copies the original's, and ``posix.stat``
+    (``io.open``, ...) is still the original, so ``os.stat`` could not be sent to a process
+    pool while a detector was active.
+    """
+    function = _function_of(wrapped)
+    if isinstance(owner, type):
+        function.__module__, function.__qualname__ = (
+            owner.__module__,
+            f"{owner.__qualname__}.{attr}",
+        )
+    else:
+        function.__module__, function.__qualname__ = owner.__name__, attr
 
 
 def _injected_into(rule: Rule) -> type | None:
@@ -1091,24 +1194,74 @@ def _uninstall() -> None:
             for cls in _subclasses(patch.copied_into):
                 if cls.__dict__.get(patch.attr) is patch.installed:
                     setattr(cls, patch.attr, patch.original)
-        current = (
-            patch.owner.__dict__.get(patch.attr)
-            if isinstance(patch.owner, type)
-            else getattr(patch.owner, patch.attr, None)
-        )
-        if current is not patch.installed:
+        if patch.owner is os:  # whatever happens to the attribute, the wrapper is gone
+            _forget_capabilities(patch.installed)
+        current = _current(patch.owner, patch.attr)
+        if current is patch.installed:
+            _restore(patch.owner, patch.attr, current, patch.original)
+        elif _stale_original(current) is not _NOT_STALE:
+            # a wrapper of an earlier activation, put back by whoever saved it then (a
+            # fixture's monkeypatch undone at teardown): what it replaced goes back
+            _undo_stale(patch.owner, patch.attr)
+        else:
             # someone patched over us (a test's monkeypatch, another tool): leave theirs
             logger.debug("not restoring %r.%s: replaced by another patch", patch.owner, patch.attr)
-            continue
-        if patch.owner is os:
-            for capability in _OS_CAPABILITY_SETS:
-                members = getattr(os, capability, None)
-                if isinstance(members, set):
-                    members.discard(patch.installed)
-        if patch.original is _INHERITED:
-            delattr(patch.owner, patch.attr)
-        else:
-            setattr(patch.owner, patch.attr, patch.original)
+
+
+#: each wrapper installed (as long as something holds it): what its owner held before it, a
+#: `_Patch`'s original. By identity: a copy of a wrapper's attributes (functools.wraps in a
+#: test's spy) is not a wrapper.
+_originals: weakref.WeakKeyDictionary[Callable[..., Any], Any] = weakref.WeakKeyDictionary()
+_NOT_STALE: Final = object()
+
+
+def _function_of(value: Any) -> Any:
+    return value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
+
+
+def _current(owner: Any, attr: str) -> Any:
+    """What *owner* holds as *attr* itself (a class's own, not an inherited one)."""
+    return owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+
+
+def _stale_original(value: Any) -> Any:
+    """What the detector wrapper *value* replaced when installed, or _NOT_STALE if no wrapper."""
+    try:
+        return _originals.get(_function_of(value), _NOT_STALE)
+    except TypeError:  # not weakly referenceable (a C function, None): not a wrapper
+        return _NOT_STALE
+
+
+def _undo_stale(owner: Any, attr: str) -> None:
+    """Put back what a wrapper left from an earlier activation replaced, if one is in place.
+
+    A wrapper is saved by whoever patches a patched function while a detector is active
+    (``monkeypatch.setattr(time, "sleep", ...)``) and restored when they undo their patch, which
+    may be after that detector ended. Outside of an activation, every wrapper is stale.
+    """
+    for _ in range(_MAX_STACK):  # bounded: one level is the rule, a wrapper saved twice is not
+        current = _current(owner, attr)
+        original = _stale_original(current)
+        if original is _NOT_STALE:
+            return
+        _restore(owner, attr, current, original)
+
+
+def _forget_capabilities(wrapper: Any) -> None:
+    """Take an os wrapper out of ``os.supports_fd`` and the others `_install` put it in."""
+    for capability in _OS_CAPABILITY_SETS:
+        members = getattr(os, capability, None)
+        if isinstance(members, set):
+            members.discard(wrapper)
+
+
+def _restore(owner: Any, attr: str, installed: Any, original: Any) -> None:
+    if owner is os:
+        _forget_capabilities(installed)
+    if original is _INHERITED:
+        delattr(owner, attr)
+    else:
+        setattr(owner, attr, original)
 
 
 # -- sqlite3: C methods cannot be patched, so connections made while active are subclasses ------

@@ -281,6 +281,13 @@ _OS_FILE: Final = (
 )
 
 
+def _pymysql_close_nonblocking(args: Args, kwargs: Kwargs) -> bool:
+    """close() of a PyMySQL connection that has no socket (closed, or never connected) sends
+    nothing."""
+    conn = args[0] if args else None
+    return getattr(conn, "_sock", None) is None or bool(getattr(conn, "_closed", False))
+
+
 def _build() -> tuple[Rule, ...]:
     rules: list[Rule] = [Rule("time", "sleep", "time.sleep", "sleep", _sleep_nonblocking)]
     rules += [
@@ -393,6 +400,15 @@ def _build() -> tuple[Rule, ...]:
             )
             for m in ("connect", "query", "commit", "rollback", "ping")
         ],
+        # close() sends COM_QUIT first (it was reported as the raw socket/TLS write)
+        Rule(
+            "pymysql",
+            "connections.Connection.close",
+            "pymysql.Connection.close",
+            "mysql",
+            _pymysql_close_nonblocking,
+            stdlib=False,
+        ),
         *[
             Rule("pymysql", f"cursors.Cursor.{m}", f"pymysql.Cursor.{m}", "mysql", stdlib=False)
             for m in ("execute", "executemany", "callproc")

@@ -2,7 +2,7 @@
 
 Installed with asyncify-kit (entry point ``pytest11``) and inert until enabled with
 ``pytest --detect-blocking`` or ``detect_blocking = true`` in the ini file. Then every test's
-setup, call and teardown run under ``detect_blocking(mode="raise")``: a blocking call on the
+setup, call and teardown run under one ``detect_blocking(mode="raise")``: a blocking call on the
 loop thread raises `BlockingCallError` where it is made, and a test whose code swallowed that
 error (a server answering 500, a bare ``except``) still fails with the report.
 
@@ -106,13 +106,52 @@ def _failure(reports: list[BlockingReport], phase: str) -> str:
     return f"{count} on the event loop during {phase}:\n{body}\n{hint}"
 
 
+#: the detector of the test being run, active from its setup to the end of its teardown
+_ACTIVE = pytest.StashKey[BlockingDetector | None]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, Any, Any]:
+    # One activation for setup, call and teardown, not one per phase: a fixture that
+    # monkeypatches a patched function (time.sleep) saves the wrapper in place at setup and
+    # puts it back at teardown; with a detector of its own per phase, that wrapper was no
+    # longer the detector's to remove, and stayed in time.sleep after the session.
+    try:
+        detector = _detector_for(item)
+    except Exception:  # an invalid allow pattern: raised again by the setup, the test's error
+        return (yield)
+    item.stash[_ACTIVE] = detector
+    try:
+        if detector is None:
+            return (yield)
+        with detector:
+            return (yield)
+    finally:
+        del item.stash[_ACTIVE]
+
+
 def _watch(item: pytest.Item, phase: str) -> Generator[None, Any, Any]:
+    if _ACTIVE in item.stash:
+        detector = item.stash[_ACTIVE]
+        if detector is None:
+            return (yield)
+        detector.clear()  # this phase's reports only
+        return (yield from _fail_on_reports(item, phase, detector))
+    # run outside pytest_runtest_protocol (a plugin calling the phases itself): one per phase
     detector = _detector_for(item)
     if detector is None:
         return (yield)
+    with detector:
+        return (yield from _fail_on_reports(item, phase, detector))
+
+
+def _fail_on_reports(
+    item: pytest.Item, phase: str, detector: BlockingDetector
+) -> Generator[None, Any, Any]:
     try:
-        with detector:
-            result = yield
+        result = yield
     except BaseException:
         if detector.reports:
             item.add_report_section(phase, "blocking calls", _failure(detector.reports, phase))
