@@ -34,7 +34,7 @@ AsyncifyError
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "AlreadyExists",
@@ -184,4 +184,8 @@ class ReadError(TransportError):
 
 
 class TimeoutException(HTTPError, TimeoutError):
-    """A connect, read, write or pool timeout expired."""
+    """A connect, read, write or pool timeout expired; `phase` says which."""
+
+    #: the timeout that ran out: ``"connect"``, ``"read"``, ``"write"`` or ``"pool"`` (set by
+    #: the HTTP client on each one it raises; ``"read"`` on one made by hand)
+    phase: Literal["connect", "read", "write", "pool"] = "read"

@@ -476,7 +476,7 @@ async def test_read_timeout(http_server: ServerInfo, backend: str) -> None:
             await http.get("/slow", params={"delay": 3})
         assert time.monotonic() - started < 2
         assert isinstance(info.value, TimeoutError)
-        assert info.value.phase == "read"  # type: ignore[attr-defined]
+        assert info.value.phase == "read"
         assert info.value.orig is not None and info.value.__cause__ is info.value.orig
         # a per-request timeout overrides the client's
         r = await http.get("/slow", params={"delay": 0.5}, timeout=2)
@@ -794,7 +794,7 @@ async def test_pool_timeout(http_server: ServerInfo, backend: str) -> None:
                 await http.get("/ok")
             assert time.monotonic() - started < 2.5
             tg.cancel_scope.cancel()
-        assert info.value.phase == "pool"  # type: ignore[attr-defined]
+        assert info.value.phase == "pool"
 
 
 async def test_connect_timeout(backend: str) -> None:
@@ -817,7 +817,7 @@ async def test_connect_timeout(backend: str) -> None:
             with pytest.raises(TimeoutException) as info:
                 await http.get("/x")
             assert time.monotonic() - started < 2.5
-        assert info.value.phase == "connect"  # type: ignore[attr-defined]
+        assert info.value.phase == "connect"
     finally:
         for sock in [*fill, server]:
             sock.close()

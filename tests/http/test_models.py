@@ -136,9 +136,9 @@ def test_retry_policy() -> None:
     assert 0.25 <= policy.wait_for(1, "not a date") <= 0.5
     assert Retry(1, respect_retry_after=False, jitter=0).wait_for(1, "7") == 0.5
     timeout = TimeoutException("x")
-    timeout.phase = "write"  # type: ignore[attr-defined]
+    timeout.phase = "write"
     assert not policy.should_retry_error(timeout)
-    timeout.phase = "read"  # type: ignore[attr-defined]
+    timeout.phase = "read"
     assert policy.should_retry_error(timeout)
     assert Retry.coerce(None).total == 0 and Retry.coerce(4).total == 4
     for bad in (-1, True, "3"):

@@ -23,6 +23,8 @@ async def api() -> None:
         assert_type(r.headers.get_list("set-cookie"), list[str])
         assert_type(r.content, bytes)
         assert_type(r.text, str)
+        r.encoding = "iso-8859-1"
+        assert_type(r.encoding, str)
         assert_type(r.json(), Any)
         assert_type(r.url, str)
         assert_type(r.elapsed, datetime.timedelta)

@@ -308,17 +308,24 @@ class Request:
         return f"<Request [{self.method} {redact_url(self.url)}]>"
 
 
+def _is_text_encoding(name: str) -> bool:
+    """Whether bytes can be decoded to text with codec *name*, errors replaced: not for an
+    unknown name, nor for the codecs of bytes to bytes (``hex``, ``base64``, ``rot13``,
+    a `LookupError` from ``bytes.decode``) or the few that refuse ``errors="replace"``."""
+    try:
+        b"\x00".decode(name, errors="replace")
+    except (LookupError, UnicodeError):
+        return False
+    return True
+
+
 def _charset(content_type: str | None) -> str | None:
-    if not content_type:
-        return None
+    if not content_type or "charset" not in content_type.lower():
+        return None  # most JSON APIs send none: no header parse for each json()
     msg = Message()
     msg["content-type"] = content_type
     charset = msg.get_param("charset")
-    if isinstance(charset, str):
-        try:
-            codecs.lookup(charset)
-        except LookupError:
-            return None
+    if isinstance(charset, str) and _is_text_encoding(charset):
         return charset
     return None
 
@@ -336,6 +343,7 @@ class Response:
     __slots__ = (
         "_content",
         "_elapsed",
+        "_encoding",
         "_header_items",
         "_headers",
         "_reason",
@@ -370,6 +378,7 @@ class Response:
         self.request = request
         self._elapsed: datetime.timedelta | float = elapsed if elapsed is not None else 0.0
         self._reason = reason_phrase
+        self._encoding: str | None = None
 
     @classmethod
     def from_backend(
@@ -395,6 +404,7 @@ class Response:
         self.request = request
         self._elapsed = elapsed
         self._reason = reason_phrase
+        self._encoding = None
         return self
 
     @property
@@ -432,8 +442,25 @@ class Response:
 
     @property
     def encoding(self) -> str:
-        """The charset of the ``Content-Type`` header, else ``utf-8``."""
-        return _charset(self.headers.get("content-type")) or "utf-8"
+        """What `text`, `aiter_text` and `json` decode with: the encoding set here, else the
+        charset of the ``Content-Type`` header, else ``utf-8``.
+
+        Set it when the server declares no charset, or a wrong one (requests reads ``text/*``
+        without a charset as ISO-8859-1; for its result, ``r.encoding = "iso-8859-1"``). It
+        takes effect for every later read, `text` included: nothing decoded is kept (httpx
+        refuses the change once ``text`` was read). A name Python cannot decode text with is
+        a `ConfigError`.
+        """
+        return self._encoding or _charset(self.headers.get("content-type")) or "utf-8"
+
+    @encoding.setter
+    def encoding(self, value: str) -> None:
+        if not isinstance(value, str) or not _is_text_encoding(value):
+            raise ConfigError(
+                f"invalid encoding {value!r}; accepted: the name of a text encoding Python"
+                " knows, such as 'utf-8' or 'iso-8859-1'"
+            )
+        self._encoding = value
 
     @property
     def text(self) -> str:
@@ -441,8 +468,25 @@ class Response:
         return self.content.decode(self.encoding, errors="replace")
 
     def json(self, **kwargs: Any) -> Any:
-        """The body parsed as JSON (``json.loads`` keyword arguments are passed on)."""
-        return jsonlib.loads(self.content, **kwargs)
+        """The body parsed as JSON (``json.loads`` keyword arguments are passed on).
+
+        The body is decoded with the `encoding` set, else the charset of ``Content-Type``, as
+        requests does; without either, UTF-8, -16 or -32 is told from its first bytes (RFC
+        8259, as ``json.loads`` does with bytes). A body that is not JSON, or not text in
+        that encoding, raises `json.JSONDecodeError` (a `ValueError`), never U+FFFD in the
+        data.
+        """
+        content = self.content
+        encoding = self._encoding or _charset(self.headers.get("content-type"))
+        if encoding is None:
+            encoding = jsonlib.detect_encoding(content)
+        try:
+            # "surrogatepass" as json.loads(bytes) has it: a lone surrogate reaches the parser
+            text = content.decode(encoding, errors="surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise _undecodable_json(exc) from exc
+        # a byte order mark, which json.loads refuses in text (RFC 8259 allows ignoring it)
+        return jsonlib.loads(text.removeprefix("\ufeff"), **kwargs)
 
     @property
     def is_success(self) -> bool:
@@ -512,6 +556,17 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code} {self.reason_phrase}]>"
+
+
+def _undecodable_json(exc: UnicodeDecodeError) -> jsonlib.JSONDecodeError:
+    """The error of `Response.json` for a body that is not text in its encoding: a
+    `json.JSONDecodeError` like any body that is not JSON (a bare `UnicodeDecodeError`
+    escaped the ``except json.JSONDecodeError`` clauses written for that), pointing at the
+    first undecodable byte."""
+    body, start = exc.object, exc.start
+    doc = body.decode(exc.encoding, errors="replace")
+    pos = len(body[:start].decode(exc.encoding, errors="replace"))
+    return jsonlib.JSONDecodeError(f"the body is not valid {exc.encoding} ({exc.reason})", doc, pos)
 
 
 def _released_error() -> RuntimeError:

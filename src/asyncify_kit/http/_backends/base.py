@@ -369,8 +369,8 @@ def http_error(
     """
     detail = redact_text(_detail(exc), secrets)
     error = cls(f"{what} for {request.method} {redact_url(request.url)}: {detail}", orig=exc)
-    if phase is not None or isinstance(error, TimeoutException):
-        error.phase = phase or "read"  # type: ignore[attr-defined]
+    if isinstance(error, TimeoutException):
+        error.phase = phase or "read"
     return error
 
 
