@@ -4,6 +4,14 @@ A row is a read-only `Mapping` of column names to values (iterating it yields th
 for a `dict`), and also ``row.name`` and ``row[0]``. Rows of one result share a single
 name-to-position table and keep the driver's row object, so building them copies nothing.
 
+A result may name two columns alike (``select o.id, c.id``). Its rows keep every column, as
+asyncpg's ``Record`` and ``sqlite3.Row`` do: iteration, ``len()``, ``keys()``, ``values()``
+and ``items()`` have one entry per column, in order, and ``row[1]`` reaches the second
+``id``; by name (``row["id"]``, ``row.id``, ``dict(row)``, `Row.as_dict`) a name is its
+first column (as ``sqlite3.Row``; asyncpg's gives the last). The table of such a result is a
+`_Columns`, which carries the names in order; a result with distinct names (nearly all)
+keeps a plain `dict`, so nothing changes for it.
+
 The two references a row holds live in a small C base (`_rowcore`, built at install when a
 compiler is there) that also builds a whole result's rows in one loop: about 40 ns a row
 instead of 150-250 ns through ``Row.__init__``, which is what a 100-row ``fetch_all`` needs to
@@ -22,7 +30,7 @@ import json
 import os
 import typing
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from decimal import Decimal
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -34,11 +42,31 @@ __all__ = ["SPEEDUPS", "Row", "convert_row", "converted_rows", "make_keys", "row
 T = TypeVar("T")
 
 
+class _Columns(dict[str, int]):
+    """The name-to-position table of a result whose column names repeat: by name, the first
+    column so named; `names`, every column's name in order, for a row's iteration, ``len()``
+    and views (else they had one entry per distinct name, and dropped a column)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        for index, name in enumerate(names):
+            self.setdefault(name, index)
+        self.names: tuple[str, ...] = tuple(names)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Columns, (self.names,))
+
+
 def make_keys(names: Sequence[str]) -> dict[str, int]:
-    """The name-to-position table of a result (the first of duplicate names wins)."""
+    """The name-to-position table of a result (the first of duplicate names wins); a
+    `_Columns`, which keeps every name, when names repeat."""
     keys: dict[str, int] = {}
     for index, name in enumerate(names):
         keys.setdefault(name, index)
+    if len(keys) != len(names):
+        return _Columns(names)
     return keys
 
 
@@ -183,37 +211,89 @@ class Row(_RowBase, Mapping[str, Any]):
             ) from None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
+        keys = self._keys
+        return iter(keys.names if type(keys) is _Columns else keys)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        keys = self._keys
+        return len(keys.names if type(keys) is _Columns else keys)
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys
 
+    def _positions(self) -> Iterable[int]:
+        """Each column's position in *_values*, in the order of iteration."""
+        keys = self._keys
+        return range(len(keys.names)) if type(keys) is _Columns else keys.values()
+
+    def values(self) -> ValuesView[Any]:
+        """The values, one per column, a repeated name's columns included."""
+        return _RowValues(self)
+
+    def items(self) -> ItemsView[str, Any]:
+        """The (name, value) pairs, one per column, a repeated name's columns included."""
+        return _RowItems(self)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Row):
-            return dict(self.items()) == dict(other.items())
+            if type(self._keys) is _Columns or type(other._keys) is _Columns:
+                # names repeat: equal when every column is, in order
+                return list(self.items()) == list(other.items())
+            return self.as_dict() == other.as_dict()
         if isinstance(other, Mapping):
-            return dict(self.items()) == dict(other.items())
+            return self.as_dict() == dict(other.items())
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # a row compares like a dict
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={self._values[i]!r}" for k, i in self._keys.items())
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.items())
         return f"Row({inner})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Row, (dict(self._keys), tuple(self._values)))
+        keys = self._keys
+        return (Row, (keys if type(keys) is _Columns else dict(keys), tuple(self._values)))
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The values in column order."""
         return tuple(self._values)
 
     def as_dict(self) -> dict[str, Any]:
-        """A plain `dict` of column names to values."""
+        """A plain `dict` of column names to values (of a repeated name, its first column's:
+        a `dict` keeps one value a name)."""
         return {k: self._values[i] for k, i in self._keys.items()}
+
+
+class _RowValues(ValuesView[Any]):
+    """`Row.values`: by position, so a repeated name's second column is there too (the
+    `Mapping` view looks each name up, which gives the first column's value twice)."""
+
+    __slots__ = ()
+    _mapping: Row
+
+    def __iter__(self) -> Iterator[Any]:
+        row = self._mapping
+        return map(row._values.__getitem__, row._positions())
+
+    def __contains__(self, value: object) -> bool:
+        return any(v is value or v == value for v in self)
+
+
+class _RowItems(ItemsView[str, Any]):
+    """`Row.items`: one (name, value) pair a column, by position (see `_RowValues`)."""
+
+    __slots__ = ()
+    _mapping: Row
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        row = self._mapping
+        return zip(row, map(row._values.__getitem__, row._positions()), strict=True)
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        name, value = item
+        return any(k == name and (v is value or v == value) for k, v in self)
 
 
 _model_fields_cache: dict[type[Any], tuple[str, tuple[tuple[str, Any], ...]]] = {}

@@ -14,6 +14,11 @@ like the server backends: ``BOOLEAN``, ``DATE``, ``TIME``, ``TIMESTAMP``/``DATET
 These converters are registered with `sqlite3.register_converter` when this backend is first
 used; they replace the standard library's deprecated ``date``/``timestamp`` converters.
 
+A `datetime` parameter is sent in UTC as SQLite's own text, ``YYYY-MM-DD HH:MM:SS[.ffffff]``
+(that of ``CURRENT_TIMESTAMP`` and ``datetime('now')``): SQLite compares timestamps as text.
+Earlier versions sent the ISO text ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``: rows stored so are
+still read, but compare wrongly with the others (docs/sql.md gives the update).
+
 A ``DECIMAL``/``NUMERIC`` column has SQLite's NUMERIC affinity: the text of a `Decimal` is
 stored exactly only when it is an integer within 64 bits (``42``); any other is rounded to a
 64-bit float, which reads back with at most 15 significant digits, its scale lost. A
@@ -53,13 +58,15 @@ from ...exceptions import (
 )
 from .._compiler import ParamStyle
 from .._row import Row
-from .._types import Json, as_utc, encode_json
+from .._types import Json, as_utc, encode_json, to_utc_naive
 from .base import Backend, Connection, SyncSession, ThreadedConnection
 
 __all__ = ["SqliteBackend"]
 
 
 def _to_datetime(raw: bytes) -> _dt.datetime:
+    """A timestamp column's value: SQLite's own text (what the facade writes), or ISO text with
+    a ``T``, an offset or a ``Z`` (earlier versions', other writers'), as aware UTC."""
     text = raw.decode()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
@@ -126,11 +133,11 @@ def _adapt_value(value: Any) -> Any:
     if isinstance(value, (dict, Json)):
         return encode_json(value)
     if isinstance(value, _dt.datetime):
-        # a naive value is UTC, as on the servers, and must be sent as the same text as the
-        # aware one: SQLite compares timestamps as text
-        if value.tzinfo is None:
-            return value.isoformat() + "+00:00"
-        return as_utc(value).isoformat()
+        # SQLite compares timestamps as text: sent as SQLite's own format (that of
+        # CURRENT_TIMESTAMP and datetime('now'), and of sqlite3's adapter), in UTC, naive
+        # values being UTC as on the servers. The ISO form with "T" and "+00:00" sent before
+        # sorted after every same-day value in that format (' ' < 'T')
+        return to_utc_naive(value).isoformat(sep=" ")
     if isinstance(value, (_dt.date, _dt.time, uuid.UUID, Decimal)):
         return value.isoformat() if isinstance(value, (_dt.date, _dt.time)) else str(value)
     if isinstance(value, list):
