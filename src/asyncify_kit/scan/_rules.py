@@ -120,7 +120,7 @@ _RULE_LIST = (
         "db-sqlite",
         "sqlite3 blocks on disk I/O and locks.",
         "use asyncify_kit.sql.Database with sqlite:// (a pinned thread), "
-        "or `wrap(sqlite3.connect(...), sticky=True)`",
+        "or an @asyncify function per unit of work (connect, query, fetch, close)",
     ),
     Rule(
         "ASY111",
