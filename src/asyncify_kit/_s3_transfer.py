@@ -190,6 +190,22 @@ async def _create_upload(client: Any, **kwargs: Any) -> str:
     return upload_id
 
 
+async def _get_object(client: Any, **kwargs: Any) -> Any:
+    """``get_object`` as a task of its own: if the caller is cancelled while it runs, it is
+    waited for and the body of the response it got is closed. Cancelled itself, aiobotocore
+    could drop a response it had already received, its connection left open (an "Unclosed
+    connection" warning once collected)."""
+    call = asyncio.ensure_future(client.get_object(**kwargs))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            response = await finish(_settled(call))
+            if response is not None:
+                response["Body"].close()
+        raise
+
+
 async def _settled(call: asyncio.Future[Any]) -> Any:
     """The result of *call* once it ends, or None if it failed."""
     await asyncio.wait([call])
@@ -523,7 +539,7 @@ async def _download(
     async def fetch(byte_range: str | None) -> bytes:
         kwargs = extra if byte_range is None else {**extra, "Range": byte_range}
         try:
-            response = await client.get_object(Bucket=bucket, Key=key, **kwargs)
+            response = await _get_object(client, Bucket=bucket, Key=key, **kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "PreconditionFailed":
                 raise
