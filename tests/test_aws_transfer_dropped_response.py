@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from asyncify_kit import aws
-from asyncify_kit._s3_transfer import _download
+from asyncify_kit._s3_transfer import _download, _Writer
 from tests.conftest import service_url
 
 pytestmark = pytest.mark.anyio
@@ -65,8 +65,8 @@ async def test_a_response_arriving_for_a_cancelled_part_has_its_body_closed(
                 await asyncio.sleep(0.3)  # cancelled here, aiobotocore drops what it holds
                 return response
 
-        async def sink() -> _Sink:
-            return _Sink()
+        async def sink() -> _Writer:
+            return _Writer(_Sink())
 
         download = asyncio.ensure_future(_download(Client(), bucket, "k", None, None, None, sink))
         await holding.wait()
