@@ -894,21 +894,40 @@ _CM_HELPER_CODE = _contextmanager_code()
 _CO_GENERATOR = inspect.CO_GENERATOR
 
 
-def _is_contextmanager_function(fn: object) -> bool:
-    """Whether *fn* is an ``@contextmanager`` function, or a sync wrapper of one that
-    `functools.wraps` recorded in ``__wrapped__``: type checkers see such a wrapper (of a
-    decorator typed with ParamSpec) return a context manager, so `asyncify` makes it an async
-    one, as it does the function itself."""
+def _steps_kind(
+    fn: object,
+) -> type[OffloadedIterator[Any]] | type[OffloadedContextManager[Any]] | None:
+    """What `asyncify` (and a proxy's method) makes of calling *fn*: `OffloadedIterator` if
+    the call makes a generator, `OffloadedContextManager` if it is an ``@contextmanager``
+    function's, None for a plain call.
+
+    As type checkers see it: through a sync wrapper that `functools.wraps` recorded in
+    ``__wrapped__`` (a decorator typed with ParamSpec returns what it wraps returns), and
+    through a callable object to its ``__call__``. Once per function (per attribute read, for
+    a proxy), never per call. A mock's code flags are no number (see `_mock_code`): a plain
+    call.
+    """
+    if type(fn) is BuiltinFunctionType:  # a C function or method (a driver's): no more
+        return None
     layer: object = fn
-    for _ in range(_MAX_WRAPPED):
+    for _ in range(_MAX_WRAPPED):  # bounded, as in _reject_async
         while isinstance(layer, functools.partial):  # as inspect.isgeneratorfunction does
             layer = layer.func
-        if getattr(layer, "__code__", None) is _CM_HELPER_CODE:
-            return True
+        code = getattr(layer, "__code__", None)  # a bound method reads its function's
+        if code is None and not isinstance(layer, type) and not inspect.isroutine(layer):
+            # a callable object: calling it runs its class's __call__ (a class makes an
+            # instance, whatever its instances' __call__ does)
+            call = getattr(type(layer), "__call__", None)  # noqa: B004 - the method, not a test
+            code = getattr(call, "__code__", None)
+        if code is _CM_HELPER_CODE:
+            return OffloadedContextManager
+        flags = getattr(code, "co_flags", 0)
+        if isinstance(flags, int) and flags & _CO_GENERATOR:
+            return OffloadedIterator
         layer = getattr(layer, "__wrapped__", None)
         if layer is None:
-            return False
-    return False
+            return None
+    return None
 
 
 class _Exhausted:
@@ -1383,22 +1402,46 @@ class AsyncDefRefused:
 _ASYNC_DEF = "asyncify() takes sync callables; an async def function needs no thread: await it"
 
 
+@final
+class _Unspecific:
+    """A return type no function has, for the overload that comes before the async refusal.
+
+    ``Any`` and ``NoReturn`` are assignable to every type, and mypy solves a function's own
+    TypeVar (``def first(xs: list[T]) -> T``) to whatever an overload asks for: such a sync
+    function matched the refusal (or, without it, the generator overload) and was typed
+    uncallable. Only they fit this type, and their overload types them a plain call,
+    ``Callable[..., Coroutine[Any, Any, Any]]``: precise parameters would carry mypy's
+    solution for the TypeVar. pyright keeps a bare TypeVar generic, so such a function reaches
+    the plain overload there, precisely; for ``-> Any`` mypy finds several overloads matching
+    and types the decorated function Any. A TypeVar with a bound (``Self`` too) fits neither
+    this overload nor the refusal, as both take ``Callable[P, ...]``: against
+    ``Callable[..., ...]`` mypy solves a TypeVar past its bound.
+    """
+
+
+_U = TypeVar("_U", bound=_Unspecific)
+
+
 class _Decorator(Protocol):
-    @overload
-    @deprecated(_ASYNC_DEF)
-    def __call__(  # type: ignore[overload-overlap]  # async first: refused
-        self, fn: Callable[..., Awaitable[Any]] | Callable[..., AsyncIterator[Any]], /
-    ) -> AsyncDefRefused: ...
     @overload
     def __call__(
         self, fn: classmethod[C, P, R], /
     ) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
     @overload
+    def __call__(  # type: ignore[overload-overlap]  # see _Unspecific
+        self, fn: Callable[P, _U], /
+    ) -> Callable[..., Coroutine[Any, Any, Any]]: ...
+    @overload
+    @deprecated(_ASYNC_DEF)  # pyright reports the message where it is chosen
+    def __call__(  # type: ignore[overload-overlap]  # async before sync: refused
+        self, fn: Callable[P, Awaitable[Any] | AsyncIterator[Any]], /
+    ) -> AsyncDefRefused: ...
+    @overload
     def __call__(  # type: ignore[overload-overlap]  # staticmethod objects are callable too
         self, fn: staticmethod[P, R], /
     ) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
     @overload
-    def __call__(  # type: ignore[overload-overlap]  # generators first, by design
+    def __call__(  # type: ignore[overload-overlap]  # generators before plain calls, by design
         self, fn: Callable[P, Iterator[T]], /
     ) -> Callable[P, OffloadedIterator[T]]: ...
     @overload
@@ -1409,27 +1452,71 @@ class _Decorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
 
 
+# The overloads that take a function accept the options too: ``asyncify(fn, timeout=5)``.
 @overload
-@deprecated(_ASYNC_DEF)
-def asyncify(  # type: ignore[overload-overlap]  # async first: refused
-    fn: Callable[..., Awaitable[Any]] | Callable[..., AsyncIterator[Any]], /
+def asyncify(
+    fn: classmethod[C, P, R],
+    /,
+    *,
+    pool: str = ...,
+    cancel: CancelPolicy = ...,
+    timeout: float | None = ...,
+) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
+@overload
+def asyncify(  # type: ignore[overload-overlap]  # see _Unspecific
+    fn: Callable[P, _U],
+    /,
+    *,
+    pool: str = ...,
+    cancel: CancelPolicy = ...,
+    timeout: float | None = ...,
+) -> Callable[..., Coroutine[Any, Any, Any]]: ...
+@overload
+@deprecated(_ASYNC_DEF)  # pyright reports the message where it is chosen
+def asyncify(  # type: ignore[overload-overlap]  # async before sync: refused
+    fn: Callable[P, Awaitable[Any] | AsyncIterator[Any]],
+    /,
+    *,
+    pool: str = ...,
+    cancel: CancelPolicy = ...,
+    timeout: float | None = ...,
 ) -> AsyncDefRefused: ...
 @overload
-def asyncify(fn: classmethod[C, P, R], /) -> classmethod[C, P, Coroutine[Any, Any, R]]: ...
-@overload
 def asyncify(  # type: ignore[overload-overlap]  # staticmethod objects are callable too
-    fn: staticmethod[P, R], /
+    fn: staticmethod[P, R],
+    /,
+    *,
+    pool: str = ...,
+    cancel: CancelPolicy = ...,
+    timeout: float | None = ...,
 ) -> staticmethod[P, Coroutine[Any, Any, R]]: ...
 @overload
-def asyncify(  # type: ignore[overload-overlap]  # generators first, by design
-    fn: Callable[P, Iterator[T]], /
+def asyncify(  # type: ignore[overload-overlap]  # generators before plain calls, by design
+    fn: Callable[P, Iterator[T]],
+    /,
+    *,
+    pool: str = ...,
+    cancel: CancelPolicy = ...,
+    timeout: float | None = ...,
 ) -> Callable[P, OffloadedIterator[T]]: ...
 @overload
 def asyncify(  # type: ignore[overload-overlap]  # context managers before plain calls
-    fn: Callable[P, _GeneratorContextManager[T]], /
+    fn: Callable[P, _GeneratorContextManager[T]],
+    /,
+    *,
+    pool: str = ...,
+    cancel: CancelPolicy = ...,
+    timeout: float | None = ...,
 ) -> Callable[P, OffloadedContextManager[T]]: ...
 @overload
-def asyncify(fn: Callable[P, R], /) -> Callable[P, Coroutine[Any, Any, R]]: ...
+def asyncify(
+    fn: Callable[P, R],
+    /,
+    *,
+    pool: str = ...,
+    cancel: CancelPolicy = ...,
+    timeout: float | None = ...,
+) -> Callable[P, Coroutine[Any, Any, R]]: ...
 @overload
 def asyncify(
     *, pool: str = ..., cancel: CancelPolicy = ..., timeout: float | None = ...
@@ -1444,10 +1531,13 @@ def asyncify(
 ) -> Any:
     """Turn a blocking sync callable into a non-blocking one that runs in a worker thread.
 
-    Works bare (``@asyncify``) or with options (``@asyncify(pool="db", timeout=5)``), on
-    functions, instance/class/static methods (either decorator order), generator functions
-    (which become async iterators) and ``@contextmanager`` functions (which become async
-    context managers)::
+    Works bare (``@asyncify``), with options (``@asyncify(pool="db", timeout=5)``) or on a
+    function with options (``asyncify(time.sleep, timeout=5)``), on functions,
+    instance/class/static methods (either decorator order), generator functions (which
+    become async iterators) and ``@contextmanager`` functions (which become async context
+    managers), also under a sync decorator that records them with `functools.wraps`, and on
+    callable objects (one whose ``__call__`` is a generator function becomes an async
+    iterator)::
 
         @asyncify
         def load(path: str) -> bytes:
@@ -1467,14 +1557,15 @@ def asyncify(
         if isinstance(fn, staticmethod):
             return staticmethod(decorate(fn.__func__))
         _reject_async(fn)
-        if inspect.isgeneratorfunction(fn) and not _mock_code(fn):
+        kind = _steps_kind(fn)
+        if kind is OffloadedIterator:
 
             @functools.wraps(fn)
             def iterate(*args: Any, **kwargs: Any) -> OffloadedIterator[Any]:
                 return OffloadedIterator(fn, args, kwargs, pool, cancel, timeout)
 
             return iterate
-        if _is_contextmanager_function(fn):
+        if kind is OffloadedContextManager:
 
             @functools.wraps(fn)
             def manage(*args: Any, **kwargs: Any) -> OffloadedContextManager[Any]:
@@ -1568,13 +1659,9 @@ class AsyncProxy(Generic[O]):
             return attr
         _check_sync(attr)  # an async method would come back as an un-awaited coroutine
         lane = self._lane
-        code = getattr(attr, "__code__", None)  # a bound method reads its function's
-        if code is not None:
-            flags = getattr(code, "co_flags", 0)  # (a mock's is no number: see _mock_code)
-            if isinstance(flags, int) and flags & _CO_GENERATOR:
-                return self._steps_method(name, attr, lane, OffloadedIterator)
-            if _is_contextmanager_function(attr):
-                return self._steps_method(name, attr, lane, OffloadedContextManager)
+        kind = _steps_kind(attr)
+        if kind is not None:
+            return self._steps_method(name, attr, lane, kind)
         if lane is None:
             pool, cancel, timeout = self._pool, self._cancel, self._timeout
 
