@@ -112,6 +112,15 @@ async def _facade(value: bool | str | F | None, build: Callable[[str | None], F]
     return value
 
 
+def _is_open(facade: Database | Storage | HttpClient) -> bool:
+    """Whether *facade* is open already: the lifespan leaves one you opened to you (a
+    Storage or HttpClient refused a second ``async with``, failing the startup, while a
+    Database was taken over and closed at the app's shutdown, under the code that opened it)."""
+    if isinstance(facade, Database):
+        return facade._pool is not None
+    return facade._backend is not None
+
+
 @overload
 def asyncify_lifespan(
     *,
@@ -144,7 +153,9 @@ def asyncify_lifespan(
       ``ASYNCIFY_STORAGE_URL`` else ``file://./data``; ``ASYNCIFY_HTTP_BACKEND`` else httpx);
     - a string: the database URL, the storage URL, the HTTP client's base URL;
     - a facade you built (``Database(url, max_size=20)``, ``HttpClient(base, retries=3)``):
-      opened and closed by the lifespan, and usable from your own code meanwhile;
+      opened and closed by the lifespan, and usable from your own code meanwhile; one you
+      opened already (``async with``) is used as it is and left open at shutdown: the
+      lifespan closes only what it opened;
     - ``None`` / ``False`` (default): not opened.
 
     Facades given as ``True`` or a string are built anew at each startup, so the environment
@@ -154,6 +165,7 @@ def asyncify_lifespan(
     and whatever state it yields is passed on.
 
     ```python
+    from collections.abc import AsyncIterator
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
@@ -162,8 +174,9 @@ def asyncify_lifespan(
 
 
     @asynccontextmanager
-    async def create_tables(app: FastAPI):
+    async def create_tables(app: FastAPI) -> AsyncIterator[None]:
         db = get_facades(app).database
+        assert db is not None  # (None for a facade the lifespan was not asked for)
         await db.execute("create table if not exists items (id integer primary key, name text)")
         yield
 
@@ -181,13 +194,13 @@ def asyncify_lifespan(
             raise RuntimeError(f"the asyncify lifespan of {app!r} is already running")
         async with AsyncExitStack() as stack:
             db = await _facade(database, Database)
-            if db is not None:
+            if db is not None and not _is_open(db):
                 await stack.enter_async_context(db)
             st = await _facade(storage, Storage)
-            if st is not None:
+            if st is not None and not _is_open(st):
                 await stack.enter_async_context(st)
             client = await _facade(http, HttpClient)
-            if client is not None:
+            if client is not None and not _is_open(client):
                 await stack.enter_async_context(client)
             facades = Facades(db, st, client)
             setattr(app.state, STATE_ATTRIBUTE, facades)
@@ -327,4 +340,31 @@ def install_detection(
         stall_threshold=stall_threshold,
         metrics_path=metrics_path,
     )
+    _start_with_lifespan_context(app)
     return chosen
+
+
+def _start_with_lifespan_context(app: FastAPI) -> None:
+    """Start and stop the app's `BlockingMiddleware` inside ``app.router.lifespan_context``.
+
+    The middleware sees the ASGI lifespan messages a server sends, but a test running the
+    lifespan itself (``async with app.router.lifespan_context(app):`` around an
+    ``httpx.ASGITransport`` client, as documented) sends none: the first request started the
+    detector and nothing stopped it, so a ``"raise"`` detector failed unrelated code after
+    the app was done. Under a server both paths run; start and stop are idempotent.
+    """
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan_context(lifespan_app: Any) -> AsyncIterator[Any]:
+        if app.middleware_stack is None:  # built by the first ASGI call, there may be none
+            app.middleware_stack = app.build_middleware_stack()
+        middleware = BlockingMiddleware.of(app)
+        middleware.start()
+        try:
+            async with inner(lifespan_app) as state:
+                yield state
+        finally:
+            middleware.stop()
+
+    app.router.lifespan_context = lifespan_context

@@ -65,13 +65,19 @@ def route_label(scope: Scope) -> str:
 
     The template is the one the framework recorded in ``scope["route"]`` (Starlette and
     FastAPI do), after the templates of the mounts the request went through
-    (``/tenants/{tenant}``); a request that matched no route, or whose method the route does
-    not take, is `UNMATCHED`: never the raw path, so the labels are as few as the app's routes.
+    (``/tenants/{tenant}``), with the prefix of the routers that included it
+    (``/v1/items/{item_id}``); a request that matched no route, or whose method the route
+    does not take, is `UNMATCHED`: never the raw path, so the labels are as few as the app's
+    routes.
     """
     method = scope.get("method") or ("WEBSOCKET" if scope.get("type") == "websocket" else "")
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     methods = getattr(route, "methods", None)
+    included = _included_context(scope, route)
+    if included is not None:
+        template = getattr(included, "path_format", None) or template
+        methods = getattr(included, "methods", None) or methods
     if not isinstance(template, str):
         return UNMATCHED
     if scope.get("method") and (method not in methods if methods else method not in _METHODS):
@@ -84,6 +90,21 @@ def route_label(scope: Scope) -> str:
             return UNMATCHED
         root = top + mounts
     return f"{method} {root}{template}".strip()
+
+
+def _included_context(scope: Scope, route: object) -> object | None:
+    """FastAPI's context of *route* in the router that included it (FastAPI >= 0.16x): a
+    route of ``app.include_router(router, prefix="/v1")`` is served as the router's own
+    `APIRoute`, whose path lacks the prefix, while the context holds the full template
+    (``/v1/items/{item_id}``). None for a route not served through an inclusion, or a context
+    left in the scope by another route."""
+    fastapi_scope = scope.get("fastapi")
+    context = (
+        fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    )
+    if route is None or getattr(context, "original_route", None) is not route:
+        return None
+    return context
 
 
 #: the methods a route without a method list is labelled with (any other is a 405 there)
@@ -239,12 +260,24 @@ class BlockingMiddleware:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the monitor and the detector (from code running on the app's loop)."""
+        """Start the monitor and the detector (from code running on the app's loop).
+
+        Idempotent on one loop: the ASGI lifespan, FastAPI's ``lifespan_context`` (see
+        `install_detection`) and the first request may each call it. Started on another loop,
+        one that is gone (a test client's, another test's), it restarts on this one: the
+        monitor watched that loop, and the detector that loop's thread."""
+        loop = _running_loop()
+        with self._lock:
+            if self._started and self._loop is loop:
+                return
+            restart = self._started
+        if restart:
+            self.stop()
         with self._lock:
             if self._started:
                 return
             self._started = True
-            self._loop = _running_loop()
+            self._loop = loop
         add_listener(self._on_report)
         if self.detector is not None:
             self.detector.__enter__()
@@ -280,13 +313,8 @@ class BlockingMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if not self._started:
-            self.start()
-        elif self._loop is not _running_loop():
-            # started with no lifespan on a loop that is gone (a test client's, another test's):
-            # the monitor watched that loop, and the detector that loop's thread
-            self.stop()
-            self.start()
+        if not self._started or self._loop is not _running_loop():
+            self.start()  # no lifespan, or one run on a loop that is gone
         if (
             self.metrics_path is not None
             and kind == "http"
