@@ -1094,6 +1094,80 @@ class _Opening:
         self.left = False
 
 
+class _PlaceWaiter:
+    __slots__ = ("event", "placed")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        #: a place was handed to it (by `_Places.give`)
+        self.placed = False
+
+
+class _Places:
+    """The places of the callers of `ThreadedConnectionPool.acquire`: as many as connections,
+    taken before the caller's thread hop and held until its connection is given back, so
+    that a caller waits for a connection here, on the event loop (asyncio or trio), first
+    come first served, not in a worker thread. Used on the event loop's thread only."""
+
+    __slots__ = ("_free", "_queue")
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._queue: deque[_PlaceWaiter] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def take_now(self) -> bool:
+        """Take a free place at once, unless there is none or others wait for one."""
+        if self._free > 0 and not self._queue:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self, within: float | None) -> bool:
+        """Wait for a place, for *within* seconds at most; False if none was handed over in
+        time (or `wake_all` woke the caller without one). A caller cancelled just as it was
+        handed one passes it on."""
+        if self.take_now():
+            return True
+        waiter = _PlaceWaiter()
+        self._queue.append(waiter)
+        try:
+            with anyio.move_on_after(within):
+                await waiter.event.wait()
+        except BaseException:
+            self._leave(waiter)
+            raise
+        if not waiter.placed:
+            self._leave(waiter)
+        return waiter.placed
+
+    def _leave(self, waiter: _PlaceWaiter) -> None:
+        if waiter.placed:
+            waiter.placed = False
+            self.give()
+        else:
+            with contextlib.suppress(ValueError):  # (not queued: `wake_all` took it out)
+                self._queue.remove(waiter)
+
+    def give(self) -> None:
+        """Give a place back: to the first waiter, or to the free ones."""
+        if self._queue:
+            waiter = self._queue.popleft()
+            waiter.placed = True
+            waiter.event.set()
+        else:
+            self._free += 1
+
+    def wake_all(self) -> None:
+        """Wake every waiter without a place (the pool was closed)."""
+        queue, self._queue = self._queue, deque()
+        for waiter in queue:
+            waiter.event.set()
+
+
 class ThreadedConnectionPool:
     """A thread-safe pool of blocking connections (psycopg2, PyMySQL, psycopg on trio).
 
@@ -1103,6 +1177,11 @@ class ThreadedConnectionPool:
     makes hand-written ``asyncio.to_thread`` fast). The queries run on a pool of worker threads
     of their own, as many as connections. Transactions and ``connection()`` check a connection
     out of the same pool with `acquire`; their queries then go to that connection.
+
+    `acquire` waits for a connection on the event loop (`_Places`), not in a worker thread:
+    the checkout runs on asyncify's default pool, whose threads a transaction holding a
+    connection also needs for its statements and COMMIT, so callers waiting there in more
+    numbers than it has threads (40) left the holders none, until ``acquire_timeout``.
 
     Same interface and behaviour as `ConnectionPool` (statistics, ``acquire_timeout``, bounded
     close, replacing connections the server killed), plus `run_unpinned`. A caller cancelled
@@ -1139,6 +1218,8 @@ class ThreadedConnectionPool:
         #: connects of `_opening` whose caller left (see `_open_reserved`)
         self._orphans = 0
         self._waiting = 0
+        #: the places of `acquire`'s callers (see `_Places`)
+        self._places = _Places(max_size)
         self._closed = False
         self._threads = f"asyncify-sql-{next(_pool_serial)}"
         configure(pools={self._threads: max_size})
@@ -1164,15 +1245,18 @@ class ThreadedConnectionPool:
                 size=self.size,
                 idle=len(self._idle),
                 in_use=len(self._in_use),
-                waiting=self._waiting,
+                waiting=self._waiting + self._places.waiting,
                 max_size=self.max_size,
             )
 
     # -- the thread side ----------------------------------------------------------------------
 
-    def _checkout(self, fresh: bool = False) -> ThreadedConnection:
+    def _checkout(self, fresh: bool = False, deadline: float | None = None) -> ThreadedConnection:
+        """A connection in use, idle or newly opened, waiting for one up to *deadline* (a
+        `time.monotonic` value; by default ``acquire_timeout`` from now)."""
         limit = self.acquire_timeout
-        deadline = None if limit is None else time.monotonic() + limit
+        if deadline is None and limit is not None:
+            deadline = time.monotonic() + limit
         stale: list[ThreadedConnection] = []
         try:
             with self._cond:
@@ -1379,22 +1463,40 @@ class ThreadedConnectionPool:
 
     def acquire_idle(self) -> Connection | None:
         """An idle connection at once, or None (then await `acquire`)."""
+        if not self._places.take_now():
+            return None
         with self._cond:
-            if self._closed:
-                return None
-            return _take_live(self._idle, self._in_use, _terminate)
+            conn = None if self._closed else _take_live(self._idle, self._in_use, _terminate)
+        if conn is None:
+            self._places.give()
+        return conn
 
     async def acquire(self, *, fresh: bool = False) -> Connection:
         if not fresh:
             idle = self.acquire_idle()
             if idle is not None:
                 return idle
-        # A caller cancelled while the thread waits for a connection stops it within a slice
+        limit = self.acquire_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        if not await self._places.take(None if deadline is None else limit):
+            if self._closed:
+                raise OperationalError(f"the database {self._describe} is closed")
+            raise OperationalError(
+                f"no connection of {self._describe} became free within "
+                f"acquire_timeout={limit:g}s (max_size={self.max_size}; every "
+                "connection is in use)"
+            )
+        # With a place, the thread waits only for connections of `run_unpinned`, which end
+        # on threads of their own. A caller cancelled while it waits stops it within a slice
         # (`_checkout`); one cancelled just as the thread got a connection (or opened one)
         # never receives it, so it goes back to the pool instead of staying "in use".
-        result: ThreadedConnection = await run_owned(
-            DEFAULT_POOL, self._checkin, self._checkout, fresh
-        )
+        try:
+            result: ThreadedConnection = await run_owned(
+                DEFAULT_POOL, self._checkin, self._checkout, fresh, deadline
+            )
+        except BaseException:
+            self._places.give()
+            raise
         return result
 
     def release_now(self, conn: Connection) -> bool:
@@ -1407,6 +1509,7 @@ class ThreadedConnectionPool:
             if keep:
                 self._idle.append(conn)
             self._cond.notify()
+        self._places.give()
         if not keep:
             conn.terminate()
         return True
@@ -1428,6 +1531,7 @@ class ThreadedConnectionPool:
                 return
             self._closed = True
             self._cond.notify_all()
+        self._places.wake_all()
         await finish(self._close_all())
 
     async def _close_all(self) -> None:
