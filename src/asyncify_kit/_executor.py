@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Final
@@ -210,6 +210,36 @@ _tls = threading.local()
 _perf_counter = time.perf_counter
 
 
+#: True in the context of a facade's own calls (`quiet_late_errors`): the error such a call
+#: ends in after its caller left (a missing file, say) is the outcome the caller gave up,
+#: dropped rather than logged at WARNING as a user's call's is
+_QUIET_LATE_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "asyncify_kit_quiet_late_errors", default=False
+)
+
+
+@contextlib.contextmanager
+def quiet_late_errors() -> Iterator[None]:
+    """Calls offloaded inside this block (on the event loop: their context is copied when
+    they are submitted) drop, not log, an error they end in after their caller left."""
+    token = _QUIET_LATE_ERRORS.set(True)
+    try:
+        yield
+    finally:
+        _QUIET_LATE_ERRORS.reset(token)
+
+
+def late_error(job: Work) -> BaseException | None:
+    """The error *job* ended in after its caller left, if it is one to log."""
+    error = job.error
+    if error is None or isinstance(error, CallCancelled):
+        return None
+    ctx = getattr(job, "ctx", None)
+    if ctx is not None and ctx.get(_QUIET_LATE_ERRORS, False):
+        return None
+    return error
+
+
 def current_job() -> Work | None:
     """The job the calling worker thread is running, if any."""
     job: Work | None = getattr(_tls, "job", None)
@@ -282,11 +312,12 @@ def _execute(
     if counted and completed is not None:
         completed[0] += 1
     if abandoned:
-        if job.error is not None and not isinstance(job.error, CallCancelled):
+        error = late_error(job)
+        if error is not None:
             logger.warning(
                 "%s raised after its caller had left (cancel='abandon')",
                 job.describe(),
-                exc_info=job.error,
+                exc_info=error,
             )
         # only now: stats() shows the call abandoned until its late error is logged
         with pool._lock:

@@ -48,6 +48,7 @@ from ._executor import (
     _sniffio_thread_local,
     asyncio_loop,
     get_pool,
+    late_error,
     loop_waker,
     timeout_error,
 )
@@ -379,9 +380,10 @@ async def _run_job_trio(
         if state == RUNNING and cancel == "wait":
             with trio.CancelScope(shield=True):
                 await event.wait()
-            if job.error is not None and not isinstance(job.error, CallCancelled):
+            error = late_error(job)
+            if error is not None:
                 logger.warning(
-                    "%s raised after its caller was cancelled", job.describe(), exc_info=job.error
+                    "%s raised after its caller was cancelled", job.describe(), exc_info=error
                 )
         raise
     if job.error is not None:
@@ -666,8 +668,9 @@ _Future = asyncio.Future
 
 
 def _log_late_error(call: Work, why: str) -> None:
-    if call.error is not None and not isinstance(call.error, CallCancelled):
-        logger.warning("%s raised after %s", call.describe(), why, exc_info=call.error)
+    error = late_error(call)
+    if error is not None:
+        logger.warning("%s raised after %s", call.describe(), why, exc_info=error)
 
 
 async def _wait_shielded(waiter: asyncio.Future[Any]) -> None:

@@ -47,7 +47,14 @@ from datetime import datetime, timezone
 from typing import IO, Any, NamedTuple, TypeVar, cast
 
 from ..._config import BackendURL
-from ..._executor import DEFAULT_POOL, Job, SerialQueue, check_cancelled, get_pool
+from ..._executor import (
+    DEFAULT_POOL,
+    Job,
+    SerialQueue,
+    check_cancelled,
+    get_pool,
+    quiet_late_errors,
+)
 from ..._offload import asyncify, run_owned, run_serial, run_sync
 from ...exceptions import (
     AlreadyExists,
@@ -1437,16 +1444,18 @@ class FileBackend(StorageBackend):
 
     async def _run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run one sync step in a worker thread: the whole operation in a single hop."""
-        if self.pool == DEFAULT_POOL:
-            return await run_sync(fn, *args, **kwargs)
-        return cast(T, await self._pooled(fn, args, kwargs))
+        with quiet_late_errors():  # (a cancelled caller's missing key is not worth a log)
+            if self.pool == DEFAULT_POOL:
+                return await run_sync(fn, *args, **kwargs)
+            return cast(T, await self._pooled(fn, args, kwargs))
 
     async def _run_owned(
         self, release: Callable[[T], object], fn: Callable[..., T], /, *args: Any, **kwargs: Any
     ) -> T:
         """`_run` for a step that opens something (a descriptor, a temp file): if the caller
         is cancelled while it runs, *release* closes what it opened, in the same pool."""
-        return await run_owned(self.pool, release, fn, *args, **kwargs)
+        with quiet_late_errors():
+            return await run_owned(self.pool, release, fn, *args, **kwargs)
 
     def _lane(self, parts: list[str]) -> _Lane:
         """The queue (and spare file) of small atomic writes into the directory of *parts*."""
@@ -1517,14 +1526,21 @@ class FileBackend(StorageBackend):
         try:
             if self.atomic and not self.fsync and len(data) <= _SERIAL_WRITE_MAX:
                 lane = self._lane(parts)
-                if if_not_exists:
-                    await run_serial(
-                        lane.queue, _write_file, self.root_fd, parts, data, True, False, True
-                    )
-                else:
-                    await run_serial(
-                        lane.queue, write_small, lane.queue, lane.spare, self.root_fd, parts, data
-                    )
+                with quiet_late_errors():
+                    if if_not_exists:
+                        await run_serial(
+                            lane.queue, _write_file, self.root_fd, parts, data, True, False, True
+                        )
+                    else:
+                        await run_serial(
+                            lane.queue,
+                            write_small,
+                            lane.queue,
+                            lane.spare,
+                            self.root_fd,
+                            parts,
+                            data,
+                        )
             else:
                 args = (self.root_fd, parts, data, if_not_exists, self.fsync, self.atomic)
                 await self._run(_write_file, *args)
