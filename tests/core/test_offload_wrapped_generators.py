@@ -12,27 +12,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Generator, Iterator
-from typing import ParamSpec, TypeVar
+from collections.abc import Generator, Iterator
 
 import pytest
 
 from asyncify_kit import OffloadedContextManager, OffloadedIterator, asyncify, wrap
 
+from .test_offload_callables import logged
+
 pytestmark = pytest.mark.anyio
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def logged(fn: Callable[P, R]) -> Callable[P, R]:
-    """A sync decorator typed with ParamSpec, as most are: it returns what *fn* returns."""
-
-    @functools.wraps(fn)
-    def inner(*args: P.args, **kwargs: P.kwargs) -> R:
-        return fn(*args, **kwargs)
-
-    return inner
 
 
 def idents(n: int) -> Iterator[int]:

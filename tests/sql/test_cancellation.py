@@ -332,9 +332,9 @@ async def test_a_rollback_runs_to_its_end_under_asyncio_cancellation(
     assert await _ids_and_drop(url, table) == []
 
 
-async def _other_connections(watcher: Database, case: tuple[str, str]) -> int:
+async def other_connections(watcher: Database) -> int:
     """The connections to the test database, other than *watcher*'s own."""
-    if case[0].startswith("postgresql"):
+    if watcher.dialect == "postgresql":
         sql = (
             "select count(*) from pg_stat_activity where datname = current_database() "
             "and pid <> pg_backend_pid() and backend_type = 'client backend'"
@@ -375,10 +375,10 @@ async def test_disconnect_closes_every_connection_under_asyncio_cancellation(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             for _ in range(250):  # the server notices a closed connection a little later
-                if await _other_connections(watcher, case) == 0:
+                if await other_connections(watcher) == 0:
                     break
                 await asyncio.sleep(0.02)
-            assert await _other_connections(watcher, case) == 0
+            assert await other_connections(watcher) == 0
 
 
 @pytest.mark.parametrize("case", SQLITE_CASES, indirect=True)

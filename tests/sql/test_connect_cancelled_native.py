@@ -21,6 +21,7 @@ from asyncify_kit import BackendURL, run_sync
 from asyncify_kit.sql import Database
 
 from .conftest import SERVER_CASES
+from .test_cancellation import other_connections
 from .test_threaded_connect_cancel import Relay, _sockets_to
 
 pytestmark = pytest.mark.anyio
@@ -43,28 +44,13 @@ def relay(url: BackendURL) -> Iterator[Relay]:
         relay.close()
 
 
-async def _connections(watcher: Database) -> int:
-    """The connections to the test database, other than *watcher*'s own."""
-    if watcher.dialect == "postgresql":
-        sql = (
-            "select count(*) from pg_stat_activity where datname = current_database() "
-            "and pid <> pg_backend_pid() and backend_type = 'client backend'"
-        )
-    else:
-        sql = (
-            "select count(*) from information_schema.processlist "
-            "where db = database() and id <> connection_id()"
-        )
-    return int(await watcher.fetch_val(sql))
-
-
 async def _until_none(watcher: Database, relay: Relay, within: float) -> bool:
     """Whether the server and this process hold no connection of the test's pool (the
     watcher's aside) within *within* seconds."""
     with anyio.move_on_after(within):
         while True:
             sockets: list[object] = await run_sync(_sockets_to, relay.port)
-            if not sockets and not await _connections(watcher):
+            if not sockets and not await other_connections(watcher):
                 return True
             await anyio.sleep(0.05)
     return False
