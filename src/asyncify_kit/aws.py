@@ -48,7 +48,7 @@ from typing import Any, Literal, Protocol
 
 from . import _aio_payloads, _s3_transfer
 from ._cleanup import finish
-from ._executor import DEFAULT_POOL, Work, asyncio_loop, current_job
+from ._executor import DEFAULT_POOL, Work, asyncio_loop, current_job, quiet_late_errors
 from ._offload import OffloadedIterator, asyncify, run_owned, run_sync
 from .exceptions import BackendNotInstalled, CallCancelled, ConfigError, Unsupported
 
@@ -416,20 +416,6 @@ def _close_bodies(response: Any) -> None:
                 value.close()
 
 
-def call_returning_error(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
-    """``fn(*args, **kwargs)`` in a worker thread, its error returned rather than raised
-    (a client's call never returns an exception); the caller raises it.
-
-    The thread of a cancelled caller still finishes its call, and the error it ends in (a
-    missing key, say) is then dropped with it, as aiobotocore's is: raised, the engine would
-    log it as a late error, at WARNING with its traceback, once per cancelled call.
-    """
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        return exc
-
-
 def _close_client(client: Any) -> None:
     client.close()
 
@@ -763,11 +749,9 @@ class Boto3Client:
 
         async def operation(*args: Any, **kwargs: Any) -> Any:
             # a response that arrives for a cancelled caller has its bodies closed for it
-            response = await run_owned(
-                DEFAULT_POOL, _close_bodies, call_returning_error, attr, args, kwargs
-            )
-            if isinstance(response, Exception):
-                raise response
+            # (a cancelled caller's error, a missing key say, is dropped, not logged)
+            with quiet_late_errors():
+                response = await run_owned(DEFAULT_POOL, _close_bodies, attr, *args, **kwargs)
             return _async_bodies(response, self._streams)
 
         operation.__name__ = name

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..._executor import DEFAULT_POOL
+from ..._executor import DEFAULT_POOL, quiet_late_errors
 from ..._offload import run_owned, run_sync, wrap
-from ...aws import call_returning_error
 from ._s3 import S3Backend
 from .base import finish
 
@@ -66,17 +65,13 @@ class Boto3Backend(S3Backend):
     async def send(self, operation: str, kwargs: dict[str, Any]) -> Any:
         method = getattr(self._client.wrapped, operation)
         kwargs = {"Bucket": self.bucket, **kwargs}
-        if operation == "get_object":
-            # the response's body is an open connection: if the caller is cancelled while
-            # boto3 fetches it, it is closed for the caller instead of being dropped open
-            outcome = await run_owned(
-                DEFAULT_POOL, _close_body, call_returning_error, method, (), kwargs
-            )
-        else:
-            outcome = await run_sync(call_returning_error, method, (), kwargs)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        # (a cancelled caller's error, a missing key say, is dropped, not logged)
+        with quiet_late_errors():
+            if operation == "get_object":
+                # the response's body is an open connection: if the caller is cancelled while
+                # boto3 fetches it, it is closed for the caller instead of being dropped open
+                return await run_owned(DEFAULT_POOL, _close_body, method, **kwargs)
+            return await run_sync(method, **kwargs)
 
     async def body_read(self, body: Any, size: int | None) -> bytes:
         data: bytes = await run_sync(body.read, size)
