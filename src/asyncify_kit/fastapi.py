@@ -112,15 +112,6 @@ async def _facade(value: bool | str | F | None, build: Callable[[str | None], F]
     return value
 
 
-def _is_open(facade: Database | Storage | HttpClient) -> bool:
-    """Whether *facade* is open already: the lifespan leaves one you opened to you (a
-    Storage or HttpClient refused a second ``async with``, failing the startup, while a
-    Database was taken over and closed at the app's shutdown, under the code that opened it)."""
-    if isinstance(facade, Database):
-        return facade._pool is not None
-    return facade._backend is not None
-
-
 @overload
 def asyncify_lifespan(
     *,
@@ -193,14 +184,15 @@ def asyncify_lifespan(
         if getattr(app.state, STATE_ATTRIBUTE, None) is not None:
             raise RuntimeError(f"the asyncify lifespan of {app!r} is already running")
         async with AsyncExitStack() as stack:
+            # a facade already open is used as it is and left open: its opener closes it
             db = await _facade(database, Database)
-            if db is not None and not _is_open(db):
+            if db is not None and not db.is_open:
                 await stack.enter_async_context(db)
             st = await _facade(storage, Storage)
-            if st is not None and not _is_open(st):
+            if st is not None and not st.is_open:
                 await stack.enter_async_context(st)
             client = await _facade(http, HttpClient)
-            if client is not None and not _is_open(client):
+            if client is not None and not client.is_open:
                 await stack.enter_async_context(client)
             facades = Facades(db, st, client)
             setattr(app.state, STATE_ATTRIBUTE, facades)

@@ -382,6 +382,12 @@ class HttpClient:
         return self._spec.scheme
 
     @property
+    def is_open(self) -> bool:
+        """Whether the client is open: from the end of a successful ``async with`` entry to
+        the start of `aclose` (leaving the block)."""
+        return self._backend is not None
+
+    @property
     def base_url(self) -> str:
         """The base URL, without user info (``""`` when none was given)."""
         return self._base
@@ -413,14 +419,14 @@ class HttpClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every connection; the client cannot be used afterwards."""
+        """Close every connection; the client cannot be used until it is opened again."""
         backend, self._backend = self._backend, None
         if backend is not None:
             with anyio.CancelScope(shield=True):
                 await backend.aclose()
 
     def __repr__(self) -> str:
-        state = "open" if self._backend is not None else "closed"
+        state = "open" if self.is_open else "closed"
         base = f" base_url={self._base!r}" if self._base else ""
         return f"<HttpClient backend={self.backend!r}{base} {state}>"
 

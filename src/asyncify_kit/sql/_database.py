@@ -191,8 +191,14 @@ class Database:
         return self._backend.dialect
 
     def __repr__(self) -> str:
-        state = "open" if self._pool is not None else "closed"
+        state = "open" if self.is_open else "closed"
         return f"<Database {self.url} ({self._spec.scheme}, {state})>"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the pool is open: from the end of a successful `connect` (or entering
+        ``async with``) to the start of `disconnect`."""
+        return self._pool is not None
 
     # -- lifecycle ------------------------------------------------------------------------
 

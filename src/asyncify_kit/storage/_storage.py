@@ -193,6 +193,12 @@ class Storage:
         self._last: StorageBackend | None = None  # the backend of the last open
 
     @property
+    def is_open(self) -> bool:
+        """Whether the storage is open: from the end of a successful ``async with`` entry to
+        the start of `aclose` (leaving the block)."""
+        return self._backend is not None
+
+    @property
     def backend(self) -> StorageBackend:
         """The open backend; `RuntimeError` outside ``async with``."""
         if self._backend is None:
@@ -405,5 +411,5 @@ class Storage:
         return await self.backend.presign(key, method=method, expires=expires)
 
     def __repr__(self) -> str:
-        state = "open" if self._backend is not None else "closed"
+        state = "open" if self.is_open else "closed"
         return f"<Storage {self.url.render()!r} {state}>"
