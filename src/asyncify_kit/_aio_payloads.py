@@ -30,9 +30,8 @@ from collections.abc import Callable
 from hashlib import sha256
 from typing import Any
 
-from ._executor import configure, get_pool
+from ._executor import ensure_pool
 from ._offload import asyncify, run_sync
-from .exceptions import ConfigError
 
 __all__ = ["HASH_IN_THREAD", "JOIN_IN_THREAD", "install", "read_large_body"]
 
@@ -84,10 +83,7 @@ def _joined(parts: list[bytes]) -> bytes:
 
 def install(session: Any) -> None:
     """Register the handlers on an aiobotocore *session* (every client made from it)."""
-    try:
-        get_pool(HASH_POOL)  # (made once; a size given since with `configure` is kept)
-    except ConfigError:
-        configure(pools={HASH_POOL: HASH_THREADS})
+    ensure_pool(HASH_POOL, HASH_THREADS)
     session.register("before-call", _checksum_in_thread)
     session.register("before-sign", _payload_in_thread)
 

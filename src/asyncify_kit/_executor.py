@@ -965,6 +965,15 @@ def forget_pool(name: str) -> None:
 _settings = {"shutdown_timeout": SHUTDOWN_TIMEOUT}
 
 
+def ensure_pool(name: str, threads: int) -> None:
+    """Make the library's own pool *name* of *threads* threads unless it exists (a size given
+    since with `configure` is kept)."""
+    try:
+        get_pool(name)
+    except ConfigError:
+        configure(pools={name: threads})
+
+
 def configure(
     *,
     pools: dict[str, int] | None = None,

@@ -39,8 +39,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._cleanup import finish
-from ._executor import DEFAULT_POOL, asyncio_loop
-from ._offload import run_owned, run_sync
+from ._executor import DEFAULT_POOL, asyncio_loop, ensure_pool
+from ._offload import asyncify, run_owned, run_sync
 
 __all__ = ["install", "thread_side"]
 
@@ -134,9 +134,16 @@ async def _ended(tasks: deque[asyncio.Task[Any]]) -> None:
 # --- uploads ----------------------------------------------------------------------------------
 
 
+#: the pool of the threads that read an upload's parts from a sync file object, apart from
+#: the default pool: read by whichever of its threads was free, the parts left freed memory in
+#: more of glibc's per-thread arenas (one per thread), a little more each time under load
+READ_POOL = "asyncify_kit.transfer-reads"
+READ_THREADS = 1
+
+
 class _Reader:
-    """Reads a file object: an async ``read`` is awaited, a sync one runs in a worker thread,
-    never on the event loop."""
+    """Reads a file object: an async ``read`` is awaited, a sync one runs in the thread of
+    `READ_POOL`, never on the event loop."""
 
     def __init__(self, fileobj: Any) -> None:
         read = getattr(fileobj, "read", None)
@@ -144,13 +151,13 @@ class _Reader:
             raise TypeError(f"Fileobj must have a read() method, got {type(fileobj).__name__}")
         self._read: Callable[[int], Any] = read
         self._async = _is_async(read)
+        if not self._async:
+            ensure_pool(READ_POOL, READ_THREADS)
+            self._read = asyncify(read, pool=READ_POOL)
         self.at_end = False  # read() met the end of the file
 
     async def _chunk(self, size: int) -> bytes:
-        if self._async:
-            data = await self._read(size)
-        else:
-            data = await run_sync(self._read, size)
+        data = await self._read(size)
         if isinstance(data, str):
             raise TypeError("Fileobj must be opened in binary mode: read() returned str")
         return bytes(data)
