@@ -39,7 +39,11 @@ def double(x: int) -> int:
     return 2 * x
 
 
-def _slow(seconds: float, ended: list[float] | None = None) -> str:
+def _slow(
+    seconds: float, ended: list[float] | None = None, started: threading.Event | None = None
+) -> str:
+    if started is not None:
+        started.set()
     time.sleep(seconds)
     if ended is not None:
         ended.append(time.monotonic())
@@ -50,6 +54,16 @@ def _fresh_pool() -> str:
     name = f"call-{uuid.uuid4().hex[:8]}"
     configure(pools={name: 4})
     return name
+
+
+async def _running(started: threading.Event) -> None:
+    """Until a call's thread has started it (a fixed sleep was too short under CI's load: a
+    call cancelled before its thread takes it never runs, so there is nothing to wait for)."""
+    for _ in range(1000):
+        if started.is_set():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the call did not start within 5 s")
 
 
 async def _settled(pool: str) -> None:
@@ -132,13 +146,23 @@ async def test_gather_cancelled_applies_the_policy(policy: CancelPolicy) -> None
     pool = _fresh_pool()
     call = asyncify(pool=pool, cancel=policy)(_slow)
     ended: list[float] = []
+    started = threading.Event()
+    slow: Any = call(0.3, ended, started)
+    quick: Any = call(0.01)
 
     async def fan_out() -> None:
-        # gather itself leaves when its first child ends cancelled: one slow child here
-        await asyncio.gather(call(0.3, ended), call(0.01))
+        await asyncio.gather(slow, quick)
 
     task = asyncio.create_task(fan_out())
-    await asyncio.sleep(0.05)
+    # gather itself leaves when its first child ends cancelled: so the quick child must be
+    # over, and the slow one running, when the task is cancelled (a fixed 50 ms sleep was
+    # too short for either under CI's load)
+    await _running(started)
+    for _ in range(1000):
+        if quick.done():
+            break
+        await asyncio.sleep(0.005)
+    assert quick.done() and not slow.done()
     task.cancel()
     start = time.monotonic()
     with pytest.raises(asyncio.CancelledError):
@@ -157,8 +181,9 @@ async def test_cancel_of_the_call_itself(policy: CancelPolicy) -> None:
     pool = _fresh_pool()
     call = asyncify(pool=pool, cancel=policy)(_slow)
     ended: list[float] = []
-    fut: Any = call(0.3, ended)
-    await asyncio.sleep(0.05)
+    started = threading.Event()
+    fut: Any = call(0.3, ended, started)
+    await _running(started)
     assert not fut.done()
     assert fut.cancel()
     if policy == "wait":
@@ -190,13 +215,16 @@ async def test_a_queued_call_cancelled_as_a_future_never_runs() -> None:
 async def test_late_error_of_a_call_cancelled_as_a_future_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    started = threading.Event()
+
     @asyncify
     def fails_late() -> None:
+        started.set()
         time.sleep(0.15)
         raise ValueError("late")
 
     fut: Any = fails_late()
-    await asyncio.sleep(0.05)
+    await _running(started)
     fut.cancel()
     with (
         caplog.at_level(logging.WARNING, logger="asyncify_kit"),
