@@ -19,11 +19,11 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
-import sniffio
 
 from .._cleanup import finish
 from .._config import BackendURL, resolve_url, validate_options
 from .._errors import causes
+from .._executor import asyncio_loop
 from .._offload import checkpoint_if_cancelled, run_sync
 from .._registry import BackendSpec, check_installed, load_backend, loaded_backend, lookup
 from ..exceptions import (
@@ -230,7 +230,7 @@ class Database:
             connecting.set()
 
     async def _open_pool(self) -> None:
-        if not self._spec.trio and sniffio.current_async_library() != "asyncio":
+        if not self._spec.trio and asyncio_loop() is None:
             raise Unsupported(
                 f"the {self._spec.scheme!r} backend runs on asyncio only; under trio use "
                 f"{self._backend.trio_alternatives}"

@@ -16,12 +16,12 @@ from enum import Enum
 from typing import Any, ClassVar
 
 import psycopg
-import sniffio
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format, TransactionStatus
 from psycopg.types.json import JsonbDumper
 
+from ..._executor import asyncio_loop
 from ...exceptions import ConnectionLost, DatabaseError, ProgrammingError
 from .._compiler import CompiledQuery, ParamStyle
 from .._row import Row, make_keys, rows_of
@@ -277,14 +277,14 @@ class PsycopgBackend(Backend):
         )
 
     def session_factory(self) -> Callable[[], SyncSession] | None:
-        if sniffio.current_async_library() == "asyncio":
+        if asyncio_loop() is not None:  # (on asyncio, psycopg's own async connections)
             return None
         params = self.connect_params()
         return lambda: _PsycopgSession(params)
 
     async def connect(self) -> Connection:
         params = self.connect_params()
-        if sniffio.current_async_library() != "asyncio":
+        if asyncio_loop() is None:
             return await ThreadedConnection.open(_PsycopgSession(params))
         try:
             conn = await psycopg.AsyncConnection.connect(**params)
