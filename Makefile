@@ -50,8 +50,9 @@ typecheck: install
 # Worker processes of pytest-xdist: most tests wait on servers, sockets and timeouts, so three
 # on two cores took the suite from 812 s to 407-420 s here, two 532 s (`TEST_WORKERS=0`: one)
 TEST_WORKERS ?= 3
+# the slowest tests are listed at the end, so a run's log shows where its time went
 pytest: install
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # The oldest Python supported (3.10) runs the tests most tied to the version, in a venv of its
 # own: the offload engine (tracebacks), detection, scanning, connect and query timeouts
