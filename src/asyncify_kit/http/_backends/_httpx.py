@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 import socket
 import ssl
@@ -17,6 +18,7 @@ import httpx
 from ..._offload import run_sync
 from ...exceptions import ConnectError, HTTPError, ReadError, TimeoutException, TransportError
 from .._models import Request, Response, Timeout
+from .._redact import redact_url
 from .base import (
     BackendStream,
     ClientConfig,
@@ -31,6 +33,26 @@ from .base import (
 )
 
 __all__ = ["HttpxBackend"]
+
+
+class _RedactedRequestLog(logging.Filter):
+    """httpx logs each request's URL at INFO (``HTTP Request: GET https://...``) as it is,
+    with a token in its query or a password in its user info; this filter on its logger
+    redacts them as the library's own errors do (`redact_url`), for every httpx client of the
+    process (a record it cannot read is passed on unchanged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(arg, httpx.URL) for arg in args):
+            record.args = tuple(
+                redact_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in args
+            )
+        return True
+
+
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactedRequestLog) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_RedactedRequestLog())
 
 # the request extension that carries a request's redirect state through httpx's redirects
 _REDIRECTS = "asyncify_kit.redirects"
