@@ -17,11 +17,12 @@ Precedence everywhere: explicit argument > environment variable > embedded defau
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus
@@ -38,8 +39,12 @@ __all__ = [
     "float_option",
     "int_option",
     "is_secret_option",
+    "option_value_text",
+    "redact_url_text",
     "resolve_url",
     "str_option",
+    "url_errors",
+    "url_source_error",
     "validate_options",
     "whole_number",
 ]
@@ -254,6 +259,20 @@ def _redact_option_value(value: str) -> str:
     """An option value as ``str()`` and errors show it: one that is a URL with its password
     hidden as a backend URL's is (``http://key:***@minio:9000``), any other as it is."""
     return _redact_raw(value) if "://" in value else value
+
+
+def option_value_text(name: str, raw: str) -> str:
+    """The value *raw* of option *name* as an error quotes it: ``***`` for an option named
+    like a secret, else its repr, the password hidden when it is a URL
+    (``'http://key:***@minio:9000'``)."""
+    return _REDACTED if is_secret_option(name) else repr(_redact_option_value(raw))
+
+
+def redact_url_text(text: str) -> str:
+    """*text*, which should be a URL but may not even parse, as `BackendURL` errors show it:
+    what lies between ``://`` and the last ``@`` (the password) is ``***``, as are secret
+    options; text without ``://`` is ``***`` whole."""
+    return _redact_raw(text)
 
 
 def _render_option_value(value: str, *, hide_password: bool) -> str:
@@ -507,7 +526,7 @@ class Option(Generic[T]):
         try:
             return self.parse(raw)
         except (ValueError, TypeError):
-            shown = _REDACTED if is_secret_option(self.name) else repr(_redact_option_value(raw))
+            shown = option_value_text(self.name, raw)
             raise ConfigError(
                 f"invalid value {shown} for option {self.name!r} of the {backend!r} backend; "
                 f"accepted: {self.accepted}"
@@ -676,3 +695,31 @@ def resolve_url(
                 raise ConfigError(f"{source}: {exc}") from None
             return parsed.replace(source=source)
     return BackendURL.parse(default)
+
+
+def url_source_error(url: BackendURL, exc: ConfigError) -> ConfigError:
+    """*exc*, an error about *url*, as it is raised: when *url* was read from the environment
+    (`BackendURL.source`), a new `ConfigError` whose message starts with the variable's name
+    (``environment variable DATABASE_URL: ...``), caused by *exc*; else *exc* itself (a URL
+    given in code keeps its message, as does one that names its source already)."""
+    source = url.source
+    if not source or str(exc).startswith(f"{source}: "):
+        return exc
+    error = ConfigError(f"{source}: {exc}", orig=exc.orig)
+    error.__cause__ = exc
+    return error
+
+
+@contextlib.contextmanager
+def url_errors(url: BackendURL) -> Iterator[None]:
+    """Around the code that checks and uses *url*: a `ConfigError` raised in it starts with
+    the environment variable *url* was read from, if it was (`url_source_error`). The
+    facades wrap their whole construction and opening in it, so every check, present or
+    future, names the variable without knowing where the URL came from."""
+    try:
+        yield
+    except ConfigError as exc:
+        error = url_source_error(url, exc)
+        if error is exc:
+            raise
+        raise error from exc

@@ -14,9 +14,9 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 import anyio
 from typing_extensions import Unpack
 
-from .._config import BackendURL, env_setting
+from .._config import BackendURL, env_setting, redact_url_text
 from .._offload import checkpoint_if_cancelled, run_sync
-from .._registry import BackendSpec, load_backend, lookup
+from .._registry import BackendSpec, backends, load_backend, lookup
 from ..exceptions import ConfigError, HTTPError, Unsupported
 from ._backends.base import ClientConfig, HttpBackend, canonical_url, current_event_loop
 from ._content import FilesInput, FormInput, encode_body, without_none
@@ -259,13 +259,47 @@ def _check_authority(url: str) -> None:
     raise ConfigError(f"invalid URL {redact_url(url)!r}: {reason}")
 
 
+#: what a backend's name may be: a URL scheme (``httpx``, ``my-http+driver``), ASCII only
+_BACKEND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]*(?:\+[A-Za-z][A-Za-z0-9._-]*)?")
+
+
+def _shown_backend(value: str) -> str:
+    """*value*, which is no backend name, as an error may show it: the variable may hold a
+    proxy URL or a password set in the wrong place. A URL's password is hidden, as a backend
+    URL's is; a name with white space around it (``'httpx '``, ``'httpx\\n'``) is shown,
+    to point at it; any other text is not, as it may be a password."""
+    if "://" in value:
+        return f" {redact_url_text(value)!r}"
+    if _BACKEND_NAME.fullmatch(value.strip()):
+        return f" {value!r}"
+    return " (not shown: it may hold a password)"
+
+
 def resolve_backend(name: str | None) -> BackendSpec:
     """The registry row of backend *name* (argument > ``ASYNCIFY_HTTP_BACKEND`` > httpx);
-    an unknown name is a `ConfigError` listing the known ones."""
-    chosen = name or env_setting(ENV_BACKEND) or DEFAULT_BACKEND
-    if not isinstance(chosen, str) or not chosen.replace("+", "").replace("-", "").isalnum():
-        raise ConfigError(f"invalid HTTP backend name {chosen!r}")
-    return lookup("http", BackendURL.parse(f"{chosen.lower()}://"))
+    an unknown or malformed name is a `ConfigError` listing the known ones, which starts
+    with the variable's name when the name was read from it (as a URL's errors do)."""
+    source = None
+    chosen: object = name
+    if not name:
+        chosen = env_setting(ENV_BACKEND)
+        if chosen:
+            source = f"environment variable {ENV_BACKEND}"
+        else:
+            chosen = DEFAULT_BACKEND
+    origin = f"{source}: " if source else ""
+    known = ", ".join(spec.scheme for spec in backends("http"))
+    if not isinstance(chosen, str):
+        raise ConfigError(
+            f"an HTTP backend name must be a string, not {type(chosen).__name__}; known: {known}"
+        )
+    if not _BACKEND_NAME.fullmatch(chosen):
+        raise ConfigError(
+            f"{origin}invalid HTTP backend name{_shown_backend(chosen)}; known: {known}"
+        )
+    # (a name the pattern takes is a scheme `BackendURL.parse` takes)
+    url = BackendURL.parse(f"{chosen.lower()}://").replace(source=source)
+    return lookup("http", url)  # (an unknown one: a `ConfigError` starting with *origin*)
 
 
 class HttpClient:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 
 from .._cleanup import finish
-from .._config import BackendURL, resolve_url, validate_options
+from .._config import BackendURL, resolve_url, url_errors, validate_options
 from .._errors import causes
 from .._executor import asyncio_loop
 from .._offload import checkpoint_if_cancelled, run_sync
@@ -109,9 +109,9 @@ def _fold_sslmode(url: BackendURL, values: dict[str, Any], backend: str) -> None
     if mode is None:
         return
     if "ssl" in url.options and values["ssl"] != mode:
-        origin = f"{url.source}: " if url.source else ""
+        # (`Database` starts it with the environment variable the URL came from, if any)
         raise ConfigError(
-            f"{origin}options 'ssl' ({values['ssl']}) and 'sslmode' ({mode}) disagree for the "
+            f"options 'ssl' ({values['ssl']}) and 'sslmode' ({mode}) disagree for the "
             f"{backend!r} backend in {url}; 'sslmode' is libpq's name of 'ssl': give one of them"
         )
     values["ssl"] = mode
@@ -142,33 +142,37 @@ class Database:
 
     def __init__(self, url: str | BackendURL | None = None, **options: Any) -> None:
         parsed = resolve_url(url, ENV_NAMES, DEFAULT_URL)
-        spec = lookup("sql", parsed)
-        if options:
-            merged = dict(parsed.options)
-            if _SSL_NAMES & options.keys() and _takes_sslmode(spec):
-                # a TLS mode given as a keyword overrides the URL's, under either name
-                for name in _SSL_NAMES:
-                    merged.pop(name, None)
-            merged.update({k: _option_text(v) for k, v in options.items()})
-            parsed = parsed.replace(options=merged)
-        check_installed(spec)
-        values = validate_options(parsed, spec.options, backend=spec.scheme)
-        _fold_sslmode(parsed, values, spec.scheme)
-        if (
-            "min_size" in values
-            and "max_size" in values
-            and values["min_size"] > values["max_size"]
-        ):
-            raise ConfigError(
-                f"option 'min_size' ({values['min_size']}) is larger than 'max_size' "
-                f"({values['max_size']}) for the {spec.scheme!r} backend in {parsed}"
-            )
+        # every check of a URL read from the environment names the variable (so does
+        # `connect`, for those made as the pool opens)
+        with url_errors(parsed):
+            spec = lookup("sql", parsed)
+            if options:
+                merged = dict(parsed.options)
+                if _SSL_NAMES & options.keys() and _takes_sslmode(spec):
+                    # a TLS mode given as a keyword overrides the URL's, under either name
+                    for name in _SSL_NAMES:
+                        merged.pop(name, None)
+                merged.update({k: _option_text(v) for k, v in options.items()})
+                parsed = parsed.replace(options=merged)
+            check_installed(spec)
+            values = validate_options(parsed, spec.options, backend=spec.scheme)
+            _fold_sslmode(parsed, values, spec.scheme)
+            if (
+                "min_size" in values
+                and "max_size" in values
+                and values["min_size"] > values["max_size"]
+            ):
+                raise ConfigError(
+                    f"option 'min_size' ({values['min_size']}) is larger than 'max_size' "
+                    f"({values['max_size']}) for the {spec.scheme!r} backend in {parsed}"
+                )
+            # made at the first use (see `_backend`); at once if its class is imported already
+            cls = loaded_backend(spec)
+            made: Backend | None = None if cls is None else cls(parsed, values)
         self.url: BackendURL = parsed
         self._spec: BackendSpec = spec
         self._values = values
-        # made at the first use (see `_backend`); at once if its class is imported already
-        cls = loaded_backend(spec)
-        self._made: Backend | None = None if cls is None else cls(parsed, values)
+        self._made: Backend | None = made
         self._pool: ConnectionPool | ThreadedConnectionPool | None = None
         # the pool `disconnect` closes (or closed): `pool_stats` still reports it
         self._closed_pool: ConnectionPool | ThreadedConnectionPool | None = None
@@ -182,8 +186,9 @@ class Database:
         `Database` was made inside ``async def``."""
         backend = self._made
         if backend is None:
-            _, cls = load_backend("sql", self.url)
-            backend = self._made = cls(self.url, self._values)
+            with url_errors(self.url):  # (a backend checks its URL as it is made)
+                _, cls = load_backend("sql", self.url)
+                backend = self._made = cls(self.url, self._values)
         return backend
 
     @property
@@ -222,9 +227,12 @@ class Database:
             return
         self._connecting = anyio.Event()
         try:
-            if self._made is None:  # the driver's import, off the loop (see `_backend`)
-                await run_sync(load_backend, "sql", self.url)
-            await self._open_pool()
+            # the checks made as the pool opens (its TLS files, say) name the environment
+            # variable the URL came from, as the constructor's do
+            with url_errors(self.url):
+                if self._made is None:  # the driver's import, off the loop (see `_backend`)
+                    await run_sync(load_backend, "sql", self.url)
+                await self._open_pool()
         finally:
             connecting, self._connecting = self._connecting, None
             connecting.set()

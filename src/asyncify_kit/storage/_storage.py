@@ -9,7 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._config import BackendURL, resolve_url, validate_options
+from .._config import BackendURL, resolve_url, url_errors, validate_options
 from .._executor import asyncio_loop
 from .._offload import checkpoint_if_cancelled, run_sync
 from .._registry import BackendSpec, load_backend, lookup
@@ -185,10 +185,13 @@ class Storage:
 
     def __init__(self, url: str | BackendURL | None = None) -> None:
         self.url = resolve_url(url, ENV_VARS, DEFAULT_URL)
-        self._spec: BackendSpec = lookup("storage", self.url)
-        self._options: dict[str, Any] = validate_options(
-            self.url, self._spec.options, backend=self._spec.scheme
-        )
+        # every check of a URL read from the environment names the variable (so does the
+        # opening, for the backend's own checks)
+        with url_errors(self.url):
+            self._spec: BackendSpec = lookup("storage", self.url)
+            self._options: dict[str, Any] = validate_options(
+                self.url, self._spec.options, backend=self._spec.scheme
+            )
         self._backend: StorageBackend | None = None
         self._last: StorageBackend | None = None  # the backend of the last open
 
@@ -210,6 +213,13 @@ class Storage:
     async def __aenter__(self) -> Self:
         if self._backend is not None:
             raise RuntimeError(f"{self!r} is already open")
+        with url_errors(self.url):
+            await self._open()
+        return self
+
+    async def _open(self) -> None:
+        """Make the backend and open it (`__aenter__`, which names the environment variable
+        the URL came from in a `ConfigError` raised here)."""
         if not self._spec.trio:
             require_asyncio(
                 f"the {self._spec.scheme!r} storage backend",
@@ -225,7 +235,6 @@ class Storage:
             backend.carry_over(self._last)
         await backend.aopen()
         self._backend = self._last = backend
-        return self
 
     async def __aexit__(
         self,

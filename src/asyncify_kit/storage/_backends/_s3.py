@@ -25,7 +25,7 @@ import anyio
 
 from ..._aio_payloads import read_large_body
 from ..._cleanup import finish
-from ..._config import BackendURL
+from ..._config import BackendURL, option_value_text
 from ..._errors import causes
 from ..._offload import run_sync
 from ...exceptions import (
@@ -473,15 +473,18 @@ class S3Backend(StorageBackend):
             except ValueError:  # urlsplit's "Invalid IPv6 URL"
                 valid = False
             if not valid:
+                # (its password hidden, as in the URL: ftp://key:secret@minio is refused too)
                 raise ConfigError(
-                    f"invalid value {endpoint!r} for option 'endpoint_url' of the {self.name!r} "
-                    "backend; accepted: an http:// or https:// URL"
+                    f"invalid value {option_value_text('endpoint_url', endpoint)} for option "
+                    f"'endpoint_url' of the {self.name!r} backend; accepted: an http:// or "
+                    "https:// URL"
                 )
         ca_bundle = self.options.get("ca_bundle")
         if ca_bundle and not os.path.isfile(ca_bundle):
             raise ConfigError(
-                f"invalid value {ca_bundle!r} for option 'ca_bundle' of the {self.name!r} "
-                "backend: no such file (a PEM file of CA certificates)"
+                f"invalid value {option_value_text('ca_bundle', ca_bundle)} for option "
+                f"'ca_bundle' of the {self.name!r} backend: no such file (a PEM file of CA "
+                "certificates)"
             )
         region = self.options.get("region")
         if region:
@@ -489,13 +492,14 @@ class S3Backend(StorageBackend):
                 validate_region_name(region)
             except InvalidRegionError:
                 raise ConfigError(
-                    f"invalid value {region!r} for option 'region' of the {self.name!r} backend; "
-                    "accepted: a region name such as 'us-east-1'"
+                    f"invalid value {option_value_text('region', region)} for option 'region' "
+                    f"of the {self.name!r} backend; accepted: a region name such as 'us-east-1'"
                 ) from None
 
     def client_error(self, exc: Exception) -> Exception | None:
         """The error for *exc*, raised while the client was made (see `aopen`); None for one
-        raised as it is (not botocore's, nor a ``ValueError``; or our own `ConfigError`).
+        raised as it is (not botocore's, nor a ``ValueError``; or our own `ConfigError`, which
+        `Storage` names after the environment variable the URL came from, if it did).
         botocore's exceptions are imported here, once the client's thread has imported them."""
         from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 
