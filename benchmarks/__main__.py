@@ -66,4 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from asyncify_kit.cli import quiet_when_stdout_closes
+
+    # (`asyncify-kit bench --list | head -1`: no traceback when the reader leaves)
+    sys.exit(quiet_when_stdout_closes(main))

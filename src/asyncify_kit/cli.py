@@ -25,6 +25,10 @@ from .scan import add_scan_subcommand
 
 #: the exit code of a command stopped by Ctrl-C, as shells report it (128 + SIGINT)
 EXIT_INTERRUPTED = 130
+#: the exit code of a command whose reader closed its output (``| head``), as shells report
+#: a tool that SIGPIPE ended (128 + SIGPIPE): Python's advice uses 1, which scan keeps for
+#: "findings"
+EXIT_BROKEN_PIPE = 141
 
 SubParsers = Any  # argparse's _SubParsersAction is private; its type is not public API
 Handler = Callable[[argparse.Namespace], int]
@@ -43,6 +47,38 @@ def _bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[s
         return value
 
     return parse
+
+
+def stdout_closed() -> int:
+    """End a command whose stdout pipe its reader closed (``asyncify-kit scan | head -1``)
+    quietly, as well-behaved Unix tools end, the way Python's documentation advises (the
+    ``signal`` module's "Note on SIGPIPE"): no traceback, and the rest of the output goes to
+    /dev/null, so that the flush at exit does not fail once more ("Exception ignored ...
+    BrokenPipeError", exit status 120). Returns `EXIT_BROKEN_PIPE`."""
+    # (a stdout without a descriptor, as tests install, has nothing to redirect)
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def quiet_when_stdout_closes(command: Callable[[], int]) -> int:
+    """*command*'s exit code, its output flushed before it counts as done (a closed pipe then
+    shows here, not at exit); `stdout_closed()`'s if the reader of stdout went away. Covers
+    the help and usage texts too (argparse prints them, then raises `SystemExit`)."""
+    try:
+        try:
+            code = command()
+        except SystemExit:
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return stdout_closed()
+    return code
 
 
 def _unwritable(path: str) -> str | None:
@@ -186,7 +222,10 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def add_bench(subparsers: SubParsers) -> None:
-    """``asyncify-kit bench``: the ratio benchmarks against the peers (a source checkout's)."""
+    """``asyncify-kit bench``: the ratio benchmarks against the peers (a source checkout's).
+
+    Every argument after ``bench`` is the benchmarks', ``-h``/``--help`` too: they list the
+    benchmark options (a help of bench's own would list none, having no option to list)."""
     parser = subparsers.add_parser(
         "bench",
         help="run the ratio benchmarks against the peers (from a source checkout)",
@@ -195,6 +234,7 @@ def add_bench(subparsers: SubParsers) -> None:
             "arguments after `bench` are passed on (for example --section offload --quick). "
             "`make bench` also starts the services the SQL, storage and HTTP sections need."
         ),
+        add_help=False,
     )
     parser.set_defaults(handler=_run_bench, bench_args=[], passes_unknown_args=True)
 
@@ -218,7 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``asyncify-kit`` console script; returns the exit code."""
+    """Entry point of the ``asyncify-kit`` console script; returns the exit code (a closed
+    stdout ends every subcommand quietly: `quiet_when_stdout_closes`)."""
+    return quiet_when_stdout_closes(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -2,7 +2,9 @@
 
 Exit status: 1 when there are findings, 0 when there are none, 2 for a usage error (bad
 option, missing path, invalid configuration) or a failure (a report that cannot be written, an
-error of the scanner itself): never 1, which CI reads as findings.
+error of the scanner itself): never 1, which CI reads as findings. A stdout closed by its
+reader (``| head``) ends the scan quietly, with 141 (128 + SIGPIPE, as shells report a tool
+that SIGPIPE ended).
 """
 
 from __future__ import annotations
@@ -80,14 +82,21 @@ def run_scan(args: argparse.Namespace) -> int:
     """Run a scan for parsed arguments; print the report; return the exit status.
 
     A failure is status 2, as a usage error is, never 1 (findings): an unexpected error is
-    printed with its traceback.
+    printed with its traceback. A stdout whose reader went away (``| head``) is no failure of
+    the scan: it ends quietly, with no traceback, as a Unix tool ended by SIGPIPE does (141).
     """
     try:
-        return _run_scan(args)
+        code = _run_scan(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the flush at exit
+    except BrokenPipeError:
+        from ..cli import stdout_closed  # (that module imports this one)
+
+        return stdout_closed()
     except Exception as exc:
         traceback.print_exc()
         print(f"asyncify-kit scan: error: the scan failed: {exc!r}", file=sys.stderr)
         return 2
+    return code
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -149,4 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m asyncify_kit.scan", description=_DESCRIPTION, epilog=_EPILOG
     )
     add_scan_arguments(parser)
-    return run_scan(parser.parse_args(argv))
+    from ..cli import quiet_when_stdout_closes  # (that module imports this one)
+
+    return quiet_when_stdout_closes(lambda: run_scan(parser.parse_args(argv)))

@@ -111,6 +111,13 @@ class _HardLinkRefused(OSError):
     """An in-place write met a file with other hard links; translated to `InvalidPath`."""
 
 
+class _RootNotADirectory(OSError):
+    """ROOT (`itself`), or an entry on the way to it, exists and is not a directory;
+    translated by `translate_root`."""
+
+    itself = False
+
+
 def _lstat_mode(name: str, dir_fd: int) -> int:
     """The ``st_mode`` of *name* in *dir_fd*, not following a link (0 if it cannot be had)."""
     try:
@@ -1277,10 +1284,45 @@ def _invoke(fn: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, 
 
 
 def _open_root(path: str, create: bool) -> int:
-    if create:
-        os.makedirs(path, exist_ok=True)
-    real = os.path.realpath(path)
-    return os.open(real, _DIR_FLAGS & ~_NOFOLLOW)
+    try:
+        if create:
+            os.makedirs(path, exist_ok=True)
+        real = os.path.realpath(path)
+        return os.open(real, _DIR_FLAGS & ~_NOFOLLOW)
+    except (FileExistsError, NotADirectoryError) as exc:
+        # makedirs says EEXIST for a ROOT that is a file (or a link to none) and ENOTDIR for
+        # a file on the way to it, open ENOTDIR for both: which one it is takes a look, here
+        # in the worker thread
+        refused = _RootNotADirectory(exc.errno, exc.strerror, exc.filename)
+        refused.itself = os.path.lexists(path)
+        raise refused from exc
+
+
+def translate_root(exc: OSError, backend: str, *, create: bool) -> StorageError:
+    """The StorageError for an `OSError` met while opening (or creating) ROOT: about ROOT,
+    which is no object (`translate` would speak of an object '.')."""
+    if isinstance(exc, _RootNotADirectory):
+        if exc.itself:
+            return StorageError(f"the root of {backend} is not a directory", orig=exc)
+        return StorageError(
+            f"the root of {backend} cannot be a directory: an entry on its path is not one",
+            orig=exc,
+        )
+    code = exc.errno
+    if code == errno.ENOENT:
+        # (with create=true: removed between being made and being opened)
+        why = " (create=false: it is not created)" if not create else ""
+        return NotFound(f"the root directory of {backend} does not exist{why}", orig=exc)
+    if code in (errno.EACCES, errno.EPERM):
+        doing = "open or create" if create else "open"
+        what = repr(exc.filename) if exc.filename is not None else "it"
+        return PermissionDenied(
+            f"permission denied for the root directory of {backend}: cannot {doing} {what}",
+            orig=exc,
+        )
+    return StorageError(
+        f"cannot open the root directory of {backend}: {exc.strerror or exc}", orig=exc
+    )
 
 
 def translate(exc: OSError, key: str, backend: str, *, writing: bool = False) -> StorageError:
@@ -1492,7 +1534,7 @@ class FileBackend(StorageBackend):
         try:
             self._root_fd = await self._run_owned(os.close, _open_root, self.root, self.create_root)
         except OSError as exc:
-            raise translate(exc, ".", self.describe()) from exc
+            raise translate_root(exc, self.describe(), create=self.create_root) from exc
         if not mimetypes.inited:
             await self._run(mimetypes.init)
 
