@@ -33,9 +33,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_probe(module: str, *args: str, env: dict[str, str] | None = None) -> Any:
     """Run ``python -m MODULE ARGS`` (a probe of this kind) in a fresh interpreter from the
     repository's root, and return the JSON of the last line it printed; its exit must be 0."""
+    return run_json(["-m", module, *args], env=env)
+
+
+def run_json(args: list[str], env: dict[str, str] | None = None) -> Any:
+    """Run ``python ARGS`` in a fresh interpreter from the repository's root, and return the
+    JSON of the last line it printed; its exit must be 0."""
     environ = dict(os.environ if env is None else env)
     proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env={**environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -9,16 +9,13 @@ interpreter that cannot (`tests/storage/unprivileged.py`)."""
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_file_system
+from tests.storage.rss_probe import run_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,17 +25,9 @@ SCHEMES = ["file", "file+aiofiles"]
 def list_unprivileged(url: str, prefix: str = "", *, recursive: bool = True) -> dict[str, object]:
     """What ``Storage(url).list(prefix, recursive=...)`` gives in a process that file
     permissions apply to."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.storage.unprivileged", url, prefix, str(int(recursive))],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result: dict[str, object] = run_probe(
+        "tests.storage.unprivileged", url, prefix, str(int(recursive))
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 

@@ -10,8 +10,6 @@ its bounding set, as ``tests/storage/unprivileged.py`` does)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import anyio
 import pytest
 
 from asyncify_kit.storage import NotFound, PermissionDenied, Storage, StorageError
+from tests.storage.rss_probe import run_json
 
 LOCAL = [("file", "asyncio"), ("file", "trio"), ("file+aiofiles", "asyncio")]
 local_cases = pytest.mark.parametrize(
@@ -123,15 +122,7 @@ def open_unprivileged(url: str) -> dict[str, object]:
     """What opening ``Storage(url)`` gives in a process that file permissions apply to (as
     root, the script drops the capabilities that bypass them from its bounding set, then
     executes itself again: the new image has none of them)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _OPEN, url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, object] = run_json(["-c", _OPEN, url])
     return result
 
 
