@@ -10,11 +10,13 @@ CODE := src tests benchmarks scripts docs/hooks setup.py $(wildcard examples)
 
 .PHONY: install demo test check lint typecheck pytest pytest-oldest docs bench services services-stop system-deps clean
 
+# the extras installed: all of them and the dev tools (`test`: only what the tests need)
+EXTRAS ?= dev
 # setup.py compiles the optional C base of the SQL Row (pure Python without a compiler)
 $(STAMP): pyproject.toml setup.py src/asyncify_kit/sql/_rowcore.c $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -c $(CONSTRAINTS)
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -70,7 +72,7 @@ pytest-oldest:
 		echo "pytest-oldest: no Python 3.10 here (set OLDEST_PYTHON=...): skipped"; \
 		[ "$${CI:-}" != true ] || { echo "pytest-oldest: CI needs it"; exit 1; }; \
 	else \
-		$(MAKE) --no-print-directory install PYTHON="$$python" VENV=$(OLDEST_VENV) && \
+		$(MAKE) --no-print-directory install PYTHON="$$python" VENV=$(OLDEST_VENV) EXTRAS=test && \
 		$(OLDEST_VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal $(OLDEST_TESTS); \
 	fi
 
