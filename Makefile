@@ -12,11 +12,13 @@ CODE := src tests benchmarks scripts docs/hooks setup.py $(wildcard examples)
 
 # the extras installed: all of them and the dev tools (`test`: only what the tests need)
 EXTRAS ?= dev
-# setup.py compiles the optional C base of the SQL Row (pure Python without a compiler)
+# setup.py compiles the optional C base of the SQL Row (pure Python without a compiler).
+# --no-compile: no bytecode for every module of every package at install; Python compiles a
+# module when it is first imported, and the tests import a fraction of them
 $(STAMP): pyproject.toml setup.py src/asyncify_kit/sql/_rowcore.c $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
+	$(PY) -m pip install -q --no-compile -e '.[$(EXTRAS)]' -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,8 +52,9 @@ typecheck: install
 	$(VENV)/bin/mypy & mypy=$$!; $(VENV)/bin/pyright; pyright=$$?; wait $$mypy && exit $$pyright
 
 # Worker processes of pytest-xdist: most tests wait on servers, sockets and timeouts, so three
-# on two cores took the suite from 812 s to 407-420 s here, two 532 s (`TEST_WORKERS=0`: one)
-TEST_WORKERS ?= 3
+# on two cores took the suite from 812 s to 407-420 s here, two 532 s (`TEST_WORKERS=0`: one).
+# Four since 2026-12-02, when the suite (5,729 tests) took 521-576 s with three.
+TEST_WORKERS ?= 4
 # the slowest tests are listed at the end, so a run's log shows where its time went
 pytest: install
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
