@@ -3,6 +3,10 @@ refuses), then closes the connection: the caller gets that answer, not a `ReadEr
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import select
+import selectors
 import socket
 import ssl
 import threading
@@ -123,3 +127,92 @@ async def test_an_answer_sent_before_the_body_was_read_reaches_the_caller(
         for _ in range(3):  # each on a new connection (the server closed the last one)
             response = await http.post(refusing_server, content=BODY)
             assert (response.status_code, response.content) == (413, b"too large")
+
+
+class _WriteBeforeRead(selectors.DefaultSelector):
+    """A selector that stages the race of `test_an_answer_racing_the_next_write`: the first
+    time it reports the client's socket writable only, once the server is *ready*, it lets
+    the server answer and reset (*go*), and waits until both reached the socket before it
+    returns; asyncio then runs the write first, which the reset fails."""
+
+    def __init__(self, port: int, ready: threading.Event, go: threading.Event) -> None:
+        super().__init__()
+        self._port, self._ready, self._go = port, ready, go
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = super().select(timeout)
+        if self._ready.is_set() and not self._go.is_set():
+            for key, mask in events:
+                if mask == selectors.EVENT_WRITE and self._to_server(key.fd):
+                    self._go.set()
+                    _wait_for_answer_and_reset(key.fd)
+        return events
+
+    def _to_server(self, fd: int) -> bool:
+        try:
+            with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:
+                return bool(sock.getpeername()[1] == self._port)
+        except OSError:
+            return False
+
+
+def _wait_for_answer_and_reset(fd: int) -> None:
+    poll = select.poll()
+    poll.register(fd, select.POLLIN)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # (the answer comes first, then the reset, at once)
+        for _, revents in poll.poll(10):
+            if revents & select.POLLIN and revents & (select.POLLERR | select.POLLHUP):
+                return
+    raise AssertionError("the server's answer and reset did not arrive")
+
+
+def _answer_mid_upload(
+    listener: socket.socket, ready: threading.Event, go: threading.Event
+) -> None:
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(5)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(65536)
+        taken = len(received)
+        while taken < (1 << 20):  # the client's buffers full: it writes when there is room
+            taken += len(conn.recv(65536))
+        ready.set()
+        conn.settimeout(0.01)
+        while not go.wait(0):  # making room, until the client's loop is about to write
+            with contextlib.suppress(TimeoutError):
+                conn.recv(4096)
+        conn.sendall(ANSWER)
+    # closed with the body unread: a reset
+
+
+def test_an_answer_racing_the_next_write_reaches_the_caller() -> None:
+    """The answer and the reset arrive while the event loop is about to write more of the
+    body (the case the loop's read-first order cannot catch): asyncio failed the write and
+    closed the socket with the answer unread, and aiohttp raised ``ReadError`` (9 of 2,000
+    POSTs to the ``close`` server above with the cores busy; every time here)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    ready, go = threading.Event(), threading.Event()
+    server = threading.Thread(target=_answer_mid_upload, args=(listener, ready, go), daemon=True)
+    server.start()
+
+    async def post() -> tuple[int, bytes]:
+        async with HttpClient(backend="aiohttp", timeout=10) as http:
+            response = await http.post(f"http://127.0.0.1:{port}/upload", content=BODY)
+            return response.status_code, response.content
+
+    loop = asyncio.SelectorEventLoop(_WriteBeforeRead(port, ready, go))
+    try:
+        assert loop.run_until_complete(post()) == (413, b"too large")
+        assert go.is_set()  # (the race was staged)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        server.join(5)
+        listener.close()
