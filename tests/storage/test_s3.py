@@ -1,6 +1,6 @@
 """S3 specifics: configuration from the standard AWS environment, multipart thresholds,
 objects written by other tools, and the asyncio-only rule of aioboto3; a connection broken in
-the middle of a body, and an unknown profile, as StorageErrors."""
+the middle of a body, as StorageErrors."""
 
 from __future__ import annotations
 
@@ -416,18 +416,34 @@ async def test_a_read_waiting_when_its_storage_closes_ends(
     await f.close()
 
 
-async def test_unknown_profile_is_a_storage_error(
-    scheme: str, anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("source", ["url", "AWS_PROFILE", "ASYNCIFY_STORAGE_URL"])
+async def test_unknown_profile_is_a_config_error(
+    scheme: str, source: str, anyio_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A profile that no AWS config file has, named by the URL, by ``AWS_PROFILE``, or by a
+    URL from the environment: a configuration mistake, as a bad region is (it was a
+    `StorageError`, as if S3 had answered)."""
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))  # none: no profiles
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    url = f"{scheme}://bucket/p?endpoint_url=http://127.0.0.1:9&profile=no-such-profile"
-    with pytest.raises(StorageError, match="no-such-profile") as info:
-        async with Storage(url):
+    url = f"{scheme}://bucket/p?endpoint_url=http://127.0.0.1:9"
+    if source == "AWS_PROFILE":
+        monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    else:
+        url += "&profile=no-such-profile"
+    if source == "ASYNCIFY_STORAGE_URL":
+        monkeypatch.setenv("ASYNCIFY_STORAGE_URL", url)
+        url = ""
+    with pytest.raises(ConfigError, match="no-such-profile") as info:
+        async with Storage(url or None):
             pass
-    assert type(info.value.__cause__).__name__ == "ProfileNotFound"
+    cause = info.value.__cause__
+    while isinstance(cause, ConfigError):  # (the variable's name is put before the message)
+        cause = cause.__cause__
+    assert type(cause).__name__ == "ProfileNotFound"
+    if source == "ASYNCIFY_STORAGE_URL":
+        assert str(info.value).startswith("environment variable ASYNCIFY_STORAGE_URL: ")
 
 
 @pytest.mark.parametrize(

@@ -501,15 +501,23 @@ class S3Backend(StorageBackend):
         raised as it is (not botocore's, nor a ``ValueError``; or our own `ConfigError`, which
         `Storage` names after the environment variable the URL came from, if it did).
         botocore's exceptions are imported here, once the client's thread has imported them."""
-        from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            InvalidRegionError,
+            ProfileNotFound,
+        )
 
         if isinstance(exc, ConfigError) or not isinstance(
             exc, (ClientError, BotoCoreError, ValueError)
         ):
             return None
-        if isinstance(exc, InvalidRegionError) or not isinstance(exc, (ClientError, BotoCoreError)):
+        if isinstance(exc, (InvalidRegionError, ProfileNotFound)) or not isinstance(
+            exc, (ClientError, BotoCoreError)
+        ):
             # a bad endpoint or region from the environment or the profile: botocore raises
-            # a bare ValueError (or InvalidRegionError) when the client is made
+            # a bare ValueError (or InvalidRegionError) when the client is made; a profile
+            # no config file has (?profile=, AWS_PROFILE): ProfileNotFound
             return ConfigError(f"invalid S3 client configuration for {self.describe()}: {exc}")
         return translate_botocore(exc, None, self)
 
@@ -527,7 +535,7 @@ class S3Backend(StorageBackend):
 
     async def aopen(self) -> None:
         try:
-            # an unknown ?profile= is botocore's ProfileNotFound, raised here; the client's
+            # an unknown profile is botocore's ProfileNotFound, raised here; the client's
             # modules are imported by then, in that thread (`aws._import_aio`), not on the loop
             session = await run_sync(self._make_session)
             from aiobotocore.config import AioConfig
