@@ -325,12 +325,14 @@ def _read_before_reset(protocol: asyncio.BaseProtocol, sock: Any) -> None:
 
     def connection_lost(exc: Exception | None) -> None:
         del protocol.connection_lost  # (aiohttp's own again; and no reference cycle left)
-        if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and isinstance(
-            protocol, asyncio.Protocol
-        ):
-            for data in _unread(sock):
-                protocol.data_received(data)
-        lost(exc)
+        try:
+            if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and isinstance(
+                protocol, asyncio.Protocol
+            ):
+                for data in _unread(sock):
+                    protocol.data_received(data)
+        finally:  # (whatever the data did to aiohttp's parser, its waiters learn of the end)
+            lost(exc)
 
     protocol.connection_lost = connection_lost  # type: ignore[method-assign]
 
