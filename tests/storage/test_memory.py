@@ -214,7 +214,7 @@ async def test_a_timeout_around_a_loop_of_operations_takes_effect(
     anyio_backend: str, how: str
 ) -> None:
     """Nothing of memory:// waits for I/O, and its operations never yielded to the loop: a
-    loop of them inside a 50 ms timeout ran on as long as it had work (the whole second
+    loop of them inside a 50 ms timeout ran on as long as it had work (the whole 5 s
     here), and other tasks did not run meanwhile."""
     others = 0
 
@@ -232,7 +232,9 @@ async def test_a_timeout_around_a_loop_of_operations_takes_effect(
         async with anyio.create_task_group() as tg:
             tg.start_soon(other)
             with anyio.move_on_after(0.05):
-                while anyio.current_time() - started < 1:
+                # (before, the loop ran to its end: 5 s; now it stops well before, even on a
+                # loaded machine, where it took 0.61 s once)
+                while anyio.current_time() - started < 5:
                     if how == "lines":
                         async with await st.open("k", "rb") as f:
                             async for _ in f:
@@ -242,5 +244,5 @@ async def test_a_timeout_around_a_loop_of_operations_takes_effect(
                     else:
                         await getattr(st, how)("k")
             tg.cancel_scope.cancel()
-        assert anyio.current_time() - started < 0.5
+        assert anyio.current_time() - started < 2.5
         assert others > 0
