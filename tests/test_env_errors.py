@@ -58,25 +58,20 @@ def _from_env(info: pytest.ExceptionInfo[ConfigError], var: str) -> str:
 # -- ASYNCIFY_HTTP_BACKEND --------------------------------------------------------------------
 
 
-def test_an_unknown_http_backend_from_the_environment_names_the_variable(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("nope", "unknown http backend 'nope'"),
+        ("httpx ", "invalid HTTP backend name 'httpx '"),  # (the stray space shown, to point at it)
+    ],
+)
+def test_a_bad_http_backend_from_the_environment_names_the_variable_and_the_known_ones(
+    value: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ASYNCIFY_HTTP_BACKEND", "nope")
+    monkeypatch.setenv("ASYNCIFY_HTTP_BACKEND", value)
     with pytest.raises(ConfigError) as info:
         HttpClient()
-    assert _from_env(info, "ASYNCIFY_HTTP_BACKEND") == f"unknown http backend 'nope'; {HTTP_KNOWN}"
-
-
-def test_a_malformed_http_backend_from_the_environment_lists_the_known_ones(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("ASYNCIFY_HTTP_BACKEND", "httpx ")
-    with pytest.raises(ConfigError) as info:
-        HttpClient()
-    # (the stray space is shown, to point at it)
-    assert _from_env(info, "ASYNCIFY_HTTP_BACKEND") == (
-        f"invalid HTTP backend name 'httpx '; {HTTP_KNOWN}"
-    )
+    assert _from_env(info, "ASYNCIFY_HTTP_BACKEND") == f"{message}; {HTTP_KNOWN}"
 
 
 @pytest.mark.parametrize(

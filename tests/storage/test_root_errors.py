@@ -50,29 +50,24 @@ async def test_a_missing_root_with_create_false_is_not_found(scheme: str, tmp_pa
 @pytest.mark.anyio
 @local_cases
 @pytest.mark.parametrize("create", ["", "?create=false"])
-async def test_a_root_that_is_a_file_is_not_a_directory(
-    scheme: str, create: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("below", "message"),
+    [
+        # a plain StorageError: not AlreadyExists (a FileExistsError), which it was
+        ("", "is not a directory"),
+        # not NotFound, which it was
+        ("root", "cannot be a directory: an entry on its path is not one"),
+    ],
+)
+async def test_a_root_that_is_or_is_below_a_file_is_not_a_directory(
+    scheme: str, create: str, below: str, message: str, tmp_path: Path
 ) -> None:
     await anyio.Path(tmp_path / "file").write_bytes(b"not a directory")
-    url = f"{scheme}://{tmp_path / 'file'}{create}"
+    url = f"{scheme}://{tmp_path / 'file' / below if below else tmp_path / 'file'}{create}"
     exc = await open_error(url)
-    # a plain StorageError: not AlreadyExists (a FileExistsError), which it was
     assert type(exc) is StorageError, repr(exc)
-    assert str(exc) == f"the root of {url} is not a directory"
+    assert str(exc) == f"the root of {url} {message}"
     assert await anyio.Path(tmp_path / "file").read_bytes() == b"not a directory"
-
-
-@pytest.mark.anyio
-@local_cases
-@pytest.mark.parametrize("create", ["", "?create=false"])
-async def test_a_root_below_a_file_is_not_a_directory(
-    scheme: str, create: str, tmp_path: Path
-) -> None:
-    await anyio.Path(tmp_path / "file").write_bytes(b"")
-    url = f"{scheme}://{tmp_path / 'file' / 'root'}{create}"
-    exc = await open_error(url)
-    assert type(exc) is StorageError, repr(exc)  # not NotFound, which it was
-    assert str(exc) == f"the root of {url} cannot be a directory: an entry on its path is not one"
 
 
 @pytest.mark.anyio
