@@ -527,6 +527,9 @@ class Option(Generic[T]):
             return self.parse(raw)
         except (ValueError, TypeError):
             shown = option_value_text(self.name, raw)
+            if " " in raw and not is_secret_option(self.name):
+                # ``?max_size=+10`` reads as ' 10': say where the space came from
+                shown += " (a '+' in a URL's query string is a space)"
             raise ConfigError(
                 f"invalid value {shown} for option {self.name!r} of the {backend!r} backend; "
                 f"accepted: {self.accepted}"

@@ -598,6 +598,17 @@ def test_integer_options_take_plain_ascii_digits_only(raw: str) -> None:
         validate_options(url, OPTIONS, backend="pg")
 
 
+@pytest.mark.parametrize(("query", "shown"), [("max_size=+10", "' 10'"), ("timeout=1+s", "'1 s'")])
+def test_a_space_in_a_bad_value_says_that_a_plus_is_a_space(query: str, shown: str) -> None:
+    """``?max_size=+10`` was refused as ``' 10'``, the space unexplained."""
+    url = BackendURL.parse(f"postgresql://h/db?{query}")
+    with pytest.raises(ConfigError) as info:
+        validate_options(url, OPTIONS, backend="pg")
+    assert f"invalid value {shown} (a '+' in a URL's query string is a space) for option" in str(
+        info.value
+    )
+
+
 def test_integer_options_take_eighteen_digits() -> None:
     url = BackendURL.parse("postgresql://h/db?max_size=" + "9" * 18)
     assert validate_options(url, OPTIONS, backend="pg")["max_size"] == 10**18 - 1
