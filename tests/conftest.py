@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import pytest
@@ -138,27 +139,30 @@ def service_setting(var: str, message: str) -> str:
     value = os.environ.get(var)
     if value:
         return value
-    if ON_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    _skip_unless_ci(message)
 
 
 def require_file_system(kind: str) -> None:
     """Skip where the fs_matrix *kind* ("tmpfs", "ext4" ...) cannot be made: the ext4 kinds
-    need Linux, root and loop devices. A missing tool (mkfs.ext4, which `make test`
-    installs) fails under CI instead."""
+    need Linux, root and loop devices, and mkfs.ext4 (which `make test` installs). Under
+    CI (Linux, root, loop devices) it fails instead: the test must run there."""
     from benchmarks import fs_matrix
 
     if kind != "tmpfs":
         loop_devices = os.path.exists("/dev/loop-control")
         if sys.platform != "linux" or os.geteuid() != 0 or not loop_devices:
-            pytest.skip("the ext4 kinds need Linux, root and loop devices")
+            _skip_unless_ci("the ext4 kinds need Linux, root and loop devices")
     try:
         fs_matrix.check_can_make([fs_matrix.KINDS[kind]])
     except fs_matrix.MatrixError as exc:
-        if ON_CI:
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+        _skip_unless_ci(str(exc))
+
+
+def _skip_unless_ci(message: str) -> NoReturn:
+    """Skip with *message*; fail with it under CI, which must never pass by skipping."""
+    if ON_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(

@@ -38,13 +38,13 @@ __all__ = [
     "env_setting",
     "float_option",
     "int_option",
+    "invalid_option",
     "is_secret_option",
     "option_value_text",
     "redact_url_text",
     "resolve_url",
     "str_option",
     "url_errors",
-    "url_source_error",
     "validate_options",
     "whole_number",
 ]
@@ -264,8 +264,21 @@ def _redact_option_value(value: str) -> str:
 def option_value_text(name: str, raw: str) -> str:
     """The value *raw* of option *name* as an error quotes it: ``***`` for an option named
     like a secret, else its repr, the password hidden when it is a URL
-    (``'http://key:***@minio:9000'``)."""
-    return _REDACTED if is_secret_option(name) else repr(_redact_option_value(raw))
+    (``'http://key:***@minio:9000'``), and where a space may come from when it has one
+    (``?max_size=+10`` reads as ``' 10'``)."""
+    if is_secret_option(name):
+        return _REDACTED
+    shown = repr(_redact_option_value(raw))
+    return f"{shown} (a '+' in a URL's query string is a space)" if " " in raw else shown
+
+
+def invalid_option(name: str, raw: str, backend: str, accepted: str) -> ConfigError:
+    """The error for the value *raw* of option *name* that *backend* refuses, quoted as
+    `option_value_text` quotes it; *accepted* says what the option takes."""
+    return ConfigError(
+        f"invalid value {option_value_text(name, raw)} for option {name!r} of the {backend!r} "
+        f"backend; accepted: {accepted}"
+    )
 
 
 def redact_url_text(text: str) -> str:
@@ -526,14 +539,7 @@ class Option(Generic[T]):
         try:
             return self.parse(raw)
         except (ValueError, TypeError):
-            shown = option_value_text(self.name, raw)
-            if " " in raw and not is_secret_option(self.name):
-                # ``?max_size=+10`` reads as ' 10': say where the space came from
-                shown += " (a '+' in a URL's query string is a space)"
-            raise ConfigError(
-                f"invalid value {shown} for option {self.name!r} of the {backend!r} backend; "
-                f"accepted: {self.accepted}"
-            ) from None
+            raise invalid_option(self.name, raw, backend, self.accepted) from None
 
 
 # below 2**63: a value every driver and C API takes
@@ -700,29 +706,18 @@ def resolve_url(
     return BackendURL.parse(default)
 
 
-def url_source_error(url: BackendURL, exc: ConfigError) -> ConfigError:
-    """*exc*, an error about *url*, as it is raised: when *url* was read from the environment
-    (`BackendURL.source`), a new `ConfigError` whose message starts with the variable's name
-    (``environment variable DATABASE_URL: ...``), caused by *exc*; else *exc* itself (a URL
-    given in code keeps its message, as does one that names its source already)."""
-    source = url.source
-    if not source or str(exc).startswith(f"{source}: "):
-        return exc
-    error = ConfigError(f"{source}: {exc}", orig=exc.orig)
-    error.__cause__ = exc
-    return error
-
-
 @contextlib.contextmanager
 def url_errors(url: BackendURL) -> Iterator[None]:
-    """Around the code that checks and uses *url*: a `ConfigError` raised in it starts with
-    the environment variable *url* was read from, if it was (`url_source_error`). The
-    facades wrap their whole construction and opening in it, so every check, present or
-    future, names the variable without knowing where the URL came from."""
+    """Around the code that checks and uses *url*: a `ConfigError` raised in it, when *url*
+    was read from the environment (`BackendURL.source`), becomes one whose message starts
+    with the variable's name (``environment variable DATABASE_URL: ...``), caused by the
+    first. A URL given in code keeps its errors, as does one that names its source
+    already. The facades wrap their whole construction and opening in it, so every check,
+    present or future, names the variable without knowing where the URL came from."""
     try:
         yield
     except ConfigError as exc:
-        error = url_source_error(url, exc)
-        if error is exc:
+        source = url.source
+        if not source or str(exc).startswith(f"{source}: "):
             raise
-        raise error from exc
+        raise ConfigError(f"{source}: {exc}", orig=exc.orig) from exc

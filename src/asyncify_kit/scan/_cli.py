@@ -83,20 +83,17 @@ def run_scan(args: argparse.Namespace) -> int:
 
     A failure is status 2, as a usage error is, never 1 (findings): an unexpected error is
     printed with its traceback. A stdout whose reader went away (``| head``) is no failure of
-    the scan: it ends quietly, with no traceback, as a Unix tool ended by SIGPIPE does (141).
+    the scan: its error goes on to the callers, which end quietly, as a Unix tool ended by
+    SIGPIPE does (141: `cli.quiet_when_stdout_closes`).
     """
     try:
-        code = _run_scan(args)
-        sys.stdout.flush()  # a closed pipe shows here, not in the flush at exit
+        return _run_scan(args)
     except BrokenPipeError:
-        from ..cli import stdout_closed  # (that module imports this one)
-
-        return stdout_closed()
+        raise
     except Exception as exc:
         traceback.print_exc()
         print(f"asyncify-kit scan: error: the scan failed: {exc!r}", file=sys.stderr)
         return 2
-    return code
 
 
 def _write(stream: TextIO, text: str) -> None:

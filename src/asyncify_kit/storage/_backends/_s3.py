@@ -25,7 +25,7 @@ import anyio
 
 from ..._aio_payloads import read_large_body
 from ..._cleanup import finish
-from ..._config import BackendURL, option_value_text
+from ..._config import BackendURL, invalid_option, option_value_text
 from ..._errors import causes
 from ..._offload import run_sync
 from ...exceptions import (
@@ -474,10 +474,8 @@ class S3Backend(StorageBackend):
                 valid = False
             if not valid:
                 # (its password hidden, as in the URL: ftp://key:secret@minio is refused too)
-                raise ConfigError(
-                    f"invalid value {option_value_text('endpoint_url', endpoint)} for option "
-                    f"'endpoint_url' of the {self.name!r} backend; accepted: an http:// or "
-                    "https:// URL"
+                raise invalid_option(
+                    "endpoint_url", endpoint, self.name, "an http:// or https:// URL"
                 )
         ca_bundle = self.options.get("ca_bundle")
         if ca_bundle and not os.path.isfile(ca_bundle):
@@ -491,9 +489,8 @@ class S3Backend(StorageBackend):
             try:
                 validate_region_name(region)
             except InvalidRegionError:
-                raise ConfigError(
-                    f"invalid value {option_value_text('region', region)} for option 'region' "
-                    f"of the {self.name!r} backend; accepted: a region name such as 'us-east-1'"
+                raise invalid_option(
+                    "region", region, self.name, "a region name such as 'us-east-1'"
                 ) from None
 
     def client_error(self, exc: Exception) -> Exception | None:
